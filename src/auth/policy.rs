@@ -1,0 +1,257 @@
+//! Route policy and return paths: longest-prefix routes, who may enter them, the strictest
+//! policy over a user's roles (DESIGN.md §4), and `LocalPath`, the only accepted `rd` value.
+
+use crate::config::{Access, Config, LoginTarget, RoleConfig, RouteConfig};
+use std::time::Duration;
+
+/// The compiled route table: longest prefix first.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    routes: Vec<RouteConfig>,
+}
+
+impl Routes {
+    pub fn new(mut routes: Vec<RouteConfig>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Self { routes }
+    }
+
+    /// The longest route whose prefix matches `path` on a segment boundary.
+    pub fn find(&self, path: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+
+    /// The route of a normalised path, refusing paths that different servers would read
+    /// differently (`;` parameters, letter case) when those readings land on other routes.
+    pub fn decide(&self, path: &str) -> RouteDecision<'_> {
+        let Some(route) = self.find(path) else {
+            return RouteDecision::NoRoute;
+        };
+        let same = |other: &str| self.find(other).map(|r| &r.prefix) == Some(&route.prefix);
+        if let Some(stripped) = crate::proxy::path::without_params(path) {
+            if !same(&stripped) {
+                return RouteDecision::Ambiguous;
+            }
+        }
+        if path.bytes().any(|b| b.is_ascii_uppercase()) && !same(&path.to_ascii_lowercase()) {
+            return RouteDecision::Ambiguous;
+        }
+        RouteDecision::Route(route)
+    }
+}
+
+/// Outcome of routing one path.
+#[derive(Debug)]
+pub enum RouteDecision<'a> {
+    Route(&'a RouteConfig),
+    /// No route matches: 403.
+    NoRoute,
+    /// Servers could disagree about which route this path is: 400.
+    Ambiguous,
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        // `;` starts segment parameters (`/agent;jsessionid=1`): still the same segment.
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with(';'),
+        None => false,
+    }
+}
+
+/// Whether any of `roles` is admitted by the route.
+pub fn admits(route: &RouteConfig, roles: &[String]) -> bool {
+    match &route.access {
+        Access::Public => true,
+        Access::Roles(allowed) => roles.iter().any(|r| allowed.contains(r)),
+    }
+}
+
+/// Where an unauthenticated browser on this route is sent.
+pub fn login_for<'a>(config: &'a Config, route: &'a RouteConfig) -> Option<&'a LoginTarget> {
+    route
+        .login
+        .as_ref()
+        .or(config.server.default_login.as_ref())
+}
+
+/// The strictest policy over a set of roles (DESIGN.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EffectivePolicy {
+    pub require_mfa: bool,
+    /// Zero: no "remember this device".
+    pub remember_mfa: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+/// Combines role policies: MFA if any role requires it, the shortest remember/idle/lifetime.
+pub fn effective_policy(config: &Config, roles: &[String]) -> EffectivePolicy {
+    let mut p = EffectivePolicy {
+        require_mfa: false,
+        remember_mfa: Duration::MAX,
+        idle_timeout: config.session.idle_timeout,
+        max_lifetime: config.session.max_lifetime,
+    };
+    let mut any_mfa_role = false;
+    for r in roles.iter().filter_map(|r| config.role(r)) {
+        apply(&mut p, r, &mut any_mfa_role);
+    }
+    if !any_mfa_role {
+        p.remember_mfa = Duration::ZERO;
+    }
+    p
+}
+
+fn apply(p: &mut EffectivePolicy, r: &RoleConfig, any_mfa_role: &mut bool) {
+    if r.require_mfa {
+        p.require_mfa = true;
+        *any_mfa_role = true;
+        p.remember_mfa = p.remember_mfa.min(r.remember_mfa);
+    }
+    if let Some(t) = r.idle_timeout {
+        p.idle_timeout = p.idle_timeout.min(t);
+    }
+    if let Some(t) = r.max_lifetime {
+        p.max_lifetime = p.max_lifetime.min(t);
+    }
+}
+
+/// Roles whose `groups` intersect the user's groups (SSO users).
+pub fn roles_for_groups(config: &Config, groups: &[String]) -> Vec<String> {
+    config
+        .roles
+        .values()
+        .filter(|r| r.groups.iter().any(|g| groups.contains(g)))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// A return path that stays on the gateway's origin (DESIGN.md §3): one leading `/`, no `//`,
+/// no `\`, no scheme, no control characters, also after one more percent-decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalPath(String);
+
+impl LocalPath {
+    pub const MAX_LEN: usize = 2048;
+
+    /// Parses an already-decoded `rd` value. `None` means "use `/`".
+    pub fn parse(s: &str) -> Option<LocalPath> {
+        if s.len() > Self::MAX_LEN || s.contains(' ') || !Self::is_local(s) {
+            return None;
+        }
+        // A second decoding must still be local: some servers and browsers decode again.
+        let again = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+        if !Self::is_local(&again) {
+            return None;
+        }
+        Some(LocalPath(s.to_owned()))
+    }
+
+    fn is_local(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.first() == Some(&b'/')
+            && !s.contains("//")
+            && !s.contains('\\')
+            && !s.chars().any(|c| {
+                c.is_control()
+                    || (c.is_whitespace() && c != ' ')
+                    || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{feff}')
+            })
+            && !s.starts_with("/ ")
+            && !s.split(['?', '#']).next().unwrap_or_default().contains(':')
+    }
+
+    /// The root path, used whenever `rd` is missing or refused.
+    pub fn root() -> LocalPath {
+        LocalPath("/".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// An absolute URL on the gateway's own origin.
+    pub fn absolute(&self, origin: &str) -> String {
+        format!("{origin}{}", self.0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str) -> RouteConfig {
+        RouteConfig {
+            prefix: prefix.into(),
+            access: Access::Public,
+            login: None,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_on_segment_boundaries() {
+        let r = Routes::new(vec![route("/"), route("/agent"), route("/agent/admin")]);
+        assert_eq!(r.find("/agent/admin/x").unwrap().prefix, "/agent/admin");
+        assert_eq!(r.find("/agent/x").unwrap().prefix, "/agent");
+        assert_eq!(r.find("/agent").unwrap().prefix, "/agent");
+        assert_eq!(r.find("/agentx").unwrap().prefix, "/");
+    }
+
+    #[test]
+    fn no_route_when_nothing_matches() {
+        let r = Routes::new(vec![route("/hc")]);
+        assert!(matches!(r.decide("/other"), RouteDecision::NoRoute));
+    }
+
+    #[test]
+    fn readings_that_change_the_route_are_refused() {
+        let r = Routes::new(vec![route("/"), route("/agent")]);
+        assert!(
+            matches!(r.decide("/agent;x=1/y"), RouteDecision::Route(rt) if rt.prefix == "/agent")
+        );
+        assert!(matches!(r.decide("/foo;x/agent"), RouteDecision::Route(rt) if rt.prefix == "/"));
+        assert!(
+            matches!(r.decide("/agent;jsessionid=1"), RouteDecision::Route(rt) if rt.prefix == "/agent")
+        );
+        assert!(matches!(r.decide("/AGENT/x"), RouteDecision::Ambiguous));
+        assert!(matches!(r.decide("/hc;/agent"), RouteDecision::Route(_)));
+        let r2 = Routes::new(vec![route("/"), route("/hc")]);
+        assert!(matches!(r2.decide("/hc;x"), RouteDecision::Route(rt) if rt.prefix == "/hc"));
+        assert!(matches!(r2.decide("/hcx;y"), RouteDecision::Route(rt) if rt.prefix == "/"));
+        assert!(matches!(r2.decide("/x;/hc"), RouteDecision::Route(rt) if rt.prefix == "/"));
+    }
+
+    #[test]
+    fn local_paths_are_accepted() {
+        for ok in ["/", "/agent/tickets?id=4#top", "/a/b%20c", "/search?q=a:b"] {
+            assert_eq!(LocalPath::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn foreign_or_odd_paths_are_refused() {
+        for bad in [
+            "",
+            "agent",
+            "//evil.com",
+            "/\\evil.com",
+            "\\\\evil.com",
+            "https://evil.com",
+            "/%2f%2fevil.com",
+            "/%5cevil.com",
+            "/\tevil",
+            "/a\nb",
+            "javascript:alert(1)",
+            "/x//y",
+            "/%09/evil.com",
+            "/ /evil.com",
+            "/javascript:alert(1)",
+        ] {
+            assert_eq!(LocalPath::parse(bad), None, "{bad:?} must be refused");
+        }
+    }
+}

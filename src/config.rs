@@ -1,0 +1,307 @@
+//! Configuration: `raw` holds the serde structs, `validate` turns them into one typed `Config`.
+//! Every error names the file, the line and the key; the process refuses to start on any.
+
+pub mod duration;
+pub mod locate;
+pub mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::{parse_duration, Dur};
+pub use validate::IpNet;
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = if self.key.is_empty() {
+            "(top level)"
+        } else {
+            self.key.as_str()
+        };
+        match self.line {
+            Some(line) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                key,
+                self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.file.display(), key, self.message),
+        }
+    }
+}
+
+/// Every problem found in a config file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The validated configuration. Paths are absolute; secrets are interpolated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub admin: Option<AdminConfig>,
+    pub session: SessionConfig,
+    pub storage: Option<StorageConfig>,
+    pub native: Option<NativeConfig>,
+    pub mfa: MfaConfig,
+    pub idps: Vec<IdpConfig>,
+    pub roles: BTreeMap<String, RoleConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub branding: Branding,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Origin of the public URL, without a trailing slash (`https://helpdesk.example.com`).
+    pub public_origin: String,
+    pub public_host: String,
+    pub https: bool,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub default_login: Option<LoginTarget>,
+    pub workers: usize,
+    pub access_log: bool,
+    /// Reserved prefix for the gateway's own endpoints, e.g. `/_portcullis`.
+    pub prefix: String,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    /// PKCS#8 file of the key that signs `X-Portcullis-Assertion`; generated when missing.
+    pub signing_key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// `http` only in this build.
+    pub scheme: String,
+    /// `host:port` of the upstream.
+    pub authority: String,
+    /// Path prefix of the upstream URL without a trailing slash ("" for the root).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub tokens: Vec<AdminTokenHash>,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminTokenHash {
+    pub name: String,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub store: SessionStoreKind,
+    pub redis_url: Option<String>,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    /// How often at most the idle timestamp of one session is written.
+    pub touch_interval: Duration,
+    pub max_sessions: usize,
+    /// Lifetime of a pending login (between the password and the second factor, or an SSO round trip).
+    pub pending_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    pub url: String,
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NativeConfig {
+    pub paths: Vec<String>,
+    pub lockout: LockoutConfig,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutConfig {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MfaMethod {
+    Totp,
+    Email,
+    RecoveryCode,
+}
+
+#[derive(Clone, Debug)]
+pub struct MfaConfig {
+    pub issuer: String,
+    pub methods: Vec<MfaMethod>,
+    pub email: Option<EmailConfig>,
+    pub recovery_count: usize,
+    /// Zero: recovery codes never expire.
+    pub recovery_ttl: Duration,
+}
+
+impl MfaConfig {
+    pub fn allows(&self, m: MfaMethod) -> bool {
+        self.methods.contains(&m)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    pub smtp_url: String,
+    pub from: String,
+    pub code_ttl: Duration,
+    pub resend_interval: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnMissingMfa {
+    Deny,
+    StepUp,
+    Trust,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdpKind {
+    Oidc,
+    Saml,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdpConfig {
+    pub id: String,
+    pub kind: IdpKind,
+    pub display_name: String,
+    pub on_missing_mfa: OnMissingMfa,
+}
+
+/// Where an unauthenticated browser is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginTarget {
+    /// The native login form (the first of `native.paths`).
+    Native,
+    /// An `[[idp]]` by id.
+    Idp(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct RoleConfig {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub require_mfa: bool,
+    /// Zero: a second factor at every login, no "remember this device".
+    pub remember_mfa: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Roles(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub access: Access,
+    pub login: Option<LoginTarget>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Branding {
+    pub product_name: String,
+    pub logo: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Every error found is returned at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }])
+        })?;
+        Self::from_str(path, &text)
+    }
+
+    /// Parses and validates config text as if read from `path`.
+    pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        validate::validate(path, text, &|k| std::env::var(k).ok())
+    }
+
+    /// As `from_str`, with a custom environment (tests).
+    pub fn from_str_with_env(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        validate::validate(path, text, env)
+    }
+
+    /// The role configs for role names; unknown names are skipped.
+    pub fn role(&self, name: &str) -> Option<&RoleConfig> {
+        self.roles.get(name)
+    }
+
+    /// True when `ip` may set X-Forwarded-For.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.server.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}

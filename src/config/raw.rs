@@ -1,0 +1,216 @@
+//! The serde view of `portcullis.toml` (DESIGN.md §4). Every struct denies unknown keys.
+//! Nothing outside `config` sees these types: `validate` turns them into the typed `Config`.
+
+use super::duration::Dur;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub session: RawSession,
+    pub storage: Option<RawStorage>,
+    pub native: Option<RawNative>,
+    pub mfa: Option<RawMfa>,
+    #[serde(default)]
+    pub idp: Vec<RawIdp>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub branding: Option<RawBranding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: String,
+    pub public_url: String,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub default_login: Option<String>,
+    pub workers: Option<usize>,
+    pub access_log: Option<bool>,
+    pub prefix: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub header_timeout: Option<Dur>,
+    pub max_body_bytes: Option<usize>,
+    pub shutdown_grace: Option<Dur>,
+    pub max_connections: Option<usize>,
+    pub signing_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    pub connect_timeout: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub pool_idle_timeout: Option<Dur>,
+    pub pool_max_idle: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
+    #[serde(default)]
+    pub tokens: Vec<RawAdminToken>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub store: Option<String>,
+    pub redis_url: Option<String>,
+    pub idle_timeout: Option<Dur>,
+    pub max_lifetime: Option<Dur>,
+    pub touch_interval: Option<Dur>,
+    pub max_sessions: Option<usize>,
+    pub pending_ttl: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub url: String,
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNative {
+    pub paths: Option<Vec<String>>,
+    pub lockout: Option<RawLockout>,
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLockout {
+    pub max_failures: u32,
+    pub window: Dur,
+    pub duration: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMfa {
+    pub issuer: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub email: Option<RawEmail>,
+    pub recovery_codes: Option<RawRecoveryCodes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub smtp_url: String,
+    pub from: String,
+    pub code_ttl: Option<Dur>,
+    pub resend_interval: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecoveryCodes {
+    pub count: Option<usize>,
+    pub ttl: Option<Dur>,
+}
+
+/// One `[[idp]]` table. The keys of both kinds live here; `validate` checks that each key
+/// belongs to the declared `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdp {
+    pub id: String,
+    pub kind: String,
+    pub display_name: Option<String>,
+    // OIDC
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_auth: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub username_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    pub acr_values: Option<Vec<String>>,
+    pub userinfo: Option<bool>,
+    pub logout: Option<bool>,
+    // SAML
+    pub metadata: Option<String>,
+    pub metadata_url: Option<String>,
+    pub sp_entity_id: Option<String>,
+    pub sp_key: Option<String>,
+    pub sp_cert: Option<String>,
+    pub groups_attribute: Option<String>,
+    pub username_attribute: Option<String>,
+    pub email_attribute: Option<String>,
+    pub allow_idp_initiated: Option<bool>,
+    pub allowed_algorithms: Option<Vec<String>>,
+    pub clock_skew: Option<Dur>,
+    // both
+    pub mfa_evidence: Option<RawMfaEvidence>,
+    pub on_missing_mfa: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMfaEvidence {
+    #[serde(default)]
+    pub amr_any: Vec<String>,
+    #[serde(default)]
+    pub acr_any: Vec<String>,
+    #[serde(default)]
+    pub authn_context_any: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub require_mfa: bool,
+    pub remember_mfa: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub max_lifetime: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: String,
+    pub access: Option<String>,
+    #[serde(default)]
+    pub allow_roles: Vec<String>,
+    pub login: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBranding {
+    pub product_name: Option<String>,
+    pub logo: Option<String>,
+}

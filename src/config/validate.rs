@@ -1,0 +1,803 @@
+//! Turns `RawConfig` into `Config`: defaults, `${ENV}` interpolation, relative paths, and the
+//! cross-checks (unknown roles/IdPs, duplicates, missing files, overlapping listeners).
+
+use super::locate::{render, Locator, Seg};
+use super::raw::{RawConfig, RawIdp, RawTls};
+use super::*;
+use std::collections::BTreeSet;
+
+/// A network in CIDR form (`10.0.0.0/8`, `::1/128`), or one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    file: PathBuf,
+    base_dir: PathBuf,
+    loc: Locator,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+fn k(s: &str) -> Seg {
+    Seg::Key(s.to_owned())
+}
+
+fn i(n: usize) -> Seg {
+    Seg::Index(n)
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: self.loc.line_of_path(path),
+            key: render(path),
+            message: message.into(),
+        });
+    }
+
+    /// A key that parses but whose feature is not part of this build: refuse, never ignore.
+    fn unsupported(&mut self, path: &[Seg], what: &str) {
+        self.err(
+            path,
+            format!("{what} is not available in this build of portcullis yet; remove this setting"),
+        );
+    }
+
+    /// Resolves `${NAME}` references from the environment.
+    fn interpolate(&mut self, path: &[Seg], value: &str) -> Option<String> {
+        let mut out = String::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(start) = rest.find("${") {
+            out.push_str(rest.get(..start).unwrap_or_default());
+            let after = rest.get(start + 2..).unwrap_or_default();
+            let Some(end) = after.find('}') else {
+                self.err(path, "unterminated ${...} reference");
+                return None;
+            };
+            let name = after.get(..end).unwrap_or_default();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                self.err(path, format!("invalid environment variable name {name:?}"));
+                return None;
+            }
+            match (self.env)(name) {
+                Some(v) => out.push_str(&v),
+                None => {
+                    self.err(path, format!("environment variable {name} is not set"));
+                    return None;
+                }
+            }
+            rest = after.get(end + 1..).unwrap_or_default();
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        let p = Path::new(rel);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn existing_file(&mut self, path: &[Seg], rel: &str) -> PathBuf {
+        let p = self.path(rel);
+        if !p.is_file() {
+            self.err(path, format!("file {} does not exist", p.display()));
+        }
+        p
+    }
+
+    fn socket(&mut self, path: &[Seg], s: &str) -> Option<SocketAddr> {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("{s:?} is not an address like \"0.0.0.0:8443\" or \"[::1]:8443\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn tls(&mut self, path: &[Seg], t: &RawTls) -> TlsFiles {
+        let cert = self.existing_file(&[path, &[k("cert")]].concat(), &t.cert);
+        let key = self.existing_file(&[path, &[k("key")]].concat(), &t.key);
+        TlsFiles { cert, key }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A route prefix or native path: absolute, no dot segments, no `//`, no `\`, `%` or `;`.
+fn is_clean_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.contains("//")
+        && !p.split('/').any(|s| s == "." || s == "..")
+        && p.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'\\' | b'%' | b';' | b'?' | b'#'))
+}
+
+fn listeners_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+pub(super) fn validate(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let loc = Locator::new(text);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let (line, key) = match e.span() {
+                Some(span) => (
+                    Some(loc.line_of(span.start)),
+                    render(&loc.path_at(span.start)),
+                ),
+                None => (None, String::new()),
+            };
+            return Err(ConfigErrors(vec![ConfigError {
+                file: file.to_owned(),
+                line,
+                key,
+                message: e.message().trim().to_owned(),
+            }]));
+        }
+    };
+    let base_dir = file
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    let mut cx = Ctx {
+        file: file.to_owned(),
+        base_dir,
+        loc,
+        env,
+        errors: Vec::new(),
+    };
+    let config = build(&mut cx, raw);
+    if cx.errors.is_empty() {
+        config.ok_or_else(|| ConfigErrors(Vec::new()))
+    } else {
+        cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
+    let s = &raw.server;
+    let srv = |key: &str| vec![k("server"), k(key)];
+
+    let listen = cx.socket(&srv("listen"), &s.listen);
+
+    // public_url: absolute http(s) origin, no path beyond "/".
+    let (public_origin, public_host, https) = match s.public_url.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => {
+            let host = rest.trim_end_matches('/');
+            if host.is_empty()
+                || host.contains('/')
+                || host.contains('?')
+                || host.contains('#')
+                || host.contains('@')
+            {
+                cx.err(&srv("public_url"), "must be an origin like \"https://helpdesk.example.com\" (no path, query or user info)");
+            }
+            (
+                format!("{scheme}://{host}"),
+                host.to_owned(),
+                scheme == "https",
+            )
+        }
+        _ => {
+            cx.err(&srv("public_url"), format!("{:?} is not an absolute http(s) URL; write e.g. \"https://helpdesk.example.com\"", s.public_url));
+            (String::new(), String::new(), false)
+        }
+    };
+
+    let tls = s.tls.as_ref().map(|t| cx.tls(&srv("tls"), t));
+
+    let mut trusted_proxies = Vec::new();
+    for (n, p) in s.trusted_proxies.iter().enumerate() {
+        match IpNet::parse(p) {
+            Some(net) => trusted_proxies.push(net),
+            None => cx.err(
+                &[k("server"), k("trusted_proxies"), i(n)],
+                format!("{p:?} is not an IP address or CIDR network"),
+            ),
+        }
+    }
+
+    let prefix = s
+        .prefix
+        .clone()
+        .unwrap_or_else(|| "/_portcullis".to_owned());
+    if !is_clean_path(&prefix) || prefix == "/" || prefix.ends_with('/') {
+        cx.err(
+            &srv("prefix"),
+            "must be a clean absolute path such as \"/_portcullis\"",
+        );
+    }
+    let workers = match s.workers {
+        Some(0) => {
+            cx.err(&srv("workers"), "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
+    if !(1024..=1024 * 1024).contains(&max_header_bytes) {
+        cx.err(&srv("max_header_bytes"), "must be between 1024 and 1048576");
+    }
+    let max_headers = s.max_headers.unwrap_or(100);
+    if !(8..=1000).contains(&max_headers) {
+        cx.err(&srv("max_headers"), "must be between 8 and 1000");
+    }
+    let signing_key = cx.path(
+        s.signing_key
+            .as_deref()
+            .unwrap_or("certs/assertion-signing.p8"),
+    );
+
+    // Upstream: plain http in this build (TLS to the upstream would need a client TLS config).
+    let u = &raw.upstream;
+    let up_path = [k("upstream"), k("url")];
+    let (scheme, authority, base_path) = match u.url.split_once("://") {
+        Some(("http", rest)) => {
+            let (auth, path) = rest.find('/').map_or((rest, ""), |i| {
+                (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or(""))
+            });
+            if auth.is_empty() || auth.contains('@') || path.contains('?') || path.contains('#') {
+                cx.err(&up_path, "must be a URL like \"http://127.0.0.1:3000\"");
+            }
+            let auth = if auth.contains(':') && !auth.ends_with(']') {
+                auth.to_owned()
+            } else {
+                format!("{auth}:80")
+            };
+            (
+                "http".to_owned(),
+                auth,
+                path.trim_end_matches('/').to_owned(),
+            )
+        }
+        Some(("https", _)) => {
+            cx.unsupported(&up_path, "an https upstream");
+            (String::new(), String::new(), String::new())
+        }
+        _ => {
+            cx.err(&up_path, format!("{:?} is not an absolute http URL", u.url));
+            (String::new(), String::new(), String::new())
+        }
+    };
+    let upstream = UpstreamConfig {
+        scheme,
+        authority,
+        base_path,
+        connect_timeout: u.connect_timeout.map_or(Duration::from_secs(5), |d| d.0),
+        timeout: u.timeout.map_or(Duration::from_secs(60), |d| d.0),
+        pool_idle_timeout: u.pool_idle_timeout.map_or(Duration::from_secs(90), |d| d.0),
+        pool_max_idle: u.pool_max_idle.unwrap_or(256),
+    };
+
+    // Admin listener: the admin API arrives with its own issue; refuse the section until then.
+    let admin = match &raw.admin {
+        Some(a) => {
+            let addr = cx.socket(&[k("admin"), k("listen")], &a.listen);
+            if let (Some(a), Some(l)) = (addr, listen) {
+                if listeners_overlap(a, l) {
+                    cx.err(
+                        &[k("admin"), k("listen")],
+                        format!(
+                            "overlaps server.listen ({l}); the admin API needs its own address"
+                        ),
+                    );
+                }
+            }
+            cx.unsupported(&[k("admin")], "the admin API ([admin])");
+            None
+        }
+        None => None,
+    };
+
+    // Sessions.
+    let rs = &raw.session;
+    let store = match rs.store.as_deref() {
+        None | Some("memory") => SessionStoreKind::Memory,
+        Some("redis") => {
+            cx.unsupported(&[k("session"), k("store")], "the Redis session store");
+            SessionStoreKind::Redis
+        }
+        Some(other) => {
+            cx.err(
+                &[k("session"), k("store")],
+                format!("unknown store {other:?}; use \"memory\" or \"redis\""),
+            );
+            SessionStoreKind::Memory
+        }
+    };
+    let redis_url = match &rs.redis_url {
+        Some(u) => {
+            if store != SessionStoreKind::Redis {
+                cx.err(
+                    &[k("session"), k("redis_url")],
+                    "is set but session.store is not \"redis\"",
+                );
+            }
+            cx.interpolate(&[k("session"), k("redis_url")], u)
+        }
+        None => None,
+    };
+    let session = SessionConfig {
+        store,
+        redis_url,
+        idle_timeout: rs
+            .idle_timeout
+            .map_or(Duration::from_secs(30 * 60), |d| d.0),
+        max_lifetime: rs
+            .max_lifetime
+            .map_or(Duration::from_secs(12 * 3600), |d| d.0),
+        touch_interval: rs.touch_interval.map_or(Duration::from_secs(60), |d| d.0),
+        max_sessions: rs.max_sessions.unwrap_or(2_000_000),
+        pending_ttl: rs.pending_ttl.map_or(Duration::from_secs(10 * 60), |d| d.0),
+    };
+    if session.idle_timeout.is_zero() {
+        cx.err(&[k("session"), k("idle_timeout")], "must be above zero");
+    }
+    if session.max_lifetime.is_zero() {
+        cx.err(&[k("session"), k("max_lifetime")], "must be above zero");
+    }
+
+    // Roles.
+    let mut roles = BTreeMap::new();
+    for (name, r) in &raw.roles {
+        let p = [k("roles"), k(name)];
+        if !is_name(name) {
+            cx.err(&p, "role names use a-z, 0-9, '_' and '-'");
+        }
+        roles.insert(
+            name.clone(),
+            RoleConfig {
+                name: name.clone(),
+                groups: r.groups.clone(),
+                require_mfa: r.require_mfa,
+                remember_mfa: r.remember_mfa.map_or(Duration::ZERO, |d| d.0),
+                idle_timeout: r.idle_timeout.map(|d| d.0),
+                max_lifetime: r.max_lifetime.map(|d| d.0),
+            },
+        );
+        if r.remember_mfa.is_some_and(|d| !d.is_zero()) && !r.require_mfa {
+            cx.err(
+                &[k("roles"), k(name), k("remember_mfa")],
+                "only means something when require_mfa = true",
+            );
+        }
+    }
+
+    // IdPs: OIDC and SAML arrive with their own issues; the keys parse, using them is refused.
+    let mut idps = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (n, idp) in raw.idp.iter().enumerate() {
+        if let Some(c) = build_idp(cx, n, idp, &mut seen) {
+            idps.push(c);
+        }
+    }
+
+    // Storage and native login.
+    let storage = match &raw.storage {
+        Some(st) => {
+            let url = cx
+                .interpolate(&[k("storage"), k("url")], &st.url)
+                .unwrap_or_default();
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                cx.unsupported(&[k("storage"), k("url")], "the PostgreSQL user store");
+            } else if !url.starts_with("sqlite:") {
+                cx.err(
+                    &[k("storage"), k("url")],
+                    "must start with sqlite:// (or postgres:// once available)",
+                );
+            }
+            let encryption_key = match &st.encryption_key {
+                Some(v) => cx.interpolate(&[k("storage"), k("encryption_key")], v),
+                None => None,
+            };
+            Some(StorageConfig {
+                url,
+                encryption_key,
+            })
+        }
+        None if raw.native.is_some() => Some(StorageConfig {
+            url: "sqlite://data/portcullis.db".to_owned(),
+            encryption_key: None,
+        }),
+        None => None,
+    };
+    let native = raw.native.as_ref().map(|nv| {
+        let paths = nv
+            .paths
+            .clone()
+            .unwrap_or_else(|| vec!["/normal".to_owned(), "/access/normal".to_owned()]);
+        if paths.is_empty() {
+            cx.err(&[k("native"), k("paths")], "needs at least one path");
+        }
+        for (n, p) in paths.iter().enumerate() {
+            if !is_clean_path(p) || p == "/" || p.ends_with('/') {
+                cx.err(
+                    &[k("native"), k("paths"), i(n)],
+                    format!("{p:?} must be a clean absolute path such as \"/normal\""),
+                );
+            } else if p == &prefix || p.starts_with(&format!("{prefix}/")) {
+                cx.err(
+                    &[k("native"), k("paths"), i(n)],
+                    format!("{p:?} is inside the reserved prefix {prefix}"),
+                );
+            }
+        }
+        if nv.roles.is_some() {
+            cx.unsupported(&[k("native"), k("roles")], "native.roles");
+        }
+        let lockout = match &nv.lockout {
+            Some(l) => {
+                if l.max_failures == 0 {
+                    cx.err(
+                        &[k("native"), k("lockout"), k("max_failures")],
+                        "must be at least 1",
+                    );
+                }
+                LockoutConfig {
+                    max_failures: l.max_failures,
+                    window: l.window.0,
+                    duration: l.duration.0,
+                }
+            }
+            None => LockoutConfig {
+                max_failures: 5,
+                window: Duration::from_secs(900),
+                duration: Duration::from_secs(900),
+            },
+        };
+        NativeConfig { paths, lockout }
+    });
+
+    let mfa = build_mfa(cx, &raw);
+
+    // Login targets.
+    let login_target = |cx: &mut Ctx<'_>, path: &[Seg], name: &str| -> Option<LoginTarget> {
+        if name == "native" {
+            if native.is_none() {
+                cx.err(path, "\"native\" needs a [native] section");
+            }
+            Some(LoginTarget::Native)
+        } else if seen.contains(name) {
+            Some(LoginTarget::Idp(name.to_owned()))
+        } else {
+            cx.err(
+                path,
+                format!("unknown login {name:?}: name an [[idp]] id or \"native\""),
+            );
+            None
+        }
+    };
+    let default_login = match &s.default_login {
+        Some(name) => login_target(cx, &srv("default_login"), name),
+        None if native.is_some() => Some(LoginTarget::Native),
+        None => idps
+            .first()
+            .map(|i: &IdpConfig| LoginTarget::Idp(i.id.clone())),
+    };
+
+    // Routes.
+    let mut routes = Vec::new();
+    let mut prefixes = BTreeSet::new();
+    if raw.routes.is_empty() {
+        cx.err(
+            &[k("routes")],
+            "at least one [[routes]] entry is needed (requests matching no route are refused)",
+        );
+    }
+    for (n, r) in raw.routes.iter().enumerate() {
+        let p = |key: &str| vec![k("routes"), i(n), k(key)];
+        if !is_clean_path(&r.prefix) {
+            cx.err(
+                &p("prefix"),
+                format!(
+                    "{:?} must be a clean absolute path (no //, dot segments, %, ; or \\)",
+                    r.prefix
+                ),
+            );
+        } else if r.prefix == prefix || r.prefix.starts_with(&format!("{prefix}/")) {
+            cx.err(
+                &p("prefix"),
+                format!("{:?} is inside the reserved prefix {prefix}", r.prefix),
+            );
+        }
+        let norm = if r.prefix.len() > 1 {
+            r.prefix.trim_end_matches('/').to_owned()
+        } else {
+            r.prefix.clone()
+        };
+        if !prefixes.insert(norm.clone()) {
+            cx.err(
+                &p("prefix"),
+                format!("duplicate route prefix {:?}", r.prefix),
+            );
+        }
+        let access = match r.access.as_deref() {
+            Some("public") => {
+                if !r.allow_roles.is_empty() {
+                    cx.err(
+                        &p("allow_roles"),
+                        "a public route admits everyone; remove allow_roles or access",
+                    );
+                }
+                Access::Public
+            }
+            None | Some("protected") => {
+                if r.allow_roles.is_empty() {
+                    cx.err(
+                        &p("allow_roles"),
+                        "a protected route must name the roles it admits",
+                    );
+                }
+                for (m, role) in r.allow_roles.iter().enumerate() {
+                    if !roles.contains_key(role) {
+                        cx.err(
+                            &[k("routes"), i(n), k("allow_roles"), i(m)],
+                            format!("unknown role {role:?}; define [roles.{role}]"),
+                        );
+                    }
+                }
+                Access::Roles(r.allow_roles.clone())
+            }
+            Some(other) => {
+                cx.err(
+                    &p("access"),
+                    format!("unknown access {other:?}; use \"public\" or \"protected\""),
+                );
+                Access::Public
+            }
+        };
+        let login = r
+            .login
+            .as_ref()
+            .and_then(|l| login_target(cx, &p("login"), l));
+        routes.push(RouteConfig {
+            prefix: norm,
+            access,
+            login,
+        });
+    }
+
+    let branding = Branding {
+        product_name: raw
+            .branding
+            .as_ref()
+            .and_then(|b| b.product_name.clone())
+            .unwrap_or_else(|| mfa.issuer.clone()),
+        logo: raw
+            .branding
+            .as_ref()
+            .and_then(|b| b.logo.as_ref())
+            .map(|l| cx.existing_file(&[k("branding"), k("logo")], l)),
+    };
+
+    let listen = listen?;
+    Some(Config {
+        path: cx.file.clone(),
+        base_dir: cx.base_dir.clone(),
+        server: ServerConfig {
+            listen,
+            public_origin,
+            public_host,
+            https,
+            tls,
+            trusted_proxies,
+            default_login,
+            workers,
+            access_log: s.access_log.unwrap_or(true),
+            prefix,
+            max_header_bytes,
+            max_headers,
+            header_timeout: s.header_timeout.map_or(Duration::from_secs(10), |d| d.0),
+            max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024),
+            shutdown_grace: s.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
+            max_connections: s.max_connections.unwrap_or(25_000),
+            signing_key,
+        },
+        upstream,
+        admin,
+        session,
+        storage,
+        native,
+        mfa,
+        idps,
+        roles,
+        routes,
+        branding,
+    })
+}
+
+fn build_idp(
+    cx: &mut Ctx<'_>,
+    n: usize,
+    idp: &RawIdp,
+    seen: &mut BTreeSet<String>,
+) -> Option<IdpConfig> {
+    let p = |key: &str| vec![k("idp"), i(n), k(key)];
+    if !is_name(&idp.id) {
+        cx.err(&p("id"), "IdP ids use a-z, 0-9, '_' and '-'");
+    } else if idp.id == "native" {
+        cx.err(&p("id"), "\"native\" is reserved for the native login");
+    }
+    if !seen.insert(idp.id.clone()) {
+        cx.err(&p("id"), format!("duplicate IdP id {:?}", idp.id));
+    }
+    let kind = match idp.kind.as_str() {
+        "oidc" => IdpKind::Oidc,
+        "saml" => IdpKind::Saml,
+        other => {
+            cx.err(
+                &p("kind"),
+                format!("unknown kind {other:?}; use \"oidc\" or \"saml\""),
+            );
+            return None;
+        }
+    };
+    let on_missing_mfa = match idp.on_missing_mfa.as_deref() {
+        None | Some("deny") => OnMissingMfa::Deny,
+        Some("step_up") => OnMissingMfa::StepUp,
+        Some("trust") => OnMissingMfa::Trust,
+        Some(other) => {
+            cx.err(
+                &p("on_missing_mfa"),
+                format!("unknown value {other:?}; use \"deny\", \"step_up\" or \"trust\""),
+            );
+            OnMissingMfa::Deny
+        }
+    };
+    match kind {
+        IdpKind::Oidc => cx.unsupported(&p("kind"), "OIDC single sign-on (kind = \"oidc\")"),
+        IdpKind::Saml => cx.unsupported(&p("kind"), "SAML single sign-on (kind = \"saml\")"),
+    }
+    Some(IdpConfig {
+        id: idp.id.clone(),
+        kind,
+        display_name: idp.display_name.clone().unwrap_or_else(|| idp.id.clone()),
+        on_missing_mfa,
+    })
+}
+
+fn build_mfa(cx: &mut Ctx<'_>, raw: &RawConfig) -> MfaConfig {
+    let Some(m) = &raw.mfa else {
+        return MfaConfig {
+            issuer: "portcullis".to_owned(),
+            methods: vec![MfaMethod::Totp, MfaMethod::RecoveryCode],
+            email: None,
+            recovery_count: 10,
+            recovery_ttl: Duration::ZERO,
+        };
+    };
+    let mut methods = Vec::new();
+    for (n, name) in m
+        .methods
+        .clone()
+        .unwrap_or_else(|| vec!["totp".into(), "recovery_code".into()])
+        .iter()
+        .enumerate()
+    {
+        let p = [k("mfa"), k("methods"), i(n)];
+        match name.as_str() {
+            "totp" => methods.push(MfaMethod::Totp),
+            "email" => methods.push(MfaMethod::Email),
+            "recovery_code" => methods.push(MfaMethod::RecoveryCode),
+            "webauthn" => cx.unsupported(&p, "WebAuthn"),
+            other => cx.err(
+                &p,
+                format!("unknown method {other:?}; use totp, email or recovery_code"),
+            ),
+        }
+    }
+    let email = m.email.as_ref().and_then(|e| {
+        let url = cx.interpolate(&[k("mfa"), k("email"), k("smtp_url")], &e.smtp_url)?;
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            cx.err(
+                &[k("mfa"), k("email"), k("smtp_url")],
+                "must start with smtp:// or smtps://",
+            );
+        }
+        if !e.from.contains('@') {
+            cx.err(
+                &[k("mfa"), k("email"), k("from")],
+                "must be an email address",
+            );
+        }
+        Some(EmailConfig {
+            smtp_url: url,
+            from: e.from.clone(),
+            code_ttl: e.code_ttl.map_or(Duration::from_secs(600), |d| d.0),
+            resend_interval: e.resend_interval.map_or(Duration::from_secs(30), |d| d.0),
+        })
+    });
+    if methods.contains(&MfaMethod::Email) && m.email.is_none() {
+        cx.err(
+            &[k("mfa"), k("methods")],
+            "\"email\" needs an [mfa.email] table with smtp_url and from",
+        );
+    }
+    let rc = m.recovery_codes.as_ref();
+    let recovery_count = rc.and_then(|r| r.count).unwrap_or(10);
+    if !(1..=50).contains(&recovery_count) {
+        cx.err(
+            &[k("mfa"), k("recovery_codes"), k("count")],
+            "must be between 1 and 50",
+        );
+    }
+    MfaConfig {
+        issuer: m.issuer.clone().unwrap_or_else(|| "portcullis".to_owned()),
+        methods,
+        email,
+        recovery_count,
+        recovery_ttl: rc.and_then(|r| r.ttl).map_or(Duration::ZERO, |d| d.0),
+    }
+}

@@ -1,0 +1,230 @@
+//! Header hygiene on the way upstream: hop-by-hop headers go, every client-sent identity
+//! header goes (any case, `_` for `-`, any number of times), the gateway's own are added.
+//! Invariant: after `strip_inbound`, no header the client sent can be read as an identity header.
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+
+/// The identity header names of one deployment (lower-case, `-` separated).
+#[derive(Clone, Debug)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub groups: HeaderName,
+    pub roles: HeaderName,
+    pub method: HeaderName,
+    pub mfa: HeaderName,
+    pub session: HeaderName,
+    pub assertion: HeaderName,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user: HeaderName::from_static("x-forwarded-user"),
+            email: HeaderName::from_static("x-forwarded-email"),
+            groups: HeaderName::from_static("x-forwarded-groups"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            method: HeaderName::from_static("x-auth-method"),
+            mfa: HeaderName::from_static("x-auth-mfa"),
+            session: HeaderName::from_static("x-auth-session"),
+            assertion: HeaderName::from_static("x-portcullis-assertion"),
+        }
+    }
+}
+
+/// Headers that apply to one connection only (RFC 9110 §7.6.1), plus legacy ones.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Compares a header name with a canonical lower-case, dash-separated name, reading `_` as `-`
+/// (many frameworks map `X_Forwarded_User` to the same variable as `X-Forwarded-User`).
+fn same_name(candidate: &str, canonical: &str) -> bool {
+    candidate.len() == canonical.len()
+        && candidate
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+}
+
+impl IdentityHeaders {
+    fn names(&self) -> [&HeaderName; 8] {
+        [
+            &self.user,
+            &self.email,
+            &self.groups,
+            &self.roles,
+            &self.method,
+            &self.mfa,
+            &self.session,
+            &self.assertion,
+        ]
+    }
+
+    /// True when a client-sent header name could be read as one of ours or as a forwarding header.
+    pub fn is_reserved(&self, name: &str) -> bool {
+        self.names().iter().any(|n| same_name(name, n.as_str()))
+            || [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-real-ip",
+                "forwarded",
+            ]
+            .iter()
+            .any(|n| same_name(name, n))
+            || name.len() > 13 && same_name(name.get(..13).unwrap_or_default(), "x-portcullis-")
+    }
+}
+
+/// Removes hop-by-hop headers, headers named in `Connection`, and every reserved header.
+/// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a WebSocket handshake.
+/// Returns the client's own X-Forwarded-For, so a trusted proxy's chain can be kept.
+pub fn strip_inbound(
+    headers: &mut HeaderMap,
+    ids: &IdentityHeaders,
+    keep_upgrade: bool,
+) -> Option<HeaderValue> {
+    let client_xff = headers.get("x-forwarded-for").cloned();
+    // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            for token in s.split(',') {
+                let t = token.trim();
+                if t.eq_ignore_ascii_case("upgrade") && keep_upgrade {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                    doomed.push(n);
+                }
+            }
+        }
+    }
+    for (name, _) in headers.iter() {
+        if ids.is_reserved(name.as_str()) {
+            doomed.push(name.clone());
+        }
+    }
+    for n in doomed {
+        headers.remove(&n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+    client_xff
+}
+
+/// Removes hop-by-hop headers from an upstream response (keeping an accepted upgrade).
+pub fn strip_response(headers: &mut HeaderMap, upgraded: bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            for t in s.split(',').map(str::trim) {
+                if !(upgraded && t.eq_ignore_ascii_case("upgrade")) {
+                    if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                        doomed.push(n);
+                    }
+                }
+            }
+        }
+    }
+    for n in doomed {
+        headers.remove(&n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if upgraded {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Whether the request asks for a protocol upgrade (WebSocket).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_are_removed_in_any_spelling() {
+        let ids = IdentityHeaders::default();
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("x-forwarded-user", "mallory"),
+            ("X_Forwarded_User", "mallory"),
+            ("x-auth-roles", "admin"),
+            ("X-AUTH-MFA", "idp"),
+            ("x_auth_session", "s"),
+            ("x-portcullis-assertion", "forged"),
+            ("x-portcullis-anything", "x"),
+            ("x-forwarded-email", "m@x"),
+            ("x-forwarded-groups", "admins"),
+            ("x-auth-method", "oidc:okta"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-keep", "yes"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        h.append("x-forwarded-user", HeaderValue::from_static("second"));
+        strip_inbound(&mut h, &ids, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(left, vec!["x-keep"]);
+    }
+
+    #[test]
+    fn connection_listed_headers_and_hop_by_hop_headers_go() {
+        let ids = IdentityHeaders::default();
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_inbound(&mut h, &ids, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn websocket_upgrade_headers_survive_when_asked() {
+        let ids = IdentityHeaders::default();
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(wants_upgrade(&h));
+        strip_inbound(&mut h, &ids, true);
+        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+    }
+}

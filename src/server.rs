@@ -1,0 +1,328 @@
+//! Listeners and the shared gateway state: accept loop with a connection cap, rustls when
+//! configured (ALPN h2/http1.1), header limits and a head timeout, graceful drain on shutdown.
+
+pub mod endpoints;
+pub mod gateway;
+pub mod tls;
+
+use crate::assertion::{KeyError, Signer};
+use crate::auth::policy::Routes;
+use crate::clock::Clock;
+use crate::config::{Config, SessionStoreKind};
+use crate::pages::Chrome;
+use crate::proxy::forward::{GatewayBody, Upstream};
+use crate::proxy::headers::IdentityHeaders;
+use crate::session::cookie::CookieNames;
+use crate::session::{AnySessionStore, MemoryStore};
+use gateway::Conn;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A configured feature has no implementation in this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// State shared by every connection.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub routes: Routes,
+    pub store: AnySessionStore,
+    pub upstream: Upstream,
+    pub signer: Signer,
+    pub cookies: CookieNames,
+    pub ids: IdentityHeaders,
+    pub chrome: Chrome,
+    pub clock: Clock,
+}
+
+impl Gateway {
+    pub fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
+        let store = match config.session.store {
+            SessionStoreKind::Memory => AnySessionStore::Memory(MemoryStore::new(
+                clock.clone(),
+                config.session.max_sessions,
+            )),
+            SessionStoreKind::Redis => {
+                return Err(StartError::Unsupported(
+                    "the Redis session store is not in this build".into(),
+                ))
+            }
+        };
+        let signer =
+            Signer::load_or_create(&config.server.signing_key, &config.server.public_origin)?;
+        Ok(Gateway {
+            routes: Routes::new(config.routes.clone()),
+            store,
+            upstream: Upstream::new(config.upstream.clone()),
+            signer,
+            cookies: CookieNames::new(config.server.https),
+            ids: IdentityHeaders::default(),
+            chrome: Chrome {
+                product: config.branding.product_name.clone(),
+                prefix: config.server.prefix.clone(),
+                has_logo: config.branding.logo.is_some(),
+            },
+            clock,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Whether a normalised path is one of the native login paths.
+    pub fn is_native_path(&self, path: &str) -> bool {
+        self.config
+            .native
+            .as_ref()
+            .is_some_and(|n| n.paths.iter().any(|p| p == path))
+    }
+}
+
+/// Native login paths, answered by `auth::native` once it exists.
+async fn native_entry(
+    gw: &Arc<Gateway>,
+    _req: Request<Incoming>,
+    _conn: Conn,
+    _path: &str,
+) -> Response<GatewayBody> {
+    gw.chrome.error_page(
+        hyper::StatusCode::NOT_FOUND,
+        "Not available",
+        "Native login is not available yet.",
+        "Use your organisation's sign-in.",
+        "-",
+    )
+}
+
+/// A started gateway: its bound address, its state, and the handle that stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to `server.shutdown_grace`), returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server task ends (after a shutdown signal).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    /// A sender that triggers the graceful shutdown.
+    pub fn take_stop(&mut self) -> Option<oneshot::Sender<()>> {
+        self.stop.take()
+    }
+}
+
+/// Binds the public listener and starts serving. Background tasks (session sweep) start too.
+pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> {
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?;
+    let gw = Arc::new(Gateway::new(config, clock)?);
+    let AnySessionStore::Memory(m) = &gw.store;
+    m.spawn_sweeper(Duration::from_secs(30));
+    let listen = gw.config.server.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr: listen,
+        reason: e.to_string(),
+    })?;
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(serve(listener, tls, Arc::clone(&gw), stopped));
+    tracing::info!(%addr, tls = gw.config.server.tls.is_some(), "listening");
+    Ok(Running {
+        addr,
+        gateway: gw,
+        stop: Some(stop),
+        task,
+    })
+}
+
+fn builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
+    let s = &gw.config.server;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .max_headers(s.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    b
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    gw: Arc<Gateway>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let builder = Arc::new(builder(&gw));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(gw.config.server.max_connections));
+    loop {
+        // Backpressure: at the connection cap, stop accepting until one closes.
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut stopped => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let gw = Arc::clone(&gw);
+        let builder = Arc::clone(&builder);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = Conn {
+                peer,
+                tls: acceptor.is_some(),
+            };
+            let svc_gw = Arc::clone(&gw);
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let gw = Arc::clone(&svc_gw);
+                async move { Ok::<_, Infallible>(gateway::handle(&gw, req, conn).await) }
+            });
+            match acceptor {
+                Some(acc) => {
+                    let hs =
+                        tokio::time::timeout(gw.config.server.header_timeout, acc.accept(stream))
+                            .await;
+                    let tls_stream = match hs {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "tls handshake timed out");
+                            return;
+                        }
+                    };
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                    if let Err(e) = watcher.watch(c).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                }
+                None => {
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(c).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: draining in-flight requests"
+    );
+    let grace = gw.config.server.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+impl Gateway {
+    /// Every way in: native login (when configured), then each IdP in config order.
+    pub fn login_targets(&self) -> Vec<crate::config::LoginTarget> {
+        let mut t = Vec::new();
+        if self.config.native.is_some() {
+            t.push(crate::config::LoginTarget::Native);
+        }
+        t.extend(
+            self.config
+                .idps
+                .iter()
+                .map(|i| crate::config::LoginTarget::Idp(i.id.clone())),
+        );
+        t
+    }
+}
+
+/// Starts single sign-on with an IdP. SSO connectors arrive with their own issues; config
+/// validation refuses `[[idp]]` until then, so this only answers a hand-crafted link.
+fn start_sso(
+    gw: &Gateway,
+    _idp: &str,
+    _rd: &crate::auth::policy::LocalPath,
+) -> Response<GatewayBody> {
+    gw.chrome.error_page(
+        hyper::StatusCode::NOT_FOUND,
+        "Sign-in unavailable",
+        "This sign-in method is not available.",
+        "Go back and choose another sign-in method.",
+        &crate::session::random_id(9),
+    )
+}
+
+/// Reserved-prefix paths beyond the core ones.
+async fn extra_endpoint(
+    _gw: &Arc<Gateway>,
+    _req: Request<Incoming>,
+    _conn: Conn,
+    _sub: &str,
+) -> Response<GatewayBody> {
+    crate::pages::json_error(
+        hyper::StatusCode::NOT_FOUND,
+        "not_found",
+        "No such gateway endpoint.",
+    )
+}
+
+/// Records a logout in the durable audit log (when a user store is configured).
+async fn audit_logout(_gw: &Gateway, _s: &crate::session::Session, _conn: Conn) {}

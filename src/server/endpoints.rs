@@ -1,0 +1,233 @@
+//! The gateway's own endpoints under the reserved prefix (DESIGN.md §3): JWKS, stylesheet,
+//! login start, logout. Request bodies here are capped at `server.max_body_bytes`.
+
+use super::gateway::{respond, Conn, GatewayError};
+use super::Gateway;
+use crate::auth::policy::LocalPath;
+use crate::config::LoginTarget;
+use crate::pages::{self, esc};
+use crate::proxy::forward::GatewayBody;
+use crate::secret::SessionToken;
+use crate::session::{cookie, SessionId, SessionStore};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+
+/// Whether a normalised path is under the reserved prefix.
+pub fn is_reserved(gw: &Gateway, path: &str) -> bool {
+    let p = &gw.config.server.prefix;
+    path.strip_prefix(p.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Query parameter `name`, percent-decoded (`+` is a space). Invalid UTF-8 → None.
+pub fn query_param(req_query: Option<&str>, name: &str) -> Option<String> {
+    form_value(req_query?, name)
+}
+
+/// A value from `application/x-www-form-urlencoded` text.
+pub fn form_value(body: &str, name: &str) -> Option<String> {
+    body.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k)? == name).then(|| decode(v)).flatten()
+    })
+}
+
+fn decode(s: &str) -> Option<String> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// Reads a request body up to `server.max_body_bytes`; `None` when it is larger or broken.
+pub async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Response<GatewayBody>> {
+    match Limited::new(body, gw.config.server.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                tracing::info!("request body over the limit refused");
+                Err(pages::json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "The request body is too large.",
+                ))
+            } else {
+                Err(pages::json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "The request body could not be read.",
+                ))
+            }
+        }
+    }
+}
+
+pub async fn handle(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+    path: &str,
+) -> Response<GatewayBody> {
+    let sub = path
+        .get(gw.config.server.prefix.len()..)
+        .unwrap_or_default();
+    match (req.method(), sub) {
+        (&Method::GET, "/jwks.json") => {
+            let mut r = Response::new(GatewayBody::from(gw.signer.jwks().to_owned()));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            r
+        }
+        (&Method::GET, "/static/style.css") => {
+            let mut r = Response::new(GatewayBody::from(pages::STYLESHEET));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        }
+        (&Method::GET, "/static/logo") => logo(gw),
+        (&Method::GET, "/login") => login(gw, &req),
+        (&Method::GET | &Method::POST, "/logout") => logout(gw, &req, conn).await,
+        (_, "/jwks.json" | "/static/style.css" | "/static/logo" | "/login" | "/logout") => {
+            pages::json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This method is not allowed here.",
+            )
+        }
+        _ => super::extra_endpoint(gw, req, conn, sub).await,
+    }
+}
+
+fn logo(gw: &Gateway) -> Response<GatewayBody> {
+    let Some(path) = &gw.config.branding.logo else {
+        return pages::json_error(StatusCode::NOT_FOUND, "not_found", "No logo is configured.");
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let ct = match path.extension().and_then(|e| e.to_str()) {
+                Some("svg") => "image/svg+xml",
+                Some("jpg" | "jpeg") => "image/jpeg",
+                _ => "image/png",
+            };
+            let mut r = Response::new(GatewayBody::from(bytes));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "logo unreadable");
+            pages::json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "The logo could not be read.",
+            )
+        }
+    }
+}
+
+/// `GET /login?idp=ID&rd=PATH`: start the named login, or show a chooser.
+fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
+    let q = req.uri().query();
+    let rd = query_param(q, "rd")
+        .and_then(|r| LocalPath::parse(&r))
+        .unwrap_or_else(LocalPath::root);
+    let idp = query_param(q, "idp");
+    let targets = gw.login_targets();
+    let target = match idp.as_deref() {
+        Some("native") => targets.iter().find(|t| **t == LoginTarget::Native).cloned(),
+        Some(id) => targets
+            .iter()
+            .find(|t| matches!(t, LoginTarget::Idp(i) if i == id))
+            .cloned(),
+        None if targets.len() == 1 => targets.first().cloned(),
+        None => None,
+    };
+    match target {
+        Some(LoginTarget::Native) => pages::redirect(&gw.login_url(&LoginTarget::Native, &rd)),
+        Some(LoginTarget::Idp(id)) => super::start_sso(gw, &id, &rd),
+        None if idp.is_some() => gw.chrome.error_page(
+            StatusCode::NOT_FOUND,
+            "Unknown sign-in",
+            "The sign-in method in this link does not exist.",
+            "Go back and choose a sign-in method.",
+            &crate::session::random_id(9),
+        ),
+        None => chooser(gw, &targets, &rd),
+    }
+}
+
+fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<GatewayBody> {
+    if targets.is_empty() {
+        return respond(gw, GatewayError::NoLogin, true);
+    }
+    let mut items = String::new();
+    for t in targets {
+        let (label, url) = match t {
+            LoginTarget::Native => ("Sign in with a password".to_owned(), gw.login_url(t, rd)),
+            LoginTarget::Idp(id) => {
+                let name = gw
+                    .config
+                    .idps
+                    .iter()
+                    .find(|i| &i.id == id)
+                    .map_or(id.as_str(), |i| i.display_name.as_str());
+                (format!("Sign in with {name}"), gw.login_url(t, rd))
+            }
+        };
+        items.push_str(&format!(
+            "<li><a class=\"button\" href=\"{}\">{}</a></li>",
+            esc(&url),
+            esc(&label)
+        ));
+    }
+    let body = format!("<h1>Choose how to sign in</h1><ul class=\"choices\">{items}</ul>");
+    gw.chrome.page(StatusCode::OK, "Sign in", &body)
+}
+
+/// `GET|POST /logout`: ends the local session and clears the cookie.
+async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<GatewayBody> {
+    if let Some(token) = cookie::get(req.headers(), gw.cookies.session) {
+        let id = SessionId::of(&SessionToken::new(token.to_owned()));
+        match gw.store.remove(&id).await {
+            Ok(Some(s)) => {
+                tracing::info!(target: "audit", event = "logout", user = %s.identity.user, session = %id.as_str(), ip = %conn.peer.ip(), "signed out");
+                super::audit_logout(gw, &s, conn).await;
+            }
+            Ok(None) => {}
+            Err(e) => return respond(gw, GatewayError::Store(e), true),
+        }
+    }
+    let body = format!(
+        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
+        esc(&gw.config.server.prefix)
+    );
+    let mut r = gw.chrome.page(StatusCode::OK, "Signed out", &body);
+    if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
+}

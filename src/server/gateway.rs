@@ -1,0 +1,374 @@
+//! The proxy path as one fixed list of phases (DESIGN.md §2):
+//!
+//! | phase          | may do                                                            |
+//! |----------------|-------------------------------------------------------------------|
+//! | classify       | normalise the path once; pick reserved endpoint, native login or route |
+//! | load_session   | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
+//! | authorize      | public / role check / send to login (302 for browsers, 401 JSON)  |
+//! | rewrite        | strip hop-by-hop, spoofed identity and our cookies; add ours       |
+//! | forward        | stream to the upstream, splice upgrades, map failures to 502/504  |
+//! | log            | one access line when `server.access_log` is on                    |
+//!
+//! Invariant: the path that `authorize` checked is the path `forward` sends.
+
+use super::{endpoints, Gateway};
+use crate::auth::policy::{self, LocalPath, RouteDecision};
+use crate::config::{Access, LoginTarget, RouteConfig};
+use crate::pages;
+use crate::proxy::forward::{GatewayBody, ProxyError};
+use crate::proxy::headers;
+use crate::proxy::path;
+use crate::secret::SessionToken;
+use crate::session::{cookie, Session, SessionId, SessionStore};
+use crate::storage::StoreError;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, HOST};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Facts about the connection a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Everything that can stop a request on the proxy path, mapped to a response in `respond`.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The path could not be normalised.
+    #[error("bad request path: {0}")]
+    BadPath(path::PathError),
+    /// Servers could read this path as different routes.
+    #[error("ambiguous request path")]
+    AmbiguousPath,
+    /// No route matches the path.
+    #[error("no route matches")]
+    NoRoute,
+    /// Signed in, but none of the user's roles is admitted by the route.
+    #[error("role not allowed on this route")]
+    RoleNotAllowed,
+    /// No valid session for a protected route, and the client is not a browser.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// No login method is configured for this route.
+    #[error("no login method configured")]
+    NoLogin,
+    /// The session store could not be reached: fail closed.
+    #[error("session store unavailable: {0}")]
+    Store(#[from] StoreError),
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] ProxyError),
+}
+
+/// Answers one request. Never panics on client input; every refusal goes through `respond`.
+pub async fn handle(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Response<GatewayBody> {
+    let started = gw.config.server.access_log.then(Instant::now);
+    let method = gw.config.server.access_log.then(|| req.method().clone());
+    let raw_path = gw
+        .config
+        .server
+        .access_log
+        .then(|| req.uri().path().to_owned());
+    let mut user: Option<Arc<Session>> = None;
+    let html = wants_html(&req);
+    let resp = match proxy(gw, req, conn, &mut user).await {
+        Ok(r) => r,
+        Err(e) => respond(gw, e, html),
+    };
+    if let (Some(t), Some(m), Some(p)) = (started, method, raw_path) {
+        tracing::info!(
+            target: "access",
+            method = %m,
+            path = %p,
+            status = resp.status().as_u16(),
+            user = user.as_ref().map_or("-", |s| s.identity.user.as_str()),
+            peer = %conn.peer.ip(),
+            ms = t.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+    resp
+}
+
+async fn proxy(
+    gw: &Arc<Gateway>,
+    mut req: Request<Incoming>,
+    conn: Conn,
+    user: &mut Option<Arc<Session>>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    // Phase: classify.
+    let normalized = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
+    if endpoints::is_reserved(gw, &normalized) {
+        return Ok(endpoints::handle(gw, req, conn, &normalized).await);
+    }
+    if gw.is_native_path(&normalized) {
+        return Ok(super::native_entry(gw, req, conn, &normalized).await);
+    }
+    let route = match gw.routes.decide(&normalized) {
+        RouteDecision::Route(r) => r,
+        RouteDecision::NoRoute => return Err(GatewayError::NoRoute),
+        RouteDecision::Ambiguous => return Err(GatewayError::AmbiguousPath),
+    };
+
+    // Phase: load_session.
+    let session = load_session(gw, &req).await?;
+
+    // Phase: authorize.
+    match (&route.access, &session) {
+        (Access::Public, _) => {}
+        (Access::Roles(_), Some(s)) => {
+            if !policy::admits(route, &s.identity.roles) {
+                *user = session.clone();
+                tracing::info!(target: "audit", event = "access.denied", user = %s.identity.user, route = %route.prefix, "role not allowed on route");
+                return Err(GatewayError::RoleNotAllowed);
+            }
+        }
+        (Access::Roles(_), None) => return login_redirect(gw, &req, route, &normalized),
+    }
+    user.clone_from(&session);
+
+    // Phase: rewrite.
+    let upgrade = headers::wants_upgrade(req.headers());
+    let host = req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let client_xff = headers::strip_inbound(req.headers_mut(), &gw.ids, upgrade);
+    gw.cookies.strip(req.headers_mut());
+    let h = req.headers_mut();
+    let peer_ip = conn.peer.ip();
+    let trusted = gw.config.is_trusted_proxy(peer_ip);
+    let xff = match client_xff.as_ref().and_then(|v| v.to_str().ok()) {
+        Some(chain) if trusted => format!("{chain}, {peer_ip}"),
+        _ => peer_ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    let https = conn.tls || (trusted && gw.config.server.https);
+    h.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if https { "https" } else { "http" }),
+    );
+    if let Some(host) = host {
+        h.insert("x-forwarded-host", host.clone());
+        h.insert(HOST, host);
+    }
+    if let Some(s) = &session {
+        let v = &s.headers;
+        h.insert(gw.ids.user.clone(), v.user.clone());
+        if let Some(e) = &v.email {
+            h.insert(gw.ids.email.clone(), e.clone());
+        }
+        h.insert(gw.ids.groups.clone(), v.groups.clone());
+        h.insert(gw.ids.roles.clone(), v.roles.clone());
+        h.insert(gw.ids.method.clone(), v.method.clone());
+        h.insert(gw.ids.mfa.clone(), v.mfa.clone());
+        h.insert(gw.ids.session.clone(), v.session.clone());
+        if let Some(a) = gw.signer.for_session(s, gw.clock.now()) {
+            h.insert(gw.ids.assertion.clone(), a);
+        }
+    }
+    *req.uri_mut() = upstream_uri(gw, &normalized, req.uri())?;
+    // HTTP/2 clients arrive with version 2; the upstream connection is HTTP/1.1.
+    *req.version_mut() = hyper::Version::HTTP_11;
+
+    // Phase: forward.
+    if upgrade {
+        let mut resp = gw.upstream.send_upgrade(req).await?;
+        let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        headers::strip_response(resp.headers_mut(), switched);
+        return Ok(resp);
+    }
+    let mut resp = gw.upstream.send(req).await?;
+    headers::strip_response(resp.headers_mut(), false);
+    Ok(resp.map(GatewayBody::Upstream))
+}
+
+fn upstream_uri(gw: &Gateway, path: &str, original: &Uri) -> Result<Uri, GatewayError> {
+    let up = &gw.upstream.config;
+    let mut s = String::with_capacity(up.authority.len() + up.base_path.len() + path.len() + 32);
+    s.push_str("http://");
+    s.push_str(&up.authority);
+    s.push_str(&up.base_path);
+    s.push_str(path);
+    if let Some(q) = original.query() {
+        s.push('?');
+        s.push_str(q);
+    }
+    Uri::try_from(s).map_err(|_| GatewayError::BadPath(path::PathError::BadChar))
+}
+
+/// Reads the session cookie and returns the live session, if any. Expired sessions are
+/// removed; the idle timestamp is written at most once per touch interval.
+pub async fn load_session<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+) -> Result<Option<Arc<Session>>, GatewayError> {
+    let Some(token) = cookie::get(req.headers(), gw.cookies.session) else {
+        return Ok(None);
+    };
+    let id = SessionId::of(&SessionToken::new(token.to_owned()));
+    // Fail closed: a store error is a 503, never "no session" and never "allowed".
+    let Some(s) = gw.store.get(&id).await? else {
+        return Ok(None);
+    };
+    let now = gw.clock.now();
+    if let Err(why) = s.check(now) {
+        gw.store.remove(&id).await?;
+        tracing::info!(target: "audit", event = "session.expired", user = %s.identity.user, reason = ?why, "session expired");
+        return Ok(None);
+    }
+    if s.needs_touch(now, gw.config.session.touch_interval) {
+        gw.store.touch(&s, now).await?;
+    }
+    Ok(Some(s))
+}
+
+fn wants_html<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// Sends a browser to the route's login with the original path remembered; others get 401.
+fn login_redirect(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    route: &RouteConfig,
+    normalized: &str,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    if !(wants_html(req) && matches!(*req.method(), Method::GET | Method::HEAD)) {
+        return Err(GatewayError::Unauthenticated);
+    }
+    let rd = match req.uri().query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized.to_owned(),
+    };
+    let rd = LocalPath::parse(&rd).unwrap_or_else(LocalPath::root);
+    match policy::login_for(&gw.config, route) {
+        Some(target) => Ok(pages::redirect(&gw.login_url(target, &rd))),
+        None => Err(GatewayError::NoLogin),
+    }
+}
+
+impl Gateway {
+    /// The absolute URL that starts `target`'s login and comes back to `rd`.
+    pub fn login_url(&self, target: &LoginTarget, rd: &LocalPath) -> String {
+        let origin = &self.config.server.public_origin;
+        let rd = enc(rd.as_str());
+        match target {
+            LoginTarget::Native => {
+                let p = self
+                    .config
+                    .native
+                    .as_ref()
+                    .and_then(|n| n.paths.first())
+                    .map_or("/normal", String::as_str);
+                format!("{origin}{p}?rd={rd}")
+            }
+            LoginTarget::Idp(id) => format!(
+                "{origin}{}/login?idp={}&rd={rd}",
+                self.config.server.prefix,
+                enc(id)
+            ),
+        }
+    }
+}
+
+/// Percent-encodes a query component.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The one place a `GatewayError` becomes a response. Fixed texts only; details go to the log.
+pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
+    let correlation = crate::session::random_id(9);
+    let (status, code, title, what, next) = match &e {
+        GatewayError::BadPath(_) => (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Bad request",
+            "The address of this request is not valid.",
+            "Check the link you followed.",
+        ),
+        GatewayError::AmbiguousPath => (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Bad request",
+            "The address of this request can be read in more than one way, so it was refused.",
+            "Check the link you followed.",
+        ),
+        GatewayError::NoRoute => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not available",
+            "Nothing is published at this address.",
+            "Check the link you followed, or go to the home page.",
+        ),
+        GatewayError::RoleNotAllowed => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Access denied",
+            "You are signed in, but your role does not give access to this page.",
+            "Ask an administrator for access, or sign out and sign in with another account.",
+        ),
+        GatewayError::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Sign-in required",
+            "You need to sign in to reach this page.",
+            "Sign in and try again.",
+        ),
+        GatewayError::NoLogin => (
+            StatusCode::FORBIDDEN,
+            "no_login",
+            "Sign-in unavailable",
+            "This page needs a sign-in, but no sign-in method is configured for it.",
+            "Tell the administrator of this site.",
+        ),
+        GatewayError::Store(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Temporarily unavailable",
+            "The sign-in service cannot check your session right now.",
+            "Try again in a minute.",
+        ),
+        GatewayError::Upstream(ProxyError::Timeout) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "The application did not answer",
+            "The application behind this gateway did not answer in time.",
+            "Try again in a minute.",
+        ),
+        GatewayError::Upstream(ProxyError::Unavailable(_)) => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "The application is unavailable",
+            "The application behind this gateway cannot be reached.",
+            "Try again in a minute.",
+        ),
+    };
+    if status.is_server_error() {
+        tracing::warn!(correlation = %correlation, error = %e, status = status.as_u16(), "request failed");
+    } else {
+        tracing::info!(correlation = %correlation, error = %e, status = status.as_u16(), "request refused");
+    }
+    if html {
+        gw.chrome
+            .error_page(status, title, what, next, &correlation)
+    } else {
+        pages::json_error(status, code, what)
+    }
+}

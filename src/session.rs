@@ -1,0 +1,369 @@
+//! Sessions: the `Session` model, cookie tokens and their hashed ids, and the `SessionStore`
+//! seam (memory now, Redis later) that also holds short-lived state (pending logins, counters,
+//! single-use markers). Invariant: the store never sees a cookie value, only its hash.
+
+pub mod cookie;
+pub mod memory;
+
+use crate::clock::UnixTime;
+use crate::secret::SessionToken;
+use crate::storage::StoreError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use hyper::header::HeaderValue;
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+
+/// Public session id: base64url of the first 128 bits of SHA-256(cookie token). It is the
+/// store key, the `X-Auth-Session` value and the admin API id; it cannot be turned back into
+/// a cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn of(token: &SessionToken) -> SessionId {
+        Self::of_str(token.expose())
+    }
+
+    fn of_str(token: &str) -> SessionId {
+        let d = digest::digest(&digest::SHA256, token.as_bytes());
+        SessionId(B64.encode(d.as_ref().get(..16).unwrap_or_default()))
+    }
+
+    /// Accepts an id as typed by an admin: 22 base64url characters.
+    pub fn parse(s: &str) -> Option<SessionId> {
+        (s.len() == 22
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| SessionId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new random cookie token: 256 bits from the OS CSPRNG, base64url.
+pub fn new_token() -> Result<SessionToken, StoreError> {
+    let mut b = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| StoreError::Unavailable("system random generator failed".into()))?;
+    Ok(SessionToken::new(B64.encode(b)))
+}
+
+/// A random identifier of `bytes` bytes, base64url (CSRF tokens, request ids, nonces).
+pub fn random_id(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // SystemRandom only fails when the OS has no randomness at all; an all-zero id is then
+    // still refused later because it never matches a stored random value.
+    let _ = SystemRandom::new().fill(&mut b);
+    B64.encode(b)
+}
+
+/// How the user authenticated (`X-Auth-Method`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    Native,
+    Oidc(String),
+    Saml(String),
+    /// Demo mode only: a session made by the built-in sample login.
+    Demo,
+}
+
+impl AuthMethod {
+    pub fn header_value(&self) -> String {
+        match self {
+            AuthMethod::Native => "native".into(),
+            AuthMethod::Oidc(i) => format!("oidc:{i}"),
+            AuthMethod::Saml(i) => format!("saml:{i}"),
+            AuthMethod::Demo => "demo".into(),
+        }
+    }
+
+    pub fn idp(&self) -> Option<&str> {
+        match self {
+            AuthMethod::Oidc(i) | AuthMethod::Saml(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+/// Which second factor was verified for this session (`X-Auth-MFA`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfaUsed {
+    Idp,
+    Totp,
+    Email,
+    RecoveryCode,
+    RememberedDevice,
+    None,
+}
+
+impl MfaUsed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaUsed::Idp => "idp",
+            MfaUsed::Totp => "totp",
+            MfaUsed::Email => "email",
+            MfaUsed::RecoveryCode => "recovery_code",
+            // The factor was verified at an earlier login on this device.
+            MfaUsed::RememberedDevice => "remembered_device",
+            MfaUsed::None => "none",
+        }
+    }
+}
+
+/// Who a session belongs to, as decided at login.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    pub method: AuthMethod,
+    pub mfa: MfaUsed,
+}
+
+/// Identity header values, computed once at login so the proxy path only clones them.
+#[derive(Clone, Debug)]
+pub struct HeaderValues {
+    pub user: HeaderValue,
+    pub email: Option<HeaderValue>,
+    pub groups: HeaderValue,
+    pub roles: HeaderValue,
+    pub method: HeaderValue,
+    pub mfa: HeaderValue,
+    pub session: HeaderValue,
+}
+
+/// A signed-in session. Shared as `Arc<Session>`; only `last_seen` and the cached assertion change.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub identity: Identity,
+    pub created_at: UnixTime,
+    /// Absolute end of the session (created + strictest max lifetime).
+    pub expires_at: UnixTime,
+    pub idle_timeout: Duration,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub headers: HeaderValues,
+    last_seen: AtomicI64,
+    /// The last `X-Portcullis-Assertion` issued for this session and when.
+    pub assertion: RwLock<Option<(UnixTime, HeaderValue)>>,
+}
+
+/// Why a stored session is no longer valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Idle,
+    Absolute,
+}
+
+fn header(s: &str) -> HeaderValue {
+    // Identity values come from IdPs and user records; anything not a valid header value is
+    // replaced rather than trusted.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+impl Session {
+    pub fn new(
+        id: SessionId,
+        identity: Identity,
+        now: UnixTime,
+        max_lifetime: Duration,
+        idle_timeout: Duration,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Session {
+        let headers = HeaderValues {
+            user: header(&identity.user),
+            email: identity.email.as_deref().map(header),
+            groups: header(&identity.groups.join(",")),
+            roles: header(&identity.roles.join(",")),
+            method: header(&identity.method.header_value()),
+            mfa: HeaderValue::from_static(identity.mfa.as_str()),
+            session: header(id.as_str()),
+        };
+        Session {
+            id,
+            identity,
+            created_at: now,
+            expires_at: now
+                .saturating_add(i64::try_from(max_lifetime.as_secs()).unwrap_or(i64::MAX)),
+            idle_timeout,
+            ip,
+            user_agent,
+            headers,
+            last_seen: AtomicI64::new(now),
+            assertion: RwLock::new(None),
+        }
+    }
+
+    pub fn last_seen(&self) -> UnixTime {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    pub fn set_last_seen(&self, t: UnixTime) {
+        self.last_seen.store(t, Ordering::Relaxed);
+    }
+
+    /// Checks absolute lifetime and idle timeout at `now`.
+    pub fn check(&self, now: UnixTime) -> Result<(), Expiry> {
+        if now >= self.expires_at {
+            return Err(Expiry::Absolute);
+        }
+        let idle = i64::try_from(self.idle_timeout.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(self.last_seen()) >= idle {
+            return Err(Expiry::Idle);
+        }
+        Ok(())
+    }
+
+    /// Whether the idle timestamp is old enough to be written again (at most once per `interval`).
+    pub fn needs_touch(&self, now: UnixTime, interval: Duration) -> bool {
+        now.saturating_sub(self.last_seen())
+            >= i64::try_from(interval.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The seam between the gateway and where sessions and short-lived state live.
+/// `Ok(None)` means absent; `Err(StoreError::Unavailable)` means fail closed (503).
+#[allow(async_fn_in_trait)] // implementations are picked at start-up through `AnySessionStore`
+pub trait SessionStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError>;
+    async fn insert(&self, session: Session) -> Result<Arc<Session>, StoreError>;
+    /// Records activity; callers do this at most once per touch interval.
+    async fn touch(&self, session: &Session, now: UnixTime) -> Result<(), StoreError>;
+    async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError>;
+    async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError>;
+    /// Sessions ordered by id, after the `after` cursor, optionally for one user.
+    async fn list(
+        &self,
+        user: Option<&str>,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Session>>, StoreError>;
+    async fn count(&self) -> Result<usize, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores a short-lived value (pending logins, email codes, SSO state).
+    async fn put_ephemeral(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically reads and deletes: a value can be taken once (single-use state).
+    async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn delete_ephemeral(&self, key: &str) -> Result<(), StoreError>;
+    /// Adds one to a counter that lives `window` from its first increment; returns the new count.
+    async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError>;
+    async fn counter(&self, key: &str) -> Result<u64, StoreError>;
+    /// True the first time a key is claimed within `ttl` (replay caches).
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+}
+
+/// The session store chosen at start-up.
+#[derive(Clone)]
+pub enum AnySessionStore {
+    Memory(MemoryStore),
+}
+
+macro_rules! forward {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnySessionStore::Memory($s) => $e,
+        }
+    };
+}
+
+impl SessionStore for AnySessionStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        forward!(self, s => s.get(id).await)
+    }
+    async fn insert(&self, session: Session) -> Result<Arc<Session>, StoreError> {
+        forward!(self, s => s.insert(session).await)
+    }
+    async fn touch(&self, session: &Session, now: UnixTime) -> Result<(), StoreError> {
+        forward!(self, s => s.touch(session, now).await)
+    }
+    async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        forward!(self, s => s.remove(id).await)
+    }
+    async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
+        forward!(self, s => s.remove_user(user).await)
+    }
+    async fn list(
+        &self,
+        user: Option<&str>,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Session>>, StoreError> {
+        forward!(self, s => s.list(user, after, limit).await)
+    }
+    async fn count(&self) -> Result<usize, StoreError> {
+        forward!(self, s => s.count().await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        forward!(self, s => s.ping().await)
+    }
+    async fn put_ephemeral(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.put_ephemeral(key, value, ttl).await)
+    }
+    async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        forward!(self, s => s.get_ephemeral(key).await)
+    }
+    async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        forward!(self, s => s.take_ephemeral(key).await)
+    }
+    async fn delete_ephemeral(&self, key: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.delete_ephemeral(key).await)
+    }
+    async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        forward!(self, s => s.incr(key, window).await)
+    }
+    async fn counter(&self, key: &str) -> Result<u64, StoreError> {
+        forward!(self, s => s.counter(key).await)
+    }
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        forward!(self, s => s.claim_once(key, ttl).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_id_is_a_hash_not_the_token() {
+        let t = SessionToken::new("token-value".into());
+        let id = SessionId::of(&t);
+        assert_eq!(id.as_str().len(), 22);
+        assert!(!id.as_str().contains("token"));
+        assert_eq!(SessionId::of(&t), id);
+        assert_eq!(SessionId::parse(id.as_str()), Some(id));
+        assert_eq!(SessionId::parse("short"), None);
+        assert_eq!(SessionId::parse("aaaaaaaaaaaaaaaaaaaa/+"), None);
+    }
+
+    #[test]
+    fn tokens_are_256_bit_and_distinct() {
+        let a = new_token().unwrap_or_else(|_| SessionToken::new(String::new()));
+        let b = new_token().unwrap_or_else(|_| SessionToken::new(String::new()));
+        assert_eq!(B64.decode(a.expose()).map(|v| v.len()).ok(), Some(32));
+        assert!(!a.ct_eq(b.expose()));
+    }
+}

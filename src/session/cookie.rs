@@ -1,0 +1,175 @@
+//! The gateway's cookies: names (with `__Host-` on https), reading them from `Cookie` headers,
+//! removing them before a request goes upstream, and `Set-Cookie` values. Never logs values.
+
+use hyper::header::{HeaderMap, HeaderValue, COOKIE};
+
+/// Cookie names for one deployment. `__Host-` requires Secure, Path=/ and no Domain, which
+/// pins the cookie to this exact origin.
+#[derive(Clone, Debug)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub pending: &'static str,
+    pub device: &'static str,
+    pub secure: bool,
+}
+
+impl CookieNames {
+    pub fn new(https: bool) -> Self {
+        if https {
+            Self {
+                session: "__Host-portcullis",
+                pending: "__Host-portcullis-login",
+                device: "__Host-portcullis-device",
+                secure: true,
+            }
+        } else {
+            Self {
+                session: "portcullis",
+                pending: "portcullis-login",
+                device: "portcullis-device",
+                secure: false,
+            }
+        }
+    }
+
+    fn is_ours(&self, name: &str) -> bool {
+        name == self.session || name == self.pending || name == self.device
+    }
+
+    /// A `Set-Cookie` value. `max_age` None: a browser-session cookie.
+    pub fn set(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
+        let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        c
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie.
+    pub fn clear(&self, name: &str) -> String {
+        let mut c = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        c
+    }
+
+    /// Removes the gateway's cookies from the `Cookie` header(s); other cookies are kept in order.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        if !headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|v| v.as_bytes().windows(10).any(|w| w == b"portcullis"))
+        {
+            return;
+        }
+        let mut kept = String::new();
+        for v in headers.get_all(COOKIE) {
+            // A header that is not UTF-8 is dropped whole: it could hide one of our cookies.
+            let Ok(s) = v.to_str() else { continue };
+            for pair in s.split(';') {
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+                if name.is_empty() || self.is_ours(name) || name.contains("portcullis") {
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.push_str("; ");
+                }
+                kept.push_str(pair.trim());
+            }
+        }
+        headers.remove(COOKIE);
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept) {
+                headers.insert(COOKIE, v);
+            }
+        }
+    }
+}
+
+/// The value of the first cookie called `name` in the request's `Cookie` header(s).
+pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    for v in headers.get_all(COOKIE) {
+        let Ok(s) = v.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((n, val)) = pair.split_once('=') {
+                if n.trim() == name {
+                    let val = val.trim().trim_matches('"');
+                    // Our values are base64url; anything else is not ours.
+                    if !val.is_empty()
+                        && val.len() <= 128
+                        && val
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Some(val);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn gateway_cookies_are_removed_and_others_kept_in_order() {
+        let n = CookieNames::new(true);
+        let mut h = headers(&[
+            "a=1; __Host-portcullis=secret; b=2",
+            "__Host-portcullis-login=x; c=3",
+        ]);
+        n.strip(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2; c=3");
+        let mut only = headers(&["__Host-portcullis=secret"]);
+        n.strip(&mut only);
+        assert!(only.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn lookalike_cookie_names_are_removed_too() {
+        let n = CookieNames::new(false);
+        let mut h = headers(&["portcullis =x; Portcullis=y; xportcullis=z; keep=1"]);
+        n.strip(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap(), "Portcullis=y; keep=1");
+    }
+
+    #[test]
+    fn cookie_lookup_takes_only_well_formed_values() {
+        let h = headers(&["x=1; portcullis=abc_DEF-1; y=2"]);
+        assert_eq!(get(&h, "portcullis"), Some("abc_DEF-1"));
+        let bad = headers(&["portcullis=a b<script>"]);
+        assert_eq!(get(&bad, "portcullis"), None);
+        assert_eq!(get(&h, "missing"), None);
+    }
+
+    #[test]
+    fn set_cookie_carries_the_security_attributes() {
+        let https = CookieNames::new(true);
+        assert_eq!(
+            https.set(https.session, "v", None),
+            "__Host-portcullis=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let http = CookieNames::new(false);
+        assert_eq!(
+            http.set(http.session, "v", Some(60)),
+            "portcullis=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+    }
+}

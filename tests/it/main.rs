@@ -1,0 +1,14 @@
+//! Integration tests: the gateway on an ephemeral loopback port with a real upstream.
+//! One binary (`cargo test --test it`); `support` holds the shared harness.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod config;
+mod process;
+mod proxy;
+mod support;

@@ -1,0 +1,581 @@
+//! The proxy path: header hygiene, sessions, route policy, return paths, upstream failures,
+//! WebSockets, HTTP/2 over TLS.
+
+use crate::support::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use hyper::{Method, StatusCode};
+use portcullis::session::SessionStore;
+
+const BROWSER: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_upstream() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let spoof: Vec<(&str, &str)> = vec![
+        ("X-Forwarded-User", "mallory"),
+        ("x-forwarded-user", "mallory2"),
+        ("X_Forwarded_User", "mallory3"),
+        ("x_FORWARDED_user", "mallory4"),
+        ("X-Forwarded-Email", "m@evil"),
+        ("X-Forwarded-Groups", "admins"),
+        ("X-Auth-Roles", "admin"),
+        ("X_Auth_Roles", "admin"),
+        ("X-Auth-Method", "oidc:okta"),
+        ("X-Auth-MFA", "idp"),
+        ("X-Auth-Session", "forged"),
+        ("X-Portcullis-Assertion", "forged.jwt.value"),
+        ("X-Forwarded-For", "10.9.9.9"),
+        ("X_Forwarded_For", "10.9.9.8"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Real-IP", "10.1.1.1"),
+        ("Forwarded", "for=10.1.1.1"),
+    ];
+    // Anonymous, on a public route: nothing identity-like may arrive.
+    let r = http.get(&gw.url("/hc/page"), &spoof).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got = r.upstream_headers();
+    for (name, _) in &got {
+        assert!(
+            ![
+                "x-forwarded-user",
+                "x-forwarded-email",
+                "x-forwarded-groups",
+                "x-auth-roles",
+                "x-auth-method",
+                "x-auth-mfa",
+                "x-auth-session",
+                "x-portcullis-assertion",
+                "x-real-ip",
+                "forwarded"
+            ]
+            .contains(&name.as_str())
+                && !name.contains('_'),
+            "spoofed header {name} reached the upstream"
+        );
+    }
+    assert_eq!(
+        r.upstream_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        r.upstream_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+
+    // Signed in: exactly the gateway's values arrive, once each.
+    let (cookie, id) = gw.session_for("ann", &["agent"]).await;
+    let mut h = spoof.clone();
+    h.push(("cookie", &cookie));
+    let r = http.get(&gw.url("/agent/tickets"), &h).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got = r.upstream_headers();
+    let values = |n: &str| {
+        got.iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values("x-forwarded-user"), vec!["ann"]);
+    assert_eq!(values("x-forwarded-email"), vec!["ann@example.com"]);
+    assert_eq!(values("x-auth-roles"), vec!["agent"]);
+    assert_eq!(values("x-auth-method"), vec!["native"]);
+    assert_eq!(values("x-auth-mfa"), vec!["totp"]);
+    assert_eq!(values("x-auth-session"), vec![id.as_str().to_owned()]);
+    assert_eq!(values("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(values("x-portcullis-assertion").len(), 1);
+    assert!(got.iter().all(|(k, _)| !k.contains('_')));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_assertion_header_verifies_against_the_published_jwks() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let (cookie, id) = gw.session_for("ann", &["agent"]).await;
+    let r = http.get(&gw.url("/agent/x"), &[("cookie", &cookie)]).await;
+    let jwt = r.upstream_header("x-portcullis-assertion").unwrap();
+    let jwks = http
+        .get(&gw.url("/_portcullis/jwks.json"), &[])
+        .await
+        .json();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["alg"], "ES256");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut point = vec![4u8];
+    point.extend(B64.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(B64.decode(key["y"].as_str().unwrap()).unwrap());
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &B64.decode(parts[2]).unwrap(),
+        )
+        .expect("assertion signature must verify with the JWKS key");
+    let header: serde_json::Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["kid"], key["kid"]);
+    let claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "ann");
+    assert_eq!(claims["sid"], id.as_str());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        60
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_cookie_never_reaches_the_upstream() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let header = format!("theme=dark; {cookie}; portcullis-login=abc; lang=en");
+    let r = http.get(&gw.url("/agent/x"), &[("cookie", &header)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.upstream_header("cookie").as_deref(),
+        Some("theme=dark; lang=en")
+    );
+    let r = http.get(&gw.url("/agent/x"), &[("cookie", &cookie)]).await;
+    assert_eq!(r.upstream_header("cookie"), None);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn expired_idle_and_revoked_sessions_are_refused_on_the_next_request() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let api = |c: &str| {
+        vec![
+            ("cookie".to_string(), c.to_string()),
+            ("accept".to_string(), "application/json".to_string()),
+        ]
+    };
+    let get = |c: String| {
+        let http = &http;
+        let url = gw.url("/agent/x");
+        async move {
+            let h = api(&c);
+            let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            http.get(&url, &h).await
+        }
+    };
+
+    // Idle: 30 minutes without a request.
+    let (idle, _) = gw.session_for("idle", &["agent"]).await;
+    assert_eq!(get(idle.clone()).await.status, StatusCode::OK);
+    gw.clock.advance(29 * 60);
+    assert_eq!(
+        get(idle.clone()).await.status,
+        StatusCode::OK,
+        "activity within the idle timeout keeps it"
+    );
+    gw.clock.advance(29 * 60);
+    assert_eq!(get(idle.clone()).await.status, StatusCode::OK);
+    gw.clock.advance(30 * 60);
+    let r = get(idle.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "unauthenticated");
+
+    // Absolute: 12 hours even with steady activity.
+    let (busy, _) = gw.session_for("busy", &["agent"]).await;
+    for _ in 0..25 {
+        assert_eq!(get(busy.clone()).await.status, StatusCode::OK);
+        gw.clock.advance(29 * 60);
+    }
+    assert_eq!(get(busy.clone()).await.status, StatusCode::UNAUTHORIZED);
+
+    // Revoked: removal from the store is effective on the very next request.
+    let (rev, id) = gw.session_for("rev", &["agent"]).await;
+    assert_eq!(get(rev.clone()).await.status, StatusCode::OK);
+    gw.gateway().store.remove(&id).await.unwrap();
+    assert_eq!(get(rev.clone()).await.status, StatusCode::UNAUTHORIZED);
+
+    // All of a user's sessions.
+    let (a, _) = gw.session_for("multi", &["agent"]).await;
+    let (b, _) = gw.session_for("multi", &["agent"]).await;
+    gw.gateway().store.remove_user("multi").await.unwrap();
+    assert_eq!(get(a).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(b).await.status, StatusCode::UNAUTHORIZED);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_idle_timestamp_is_written_at_most_once_a_minute() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let (cookie, id) = gw.session_for("ann", &["agent"]).await;
+    let start = gw.clock.now();
+    gw.clock.advance(30);
+    http.get(&gw.url("/agent/x"), &[("cookie", &cookie)]).await;
+    let s = gw.gateway().store.get(&id).await.unwrap().unwrap();
+    assert_eq!(s.last_seen(), start, "no write within the touch interval");
+    gw.clock.advance(31);
+    http.get(&gw.url("/agent/x"), &[("cookie", &cookie)]).await;
+    assert_eq!(s.last_seen(), start + 61);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_browsers_are_sent_to_login_and_api_clients_get_401() {
+    let gw = TestGateway::start_with("[native]\n", |_| {}).await;
+    let http = Http::new();
+    let r = http.get(&gw.url("/agent/tickets?id=7"), &[BROWSER]).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let loc = r.header("location").unwrap();
+    assert_eq!(
+        loc,
+        format!("http://{}/normal?rd=%2Fagent%2Ftickets%3Fid%3D7", gw.addr)
+    );
+    let r = http
+        .get(&gw.url("/agent/tickets"), &[("accept", "application/json")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "unauthenticated");
+    let r = http
+        .send(
+            Method::POST,
+            &gw.url("/agent/tickets"),
+            &[BROWSER],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "only safe methods are redirected"
+    );
+    assert_eq!(
+        gw.upstream.hits.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_role_the_route_does_not_admit_gets_403_and_the_upstream_is_not_called() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let (cookie, _) = gw.session_for("eve", &["end_user"]).await;
+    let r = http
+        .get(&gw.url("/admin/users"), &[("cookie", &cookie), BROWSER])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text().contains("your role does not give access"));
+    assert!(r.text().contains("correlation-id"));
+    let r = http.get(&gw.url("/agent"), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"], "forbidden");
+    assert_eq!(
+        gw.upstream.hits.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let r = http.get(&gw.url("/hc/x"), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, StatusCode::OK, "public routes admit everyone");
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("eve")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_path_matching_no_route_is_refused() {
+    // A config without a catch-all route.
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("noroute");
+    let port = free_port();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\naccess_log = false\n\
+[upstream]\nurl = \"http://{}\"\n[[routes]]\nprefix = \"/hc\"\naccess = \"public\"\n",
+        up.addr
+    );
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    let cfg = portcullis::config::Config::load(&p).unwrap();
+    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+        .await
+        .unwrap();
+    let http = Http::new();
+    let r = http
+        .get(&format!("http://{}/elsewhere", run.addr), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn encoded_path_tricks_cannot_reach_a_route_the_policy_did_not_check() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let api = [("accept", "application/json")];
+    // Each of these is, for some server, the protected /agent or /admin: refused or challenged.
+    for (path, want) in [
+        ("/hc/../agent/x", StatusCode::UNAUTHORIZED),
+        ("/hc/%2e%2e/agent/x", StatusCode::UNAUTHORIZED),
+        ("/hc/%2E%2E/admin", StatusCode::UNAUTHORIZED),
+        ("/hc/.%2e/agent", StatusCode::UNAUTHORIZED),
+        ("/hc/./../agent", StatusCode::UNAUTHORIZED),
+        ("//agent/x", StatusCode::UNAUTHORIZED),
+        ("/%61gent/x", StatusCode::UNAUTHORIZED),
+        ("/hc/..%2fagent", StatusCode::BAD_REQUEST),
+        ("/hc/..%2Fagent", StatusCode::BAD_REQUEST),
+        ("/hc%2f..%2fagent", StatusCode::BAD_REQUEST),
+        ("/hc/..%5cagent", StatusCode::BAD_REQUEST),
+        ("/hc/%252e%252e/agent", StatusCode::OK),
+        ("/AGENT/x", StatusCode::BAD_REQUEST),
+        ("/Agent;x/y", StatusCode::BAD_REQUEST),
+        ("/hc;/../agent", StatusCode::UNAUTHORIZED),
+        ("/hc;x=1/y", StatusCode::OK),
+        ("/x;/hc/y", StatusCode::UNAUTHORIZED),
+        ("/hc/%00", StatusCode::BAD_REQUEST),
+    ] {
+        let r = http.get(&gw.url(path), &api).await;
+        assert_eq!(r.status, want, "path {path}");
+    }
+    // What the route decision saw is what the upstream gets.
+    let r = http.get(&gw.url("/hc/./a//b/../c?q=%2e%2e"), &[]).await;
+    assert_eq!(r.json()["path"], "/hc/a/c");
+    assert_eq!(r.json()["query"], "q=%2e%2e");
+    let r = http.get(&gw.url("/hc/%252e%252e/agent"), &[]).await;
+    assert_eq!(r.json()["path"], "/hc/%252e%252e/agent");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn open_redirect_payloads_stay_on_the_gateway_origin() {
+    let gw = TestGateway::start_with("[native]\n", |_| {}).await;
+    let http = Http::new();
+    let origin = format!("http://{}", gw.addr);
+    let payloads = std::fs::read_to_string(shared_data("open-redirect-payloads.txt")).unwrap();
+    let mut checked = 0;
+    for line in payloads.lines().filter(|l| !l.is_empty()) {
+        for rd in [line.to_owned(), enc(line)] {
+            // 1. The parser alone.
+            if let Some(p) = portcullis::auth::policy::LocalPath::parse(&rd) {
+                assert_local(&origin, &p.absolute(&origin), line);
+            }
+            // 2. Through the login endpoint: the next hop and its rd must stay local.
+            let url = format!("{origin}/_portcullis/login?rd={}", enc(&rd));
+            let r = http.get(&url, &[BROWSER]).await;
+            assert_eq!(r.status, StatusCode::FOUND, "payload {line:?}");
+            let loc = r.header("location").unwrap();
+            assert!(
+                loc.starts_with(&format!("{origin}/normal?rd=")),
+                "payload {line:?} left to {loc}"
+            );
+            let inner = loc.split_once("?rd=").unwrap().1;
+            let inner = percent_encoding::percent_decode_str(inner)
+                .decode_utf8()
+                .unwrap();
+            assert_local(&origin, &format!("{origin}{inner}"), line);
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 1600,
+        "expected the whole payload list, checked {checked}"
+    );
+    gw.stop().await;
+}
+
+/// `url` must be on `origin`: its authority is exactly ours, however a browser reads it.
+fn assert_local(origin: &str, url: &str, payload: &str) {
+    let rest = url
+        .strip_prefix(origin)
+        .unwrap_or_else(|| panic!("{payload:?}: {url} not on {origin}"));
+    assert!(rest.starts_with('/'), "{payload:?}: {url}");
+    assert!(
+        !rest.starts_with("//") && !rest.starts_with("/\\"),
+        "{payload:?}: {url}"
+    );
+    assert!(
+        !rest.chars().any(|c| c.is_control() || c == '\\'),
+        "{payload:?}: {url}"
+    );
+    // Browsers strip tabs/newlines and read `\` as `/`; after that it must still be a path.
+    let browserish: String = rest
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    assert!(!browserish.starts_with("//"), "{payload:?}: {url}");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_from_the_upstream_do_not_reach_the_client() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let r = http.get(&gw.url("/hc/x"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.header("x-upstream-hop").is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_down_gives_502_and_service_resumes_when_it_returns() {
+    // Reserve a port, point the gateway at it while nothing listens there.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let up_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = TempDir::new("down");
+    let gport = free_port();
+    let cfg_path = dir.path().join("c.toml");
+    std::fs::write(&cfg_path, base_config(gport, up_addr, "")).unwrap();
+    let cfg = portcullis::config::Config::load(&cfg_path).unwrap();
+    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+        .await
+        .unwrap();
+    let http = Http::new();
+    let url = format!("http://{}/hc/x", run.addr);
+    let r = http.get(&url, &[("accept", "application/json")]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.json()["error"], "upstream_unavailable");
+    let r = http.get(&url, &[BROWSER]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.text().contains("cannot be reached"));
+    // The upstream comes back on the same port.
+    let listener = tokio::net::TcpListener::bind(up_addr).await.unwrap();
+    let _up = TestUpstream::serve_on(listener);
+    let r = http.get(&url, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gives_504() {
+    let gw = TestGateway::start().await;
+    let r = Http::new()
+        .get(
+            &gw.url("/hc/slow?ms=4000"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(r.json()["error"], "upstream_timeout");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_echo_works_through_the_proxy() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let mut req = format!("ws://{}/agent/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for msg in ["hello", "through the gate"] {
+        ws.send(Message::text(msg)).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), msg);
+    }
+    ws.close(None).await.unwrap();
+    // Without a session the upgrade is refused before the upstream sees it.
+    let req = format!("ws://{}/agent/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    assert!(tokio_tungstenite::client_async(req, stream).await.is_err());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn http2_over_tls_works() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("tls");
+    let (cert, _) =
+        portcullis::server::tls::write_dev_cert(&dir.path().join("certs"), &["localhost".into()])
+            .unwrap();
+    let port = free_port();
+    let text = base_config(port, up.addr, "").replacen(
+        "access_log = false",
+        "access_log = false\ntls = { cert = \"certs/gateway.crt\", key = \"certs/gateway.key\" }",
+        1,
+    ).replace(&format!("public_url = \"http://127.0.0.1:{port}\""), &format!("public_url = \"https://localhost:{port}\""));
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    let cfg = portcullis::config::Config::load(&p).unwrap();
+    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+        .await
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(run.addr).await.unwrap();
+    let stream = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("https://localhost:{port}/hc/over-h2"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    use http_body_util::BodyExt;
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["path"], "/hc/over-h2");
+    let proto = body["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "x-forwarded-proto")
+        .unwrap()[1]
+        .clone();
+    assert_eq!(proto, "https");
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let gw = TestGateway::start().await;
+    let big = "a".repeat(40 * 1024);
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET /hc/x HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes())
+        .await
+        .ok();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || head.starts_with("HTTP/1.1 431"), "got {head}");
+    assert_eq!(
+        gw.upstream.hits.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    gw.stop().await;
+}

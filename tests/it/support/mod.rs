@@ -1,0 +1,327 @@
+//! Shared test harness: a real upstream app, the gateway on an ephemeral loopback port, an
+//! HTTP client, and temporary directories; everything torn down on drop.
+
+#![allow(dead_code)]
+
+pub mod smtp;
+pub mod upstream;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use portcullis::clock::Clock;
+use portcullis::config::Config;
+use portcullis::server::{start, Running};
+use portcullis::session::{
+    new_token, AuthMethod, Identity, MfaUsed, Session, SessionId, SessionStore,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use upstream::TestUpstream;
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "portcullis-it-{tag}-{}",
+            portcullis::session::random_id(9)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A reserved free port on loopback (bound then released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The base config the tests share; `extra` is appended (more roles, routes, sections).
+pub fn base_config(port: u16, upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+access_log = false
+shutdown_grace = "5s"
+
+[upstream]
+url = "http://{upstream}"
+timeout = "3s"
+connect_timeout = "1s"
+
+[session]
+idle_timeout = "30m"
+max_lifetime = "12h"
+
+[roles.agent]
+groups = ["agents"]
+require_mfa = true
+
+[roles.admin]
+groups = ["admins"]
+require_mfa = true
+
+[roles.end_user]
+groups = ["end-users"]
+require_mfa = false
+
+[[routes]]
+prefix = "/hc"
+access = "public"
+
+[[routes]]
+prefix = "/agent"
+allow_roles = ["agent", "admin"]
+
+[[routes]]
+prefix = "/admin"
+allow_roles = ["admin"]
+
+[[routes]]
+prefix = "/"
+allow_roles = ["agent", "admin", "end_user"]
+{extra}
+"#
+    )
+}
+
+/// The gateway running in this test process, with its upstream.
+pub struct TestGateway {
+    pub dir: TempDir,
+    pub upstream: TestUpstream,
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub clock: Clock,
+    pub config_path: PathBuf,
+}
+
+impl TestGateway {
+    pub async fn start() -> TestGateway {
+        Self::start_with("", |_| {}).await
+    }
+
+    /// Starts with `extra` TOML appended to the base config; `prepare` may write files first.
+    pub async fn start_with(extra: &str, prepare: impl FnOnce(&Path)) -> TestGateway {
+        let upstream = TestUpstream::start().await;
+        let dir = TempDir::new("gw");
+        prepare(dir.path());
+        let port = free_port();
+        let text = base_config(port, upstream.addr, extra);
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let config =
+            Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let clock = Clock::manual(1_800_000_000);
+        let running = start(config, clock.clone()).await.unwrap();
+        let addr = running.addr;
+        TestGateway {
+            dir,
+            upstream,
+            running: Some(running),
+            addr,
+            clock,
+            config_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn gateway(&self) -> &Arc<portcullis::server::Gateway> {
+        &self.running.as_ref().unwrap().gateway
+    }
+
+    /// Creates a session directly in the store (what a completed login does) and returns the
+    /// Cookie header value that carries it.
+    pub async fn session_for(&self, user: &str, roles: &[&str]) -> (String, SessionId) {
+        let gw = self.gateway();
+        let token = new_token().unwrap();
+        let id = SessionId::of(&token);
+        let identity = Identity {
+            user: user.into(),
+            email: Some(format!("{user}@example.com")),
+            groups: vec!["agents".into()],
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            method: AuthMethod::Native,
+            mfa: MfaUsed::Totp,
+        };
+        let s = Session::new(
+            id.clone(),
+            identity,
+            self.clock.now(),
+            gw.config.session.max_lifetime,
+            gw.config.session.idle_timeout,
+            Some("127.0.0.1".into()),
+            None,
+        );
+        gw.store.insert(s).await.unwrap();
+        (format!("{}={}", gw.cookies.session, token.expose()), id)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// A response, fully read.
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The headers the test upstream says it received, as (lower-case name, value) pairs.
+    pub fn upstream_headers(&self) -> Vec<(String, String)> {
+        let v = self.json();
+        v["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_owned(),
+                    p[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.upstream_headers()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A plain HTTP/1.1 client that never follows redirects.
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Http {
+        Http {
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(url);
+        for (n, v) in headers {
+            req = req.header(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            .await
+            .expect("request timed out")
+            .expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send(Method::GET, url, headers, Vec::new()).await
+    }
+
+    pub async fn post_form(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        form: &[(&str, &str)],
+    ) -> Resp {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        h.push(("content-type", "application/x-www-form-urlencoded"));
+        self.send(Method::POST, url, &h, body.into_bytes()).await
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Resident set size of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The path of the shared test data (`../shared/data` beside the repository).
+pub fn shared_data(file: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for cand in [
+        root.join("../shared/data").join(file),
+        root.join("tests/data").join(file),
+    ] {
+        if cand.exists() {
+            return cand;
+        }
+    }
+    panic!("test data {file} not found beside the repository (../shared/data) or in tests/data");
+}
