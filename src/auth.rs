@@ -1,5 +1,7 @@
 //! Authentication: who the user is (passwords, native login) and what they may reach (route policy).
 //! No HTTP types live in here except in the native-login handlers.
 
+pub mod lockout;
 pub mod password;
+pub mod pending;
 pub mod policy;

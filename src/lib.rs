@@ -14,10 +14,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod assertion;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod mfa;
 pub mod pages;
 pub mod proxy;

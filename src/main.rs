@@ -35,6 +35,53 @@ enum Command {
         #[command(subcommand)]
         what: CertsCommand,
     },
+    /// Start the gateway and a sample helpdesk app on loopback, with a demo contractor.
+    Demo {
+        /// Port of the gateway on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Directory for the demo's config, database and keys (wiped at start).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+    },
+    /// Manage native users in the configured user store.
+    Users {
+        #[arg(long, global = true, default_value = "config/portcullis.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        what: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user. Without --password-stdin a password is generated and printed once.
+    Add {
+        name: String,
+        /// A role from the config (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Refuse all further logins of a user.
+    Disable { name: String },
+    /// Allow a disabled user again.
+    Enable { name: String },
+    /// Remove a user's second factors and remembered devices (they enroll again at next login).
+    ResetMfa { name: String },
+    /// Issue new recovery codes (printed once; the old ones stop working).
+    RecoveryCodes {
+        name: String,
+        /// Lifetime, e.g. "30d"; default from mfa.recovery_codes.ttl.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +127,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo { port, dir } => {
+            init_tracing();
+            match demo(port, &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("portcullis: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Users { config, what } => match users(&config, what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Certs {
             what: CertsCommand::Dev { dir, names },
         } => match portcullis::server::tls::write_dev_cert(&dir, &names) {
@@ -144,4 +208,184 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load(config: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(config).map_err(|e| anyhow::anyhow!("{e}\ninvalid configuration"))
+}
+
+fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()> {
+    use portcullis::accounts::{native_principal, normalise_user, Accounts};
+    use portcullis::storage::UserStore;
+    let config = load(config_path)?;
+    let rt = small_runtime()?;
+    rt.block_on(async move {
+        let acc = Accounts::open(&config)
+            .await?
+            .context("this config has no [storage] section: there is no user store to manage")?;
+        let now = Clock::system().now();
+        let name_of = |n: &str| normalise_user(n).with_context(|| format!("invalid user name {n:?}"));
+        match what {
+            UsersCommand::Add { name, roles, email, password_stdin } => {
+                let password = if password_stdin {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("cannot read the password")?;
+                    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+                    anyhow::ensure!(p.chars().count() >= 8, "the password must have at least 8 characters");
+                    Some(portcullis::secret::Password::new(p))
+                } else {
+                    None
+                };
+                let (user, generated) = acc.create_user(&config, &name, email, roles, password, now).await?;
+                println!("created user {} with roles {}", user.username, user.roles.join(","));
+                if let Some(p) = generated {
+                    println!("password (shown once): {}", p.expose());
+                }
+            }
+            UsersCommand::List => {
+                let mut after: Option<String> = None;
+                println!("{:<24} {:<8} {:<24} {:<30} created", "user", "status", "roles", "email");
+                loop {
+                    let page = acc.users.list_users(after.as_deref(), 200).await?;
+                    for u in &page {
+                        println!(
+                            "{:<24} {:<8} {:<24} {:<30} {}",
+                            u.username,
+                            if u.disabled { "disabled" } else { "active" },
+                            u.roles.join(","),
+                            u.email.as_deref().unwrap_or("-"),
+                            portcullis::clock::rfc3339(u.created_at)
+                        );
+                    }
+                    match page.last() {
+                        Some(u) if page.len() == 200 => after = Some(u.username.clone()),
+                        _ => break,
+                    }
+                }
+            }
+            UsersCommand::Disable { name } => {
+                let n = name_of(&name)?;
+                anyhow::ensure!(acc.users.set_disabled(&n, true).await?, "no user {n}");
+                println!("disabled {n}");
+            }
+            UsersCommand::Enable { name } => {
+                let n = name_of(&name)?;
+                anyhow::ensure!(acc.users.set_disabled(&n, false).await?, "no user {n}");
+                println!("enabled {n}");
+            }
+            UsersCommand::ResetMfa { name } => {
+                let n = name_of(&name)?;
+                anyhow::ensure!(acc.users.get_user(&n).await?.is_some(), "no user {n}");
+                let p = native_principal(&n);
+                acc.users.delete_factors(&p).await?;
+                let devices = acc.users.delete_devices(&p).await?;
+                println!("reset second factors of {n} ({devices} remembered devices forgotten); they enroll again at next login");
+            }
+            UsersCommand::RecoveryCodes { name, ttl } => {
+                let n = name_of(&name)?;
+                anyhow::ensure!(acc.users.get_user(&n).await?.is_some(), "no user {n}");
+                let ttl = match ttl {
+                    Some(t) => portcullis::config::parse_duration(&t).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?,
+                    None => config.mfa.recovery_ttl,
+                };
+                let codes = acc.issue_recovery_codes(&native_principal(&n), config.mfa.recovery_count, ttl, now).await?;
+                println!("recovery codes for {n} (shown once; each works once; the old ones no longer work):");
+                for c in codes {
+                    println!("  {}", c.expose());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
+    use portcullis::accounts::Accounts;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)?;
+        let app = portcullis::demo::start_sample_app().await?;
+        let config_path = dir.join("portcullis.toml");
+        std::fs::write(&config_path, portcullis::demo::config_text(port, app))?;
+        let config = load(&config_path)?;
+        let acc = Accounts::open(&config)
+            .await?
+            .context("demo config has no storage")?;
+        let now = Clock::system().now();
+        let (_, pw) = acc
+            .create_user(
+                &config,
+                "contractor",
+                Some("contractor@example.com".into()),
+                vec!["contractor".into()],
+                None,
+                now,
+            )
+            .await?;
+        let (_, uri) = acc.enroll_totp_now("contractor", now).await?;
+        let (_, pw2) = acc
+            .create_user(
+                &config,
+                "newcomer",
+                None,
+                vec!["contractor".into()],
+                None,
+                now,
+            )
+            .await?;
+        acc.users.close().await;
+        let mut running = portcullis::server::start(config, Clock::system()).await?;
+        let url = format!("http://127.0.0.1:{port}/");
+        println!();
+        println!("  portcullis demo is running: open {url}");
+        println!(
+            "  (sample helpdesk app behind it on http://{app}; demo files in {})",
+            dir.display()
+        );
+        println!();
+        println!("  1. Contractor with an authenticator app already set up:");
+        println!("       username: contractor");
+        println!(
+            "       password: {}",
+            pw.as_ref().map(|p| p.expose()).unwrap_or("?")
+        );
+        println!("       authenticator: scan this QR code, or add the link below by hand");
+        if let Ok(q) = portcullis::mfa::qr::terminal(&uri) {
+            for line in q.lines() {
+                println!("       {line}");
+            }
+        }
+        println!("       {uri}");
+        println!();
+        println!(
+            "  2. A contractor who has not set up two-step verification (enrolls at first login):"
+        );
+        println!("       username: newcomer");
+        println!(
+            "       password: {}",
+            pw2.as_ref().map(|p| p.expose()).unwrap_or("?")
+        );
+        println!();
+        println!("  Press Ctrl-C to stop.");
+        shutdown_signal().await;
+        if let Some(stop) = running.take_stop() {
+            let _ = stop.send(());
+        }
+        running.wait().await;
+        Ok(())
+    })
 }

@@ -3,6 +3,8 @@
 
 pub mod endpoints;
 pub mod gateway;
+pub mod login_pages;
+pub mod native;
 pub mod tls;
 
 use crate::assertion::{KeyError, Signer};
@@ -38,6 +40,9 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The user store or its key could not be opened.
+    #[error("user store: {0}")]
+    Accounts(String),
     /// A configured feature has no implementation in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -54,10 +59,14 @@ pub struct Gateway {
     pub ids: IdentityHeaders,
     pub chrome: Chrome,
     pub clock: Clock,
+    /// Native users, factors and audit; present when `[storage]` is configured.
+    pub accounts: Option<crate::accounts::Accounts>,
+    /// Keys the CSRF token of the password form to its pre-login cookie.
+    pub csrf_key: ring::hmac::Key,
 }
 
 impl Gateway {
-    pub fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
+    pub async fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
         let store = match config.session.store {
             SessionStoreKind::Memory => AnySessionStore::Memory(MemoryStore::new(
                 clock.clone(),
@@ -71,7 +80,19 @@ impl Gateway {
         };
         let signer =
             Signer::load_or_create(&config.server.signing_key, &config.server.public_origin)?;
+        // Derived from the signing key so every replica sharing that key accepts the same forms.
+        let key_bytes = std::fs::read(&config.server.signing_key)
+            .map_err(|e| StartError::Unsupported(format!("cannot read the signing key: {e}")))?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"portcullis csrf v1\0");
+        ctx.update(&key_bytes);
+        let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref());
+        let accounts = crate::accounts::Accounts::open(&config)
+            .await
+            .map_err(|e| StartError::Accounts(e.to_string()))?;
         Ok(Gateway {
+            accounts,
+            csrf_key,
             routes: Routes::new(config.routes.clone()),
             store,
             upstream: Upstream::new(config.upstream.clone()),
@@ -97,20 +118,13 @@ impl Gateway {
     }
 }
 
-/// Native login paths, answered by `auth::native` once it exists.
 async fn native_entry(
     gw: &Arc<Gateway>,
-    _req: Request<Incoming>,
-    _conn: Conn,
-    _path: &str,
+    req: Request<Incoming>,
+    conn: Conn,
+    path: &str,
 ) -> Response<GatewayBody> {
-    gw.chrome.error_page(
-        hyper::StatusCode::NOT_FOUND,
-        "Not available",
-        "Native login is not available yet.",
-        "Use your organisation's sign-in.",
-        "-",
-    )
+    native::entry(gw, req, conn, path).await
 }
 
 /// A started gateway: its bound address, its state, and the handle that stops it.
@@ -149,7 +163,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> 
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
-    let gw = Arc::new(Gateway::new(config, clock)?);
+    let gw = Arc::new(Gateway::new(config, clock).await?);
     let AnySessionStore::Memory(m) = &gw.store;
     m.spawn_sweeper(Duration::from_secs(30));
     let listen = gw.config.server.listen;

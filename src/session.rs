@@ -267,6 +267,7 @@ pub trait SessionStore {
     /// Adds one to a counter that lives `window` from its first increment; returns the new count.
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError>;
     async fn counter(&self, key: &str) -> Result<u64, StoreError>;
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError>;
     /// True the first time a key is claimed within `ttl` (replay caches).
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
 }
@@ -337,6 +338,9 @@ impl SessionStore for AnySessionStore {
     }
     async fn counter(&self, key: &str) -> Result<u64, StoreError> {
         forward!(self, s => s.counter(key).await)
+    }
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.reset_counter(key).await)
     }
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         forward!(self, s => s.claim_once(key, ttl).await)

@@ -214,7 +214,6 @@ async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<G
         let id = SessionId::of(&SessionToken::new(token.to_owned()));
         match gw.store.remove(&id).await {
             Ok(Some(s)) => {
-                tracing::info!(target: "audit", event = "logout", user = %s.identity.user, session = %id.as_str(), ip = %conn.peer.ip(), "signed out");
                 super::audit_logout(gw, &s, conn).await;
             }
             Ok(None) => {}

@@ -239,6 +239,11 @@ impl SessionStore for MemoryStore {
             .map_or(0, |e| e.value().1))
     }
 
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.counters.remove(key);
+        Ok(())
+    }
+
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = self.inner.clock.now();
         let end = ttl_end(now, ttl);

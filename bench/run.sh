@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Benchmark (not a test) of the authenticated proxy path of portcullis against nginx as a
+# plain reverse proxy to the same upstream, side by side in one run (DESIGN.md §7:
+# portcullis must reach at least 90% of nginx's requests/s).
+#
+# Usage: bench/run.sh
+#   DURATION=5  seconds per wrk run          ROUNDS=3  interleaved rounds (direct, nginx, portcullis)
+#   UP_PORT=18080 NGX_PORT=18081 PC_PORT=18082   loopback ports (must be free)
+#   CONNECTIONS=64  wrk connections (wrk always runs with one thread: -t1)
+#   SESSION_STORE=redis  reserved for a later Redis run (not available yet)
+#   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
+#
+# Output: a table on stdout and the same as markdown in bench/out/results.md.
+# Everything it starts listens on 127.0.0.1 only and is stopped on exit (also on Ctrl-C).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+UP_PORT=${UP_PORT:-18080}
+NGX_PORT=${NGX_PORT:-18081}
+PC_PORT=${PC_PORT:-18082}
+SESSION_STORE=${SESSION_STORE:-memory}
+WARMUP=1
+BUDGET=0.90
+PASSWORD=bench-password-123
+OUT=$ROOT/bench/out
+BIN=$ROOT/target/release/portcullis
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+for v in DURATION ROUNDS CONNECTIONS UP_PORT NGX_PORT PC_PORT; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+case $SESSION_STORE in
+  memory) ;;
+  redis) echo "redis run not available yet"; exit 0 ;;
+  *) die "SESSION_STORE must be 'memory' or 'redis' (got '$SESSION_STORE')" ;;
+esac
+
+# ---------------------------------------------------------------- processes and cleanup
+PIDS=()
+cleanup() {
+  set +e
+  trap - EXIT INT TERM
+  local pid i
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for i in $(seq 50); do          # at most 5 s for a graceful stop
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      pkill -KILL -P "$pid" 2>/dev/null   # children of this one process only (nginx workers)
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+  done
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- system packages
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+need=()
+NGINX=$(command -v nginx || true); [ -n "$NGINX" ] || NGINX=/usr/sbin/nginx
+[ -x "$NGINX" ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing system packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+[ -x "$NGINX" ] || die "nginx not found after installing nginx-light"
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust 1.85 or newer"
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$UP_PORT" "$NGX_PORT" "$PC_PORT"; do
+  port_busy "$p" && die "port $p on 127.0.0.1 is already in use (set UP_PORT/NGX_PORT/PC_PORT)"
+done
+[ "$UP_PORT" != "$NGX_PORT" ] && [ "$UP_PORT" != "$PC_PORT" ] && [ "$NGX_PORT" != "$PC_PORT" ] ||
+  die "UP_PORT, NGX_PORT and PC_PORT must differ"
+
+# ---------------------------------------------------------------- build
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  [ -x "$BIN" ] || die "SKIP_BUILD=1 but $BIN does not exist"
+else
+  log "cargo build --release"
+  cargo build --release
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+# wait_port PORT PID LOGFILE: up to 15 s for PORT to accept, failing early if PID exits.
+wait_port() {
+  local port=$1 pid=$2 logf=$3 i
+  for i in $(seq 150); do
+    port_busy "$port" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "--- $logf" >&2; tail -n 30 "$logf" >&2 || true
+      die "process $pid exited before listening on $port"
+    fi
+    sleep 0.1
+  done
+  echo "--- $logf" >&2; tail -n 30 "$logf" >&2 || true
+  die "nothing listening on 127.0.0.1:$port after 15 s"
+}
+
+# ---------------------------------------------------------------- nginx: upstream and proxy
+# nginx_conf NAME SERVER_BLOCK [HTTP_EXTRA]: writes $OUT/NAME/nginx.conf with its own prefix.
+nginx_conf() {
+  local name=$1 server=$2 extra=${3:-} dir=$OUT/$1
+  mkdir -p "$dir/logs" "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type text/plain;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+$extra
+    server {
+$server
+    }
+}
+EOF
+  "$NGINX" -t -q -p "$dir/" -e "$dir/logs/error.log" -c "$dir/nginx.conf" ||
+    die "nginx rejected $dir/nginx.conf"
+}
+
+start_nginx() {
+  local name=$1 port=$2 dir=$OUT/$1
+  "$NGINX" -p "$dir/" -e "$dir/logs/error.log" -c "$dir/nginx.conf" >"$dir/logs/stdout.log" 2>&1 &
+  PIDS+=($!)
+  eval "${name//-/_}_PID=$!"
+  wait_port "$port" "$!" "$dir/logs/error.log"
+}
+
+nginx_conf upstream "        listen 127.0.0.1:$UP_PORT;
+        location / { return 200 \"ok\\n\"; }"
+start_nginx upstream "$UP_PORT"
+
+nginx_conf nginx-proxy "        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://upstream_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }" "    upstream upstream_pool {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }"
+start_nginx nginx-proxy "$NGX_PORT"
+
+body=$(curl -s --max-time 5 "http://127.0.0.1:$UP_PORT/app") || die "upstream nginx does not answer"
+[ "$body" = ok ] || die "upstream nginx answered '$body' instead of 'ok'"
+body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_PORT/app") || die "nginx proxy does not answer"
+[ "$body" = ok ] || die "nginx proxy answered '$body' instead of 'ok'"
+
+# ---------------------------------------------------------------- portcullis
+CONFIG=$OUT/portcullis.toml
+cat >"$CONFIG" <<EOF
+[server]
+listen = "127.0.0.1:$PC_PORT"
+public_url = "http://127.0.0.1:$PC_PORT"
+default_login = "native"
+workers = 1
+access_log = false
+signing_key = "assertion.p8"
+
+[upstream]
+url = "http://127.0.0.1:$UP_PORT"
+
+[session]
+idle_timeout = "30m"
+max_lifetime = "12h"
+
+[storage]
+url = "sqlite://portcullis.db"
+
+[native]
+
+[roles.end_user]
+groups = ["end-users"]
+require_mfa = false
+
+[[routes]]
+prefix = "/"
+allow_roles = ["end_user"]
+EOF
+check=$("$BIN" check --config "$CONFIG" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG"; }
+[ "$check" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
+
+log "creating native user 'bench' (role end_user)"
+if ! out=$(printf '%s\n' "$PASSWORD" |
+  timeout 60 "$BIN" users add bench --role end_user --password-stdin --config "$CONFIG" 2>&1); then
+  echo "$out" >&2
+  die "step 'users add' failed: $BIN users add bench --role end_user --password-stdin --config $CONFIG"
+fi
+
+"$BIN" run --config "$CONFIG" >"$OUT/portcullis.log" 2>&1 &
+PIDS+=($!)
+portcullis_PID=$!
+wait_port "$PC_PORT" "$portcullis_PID" "$OUT/portcullis.log"
+
+# ---------------------------------------------------------------- native login
+PC=http://127.0.0.1:$PC_PORT
+JAR=$OUT/cookies.txt
+form=$(curl -s --max-time 10 -c "$JAR" -b "$JAR" "$PC/normal") || die "step 'GET /normal' failed (curl error)"
+csrf=$(printf '%s' "$form" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -n 1)
+if [ -z "$csrf" ]; then
+  printf '%s\n' "$form" | head -n 40 >&2
+  die "step 'GET /normal' failed: no csrf_token in the login form (body above)"
+fi
+status=$(curl -s --max-time 30 -c "$JAR" -b "$JAR" -o "$OUT/login-response.html" -w '%{http_code}' \
+  --data-urlencode username=bench --data-urlencode "password=$PASSWORD" \
+  --data-urlencode "csrf_token=$csrf" --data-urlencode rd=/ "$PC/normal") ||
+  die "step 'POST /normal' failed (curl error)"
+if [ "$status" != 302 ]; then
+  head -n 40 "$OUT/login-response.html" >&2 || true
+  die "step 'POST /normal' answered $status instead of 302 (body above)"
+fi
+# Netscape jar: 6th column name, 7th value; HttpOnly cookies start with '#HttpOnly_'.
+session=$(awk -F'\t' '$6 == "portcullis" { v = $7 } END { print v }' "$JAR")
+[ -n "$session" ] || { cat "$JAR" >&2; die "no 'portcullis' session cookie after login (jar above)"; }
+COOKIE="Cookie: portcullis=$session"
+
+status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "$COOKIE" "$PC/app")
+[ "$status" = 200 ] || die "GET /app with the session cookie answered $status instead of 200"
+status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "$PC/app")
+[ "$status" = 401 ] || die "GET /app without a session answered $status instead of 401"
+log "login ok: authenticated GET /app -> 200, anonymous -> 401"
+
+# ---------------------------------------------------------------- measuring
+# cpu_ticks PID: utime+stime of the process (all threads) and its direct children, in ticks.
+cpu_ticks() {
+  local pid=$1 total=0 p stat f
+  for p in "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    stat=$(cat /proc/"$p"/stat 2>/dev/null) || continue
+    read -r -a f <<<"${stat##*) }"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
+
+# to_ms VALUE: wrk latency ("850.00us", "1.23ms", "1.02s", "1.50m") in milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u)
+    f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
+    if (f < 0) { print "nan"; exit }
+    printf "%.3f", n * f }'
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+  if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+TARGETS=(direct nginx portcullis)
+declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT)
+declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="")
+declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)")
+declare -A RPS P99 PCPU UCPU ERRS
+for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
+PROXY_PID[nginx]=$nginx_proxy_PID
+PROXY_PID[portcullis]=$portcullis_PID
+
+# wrk_run TARGET SECONDS OUTFILE
+# wrk runs in the background and the script `wait`s for it: wrk catches SIGINT and exits 0,
+# so as a foreground child it would swallow Ctrl-C; `wait` lets the INT trap run at once.
+wrk_run() {
+  local t=$1 secs=$2 outf=$3 hdr=() pid rc=0
+  [ "$t" = portcullis ] && hdr=(-H "$COOKIE")
+  timeout -k 5 $((secs + 30)) \
+    wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/app" >"$outf" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  unset 'PIDS[-1]'
+  [ $rc = 0 ] || { cat "$outf" >&2; die "wrk against $t failed (exit $rc)"; }
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "warm-up: ${WARMUP}s per target"
+for t in "${TARGETS[@]}"; do wrk_run "$t" "$WARMUP" "$OUT/wrk-warmup-$t.txt"; done
+
+for r in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    f=$OUT/wrk-round$r-$t.txt
+    log "round $r/$ROUNDS: $t (${DURATION}s)"
+    pc0=0; [ -n "${PROXY_PID[$t]}" ] && pc0=$(cpu_ticks "${PROXY_PID[$t]}")
+    uc0=$(cpu_ticks "$upstream_PID")
+    wrk_run "$t" "$DURATION" "$f"
+    pc1=0; [ -n "${PROXY_PID[$t]}" ] && pc1=$(cpu_ticks "${PROXY_PID[$t]}")
+    uc1=$(cpu_ticks "$upstream_PID")
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$f")
+    reqs=$(awk '/requests in/ { print $1 }' "$f")
+    p99=$(awk '/Latency Distribution/ { d = 1 } d && $1 == "99%" { print $2; exit }' "$f")
+    [ -n "$rps" ] && [ -n "$p99" ] && [ -n "$reqs" ] || { cat "$f" >&2; die "cannot parse wrk output $f"; }
+    RPS[$t,$r]=$rps
+    P99[$t,$r]=$(to_ms "$p99")
+    UCPU[$t,$r]=$(awk -v d=$((uc1 - uc0)) -v n="$reqs" -v hz="$TICKS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
+    PCPU[$t,$r]=$(awk -v d=$((pc1 - pc0)) -v n="$reqs" -v hz="$TICKS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
+    bad=$(awk '/Non-2xx or 3xx responses:/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$f")
+    ERRS[$t]=$((ERRS[$t] + bad))
+  done
+done
+
+# ---------------------------------------------------------------- report
+declare -A MED_RPS MED_P99
+row_vals() { local t=$1 r out=(); local -n arr=$2; for r in $(seq "$ROUNDS"); do out+=("${arr[$t,$r]}"); done; echo "${out[@]}"; }
+for t in "${TARGETS[@]}"; do
+  MED_RPS[$t]=$(median $(row_vals "$t" RPS))
+  MED_P99[$t]=$(median $(row_vals "$t" P99))
+done
+ratio=$(awk -v a="${MED_RPS[portcullis]}" -v b="${MED_RPS[nginx]}" 'BEGIN { printf "%.3f", a / b }')
+verdict=$(awk -v r="$ratio" -v b="$BUDGET" 'BEGIN { print (r >= b) ? "PASS" : "BELOW" }')
+invalid=0
+for t in "${TARGETS[@]}"; do [ "${ERRS[$t]}" -eq 0 ] || invalid=1; done
+[ $invalid = 1 ] && verdict="INVALID (non-2xx responses or socket errors, see the errors column)"
+
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
+{
+  echo "## portcullis vs nginx: authenticated proxy path"
+  echo
+  echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
+  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` (one wrk thread, so the load generator takes one core), $ROUNDS interleaved rounds (direct, nginx, portcullis), ${WARMUP}s warm-up per target"
+  echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: in-memory session store, native login session (role end_user)"
+  echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  hdr="| target |"; sep="|---|"
+  for r in $(seq "$ROUNDS"); do hdr+=" round $r req/s |"; sep+="---:|"; done
+  echo "$hdr median req/s | p99 median (ms) | proxy CPU µs/req | upstream CPU µs/req | errors |"
+  echo "$sep---:|---:|---:|---:|---:|"
+  for t in "${TARGETS[@]}"; do
+    line="| ${LABEL[$t]} |"
+    for r in $(seq "$ROUNDS"); do line+=" $(printf '%.0f' "${RPS[$t,$r]}") |"; done
+    pcpu="—"; [ "$t" != direct ] && pcpu=$(printf '%.1f' "$(median $(row_vals "$t" PCPU))")
+    ucpu=$(printf '%.1f' "$(median $(row_vals "$t" UCPU))")
+    line+=" $(printf '%.0f' "${MED_RPS[$t]}") | $(printf '%.2f' "${MED_P99[$t]}") | $pcpu | $ucpu | ${ERRS[$t]} |"
+    echo "$line"
+  done
+  echo
+  echo "**portcullis / nginx (median req/s): $ratio** — budget ≥ $BUDGET (DESIGN.md §7): **$verdict**"
+  echo
+  echo "p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
+} >"$OUT/results.md.tmp"
+mv "$OUT/results.md.tmp" "$OUT/results.md"
+echo
+cat "$OUT/results.md"
+echo
+log "raw wrk outputs, configs and logs are in bench/out/; this table is bench/out/results.md"
+[ $invalid = 0 ] || exit 1

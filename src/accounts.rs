@@ -1,0 +1,245 @@
+//! Accounts the gateway itself checks: the user store, sealed TOTP seeds, password hashing with
+//! a concurrency limit, recovery-code issuing and the email sender. Shared by native login,
+//! SSO step-up, the CLI and (later) the admin API. No HTTP types here.
+
+use crate::auth::lockout::Lockout;
+use crate::auth::password;
+use crate::clock::UnixTime;
+use crate::config::Config;
+use crate::mfa::email::EmailSender;
+use crate::mfa::{recovery, totp, MfaError};
+use crate::secret::{Password, RecoveryCode, TotpSeed};
+use crate::storage::seal::{self, SealError, Sealer};
+use crate::storage::{AnyUserStore, NewUser, StoreError, User, UserStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How long a login waits for a password-hashing slot before it is told to retry (503).
+const HASH_QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("storage encryption key: {0}")]
+    Key(#[from] SealError),
+    #[error("email sender: {0}")]
+    Email(#[from] MfaError),
+    /// A user name outside the allowed alphabet.
+    #[error("invalid user name {0:?}: use 1-64 characters from a-z, 0-9, '.', '_', '-', '@'")]
+    BadUserName(String),
+    /// A role that the config does not define.
+    #[error("unknown role {0:?}")]
+    UnknownRole(String),
+    /// Password hashing failed.
+    #[error("password hashing failed")]
+    Hashing,
+}
+
+/// Why a password check did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HashBusy {
+    /// Every hashing slot stayed busy for the queue wait: the caller answers 503 with Retry-After.
+    #[error("password hashing is saturated")]
+    Saturated,
+}
+
+pub struct Accounts {
+    pub users: AnyUserStore,
+    pub sealer: Sealer,
+    pub email: Option<EmailSender>,
+    pub lockout: Lockout,
+    hashing: Arc<Semaphore>,
+    issuer: String,
+}
+
+/// Normalises a user name as typed: trimmed, lower-case; `None` when it cannot be a user name.
+pub fn normalise_user(name: &str) -> Option<String> {
+    let n = name.trim().to_lowercase();
+    (!n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@')
+        }))
+    .then_some(n)
+}
+
+/// The factor owner of a native user.
+pub fn native_principal(user: &str) -> String {
+    format!("native:{user}")
+}
+
+impl Accounts {
+    /// Opens the configured user store; `None` when the config has no `[storage]`.
+    pub async fn open(config: &Config) -> Result<Option<Accounts>, AccountsError> {
+        let Some(st) = &config.storage else {
+            return Ok(None);
+        };
+        let users = AnyUserStore::open(&st.url, &config.base_dir).await?;
+        let key = match &st.encryption_key {
+            Some(k) => seal::parse_key(k)?,
+            None => seal::load_or_create_key_file(&key_file_for(&st.url, &config.base_dir))?,
+        };
+        let email = match &config.mfa.email {
+            Some(e) => Some(EmailSender::new(&e.smtp_url, &e.from)?),
+            None => None,
+        };
+        let lockout = Lockout::new(config.native.as_ref().map_or(
+            crate::config::LockoutConfig {
+                max_failures: 5,
+                window: Duration::from_secs(900),
+                duration: Duration::from_secs(900),
+            },
+            |n| n.lockout,
+        ));
+        let slots = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        Ok(Some(Accounts {
+            users,
+            sealer: Sealer::new(&key)?,
+            email,
+            lockout,
+            hashing: Arc::new(Semaphore::new(slots)),
+            issuer: config.mfa.issuer.clone(),
+        }))
+    }
+
+    /// Checks a password on the blocking pool, at most one hash per core at a time.
+    /// `user` None (unknown) still costs one hash. Disabled users always fail.
+    pub async fn check_password(
+        &self,
+        password: Password,
+        user: Option<&User>,
+    ) -> Result<bool, HashBusy> {
+        let permit =
+            tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&self.hashing).acquire_owned())
+                .await
+                .map_err(|_| HashBusy::Saturated)?
+                .map_err(|_| HashBusy::Saturated)?;
+        let phc = user.and_then(|u| u.password_hash.clone());
+        let disabled = user.is_some_and(|u| u.disabled);
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            password::verify_password(&password, phc.as_deref())
+        })
+        .await
+        .unwrap_or(false);
+        Ok(ok && !disabled)
+    }
+
+    pub fn totp_for(&self, seed: TotpSeed, account: &str) -> totp::Totp {
+        totp::Totp::new(seed, self.issuer.clone(), account.to_owned())
+    }
+
+    /// The principal's TOTP seed, decrypted. The principal is the AEAD associated data, so a
+    /// sealed seed copied to another user's row does not open.
+    pub fn open_seed(&self, principal: &str, sealed: &[u8]) -> Option<TotpSeed> {
+        self.sealer
+            .open(sealed, principal.as_bytes())
+            .ok()
+            .map(TotpSeed::new)
+    }
+
+    pub fn seal_seed(&self, principal: &str, seed: &TotpSeed) -> Result<Vec<u8>, SealError> {
+        self.sealer.seal(seed.expose(), principal.as_bytes())
+    }
+
+    /// Replaces the principal's recovery codes with `count` new ones, returned once.
+    pub async fn issue_recovery_codes(
+        &self,
+        principal: &str,
+        count: usize,
+        ttl: Duration,
+        now: UnixTime,
+    ) -> Result<Vec<RecoveryCode>, StoreError> {
+        let codes = recovery::generate_codes(count);
+        let hashes: Vec<String> = codes
+            .iter()
+            .filter_map(|c| recovery::normalise(c.expose()))
+            .map(|n| recovery::hash_code(&n))
+            .collect();
+        let expires = (!ttl.is_zero())
+            .then(|| now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)));
+        self.users
+            .replace_recovery_codes(principal, &hashes, now, expires)
+            .await?;
+        Ok(codes)
+    }
+
+    /// Creates a native user. Without a password one is generated and returned (shown once).
+    pub async fn create_user(
+        &self,
+        config: &Config,
+        name: &str,
+        email: Option<String>,
+        roles: Vec<String>,
+        password: Option<Password>,
+        now: UnixTime,
+    ) -> Result<(User, Option<Password>), AccountsError> {
+        let username =
+            normalise_user(name).ok_or_else(|| AccountsError::BadUserName(name.to_owned()))?;
+        for r in &roles {
+            if config.role(r).is_none() {
+                return Err(AccountsError::UnknownRole(r.clone()));
+            }
+        }
+        let (password, generated) = match password {
+            Some(p) => (p, None),
+            None => {
+                let p = password::generate_password();
+                (p.clone(), Some(p))
+            }
+        };
+        let hash = tokio::task::spawn_blocking(move || password::hash_password(&password))
+            .await
+            .map_err(|_| AccountsError::Hashing)?
+            .map_err(|_| AccountsError::Hashing)?;
+        let user = self
+            .users
+            .create_user(
+                &NewUser {
+                    username,
+                    email,
+                    roles,
+                    password_hash: Some(hash),
+                    disabled: false,
+                },
+                now,
+            )
+            .await?;
+        Ok((user, generated))
+    }
+
+    /// Enrolls a confirmed TOTP factor directly (CLI and demo), returning the otpauth URI.
+    pub async fn enroll_totp_now(
+        &self,
+        user: &str,
+        now: UnixTime,
+    ) -> Result<(TotpSeed, String), AccountsError> {
+        let principal = native_principal(user);
+        let seed = totp::generate_seed();
+        let sealed = self.seal_seed(&principal, &seed)?;
+        self.users.put_totp(&principal, &sealed, true, now).await?;
+        let uri = self.totp_for(seed.clone(), user).otpauth_uri();
+        Ok((seed, uri))
+    }
+}
+
+/// Where the generated key lives when none is configured: beside the SQLite file.
+fn key_file_for(url: &str, base_dir: &std::path::Path) -> PathBuf {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or("portcullis.db");
+    let db = if path.is_empty() || path.starts_with(":memory:") {
+        base_dir.join("portcullis.db")
+    } else if std::path::Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        base_dir.join(path)
+    };
+    db.with_extension("key")
+}
