@@ -324,19 +324,37 @@ fn start_sso(
     )
 }
 
-/// Reserved-prefix paths beyond the core ones.
+/// Reserved-prefix paths beyond the core ones: the second-factor steps.
 async fn extra_endpoint(
-    _gw: &Arc<Gateway>,
-    _req: Request<Incoming>,
-    _conn: Conn,
-    _sub: &str,
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+    sub: &str,
 ) -> Response<GatewayBody> {
-    crate::pages::json_error(
-        hyper::StatusCode::NOT_FOUND,
-        "not_found",
-        "No such gateway endpoint.",
-    )
+    match sub {
+        "/mfa" | "/mfa/enroll" | "/mfa/email" => native::mfa_entry(gw, req, conn, sub).await,
+        _ => crate::pages::json_error(
+            hyper::StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        ),
+    }
 }
 
 /// Records a logout in the durable audit log (when a user store is configured).
-async fn audit_logout(_gw: &Gateway, _s: &crate::session::Session, _conn: Conn) {}
+async fn audit_logout(gw: &Gateway, s: &crate::session::Session, conn: Conn) {
+    let method = s.identity.method.header_value();
+    crate::audit::record(
+        gw,
+        crate::audit::Event {
+            kind: "logout",
+            user: Some(&s.identity.user),
+            method: Some(&method),
+            outcome: "success",
+            ip: Some(conn.peer.ip()),
+            session: Some(s.id.as_str()),
+            ..Default::default()
+        },
+    )
+    .await;
+}

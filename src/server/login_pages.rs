@@ -109,17 +109,27 @@ Remember this device for {d} day{s}</label>",
     chrome.page(status, "Two-step verification", &body)
 }
 
+/// What the enrollment page shows.
+#[derive(Clone, Copy)]
+pub struct Enrollment<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub uri: &'a str,
+    pub qr_svg: &'a str,
+    pub grouped_secret: &'a str,
+    pub error: Option<&'a str>,
+}
+
 /// TOTP enrollment: QR code, the otpauth URI and the secret in groups, then a confirmation code.
-pub fn enroll(
-    chrome: &Chrome,
-    status: StatusCode,
-    prefix: &str,
-    csrf: &str,
-    uri: &str,
-    qr_svg: &str,
-    grouped_secret: &str,
-    error: Option<&str>,
-) -> Response<GatewayBody> {
+pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Response<GatewayBody> {
+    let Enrollment {
+        prefix,
+        csrf,
+        uri,
+        qr_svg,
+        grouped_secret,
+        error,
+    } = *e;
     let described = if error.is_some() {
         " aria-describedby=\"form-error\" aria-invalid=\"true\""
     } else {

@@ -497,7 +497,20 @@ async fn finish(
     ip: IpAddr,
     ua: Option<String>,
 ) -> Response<GatewayBody> {
-    finish_with(gw, pending, mfa, remember, ip, ua, None).await
+    finish_with(gw, pending, mfa, remember, ip, ua, Landing::Redirect).await
+}
+
+/// What the browser sees once the session exists.
+enum Landing {
+    /// Straight to the return path.
+    Redirect,
+    /// A message first (e.g. recovery codes left), then on.
+    Notice {
+        title: &'static str,
+        message: String,
+    },
+    /// The new recovery codes, shown once.
+    RecoveryCodes(Vec<String>),
 }
 
 async fn finish_with(
@@ -507,7 +520,7 @@ async fn finish_with(
     remember: Option<&Accounts>,
     ip: IpAddr,
     ua: Option<String>,
-    page: Option<Box<dyn FnOnce(&str) -> Response<GatewayBody> + Send + '_>>,
+    landing: Landing,
 ) -> Response<GatewayBody> {
     let identity = pending.identity(mfa);
     let (token, session) = match create_session(gw, identity, ip, ua.clone()).await {
@@ -532,9 +545,12 @@ async fn finish_with(
     let next = LocalPath::parse(&pending.rd)
         .unwrap_or_else(LocalPath::root)
         .absolute(&gw.config.server.public_origin);
-    let mut r = match page {
-        Some(render) => render(&next),
-        None => pages::redirect(&next),
+    let mut r = match landing {
+        Landing::Redirect => pages::redirect(&next),
+        Landing::Notice { title, message } => {
+            login_pages::notice(&gw.chrome, title, &message, &next, "Continue")
+        }
+        Landing::RecoveryCodes(codes) => login_pages::recovery_codes(&gw.chrome, &codes, &next),
     };
     set_cookie(
         &mut r,
@@ -805,8 +821,7 @@ async fn submit_challenge(
                         },
                     )
                     .await;
-                    let chrome = gw.chrome.clone();
-                    let msg = format!(
+                    let message = format!(
                         "Recovery code accepted. You have {left} recovery code{} left.{}",
                         if left == 1 { "" } else { "s" },
                         if left <= 3 {
@@ -815,24 +830,11 @@ async fn submit_challenge(
                             ""
                         }
                     );
-                    finish_with(
-                        gw,
-                        p,
-                        used,
-                        remember_acc,
-                        ip,
-                        ua,
-                        Some(Box::new(move |next: &str| {
-                            login_pages::notice(
-                                &chrome,
-                                "Signed in with a recovery code",
-                                &msg,
-                                next,
-                                "Continue",
-                            )
-                        })),
-                    )
-                    .await
+                    let landing = Landing::Notice {
+                        title: "Signed in with a recovery code",
+                        message,
+                    };
+                    finish_with(gw, p, used, remember_acc, ip, ua, landing).await
                 }
                 None => finish(gw, p, used, remember_acc, ip, ua).await,
             }
@@ -1070,16 +1072,16 @@ async fn enroll_page(
     let t = acc.totp_for(seed, &p.user);
     let uri = t.otpauth_uri();
     let svg = qr::svg(&uri).unwrap_or_default();
-    login_pages::enroll(
-        &gw.chrome,
-        status,
-        &gw.config.server.prefix,
-        &p.csrf,
-        &uri,
-        &svg,
-        &totp::group_secret(&t.secret_base32()),
+    let secret = totp::group_secret(&t.secret_base32());
+    let view = login_pages::Enrollment {
+        prefix: &gw.config.server.prefix,
+        csrf: &p.csrf,
+        uri: &uri,
+        qr_svg: &svg,
+        grouped_secret: &secret,
         error,
-    )
+    };
+    login_pages::enroll(&gw.chrome, status, &view)
 }
 
 async fn submit_enroll(
@@ -1171,27 +1173,13 @@ async fn submit_enroll(
         },
     )
     .await;
-    let chrome = gw.chrome.clone();
-    finish_with(
-        gw,
-        p,
-        MfaUsed::Totp,
-        None,
-        ip,
-        ua,
-        Some(Box::new(move |next: &str| {
-            if codes.is_empty() {
-                login_pages::notice(
-                    &chrome,
-                    "Two-step verification is on",
-                    "Your authenticator app is set up.",
-                    next,
-                    "Continue",
-                )
-            } else {
-                login_pages::recovery_codes(&chrome, &codes, next)
-            }
-        })),
-    )
-    .await
+    let landing = if codes.is_empty() {
+        Landing::Notice {
+            title: "Two-step verification is on",
+            message: "Your authenticator app is set up.".into(),
+        }
+    } else {
+        Landing::RecoveryCodes(codes)
+    };
+    finish_with(gw, p, MfaUsed::Totp, None, ip, ua, landing).await
 }

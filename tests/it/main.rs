@@ -9,6 +9,7 @@
 )]
 
 mod config;
+mod native;
 mod process;
 mod proxy;
 mod support;
