@@ -14,7 +14,11 @@ fn config_in(dir: &TempDir) -> std::path::PathBuf {
     let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
     std::fs::write(
         &p,
-        base_config(free_port(), up, "[storage]\nurl = \"sqlite://users.db\"\n[native]\n"),
+        base_config(
+            free_port(),
+            up,
+            "[storage]\nurl = \"sqlite://users.db\"\n[native]\n",
+        ),
     )
     .unwrap();
     p
@@ -46,27 +50,54 @@ fn run(args: &[&str], config: &std::path::Path, stdin: Option<&str>) -> (i32, St
 fn users_commands_manage_the_configured_store() {
     let dir = TempDir::new("cli");
     let cfg = config_in(&dir);
-    let (code, out, err) = run(&["users", "add", "Alice", "--role", "agent", "--email", "alice@example.com", "--password-stdin"], &cfg, Some("a long enough password\n"));
+    let (code, out, err) = run(
+        &[
+            "users",
+            "add",
+            "Alice",
+            "--role",
+            "agent",
+            "--email",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        &cfg,
+        Some("a long enough password\n"),
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "created user alice with roles agent");
     let (code, out, _) = run(&["users", "add", "bob", "--role", "end_user"], &cfg, None);
     assert_eq!(code, 0);
-    assert!(out.contains("password (shown once): "), "a generated password is printed once");
+    assert!(
+        out.contains("password (shown once): "),
+        "a generated password is printed once"
+    );
     let (code, _, err) = run(&["users", "add", "carl", "--role", "wizard"], &cfg, None);
     assert_eq!(code, 1);
     assert!(err.contains("unknown role \"wizard\""), "{err}");
     let (code, _, err) = run(&["users", "add", "alice", "--role", "agent"], &cfg, None);
     assert_eq!(code, 1, "duplicate user refused: {err}");
     let (_, out, _) = run(&["users", "list"], &cfg, None);
-    assert!(out.lines().any(|l| l.starts_with("alice") && l.contains("active") && l.contains("alice@example.com")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("alice")
+            && l.contains("active")
+            && l.contains("alice@example.com")),
+        "{out}"
+    );
     assert!(out.lines().any(|l| l.starts_with("bob")));
     let (code, out, _) = run(&["users", "disable", "alice"], &cfg, None);
     assert_eq!((code, out.trim()), (0, "disabled alice"));
     let (_, out, _) = run(&["users", "list"], &cfg, None);
-    assert!(out.lines().any(|l| l.starts_with("alice") && l.contains("disabled")));
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("alice") && l.contains("disabled")));
     let (code, _, _) = run(&["users", "enable", "alice"], &cfg, None);
     assert_eq!(code, 0);
-    let (code, out, _) = run(&["users", "recovery-codes", "alice", "--ttl", "30d"], &cfg, None);
+    let (code, out, _) = run(
+        &["users", "recovery-codes", "alice", "--ttl", "30d"],
+        &cfg,
+        None,
+    );
     assert_eq!(code, 0);
     let codes: Vec<&str> = out.lines().skip(1).map(str::trim).collect();
     assert_eq!(codes.len(), 10, "{out}");
@@ -82,15 +113,26 @@ fn users_commands_manage_the_configured_store() {
 #[test]
 fn certs_dev_writes_a_certificate_and_a_private_key() {
     let dir = TempDir::new("certs");
-    let out = Command::new(bin()).args(["certs", "dev", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["certs", "dev", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let cert = std::fs::read_to_string(dir.path().join("gateway.crt")).unwrap();
     assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("gateway.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("gateway.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     // It refuses to overwrite.
-    let again = Command::new(bin()).args(["certs", "dev", "--dir"]).arg(dir.path()).output().unwrap();
+    let again = Command::new(bin())
+        .args(["certs", "dev", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!again.status.success());
 }
 
@@ -124,24 +166,59 @@ async fn the_demo_serves_a_login_and_prints_what_a_newcomer_needs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = lines.join().unwrap().join("\n");
-    assert!(text.contains(&format!("open http://127.0.0.1:{port}/")), "{text}");
+    assert!(
+        text.contains(&format!("open http://127.0.0.1:{port}/")),
+        "{text}"
+    );
     assert!(text.contains("username: contractor"));
     assert!(text.contains("otpauth://totp/"));
-    let password = text.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap().to_owned();
-    let uri = text.lines().find_map(|l| l.trim().strip_prefix("otpauth://").map(|r| format!("otpauth://{r}"))).unwrap();
+    let password = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .unwrap()
+        .to_owned();
+    let uri = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("otpauth://")
+                .map(|r| format!("otpauth://{r}"))
+        })
+        .unwrap();
     // The printed credentials really log in and reach the sample app.
     let mut b = browser::Browser::new(&format!("http://127.0.0.1:{port}"));
     let r = b.get("/").await;
     assert_eq!(r.status, hyper::StatusCode::FOUND);
     let r = b.follow(r).await;
     let csrf = browser::input_value(&r.text(), "csrf_token").unwrap();
-    let r = b.post("/normal", &[("username", "contractor"), ("password", &password), ("csrf_token", &csrf), ("rd", "/")]).await;
+    let r = b
+        .post(
+            "/normal",
+            &[
+                ("username", "contractor"),
+                ("password", &password),
+                ("csrf_token", &csrf),
+                ("rd", "/"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, hyper::StatusCode::FOUND);
     let page = b.get("/_portcullis/mfa").await;
     let csrf = browser::input_value(&page.text(), "csrf_token").unwrap();
     let seed = browser::seed_of(&uri);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let r = b.post("/_portcullis/mfa", &[("code", &portcullis::mfa::totp::code_at(&seed, now)), ("csrf_token", &csrf)]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[
+                ("code", &portcullis::mfa::totp::code_at(&seed, now)),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
     let app = b.follow(r).await;
     assert_eq!(app.status, hyper::StatusCode::OK);
     assert!(app.text().contains("Welcome, contractor"), "{}", app.text());
