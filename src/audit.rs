@@ -31,6 +31,14 @@ pub async fn record(gw: &Gateway, ev: Event<'_>) {
         session = ev.session.unwrap_or("-"),
         "audit"
     );
+    match ev.kind {
+        "login.success" => gw.metrics.login(ev.method.unwrap_or("native"), true),
+        "login.failure" => gw.metrics.login(ev.method.unwrap_or("native"), false),
+        "mfa.success" => gw.metrics.mfa(ev.method.unwrap_or(""), true),
+        "mfa.failure" => gw.metrics.mfa(ev.method.unwrap_or(""), false),
+        "lockout" => gw.metrics.lockout(),
+        _ => {}
+    }
     let Some(acc) = &gw.accounts else { return };
     let row = AuditEvent {
         at: gw.clock.now(),

@@ -15,12 +15,14 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admin;
 pub mod assertion;
 pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod mfa;
 pub mod pages;
 pub mod proxy;

@@ -44,12 +44,47 @@ enum Command {
         #[arg(long, default_value = "demo-data")]
         dir: PathBuf,
     },
+    /// Print a new admin API token and the config line that accepts it.
+    AdminToken {
+        /// A name for the token (shown in the audit log).
+        name: String,
+    },
+    /// List or terminate sessions through the admin API of a running gateway.
+    Sessions {
+        #[arg(long, global = true, default_value = "config/portcullis.toml")]
+        config: PathBuf,
+        /// Admin token (default: $PORTCULLIS_ADMIN_TOKEN).
+        #[arg(
+            long,
+            global = true,
+            env = "PORTCULLIS_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        #[command(subcommand)]
+        what: SessionsCommand,
+    },
     /// Manage native users in the configured user store.
     Users {
         #[arg(long, global = true, default_value = "config/portcullis.toml")]
         config: PathBuf,
         #[command(subcommand)]
         what: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List live sessions.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Terminate one session by id, or all of a user's sessions with --user.
+    Revoke {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        user: Option<String>,
     },
 }
 
@@ -137,6 +172,26 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::AdminToken { name } => {
+            let token = portcullis::session::random_id(32);
+            let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            println!("token (shown once; give it to the admin client): {token}");
+            println!("add to [admin] in the config:");
+            println!("tokens = [{{ name = \"{name}\", sha256 = \"{hex}\" }}]");
+            ExitCode::SUCCESS
+        }
+        Command::Sessions {
+            config,
+            token,
+            what,
+        } => match sessions(&config, token, what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Users { config, what } => match users(&config, what) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -180,7 +235,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         tracing::info!("shutdown signal received");
         if let Some(stop) = running.take_stop() {
-            let _ = stop.send(());
+            stop.stop();
         }
         running.wait().await;
         tracing::info!("stopped");
@@ -383,9 +438,148 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
         println!("  Press Ctrl-C to stop.");
         shutdown_signal().await;
         if let Some(stop) = running.take_stop() {
-            let _ = stop.send(());
+            stop.stop();
         }
         running.wait().await;
+        Ok(())
+    })
+}
+
+/// Calls the admin API of the gateway configured in `config_path`.
+async fn admin_call(
+    config: &Config,
+    token: &str,
+    method: hyper::Method,
+    path_and_query: &str,
+) -> anyhow::Result<(hyper::StatusCode, serde_json::Value)> {
+    use http_body_util::BodyExt;
+    let admin = config
+        .admin
+        .as_ref()
+        .context("this config has no [admin] section")?;
+    anyhow::ensure!(
+        admin.tls.is_none(),
+        "the admin listener uses TLS: call it with an HTTPS client (e.g. curl --cacert) instead"
+    );
+    let mut addr = admin.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path_and_query}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::new())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+        .await
+        .context("the admin API did not answer in time")?
+        .with_context(|| format!("cannot reach the admin API at {addr}"))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let v = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+    };
+    Ok((status, v))
+}
+
+fn sessions(
+    config_path: &std::path::Path,
+    token: Option<String>,
+    what: SessionsCommand,
+) -> anyhow::Result<()> {
+    let config = load(config_path)?;
+    let token = token.context("an admin token is needed: --token or PORTCULLIS_ADMIN_TOKEN")?;
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    small_runtime()?.block_on(async move {
+        match what {
+            SessionsCommand::List { user } => {
+                let mut cursor: Option<String> = None;
+                println!(
+                    "{:<24} {:<20} {:<16} {:<16} {:<10} {:<21} {:<21} ip",
+                    "id", "user", "roles", "method", "mfa", "last seen", "expires"
+                );
+                loop {
+                    let mut q = "/api/v1/sessions?limit=500".to_string();
+                    if let Some(u) = &user {
+                        q.push_str(&format!("&user={}", enc(u)));
+                    }
+                    if let Some(c) = &cursor {
+                        q.push_str(&format!("&cursor={}", enc(c)));
+                    }
+                    let (status, v) = admin_call(&config, &token, hyper::Method::GET, &q).await?;
+                    anyhow::ensure!(status.is_success(), "admin API answered {status}: {v}");
+                    for s in v
+                        .get("items")
+                        .and_then(|i| i.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        let roles: Vec<&str> = s
+                            .get("roles")
+                            .and_then(|r| r.as_array())
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|r| r.as_str())
+                            .collect();
+                        println!(
+                            "{:<24} {:<20} {:<16} {:<16} {:<10} {:<21} {:<21} {}",
+                            s.get("id").and_then(|x| x.as_str()).unwrap_or("-"),
+                            s.get("user").and_then(|x| x.as_str()).unwrap_or("-"),
+                            roles.join(","),
+                            s.get("method").and_then(|x| x.as_str()).unwrap_or("-"),
+                            s.get("mfa").and_then(|x| x.as_str()).unwrap_or("-"),
+                            s.get("last_seen_at")
+                                .and_then(|x| x.as_str())
+                                .unwrap_or("-"),
+                            s.get("expires_at").and_then(|x| x.as_str()).unwrap_or("-"),
+                            s.get("ip").and_then(|x| x.as_str()).unwrap_or("-"),
+                        );
+                    }
+                    match v.get("next").and_then(|n| n.as_str()) {
+                        Some(n) => cursor = Some(n.to_owned()),
+                        None => break,
+                    }
+                }
+            }
+            SessionsCommand::Revoke {
+                id: Some(id),
+                user: None,
+            } => {
+                let (status, v) = admin_call(
+                    &config,
+                    &token,
+                    hyper::Method::DELETE,
+                    &format!("/api/v1/sessions/{}", enc(&id)),
+                )
+                .await?;
+                anyhow::ensure!(status.is_success(), "admin API answered {status}: {v}");
+                println!("terminated session {id}");
+            }
+            SessionsCommand::Revoke {
+                id: None,
+                user: Some(user),
+            } => {
+                let (status, v) = admin_call(
+                    &config,
+                    &token,
+                    hyper::Method::DELETE,
+                    &format!("/api/v1/users/{}/sessions", enc(&user)),
+                )
+                .await?;
+                anyhow::ensure!(status.is_success(), "admin API answered {status}: {v}");
+                println!(
+                    "terminated {} session(s) of {user}",
+                    v.get("terminated").cloned().unwrap_or_default()
+                );
+            }
+            SessionsCommand::Revoke { .. } => anyhow::bail!("name a session id, or --user USER"),
+        }
         Ok(())
     })
 }

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// Why the gateway could not start.
@@ -63,6 +63,7 @@ pub struct Gateway {
     pub accounts: Option<crate::accounts::Accounts>,
     /// Keys the CSRF token of the password form to its pre-login cookie.
     pub csrf_key: ring::hmac::Key,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Gateway {
@@ -93,6 +94,7 @@ impl Gateway {
         Ok(Gateway {
             accounts,
             csrf_key,
+            metrics: crate::metrics::Metrics::default(),
             routes: Routes::new(config.routes.clone()),
             store,
             upstream: Upstream::new(config.upstream.clone()),
@@ -127,35 +129,70 @@ async fn native_entry(
     native::entry(gw, req, conn, path).await
 }
 
-/// A started gateway: its bound address, its state, and the handle that stops it.
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listener {
+    Public,
+    Admin,
+}
+
+/// A started gateway: its bound addresses, its state, and the handle that stops it.
 pub struct Running {
     pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Triggers a graceful shutdown of every listener of a `Running` gateway.
+pub struct Stopper(tokio::sync::watch::Sender<bool>);
+
+impl Stopper {
+    pub fn stop(self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish (up to `server.shutdown_grace`), returns.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        let _ = (&mut self.task).await;
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
     }
 
-    /// Waits until the server task ends (after a shutdown signal).
+    /// Waits until the server tasks end (after a shutdown signal).
     pub async fn wait(mut self) {
-        let _ = (&mut self.task).await;
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
     }
 
-    /// A sender that triggers the graceful shutdown.
-    pub fn take_stop(&mut self) -> Option<oneshot::Sender<()>> {
-        self.stop.take()
+    /// A handle that triggers the graceful shutdown.
+    pub fn take_stop(&mut self) -> Option<Stopper> {
+        self.stop.take().map(Stopper)
     }
 }
 
-/// Binds the public listener and starts serving. Background tasks (session sweep) start too.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+    let bound = l.local_addr().map_err(|e| StartError::Bind {
+        addr,
+        reason: e.to_string(),
+    })?;
+    Ok((l, bound))
+}
+
+/// Binds the public (and admin) listeners and starts serving. Background tasks start too.
 pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> {
     let tls = config
         .server
@@ -163,29 +200,58 @@ pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> 
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
+    let admin_tls = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.tls.as_ref())
+        .map(tls::server_config)
+        .transpose()?;
     let gw = Arc::new(Gateway::new(config, clock).await?);
-    let AnySessionStore::Memory(m) = &gw.store;
-    m.spawn_sweeper(Duration::from_secs(30));
-    let listen = gw.config.server.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| StartError::Bind {
-            addr: listen,
-            reason: e.to_string(),
-        })?;
-    let addr = listener.local_addr().map_err(|e| StartError::Bind {
-        addr: listen,
-        reason: e.to_string(),
-    })?;
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve(listener, tls, Arc::clone(&gw), stopped));
+    gw.store.spawn_background();
+    let (listener, addr) = bind(gw.config.server.listen).await?;
+    let admin = match &gw.config.admin {
+        Some(a) => Some(bind(a.listen).await?),
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = vec![tokio::spawn(serve(
+        listener,
+        tls,
+        Arc::clone(&gw),
+        stopped.clone(),
+        Listener::Public,
+    ))];
     tracing::info!(%addr, tls = gw.config.server.tls.is_some(), "listening");
+    let admin_addr = admin.map(|(l, a)| {
+        tasks.push(tokio::spawn(serve(
+            l,
+            admin_tls,
+            Arc::clone(&gw),
+            stopped.clone(),
+            Listener::Admin,
+        )));
+        tracing::info!(addr = %a, "admin API listening");
+        a
+    });
     Ok(Running {
         addr,
+        admin_addr,
         gateway: gw,
         stop: Some(stop),
-        task,
+        tasks,
     })
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn until_stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
@@ -207,7 +273,8 @@ async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     gw: Arc<Gateway>,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    kind: Listener,
 ) {
     let builder = Arc::new(builder(&gw));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -217,7 +284,7 @@ async fn serve(
         // Backpressure: at the connection cap, stop accepting until one closes.
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut stopped => break,
+            _ = until_stopped(&mut stopped) => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -229,7 +296,7 @@ async fn serve(
                     continue;
                 }
             },
-            _ = &mut stopped => break,
+            _ = until_stopped(&mut stopped) => break,
         };
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
@@ -245,7 +312,12 @@ async fn serve(
             let svc_gw = Arc::clone(&gw);
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let gw = Arc::clone(&svc_gw);
-                async move { Ok::<_, Infallible>(gateway::handle(&gw, req, conn).await) }
+                async move {
+                    Ok::<_, Infallible>(match kind {
+                        Listener::Public => gateway::handle(&gw, req, conn).await,
+                        Listener::Admin => crate::admin::handle(&gw, req, conn).await,
+                    })
+                }
             });
             match acceptor {
                 Some(acc) => {
@@ -278,10 +350,7 @@ async fn serve(
         });
     }
     drop(listener);
-    tracing::info!(
-        connections = graceful.count(),
-        "shutting down: draining in-flight requests"
-    );
+    tracing::info!(listener = ?kind, connections = graceful.count(), "shutting down: draining in-flight requests");
     let grace = gw.config.server.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

@@ -278,6 +278,15 @@ pub enum AnySessionStore {
     Memory(MemoryStore),
 }
 
+impl AnySessionStore {
+    /// Starts the store's background work (the memory store's expiry sweep).
+    pub fn spawn_background(&self) {
+        match self {
+            AnySessionStore::Memory(m) => m.spawn_sweeper(Duration::from_secs(30)),
+        }
+    }
+}
+
 macro_rules! forward {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {

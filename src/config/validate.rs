@@ -151,6 +151,18 @@ impl Ctx<'_> {
     }
 }
 
+fn decode_sha256(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (n, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * n..2 * n + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -341,7 +353,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         pool_max_idle: u.pool_max_idle.unwrap_or(256),
     };
 
-    // Admin listener: the admin API arrives with its own issue; refuse the section until then.
+    // Admin listener: its own address (loopback by default), bearer tokens as SHA-256 hashes.
     let admin = match &raw.admin {
         Some(a) => {
             let addr = cx.socket(&[k("admin"), k("listen")], &a.listen);
@@ -355,8 +367,30 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
                     );
                 }
             }
-            cx.unsupported(&[k("admin")], "the admin API ([admin])");
-            None
+            let mut tokens = Vec::new();
+            let mut names = BTreeSet::new();
+            for (n, t) in a.tokens.iter().enumerate() {
+                let p = [k("admin"), k("tokens"), i(n)];
+                if t.name.is_empty() || !names.insert(t.name.clone()) {
+                    cx.err(
+                        &[&p[..], &[k("name")]].concat(),
+                        "token names must be unique and non-empty",
+                    );
+                }
+                match decode_sha256(&t.sha256) {
+                    Some(sha256) => tokens.push(AdminTokenHash { name: t.name.clone(), sha256 }),
+                    None => cx.err(
+                        &[&p[..], &[k("sha256")]].concat(),
+                        "must be 64 hex characters: the SHA-256 of the token (`portcullis admin-token NAME` prints one)",
+                    ),
+                }
+            }
+            let tls = a.tls.as_ref().map(|t| cx.tls(&[k("admin"), k("tls")], t));
+            addr.map(|listen| AdminConfig {
+                listen,
+                tokens,
+                tls,
+            })
         }
         None => None,
     };

@@ -14,6 +14,7 @@
 use super::{endpoints, Gateway};
 use crate::auth::policy::{self, LocalPath, RouteDecision};
 use crate::config::{Access, LoginTarget, RouteConfig};
+use crate::metrics::RouteClass;
 use crate::pages;
 use crate::proxy::forward::{GatewayBody, ProxyError};
 use crate::proxy::headers;
@@ -79,10 +80,21 @@ pub async fn handle(
         .then(|| req.uri().path().to_owned());
     let mut user: Option<Arc<Session>> = None;
     let html = wants_html(&req);
+    let class = {
+        let p = req.uri().path();
+        if p.starts_with(gw.config.server.prefix.as_str()) {
+            RouteClass::Gateway
+        } else if gw.is_native_path(p) {
+            RouteClass::Native
+        } else {
+            RouteClass::Proxy
+        }
+    };
     let resp = match proxy(gw, req, conn, &mut user).await {
         Ok(r) => r,
         Err(e) => respond(gw, e, html),
     };
+    gw.metrics.request(class, resp.status().as_u16());
     if let (Some(t), Some(m), Some(p)) = (started, method, raw_path) {
         tracing::info!(
             target: "access",
@@ -189,7 +201,9 @@ async fn proxy(
         headers::strip_response(resp.headers_mut(), switched);
         return Ok(resp);
     }
+    let sent = Instant::now();
     let mut resp = gw.upstream.send(req).await?;
+    gw.metrics.upstream_latency(sent.elapsed());
     headers::strip_response(resp.headers_mut(), false);
     Ok(resp.map(GatewayBody::Upstream))
 }
@@ -295,6 +309,9 @@ pub fn enc(s: &str) -> String {
 /// The one place a `GatewayError` becomes a response. Fixed texts only; details go to the log.
 pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
     let correlation = crate::session::random_id(9);
+    if matches!(e, GatewayError::Store(_)) {
+        gw.metrics.store_error();
+    }
     let (status, code, title, what, next) = match &e {
         GatewayError::BadPath(_) => (
             StatusCode::BAD_REQUEST,

@@ -762,7 +762,14 @@ async fn submit_challenge(
     let code = form_value(form, "code").unwrap_or_default();
     let remember = form_value(form, "remember").is_some_and(|v| v == "1" || v == "on");
     let now = gw.clock.now();
-    let result: Result<(MfaUsed, Option<u32>), MfaError> = match classify(&code) {
+    let typed = classify(&code);
+    let typed_name = match &typed {
+        Typed::Totp(_) => "totp",
+        Typed::Email(_) => "email",
+        Typed::Recovery(_) => "recovery_code",
+        Typed::Unknown => "unknown",
+    };
+    let result: Result<(MfaUsed, Option<u32>), MfaError> = match typed {
         Typed::Totp(c) if gw.config.mfa.allows(MfaMethod::Totp) => verify_totp(acc, p, &c, now)
             .await
             .map(|()| (MfaUsed::Totp, None)),
@@ -846,7 +853,7 @@ async fn submit_challenge(
                 Event {
                     kind: "mfa.failure",
                     user: Some(&p.user),
-                    method: Some(p.method.as_str()),
+                    method: Some(typed_name),
                     outcome: "failure",
                     reason: Some(&e.to_string()),
                     ip: Some(ip),

@@ -116,7 +116,6 @@ fn features_of_later_issues_are_refused_not_ignored() {
             "session.store",
         ),
         ("[[idp]]\nid = \"corp\"\nkind = \"saml\"\n", "idp[0].kind"),
-        ("[admin]\nlisten = \"127.0.0.1:9090\"\n", "admin"),
         ("[storage]\nurl = \"postgres://db/x\"\n", "storage.url"),
         ("[mfa]\nmethods = [\"webauthn\"]\n", "mfa.methods[0]"),
     ] {

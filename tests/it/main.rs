@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod admin;
 mod cli;
 mod config;
 mod native;
