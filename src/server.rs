@@ -1,6 +1,7 @@
 //! Listeners and the shared gateway state: accept loop with a connection cap, rustls when
 //! configured (ALPN h2/http1.1), header limits and a head timeout, graceful drain on shutdown.
 
+pub mod account;
 pub mod endpoints;
 pub mod gateway;
 pub mod login_pages;
@@ -402,6 +403,12 @@ async fn extra_endpoint(
 ) -> Response<GatewayBody> {
     match sub {
         "/mfa" | "/mfa/enroll" | "/mfa/email" => native::mfa_entry(gw, req, conn, sub).await,
+        "/account"
+        | "/account/sessions/end"
+        | "/account/devices/forget"
+        | "/account/recovery-codes"
+        | "/account/totp"
+        | "/account/totp/confirm" => account::entry(gw, req, conn, sub).await,
         _ => crate::pages::json_error(
             hyper::StatusCode::NOT_FOUND,
             "not_found",

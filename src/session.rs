@@ -4,6 +4,7 @@
 
 pub mod cookie;
 pub mod memory;
+pub mod redis;
 
 use crate::clock::UnixTime;
 use crate::secret::SessionToken;
@@ -276,6 +277,7 @@ pub trait SessionStore {
 #[derive(Clone)]
 pub enum AnySessionStore {
     Memory(MemoryStore),
+    Redis(redis::RedisStore),
 }
 
 impl AnySessionStore {
@@ -283,6 +285,8 @@ impl AnySessionStore {
     pub fn spawn_background(&self) {
         match self {
             AnySessionStore::Memory(m) => m.spawn_sweeper(Duration::from_secs(30)),
+            // Redis drops expired keys by their TTLs; the indexes are pruned lazily.
+            AnySessionStore::Redis(_) => {}
         }
     }
 }
@@ -291,6 +295,7 @@ macro_rules! forward {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnySessionStore::Memory($s) => $e,
+            AnySessionStore::Redis($s) => $e,
         }
     };
 }

@@ -112,7 +112,8 @@ Remember this device for {d} day{s}</label>",
 /// What the enrollment page shows.
 #[derive(Clone, Copy)]
 pub struct Enrollment<'a> {
-    pub prefix: &'a str,
+    /// Where the confirmation form posts.
+    pub action: &'a str,
     pub csrf: &'a str,
     pub uri: &'a str,
     pub qr_svg: &'a str,
@@ -123,7 +124,7 @@ pub struct Enrollment<'a> {
 /// TOTP enrollment: QR code, the otpauth URI and the secret in groups, then a confirmation code.
 pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Response<GatewayBody> {
     let Enrollment {
-        prefix,
+        action,
         csrf,
         uri,
         qr_svg,
@@ -142,7 +143,7 @@ pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Respon
 <div class=\"qr\">{qr_svg}</div>\
 <p>Or enter this key by hand:<br><span class=\"secret\" id=\"totp-secret\">{secret}</span></p>\
 <details><summary>Show the setup link</summary><p><code id=\"totp-uri\">{uri}</code></p></details>\
-<form method=\"post\" action=\"{p}/mfa/enroll\">\
+<form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
 <label for=\"code\">Enter the 6-digit code the app shows</label>\
 <input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus{described}>\
@@ -150,7 +151,7 @@ pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Respon
         err = error_block(error),
         secret = esc(grouped_secret),
         uri = esc(uri),
-        p = esc(prefix),
+        action = esc(action),
         csrf = esc(csrf),
     );
     chrome.page(status, "Set up two-step verification", &body)

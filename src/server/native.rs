@@ -49,7 +49,7 @@ pub fn client_ip(gw: &Gateway, headers: &HeaderMap, conn: Conn) -> IpAddr {
         .unwrap_or(peer)
 }
 
-fn user_agent(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<String> {
     headers
         .get(USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -61,7 +61,7 @@ fn csrf_for(gw: &Gateway, nonce: &str) -> String {
     B64.encode(tag.as_ref().get(..24).unwrap_or_default())
 }
 
-fn set_cookie(r: &mut Response<GatewayBody>, value: &str) {
+pub(crate) fn set_cookie(r: &mut Response<GatewayBody>, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         r.headers_mut().append(SET_COOKIE, v);
     }
@@ -71,7 +71,7 @@ fn accounts(gw: &Gateway) -> Option<&Accounts> {
     gw.accounts.as_ref()
 }
 
-fn store_error(gw: &Gateway, e: StoreError) -> Response<GatewayBody> {
+pub(crate) fn store_error(gw: &Gateway, e: StoreError) -> Response<GatewayBody> {
     respond(gw, GatewayError::Store(e), true)
 }
 
@@ -92,7 +92,7 @@ fn expired_page(gw: &Gateway) -> Response<GatewayBody> {
     )
 }
 
-fn forbidden_form(gw: &Gateway) -> Response<GatewayBody> {
+pub(crate) fn forbidden_form(gw: &Gateway) -> Response<GatewayBody> {
     tracing::info!(target: "audit", kind = "csrf.refused", "form without a valid csrf token refused");
     gw.chrome.error_page(
         StatusCode::FORBIDDEN,
@@ -716,14 +716,14 @@ fn challenge_page(
 }
 
 /// Which kind of code the user typed, by its shape.
-enum Typed {
+pub(crate) enum Typed {
     Totp(String),
     Email(String),
     Recovery(String),
     Unknown,
 }
 
-fn classify(code: &str) -> Typed {
+pub(crate) fn classify(code: &str) -> Typed {
     let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
         Typed::Totp(compact)
@@ -770,7 +770,7 @@ async fn submit_challenge(
         Typed::Unknown => "unknown",
     };
     let result: Result<(MfaUsed, Option<u32>), MfaError> = match typed {
-        Typed::Totp(c) if gw.config.mfa.allows(MfaMethod::Totp) => verify_totp(acc, p, &c, now)
+        Typed::Totp(c) if gw.config.mfa.allows(MfaMethod::Totp) => verify_totp(acc, &p.principal, &p.user, &c, now)
             .await
             .map(|()| (MfaUsed::Totp, None)),
         Typed::Email(c) if email_allowed(gw, acc, p) => verify_email(gw, p, &c)
@@ -895,23 +895,24 @@ async fn submit_challenge(
 
 /// TOTP with the replay guard: the matched step must be newer than the last one used, and
 /// the store's conditional update decides atomically which of two concurrent uses wins.
-async fn verify_totp(
+pub(crate) async fn verify_totp(
     acc: &Accounts,
-    p: &PendingLogin,
+    principal: &str,
+    user: &str,
     code: &str,
     now: i64,
 ) -> Result<(), MfaError> {
-    let factor = match acc.users.get_totp(&p.principal).await {
+    let factor = match acc.users.get_totp(principal).await {
         Ok(Some(f)) if f.confirmed => f,
         _ => return Err(MfaError::WrongCode),
     };
     let seed = acc
-        .open_seed(&p.principal, &factor.sealed_seed)
+        .open_seed(principal, &factor.sealed_seed)
         .ok_or(MfaError::WrongCode)?;
     let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
-    let step = acc.totp_for(seed, &p.user).verify(code, now, last)?;
+    let step = acc.totp_for(seed, user).verify(code, now, last)?;
     let step = i64::try_from(step.0).map_err(|_| MfaError::WrongCode)?;
-    match acc.users.advance_totp_step(&p.principal, step).await {
+    match acc.users.advance_totp_step(principal, step).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(MfaError::CodeReused),
         Err(_) => Err(MfaError::WrongCode),
@@ -1080,8 +1081,9 @@ async fn enroll_page(
     let uri = t.otpauth_uri();
     let svg = qr::svg(&uri).unwrap_or_default();
     let secret = totp::group_secret(&t.secret_base32());
+    let action = format!("{}/mfa/enroll", gw.config.server.prefix);
     let view = login_pages::Enrollment {
-        prefix: &gw.config.server.prefix,
+        action: &action,
         csrf: &p.csrf,
         uri: &uri,
         qr_svg: &svg,

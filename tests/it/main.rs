@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod account;
 mod admin;
 mod cli;
 mod config;
