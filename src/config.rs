@@ -148,6 +148,8 @@ pub enum SessionStoreKind {
 pub struct SessionConfig {
     pub store: SessionStoreKind,
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several deployments can share one Redis).
+    pub redis_prefix: String,
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     /// How often at most the idle timestamp of one session is written.

@@ -44,7 +44,7 @@ pub enum StartError {
     /// The user store or its key could not be opened.
     #[error("user store: {0}")]
     Accounts(String),
-    /// A configured feature has no implementation in this build.
+    /// A configured feature is unavailable or its backend unreachable at start.
     #[error("{0}")]
     Unsupported(String),
 }
@@ -75,9 +75,17 @@ impl Gateway {
                 config.session.max_sessions,
             )),
             SessionStoreKind::Redis => {
-                return Err(StartError::Unsupported(
-                    "the Redis session store is not in this build".into(),
-                ))
+                let url = config.session.redis_url.as_deref().unwrap_or_default();
+                // Fail closed at start too: without the shared store no replica can check a session.
+                let store = crate::session::redis::RedisStore::connect(
+                    url,
+                    &config.session.redis_prefix,
+                    clock.clone(),
+                    config.session.max_sessions,
+                )
+                .await
+                .map_err(|e| StartError::Unsupported(format!("cannot reach the Redis session store: {e}")))?;
+                AnySessionStore::Redis(store)
             }
         };
         let signer =

@@ -1,7 +1,9 @@
-//! Durable state: the `UserStore` seam (SQLite embedded, PostgreSQL later) and sealing of secrets at rest.
+//! Durable state: the `UserStore` seam (SQLite embedded, PostgreSQL at scale) and sealing of
+//! secrets at rest.
 //!
-//! * `model`  — plain data: users, TOTP factors, remembered devices, audit events.
-//! * `sqlite` — `SqliteUserStore`, the embedded implementation, with migrations compiled in.
+//! * `model`    — plain data: users, TOTP factors, remembered devices, audit events.
+//! * `sqlite`   — `SqliteUserStore`, the embedded implementation, with migrations compiled in.
+//! * `postgres` — `PostgresUserStore`, for several replicas, with migrations compiled in.
 //! * `seal`   — encryption of TOTP seeds at rest.
 //!
 //! Callers pick the implementation once at start-up with [`AnyUserStore::open`]. The store does
@@ -9,7 +11,10 @@
 //! recovery code) atomic, so they hold across concurrent requests and replicas.
 //! `Ok(None)`/`Ok(false)` mean absent; `Err(StoreError::Unavailable)` means fail closed (503).
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod model;
+pub mod postgres;
 pub mod seal;
 pub mod sqlite;
 
@@ -19,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use model::{
     AuditEvent, AuditQuery, AuditRecord, NewUser, RememberedDevice, TotpFactor, User, MAX_PAGE,
 };
+pub use postgres::{PostgresUrl, PostgresUserStore};
 pub use sqlite::SqliteUserStore;
 
 /// Failure of a user-store operation. Display text is for logs only, never for responses.
@@ -200,10 +206,11 @@ pub trait UserStore {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// The user store chosen at start-up. One variant per implementation; PostgreSQL comes later.
+/// The user store chosen at start-up. One variant per implementation.
 #[derive(Clone, Debug)]
 pub enum AnyUserStore {
     Sqlite(SqliteUserStore),
+    Postgres(PostgresUserStore),
 }
 
 impl AnyUserStore {
@@ -213,20 +220,26 @@ impl AnyUserStore {
     ///   the config file); `sqlite:///abs/path.db` is absolute. The parent directory is created
     ///   (mode 0700 on unix) and the file (mode 0600) at first start.
     /// * `sqlite::memory:` — a private in-memory database, for tests.
+    /// * `postgres://…` or `postgresql://…` — a PostgreSQL server (TLS per `sslmode`), pool of
+    ///   [`postgres::DEFAULT_MAX_CONNECTIONS`]; `schema=NAME` keeps the store in that schema
+    ///   (created if missing). The server must answer now, or this is `Unavailable`.
     ///
     /// Any other scheme is refused as not supported in this build.
     pub async fn open(url: &str, base_dir: &Path) -> Result<Self, StoreError> {
-        let store = match parse_url(url, base_dir)? {
-            StoreUrl::SqliteMemory => SqliteUserStore::open_in_memory().await?,
-            StoreUrl::SqliteFile(path) => SqliteUserStore::open(&path).await?,
-        };
-        Ok(Self::Sqlite(store))
+        Ok(match parse_url(url, base_dir)? {
+            StoreUrl::SqliteMemory => Self::Sqlite(SqliteUserStore::open_in_memory().await?),
+            StoreUrl::SqliteFile(path) => Self::Sqlite(SqliteUserStore::open(&path).await?),
+            StoreUrl::Postgres(url) => Self::Postgres(
+                PostgresUserStore::open(&url, postgres::DEFAULT_MAX_CONNECTIONS).await?,
+            ),
+        })
     }
 
     /// Closes the connections, waiting for in-flight operations.
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
         }
     }
 }
@@ -236,6 +249,7 @@ impl AnyUserStore {
 enum StoreUrl {
     SqliteMemory,
     SqliteFile(PathBuf),
+    Postgres(PostgresUrl),
 }
 
 fn parse_url(url: &str, base_dir: &Path) -> Result<StoreUrl, StoreError> {
@@ -260,10 +274,14 @@ fn parse_url(url: &str, base_dir: &Path) -> Result<StoreUrl, StoreError> {
             base_dir.join(path)
         }));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return PostgresUrl::parse(url).map(StoreUrl::Postgres);
+    }
     // Name only the scheme: the rest of a URL may carry a password.
     let scheme = url.split_once(':').map_or("(none)", |(s, _)| s);
     Err(StoreError::Unavailable(format!(
-        "storage url scheme `{scheme}` is not supported in this build (use sqlite://)"
+        "storage url scheme `{scheme}` is not supported in this build (use sqlite:// or \
+         postgres://)"
     )))
 }
 
@@ -272,48 +290,56 @@ impl UserStore for AnyUserStore {
     async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
         }
     }
 
     async fn create_user(&self, user: &NewUser, now: i64) -> Result<User, StoreError> {
         match self {
             Self::Sqlite(s) => s.create_user(user, now).await,
+            Self::Postgres(s) => s.create_user(user, now).await,
         }
     }
 
     async fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         match self {
             Self::Sqlite(s) => s.get_user(username).await,
+            Self::Postgres(s) => s.get_user(username).await,
         }
     }
 
     async fn list_users(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, StoreError> {
         match self {
             Self::Sqlite(s) => s.list_users(after, limit).await,
+            Self::Postgres(s) => s.list_users(after, limit).await,
         }
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.set_disabled(username, disabled).await,
+            Self::Postgres(s) => s.set_disabled(username, disabled).await,
         }
     }
 
     async fn set_password(&self, username: &str, password_hash: &str) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.set_password(username, password_hash).await,
+            Self::Postgres(s) => s.set_password(username, password_hash).await,
         }
     }
 
     async fn set_roles(&self, username: &str, roles: &[String]) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.set_roles(username, roles).await,
+            Self::Postgres(s) => s.set_roles(username, roles).await,
         }
     }
 
     async fn get_totp(&self, principal: &str) -> Result<Option<TotpFactor>, StoreError> {
         match self {
             Self::Sqlite(s) => s.get_totp(principal).await,
+            Self::Postgres(s) => s.get_totp(principal).await,
         }
     }
 
@@ -326,24 +352,28 @@ impl UserStore for AnyUserStore {
     ) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.put_totp(principal, sealed_seed, confirmed, now).await,
+            Self::Postgres(s) => s.put_totp(principal, sealed_seed, confirmed, now).await,
         }
     }
 
     async fn confirm_totp(&self, principal: &str, step: i64) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.confirm_totp(principal, step).await,
+            Self::Postgres(s) => s.confirm_totp(principal, step).await,
         }
     }
 
     async fn advance_totp_step(&self, principal: &str, step: i64) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.advance_totp_step(principal, step).await,
+            Self::Postgres(s) => s.advance_totp_step(principal, step).await,
         }
     }
 
     async fn delete_factors(&self, principal: &str) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.delete_factors(principal).await,
+            Self::Postgres(s) => s.delete_factors(principal).await,
         }
     }
 
@@ -359,6 +389,10 @@ impl UserStore for AnyUserStore {
                 s.replace_recovery_codes(principal, code_hashes, now, expires_at)
                     .await
             }
+            Self::Postgres(s) => {
+                s.replace_recovery_codes(principal, code_hashes, now, expires_at)
+                    .await
+            }
         }
     }
 
@@ -370,18 +404,21 @@ impl UserStore for AnyUserStore {
     ) -> Result<Option<u32>, StoreError> {
         match self {
             Self::Sqlite(s) => s.consume_recovery_code(principal, code_hash, now).await,
+            Self::Postgres(s) => s.consume_recovery_code(principal, code_hash, now).await,
         }
     }
 
     async fn count_recovery_codes(&self, principal: &str, now: i64) -> Result<u32, StoreError> {
         match self {
             Self::Sqlite(s) => s.count_recovery_codes(principal, now).await,
+            Self::Postgres(s) => s.count_recovery_codes(principal, now).await,
         }
     }
 
     async fn add_device(&self, device: &RememberedDevice) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.add_device(device).await,
+            Self::Postgres(s) => s.add_device(device).await,
         }
     }
 
@@ -393,6 +430,7 @@ impl UserStore for AnyUserStore {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.device_valid(principal, token_hash, now).await,
+            Self::Postgres(s) => s.device_valid(principal, token_hash, now).await,
         }
     }
 
@@ -403,36 +441,42 @@ impl UserStore for AnyUserStore {
     ) -> Result<Vec<RememberedDevice>, StoreError> {
         match self {
             Self::Sqlite(s) => s.list_devices(principal, now).await,
+            Self::Postgres(s) => s.list_devices(principal, now).await,
         }
     }
 
     async fn delete_device(&self, principal: &str, id: &str) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.delete_device(principal, id).await,
+            Self::Postgres(s) => s.delete_device(principal, id).await,
         }
     }
 
     async fn delete_devices(&self, principal: &str) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(s) => s.delete_devices(principal).await,
+            Self::Postgres(s) => s.delete_devices(principal).await,
         }
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         match self {
             Self::Sqlite(s) => s.append_audit(event).await,
+            Self::Postgres(s) => s.append_audit(event).await,
         }
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.query_audit(query).await,
+            Self::Postgres(s) => s.query_audit(query).await,
         }
     }
 
     async fn has_second_factor(&self, principal: &str, now: i64) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.has_second_factor(principal, now).await,
+            Self::Postgres(s) => s.has_second_factor(principal, now).await,
         }
     }
 }
@@ -460,11 +504,26 @@ mod tests {
     }
 
     #[test]
+    fn storage_url_accepts_postgres_with_an_optional_schema() {
+        let base = Path::new("/etc");
+        for (url, schema) in [
+            ("postgres://admin:hunter2@db/portcullis", None),
+            ("postgresql://db/portcullis?sslmode=require", None),
+            ("postgres://db/portcullis?schema=tenant_a", Some("tenant_a")),
+        ] {
+            match parse_url(url, base) {
+                Ok(StoreUrl::Postgres(pg)) => assert_eq!(pg.schema(), schema, "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn storage_url_refuses_other_schemes_without_echoing_credentials() {
         let base = Path::new("/etc");
         for url in [
-            "postgres://admin:hunter2@db/portcullis",
-            "mysql://x",
+            "mysql://admin:hunter2@db/portcullis",
+            "postgres://admin:hunter2@db/portcullis?schema=Bad-Name",
             "sqlite://",
             "sqlite://p.db?mode=ro",
             "data.db",
@@ -474,11 +533,11 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
         }
-        let Err(StoreError::Unavailable(msg)) = parse_url("postgres://u:p@h/d", base) else {
-            panic!("postgres accepted")
+        let Err(StoreError::Unavailable(msg)) = parse_url("mysql://u:p@h/d", base) else {
+            panic!("mysql accepted")
         };
         assert!(
-            msg.contains("`postgres` is not supported in this build"),
+            msg.contains("`mysql` is not supported in this build"),
             "{msg}"
         );
     }

@@ -2,9 +2,11 @@
 -- Times are Unix seconds (BIGINT). Principals are `native:<user>`, `oidc:<issuer>#<sub>`
 -- or `saml:<idp>#<nameid>`; factor tables are keyed by principal, not by users, because
 -- SSO users (step-up) have factors but no user row.
+-- Ordered key columns are COLLATE "C": byte order, as SQLite's BINARY, whatever the database
+-- locale, so listings and keyset cursors behave the same on both stores.
 
 CREATE TABLE users (
-    username      TEXT    NOT NULL PRIMARY KEY,
+    username      TEXT    COLLATE "C" NOT NULL PRIMARY KEY,
     email         TEXT,
     roles         TEXT    NOT NULL DEFAULT '[]',   -- JSON array of role names
     password_hash TEXT,                            -- argon2id PHC string
@@ -33,7 +35,7 @@ CREATE TABLE recovery_codes (
 
 -- Remembered devices; the token is stored hashed.
 CREATE TABLE remembered_devices (
-    id         TEXT   NOT NULL PRIMARY KEY,
+    id         TEXT   COLLATE "C" NOT NULL PRIMARY KEY,
     principal  TEXT   NOT NULL,
     token_hash TEXT   NOT NULL UNIQUE,
     created_at BIGINT NOT NULL,

@@ -84,6 +84,7 @@ pub struct RawAdminToken {
 pub struct RawSession {
     pub store: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
     pub idle_timeout: Option<Dur>,
     pub max_lifetime: Option<Dur>,
     pub touch_interval: Option<Dur>,

@@ -399,10 +399,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let rs = &raw.session;
     let store = match rs.store.as_deref() {
         None | Some("memory") => SessionStoreKind::Memory,
-        Some("redis") => {
-            cx.unsupported(&[k("session"), k("store")], "the Redis session store");
-            SessionStoreKind::Redis
-        }
+        Some("redis") => SessionStoreKind::Redis,
         Some(other) => {
             cx.err(
                 &[k("session"), k("store")],
@@ -423,9 +420,22 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         }
         None => None,
     };
+    if store == SessionStoreKind::Redis && redis_url.is_none() && rs.redis_url.is_none() {
+        cx.err(&[k("session"), k("store")], "\"redis\" needs session.redis_url, e.g. \"redis://127.0.0.1:6379/0\"");
+    }
+    if let Some(u) = &redis_url {
+        if !(u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
+            cx.err(&[k("session"), k("redis_url")], "must start with redis:// (TLS to Redis is not supported in this build)");
+        }
+    }
+    let redis_prefix = rs.redis_prefix.clone().unwrap_or_else(|| "portcullis:".to_owned());
+    if redis_prefix.is_empty() || redis_prefix.len() > 64 || redis_prefix.contains(char::is_whitespace) {
+        cx.err(&[k("session"), k("redis_prefix")], "must be 1-64 characters without spaces");
+    }
     let session = SessionConfig {
         store,
         redis_url,
+        redis_prefix,
         idle_timeout: rs
             .idle_timeout
             .map_or(Duration::from_secs(30 * 60), |d| d.0),
@@ -484,12 +494,15 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             let url = cx
                 .interpolate(&[k("storage"), k("url")], &st.url)
                 .unwrap_or_default();
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                cx.unsupported(&[k("storage"), k("url")], "the PostgreSQL user store");
-            } else if !url.starts_with("sqlite:") {
+            let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !postgres && !url.starts_with("sqlite:") {
+                cx.err(&[k("storage"), k("url")], "must start with sqlite:// or postgres://");
+            }
+            if postgres && st.encryption_key.is_none() {
+                // A generated key file is per machine; replicas must share one key.
                 cx.err(
-                    &[k("storage"), k("url")],
-                    "must start with sqlite:// (or postgres:// once available)",
+                    &[k("storage"), k("encryption_key")],
+                    "is required with PostgreSQL, so every replica can open the same sealed seeds",
                 );
             }
             let encryption_key = match &st.encryption_key {

@@ -1301,7 +1301,7 @@ mod tests {
 
     #[tokio::test]
     async fn any_store_refuses_unsupported_schemes_and_opens_memory() {
-        let err = AnyUserStore::open("postgres://u:secret@db/p", Path::new(".")).await;
+        let err = AnyUserStore::open("mysql://u:secret@db/p", Path::new(".")).await;
         assert!(
             matches!(err, Err(StoreError::Unavailable(ref m)) if !m.contains("secret")),
             "{err:?}"
@@ -1311,6 +1311,11 @@ mod tests {
             .unwrap();
         store.create_user(&new_user("ann"), 1).await.unwrap();
         assert!(store.get_user("ann").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_shared_user_store_conformance_checks_pass() {
+        crate::storage::conformance::run_all(memory).await;
     }
 
     #[tokio::test]

@@ -111,12 +111,7 @@ access = "public"
 #[test]
 fn features_of_later_issues_are_refused_not_ignored() {
     for (extra, key) in [
-        (
-            "[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1\"\n",
-            "session.store",
-        ),
         ("[[idp]]\nid = \"corp\"\nkind = \"saml\"\n", "idp[0].kind"),
-        ("[storage]\nurl = \"postgres://db/x\"\n", "storage.url"),
         ("[mfa]\nmethods = [\"webauthn\"]\n", "mfa.methods[0]"),
     ] {
         let errs = errors_of(&format!("{MINIMAL}{extra}"));
@@ -253,7 +248,6 @@ fn expected_unavailable(name: &str) -> Option<&'static str> {
             Some("oidc")
         }
         n if n.contains("saml") || n.contains("adfs") => Some("saml"),
-        n if n.contains("scale-out") => Some("redis/postgres/admin"),
         _ => None,
     }
 }

@@ -15,4 +15,5 @@ mod config;
 mod native;
 mod process;
 mod proxy;
+mod scale;
 mod support;
