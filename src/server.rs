@@ -84,7 +84,9 @@ impl Gateway {
                     config.session.max_sessions,
                 )
                 .await
-                .map_err(|e| StartError::Unsupported(format!("cannot reach the Redis session store: {e}")))?;
+                .map_err(|e| {
+                    StartError::Unsupported(format!("cannot reach the Redis session store: {e}"))
+                })?;
                 AnySessionStore::Redis(store)
             }
         };

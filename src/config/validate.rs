@@ -421,16 +421,34 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         None => None,
     };
     if store == SessionStoreKind::Redis && redis_url.is_none() && rs.redis_url.is_none() {
-        cx.err(&[k("session"), k("store")], "\"redis\" needs session.redis_url, e.g. \"redis://127.0.0.1:6379/0\"");
+        cx.err(
+            &[k("session"), k("store")],
+            "\"redis\" needs session.redis_url, e.g. \"redis://127.0.0.1:6379/0\"",
+        );
     }
     if let Some(u) = &redis_url {
-        if !(u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
-            cx.err(&[k("session"), k("redis_url")], "must start with redis:// (TLS to Redis is not supported in this build)");
+        if !(u.starts_with("redis://")
+            || u.starts_with("redis+unix://")
+            || u.starts_with("unix://"))
+        {
+            cx.err(
+                &[k("session"), k("redis_url")],
+                "must start with redis:// (TLS to Redis is not supported in this build)",
+            );
         }
     }
-    let redis_prefix = rs.redis_prefix.clone().unwrap_or_else(|| "portcullis:".to_owned());
-    if redis_prefix.is_empty() || redis_prefix.len() > 64 || redis_prefix.contains(char::is_whitespace) {
-        cx.err(&[k("session"), k("redis_prefix")], "must be 1-64 characters without spaces");
+    let redis_prefix = rs
+        .redis_prefix
+        .clone()
+        .unwrap_or_else(|| "portcullis:".to_owned());
+    if redis_prefix.is_empty()
+        || redis_prefix.len() > 64
+        || redis_prefix.contains(char::is_whitespace)
+    {
+        cx.err(
+            &[k("session"), k("redis_prefix")],
+            "must be 1-64 characters without spaces",
+        );
     }
     let session = SessionConfig {
         store,
@@ -496,7 +514,10 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
                 .unwrap_or_default();
             let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
             if !postgres && !url.starts_with("sqlite:") {
-                cx.err(&[k("storage"), k("url")], "must start with sqlite:// or postgres://");
+                cx.err(
+                    &[k("storage"), k("url")],
+                    "must start with sqlite:// or postgres://",
+                );
             }
             if postgres && st.encryption_key.is_none() {
                 // A generated key file is per machine; replicas must share one key.

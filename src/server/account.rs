@@ -25,12 +25,18 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
 fn csrf(gw: &Gateway, s: &Session) -> String {
-    let tag = ring::hmac::sign(&gw.csrf_key, format!("account:{}", s.id.as_str()).as_bytes());
+    let tag = ring::hmac::sign(
+        &gw.csrf_key,
+        format!("account:{}", s.id.as_str()).as_bytes(),
+    );
     B64.encode(tag.as_ref().get(..24).unwrap_or_default())
 }
 
 fn hidden(token: &str) -> String {
-    format!("<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">", esc(token))
+    format!(
+        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+        esc(token)
+    )
 }
 
 fn reenroll_key(s: &Session) -> String {
@@ -38,11 +44,17 @@ fn reenroll_key(s: &Session) -> String {
 }
 
 /// Entry for `/account` and its form targets.
-pub async fn entry(gw: &Arc<Gateway>, req: Request<Incoming>, conn: Conn, sub: &str) -> Response<GatewayBody> {
+pub async fn entry(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+    sub: &str,
+) -> Response<GatewayBody> {
     let session = match load_session(gw, &req).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            let rd = LocalPath::parse(&format!("{}/account", gw.config.server.prefix)).unwrap_or_else(LocalPath::root);
+            let rd = LocalPath::parse(&format!("{}/account", gw.config.server.prefix))
+                .unwrap_or_else(LocalPath::root);
             return match gw.config.server.default_login.as_ref() {
                 Some(t) => pages::redirect(&gw.login_url(t, &rd)),
                 None => pages::redirect(&gw.login_url(&LoginTarget::Native, &rd)),
@@ -54,7 +66,11 @@ pub async fn entry(gw: &Arc<Gateway>, req: Request<Incoming>, conn: Conn, sub: &
         return page(gw, &session, None, None).await;
     }
     if *req.method() != Method::POST {
-        return pages::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed here.");
+        return pages::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not allowed here.",
+        );
     }
     let body = match read_body(gw, req.into_body()).await {
         Ok(b) => b,
@@ -72,7 +88,11 @@ pub async fn entry(gw: &Arc<Gateway>, req: Request<Incoming>, conn: Conn, sub: &
         "/account/recovery-codes" => new_recovery_codes(gw, &session, &form, ip).await,
         "/account/totp" => start_reenroll(gw, &session, &form, ip).await,
         "/account/totp/confirm" => confirm_reenroll(gw, &session, &form, ip).await,
-        _ => pages::json_error(StatusCode::NOT_FOUND, "not_found", "No such gateway endpoint."),
+        _ => pages::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        ),
     }
 }
 
@@ -80,17 +100,32 @@ fn is_native(s: &Session) -> bool {
     s.identity.method == AuthMethod::Native
 }
 
-async fn page(gw: &Gateway, s: &Session, error: Option<&str>, notice: Option<&str>) -> Response<GatewayBody> {
+async fn page(
+    gw: &Gateway,
+    s: &Session,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response<GatewayBody> {
     let token = csrf(gw, s);
     let p = esc(&gw.config.server.prefix);
     let mut body = String::from("<h1>Your account</h1>");
     if let Some(n) = notice {
-        body.push_str(&format!("<div class=\"notice\" role=\"status\">{}</div>", esc(n)));
+        body.push_str(&format!(
+            "<div class=\"notice\" role=\"status\">{}</div>",
+            esc(n)
+        ));
     }
     if let Some(e) = error {
-        body.push_str(&format!("<div class=\"error\" role=\"alert\" id=\"form-error\">{}</div>", esc(e)));
+        body.push_str(&format!(
+            "<div class=\"error\" role=\"alert\" id=\"form-error\">{}</div>",
+            esc(e)
+        ));
     }
-    body.push_str(&format!("<p>Signed in as <strong>{}</strong> ({}).</p>", esc(&s.identity.user), esc(&s.identity.method.header_value())));
+    body.push_str(&format!(
+        "<p>Signed in as <strong>{}</strong> ({}).</p>",
+        esc(&s.identity.user),
+        esc(&s.identity.method.header_value())
+    ));
 
     // Sessions.
     let sessions = match gw.store.list(Some(&s.identity.user), None, 200).await {
@@ -128,7 +163,11 @@ async fn page(gw: &Gateway, s: &Session, error: Option<&str>, notice: Option<&st
         let principal = native_principal(&s.identity.user);
         let now = gw.clock.now();
         let has_totp = matches!(acc.users.get_totp(&principal).await, Ok(Some(f)) if f.confirmed);
-        let left = acc.users.count_recovery_codes(&principal, now).await.unwrap_or(0);
+        let left = acc
+            .users
+            .count_recovery_codes(&principal, now)
+            .await
+            .unwrap_or(0);
         body.push_str(&format!(
             "<h2>Two-step verification</h2><p>Authenticator app: <strong>{}</strong>. Recovery codes left: <strong id=\"codes-left\">{left}</strong>.</p>\
 <p class=\"muted\">To change these, confirm it is you with a current code from your authenticator app or a recovery code.</p>\
@@ -146,7 +185,11 @@ async fn page(gw: &Gateway, s: &Session, error: Option<&str>, notice: Option<&st
                 hidden(&token)
             ));
         }
-        let devices = acc.users.list_devices(&principal, now).await.unwrap_or_default();
+        let devices = acc
+            .users
+            .list_devices(&principal, now)
+            .await
+            .unwrap_or_default();
         body.push_str("<h2>Remembered devices</h2>");
         if devices.is_empty() {
             body.push_str("<p id=\"devices\">No device is remembered.</p>");
@@ -168,11 +211,20 @@ async fn page(gw: &Gateway, s: &Session, error: Option<&str>, notice: Option<&st
         }
     }
     body.push_str(&format!("<p><a href=\"{p}/logout\">Sign out</a></p>"));
-    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
     pages::html_response(status, gw.chrome.layout("Your account", &body, true))
 }
 
-async fn end_sessions(gw: &Gateway, s: &Session, form: &str, ip: std::net::IpAddr) -> Response<GatewayBody> {
+async fn end_sessions(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: std::net::IpAddr,
+) -> Response<GatewayBody> {
     let target = form_value(form, "id").unwrap_or_default();
     let mine = match gw.store.list(Some(&s.identity.user), None, 1000).await {
         Ok(v) => v,
@@ -188,14 +240,36 @@ async fn end_sessions(gw: &Gateway, s: &Session, form: &str, ip: std::net::IpAdd
             ended += 1;
         }
     }
-    audit::record(gw, Event { kind: "session.terminated", user: Some(&s.identity.user), method: Some("account"), outcome: "success", ip: Some(ip), session: Some(s.id.as_str()), detail: Some(format!("{{\"ended\":{ended}}}")), ..Default::default() }).await;
-    let msg = format!("Ended {ended} other session{}.", if ended == 1 { "" } else { "s" });
+    audit::record(
+        gw,
+        Event {
+            kind: "session.terminated",
+            user: Some(&s.identity.user),
+            method: Some("account"),
+            outcome: "success",
+            ip: Some(ip),
+            session: Some(s.id.as_str()),
+            detail: Some(format!("{{\"ended\":{ended}}}")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let msg = format!(
+        "Ended {ended} other session{}.",
+        if ended == 1 { "" } else { "s" }
+    );
     page(gw, s, None, Some(&msg)).await
 }
 
 async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<GatewayBody> {
     let Some(acc) = gw.accounts.as_ref().filter(|_| is_native(s)) else {
-        return page(gw, s, Some("There is nothing to forget for this account."), None).await;
+        return page(
+            gw,
+            s,
+            Some("There is nothing to forget for this account."),
+            None,
+        )
+        .await;
     };
     let principal = native_principal(&s.identity.user);
     let id = form_value(form, "id").unwrap_or_default();
@@ -205,7 +279,15 @@ async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<Gatew
         acc.users.delete_device(&principal, &id).await
     };
     match result {
-        Ok(_) => page(gw, s, None, Some("Done: that device will be asked for a second factor again.")).await,
+        Ok(_) => {
+            page(
+                gw,
+                s,
+                None,
+                Some("Done: that device will be asked for a second factor again."),
+            )
+            .await
+        }
         Err(e) => store_error(gw, e),
     }
 }
@@ -218,7 +300,11 @@ async fn fresh_factor(gw: &Gateway, s: &Session, form: &str) -> Result<(), MfaEr
     let now = gw.clock.now();
     match classify(&code) {
         Typed::Totp(c) => verify_totp(acc, &principal, &s.identity.user, &c, now).await,
-        Typed::Recovery(c) => match acc.users.consume_recovery_code(&principal, &recovery::hash_code(&c), now).await {
+        Typed::Recovery(c) => match acc
+            .users
+            .consume_recovery_code(&principal, &recovery::hash_code(&c), now)
+            .await
+        {
             Ok(Some(_)) => Ok(()),
             _ => Err(MfaError::WrongCode),
         },
@@ -226,73 +312,192 @@ async fn fresh_factor(gw: &Gateway, s: &Session, form: &str) -> Result<(), MfaEr
     }
 }
 
-async fn check_fresh(gw: &Gateway, s: &Session, form: &str, ip: std::net::IpAddr) -> Option<Response<GatewayBody>> {
+async fn check_fresh(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: std::net::IpAddr,
+) -> Option<Response<GatewayBody>> {
     if !is_native(s) || gw.accounts.is_none() {
-        return Some(page(gw, s, Some("Second factors of this account are managed by your organisation's sign-in."), None).await);
+        return Some(
+            page(
+                gw,
+                s,
+                Some("Second factors of this account are managed by your organisation's sign-in."),
+                None,
+            )
+            .await,
+        );
     }
     match fresh_factor(gw, s, form).await {
         Ok(()) => {
-            audit::record(gw, Event { kind: "mfa.success", user: Some(&s.identity.user), method: Some("totp"), outcome: "success", reason: Some("account"), ip: Some(ip), ..Default::default() }).await;
+            audit::record(
+                gw,
+                Event {
+                    kind: "mfa.success",
+                    user: Some(&s.identity.user),
+                    method: Some("totp"),
+                    outcome: "success",
+                    reason: Some("account"),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
             None
         }
         Err(e) => {
-            audit::record(gw, Event { kind: "mfa.failure", user: Some(&s.identity.user), method: Some("totp"), outcome: "failure", reason: Some(&e.to_string()), ip: Some(ip), ..Default::default() }).await;
+            audit::record(
+                gw,
+                Event {
+                    kind: "mfa.failure",
+                    user: Some(&s.identity.user),
+                    method: Some("totp"),
+                    outcome: "failure",
+                    reason: Some(&e.to_string()),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
             if let Some(acc) = &gw.accounts {
-                let _ = acc.lockout.record_failure(&gw.store, &s.identity.user, ip).await;
+                let _ = acc
+                    .lockout
+                    .record_failure(&gw.store, &s.identity.user, ip)
+                    .await;
             }
             Some(page(gw, s, Some("That code is not valid. Enter a current code from your authenticator app or a recovery code."), None).await)
         }
     }
 }
 
-async fn new_recovery_codes(gw: &Gateway, s: &Session, form: &str, ip: std::net::IpAddr) -> Response<GatewayBody> {
+async fn new_recovery_codes(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: std::net::IpAddr,
+) -> Response<GatewayBody> {
     if let Some(refused) = check_fresh(gw, s, form, ip).await {
         return refused;
     }
-    let Some(acc) = &gw.accounts else { return respond(gw, GatewayError::NoLogin, true) };
+    let Some(acc) = &gw.accounts else {
+        return respond(gw, GatewayError::NoLogin, true);
+    };
     let now = gw.clock.now();
-    match acc.issue_recovery_codes(&native_principal(&s.identity.user), gw.config.mfa.recovery_count, gw.config.mfa.recovery_ttl, now).await {
+    match acc
+        .issue_recovery_codes(
+            &native_principal(&s.identity.user),
+            gw.config.mfa.recovery_count,
+            gw.config.mfa.recovery_ttl,
+            now,
+        )
+        .await
+    {
         Ok(codes) => {
-            audit::record(gw, Event { kind: "recovery_codes.issued", user: Some(&s.identity.user), method: Some("account"), outcome: "success", ip: Some(ip), ..Default::default() }).await;
+            audit::record(
+                gw,
+                Event {
+                    kind: "recovery_codes.issued",
+                    user: Some(&s.identity.user),
+                    method: Some("account"),
+                    outcome: "success",
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
             let codes: Vec<String> = codes.iter().map(|c| c.expose().to_owned()).collect();
-            login_pages::recovery_codes(&gw.chrome, &codes, &format!("{}{}/account", gw.config.server.public_origin, gw.config.server.prefix))
+            login_pages::recovery_codes(
+                &gw.chrome,
+                &codes,
+                &format!(
+                    "{}{}/account",
+                    gw.config.server.public_origin, gw.config.server.prefix
+                ),
+            )
         }
         Err(e) => store_error(gw, e),
     }
 }
 
-fn reenroll_page(gw: &Gateway, s: &Session, seed: TotpSeed, error: Option<&str>) -> Response<GatewayBody> {
-    let Some(acc) = &gw.accounts else { return respond(gw, GatewayError::NoLogin, true) };
+fn reenroll_page(
+    gw: &Gateway,
+    s: &Session,
+    seed: TotpSeed,
+    error: Option<&str>,
+) -> Response<GatewayBody> {
+    let Some(acc) = &gw.accounts else {
+        return respond(gw, GatewayError::NoLogin, true);
+    };
     let t = acc.totp_for(seed, &s.identity.user);
     let uri = t.otpauth_uri();
     let svg = qr::svg(&uri).unwrap_or_default();
     let secret = totp::group_secret(&t.secret_base32());
     let token = csrf(gw, s);
     let action = format!("{}/account/totp/confirm", gw.config.server.prefix);
-    let view = login_pages::Enrollment { action: &action, csrf: &token, uri: &uri, qr_svg: &svg, grouped_secret: &secret, error };
-    login_pages::enroll(&gw.chrome, if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK }, &view)
+    let view = login_pages::Enrollment {
+        action: &action,
+        csrf: &token,
+        uri: &uri,
+        qr_svg: &svg,
+        grouped_secret: &secret,
+        error,
+    };
+    login_pages::enroll(
+        &gw.chrome,
+        if error.is_some() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        },
+        &view,
+    )
 }
 
-async fn start_reenroll(gw: &Gateway, s: &Session, form: &str, ip: std::net::IpAddr) -> Response<GatewayBody> {
+async fn start_reenroll(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: std::net::IpAddr,
+) -> Response<GatewayBody> {
     if let Some(refused) = check_fresh(gw, s, form, ip).await {
         return refused;
     }
-    let Some(acc) = &gw.accounts else { return respond(gw, GatewayError::NoLogin, true) };
+    let Some(acc) = &gw.accounts else {
+        return respond(gw, GatewayError::NoLogin, true);
+    };
     let seed = totp::generate_seed();
     let principal = native_principal(&s.identity.user);
     let sealed = match acc.seal_seed(&principal, &seed) {
         Ok(x) => x,
-        Err(_) => return respond(gw, GatewayError::Store(crate::storage::StoreError::Unavailable("seal".into())), true),
+        Err(_) => {
+            return respond(
+                gw,
+                GatewayError::Store(crate::storage::StoreError::Unavailable("seal".into())),
+                true,
+            )
+        }
     };
     // The new seed waits in the session store until confirmed; the old one stays valid.
-    if let Err(e) = gw.store.put_ephemeral(&reenroll_key(s), sealed, gw.config.session.pending_ttl).await {
+    if let Err(e) = gw
+        .store
+        .put_ephemeral(&reenroll_key(s), sealed, gw.config.session.pending_ttl)
+        .await
+    {
         return store_error(gw, e);
     }
     reenroll_page(gw, s, seed, None)
 }
 
-async fn confirm_reenroll(gw: &Gateway, s: &Session, form: &str, ip: std::net::IpAddr) -> Response<GatewayBody> {
-    let Some(acc) = gw.accounts.as_ref().filter(|_| is_native(s)) else { return respond(gw, GatewayError::NoLogin, true) };
+async fn confirm_reenroll(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: std::net::IpAddr,
+) -> Response<GatewayBody> {
+    let Some(acc) = gw.accounts.as_ref().filter(|_| is_native(s)) else {
+        return respond(gw, GatewayError::NoLogin, true);
+    };
     let principal = native_principal(&s.identity.user);
     let sealed = match gw.store.get_ephemeral(&reenroll_key(s)).await {
         Ok(Some(x)) => x,
@@ -302,11 +507,26 @@ async fn confirm_reenroll(gw: &Gateway, s: &Session, form: &str, ip: std::net::I
     let Some(seed) = acc.open_seed(&principal, &sealed) else {
         return page(gw, s, Some("The setup expired. Start again."), None).await;
     };
-    let code: String = form_value(form, "code").unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+    let code: String = form_value(form, "code")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let now = gw.clock.now();
-    let step = match acc.totp_for(seed.clone(), &s.identity.user).verify(&code, now, None).map(|st| i64::try_from(st.0)) {
+    let step = match acc
+        .totp_for(seed.clone(), &s.identity.user)
+        .verify(&code, now, None)
+        .map(|st| i64::try_from(st.0))
+    {
         Ok(Ok(step)) => step,
-        _ => return reenroll_page(gw, s, seed, Some("That code is not valid. Check it and try again.")),
+        _ => {
+            return reenroll_page(
+                gw,
+                s,
+                seed,
+                Some("That code is not valid. Check it and try again."),
+            )
+        }
     };
     if let Err(e) = gw.store.take_ephemeral(&reenroll_key(s)).await {
         return store_error(gw, e);
@@ -318,6 +538,24 @@ async fn confirm_reenroll(gw: &Gateway, s: &Session, form: &str, ip: std::net::I
     if let Err(e) = acc.users.advance_totp_step(&principal, step).await {
         return store_error(gw, e);
     }
-    audit::record(gw, Event { kind: "mfa.enroll", user: Some(&s.identity.user), method: Some("totp"), outcome: "success", reason: Some("account"), ip: Some(ip), ..Default::default() }).await;
-    page(gw, s, None, Some("Your new authenticator app is set up; the old one no longer works.")).await
+    audit::record(
+        gw,
+        Event {
+            kind: "mfa.enroll",
+            user: Some(&s.identity.user),
+            method: Some("totp"),
+            outcome: "success",
+            reason: Some("account"),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    page(
+        gw,
+        s,
+        None,
+        Some("Your new authenticator app is set up; the old one no longer works."),
+    )
+    .await
 }

@@ -770,9 +770,11 @@ async fn submit_challenge(
         Typed::Unknown => "unknown",
     };
     let result: Result<(MfaUsed, Option<u32>), MfaError> = match typed {
-        Typed::Totp(c) if gw.config.mfa.allows(MfaMethod::Totp) => verify_totp(acc, &p.principal, &p.user, &c, now)
-            .await
-            .map(|()| (MfaUsed::Totp, None)),
+        Typed::Totp(c) if gw.config.mfa.allows(MfaMethod::Totp) => {
+            verify_totp(acc, &p.principal, &p.user, &c, now)
+                .await
+                .map(|()| (MfaUsed::Totp, None))
+        }
         Typed::Email(c) if email_allowed(gw, acc, p) => verify_email(gw, p, &c)
             .await
             .map(|()| (MfaUsed::Email, None)),

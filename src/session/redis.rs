@@ -694,7 +694,12 @@ impl SessionStore for RedisStore {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     //! Against the Redis named by `REDIS_URL` (skipped when unset). Each test works under its
     //! own random key prefix and deletes its keys at the end.

@@ -17,14 +17,19 @@ fn env_urls() -> Option<(String, String)> {
     match (std::env::var("REDIS_URL"), std::env::var("DATABASE_URL")) {
         (Ok(r), Ok(d)) if !r.is_empty() && !d.is_empty() => Some((r, d)),
         _ => {
-            eprintln!("skipped: REDIS_URL and DATABASE_URL must both be set for the scale-out tests");
+            eprintln!(
+                "skipped: REDIS_URL and DATABASE_URL must both be set for the scale-out tests"
+            );
             None
         }
     }
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn with_schema(db: &str, schema: &str) -> String {
@@ -69,17 +74,31 @@ impl Drop for Replica {
 }
 
 fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Cluster {
     async fn new(n: usize, redis_url: &str, db_url: &str) -> Cluster {
         let dir = TempDir::new("scale");
         let upstream = TestUpstream::start().await;
-        let tag = portcullis::session::random_id(6).to_lowercase().replace(['-', '_'], "x");
+        let tag = portcullis::session::random_id(6)
+            .to_lowercase()
+            .replace(['-', '_'], "x");
         let schema = format!("pc_it_{tag}");
         let prefix = format!("pc-it-{tag}:");
-        let mut c = Cluster { dir, upstream, redis_url: redis_url.into(), db_url: db_url.into(), schema, prefix, replicas: Vec::new() };
+        let mut c = Cluster {
+            dir,
+            upstream,
+            redis_url: redis_url.into(),
+            db_url: db_url.into(),
+            schema,
+            prefix,
+            replicas: Vec::new(),
+        };
         for i in 0..n {
             let r = c.replica_config(i, redis_url);
             c.replicas.push(r);
@@ -138,7 +157,12 @@ allow_roles = ["contractor", "end_user"]
         );
         let config = self.dir.path().join(format!("replica-{i}.toml"));
         std::fs::write(&config, text).unwrap();
-        Replica { config, port, admin_port, child: None }
+        Replica {
+            config,
+            port,
+            admin_port,
+            child: None,
+        }
     }
 
     async fn start_all(&mut self) {
@@ -160,7 +184,10 @@ allow_roles = ["contractor", "end_user"]
         r.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", r.port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             if let Some(s) = r.child.as_mut().unwrap().try_wait().unwrap() {
@@ -173,7 +200,9 @@ allow_roles = ["contractor", "end_user"]
 
     fn stop(&mut self, i: usize) {
         if let Some(mut c) = self.replicas[i].child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let _ = c.wait();
         }
     }
@@ -181,9 +210,25 @@ allow_roles = ["contractor", "end_user"]
     /// Users are created through the library against the same stores (as `portcullis users` would).
     async fn add_user(&self, name: &str, role: &str, totp: bool) -> Option<TotpSeed> {
         let config = portcullis::config::Config::load(&self.replicas[0].config).unwrap();
-        let acc = portcullis::accounts::Accounts::open(&config).await.unwrap().unwrap();
-        acc.create_user(&config, name, None, vec![role.into()], Some(Password::new(PW.into())), now()).await.unwrap();
-        let seed = if totp { Some(acc.enroll_totp_now(name, now()).await.unwrap().0) } else { None };
+        let acc = portcullis::accounts::Accounts::open(&config)
+            .await
+            .unwrap()
+            .unwrap();
+        acc.create_user(
+            &config,
+            name,
+            None,
+            vec![role.into()],
+            Some(Password::new(PW.into())),
+            now(),
+        )
+        .await
+        .unwrap();
+        let seed = if totp {
+            Some(acc.enroll_totp_now(name, now()).await.unwrap().0)
+        } else {
+            None
+        };
         acc.users.close().await;
         seed
     }
@@ -191,14 +236,20 @@ allow_roles = ["contractor", "end_user"]
     async fn cleanup(&self) {
         if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
             if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut con).await.unwrap_or_default();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.prefix))
+                    .query_async(&mut con)
+                    .await
+                    .unwrap_or_default();
                 if !keys.is_empty() {
                     let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
                 }
             }
         }
         if let Ok(pool) = sqlx::PgPool::connect(&self.db_url).await {
-            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)).execute(&pool).await;
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+                .execute(&pool)
+                .await;
             pool.close().await;
         }
     }
@@ -207,13 +258,23 @@ allow_roles = ["contractor", "end_user"]
 async fn password(b: &mut Browser, user: &str, pw: &str) -> Resp {
     let form = b.get("/normal").await;
     let csrf = input_value(&form.text(), "csrf_token").unwrap();
-    b.post("/normal", &[("username", user), ("password", pw), ("csrf_token", &csrf), ("rd", "/app")]).await
+    b.post(
+        "/normal",
+        &[
+            ("username", user),
+            ("password", pw),
+            ("csrf_token", &csrf),
+            ("rd", "/app"),
+        ],
+    )
+    .await
 }
 
 async fn totp(b: &mut Browser, code: &str) -> Resp {
     let page = b.get("/_portcullis/mfa").await;
     let csrf = input_value(&page.text(), "csrf_token").unwrap();
-    b.post("/_portcullis/mfa", &[("code", code), ("csrf_token", &csrf)]).await
+    b.post("/_portcullis/mfa", &[("code", code), ("csrf_token", &csrf)])
+        .await
 }
 
 /// The same browser (cookie jar) talking to another replica.
@@ -225,7 +286,9 @@ fn moved(b: &Browser, base: &str) -> Browser {
 
 #[tokio::test]
 async fn a_session_made_on_one_replica_works_on_another_and_dies_everywhere_when_revoked() {
-    let Some((redis, db)) = env_urls() else { return };
+    let Some((redis, db)) = env_urls() else {
+        return;
+    };
     let mut c = Cluster::new(3, &redis, &db).await;
     c.start_all().await;
     let seed = c.add_user("rosa", "contractor", true).await.unwrap();
@@ -245,18 +308,40 @@ async fn a_session_made_on_one_replica_works_on_another_and_dies_everywhere_when
     // Terminated through C's admin API.
     let http = Http::new();
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    let listed = http.get(&format!("{}/api/v1/sessions?user=rosa", c.replicas[2].admin()), &[("authorization", &auth)]).await;
+    let listed = http
+        .get(
+            &format!("{}/api/v1/sessions?user=rosa", c.replicas[2].admin()),
+            &[("authorization", &auth)],
+        )
+        .await;
     assert_eq!(listed.json()["items"][0]["id"], id.as_str());
-    let del = http.send(hyper::Method::DELETE, &format!("{}/api/v1/sessions/{id}", c.replicas[2].admin()), &[("authorization", &auth)], Vec::new()).await;
+    let del = http
+        .send(
+            hyper::Method::DELETE,
+            &format!("{}/api/v1/sessions/{id}", c.replicas[2].admin()),
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(a.get("/app").await.status, StatusCode::FOUND, "refused at A on the next request");
-    assert_eq!(b.get("/app").await.status, StatusCode::FOUND, "refused at B on the next request");
+    assert_eq!(
+        a.get("/app").await.status,
+        StatusCode::FOUND,
+        "refused at A on the next request"
+    );
+    assert_eq!(
+        b.get("/app").await.status,
+        StatusCode::FOUND,
+        "refused at B on the next request"
+    );
     c.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_totp_code_accepted_at_one_replica_is_refused_at_another() {
-    let Some((redis, db)) = env_urls() else { return };
+    let Some((redis, db)) = env_urls() else {
+        return;
+    };
     let mut c = Cluster::new(2, &redis, &db).await;
     c.start_all().await;
     let seed = c.add_user("tom", "contractor", true).await.unwrap();
@@ -277,24 +362,35 @@ async fn a_totp_code_accepted_at_one_replica_is_refused_at_another() {
 
 #[tokio::test]
 async fn lockout_is_counted_across_replicas() {
-    let Some((redis, db)) = env_urls() else { return };
+    let Some((redis, db)) = env_urls() else {
+        return;
+    };
     let mut c = Cluster::new(3, &redis, &db).await;
     c.start_all().await;
     c.add_user("lou", "end_user", false).await;
     for i in 0..3 {
         let mut x = Browser::new(&c.replicas[i].base());
-        assert_eq!(password(&mut x, "lou", "wrong").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            password(&mut x, "lou", "wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     for i in 0..3 {
         let mut x = Browser::new(&c.replicas[i].base());
-        assert_eq!(password(&mut x, "lou", PW).await.status, StatusCode::TOO_MANY_REQUESTS, "locked at replica {i}");
+        assert_eq!(
+            password(&mut x, "lou", PW).await.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked at replica {i}"
+        );
     }
     c.cleanup().await;
 }
 
 #[tokio::test]
 async fn sessions_survive_restarting_every_replica() {
-    let Some((redis, db)) = env_urls() else { return };
+    let Some((redis, db)) = env_urls() else {
+        return;
+    };
     let mut c = Cluster::new(3, &redis, &db).await;
     c.start_all().await;
     c.add_user("sam", "end_user", false).await;
@@ -309,7 +405,10 @@ async fn sessions_survive_restarting_every_replica() {
         let mut x = moved(&a, &c.replicas[i].base());
         let r = x.get("/app").await;
         assert_eq!(r.status, StatusCode::OK, "replica {i} after restart");
-        assert_eq!(r.upstream_header("x-forwarded-user").as_deref(), Some("sam"));
+        assert_eq!(
+            r.upstream_header("x-forwarded-user").as_deref(),
+            Some("sam")
+        );
     }
     c.cleanup().await;
 }
@@ -317,14 +416,27 @@ async fn sessions_survive_restarting_every_replica() {
 #[tokio::test]
 async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() {
     let Some((_, db)) = env_urls() else { return };
-    if Command::new("redis-server").arg("--version").output().is_err() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: redis-server is not installed");
         return;
     }
     let port = free_port();
     let start_redis = || {
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap()
@@ -332,7 +444,10 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     let mut server = start_redis();
     let own = format!("redis://127.0.0.1:{port}/0");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "redis-server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -351,17 +466,44 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     let _ = server.wait();
     let started = Instant::now();
     let r = a.get("/app").await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "fail closed, never open");
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fail closed, never open"
+    );
     assert!(r.text().contains("cannot check your session"));
-    assert!(started.elapsed() < Duration::from_secs(6), "bounded wait: {:?}", started.elapsed());
-    let api = http.get(&format!("{}/app", c.replicas[0].base()), &[("accept", "application/json"), ("cookie", &format!("portcullis={}", a.jar["portcullis"]))]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "bounded wait: {:?}",
+        started.elapsed()
+    );
+    let api = http
+        .get(
+            &format!("{}/app", c.replicas[0].base()),
+            &[
+                ("accept", "application/json"),
+                ("cookie", &format!("portcullis={}", a.jar["portcullis"])),
+            ],
+        )
+        .await;
     assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(api.json()["error"], "unavailable");
     let mut x = Browser::new(&c.replicas[0].base());
     let login = password(&mut x, "dan", PW).await;
-    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "no login without the store");
-    assert_eq!(http.get(&ready, &[]).await.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(c.upstream.hits.load(std::sync::atomic::Ordering::Relaxed), hits_before, "nothing reached the app");
+    assert_eq!(
+        login.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no login without the store"
+    );
+    assert_eq!(
+        http.get(&ready, &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        c.upstream.hits.load(std::sync::atomic::Ordering::Relaxed),
+        hits_before,
+        "nothing reached the app"
+    );
 
     // Redis comes back (empty: it keeps nothing on disk); the gateway recovers by itself.
     let mut server = start_redis();
@@ -375,7 +517,10 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut fresh = Browser::new(&c.replicas[0].base());
-    assert_eq!(password(&mut fresh, "dan", PW).await.status, StatusCode::FOUND);
+    assert_eq!(
+        password(&mut fresh, "dan", PW).await.status,
+        StatusCode::FOUND
+    );
     assert_eq!(fresh.get("/app").await.status, StatusCode::OK);
     c.cleanup().await;
     let _ = server.kill();
