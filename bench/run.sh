@@ -7,6 +7,7 @@
 #   DURATION=5  seconds per wrk run          ROUNDS=3  interleaved rounds (direct, nginx, portcullis)
 #   UP_PORT=18080 NGX_PORT=18081 PC_PORT=18082   loopback ports (must be free)
 #   CONNECTIONS=64  wrk connections (wrk always runs with one thread: -t1)
+#   CPUS_WRK= CPUS_PROXY= CPUS_UPSTREAM=   optional taskset CPU lists (default: no pinning)
 #   SESSION_STORE=redis  reserved for a later Redis run (not available yet)
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
 #
@@ -83,6 +84,15 @@ fi
 [ -x "$NGINX" ] || die "nginx not found after installing nginx-light"
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust 1.85 or newer"
 
+# CPU pinning (taskset lists such as "0" or "0,1"); empty: the scheduler places everything.
+CPUS_WRK=${CPUS_WRK:-}
+CPUS_PROXY=${CPUS_PROXY:-}
+CPUS_UPSTREAM=${CPUS_UPSTREAM:-}
+PIN_WRK=(); PIN_PROXY=(); PIN_UPSTREAM=()
+[ -n "$CPUS_WRK" ] && PIN_WRK=(taskset -c "$CPUS_WRK")
+[ -n "$CPUS_PROXY" ] && PIN_PROXY=(taskset -c "$CPUS_PROXY")
+[ -n "$CPUS_UPSTREAM" ] && PIN_UPSTREAM=(taskset -c "$CPUS_UPSTREAM")
+
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$UP_PORT" "$NGX_PORT" "$PC_PORT"; do
   port_busy "$p" && die "port $p on 127.0.0.1 is already in use (set UP_PORT/NGX_PORT/PC_PORT)"
@@ -148,8 +158,9 @@ EOF
 }
 
 start_nginx() {
-  local name=$1 port=$2 dir=$OUT/$1
-  "$NGINX" -p "$dir/" -e "$dir/logs/error.log" -c "$dir/nginx.conf" >"$dir/logs/stdout.log" 2>&1 &
+  local name=$1 port=$2 dir=$OUT/$1 pin=()
+  if [ "$name" = upstream ]; then pin=("${PIN_UPSTREAM[@]}"); else pin=("${PIN_PROXY[@]}"); fi
+  "${pin[@]}" "$NGINX" -p "$dir/" -e "$dir/logs/error.log" -c "$dir/nginx.conf" >"$dir/logs/stdout.log" 2>&1 &
   PIDS+=($!)
   eval "${name//-/_}_PID=$!"
   wait_port "$port" "$!" "$dir/logs/error.log"
@@ -217,7 +228,7 @@ if ! out=$(printf '%s\n' "$PASSWORD" |
   die "step 'users add' failed: $BIN users add bench --role end_user --password-stdin --config $CONFIG"
 fi
 
-"$BIN" run --config "$CONFIG" >"$OUT/portcullis.log" 2>&1 &
+"${PIN_PROXY[@]}" "$BIN" run --config "$CONFIG" >"$OUT/portcullis.log" 2>&1 &
 PIDS+=($!)
 portcullis_PID=$!
 wait_port "$PC_PORT" "$portcullis_PID" "$OUT/portcullis.log"
@@ -262,6 +273,17 @@ cpu_ticks() {
   echo "$total"
 }
 TICKS=$(getconf CLK_TCK)
+# own_ticks: CPU of everything this script started: the three servers, plus (through this
+# shell's cutime/cstime) the reaped children, i.e. wrk.
+own_ticks() {
+  local stat f
+  stat=$(cat /proc/$$/stat); read -r -a f <<<"${stat##*) }"
+  echo $(( f[13] + f[14] + $(cpu_ticks "$upstream_PID") + $(cpu_ticks "$nginx_proxy_PID") + $(cpu_ticks "$portcullis_PID") ))
+}
+# busy_ticks: user + nice + system + steal of the whole machine (irq/softirq left out: the
+# kernel does not charge them to processes, so they cannot be split between us and others).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $9; exit }' /proc/stat; }
+NCPU=$(nproc)
 
 # to_ms VALUE: wrk latency ("850.00us", "1.23ms", "1.02s", "1.50m") in milliseconds.
 to_ms() {
@@ -279,7 +301,7 @@ TARGETS=(direct nginx portcullis)
 declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT)
 declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="")
 declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)")
-declare -A RPS P99 PCPU UCPU ERRS
+declare -A RPS P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
 PROXY_PID[portcullis]=$portcullis_PID
@@ -290,7 +312,7 @@ PROXY_PID[portcullis]=$portcullis_PID
 wrk_run() {
   local t=$1 secs=$2 outf=$3 hdr=() pid rc=0
   [ "$t" = portcullis ] && hdr=(-H "$COOKIE")
-  timeout -k 5 $((secs + 30)) \
+  timeout -k 5 $((secs + 30)) "${PIN_WRK[@]}" \
     wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/app" >"$outf" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -309,9 +331,13 @@ for r in $(seq "$ROUNDS"); do
     log "round $r/$ROUNDS: $t (${DURATION}s)"
     pc0=0; [ -n "${PROXY_PID[$t]}" ] && pc0=$(cpu_ticks "${PROXY_PID[$t]}")
     uc0=$(cpu_ticks "$upstream_PID")
+    own0=$(own_ticks); busy0=$(busy_ticks); t0=$(date +%s%N)
     wrk_run "$t" "$DURATION" "$f"
+    own1=$(own_ticks); busy1=$(busy_ticks); t1=$(date +%s%N)
     pc1=0; [ -n "${PROXY_PID[$t]}" ] && pc1=$(cpu_ticks "${PROXY_PID[$t]}")
     uc1=$(cpu_ticks "$upstream_PID")
+    OTHER[$t,$r]=$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v hz="$TICKS" -v n="$NCPU" -v ns=$((t1 - t0)) \
+      'BEGIN { x = (b - o) / hz / (n * ns / 1e9) * 100; printf "%.0f", (x < 0 ? 0 : x) }')
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$f")
     reqs=$(awk '/requests in/ { print $1 }' "$f")
     p99=$(awk '/Latency Distribution/ { d = 1 } d && $1 == "99%" { print $2; exit }' "$f")
@@ -326,45 +352,59 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- report
-declare -A MED_RPS MED_P99
+declare -A MED_RPS MED_P99 MAX_OTHER
 row_vals() { local t=$1 r out=(); local -n arr=$2; for r in $(seq "$ROUNDS"); do out+=("${arr[$t,$r]}"); done; echo "${out[@]}"; }
+max_other=0
 for t in "${TARGETS[@]}"; do
   MED_RPS[$t]=$(median $(row_vals "$t" RPS))
   MED_P99[$t]=$(median $(row_vals "$t" P99))
+  MAX_OTHER[$t]=$(printf '%s\n' $(row_vals "$t" OTHER) | sort -n | tail -n 1)
+  [ "${MAX_OTHER[$t]}" -gt "$max_other" ] && max_other=${MAX_OTHER[$t]}
 done
 ratio=$(awk -v a="${MED_RPS[portcullis]}" -v b="${MED_RPS[nginx]}" 'BEGIN { printf "%.3f", a / b }')
+round_ratios=()
+for r in $(seq "$ROUNDS"); do
+  round_ratios+=("$(awk -v a="${RPS[portcullis,$r]}" -v b="${RPS[nginx,$r]}" 'BEGIN { printf "%.2f", a / b }')")
+done
 verdict=$(awk -v r="$ratio" -v b="$BUDGET" 'BEGIN { print (r >= b) ? "PASS" : "BELOW" }')
 invalid=0
 for t in "${TARGETS[@]}"; do [ "${ERRS[$t]}" -eq 0 ] || invalid=1; done
 [ $invalid = 1 ] && verdict="INVALID (non-2xx responses or socket errors, see the errors column)"
 
+pinning="none (the scheduler places wrk, the proxy and the upstream)"
+[ -n "$CPUS_WRK$CPUS_PROXY$CPUS_UPSTREAM" ] &&
+  pinning="wrk on CPU ${CPUS_WRK:-any}, proxy on CPU ${CPUS_PROXY:-any}, upstream on CPU ${CPUS_UPSTREAM:-any}"
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
 {
   echo "## portcullis vs nginx: authenticated proxy path"
   echo
-  echo "- machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
-  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` (one wrk thread, so the load generator takes one core), $ROUNDS interleaved rounds (direct, nginx, portcullis), ${WARMUP}s warm-up per target"
-  echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: in-memory session store, native login session (role end_user)"
-  echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- machine: $NCPU CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
+  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (direct, nginx, portcullis), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
+  echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: in-memory session store, one native-login session (role end_user)"
+  echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   hdr="| target |"; sep="|---|"
   for r in $(seq "$ROUNDS"); do hdr+=" round $r req/s |"; sep+="---:|"; done
-  echo "$hdr median req/s | p99 median (ms) | proxy CPU µs/req | upstream CPU µs/req | errors |"
-  echo "$sep---:|---:|---:|---:|---:|"
+  echo "$hdr median req/s | p99 median (ms) | proxy CPU µs/req | upstream CPU µs/req | other CPU % (max) | errors |"
+  echo "$sep---:|---:|---:|---:|---:|---:|"
   for t in "${TARGETS[@]}"; do
     line="| ${LABEL[$t]} |"
     for r in $(seq "$ROUNDS"); do line+=" $(printf '%.0f' "${RPS[$t,$r]}") |"; done
     pcpu="—"; [ "$t" != direct ] && pcpu=$(printf '%.1f' "$(median $(row_vals "$t" PCPU))")
     ucpu=$(printf '%.1f' "$(median $(row_vals "$t" UCPU))")
-    line+=" $(printf '%.0f' "${MED_RPS[$t]}") | $(printf '%.2f' "${MED_P99[$t]}") | $pcpu | $ucpu | ${ERRS[$t]} |"
+    line+=" $(printf '%.0f' "${MED_RPS[$t]}") | $(printf '%.2f' "${MED_P99[$t]}") | $pcpu | $ucpu | ${MAX_OTHER[$t]} | ${ERRS[$t]} |"
     echo "$line"
   done
   echo
   echo "**portcullis / nginx (median req/s): $ratio** — budget ≥ $BUDGET (DESIGN.md §7): **$verdict**"
   echo
-  echo "p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
+  echo "- per-round ratios: ${round_ratios[*]}"
+  echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
+  if [ "$max_other" -gt 10 ]; then
+    echo "- **warning:** other processes used up to ${max_other}% of the machine's CPU during a run: these numbers are disturbed; run again on a quiet machine."
+  fi
 } >"$OUT/results.md.tmp"
 mv "$OUT/results.md.tmp" "$OUT/results.md"
 echo
