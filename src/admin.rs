@@ -197,7 +197,9 @@ async fn readyz(gw: &Gateway) -> Response<GatewayBody> {
         Some(acc) => acc.users.ping().await.is_ok(),
         None => true,
     };
-    let ok = sessions && users;
+    // OIDC providers load in the background; not ready until every one has its metadata.
+    let idps = gw.oidc.ready();
+    let ok = sessions && users && idps;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -205,7 +207,7 @@ async fn readyz(gw: &Gateway) -> Response<GatewayBody> {
     };
     json_response(
         status,
-        &json!({"status": if ok { "ready" } else { "unavailable" }, "checks": {"session_store": sessions, "user_store": users}}),
+        &json!({"status": if ok { "ready" } else { "unavailable" }, "checks": {"session_store": sessions, "user_store": users, "idp_metadata": idps}}),
     )
 }
 

@@ -228,6 +228,38 @@ pub struct IdpConfig {
     pub kind: IdpKind,
     pub display_name: String,
     pub on_missing_mfa: OnMissingMfa,
+    /// The OpenID Connect settings of a `kind = "oidc"` IdP.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// How the gateway authenticates to an OpenID Provider's token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// One OpenID Provider (issue 4): discovery from `issuer`, code flow with PKCE.
+#[derive(Clone, Debug)]
+pub struct OidcSettings {
+    /// The issuer exactly as discovered and as the `iss` claim must read.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: crate::secret::ClientSecret,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    /// None: `preferred_username`, then `email`, then `sub`.
+    pub username_claim: Option<String>,
+    pub groups_claim: String,
+    pub acr_values: Vec<String>,
+    /// Merge the userinfo endpoint's claims into the ID token's.
+    pub userinfo: bool,
+    /// RP-initiated logout at the provider's `end_session_endpoint`.
+    pub logout: bool,
+    pub amr_any: Vec<String>,
+    pub acr_any: Vec<String>,
+    /// Bound on every request to the provider (discovery, JWKS, token, userinfo).
+    pub http_timeout: Duration,
 }
 
 /// Where an unauthenticated browser is sent.

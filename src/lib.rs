@@ -5,7 +5,7 @@
 //! * `server`   — listeners (plain and rustls), connection limits, graceful shutdown, reserved-path routing.
 //! * `proxy`    — the proxy path: path normalisation, header hygiene, forwarding, websockets.
 //! * `session`  — the `Session` model, cookies, `SessionStore` (memory now, Redis later) and ephemeral state.
-//! * `auth`     — route policy, return paths, passwords, native login.
+//! * `auth`     — route policy, return paths, passwords, native login, OIDC token checks (`auth::oidc`).
 //! * `mfa`      — second factors: TOTP, recovery codes, email codes, QR rendering.
 //! * `storage`  — `UserStore` (SQLite now, PostgreSQL later) and encryption of seeds at rest.
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.

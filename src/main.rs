@@ -231,7 +231,9 @@ fn init_tracing() {
 fn run(config: Config) -> anyhow::Result<()> {
     // One worker: a single-threaded runtime, like one nginx worker (no work-stealing overhead).
     let rt = if config.server.workers == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.server.workers)

@@ -4,8 +4,10 @@
 pub mod account;
 pub mod endpoints;
 pub mod gateway;
+pub mod idp_http;
 pub mod login_pages;
 pub mod native;
+pub mod oidc;
 pub mod tls;
 
 use crate::assertion::{KeyError, Signer};
@@ -65,6 +67,8 @@ pub struct Gateway {
     /// Keys the CSRF token of the password form to its pre-login cookie.
     pub csrf_key: ring::hmac::Key,
     pub metrics: crate::metrics::Metrics,
+    /// The OIDC providers (discovered in the background; see `oidc::Providers::ready`).
+    pub oidc: oidc::Providers,
 }
 
 impl Gateway {
@@ -102,7 +106,10 @@ impl Gateway {
         let accounts = crate::accounts::Accounts::open(&config)
             .await
             .map_err(|e| StartError::Accounts(e.to_string()))?;
+        let oidc = oidc::Providers::new(&config)
+            .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         Ok(Gateway {
+            oidc,
             accounts,
             csrf_key,
             metrics: crate::metrics::Metrics::default(),
@@ -219,6 +226,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> 
         .transpose()?;
     let gw = Arc::new(Gateway::new(config, clock).await?);
     gw.store.spawn_background();
+    gw.oidc.spawn_discovery();
     let (listener, addr) = bind(gw.config.server.listen).await?;
     let admin = match &gw.config.admin {
         Some(a) => Some(bind(a.listen).await?),
@@ -388,20 +396,14 @@ impl Gateway {
     }
 }
 
-/// Starts single sign-on with an IdP. SSO connectors arrive with their own issues; config
-/// validation refuses `[[idp]]` until then, so this only answers a hand-crafted link.
-fn start_sso(
+/// Starts single sign-on with an IdP (OIDC; SAML arrives with its own issue and is refused by
+/// config validation until then, so an unknown id gets a "not available" page).
+async fn start_sso(
     gw: &Gateway,
-    _idp: &str,
-    _rd: &crate::auth::policy::LocalPath,
+    idp: &str,
+    rd: &crate::auth::policy::LocalPath,
 ) -> Response<GatewayBody> {
-    gw.chrome.error_page(
-        hyper::StatusCode::NOT_FOUND,
-        "Sign-in unavailable",
-        "This sign-in method is not available.",
-        "Go back and choose another sign-in method.",
-        &crate::session::random_id(9),
-    )
+    oidc::start(gw, idp, rd).await
 }
 
 /// Reserved-prefix paths beyond the core ones: the second-factor steps.
@@ -419,6 +421,7 @@ async fn extra_endpoint(
         | "/account/recovery-codes"
         | "/account/totp"
         | "/account/totp/confirm" => account::entry(gw, req, conn, sub).await,
+        s if s.starts_with("/oidc/") => oidc::entry(gw, req, conn, s).await,
         _ => crate::pages::json_error(
             hyper::StatusCode::NOT_FOUND,
             "not_found",

@@ -35,6 +35,19 @@ pub struct PendingLogin {
     /// Longest "remember this device" the policy allows, in seconds; 0: not offered.
     pub remember_secs: u64,
     pub created_at: i64,
+    /// For an SSO login: what logout needs once the session exists.
+    #[serde(default)]
+    pub sso: Option<SsoLink>,
+}
+
+/// Ties a session to its IdP login, for RP-initiated and back-channel logout. Kept server-side
+/// only (the ID token is the `id_token_hint`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SsoLink {
+    pub idp: String,
+    pub sub: String,
+    pub sid: Option<String>,
+    pub id_token: String,
 }
 
 impl PendingLogin {

@@ -159,6 +159,7 @@ pub struct RawIdp {
     pub acr_values: Option<Vec<String>>,
     pub userinfo: Option<bool>,
     pub logout: Option<bool>,
+    pub http_timeout: Option<Dur>,
     // SAML
     pub metadata: Option<String>,
     pub metadata_url: Option<String>,

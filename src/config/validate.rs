@@ -502,6 +502,17 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let mut seen = BTreeSet::new();
     for (n, idp) in raw.idp.iter().enumerate() {
         if let Some(c) = build_idp(cx, n, idp, &mut seen) {
+            // Step-up keeps the SSO user's own second factor in the user store.
+            if c.kind == IdpKind::Oidc
+                && c.on_missing_mfa == OnMissingMfa::StepUp
+                && raw.storage.is_none()
+                && raw.native.is_none()
+            {
+                cx.err(
+                    &[k("idp"), i(n), k("on_missing_mfa")],
+                    "\"step_up\" needs a [storage] section, where the gateway keeps second factors",
+                );
+            }
             idps.push(c);
         }
     }
@@ -784,16 +795,140 @@ fn build_idp(
             OnMissingMfa::Deny
         }
     };
-    match kind {
-        IdpKind::Oidc => cx.unsupported(&p("kind"), "OIDC single sign-on (kind = \"oidc\")"),
-        IdpKind::Saml => cx.unsupported(&p("kind"), "SAML single sign-on (kind = \"saml\")"),
-    }
+    let oidc = match kind {
+        IdpKind::Oidc => build_oidc(cx, n, idp),
+        IdpKind::Saml => {
+            cx.unsupported(&p("kind"), "SAML single sign-on (kind = \"saml\")");
+            None
+        }
+    };
     Some(IdpConfig {
         id: idp.id.clone(),
         kind,
         display_name: idp.display_name.clone().unwrap_or_else(|| idp.id.clone()),
         on_missing_mfa,
+        oidc,
     })
+}
+
+/// The OIDC keys of one `[[idp]]`: required keys present, SAML-only keys refused, the issuer an
+/// absolute URL (plain http only on loopback, for tests and local development).
+fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> {
+    let p = |key: &str| vec![k("idp"), i(n), k(key)];
+    let saml_only = [
+        ("metadata", idp.metadata.is_some()),
+        ("metadata_url", idp.metadata_url.is_some()),
+        ("sp_entity_id", idp.sp_entity_id.is_some()),
+        ("sp_key", idp.sp_key.is_some()),
+        ("sp_cert", idp.sp_cert.is_some()),
+        ("groups_attribute", idp.groups_attribute.is_some()),
+        ("username_attribute", idp.username_attribute.is_some()),
+        ("email_attribute", idp.email_attribute.is_some()),
+        ("allow_idp_initiated", idp.allow_idp_initiated.is_some()),
+        ("allowed_algorithms", idp.allowed_algorithms.is_some()),
+        ("clock_skew", idp.clock_skew.is_some()),
+    ];
+    for (key, set) in saml_only {
+        if set {
+            cx.err(
+                &p(key),
+                "is a SAML setting; an OIDC IdP (kind = \"oidc\") does not take it",
+            );
+        }
+    }
+    if idp
+        .mfa_evidence
+        .as_ref()
+        .is_some_and(|m| !m.authn_context_any.is_empty())
+    {
+        cx.err(
+            &[k("idp"), i(n), k("mfa_evidence"), k("authn_context_any")],
+            "is a SAML setting; an OIDC IdP checks amr_any and acr_any",
+        );
+    }
+    let required = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| -> Option<String> {
+        match v {
+            Some(v) if !v.trim().is_empty() => Some(v.clone()),
+            _ => {
+                cx.err(&p(key), "is required for an OIDC IdP (kind = \"oidc\")");
+                None
+            }
+        }
+    };
+    let issuer = required(cx, "issuer", &idp.issuer);
+    let client_id = required(cx, "client_id", &idp.client_id);
+    let secret = required(cx, "client_secret", &idp.client_secret);
+    let client_secret = secret.and_then(|s| cx.interpolate(&p("client_secret"), &s));
+    if let Some(iss) = &issuer {
+        if !is_issuer_url(iss) {
+            cx.err(
+                &p("issuer"),
+                format!("{iss:?} is not an absolute https URL without query or fragment (plain http only on loopback)"),
+            );
+        }
+    }
+    let client_auth = match idp.client_auth.as_deref() {
+        None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
+        Some("client_secret_post") => ClientAuth::ClientSecretPost,
+        Some(other) => {
+            cx.err(
+                &p("client_auth"),
+                format!("unknown value {other:?}; use \"client_secret_basic\" or \"client_secret_post\""),
+            );
+            ClientAuth::ClientSecretBasic
+        }
+    };
+    let scopes = idp
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        cx.err(&p("scopes"), "must include \"openid\"");
+    }
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        cx.err(&p("scopes"), "scopes are single words without spaces");
+    }
+    let http_timeout = idp.http_timeout.map_or(Duration::from_secs(10), |d| d.0);
+    if http_timeout.is_zero() || http_timeout > Duration::from_secs(60) {
+        cx.err(&p("http_timeout"), "must be above zero and at most 60s");
+    }
+    let evidence = idp.mfa_evidence.as_ref();
+    Some(OidcSettings {
+        issuer: issuer?,
+        client_id: client_id?,
+        client_secret: crate::secret::ClientSecret::new(client_secret?),
+        client_auth,
+        scopes,
+        username_claim: idp.username_claim.clone(),
+        groups_claim: idp.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+        acr_values: idp.acr_values.clone().unwrap_or_default(),
+        userinfo: idp.userinfo.unwrap_or(false),
+        logout: idp.logout.unwrap_or(false),
+        amr_any: evidence.map(|m| m.amr_any.clone()).unwrap_or_default(),
+        acr_any: evidence.map(|m| m.acr_any.clone()).unwrap_or_default(),
+        http_timeout,
+    })
+}
+
+/// An issuer URL: https, or http on a loopback host; a host; no query, fragment or user info.
+fn is_issuer_url(s: &str) -> bool {
+    let Ok(u) = openidconnect::url::Url::parse(s) else {
+        return false;
+    };
+    let loopback = match u.host() {
+        Some(openidconnect::url::Host::Domain(d)) => d == "localhost",
+        Some(openidconnect::url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(openidconnect::url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return false,
+    };
+    (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && u.username().is_empty()
+        && u.password().is_none()
 }
 
 fn build_mfa(cx: &mut Ctx<'_>, raw: &RawConfig) -> MfaConfig {

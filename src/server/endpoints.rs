@@ -105,7 +105,7 @@ pub async fn handle(
             r
         }
         (&Method::GET, "/static/logo") => logo(gw),
-        (&Method::GET, "/login") => login(gw, &req),
+        (&Method::GET, "/login") => login(gw, &req).await,
         (&Method::GET | &Method::POST, "/logout") => logout(gw, &req, conn).await,
         (_, "/jwks.json" | "/static/style.css" | "/static/logo" | "/login" | "/logout") => {
             pages::json_error(
@@ -150,7 +150,7 @@ fn logo(gw: &Gateway) -> Response<GatewayBody> {
 }
 
 /// `GET /login?idp=ID&rd=PATH`: start the named login, or show a chooser.
-fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
+async fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
     let q = req.uri().query();
     let rd = query_param(q, "rd")
         .and_then(|r| LocalPath::parse(&r))
@@ -168,7 +168,7 @@ fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
     };
     match target {
         Some(LoginTarget::Native) => pages::redirect(&gw.login_url(&LoginTarget::Native, &rd)),
-        Some(LoginTarget::Idp(id)) => super::start_sso(gw, &id, &rd),
+        Some(LoginTarget::Idp(id)) => super::start_sso(gw, &id, &rd).await,
         None if idp.is_some() => gw.chrome.error_page(
             StatusCode::NOT_FOUND,
             "Unknown sign-in",
@@ -208,13 +208,16 @@ fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<Ga
     gw.chrome.page(StatusCode::OK, "Sign in", &body)
 }
 
-/// `GET|POST /logout`: ends the local session and clears the cookie.
+/// `GET|POST /logout`: ends the local session and clears the cookie; for an SSO session whose
+/// IdP has `logout = true`, continues to the IdP's end-session endpoint (RP-initiated logout).
 async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<GatewayBody> {
+    let mut idp_logout = None;
     if let Some(token) = cookie::get(req.headers(), gw.cookies.session) {
         let id = SessionId::of(&SessionToken::new(token.to_owned()));
         match gw.store.remove(&id).await {
             Ok(Some(s)) => {
                 super::audit_logout(gw, &s, conn).await;
+                idp_logout = super::oidc::end_session_url(gw, &s).await;
             }
             Ok(None) => {}
             Err(e) => return respond(gw, GatewayError::Store(e), true),
@@ -224,7 +227,10 @@ async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<G
         "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
         esc(&gw.config.server.prefix)
     );
-    let mut r = gw.chrome.page(StatusCode::OK, "Signed out", &body);
+    let mut r = match idp_logout {
+        Some(url) => pages::redirect(&url),
+        None => gw.chrome.page(StatusCode::OK, "Signed out", &body),
+    };
     if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
         r.headers_mut().append(SET_COOKIE, v);
     }

@@ -348,6 +348,7 @@ async fn submit_login(
         rd: rd.as_str().to_owned(),
         remember_secs: policy.remember_mfa.as_secs(),
         created_at: gw.clock.now(),
+        sso: None,
     };
     audit::record(
         gw,
@@ -489,7 +490,7 @@ async fn load_pending(
 }
 
 /// Creates the session (new cookie), optionally remembers the device, and leaves the login.
-async fn finish(
+pub(crate) async fn finish(
     gw: &Gateway,
     pending: &PendingLogin,
     mfa: MfaUsed,
@@ -527,6 +528,9 @@ async fn finish_with(
         Ok(x) => x,
         Err(e) => return store_error(gw, e),
     };
+    if let Some(link) = &pending.sso {
+        super::oidc::link_session(gw, &session, link).await;
+    }
     let method = pending.method.clone();
     audit::record(
         gw,

@@ -237,17 +237,81 @@ fn the_shipped_configs_pass_check() {
     }
 }
 
-/// Examples that need features of later issues, and which.
+/// Examples that need features of later issues, and which. OIDC examples (Okta, Entra ID,
+/// Keycloak) must pass since issue 4.
 fn expected_unavailable(name: &str) -> Option<&'static str> {
     match name {
-        n if n.contains("oidc")
-            || n.contains("okta")
-            || n.contains("entra")
-            || n.contains("keycloak") =>
-        {
-            Some("oidc")
-        }
         n if n.contains("saml") || n.contains("adfs") => Some("saml"),
         _ => None,
     }
+}
+
+#[test]
+fn an_oidc_idp_names_missing_foreign_and_bad_keys() {
+    let text = format!(
+        "{MINIMAL}{}",
+        r#"
+[[idp]]
+id = "okta"
+kind = "oidc"
+issuer = "http://corp.okta.com"
+client_auth = "private_key_jwt"
+sp_entity_id = "https://x"
+scopes = ["email"]
+on_missing_mfa = "step_up"
+mfa_evidence = { amr_any = ["mfa"], authn_context_any = ["x"] }
+"#
+    );
+    let errs = errors_of(&text);
+    let f = "/etc/portcullis/test.toml";
+    let want = [
+        format!("{f}:18: idp[0].issuer: \"http://corp.okta.com\" is not an absolute https URL"),
+        format!("{f}:19: idp[0].client_auth: unknown value \"private_key_jwt\""),
+        format!("{f}:20: idp[0].sp_entity_id: is a SAML setting"),
+        format!("{f}:21: idp[0].scopes: must include \"openid\""),
+        format!("{f}:22: idp[0].on_missing_mfa: \"step_up\" needs a [storage] section"),
+        format!("{f}:23: idp[0].mfa_evidence.authn_context_any: is a SAML setting"),
+    ];
+    for w in &want {
+        assert!(
+            errs.iter().any(|e| e.starts_with(w.as_str())),
+            "missing {w:?} in {errs:#?}"
+        );
+    }
+    for key in ["client_id", "client_secret"] {
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(&format!("idp[0].{key}: is required for an OIDC IdP"))),
+            "missing {key} in {errs:#?}"
+        );
+    }
+    assert!(!errs
+        .iter()
+        .any(|e| e.contains("not available in this build")));
+}
+
+#[test]
+fn a_complete_oidc_idp_is_valid_and_saml_stays_unavailable() {
+    let oidc = format!(
+        "{MINIMAL}{}",
+        r#"
+[[idp]]
+id = "kc"
+kind = "oidc"
+issuer = "https://sso.example.com/realms/x"
+client_id = "portcullis"
+client_secret = "${SET_VAR}"
+"#
+    );
+    assert_eq!(errors_of(&oidc), Vec::<String>::new());
+    let local = oidc.replace("https://sso.example.com", "http://127.0.0.1:8080");
+    assert_eq!(
+        errors_of(&local),
+        Vec::<String>::new(),
+        "plain http on loopback"
+    );
+    let saml = format!("{MINIMAL}\n[[idp]]\nid = \"s\"\nkind = \"saml\"\n");
+    let errs = errors_of(&saml);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].contains("not available in this build"));
 }

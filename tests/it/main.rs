@@ -13,6 +13,7 @@ mod admin;
 mod cli;
 mod config;
 mod native;
+mod oidc;
 mod process;
 mod proxy;
 mod scale;

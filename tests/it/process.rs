@@ -112,7 +112,7 @@ async fn a_large_streamed_body_leaves_the_gateway_rss_flat() {
             got += d.len() as u64;
         }
         n += 1;
-        if n % 2048 == 0 {
+        if n.is_multiple_of(2048) {
             peak = peak.max(rss_kib(pid));
         }
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod oidc_provider;
 pub mod smtp;
 pub mod upstream;
 
@@ -130,14 +131,23 @@ impl TestGateway {
         let upstream = TestUpstream::start().await;
         let dir = TempDir::new("gw");
         prepare(dir.path());
-        let port = free_port();
-        let text = base_config(port, upstream.addr, extra);
         let config_path = dir.path().join("portcullis.toml");
-        std::fs::write(&config_path, &text).unwrap();
-        let config =
-            Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let clock = Clock::manual(1_800_000_000);
-        let running = start(config, clock.clone()).await.unwrap();
+        // `free_port` releases the port before the gateway binds it; another test can take it
+        // in between, so a failed bind is retried on a new port.
+        let mut attempt = 0;
+        let running = loop {
+            let port = free_port();
+            let text = base_config(port, upstream.addr, extra);
+            std::fs::write(&config_path, &text).unwrap();
+            let config =
+                Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+            match start(config, clock.clone()).await {
+                Ok(r) => break r,
+                Err(portcullis::server::StartError::Bind { .. }) if attempt < 5 => attempt += 1,
+                Err(e) => panic!("gateway did not start: {e}"),
+            }
+        };
         let addr = running.addr;
         TestGateway {
             dir,

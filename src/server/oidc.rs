@@ -1,0 +1,1010 @@
+//! OIDC single sign-on over HTTP (issue 4, DESIGN.md §3): providers discovered in the
+//! background, the login start, the code callback, RP-initiated and back-channel logout.
+//! Token checks live in `auth::oidc`; this module fetches, stores and decides.
+//!
+//! | step      | where                              | state                                           |
+//! |-----------|------------------------------------|-------------------------------------------------|
+//! | start     | `GET /login?idp=ID&rd=PATH`        | `oidc-state:<state>` (nonce, PKCE verifier, rd, browser binding), ttl `pending_ttl`; pending cookie |
+//! | callback  | `GET /oidc/{idp}/callback`         | state taken once; code → tokens → checks → roles → MFA decision |
+//! | session   | `native::finish` / the `/mfa` steps | `oidc-session:<id>` (id token for the hint), `oidc-sid:` / `oidc-sub:` → session ids |
+//! | logout    | `/logout`, `POST /oidc/{idp}/backchannel-logout` | the mappings are taken and the sessions removed |
+
+use super::endpoints::{form_value, query_param, read_body};
+use super::gateway::Conn;
+use super::idp_http::{IdpHttp, IdpHttpError};
+use super::native::{after_first_factor, client_ip, finish, set_cookie, store_error, user_agent};
+use super::Gateway;
+use crate::audit::{self, Event};
+use crate::auth::oidc::{self as rp, OidcError, Trust};
+use crate::auth::pending::{PendingLogin, SsoLink, Stage};
+use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
+use crate::config::{ClientAuth, Config, IdpConfig, OidcSettings, OnMissingMfa};
+use crate::pages;
+use crate::proxy::forward::GatewayBody;
+use crate::secret::{ct_eq, SessionToken};
+use crate::session::{cookie, new_token, random_id, MfaUsed, Session, SessionId, SessionStore};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL};
+use hyper::{Method, Request, Response, StatusCode};
+use openidconnect::core::{
+    CoreClient, CoreIdToken, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
+};
+use openidconnect::{
+    AuthType, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, ClientId,
+    ClientSecret, CsrfToken, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, RequestTokenError, Scope, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// At most one JWKS refetch per provider in this interval (unknown-`kid` floods).
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Discovery retry backoff: first retry after this, doubling up to the cap.
+const DISCOVERY_BACKOFF_START: Duration = Duration::from_secs(1);
+const DISCOVERY_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// A provider's discovered metadata and current keys.
+struct Loaded {
+    meta: ProviderMetadataWithLogout,
+    jwks: CoreJsonWebKeySet,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+/// One configured OpenID Provider at run time.
+pub struct Provider {
+    pub idp: IdpConfig,
+    pub settings: OidcSettings,
+    http: IdpHttp,
+    /// None until discovery succeeds. Never held across an await.
+    loaded: RwLock<Option<Arc<Loaded>>>,
+    last_refetch: Mutex<Option<Instant>>,
+    refetch_lock: tokio::sync::Mutex<()>,
+}
+
+/// Every OIDC provider of the config.
+pub struct Providers {
+    list: Vec<Arc<Provider>>,
+}
+
+impl Providers {
+    pub fn new(config: &Config) -> Result<Providers, String> {
+        let any = config.idps.iter().any(|i| i.oidc.is_some());
+        let tls = if any {
+            Some(super::idp_http::tls_client_config().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let list = config
+            .idps
+            .iter()
+            .filter_map(|idp| {
+                let settings = idp.oidc.clone()?;
+                let tls = tls.clone()?;
+                Some(Arc::new(Provider {
+                    http: IdpHttp::new(tls, settings.http_timeout),
+                    idp: idp.clone(),
+                    settings,
+                    loaded: RwLock::new(None),
+                    last_refetch: Mutex::new(None),
+                    refetch_lock: tokio::sync::Mutex::new(()),
+                }))
+            })
+            .collect();
+        Ok(Providers { list })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
+        self.list.iter().find(|p| p.idp.id == id)
+    }
+
+    /// True when every OIDC provider's metadata and keys are loaded (`/readyz`).
+    pub fn ready(&self) -> bool {
+        self.list.iter().all(|p| p.loaded().is_some())
+    }
+
+    /// Starts discovery of every provider in the background, retrying with backoff: the
+    /// gateway serves (and reports not-ready) while an IdP is down.
+    pub fn spawn_discovery(&self) {
+        for p in &self.list {
+            let p = Arc::clone(p);
+            tokio::spawn(async move {
+                let mut wait = DISCOVERY_BACKOFF_START;
+                loop {
+                    match p.discover().await {
+                        Ok(()) => {
+                            tracing::info!(idp = %p.idp.id, "oidc provider loaded");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "oidc discovery failed");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(DISCOVERY_BACKOFF_MAX);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Provider {
+    fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.loaded.read().ok().and_then(|g| g.clone())
+    }
+
+    async fn discover(&self) -> Result<(), String> {
+        let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| e.to_string())?;
+        let meta = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| describe(&e))?;
+        let algs = rp::allowed_algs(meta.id_token_signing_alg_values_supported());
+        if algs.is_empty() {
+            return Err("the provider announces no asymmetric ID token algorithm".into());
+        }
+        let jwks = meta.jwks().clone();
+        if let Ok(mut g) = self.loaded.write() {
+            *g = Some(Arc::new(Loaded { meta, jwks, algs }));
+        }
+        Ok(())
+    }
+
+    /// Fetches the JWKS again, at most once per `JWKS_REFETCH_INTERVAL`; true if it did.
+    async fn refetch_jwks(&self) -> bool {
+        let _one = self.refetch_lock.lock().await;
+        {
+            let Ok(mut last) = self.last_refetch.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let Some(l) = self.loaded() else { return false };
+        match CoreJsonWebKeySet::fetch_async(l.meta.jwks_uri(), &self.http).await {
+            Ok(jwks) => {
+                tracing::info!(idp = %self.idp.id, keys = jwks.keys().len(), "oidc jwks refetched");
+                let next = Loaded {
+                    meta: l.meta.clone(),
+                    jwks,
+                    algs: l.algs.clone(),
+                };
+                if let Ok(mut g) = self.loaded.write() {
+                    *g = Some(Arc::new(next));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(idp = %self.idp.id, error = %describe(&e), "oidc jwks refetch failed");
+                false
+            }
+        }
+    }
+
+    fn trust<'a>(&'a self, l: &'a Loaded, now: i64) -> Trust<'a> {
+        Trust {
+            issuer: &self.settings.issuer,
+            client_id: &self.settings.client_id,
+            jwks: &l.jwks,
+            algs: &l.algs,
+            now,
+        }
+    }
+
+    /// Runs `check` against the cached keys; when the token names a `kid` the cache does not
+    /// have (key rotation), refetches the JWKS once (rate-limited) and checks again.
+    async fn with_keys<T>(
+        &self,
+        raw: &str,
+        now: i64,
+        check: impl Fn(&Trust<'_>) -> Result<T, OidcError>,
+    ) -> Result<T, OidcError> {
+        let l = self.loaded().ok_or(OidcError::UnknownKid)?;
+        let kid = rp::header_kid(raw)?;
+        let unknown = kid.as_deref().is_some_and(|k| !rp::has_kid(&l.jwks, k));
+        if !unknown {
+            match check(&self.trust(&l, now)) {
+                Err(OidcError::UnknownKid) => {}
+                other => return other,
+            }
+        }
+        if !self.refetch_jwks().await {
+            return Err(OidcError::UnknownKid);
+        }
+        let l = self.loaded().ok_or(OidcError::UnknownKid)?;
+        check(&self.trust(&l, now))
+    }
+
+    fn redirect_uri(&self, config: &Config) -> String {
+        format!(
+            "{}{}/oidc/{}/callback",
+            config.server.public_origin, config.server.prefix, self.idp.id
+        )
+    }
+
+    fn principal(&self, sub: &str) -> String {
+        format!("oidc:{}#{}", self.settings.issuer, sub)
+    }
+}
+
+/// Our error texts for the crate's generic errors (details to the log only).
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What the callback needs from the start of the login.
+#[derive(Serialize, Deserialize)]
+struct LoginState {
+    idp: String,
+    nonce: String,
+    verifier: String,
+    rd: String,
+    /// `SessionId::of` the pending-login cookie set at the start.
+    binding: String,
+}
+
+fn state_key(state: &str) -> String {
+    format!("oidc-state:{state}")
+}
+
+fn hashed(s: &str) -> String {
+    B64.encode(
+        ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+            .as_ref()
+            .get(..18)
+            .unwrap_or_default(),
+    )
+}
+
+fn sid_key(idp: &str, sid: &str) -> String {
+    format!("oidc-sid:{idp}:{}", hashed(sid))
+}
+
+fn sub_key(idp: &str, sub: &str) -> String {
+    format!("oidc-sub:{idp}:{}", hashed(sub))
+}
+
+fn session_key(id: &SessionId) -> String {
+    format!("oidc-session:{}", id.as_str())
+}
+
+fn page(
+    gw: &Gateway,
+    status: StatusCode,
+    title: &str,
+    what: &str,
+    next: &str,
+    correlation: &str,
+) -> Response<GatewayBody> {
+    gw.chrome.error_page(status, title, what, next, correlation)
+}
+
+fn unavailable(gw: &Gateway) -> Response<GatewayBody> {
+    page(
+        gw,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in temporarily unavailable",
+        "The identity provider for this sign-in cannot be reached right now.",
+        "Try again in a minute.",
+        &random_id(9),
+    )
+}
+
+/// `GET /login?idp=ID&rd=PATH` for an OIDC IdP: authorization code request with PKCE (S256),
+/// fresh `state` and `nonce` (256 bits each), bound to this browser by the pending cookie.
+pub async fn start(gw: &Gateway, idp: &str, rd: &LocalPath) -> Response<GatewayBody> {
+    let Some(p) = gw.oidc.get(idp) else {
+        return page(
+            gw,
+            StatusCode::NOT_FOUND,
+            "Sign-in unavailable",
+            "This sign-in method is not available.",
+            "Go back and choose another sign-in method.",
+            &random_id(9),
+        );
+    };
+    let Some(l) = p.loaded() else {
+        return unavailable(gw);
+    };
+    let Ok(redirect) = RedirectUrl::new(p.redirect_uri(&gw.config)) else {
+        return unavailable(gw);
+    };
+    let state = random_id(32);
+    let nonce = random_id(32);
+    let verifier = random_id(48);
+    let binding_token = match new_token() {
+        Ok(t) => t,
+        Err(e) => return store_error(gw, e),
+    };
+    let st = LoginState {
+        idp: idp.to_owned(),
+        nonce: nonce.clone(),
+        verifier: verifier.clone(),
+        rd: rd.as_str().to_owned(),
+        binding: SessionId::of(&binding_token).as_str().to_owned(),
+    };
+    let bytes = serde_json::to_vec(&st).unwrap_or_default();
+    if let Err(e) = gw
+        .store
+        .put_ephemeral(&state_key(&state), bytes, gw.config.session.pending_ttl)
+        .await
+    {
+        return store_error(gw, e);
+    }
+    let client = CoreClient::from_provider_metadata(
+        l.meta.clone(),
+        ClientId::new(p.settings.client_id.clone()),
+        None,
+    )
+    .set_redirect_uri(redirect);
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier));
+    let mut req = client
+        .authorize_url(
+            AuthenticationFlow::<openidconnect::core::CoreResponseType>::AuthorizationCode,
+            move || CsrfToken::new(state),
+            move || Nonce::new(nonce),
+        )
+        .set_pkce_challenge(challenge);
+    // The crate always asks for `openid`.
+    for s in p.settings.scopes.iter().filter(|s| *s != "openid") {
+        req = req.add_scope(Scope::new(s.clone()));
+    }
+    for a in &p.settings.acr_values {
+        req = req.add_auth_context_value(AuthenticationContextClass::new(a.clone()));
+    }
+    let (url, _, _) = req.url();
+    let mut r = pages::redirect(url.as_str());
+    set_cookie(
+        &mut r,
+        &gw.cookies.set(
+            gw.cookies.pending,
+            binding_token.expose(),
+            Some(gw.config.session.pending_ttl.as_secs()),
+        ),
+    );
+    r
+}
+
+/// `/oidc/{idp}/callback` and `/oidc/{idp}/backchannel-logout`.
+pub async fn entry(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+    sub: &str,
+) -> Response<GatewayBody> {
+    let rest = sub.strip_prefix("/oidc/").unwrap_or_default();
+    let (idp, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(p) = gw.oidc.get(idp).cloned() else {
+        return pages::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        );
+    };
+    match (req.method(), action) {
+        (&Method::GET, "callback") => callback(gw, &p, req, conn).await,
+        (&Method::POST, "backchannel-logout") => backchannel_logout(gw, &p, req, conn).await,
+        (_, "callback" | "backchannel-logout") => pages::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not allowed here.",
+        ),
+        _ => pages::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        ),
+    }
+}
+
+/// A refused login: an audit event, a log line with the correlation id, a clear page.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    title: &'static str,
+    what: &'static str,
+    next: &'static str,
+}
+
+const EXPIRED: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    reason: "state",
+    title: "Sign-in expired",
+    what: "This sign-in attempt is unknown, has expired or was already completed.",
+    next: "Start the sign-in again.",
+};
+
+const BAD_ANSWER: Refusal = Refusal {
+    status: StatusCode::BAD_GATEWAY,
+    reason: "id_token",
+    title: "Sign-in failed",
+    what: "The answer of the identity provider could not be verified, so you were not signed in.",
+    next: "Try again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+async fn refuse(
+    gw: &Gateway,
+    p: &Provider,
+    r: Refusal,
+    detail: &str,
+    user: Option<&str>,
+    conn_ip: std::net::IpAddr,
+) -> Response<GatewayBody> {
+    let correlation = random_id(9);
+    let method = format!("oidc:{}", p.idp.id);
+    tracing::warn!(idp = %p.idp.id, correlation = %correlation, reason = r.reason, error = %detail, "oidc login refused");
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            user,
+            method: Some(&method),
+            outcome: "refused",
+            reason: Some(r.reason),
+            ip: Some(conn_ip),
+            detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
+            ..Default::default()
+        },
+    )
+    .await;
+    page(gw, r.status, r.title, r.what, r.next, &correlation)
+}
+
+fn valid_state(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn callback(
+    gw: &Gateway,
+    p: &Provider,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Response<GatewayBody> {
+    let ip = client_ip(gw, req.headers(), conn);
+    let ua = user_agent(req.headers());
+    let device = cookie::get(req.headers(), gw.cookies.device).map(str::to_owned);
+    let q = req.uri().query();
+
+    // State first: single use, bound to this browser. Nothing reaches the IdP without it.
+    let Some(state) = query_param(q, "state").filter(|s| valid_state(s)) else {
+        return refuse(gw, p, EXPIRED, "state missing or malformed", None, ip).await;
+    };
+    let st = match gw.store.take_ephemeral(&state_key(&state)).await {
+        Ok(Some(b)) => serde_json::from_slice::<LoginState>(&b).ok(),
+        Ok(None) => None,
+        Err(e) => return store_error(gw, e),
+    };
+    let Some(st) = st.filter(|s| s.idp == p.idp.id) else {
+        return refuse(gw, p, EXPIRED, "state unknown or already used", None, ip).await;
+    };
+    let bound = cookie::get(req.headers(), gw.cookies.pending).is_some_and(|t| {
+        let id = SessionId::of(&SessionToken::new(t.to_owned()));
+        ct_eq(id.as_str().as_bytes(), st.binding.as_bytes())
+    });
+    if !bound {
+        return refuse(gw, p, EXPIRED, "state not bound to this browser", None, ip).await;
+    }
+    if let Some(err) = query_param(q, "error") {
+        let code: String = err
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return refuse(
+            gw,
+            p,
+            Refusal {
+                status: StatusCode::FORBIDDEN,
+                reason: "idp_error",
+                title: "Sign-in not completed",
+                what: "The identity provider did not sign you in (the sign-in was refused or cancelled there).",
+                next: "Start the sign-in again, or ask your administrator whether you have access.",
+            },
+            &format!("error={code}"),
+            None,
+            ip,
+        )
+        .await;
+    }
+    let Some(code) = query_param(q, "code").filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        return refuse(gw, p, EXPIRED, "callback without code", None, ip).await;
+    };
+    let Some(l) = p.loaded() else {
+        return unavailable(gw);
+    };
+    let Ok(redirect) = RedirectUrl::new(p.redirect_uri(&gw.config)) else {
+        return unavailable(gw);
+    };
+
+    // Token request: client authentication as configured, the PKCE verifier, a bounded wait.
+    let client = CoreClient::from_provider_metadata(
+        l.meta.clone(),
+        ClientId::new(p.settings.client_id.clone()),
+        Some(ClientSecret::new(
+            p.settings.client_secret.expose().to_owned(),
+        )),
+    )
+    .set_redirect_uri(redirect)
+    .set_auth_type(match p.settings.client_auth {
+        ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
+        ClientAuth::ClientSecretPost => AuthType::RequestBody,
+    });
+    let request = match client.exchange_code(AuthorizationCode::new(code)) {
+        Ok(r) => r,
+        Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
+    };
+    let tokens: CoreTokenResponse = match request
+        .set_pkce_verifier(PkceCodeVerifier::new(st.verifier.clone()))
+        .request_async(&p.http)
+        .await
+    {
+        Ok(t) => t,
+        Err(RequestTokenError::Request(IdpHttpError::Timeout)) => {
+            return refuse(
+                gw,
+                p,
+                Refusal {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    reason: "token_timeout",
+                    title: "Sign-in failed",
+                    what: "The identity provider did not answer in time, so you were not signed in.",
+                    next: "Try again in a minute.",
+                },
+                "token endpoint timed out",
+                None,
+                ip,
+            )
+            .await
+        }
+        Err(e) => {
+            return refuse(
+                gw,
+                p,
+                Refusal {
+                    status: StatusCode::BAD_GATEWAY,
+                    reason: "token_endpoint",
+                    title: "Sign-in failed",
+                    what: "The identity provider could not complete the sign-in, so you were not signed in.",
+                    next: "Try again in a minute. If this keeps happening, tell the administrator and quote the reference.",
+                },
+                &describe(&e),
+                None,
+                ip,
+            )
+            .await
+        }
+    };
+    let Some(id_token) = tokens.id_token() else {
+        return refuse(
+            gw,
+            p,
+            BAD_ANSWER,
+            "no id_token in the token response",
+            None,
+            ip,
+        )
+        .await;
+    };
+    let raw = id_token.to_string();
+    let now = gw.clock.now();
+    let verified = match p
+        .with_keys(&raw, now, |t| rp::verify_id_token(&raw, &st.nonce, t))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
+    };
+    // Replay cache: one login per nonce, even if state handling were bypassed.
+    match gw
+        .store
+        .claim_once(
+            &format!("oidc-nonce:{}:{}", p.idp.id, hashed(&st.nonce)),
+            gw.config.session.pending_ttl + Duration::from_secs(120),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return refuse(gw, p, BAD_ANSWER, "nonce reused", None, ip).await,
+        Err(e) => return store_error(gw, e),
+    }
+    let mut claims = verified.claims;
+    if p.settings.userinfo {
+        if let Err(e) = merge_userinfo(
+            p,
+            &l,
+            tokens.access_token().secret(),
+            &mut claims,
+            &verified.sub,
+        )
+        .await
+        {
+            return refuse(gw, p, BAD_ANSWER, &e, None, ip).await;
+        }
+    }
+    login(
+        gw,
+        p,
+        verified.proof,
+        &claims,
+        &verified.sub,
+        raw,
+        st.rd,
+        device,
+        ip,
+        ua,
+    )
+    .await
+}
+
+async fn merge_userinfo(
+    p: &Provider,
+    l: &Loaded,
+    access_token: &str,
+    claims: &mut Map<String, Value>,
+    sub: &str,
+) -> Result<(), String> {
+    let Some(url) = l.meta.userinfo_endpoint() else {
+        return Err("userinfo requested but the provider has no userinfo endpoint".into());
+    };
+    let req = openidconnect::http::Request::builder()
+        .method(openidconnect::http::Method::GET)
+        .uri(url.as_str())
+        .header("authorization", format!("Bearer {access_token}"))
+        .header("accept", "application/json")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let resp = p.http.send(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != openidconnect::http::StatusCode::OK {
+        return Err(format!("userinfo status {}", resp.status()));
+    }
+    let info: Map<String, Value> =
+        serde_json::from_slice(resp.body()).map_err(|_| "userinfo is not a JSON object")?;
+    rp::merge_userinfo(claims, info, sub).map_err(|e| e.to_string())
+}
+
+/// What an SSO login needs after the IdP (DESIGN.md §4), recorded as `stepup.decision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// The IdP's `amr`/`acr` match `mfa_evidence`: `X-Auth-MFA: idp`.
+    IdpEvidence,
+    /// No role of the user requires MFA.
+    NotRequired,
+    /// Evidence missing, `on_missing_mfa = "deny"`: no session.
+    Deny,
+    /// Evidence missing, `on_missing_mfa = "step_up"`: the gateway's own second factor.
+    StepUp,
+    /// Evidence missing, `on_missing_mfa = "trust"`: a session with `X-Auth-MFA: none`.
+    Trust,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::IdpEvidence => "idp_evidence",
+            Decision::NotRequired => "not_required",
+            Decision::Deny => "deny",
+            Decision::StepUp => "step_up",
+            Decision::Trust => "trust",
+        }
+    }
+}
+
+/// The verified login: identity, roles, then the MFA decision (DESIGN.md §4).
+#[allow(clippy::too_many_arguments)] // one call site; the values are the login's facts
+async fn login(
+    gw: &Gateway,
+    p: &Provider,
+    _proof: rp::IdTokenVerified,
+    claims: &Map<String, Value>,
+    sub: &str,
+    id_token: String,
+    rd: String,
+    device: Option<String>,
+    ip: std::net::IpAddr,
+    ua: Option<String>,
+) -> Response<GatewayBody> {
+    let s = &p.settings;
+    let id = match rp::identity(claims, sub, s.username_claim.as_deref(), &s.groups_claim) {
+        Ok(id) => id,
+        Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
+    };
+    let method = format!("oidc:{}", p.idp.id);
+    let roles = roles_for_groups(&gw.config, &id.groups);
+    if roles.is_empty() {
+        return refuse(
+            gw,
+            p,
+            Refusal {
+                status: StatusCode::FORBIDDEN,
+                reason: "no_role",
+                title: "No access",
+                what: "You signed in, but your account has no role that gives access to this site.",
+                next: "Ask an administrator to add you to a group that has access.",
+            },
+            "no configured role matches the user's groups",
+            Some(&id.username),
+            ip,
+        )
+        .await;
+    }
+    let policy = effective_policy(&gw.config, &roles);
+    let pending = PendingLogin {
+        stage: Stage::Mfa,
+        user: id.username.clone(),
+        principal: p.principal(&id.sub),
+        email: id.email.clone(),
+        groups: id.groups.clone(),
+        roles,
+        method: method.clone(),
+        csrf: random_id(24),
+        rd: LocalPath::parse(&rd)
+            .unwrap_or_else(LocalPath::root)
+            .as_str()
+            .to_owned(),
+        remember_secs: policy.remember_mfa.as_secs(),
+        created_at: gw.clock.now(),
+        sso: Some(SsoLink {
+            idp: p.idp.id.clone(),
+            sub: id.sub.clone(),
+            sid: id.sid.clone(),
+            id_token,
+        }),
+    };
+    let evidence = rp::has_mfa_evidence(&id, &s.amr_any, &s.acr_any);
+    let decision = match (evidence, policy.require_mfa, p.idp.on_missing_mfa) {
+        (true, _, _) => Decision::IdpEvidence,
+        (false, false, _) => Decision::NotRequired,
+        (false, true, OnMissingMfa::Deny) => Decision::Deny,
+        (false, true, OnMissingMfa::StepUp) => Decision::StepUp,
+        (false, true, OnMissingMfa::Trust) => Decision::Trust,
+    };
+    audit::record(
+        gw,
+        Event {
+            kind: "stepup.decision",
+            user: Some(&id.username),
+            method: Some(&method),
+            outcome: decision.as_str(),
+            reason: Some(if evidence {
+                "evidence_present"
+            } else {
+                "evidence_missing"
+            }),
+            ip: Some(ip),
+            detail: Some(
+                serde_json::json!({ "amr": id.amr, "acr": id.acr, "require_mfa": policy.require_mfa })
+                    .to_string(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    match decision {
+        Decision::IdpEvidence => finish(gw, &pending, MfaUsed::Idp, None, ip, ua).await,
+        Decision::NotRequired | Decision::Trust => {
+            finish(gw, &pending, MfaUsed::None, None, ip, ua).await
+        }
+        Decision::StepUp => {
+            after_first_factor(gw, pending, &policy, device.as_deref(), ip, ua).await
+        }
+        Decision::Deny => {
+            refuse(
+                gw,
+                p,
+                Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    reason: "mfa_evidence_missing",
+                    title: "Two-step verification required",
+                    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
+                    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+                },
+                "mfa evidence missing and on_missing_mfa = deny",
+                Some(&id.username),
+                ip,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionLink {
+    idp: String,
+    id_token: String,
+}
+
+/// Records which IdP login a new session came from (for both logouts). Failures are logged:
+/// the session stays valid and can still be ended locally and by the admin API.
+pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
+    let ttl = Duration::from_secs(
+        u64::try_from(session.expires_at.saturating_sub(gw.clock.now())).unwrap_or(0),
+    )
+    .max(Duration::from_secs(60));
+    let value = serde_json::to_vec(&SessionLink {
+        idp: link.idp.clone(),
+        id_token: link.id_token.clone(),
+    })
+    .unwrap_or_default();
+    let mut keys = vec![sub_key(&link.idp, &link.sub)];
+    if let Some(sid) = &link.sid {
+        keys.push(sid_key(&link.idp, sid));
+    }
+    let mut result = gw
+        .store
+        .put_ephemeral(&session_key(&session.id), value, ttl)
+        .await;
+    for key in keys {
+        if result.is_err() {
+            break;
+        }
+        result = add_to_list(gw, &key, session.id.as_str(), ttl).await;
+    }
+    if let Err(e) = result {
+        tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
+    }
+}
+
+async fn add_to_list(
+    gw: &Gateway,
+    key: &str,
+    id: &str,
+    ttl: Duration,
+) -> Result<(), crate::storage::StoreError> {
+    let mut ids: Vec<String> = match gw.store.get_ephemeral(key).await? {
+        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    // Bounded: the oldest links go first (their sessions still end by expiry or locally).
+    if ids.len() >= 64 {
+        ids.remove(0);
+    }
+    ids.push(id.to_owned());
+    gw.store
+        .put_ephemeral(key, serde_json::to_vec(&ids).unwrap_or_default(), ttl)
+        .await
+}
+
+/// After a local logout: the IdP's end-session URL (RP-initiated logout) when the session
+/// came from an IdP with `logout = true` that announces an `end_session_endpoint`.
+pub async fn end_session_url(gw: &Gateway, s: &Session) -> Option<String> {
+    let bytes = gw.store.take_ephemeral(&session_key(&s.id)).await.ok()??;
+    let link: SessionLink = serde_json::from_slice(&bytes).ok()?;
+    let p = gw.oidc.get(&link.idp)?;
+    if !p.settings.logout {
+        return None;
+    }
+    let l = p.loaded()?;
+    let end = l.meta.additional_metadata().end_session_endpoint.clone()?;
+    let hint: CoreIdToken = link.id_token.parse().ok()?;
+    let back = PostLogoutRedirectUrl::new(format!(
+        "{}{}/logout",
+        gw.config.server.public_origin, gw.config.server.prefix
+    ))
+    .ok()?;
+    let url = LogoutRequest::from(end)
+        .set_id_token_hint(&hint)
+        .set_client_id(ClientId::new(p.settings.client_id.clone()))
+        .set_post_logout_redirect_uri(back)
+        .http_get_url();
+    Some(url.to_string())
+}
+
+fn logout_error(status: StatusCode, detail: &str) -> Response<GatewayBody> {
+    // OIDC Back-Channel Logout §2.8: 400 with an OAuth-style error body.
+    pages::json_error(status, "invalid_request", detail)
+}
+
+/// `POST /oidc/{idp}/backchannel-logout` (form `logout_token`): verifies the token, then ends
+/// every session of that `sid` (or, without `sid`, of that `sub`) at once.
+async fn backchannel_logout(
+    gw: &Gateway,
+    p: &Provider,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Response<GatewayBody> {
+    let ip = client_ip(gw, req.headers(), conn);
+    let body = match read_body(gw, req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let form = String::from_utf8_lossy(&body);
+    let Some(token) = form_value(&form, "logout_token") else {
+        return logout_error(StatusCode::BAD_REQUEST, "logout_token is missing.");
+    };
+    let method = format!("oidc:{}", p.idp.id);
+    let now = gw.clock.now();
+    let verified = match p
+        .with_keys(&token, now, |t| rp::verify_logout_token(&token, t))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(idp = %p.idp.id, error = %e, "back-channel logout token refused");
+            audit::record(
+                gw,
+                Event {
+                    kind: "logout.backchannel",
+                    method: Some(&method),
+                    outcome: "refused",
+                    reason: Some("logout_token"),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return logout_error(StatusCode::BAD_REQUEST, "The logout token is not valid.");
+        }
+    };
+    if let Some(jti) = &verified.jti {
+        match gw
+            .store
+            .claim_once(
+                &format!("oidc-jti:{}:{}", p.idp.id, hashed(jti)),
+                Duration::from_secs(600),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return logout_error(
+                    StatusCode::BAD_REQUEST,
+                    "The logout token was already used.",
+                )
+            }
+            Err(e) => return store_error(gw, e),
+        }
+    }
+    let key = match (&verified.sid, &verified.sub) {
+        (Some(sid), _) => sid_key(&p.idp.id, sid),
+        (None, Some(sub)) => sub_key(&p.idp.id, sub),
+        (None, None) => return logout_error(StatusCode::BAD_REQUEST, "No sid or sub."),
+    };
+    let ids: Vec<String> = match gw.store.take_ephemeral(&key).await {
+        Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
+        Ok(None) => Vec::new(),
+        Err(e) => return store_error(gw, e),
+    };
+    let mut ended = 0usize;
+    for id in ids.iter().filter_map(|i| SessionId::parse(i)) {
+        match gw.store.remove(&id).await {
+            Ok(Some(s)) => {
+                ended += 1;
+                let _ = gw.store.delete_ephemeral(&session_key(&id)).await;
+                audit::record(
+                    gw,
+                    Event {
+                        kind: "logout.backchannel",
+                        user: Some(&s.identity.user),
+                        method: Some(&method),
+                        outcome: "success",
+                        ip: Some(ip),
+                        session: Some(id.as_str()),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(e) => return store_error(gw, e),
+        }
+    }
+    tracing::info!(idp = %p.idp.id, sessions = ended, "back-channel logout");
+    let mut r = Response::new(GatewayBody::empty());
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
