@@ -219,7 +219,7 @@ prefix = "/"
 allow_roles = ["end_user"]
 EOF
 check=$("$BIN" check --config "$CONFIG" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG"; }
-[ "$check" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
+[ "$(printf '%s\n' "$check" | tail -n 1)" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
 
 log "creating native user 'bench' (role end_user)"
 if ! out=$(printf '%s\n' "$PASSWORD" |
