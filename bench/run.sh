@@ -8,7 +8,8 @@
 #   UP_PORT=18080 NGX_PORT=18081 PC_PORT=18082   loopback ports (must be free)
 #   CONNECTIONS=64  wrk connections (wrk always runs with one thread: -t1)
 #   CPUS_WRK= CPUS_PROXY= CPUS_UPSTREAM=   optional taskset CPU lists (default: no pinning)
-#   SESSION_STORE=redis  reserved for a later Redis run (not available yet)
+#   SESSION_STORE=redis  sessions in Redis (REDIS_URL, default redis://127.0.0.1:6379/0; a key
+#                        prefix of its own, removed at the end); budget 0.80 (issue: scale-out)
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
 #
 # Output: a table on stdout and the same as markdown in bench/out/results.md.
@@ -36,9 +37,15 @@ log() { echo "bench: $*" >&2; }
 for v in DURATION ROUNDS CONNECTIONS UP_PORT NGX_PORT PC_PORT; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+REDIS_PREFIX="bench-$$-$(date +%s):"
 case $SESSION_STORE in
   memory) ;;
-  redis) echo "redis run not available yet"; exit 0 ;;
+  redis)
+    BUDGET=0.80
+    command -v redis-cli >/dev/null 2>&1 || die "SESSION_STORE=redis needs redis-cli (package redis-tools) and a running Redis"
+    redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || die "no Redis answering at $REDIS_URL"
+    ;;
   *) die "SESSION_STORE must be 'memory' or 'redis' (got '$SESSION_STORE')" ;;
 esac
 
@@ -48,6 +55,9 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   local pid i
+  if [ "$SESSION_STORE" = redis ]; then
+    redis-cli -u "$REDIS_URL" --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
+  fi
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   for i in $(seq 50); do          # at most 5 s for a graceful stop
     local alive=0
@@ -204,6 +214,7 @@ url = "http://127.0.0.1:$UP_PORT"
 [session]
 idle_timeout = "30m"
 max_lifetime = "12h"
+$(if [ "$SESSION_STORE" = redis ]; then printf 'store = "redis"\nredis_url = "%s"\nredis_prefix = "%s"\n' "$REDIS_URL" "$REDIS_PREFIX"; fi)
 
 [storage]
 url = "sqlite://portcullis.db"
@@ -382,7 +393,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo
   echo "- machine: $NCPU CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
   echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (direct, nginx, portcullis), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
-  echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: in-memory session store, one native-login session (role end_user)"
+  echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: $( [ "$SESSION_STORE" = redis ] && echo "Redis session store ($REDIS_URL)" || echo "in-memory session store"), one native-login session (role end_user)"
   echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   hdr="| target |"; sep="|---|"
