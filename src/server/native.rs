@@ -234,13 +234,17 @@ async fn submit_login(
                 },
             )
             .await;
+            // The page names a reference that matches this log line, for the helpdesk.
+            let correlation = random_id(9);
+            tracing::info!(correlation = %correlation, ip = %ip, "sign-in refused: locked");
+            let msg = format!("{LOCKED} Reference: {correlation}");
             return login_form_response(
                 gw,
                 StatusCode::TOO_MANY_REQUESTS,
                 path,
                 &rd,
                 typed,
-                Some(LOCKED),
+                Some(&msg),
             );
         }
         Ok(LockState::Open) => {}

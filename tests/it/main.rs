@@ -10,6 +10,7 @@
 
 mod account;
 mod admin;
+mod browser_e2e;
 mod cli;
 mod config;
 mod native;

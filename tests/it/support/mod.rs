@@ -7,6 +7,7 @@ pub mod browser;
 pub mod oidc_provider;
 pub mod smtp;
 pub mod upstream;
+pub mod webdriver;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

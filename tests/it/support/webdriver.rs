@@ -1,0 +1,276 @@
+//! A tiny W3C WebDriver client: chromedriver as a child process, headless Chromium sessions
+//! driven with JSON over the harness's hyper client. Only what the browser tests use.
+
+use super::{free_port, Http, TempDir};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The key under which WebDriver returns an element reference.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// True when both binaries are installed; otherwise prints the skip line the tests promise.
+pub fn available() -> bool {
+    let ok = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !ok {
+        println!("skipped: chromium/chromedriver not installed");
+    }
+    ok
+}
+
+/// Where screenshots go: `target/screenshots/` beside the manifest.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running chromedriver, killed (with the browsers it started) on drop.
+pub struct ChromeDriver {
+    child: Child,
+    pub base: String,
+    http: Http,
+}
+
+impl ChromeDriver {
+    pub async fn start() -> ChromeDriver {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so drop can end chromedriver and its browsers together.
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        let d = ChromeDriver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: Http::new(),
+        };
+        // Wait for the port to accept (the harness client panics on a refused connect), then
+        // for /status to say ready.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "chromedriver never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let r = d.http.get(&format!("{}/status", d.base), &[]).await;
+            if r.status == StatusCode::OK && r.json()["value"]["ready"] == true {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        d
+    }
+
+    /// A new headless browser session with a fresh profile.
+    pub async fn session(&self) -> WebDriver {
+        let profile = TempDir::new("chromium");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    "--window-size=1200,900",
+                ]
+            }
+        }}});
+        let v = call(
+            &self.http,
+            Method::POST,
+            &format!("{}/session", self.base),
+            Some(caps),
+        )
+        .await;
+        let id = v["sessionId"].as_str().expect("session id").to_owned();
+        WebDriver {
+            http: Http::new(),
+            url: format!("{}/session/{id}", self.base),
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0) above).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request; returns `value` or panics with WebDriver's error.
+async fn call(http: &Http, method: Method, url: &str, body: Option<Value>) -> Value {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let headers: &[(&str, &str)] = if bytes.is_empty() {
+        &[]
+    } else {
+        &[("content-type", "application/json")]
+    };
+    let r = http.send(method.clone(), url, headers, bytes).await;
+    let v = r.json();
+    assert!(
+        r.status.is_success(),
+        "webdriver {method} {url}: {} {}",
+        r.status,
+        v["value"]
+    );
+    v["value"].clone()
+}
+
+/// An element reference in a session.
+#[derive(Clone, Debug)]
+pub struct Element(String);
+
+/// A browser session (one fresh profile).
+pub struct WebDriver {
+    http: Http,
+    url: String,
+    _profile: TempDir,
+}
+
+impl WebDriver {
+    async fn get(&self, path: &str) -> Value {
+        call(
+            &self.http,
+            Method::GET,
+            &format!("{}{path}", self.url),
+            None,
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        call(
+            &self.http,
+            Method::POST,
+            &format!("{}{path}", self.url),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+
+    pub async fn current_url(&self) -> String {
+        self.get("/url").await.as_str().unwrap().to_owned()
+    }
+
+    /// Polls until the current URL satisfies `pred` (navigation after a click is asynchronous).
+    pub async fn wait_for_url(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let u = self.current_url().await;
+            if pred(&u) {
+                return u;
+            }
+            assert!(Instant::now() < deadline, "still at {u}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
+    pub async fn find(&self, css: &str) -> Element {
+        let v = self
+            .post("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        Element(
+            v[ELEMENT_KEY]
+                .as_str()
+                .expect("element reference")
+                .to_owned(),
+        )
+    }
+
+    pub async fn find_all(&self, css: &str) -> Vec<Element> {
+        let v = self
+            .post("/elements", json!({"using": "css selector", "value": css}))
+            .await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| Element(e[ELEMENT_KEY].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    pub async fn send_keys(&self, el: &Element, text: &str) {
+        self.post(&format!("/element/{}/value", el.0), json!({ "text": text }))
+            .await;
+    }
+
+    pub async fn click(&self, el: &Element) {
+        self.post(&format!("/element/{}/click", el.0), json!({}))
+            .await;
+    }
+
+    /// Types into the field matching `css`.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.send_keys(&el, text).await;
+    }
+
+    pub async fn text(&self, el: &Element) -> String {
+        self.get(&format!("/element/{}/text", el.0))
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn attribute(&self, el: &Element, name: &str) -> Option<String> {
+        self.get(&format!("/element/{}/attribute/{name}", el.0))
+            .await
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    pub async fn source(&self) -> String {
+        self.get("/source").await.as_str().unwrap().to_owned()
+    }
+
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// Saves a PNG of the viewport as `target/screenshots/<name>.png`; returns the path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let b64 = self.get("/screenshot").await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        let path = screenshot_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    pub async fn quit(self) {
+        call(&self.http, Method::DELETE, &self.url, None).await;
+    }
+}
