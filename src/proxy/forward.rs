@@ -5,16 +5,20 @@ use crate::config::UpstreamConfig;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// A response body: streamed from the upstream, or made by the gateway.
 pub enum GatewayBody {
-    Upstream(Incoming),
+    Upstream(ResponseBody),
     Full(Full<Bytes>),
 }
 
@@ -121,40 +125,274 @@ pub enum ProxyError {
     Timeout,
 }
 
-/// The pooled client to the one upstream.
+/// A keep-alive HTTP/1.1 connection to the upstream, checked out of the pool.
+struct Conn {
+    sender: SendRequest<UpstreamBody>,
+    pool: Arc<Pool>,
+    /// False for upgrade requests: such a connection is never given back.
+    reuse: bool,
+}
+
+impl Conn {
+    /// Gives the connection back once the response has been read to the end.
+    fn release(self) {
+        let Conn {
+            mut sender,
+            pool,
+            reuse,
+        } = self;
+        if !reuse || sender.is_closed() {
+            return;
+        }
+        if sender.is_ready() {
+            pool.put(sender);
+            return;
+        }
+        // The connection task has not yet seen the end of the exchange: give it back once
+        // it is ready again (rare; dropped if it closes instead).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.put(sender);
+                }
+            });
+        }
+    }
+}
+
+/// Idle keep-alive connections to the one upstream, most recently used last.
+struct Pool {
+    idle: Mutex<Vec<(SendRequest<UpstreamBody>, Instant)>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    reaper: AtomicBool,
+}
+
+impl Pool {
+    fn take(&self) -> Option<SendRequest<UpstreamBody>> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((s, since)) = idle.pop() {
+            if s.is_ready() && now.saturating_duration_since(since) < self.idle_timeout {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, s: SendRequest<UpstreamBody>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push((s, Instant::now()));
+            }
+        }
+    }
+
+    /// Closes connections idle for longer than `pool_idle_timeout`.
+    fn reap(&self) {
+        let now = Instant::now();
+        let expired: Vec<_> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let keep = idle
+                    .iter()
+                    .position(|(s, since)| {
+                        now.saturating_duration_since(*since) < self.idle_timeout && !s.is_closed()
+                    })
+                    .unwrap_or(idle.len());
+                idle.drain(..keep).collect()
+            }
+            Err(_) => return,
+        };
+        drop(expired);
+    }
+}
+
+/// The response body from the upstream; gives the connection back to the pool when it has
+/// been read to the end (and drops it on an error or an early drop).
+pub struct ResponseBody {
+    inner: Incoming,
+    conn: Option<Conn>,
+    ended: bool,
+}
+
+impl ResponseBody {
+    fn finish(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if self.ended || self.inner.is_end_stream() {
+                c.release();
+            }
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => {
+                this.ended = true;
+                this.finish();
+            }
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client to the one upstream: a small pool of HTTP/1.1 keep-alive connections.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, UpstreamBody>,
+    pool: Arc<Pool>,
+    /// `Host` for requests that came without one.
+    host: Option<HeaderValue>,
     pub config: UpstreamConfig,
 }
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        Self { client, config }
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle: config.pool_max_idle,
+            idle_timeout: config.pool_idle_timeout,
+            reaper: AtomicBool::new(false),
+        });
+        let host = HeaderValue::from_str(
+            config
+                .authority
+                .strip_suffix(":80")
+                .unwrap_or(&config.authority),
+        )
+        .ok();
+        Self { pool, host, config }
+    }
+
+    /// Opens a new connection to the upstream.
+    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, ProxyError> {
+        let unavailable = |e: &dyn std::error::Error| ProxyError::Unavailable(error_chain(e));
+        let stream = match tokio::time::timeout(
+            self.config.connect_timeout,
+            TcpStream::connect(self.config.authority.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(unavailable(&e)),
+            Err(_) => {
+                return Err(ProxyError::Unavailable(
+                    "connect: connection timed out".into(),
+                ))
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            return Err(unavailable(&e));
+        }
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        if !self.pool.reaper.swap(true, Ordering::Relaxed) {
+            let weak = Arc::downgrade(&self.pool);
+            let every = (self.config.pool_idle_timeout / 2).max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(p) => p.reap(),
+                        None => return,
+                    }
+                }
+            });
+        }
+        Ok(sender)
+    }
+
+    /// Sends on a pooled connection (or a new one); a request that a pooled connection
+    /// could not take (it was closing) is sent again on another.
+    async fn request(
+        &self,
+        mut req: Request<UpstreamBody>,
+        reuse: bool,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        if !req.headers().contains_key(HOST) {
+            if let Some(h) = &self.host {
+                req.headers_mut().insert(HOST, h.clone());
+            }
+        }
+        loop {
+            let (mut sender, pooled) = match self.pool.take() {
+                Some(s) => (s, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let conn = Conn {
+                        sender,
+                        pool: Arc::clone(&self.pool),
+                        reuse,
+                    };
+                    return Ok(resp.map(|inner| ResponseBody {
+                        inner,
+                        conn: Some(conn),
+                        ended: false,
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(r) if pooled => req = r,
+                    _ => {
+                        return Err(ProxyError::Unavailable(error_chain(&e.into_error())));
+                    }
+                },
+            }
+        }
     }
 
     /// Sends the request and returns the response head with a streaming body. The caller has
-    /// already set the URI and cleaned the headers.
+    /// already set the URI (origin-form) and cleaned the headers.
     /// `upstream.timeout` counts from the end of the request body: an upload is not cut off
     /// for being large, only an upstream that then does not answer.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, ProxyError> {
-        let map = |r: Result<Response<Incoming>, hyper_util::client::legacy::Error>| {
-            r.map_err(|e| ProxyError::Unavailable(error_chain(&e)))
-        };
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+        self.send_inner(req, true).await
+    }
+
+    async fn send_inner(
+        &self,
+        req: Request<Incoming>,
+        reuse: bool,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         if req.body().is_end_stream() {
             let req = req.map(|inner| UpstreamBody { inner, done: None });
-            return match tokio::time::timeout(self.config.timeout, self.client.request(req)).await {
-                Ok(r) => map(r),
+            return match tokio::time::timeout(self.config.timeout, self.request(req, reuse)).await
+            {
+                Ok(r) => r,
                 Err(_) => Err(ProxyError::Timeout),
             };
         }
@@ -163,14 +401,14 @@ impl Upstream {
             inner,
             done: Some(tx),
         });
-        let fut = self.client.request(req);
+        let fut = self.request(req, reuse);
         tokio::pin!(fut);
         tokio::select! {
-            r = &mut fut => return map(r),
+            r = &mut fut => return r,
             _ = rx => {}
         }
         match tokio::time::timeout(self.config.timeout, fut).await {
-            Ok(r) => map(r),
+            Ok(r) => r,
             Err(_) => Err(ProxyError::Timeout),
         }
     }
@@ -181,12 +419,15 @@ impl Upstream {
         mut req: Request<Incoming>,
     ) -> Result<Response<GatewayBody>, ProxyError> {
         let client_upgrade = hyper::upgrade::on(&mut req);
-        let mut resp = self.send(req).await?;
+        let mut resp = self.send_inner(req, false).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(resp.map(GatewayBody::Upstream));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let (parts, body) = resp.into_parts();
         tokio::spawn(async move {
+            // Keeps the upstream connection's sender alive until the splice ends.
+            let _body = body;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
@@ -199,7 +440,6 @@ impl Upstream {
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
         });
-        let (parts, _) = resp.into_parts();
         Ok(Response::from_parts(parts, GatewayBody::empty()))
     }
 }

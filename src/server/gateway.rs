@@ -209,10 +209,9 @@ async fn proxy(
 }
 
 fn upstream_uri(gw: &Gateway, path: &str, original: &Uri) -> Result<Uri, GatewayError> {
+    // Origin-form: the upstream connection is HTTP/1.1 and `Host` is set separately.
     let up = &gw.upstream.config;
-    let mut s = String::with_capacity(up.authority.len() + up.base_path.len() + path.len() + 32);
-    s.push_str("http://");
-    s.push_str(&up.authority);
+    let mut s = String::with_capacity(up.base_path.len() + path.len() + 32);
     s.push_str(&up.base_path);
     s.push_str(path);
     if let Some(q) = original.query() {
