@@ -390,8 +390,7 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, ProxyError> {
         if req.body().is_end_stream() {
             let req = req.map(|inner| UpstreamBody { inner, done: None });
-            return match tokio::time::timeout(self.config.timeout, self.request(req, reuse)).await
-            {
+            return match tokio::time::timeout(self.config.timeout, self.request(req, reuse)).await {
                 Ok(r) => r,
                 Err(_) => Err(ProxyError::Timeout),
             };
