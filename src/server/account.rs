@@ -329,6 +329,24 @@ async fn check_fresh(
             .await,
         );
     }
+    // The same lockout as the login: a signed-in attacker cannot guess codes here either.
+    if let Some(acc) = &gw.accounts {
+        match acc.lockout.check(&gw.store, &s.identity.user, ip).await {
+            Ok(crate::auth::lockout::LockState::Open) => {}
+            Ok(crate::auth::lockout::LockState::Locked) => {
+                return Some(
+                    page(
+                        gw,
+                        s,
+                        Some("Too many failed attempts. For your security, this is paused for a while; try again later."),
+                        None,
+                    )
+                    .await,
+                )
+            }
+            Err(e) => return Some(store_error(gw, e)),
+        }
+    }
     match fresh_factor(gw, s, form).await {
         Ok(()) => {
             audit::record(

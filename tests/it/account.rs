@@ -301,3 +301,38 @@ async fn forgetting_remembered_devices_brings_the_challenge_back() {
         "challenged again"
     );
 }
+
+#[tokio::test]
+async fn guessing_codes_on_the_account_page_hits_the_lockout() {
+    let gw = start().await;
+    let seed = enrolled(&gw, "gus").await;
+    let mut a = login(&gw, "gus", &seed, false).await;
+    let csrf = input_value(&a.get("/_portcullis/account").await.text(), "csrf_token").unwrap();
+    // Default lockout: 5 failures per user name.
+    for _ in 0..5 {
+        let r = a
+            .post(
+                "/_portcullis/account/recovery-codes",
+                &[("code", "111111"), ("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    gw.clock.advance(30);
+    let r = a
+        .post(
+            "/_portcullis/account/recovery-codes",
+            &[
+                ("code", &code_at(&seed, gw.clock.now())),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the right code is refused while locked"
+    );
+    assert!(r.text().contains("Too many failed attempts"));
+    assert_eq!(r.text().matches("<li><code>").count(), 0, "no codes issued");
+}
