@@ -120,6 +120,20 @@ impl Drop for ChromeDriver {
 
 /// One request; returns `value` or panics with WebDriver's error.
 async fn call(http: &Http, method: Method, url: &str, body: Option<Value>) -> Value {
+    match try_call(http, method, url, body).await {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// One request; `value`, or WebDriver's error as text (for polling across a navigation,
+/// when the old document is gone and the new one not yet there).
+async fn try_call(
+    http: &Http,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let headers: &[(&str, &str)] = if bytes.is_empty() {
         &[]
@@ -128,13 +142,13 @@ async fn call(http: &Http, method: Method, url: &str, body: Option<Value>) -> Va
     };
     let r = http.send(method.clone(), url, headers, bytes).await;
     let v = r.json();
-    assert!(
-        r.status.is_success(),
-        "webdriver {method} {url}: {} {}",
-        r.status,
-        v["value"]
-    );
-    v["value"].clone()
+    if !r.status.is_success() {
+        return Err(format!(
+            "webdriver {method} {url}: {} {}",
+            r.status, v["value"]
+        ));
+    }
+    Ok(v["value"].clone())
 }
 
 /// An element reference in a session.
@@ -186,6 +200,40 @@ impl WebDriver {
                 return u;
             }
             assert!(Instant::now() < deadline, "still at {u}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The page's visible text; "" while a navigation has no document yet.
+    pub async fn try_body_text(&self) -> String {
+        let script = json!({
+            "script": "return document.body ? document.body.innerText : ''",
+            "args": [],
+        });
+        try_call(
+            &self.http,
+            Method::POST,
+            &format!("{}/execute/sync", self.url),
+            Some(script),
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+    }
+
+    /// Polls until the page's text contains `needle` (a form post navigates asynchronously).
+    pub async fn wait_for_text(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.try_body_text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; page text: {text}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
