@@ -198,7 +198,7 @@ async fn readyz(gw: &Gateway) -> Response<GatewayBody> {
         None => true,
     };
     // OIDC providers load in the background; not ready until every one has its metadata.
-    let idps = gw.oidc.ready();
+    let idps = gw.oidc.ready() && gw.saml.ready();
     let ok = sessions && users && idps;
     let status = if ok {
         StatusCode::OK

@@ -6,3 +6,4 @@ pub mod oidc;
 pub mod password;
 pub mod pending;
 pub mod policy;
+pub mod saml;

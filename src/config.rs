@@ -230,7 +230,64 @@ pub struct IdpConfig {
     pub on_missing_mfa: OnMissingMfa,
     /// The OpenID Connect settings of a `kind = "oidc"` IdP.
     pub oidc: Option<OidcSettings>,
+    /// The SAML settings of a `kind = "saml"` IdP.
+    pub saml: Option<SamlSettings>,
 }
+
+/// Where a SAML IdP's metadata comes from.
+#[derive(Clone, Debug)]
+pub enum SamlMetadata {
+    /// Read and checked at load time (a file without a signing certificate is a config error).
+    File { path: PathBuf, xml: String },
+    /// Fetched at start and every `refresh`; a fetched document without a signing certificate is
+    /// refused and the last good one kept.
+    Url { url: String, refresh: Duration },
+}
+
+/// One SAML 2.0 IdP (issue 5): SP-initiated login over the HTTP-Redirect binding, responses
+/// over HTTP-POST at `/saml/{id}/acs`, Single Logout over HTTP-Redirect.
+#[derive(Clone, Debug)]
+pub struct SamlSettings {
+    pub metadata: SamlMetadata,
+    pub sp_entity_id: String,
+    /// PEM private key and certificate: AuthnRequests and LogoutRequests are signed when set.
+    pub sp_key: Option<PathBuf>,
+    pub sp_cert: Option<PathBuf>,
+    /// None: the NameID is the username.
+    pub username_attribute: Option<String>,
+    pub email_attribute: String,
+    pub groups_attribute: String,
+    pub allow_idp_initiated: bool,
+    /// Signature algorithm names (`rsa-sha256`, …); `rsa-sha1` only when listed explicitly.
+    pub allowed_algorithms: Vec<String>,
+    pub clock_skew: Duration,
+    pub authn_context_any: Vec<String>,
+    /// `RequestedAuthnContext` of the AuthnRequest (exact comparison); empty: none sent.
+    pub requested_authn_context: Vec<String>,
+    pub force_authn: bool,
+    pub http_timeout: Duration,
+}
+
+/// The signature algorithms a SAML IdP may use when `allowed_algorithms` is not set.
+pub const SAML_DEFAULT_ALGORITHMS: &[&str] = &[
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+];
+
+/// Every algorithm name `allowed_algorithms` accepts.
+pub const SAML_KNOWN_ALGORITHMS: &[&str] = &[
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+    "rsa-sha1",
+];
 
 /// How the gateway authenticates to an OpenID Provider's token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,8 @@ pub mod idp_http;
 pub mod login_pages;
 pub mod native;
 pub mod oidc;
+pub mod saml;
+pub mod sso;
 pub mod tls;
 
 use crate::assertion::{KeyError, Signer};
@@ -69,6 +71,8 @@ pub struct Gateway {
     pub metrics: crate::metrics::Metrics,
     /// The OIDC providers (discovered in the background; see `oidc::Providers::ready`).
     pub oidc: oidc::Providers,
+    /// The SAML IdPs (metadata from files now, from URLs in the background).
+    pub saml: saml::Providers,
 }
 
 impl Gateway {
@@ -108,8 +112,10 @@ impl Gateway {
             .map_err(|e| StartError::Accounts(e.to_string()))?;
         let oidc = oidc::Providers::new(&config)
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
+        let saml = saml::Providers::new(&config).map_err(StartError::Unsupported)?;
         Ok(Gateway {
             oidc,
+            saml,
             accounts,
             csrf_key,
             metrics: crate::metrics::Metrics::default(),
@@ -227,6 +233,7 @@ pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> 
     let gw = Arc::new(Gateway::new(config, clock).await?);
     gw.store.spawn_background();
     gw.oidc.spawn_discovery();
+    gw.saml.spawn_refresh();
     let (listener, addr) = bind(gw.config.server.listen).await?;
     let admin = match &gw.config.admin {
         Some(a) => Some(bind(a.listen).await?),
@@ -396,14 +403,17 @@ impl Gateway {
     }
 }
 
-/// Starts single sign-on with an IdP (OIDC; SAML arrives with its own issue and is refused by
-/// config validation until then, so an unknown id gets a "not available" page).
+/// Starts single sign-on with an IdP of either kind (an unknown id gets a "not available" page).
 async fn start_sso(
     gw: &Gateway,
     idp: &str,
     rd: &crate::auth::policy::LocalPath,
 ) -> Response<GatewayBody> {
-    oidc::start(gw, idp, rd).await
+    if gw.saml.get(idp).is_some() {
+        saml::start(gw, idp, rd).await
+    } else {
+        oidc::start(gw, idp, rd).await
+    }
 }
 
 /// Reserved-prefix paths beyond the core ones: the second-factor steps.
@@ -422,6 +432,7 @@ async fn extra_endpoint(
         | "/account/totp"
         | "/account/totp/confirm" => account::entry(gw, req, conn, sub).await,
         s if s.starts_with("/oidc/") => oidc::entry(gw, req, conn, s).await,
+        s if s.starts_with("/saml/") => saml::entry(gw, req, conn, s).await,
         _ => crate::pages::json_error(
             hyper::StatusCode::NOT_FOUND,
             "not_found",

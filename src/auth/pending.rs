@@ -47,7 +47,11 @@ pub struct SsoLink {
     pub idp: String,
     pub sub: String,
     pub sid: Option<String>,
+    /// OIDC: the ID token (the `id_token_hint`); SAML: empty.
     pub id_token: String,
+    /// SAML: the NameID's Format, echoed in a LogoutRequest.
+    #[serde(default)]
+    pub name_id_format: Option<String>,
 }
 
 impl PendingLogin {

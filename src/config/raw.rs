@@ -172,6 +172,9 @@ pub struct RawIdp {
     pub allow_idp_initiated: Option<bool>,
     pub allowed_algorithms: Option<Vec<String>>,
     pub clock_skew: Option<Dur>,
+    pub metadata_refresh: Option<Dur>,
+    pub requested_authn_context: Option<Vec<String>>,
+    pub force_authn: Option<bool>,
     // both
     pub mfa_evidence: Option<RawMfaEvidence>,
     pub on_missing_mfa: Option<String>,

@@ -503,8 +503,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     for (n, idp) in raw.idp.iter().enumerate() {
         if let Some(c) = build_idp(cx, n, idp, &mut seen) {
             // Step-up keeps the SSO user's own second factor in the user store.
-            if c.kind == IdpKind::Oidc
-                && c.on_missing_mfa == OnMissingMfa::StepUp
+            if c.on_missing_mfa == OnMissingMfa::StepUp
                 && raw.storage.is_none()
                 && raw.native.is_none()
             {
@@ -795,12 +794,9 @@ fn build_idp(
             OnMissingMfa::Deny
         }
     };
-    let oidc = match kind {
-        IdpKind::Oidc => build_oidc(cx, n, idp),
-        IdpKind::Saml => {
-            cx.unsupported(&p("kind"), "SAML single sign-on (kind = \"saml\")");
-            None
-        }
+    let (oidc, saml) = match kind {
+        IdpKind::Oidc => (build_oidc(cx, n, idp), None),
+        IdpKind::Saml => (None, build_saml(cx, n, idp)),
     };
     Some(IdpConfig {
         id: idp.id.clone(),
@@ -808,6 +804,7 @@ fn build_idp(
         display_name: idp.display_name.clone().unwrap_or_else(|| idp.id.clone()),
         on_missing_mfa,
         oidc,
+        saml,
     })
 }
 
@@ -827,6 +824,12 @@ fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> 
         ("allow_idp_initiated", idp.allow_idp_initiated.is_some()),
         ("allowed_algorithms", idp.allowed_algorithms.is_some()),
         ("clock_skew", idp.clock_skew.is_some()),
+        ("metadata_refresh", idp.metadata_refresh.is_some()),
+        (
+            "requested_authn_context",
+            idp.requested_authn_context.is_some(),
+        ),
+        ("force_authn", idp.force_authn.is_some()),
     ];
     for (key, set) in saml_only {
         if set {
@@ -909,6 +912,187 @@ fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> 
         logout: idp.logout.unwrap_or(false),
         amr_any: evidence.map(|m| m.amr_any.clone()).unwrap_or_default(),
         acr_any: evidence.map(|m| m.acr_any.clone()).unwrap_or_default(),
+        http_timeout,
+    })
+}
+
+/// The SAML keys of one `[[idp]]`: metadata from exactly one of `metadata` (a file, checked now:
+/// it must name a signing certificate) or `metadata_url`; OIDC-only keys refused.
+fn build_saml(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<SamlSettings> {
+    let p = |key: &str| vec![k("idp"), i(n), k(key)];
+    let oidc_only = [
+        ("issuer", idp.issuer.is_some()),
+        ("client_id", idp.client_id.is_some()),
+        ("client_secret", idp.client_secret.is_some()),
+        ("client_auth", idp.client_auth.is_some()),
+        ("scopes", idp.scopes.is_some()),
+        ("username_claim", idp.username_claim.is_some()),
+        ("groups_claim", idp.groups_claim.is_some()),
+        ("acr_values", idp.acr_values.is_some()),
+        ("userinfo", idp.userinfo.is_some()),
+        ("logout", idp.logout.is_some()),
+    ];
+    for (key, set) in oidc_only {
+        if set {
+            cx.err(
+                &p(key),
+                "is an OIDC setting; a SAML IdP (kind = \"saml\") does not take it",
+            );
+        }
+    }
+    let evidence = idp.mfa_evidence.as_ref();
+    if evidence.is_some_and(|m| !m.amr_any.is_empty() || !m.acr_any.is_empty()) {
+        cx.err(
+            &[k("idp"), i(n), k("mfa_evidence")],
+            "amr_any and acr_any are OIDC settings; a SAML IdP checks authn_context_any",
+        );
+    }
+    let refresh = idp
+        .metadata_refresh
+        .map_or(Duration::from_secs(3600), |d| d.0);
+    let metadata = match (&idp.metadata, &idp.metadata_url) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                &p("metadata_url"),
+                "set either metadata (a file) or metadata_url, not both",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                &p("metadata"),
+                "a SAML IdP needs its metadata: metadata = \"file.xml\" or metadata_url = \"https://…\"",
+            );
+            None
+        }
+        (Some(file), None) => {
+            let path = cx.existing_file(&p("metadata"), file);
+            match std::fs::read_to_string(&path) {
+                Ok(xml) => match crate::auth::saml::IdpMetadata::parse(&xml) {
+                    Ok(_) => Some(SamlMetadata::File { path, xml }),
+                    Err(e) => {
+                        cx.err(&p("metadata"), format!("{}: {e}", path.display()));
+                        None
+                    }
+                },
+                // existing_file already said so when it is missing.
+                Err(e) if path.is_file() => {
+                    cx.err(
+                        &p("metadata"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        (None, Some(url)) => {
+            if !is_issuer_url(url) {
+                cx.err(
+                    &p("metadata_url"),
+                    format!("{url:?} is not an absolute https URL (plain http only on loopback)"),
+                );
+            }
+            if refresh < Duration::from_secs(60) {
+                cx.err(&p("metadata_refresh"), "must be at least 60s");
+            }
+            Some(SamlMetadata::Url {
+                url: url.clone(),
+                refresh,
+            })
+        }
+    };
+    if idp.metadata_refresh.is_some() && idp.metadata_url.is_none() {
+        cx.err(&p("metadata_refresh"), "only applies with metadata_url");
+    }
+    let sp_entity_id = match &idp.sp_entity_id {
+        Some(v) if !v.trim().is_empty() && !v.contains(char::is_whitespace) => Some(v.clone()),
+        Some(_) => {
+            cx.err(&p("sp_entity_id"), "must be a URI without spaces");
+            None
+        }
+        None => {
+            cx.err(
+                &p("sp_entity_id"),
+                "is required for a SAML IdP: the audience its assertions must name",
+            );
+            None
+        }
+    };
+    let (sp_key, sp_cert) = match (&idp.sp_key, &idp.sp_cert) {
+        (Some(key), Some(cert)) => {
+            let key = cx.existing_file(&p("sp_key"), key);
+            let cert = cx.existing_file(&p("sp_cert"), cert);
+            if key.is_file() && cert.is_file() {
+                if let Err(e) = crate::auth::saml::SpKeys::load(&key, &cert) {
+                    cx.err(&p("sp_key"), e.to_string());
+                }
+            }
+            (Some(key), Some(cert))
+        }
+        (None, None) => (None, None),
+        (Some(_), None) => {
+            cx.err(&p("sp_cert"), "sp_key needs sp_cert (its certificate) too");
+            (None, None)
+        }
+        (None, Some(_)) => {
+            cx.err(&p("sp_key"), "sp_cert needs sp_key (its private key) too");
+            (None, None)
+        }
+    };
+    let allowed_algorithms = match &idp.allowed_algorithms {
+        None => SAML_DEFAULT_ALGORITHMS
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect(),
+        Some(list) => {
+            for (m, a) in list.iter().enumerate() {
+                if !SAML_KNOWN_ALGORITHMS.contains(&a.as_str()) {
+                    cx.err(
+                        &[k("idp"), i(n), k("allowed_algorithms"), i(m)],
+                        format!(
+                            "unknown algorithm {a:?}; use {}",
+                            SAML_KNOWN_ALGORITHMS.join(", ")
+                        ),
+                    );
+                }
+            }
+            if list.is_empty() {
+                cx.err(&p("allowed_algorithms"), "must name at least one algorithm");
+            }
+            list.clone()
+        }
+    };
+    let clock_skew = idp.clock_skew.map_or(Duration::from_secs(60), |d| d.0);
+    if clock_skew > Duration::from_secs(300) {
+        cx.err(&p("clock_skew"), "must be at most 5m");
+    }
+    let http_timeout = idp.http_timeout.map_or(Duration::from_secs(10), |d| d.0);
+    if http_timeout.is_zero() || http_timeout > Duration::from_secs(60) {
+        cx.err(&p("http_timeout"), "must be above zero and at most 60s");
+    }
+    Some(SamlSettings {
+        metadata: metadata?,
+        sp_entity_id: sp_entity_id?,
+        sp_key,
+        sp_cert,
+        username_attribute: idp.username_attribute.clone(),
+        email_attribute: idp
+            .email_attribute
+            .clone()
+            .unwrap_or_else(|| "email".into()),
+        groups_attribute: idp
+            .groups_attribute
+            .clone()
+            .unwrap_or_else(|| "groups".into()),
+        allow_idp_initiated: idp.allow_idp_initiated.unwrap_or(false),
+        allowed_algorithms,
+        clock_skew,
+        authn_context_any: evidence
+            .map(|m| m.authn_context_any.clone())
+            .unwrap_or_default(),
+        requested_authn_context: idp.requested_authn_context.clone().unwrap_or_default(),
+        force_authn: idp.force_authn.unwrap_or(false),
         http_timeout,
     })
 }

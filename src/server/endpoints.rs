@@ -217,7 +217,12 @@ async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<G
         match gw.store.remove(&id).await {
             Ok(Some(s)) => {
                 super::audit_logout(gw, &s, conn).await;
-                idp_logout = super::oidc::end_session_url(gw, &s).await;
+                if let Some(link) = super::sso::take_link(gw, &s.id).await {
+                    idp_logout = match super::oidc::end_session_with(gw, &link) {
+                        Some(u) => Some(u),
+                        None => super::saml::logout_url(gw, &link).await,
+                    };
+                }
             }
             Ok(None) => {}
             Err(e) => return respond(gw, GatewayError::Store(e), true),

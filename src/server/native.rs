@@ -533,7 +533,7 @@ async fn finish_with(
         Err(e) => return store_error(gw, e),
     };
     if let Some(link) = &pending.sso {
-        super::oidc::link_session(gw, &session, link).await;
+        super::sso::link_session(gw, &session, link).await;
     }
     let method = pending.method.clone();
     audit::record(

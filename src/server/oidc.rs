@@ -12,19 +12,18 @@
 use super::endpoints::{form_value, query_param, read_body};
 use super::gateway::Conn;
 use super::idp_http::{IdpHttp, IdpHttpError};
-use super::native::{after_first_factor, client_ip, finish, set_cookie, store_error, user_agent};
+use super::native::{client_ip, set_cookie, store_error, user_agent};
+use super::sso::{self, hashed, sid_key, sub_key, Refusal};
 use super::Gateway;
 use crate::audit::{self, Event};
 use crate::auth::oidc::{self as rp, OidcError, Trust};
-use crate::auth::pending::{PendingLogin, SsoLink, Stage};
-use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
-use crate::config::{ClientAuth, Config, IdpConfig, OidcSettings, OnMissingMfa};
+use crate::auth::pending::SsoLink;
+use crate::auth::policy::LocalPath;
+use crate::config::{ClientAuth, Config, IdpConfig, OidcSettings};
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, SessionToken};
-use crate::session::{cookie, new_token, random_id, MfaUsed, Session, SessionId, SessionStore};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
+use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response, StatusCode};
@@ -259,27 +258,6 @@ fn state_key(state: &str) -> String {
     format!("oidc-state:{state}")
 }
 
-fn hashed(s: &str) -> String {
-    B64.encode(
-        ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-            .as_ref()
-            .get(..18)
-            .unwrap_or_default(),
-    )
-}
-
-fn sid_key(idp: &str, sid: &str) -> String {
-    format!("oidc-sid:{idp}:{}", hashed(sid))
-}
-
-fn sub_key(idp: &str, sub: &str) -> String {
-    format!("oidc-sub:{idp}:{}", hashed(sub))
-}
-
-fn session_key(id: &SessionId) -> String {
-    format!("oidc-session:{}", id.as_str())
-}
-
 fn page(
     gw: &Gateway,
     status: StatusCode,
@@ -409,15 +387,6 @@ pub async fn entry(
     }
 }
 
-/// A refused login: an audit event, a log line with the correlation id, a clear page.
-struct Refusal {
-    status: StatusCode,
-    reason: &'static str,
-    title: &'static str,
-    what: &'static str,
-    next: &'static str,
-}
-
 const EXPIRED: Refusal = Refusal {
     status: StatusCode::BAD_REQUEST,
     reason: "state",
@@ -442,24 +411,7 @@ async fn refuse(
     user: Option<&str>,
     conn_ip: std::net::IpAddr,
 ) -> Response<GatewayBody> {
-    let correlation = random_id(9);
-    let method = format!("oidc:{}", p.idp.id);
-    tracing::warn!(idp = %p.idp.id, correlation = %correlation, reason = r.reason, error = %detail, "oidc login refused");
-    audit::record(
-        gw,
-        Event {
-            kind: "login.failure",
-            user,
-            method: Some(&method),
-            outcome: "refused",
-            reason: Some(r.reason),
-            ip: Some(conn_ip),
-            detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
-            ..Default::default()
-        },
-    )
-    .await;
-    page(gw, r.status, r.title, r.what, r.next, &correlation)
+    sso::refuse(gw, &format!("oidc:{}", p.idp.id), r, detail, user, conn_ip).await
 }
 
 fn valid_state(s: &str) -> bool {
@@ -676,33 +628,6 @@ async fn merge_userinfo(
     rp::merge_userinfo(claims, info, sub).map_err(|e| e.to_string())
 }
 
-/// What an SSO login needs after the IdP (DESIGN.md §4), recorded as `stepup.decision`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Decision {
-    /// The IdP's `amr`/`acr` match `mfa_evidence`: `X-Auth-MFA: idp`.
-    IdpEvidence,
-    /// No role of the user requires MFA.
-    NotRequired,
-    /// Evidence missing, `on_missing_mfa = "deny"`: no session.
-    Deny,
-    /// Evidence missing, `on_missing_mfa = "step_up"`: the gateway's own second factor.
-    StepUp,
-    /// Evidence missing, `on_missing_mfa = "trust"`: a session with `X-Auth-MFA: none`.
-    Trust,
-}
-
-impl Decision {
-    fn as_str(self) -> &'static str {
-        match self {
-            Decision::IdpEvidence => "idp_evidence",
-            Decision::NotRequired => "not_required",
-            Decision::Deny => "deny",
-            Decision::StepUp => "step_up",
-            Decision::Trust => "trust",
-        }
-    }
-}
-
 /// The verified login: identity, roles, then the MFA decision (DESIGN.md §4).
 #[allow(clippy::too_many_arguments)] // one call site; the values are the login's facts
 async fn login(
@@ -722,167 +647,36 @@ async fn login(
         Ok(id) => id,
         Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
     };
-    let method = format!("oidc:{}", p.idp.id);
-    let roles = roles_for_groups(&gw.config, &id.groups);
-    if roles.is_empty() {
-        return refuse(
-            gw,
-            p,
-            Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "no_role",
-                title: "No access",
-                what: "You signed in, but your account has no role that gives access to this site.",
-                next: "Ask an administrator to add you to a group that has access.",
-            },
-            "no configured role matches the user's groups",
-            Some(&id.username),
-            ip,
-        )
-        .await;
-    }
-    let policy = effective_policy(&gw.config, &roles);
-    let pending = PendingLogin {
-        stage: Stage::Mfa,
-        user: id.username.clone(),
-        principal: p.principal(&id.sub),
-        email: id.email.clone(),
-        groups: id.groups.clone(),
-        roles,
-        method: method.clone(),
-        csrf: random_id(24),
-        rd: LocalPath::parse(&rd)
-            .unwrap_or_else(LocalPath::root)
-            .as_str()
-            .to_owned(),
-        remember_secs: policy.remember_mfa.as_secs(),
-        created_at: gw.clock.now(),
-        sso: Some(SsoLink {
-            idp: p.idp.id.clone(),
-            sub: id.sub.clone(),
-            sid: id.sid.clone(),
-            id_token,
-        }),
-    };
     let evidence = rp::has_mfa_evidence(&id, &s.amr_any, &s.acr_any);
-    let decision = match (evidence, policy.require_mfa, p.idp.on_missing_mfa) {
-        (true, _, _) => Decision::IdpEvidence,
-        (false, false, _) => Decision::NotRequired,
-        (false, true, OnMissingMfa::Deny) => Decision::Deny,
-        (false, true, OnMissingMfa::StepUp) => Decision::StepUp,
-        (false, true, OnMissingMfa::Trust) => Decision::Trust,
-    };
-    audit::record(
+    sso::complete(
         gw,
-        Event {
-            kind: "stepup.decision",
-            user: Some(&id.username),
-            method: Some(&method),
-            outcome: decision.as_str(),
-            reason: Some(if evidence {
-                "evidence_present"
-            } else {
-                "evidence_missing"
-            }),
-            ip: Some(ip),
-            detail: Some(
-                serde_json::json!({ "amr": id.amr, "acr": id.acr, "require_mfa": policy.require_mfa })
-                    .to_string(),
-            ),
-            ..Default::default()
+        sso::SsoLogin {
+            idp: &p.idp,
+            method: format!("oidc:{}", p.idp.id),
+            principal: p.principal(&id.sub),
+            username: id.username.clone(),
+            email: id.email.clone(),
+            groups: id.groups.clone(),
+            link: SsoLink {
+                idp: p.idp.id.clone(),
+                sub: id.sub.clone(),
+                sid: id.sid.clone(),
+                id_token,
+                name_id_format: None,
+            },
+            rd,
+            evidence,
+            evidence_detail: serde_json::json!({ "amr": id.amr, "acr": id.acr }),
         },
+        device,
+        ip,
+        ua,
     )
-    .await;
-    match decision {
-        Decision::IdpEvidence => finish(gw, &pending, MfaUsed::Idp, None, ip, ua).await,
-        Decision::NotRequired | Decision::Trust => {
-            finish(gw, &pending, MfaUsed::None, None, ip, ua).await
-        }
-        Decision::StepUp => {
-            after_first_factor(gw, pending, &policy, device.as_deref(), ip, ua).await
-        }
-        Decision::Deny => {
-            refuse(
-                gw,
-                p,
-                Refusal {
-                    status: StatusCode::FORBIDDEN,
-                    reason: "mfa_evidence_missing",
-                    title: "Two-step verification required",
-                    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
-                    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
-                },
-                "mfa evidence missing and on_missing_mfa = deny",
-                Some(&id.username),
-                ip,
-            )
-            .await
-        }
-    }
+    .await
 }
 
-#[derive(Serialize, Deserialize)]
-struct SessionLink {
-    idp: String,
-    id_token: String,
-}
-
-/// Records which IdP login a new session came from (for both logouts). Failures are logged:
-/// the session stays valid and can still be ended locally and by the admin API.
-pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
-    let ttl = Duration::from_secs(
-        u64::try_from(session.expires_at.saturating_sub(gw.clock.now())).unwrap_or(0),
-    )
-    .max(Duration::from_secs(60));
-    let value = serde_json::to_vec(&SessionLink {
-        idp: link.idp.clone(),
-        id_token: link.id_token.clone(),
-    })
-    .unwrap_or_default();
-    let mut keys = vec![sub_key(&link.idp, &link.sub)];
-    if let Some(sid) = &link.sid {
-        keys.push(sid_key(&link.idp, sid));
-    }
-    let mut result = gw
-        .store
-        .put_ephemeral(&session_key(&session.id), value, ttl)
-        .await;
-    for key in keys {
-        if result.is_err() {
-            break;
-        }
-        result = add_to_list(gw, &key, session.id.as_str(), ttl).await;
-    }
-    if let Err(e) = result {
-        tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
-    }
-}
-
-async fn add_to_list(
-    gw: &Gateway,
-    key: &str,
-    id: &str,
-    ttl: Duration,
-) -> Result<(), crate::storage::StoreError> {
-    let mut ids: Vec<String> = match gw.store.get_ephemeral(key).await? {
-        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    // Bounded: the oldest links go first (their sessions still end by expiry or locally).
-    if ids.len() >= 64 {
-        ids.remove(0);
-    }
-    ids.push(id.to_owned());
-    gw.store
-        .put_ephemeral(key, serde_json::to_vec(&ids).unwrap_or_default(), ttl)
-        .await
-}
-
-/// After a local logout: the IdP's end-session URL (RP-initiated logout) when the session
-/// came from an IdP with `logout = true` that announces an `end_session_endpoint`.
-pub async fn end_session_url(gw: &Gateway, s: &Session) -> Option<String> {
-    let bytes = gw.store.take_ephemeral(&session_key(&s.id)).await.ok()??;
-    let link: SessionLink = serde_json::from_slice(&bytes).ok()?;
+/// The end-session URL for a link already taken.
+pub fn end_session_with(gw: &Gateway, link: &sso::SessionLink) -> Option<String> {
     let p = gw.oidc.get(&link.idp)?;
     if !p.settings.logout {
         return None;
@@ -973,36 +767,26 @@ async fn backchannel_logout(
         (None, Some(sub)) => sub_key(&p.idp.id, sub),
         (None, None) => return logout_error(StatusCode::BAD_REQUEST, "No sid or sub."),
     };
-    let ids: Vec<String> = match gw.store.take_ephemeral(&key).await {
-        Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
-        Ok(None) => Vec::new(),
+    let ended = match sso::end_listed(gw, &key).await {
+        Ok(e) => e,
         Err(e) => return store_error(gw, e),
     };
-    let mut ended = 0usize;
-    for id in ids.iter().filter_map(|i| SessionId::parse(i)) {
-        match gw.store.remove(&id).await {
-            Ok(Some(s)) => {
-                ended += 1;
-                let _ = gw.store.delete_ephemeral(&session_key(&id)).await;
-                audit::record(
-                    gw,
-                    Event {
-                        kind: "logout.backchannel",
-                        user: Some(&s.identity.user),
-                        method: Some(&method),
-                        outcome: "success",
-                        ip: Some(ip),
-                        session: Some(id.as_str()),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            }
-            Ok(None) => {}
-            Err(e) => return store_error(gw, e),
-        }
+    for s in &ended {
+        audit::record(
+            gw,
+            Event {
+                kind: "logout.backchannel",
+                user: Some(&s.identity.user),
+                method: Some(&method),
+                outcome: "success",
+                ip: Some(ip),
+                session: Some(s.id.as_str()),
+                ..Default::default()
+            },
+        )
+        .await;
     }
-    tracing::info!(idp = %p.idp.id, sessions = ended, "back-channel logout");
+    tracing::info!(idp = %p.idp.id, sessions = ended.len(), "back-channel logout");
     let mut r = Response::new(GatewayBody::empty());
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

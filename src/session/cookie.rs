@@ -10,6 +10,9 @@ pub struct CookieNames {
     pub session: &'static str,
     pub pending: &'static str,
     pub device: &'static str,
+    /// Binds a SAML request to the browser. The IdP answers with a cross-site POST, which a
+    /// `SameSite=Lax` cookie would not accompany, so this one alone is `SameSite=None` on https.
+    pub saml: &'static str,
     pub secure: bool,
 }
 
@@ -20,6 +23,7 @@ impl CookieNames {
                 session: "__Host-portcullis",
                 pending: "__Host-portcullis-login",
                 device: "__Host-portcullis-device",
+                saml: "__Host-portcullis-saml",
                 secure: true,
             }
         } else {
@@ -27,13 +31,24 @@ impl CookieNames {
                 session: "portcullis",
                 pending: "portcullis-login",
                 device: "portcullis-device",
+                saml: "portcullis-saml",
                 secure: false,
             }
         }
     }
 
     fn is_ours(&self, name: &str) -> bool {
-        name == self.session || name == self.pending || name == self.device
+        name == self.session || name == self.pending || name == self.device || name == self.saml
+    }
+
+    /// A `Set-Cookie` value for a cookie that must come back on the IdP's cross-site POST:
+    /// `SameSite=None; Secure` on https (browsers refuse `None` without `Secure`), else `Lax`.
+    pub fn set_cross_site(&self, name: &str, value: &str, max_age: u64) -> String {
+        if self.secure {
+            format!("{name}={value}; Path=/; HttpOnly; SameSite=None; Secure; Max-Age={max_age}")
+        } else {
+            format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+        }
     }
 
     /// A `Set-Cookie` value. `max_age` None: a browser-session cookie.

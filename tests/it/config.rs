@@ -110,18 +110,12 @@ access = "public"
 
 #[test]
 fn features_of_later_issues_are_refused_not_ignored() {
-    for (extra, key) in [
-        ("[[idp]]\nid = \"corp\"\nkind = \"saml\"\n", "idp[0].kind"),
-        ("[mfa]\nmethods = [\"webauthn\"]\n", "mfa.methods[0]"),
-    ] {
-        let errs = errors_of(&format!("{MINIMAL}{extra}"));
-        assert!(
-            errs.iter()
-                .any(|e| e.contains(&format!(": {key}: "))
-                    && e.contains("not available in this build")),
-            "{key}: {errs:#?}"
-        );
-    }
+    let errs = errors_of(&format!("{MINIMAL}[mfa]\nmethods = [\"webauthn\"]\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(": mfa.methods[0]: ") && e.contains("not available in this build")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -216,33 +210,7 @@ fn the_shipped_configs_pass_check() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        match expected_unavailable(&name) {
-            // Uses only what this build has: must be valid.
-            None => assert_eq!(stdout.trim(), "ok", "{name}: {stderr}"),
-            // Needs a later feature: the only errors are the clear "not available" ones.
-            Some(_) => {
-                assert_eq!(
-                    out.status.code(),
-                    Some(1),
-                    "{name} should be refused until its feature lands"
-                );
-                for line in stderr.lines() {
-                    assert!(
-                        line.contains("not available in this build"),
-                        "{name}: unexpected error {line}"
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Examples that need features of later issues, and which. OIDC examples (Okta, Entra ID,
-/// Keycloak) must pass since issue 4.
-fn expected_unavailable(name: &str) -> Option<&'static str> {
-    match name {
-        n if n.contains("saml") || n.contains("adfs") => Some("saml"),
-        _ => None,
+        assert_eq!(stdout.trim(), "ok", "{name}: {stderr}");
     }
 }
 
@@ -291,7 +259,7 @@ mfa_evidence = { amr_any = ["mfa"], authn_context_any = ["x"] }
 }
 
 #[test]
-fn a_complete_oidc_idp_is_valid_and_saml_stays_unavailable() {
+fn a_complete_oidc_idp_is_valid_and_a_bare_saml_idp_names_what_it_lacks() {
     let oidc = format!(
         "{MINIMAL}{}",
         r#"
@@ -310,8 +278,13 @@ client_secret = "${SET_VAR}"
         Vec::<String>::new(),
         "plain http on loopback"
     );
-    let saml = format!("{MINIMAL}\n[[idp]]\nid = \"s\"\nkind = \"saml\"\n");
+    let saml = format!("{MINIMAL}\n[[idp]]\nid = \"s\"\nkind = \"saml\"\nclient_id = \"x\"\n");
     let errs = errors_of(&saml);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].contains("not available in this build"));
+    for want in [
+        "idp[0].metadata: a SAML IdP needs its metadata",
+        "idp[0].sp_entity_id: is required for a SAML IdP",
+        "idp[0].client_id: is an OIDC setting",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
+    }
 }

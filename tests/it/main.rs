@@ -17,5 +17,6 @@ mod native;
 mod oidc;
 mod process;
 mod proxy;
+mod saml;
 mod scale;
 mod support;

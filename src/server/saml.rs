@@ -1,0 +1,830 @@
+//! SAML single sign-on over HTTP (issue 5, DESIGN.md §3): the login start (HTTP-Redirect),
+//! the assertion consumer (HTTP-POST), SP metadata and Single Logout both ways. The checks live
+//! in `auth::saml`; this module fetches, stores and decides.
+//!
+//! | step     | where                       | state                                                        |
+//! |----------|-----------------------------|--------------------------------------------------------------|
+//! | start    | `GET /login?idp=ID&rd=PATH` | `saml-req:<id>` (idp, rd, browser binding), ttl `pending_ttl`; the SAML cookie |
+//! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires |
+//! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
+
+use super::endpoints::form_value;
+use super::gateway::Conn;
+use super::idp_http::IdpHttp;
+use super::native::{client_ip, set_cookie, store_error, user_agent};
+use super::sso::{self, hashed, Refusal};
+use super::Gateway;
+use crate::audit::{self, Event};
+use crate::auth::pending::SsoLink;
+use crate::auth::policy::LocalPath;
+use crate::auth::saml::{self as sp, Expect, IdpMetadata, SamlError, SloMessage, SpKeys};
+use crate::config::{Config, IdpConfig, SamlMetadata, SamlSettings};
+use crate::pages::{self, esc};
+use crate::proxy::forward::GatewayBody;
+use crate::secret::{ct_eq, SessionToken};
+use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A SAMLResponse form body larger than this is refused with 413 before anything is parsed.
+/// Real responses are a few KiB to a few tens of KiB (large group lists).
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
+const RETRY_START: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// One configured SAML IdP at run time.
+pub struct Provider {
+    pub idp: IdpConfig,
+    pub settings: SamlSettings,
+    meta: RwLock<Option<Arc<IdpMetadata>>>,
+    keys: Option<SpKeys>,
+    http: Option<IdpHttp>,
+    acs_url: String,
+    slo_url: String,
+}
+
+/// Every SAML IdP of the config.
+pub struct Providers {
+    list: Vec<Arc<Provider>>,
+}
+
+impl Providers {
+    pub fn new(config: &Config) -> Result<Providers, String> {
+        let mut list = Vec::new();
+        let mut tls = None;
+        for idp in &config.idps {
+            let Some(settings) = idp.saml.clone() else {
+                continue;
+            };
+            let keys = match (&settings.sp_key, &settings.sp_cert) {
+                (Some(k), Some(c)) => Some(SpKeys::load(k, c).map_err(|e| e.to_string())?),
+                _ => None,
+            };
+            let (meta, http) = match &settings.metadata {
+                SamlMetadata::File { xml, path } => {
+                    let m =
+                        IdpMetadata::parse(xml).map_err(|e| format!("{}: {e}", path.display()))?;
+                    (Some(Arc::new(m)), None)
+                }
+                SamlMetadata::Url { .. } => {
+                    if tls.is_none() {
+                        tls =
+                            Some(super::idp_http::tls_client_config().map_err(|e| e.to_string())?);
+                    }
+                    let http = tls.clone().map(|t| IdpHttp::new(t, settings.http_timeout));
+                    (None, http)
+                }
+            };
+            let base = format!(
+                "{}{}/saml/{}",
+                config.server.public_origin, config.server.prefix, idp.id
+            );
+            list.push(Arc::new(Provider {
+                idp: idp.clone(),
+                acs_url: format!("{base}/acs"),
+                slo_url: format!("{base}/slo"),
+                settings,
+                meta: RwLock::new(meta),
+                keys,
+                http,
+            }));
+        }
+        Ok(Providers { list })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
+        self.list.iter().find(|p| p.idp.id == id)
+    }
+
+    /// True when every SAML IdP's metadata is loaded (`/readyz`).
+    pub fn ready(&self) -> bool {
+        self.list.iter().all(|p| p.meta().is_some())
+    }
+
+    /// Fetches URL metadata in the background: at once (retrying with backoff while the IdP is
+    /// down), then every `metadata_refresh`. A document that fails the checks keeps the last
+    /// good one in place.
+    pub fn spawn_refresh(&self) {
+        for p in &self.list {
+            let SamlMetadata::Url { url, refresh } = &p.settings.metadata else {
+                continue;
+            };
+            let (p, url, refresh) = (Arc::clone(p), url.clone(), *refresh);
+            tokio::spawn(async move {
+                let mut wait = RETRY_START;
+                loop {
+                    match p.fetch(&url).await {
+                        Ok(m) => {
+                            tracing::info!(idp = %p.idp.id, entity = %m.entity_id, "saml metadata loaded");
+                            if let Ok(mut g) = p.meta.write() {
+                                *g = Some(Arc::new(m));
+                            }
+                            wait = RETRY_START;
+                            tokio::time::sleep(refresh).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "saml metadata fetch failed");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(RETRY_MAX);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Provider {
+    fn meta(&self) -> Option<Arc<IdpMetadata>> {
+        self.meta.read().ok().and_then(|g| g.clone())
+    }
+
+    async fn fetch(&self, url: &str) -> Result<IdpMetadata, String> {
+        let http = self.http.as_ref().ok_or("no HTTP client")?;
+        let req = openidconnect::http::Request::builder()
+            .method(openidconnect::http::Method::GET)
+            .uri(url)
+            .header("accept", "application/samlmetadata+xml, application/xml")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        let resp = http.send(req).await.map_err(|e| e.to_string())?;
+        if resp.status() != openidconnect::http::StatusCode::OK {
+            return Err(format!("status {}", resp.status()));
+        }
+        let xml = std::str::from_utf8(resp.body()).map_err(|_| "metadata is not UTF-8")?;
+        IdpMetadata::parse(xml).map_err(|e| e.to_string())
+    }
+
+    fn method(&self) -> String {
+        format!("saml:{}", self.idp.id)
+    }
+}
+
+/// An SP-initiated request waiting for its response.
+#[derive(Serialize, Deserialize)]
+struct RequestState {
+    idp: String,
+    rd: String,
+    /// `SessionId::of` the SAML cookie set at the start.
+    binding: String,
+}
+
+fn request_key(id: &str) -> String {
+    format!("saml-req:{}", hashed(id))
+}
+
+fn logout_key(id: &str) -> String {
+    format!("saml-logout:{}", hashed(id))
+}
+
+fn not_available(gw: &Gateway) -> Response<GatewayBody> {
+    gw.chrome.error_page(
+        StatusCode::NOT_FOUND,
+        "Sign-in unavailable",
+        "This sign-in method is not available.",
+        "Go back and choose another sign-in method.",
+        &random_id(9),
+    )
+}
+
+fn unavailable(gw: &Gateway, p: &Provider) -> Response<GatewayBody> {
+    let correlation = random_id(9);
+    tracing::warn!(idp = %p.idp.id, correlation = %correlation, "saml metadata not loaded; sign-in refused");
+    gw.chrome.error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in temporarily unavailable",
+        "The identity provider for this sign-in cannot be reached right now.",
+        "Try again in a minute.",
+        &correlation,
+    )
+}
+
+/// `GET /login?idp=ID&rd=PATH` for a SAML IdP: an AuthnRequest over the HTTP-Redirect binding
+/// with a fresh 256-bit id, remembered server-side with the return path and bound to this
+/// browser. RelayState is not used: nothing the user controls travels through the IdP.
+pub async fn start(gw: &Gateway, idp: &str, rd: &LocalPath) -> Response<GatewayBody> {
+    let Some(p) = gw.saml.get(idp) else {
+        return not_available(gw);
+    };
+    let Some(meta) = p.meta() else {
+        return unavailable(gw, p);
+    };
+    let id = format!("_{}", random_id(32));
+    let binding_token = match new_token() {
+        Ok(t) => t,
+        Err(e) => return store_error(gw, e),
+    };
+    let st = RequestState {
+        idp: idp.to_owned(),
+        rd: rd.as_str().to_owned(),
+        binding: SessionId::of(&binding_token).as_str().to_owned(),
+    };
+    if let Err(e) = gw
+        .store
+        .put_ephemeral(
+            &request_key(&id),
+            serde_json::to_vec(&st).unwrap_or_default(),
+            gw.config.session.pending_ttl,
+        )
+        .await
+    {
+        return store_error(gw, e);
+    }
+    let s = &p.settings;
+    let xml = sp::authn_request(&sp::AuthnRequestSpec {
+        id: &id,
+        now: gw.clock.now(),
+        destination: &meta.sso_redirect,
+        acs_url: &p.acs_url,
+        sp_entity_id: &s.sp_entity_id,
+        force_authn: s.force_authn,
+        authn_contexts: &s.requested_authn_context,
+    });
+    let url = match sp::redirect_url(
+        &meta.sso_redirect,
+        "SAMLRequest",
+        &xml,
+        None,
+        p.keys.as_ref(),
+    ) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(idp = %p.idp.id, error = %e, "cannot build the AuthnRequest");
+            return unavailable(gw, p);
+        }
+    };
+    let mut r = pages::redirect(&url);
+    set_cookie(
+        &mut r,
+        &gw.cookies.set_cross_site(
+            gw.cookies.saml,
+            binding_token.expose(),
+            gw.config.session.pending_ttl.as_secs(),
+        ),
+    );
+    r
+}
+
+/// `/saml/{idp}/acs`, `/saml/{idp}/metadata`, `/saml/{idp}/slo`.
+pub async fn entry(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+    sub: &str,
+) -> Response<GatewayBody> {
+    let rest = sub.strip_prefix("/saml/").unwrap_or_default();
+    let (idp, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(p) = gw.saml.get(idp).cloned() else {
+        return pages::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        );
+    };
+    match (req.method(), action) {
+        (&Method::POST, "acs") => acs(gw, &p, req, conn).await,
+        (&Method::GET, "metadata") => metadata(&p),
+        (&Method::GET, "slo") => slo(gw, &p, req, conn).await,
+        (_, "acs" | "metadata" | "slo") => pages::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not allowed here.",
+        ),
+        _ => pages::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        ),
+    }
+}
+
+fn metadata(p: &Provider) -> Response<GatewayBody> {
+    let xml = sp::sp_metadata(
+        &p.settings.sp_entity_id,
+        &p.acs_url,
+        &p.slo_url,
+        p.keys.as_ref().map(|k| k.cert_der.as_slice()),
+    );
+    let mut r = Response::new(GatewayBody::from(xml));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/samlmetadata+xml"),
+    );
+    r
+}
+
+const BAD_RESPONSE: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "saml_response",
+    title: "Sign-in failed",
+    what: "The answer of the identity provider could not be verified, so you were not signed in.",
+    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+const MALFORMED: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    reason: "saml_malformed",
+    title: "Sign-in failed",
+    what: "The sign-in answer that reached this site is not a valid SAML response.",
+    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+const EXPIRED: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "in_response_to",
+    title: "Sign-in expired",
+    what: "This sign-in answer does not belong to a sign-in started here, has expired or was already used.",
+    next: "Start the sign-in again.",
+};
+
+/// `POST /saml/{idp}/acs`: the response pipeline, then the request it answers (single use,
+/// bound to this browser), the replay cache, the identity and the MFA decision.
+async fn acs(
+    gw: &Gateway,
+    p: &Provider,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Response<GatewayBody> {
+    let ip = client_ip(gw, req.headers(), conn);
+    let ua = user_agent(req.headers());
+    let device = cookie::get(req.headers(), gw.cookies.device).map(str::to_owned);
+    let binding = cookie::get(req.headers(), gw.cookies.saml).map(str::to_owned);
+    let method = p.method();
+    // The size limit comes before any parsing: a multi-megabyte body is never held whole.
+    let body = match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            tracing::warn!(idp = %p.idp.id, too_large, "saml response body refused");
+            return if too_large {
+                gw.chrome.error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Sign-in failed",
+                    "The sign-in answer is larger than this site accepts.",
+                    "Start the sign-in again. If this keeps happening, tell the administrator.",
+                    &random_id(9),
+                )
+            } else {
+                pages::json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "The request body could not be read.",
+                )
+            };
+        }
+    };
+    let form = String::from_utf8_lossy(&body);
+    let Some(encoded) = form_value(&form, "SAMLResponse") else {
+        return sso::refuse(gw, &method, MALFORMED, "SAMLResponse missing", None, ip).await;
+    };
+    let Some(meta) = p.meta() else {
+        return unavailable(gw, p);
+    };
+    let xml = match sp::decode_post(&encoded) {
+        Ok(x) => x,
+        Err(e) => return sso::refuse(gw, &method, MALFORMED, &e.to_string(), None, ip).await,
+    };
+    let now = gw.clock.now();
+    let skew = i64::try_from(p.settings.clock_skew.as_secs()).unwrap_or(60);
+    let (sp_entity_id, acs_url, algorithms) = (
+        p.settings.sp_entity_id.clone(),
+        p.acs_url.clone(),
+        p.settings.allowed_algorithms.clone(),
+    );
+    // libxml2 + xmlsec are CPU-bound and synchronous: off the async workers.
+    let verified = tokio::task::spawn_blocking(move || {
+        sp::verify_response(
+            &xml,
+            &Expect {
+                idp: &meta,
+                sp_entity_id: &sp_entity_id,
+                acs_url: &acs_url,
+                algorithms: &algorithms,
+                skew_secs: skew,
+                now,
+            },
+        )
+    })
+    .await;
+    let v = match verified {
+        Ok(Ok(v)) => v,
+        Ok(Err(SamlError::Status { code, message })) => {
+            return idp_status(gw, p, &code, message.as_deref(), ip).await
+        }
+        Ok(Err(e)) => {
+            let r = if e.is_malformed() {
+                MALFORMED
+            } else {
+                Refusal {
+                    reason: e.reason(),
+                    ..BAD_RESPONSE
+                }
+            };
+            return sso::refuse(gw, &method, r, &e.to_string(), None, ip).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "saml verification task failed");
+            return sso::refuse(gw, &method, BAD_RESPONSE, "verification failed", None, ip).await;
+        }
+    };
+    // The request this answers: single use and bound to this browser; unsolicited responses
+    // only when the admin allowed IdP-initiated login.
+    let rd = match &v.in_response_to {
+        Some(id) => {
+            let st = match gw.store.take_ephemeral(&request_key(id)).await {
+                Ok(Some(b)) => serde_json::from_slice::<RequestState>(&b).ok(),
+                Ok(None) => None,
+                Err(e) => return store_error(gw, e),
+            };
+            let Some(st) = st.filter(|s| s.idp == p.idp.id) else {
+                return sso::refuse(
+                    gw,
+                    &method,
+                    EXPIRED,
+                    "InResponseTo unknown or already used",
+                    None,
+                    ip,
+                )
+                .await;
+            };
+            let bound = binding.as_deref().is_some_and(|t| {
+                let id = SessionId::of(&SessionToken::new(t.to_owned()));
+                ct_eq(id.as_str().as_bytes(), st.binding.as_bytes())
+            });
+            if !bound {
+                return sso::refuse(
+                    gw,
+                    &method,
+                    EXPIRED,
+                    "the request was started in another browser",
+                    None,
+                    ip,
+                )
+                .await;
+            }
+            st.rd
+        }
+        None if p.settings.allow_idp_initiated => "/".to_owned(),
+        None => {
+            return sso::refuse(
+                gw,
+                &method,
+                Refusal {
+                    reason: "unsolicited",
+                    ..EXPIRED
+                },
+                "no InResponseTo and allow_idp_initiated = false",
+                None,
+                ip,
+            )
+            .await
+        }
+    };
+    // Replay cache: an assertion id is accepted once until the assertion expires.
+    let ttl = Duration::from_secs(u64::try_from(v.replay_until - now).unwrap_or(0).max(60));
+    match gw
+        .store
+        .claim_once(
+            &format!("saml-assertion:{}:{}", p.idp.id, hashed(&v.assertion_id)),
+            ttl,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return sso::refuse(
+                gw,
+                &method,
+                Refusal {
+                    reason: "replay",
+                    ..EXPIRED
+                },
+                "assertion id already used",
+                None,
+                ip,
+            )
+            .await
+        }
+        Err(e) => return store_error(gw, e),
+    }
+    let s = &p.settings;
+    let raw_user = match &s.username_attribute {
+        Some(a) => v.attribute(a).into_iter().next().unwrap_or_default(),
+        None => v.name_id.clone(),
+    };
+    let Some(username) = clean(&raw_user) else {
+        return sso::refuse(
+            gw,
+            &method,
+            BAD_RESPONSE,
+            "no usable username (NameID or username_attribute)",
+            None,
+            ip,
+        )
+        .await;
+    };
+    let email = v
+        .attribute(&s.email_attribute)
+        .into_iter()
+        .find_map(|e| clean(&e));
+    let groups: Vec<String> = v
+        .attribute(&s.groups_attribute)
+        .iter()
+        .filter_map(|g| clean(g))
+        .collect();
+    let evidence = v
+        .authn_contexts
+        .iter()
+        .any(|c| s.authn_context_any.iter().any(|a| a == c));
+    let mut r = sso::complete(
+        gw,
+        sso::SsoLogin {
+            idp: &p.idp,
+            method: method.clone(),
+            principal: format!("saml:{}#{}", p.idp.id, v.name_id),
+            username,
+            email,
+            groups,
+            link: SsoLink {
+                idp: p.idp.id.clone(),
+                sub: v.name_id.clone(),
+                sid: v.session_index.clone(),
+                id_token: String::new(),
+                name_id_format: v.name_id_format.clone(),
+            },
+            rd,
+            evidence,
+            evidence_detail: serde_json::json!({ "authn_context": v.authn_contexts }),
+        },
+        device,
+        ip,
+        ua,
+    )
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.saml)) {
+        r.headers_mut().append(hyper::header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn clean(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)).then(|| s.to_owned())
+}
+
+/// A non-success Status: the IdP's status on a clear page, an audit event, no session.
+async fn idp_status(
+    gw: &Gateway,
+    p: &Provider,
+    code: &str,
+    message: Option<&str>,
+    ip: std::net::IpAddr,
+) -> Response<GatewayBody> {
+    let correlation = random_id(9);
+    let method = p.method();
+    let short: String = code
+        .rsplit(':')
+        .next()
+        .unwrap_or(code)
+        .chars()
+        .take(80)
+        .collect();
+    tracing::warn!(idp = %p.idp.id, correlation = %correlation, status = %code, "saml login not completed at the idp");
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            method: Some(&method),
+            outcome: "refused",
+            reason: Some("idp_status"),
+            ip: Some(ip),
+            detail: Some(
+                serde_json::json!({ "correlation": correlation, "status": code }).to_string(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let message: String = message.unwrap_or("").chars().take(200).collect();
+    let body = format!(
+        "<h1>Sign-in not completed</h1><div class=\"error\" role=\"alert\">Your identity provider did not sign you in. It answered: <strong id=\"saml-status\">{}</strong>{}</div><p>Start the sign-in again, or ask your administrator whether you have access.</p><p class=\"muted\">Reference: <code id=\"correlation-id\">{}</code></p>",
+        esc(&short),
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", esc(&message))
+        },
+        esc(&correlation)
+    );
+    gw.chrome
+        .page(StatusCode::FORBIDDEN, "Sign-in not completed", &body)
+}
+
+/// After a local logout of a session from this IdP: the IdP's SLO URL with a LogoutRequest
+/// (SP-initiated Single Logout) when its metadata offers the redirect binding.
+pub async fn logout_url(gw: &Gateway, link: &sso::SessionLink) -> Option<String> {
+    let p = gw.saml.get(&link.idp)?;
+    let meta = p.meta()?;
+    let location = meta.slo_redirect.as_deref()?;
+    let id = format!("_{}", random_id(32));
+    gw.store
+        .put_ephemeral(
+            &logout_key(&id),
+            p.idp.id.clone().into_bytes(),
+            gw.config.session.pending_ttl,
+        )
+        .await
+        .ok()?;
+    let xml = sp::logout_request(
+        &id,
+        gw.clock.now(),
+        location,
+        &p.settings.sp_entity_id,
+        &link.sub,
+        link.name_id_format.as_deref(),
+        link.sid.as_deref(),
+    );
+    match sp::redirect_url(location, "SAMLRequest", &xml, None, p.keys.as_ref()) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!(idp = %p.idp.id, error = %e, "cannot build the LogoutRequest");
+            None
+        }
+    }
+}
+
+fn slo_error(gw: &Gateway, p: &Provider, detail: &str) -> Response<GatewayBody> {
+    let correlation = random_id(9);
+    tracing::warn!(idp = %p.idp.id, correlation = %correlation, error = %detail, "saml logout message refused");
+    gw.chrome.error_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-out message refused",
+        "A sign-out message from the identity provider could not be verified.",
+        "If you meant to sign out, use the sign-out link of this site.",
+        &correlation,
+    )
+}
+
+/// `GET /saml/{idp}/slo`: an IdP-initiated LogoutRequest (verified, its sessions ended, a
+/// LogoutResponse sent back) or the LogoutResponse to our own request.
+async fn slo(
+    gw: &Gateway,
+    p: &Provider,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Response<GatewayBody> {
+    let ip = client_ip(gw, req.headers(), conn);
+    let method = p.method();
+    let Some(meta) = p.meta() else {
+        return unavailable(gw, p);
+    };
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let algorithms = p.settings.allowed_algorithms.clone();
+    let verify_meta = Arc::clone(&meta);
+    let msg =
+        tokio::task::spawn_blocking(move || sp::verify_redirect(&query, &verify_meta, &algorithms))
+            .await;
+    let msg = match msg {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            audit::record(
+                gw,
+                Event {
+                    kind: "logout.idp",
+                    method: Some(&method),
+                    outcome: "refused",
+                    reason: Some(e.reason()),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return slo_error(gw, p, &e.to_string());
+        }
+        Err(e) => return slo_error(gw, p, &e.to_string()),
+    };
+    match msg {
+        SloMessage::Request(lr) => {
+            if lr.destination.as_deref().is_some_and(|d| d != p.slo_url) {
+                return slo_error(gw, p, "LogoutRequest Destination is not this SLO URL");
+            }
+            let now = gw.clock.now();
+            let skew = i64::try_from(p.settings.clock_skew.as_secs()).unwrap_or(60);
+            if lr
+                .issue_instant
+                .is_some_and(|t| (t.timestamp() - now).abs() > 300 + skew)
+            {
+                return slo_error(gw, p, "LogoutRequest IssueInstant is too far from now");
+            }
+            let Some(name_id) = lr.name_id.as_ref().map(|n| n.value.trim().to_owned()) else {
+                return slo_error(gw, p, "LogoutRequest without NameID");
+            };
+            // One IdP session when it names it, else every session of the subject.
+            let key = match &lr.session_index {
+                Some(si) => sso::sid_key(&p.idp.id, si.trim()),
+                None => sso::sub_key(&p.idp.id, &name_id),
+            };
+            let ended = match sso::end_listed(gw, &key).await {
+                Ok(e) => e,
+                Err(e) => return store_error(gw, e),
+            };
+            for s in &ended {
+                audit::record(
+                    gw,
+                    Event {
+                        kind: "logout.idp",
+                        user: Some(&s.identity.user),
+                        method: Some(&method),
+                        outcome: "success",
+                        ip: Some(ip),
+                        session: Some(s.id.as_str()),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
+            tracing::info!(idp = %p.idp.id, sessions = ended.len(), "saml idp-initiated logout");
+            let mut r = match (&meta.slo_response, &lr.id) {
+                (Some(loc), Some(req_id)) => {
+                    let xml = sp::logout_response(
+                        &format!("_{}", random_id(32)),
+                        now,
+                        loc,
+                        &p.settings.sp_entity_id,
+                        req_id,
+                    );
+                    match sp::redirect_url(loc, "SAMLResponse", &xml, None, p.keys.as_ref()) {
+                        Ok(u) => pages::redirect(&u),
+                        Err(_) => signed_out_page(gw),
+                    }
+                }
+                _ => signed_out_page(gw),
+            };
+            if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
+                r.headers_mut().append(hyper::header::SET_COOKIE, v);
+            }
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        SloMessage::Response(lr) => {
+            let known = match lr.in_response_to.as_deref() {
+                Some(id) => match gw.store.take_ephemeral(&logout_key(id)).await {
+                    Ok(Some(b)) => b == p.idp.id.as_bytes(),
+                    Ok(None) => false,
+                    Err(e) => return store_error(gw, e),
+                },
+                None => false,
+            };
+            if !known {
+                return slo_error(gw, p, "LogoutResponse answers no request of ours");
+            }
+            let ok = lr
+                .status
+                .as_ref()
+                .and_then(|s| s.status_code.value.as_deref())
+                == Some(sp::STATUS_SUCCESS);
+            audit::record(
+                gw,
+                Event {
+                    kind: "logout.idp",
+                    method: Some(&method),
+                    outcome: if ok { "success" } else { "refused" },
+                    reason: Some("logout_response"),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
+            if ok {
+                signed_out_page(gw)
+            } else {
+                gw.chrome.error_page(
+                    StatusCode::OK,
+                    "Signed out here only",
+                    "You are signed out of this site, but your identity provider did not confirm signing you out there.",
+                    "Close the browser to end your session at the identity provider.",
+                    &random_id(9),
+                )
+            }
+        }
+    }
+}
+
+fn signed_out_page(gw: &Gateway) -> Response<GatewayBody> {
+    let body = format!(
+        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
+        esc(&gw.config.server.prefix)
+    );
+    gw.chrome.page(StatusCode::OK, "Signed out", &body)
+}

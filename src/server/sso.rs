@@ -1,0 +1,317 @@
+//! What every single sign-on kind shares once an IdP's answer is verified (DESIGN.md §4): roles
+//! from groups, the MFA decision (`stepup.decision`), refusals, and the session ↔ IdP links
+//! that RP/SP-initiated, back-channel and IdP-initiated logout use.
+
+use super::native::{after_first_factor, finish};
+use super::Gateway;
+use crate::audit::{self, Event};
+use crate::auth::pending::{PendingLogin, SsoLink, Stage};
+use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
+use crate::config::{IdpConfig, OnMissingMfa};
+use crate::proxy::forward::GatewayBody;
+use crate::session::{random_id, MfaUsed, Session, SessionId, SessionStore};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use hyper::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A refused login: an audit event, a log line with the correlation id, a clear page.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub title: &'static str,
+    pub what: &'static str,
+    pub next: &'static str,
+}
+
+pub async fn refuse(
+    gw: &Gateway,
+    method: &str,
+    r: Refusal,
+    detail: &str,
+    user: Option<&str>,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    let correlation = random_id(9);
+    tracing::warn!(method = %method, correlation = %correlation, reason = r.reason, error = %detail, "sso login refused");
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            user,
+            method: Some(method),
+            outcome: "refused",
+            reason: Some(r.reason),
+            ip: Some(ip),
+            detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
+            ..Default::default()
+        },
+    )
+    .await;
+    gw.chrome
+        .error_page(r.status, r.title, r.what, r.next, &correlation)
+}
+
+/// What an SSO login needs after the IdP (DESIGN.md §4), recorded as `stepup.decision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// The IdP's evidence matches `mfa_evidence`: `X-Auth-MFA: idp`.
+    IdpEvidence,
+    /// No role of the user requires MFA.
+    NotRequired,
+    /// Evidence missing, `on_missing_mfa = "deny"`: no session.
+    Deny,
+    /// Evidence missing, `on_missing_mfa = "step_up"`: the gateway's own second factor.
+    StepUp,
+    /// Evidence missing, `on_missing_mfa = "trust"`: a session with `X-Auth-MFA: none`.
+    Trust,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::IdpEvidence => "idp_evidence",
+            Decision::NotRequired => "not_required",
+            Decision::Deny => "deny",
+            Decision::StepUp => "step_up",
+            Decision::Trust => "trust",
+        }
+    }
+}
+
+/// A verified SSO login, whatever the protocol.
+pub struct SsoLogin<'a> {
+    pub idp: &'a IdpConfig,
+    /// `oidc:<id>` or `saml:<id>`.
+    pub method: String,
+    /// Whose gateway factors a step-up checks.
+    pub principal: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub link: SsoLink,
+    pub rd: String,
+    /// Whether the IdP's MFA evidence matched `mfa_evidence`.
+    pub evidence: bool,
+    /// What the evidence was, for the audit log.
+    pub evidence_detail: serde_json::Value,
+}
+
+/// Roles, then the MFA decision: a session, a step-up, or a refusal.
+pub async fn complete(
+    gw: &Gateway,
+    l: SsoLogin<'_>,
+    device: Option<String>,
+    ip: IpAddr,
+    ua: Option<String>,
+) -> Response<GatewayBody> {
+    let roles = roles_for_groups(&gw.config, &l.groups);
+    if roles.is_empty() {
+        return refuse(
+            gw,
+            &l.method,
+            Refusal {
+                status: StatusCode::FORBIDDEN,
+                reason: "no_role",
+                title: "No access",
+                what: "You signed in, but your account has no role that gives access to this site.",
+                next: "Ask an administrator to add you to a group that has access.",
+            },
+            "no configured role matches the user's groups",
+            Some(&l.username),
+            ip,
+        )
+        .await;
+    }
+    let policy = effective_policy(&gw.config, &roles);
+    let pending = PendingLogin {
+        stage: Stage::Mfa,
+        user: l.username.clone(),
+        principal: l.principal,
+        email: l.email,
+        groups: l.groups,
+        roles,
+        method: l.method.clone(),
+        csrf: random_id(24),
+        rd: LocalPath::parse(&l.rd)
+            .unwrap_or_else(LocalPath::root)
+            .as_str()
+            .to_owned(),
+        remember_secs: policy.remember_mfa.as_secs(),
+        created_at: gw.clock.now(),
+        sso: Some(l.link),
+    };
+    let decision = match (l.evidence, policy.require_mfa, l.idp.on_missing_mfa) {
+        (true, _, _) => Decision::IdpEvidence,
+        (false, false, _) => Decision::NotRequired,
+        (false, true, OnMissingMfa::Deny) => Decision::Deny,
+        (false, true, OnMissingMfa::StepUp) => Decision::StepUp,
+        (false, true, OnMissingMfa::Trust) => Decision::Trust,
+    };
+    let mut detail = l.evidence_detail;
+    if let Some(o) = detail.as_object_mut() {
+        o.insert("require_mfa".into(), policy.require_mfa.into());
+    }
+    audit::record(
+        gw,
+        Event {
+            kind: "stepup.decision",
+            user: Some(&l.username),
+            method: Some(&l.method),
+            outcome: decision.as_str(),
+            reason: Some(if l.evidence {
+                "evidence_present"
+            } else {
+                "evidence_missing"
+            }),
+            ip: Some(ip),
+            detail: Some(detail.to_string()),
+            ..Default::default()
+        },
+    )
+    .await;
+    match decision {
+        Decision::IdpEvidence => finish(gw, &pending, MfaUsed::Idp, None, ip, ua).await,
+        Decision::NotRequired | Decision::Trust => {
+            finish(gw, &pending, MfaUsed::None, None, ip, ua).await
+        }
+        Decision::StepUp => {
+            after_first_factor(gw, pending, &policy, device.as_deref(), ip, ua).await
+        }
+        Decision::Deny => {
+            refuse(
+                gw,
+                &l.method,
+                Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    reason: "mfa_evidence_missing",
+                    title: "Two-step verification required",
+                    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
+                    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+                },
+                "mfa evidence missing and on_missing_mfa = deny",
+                Some(&l.username),
+                ip,
+            )
+            .await
+        }
+    }
+}
+
+pub fn hashed(s: &str) -> String {
+    B64.encode(
+        ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+            .as_ref()
+            .get(..18)
+            .unwrap_or_default(),
+    )
+}
+
+/// The store key listing the sessions of an IdP session (`sid`, SAML `SessionIndex`).
+pub fn sid_key(idp: &str, sid: &str) -> String {
+    format!("oidc-sid:{idp}:{}", hashed(sid))
+}
+
+/// The store key listing the sessions of an IdP subject (`sub`, SAML `NameID`).
+pub fn sub_key(idp: &str, sub: &str) -> String {
+    format!("oidc-sub:{idp}:{}", hashed(sub))
+}
+
+pub fn session_key(id: &SessionId) -> String {
+    format!("oidc-session:{}", id.as_str())
+}
+
+/// What logout needs of a session's IdP login.
+#[derive(Serialize, Deserialize)]
+pub struct SessionLink {
+    pub idp: String,
+    pub id_token: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub name_id_format: Option<String>,
+}
+
+/// Records which IdP login a new session came from (for every kind of logout). Failures are
+/// logged: the session stays valid and can still be ended locally and by the admin API.
+pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
+    let ttl = Duration::from_secs(
+        u64::try_from(session.expires_at.saturating_sub(gw.clock.now())).unwrap_or(0),
+    )
+    .max(Duration::from_secs(60));
+    let value = serde_json::to_vec(&SessionLink {
+        idp: link.idp.clone(),
+        id_token: link.id_token.clone(),
+        sub: link.sub.clone(),
+        sid: link.sid.clone(),
+        name_id_format: link.name_id_format.clone(),
+    })
+    .unwrap_or_default();
+    let mut keys = vec![sub_key(&link.idp, &link.sub)];
+    if let Some(sid) = &link.sid {
+        keys.push(sid_key(&link.idp, sid));
+    }
+    let mut result = gw
+        .store
+        .put_ephemeral(&session_key(&session.id), value, ttl)
+        .await;
+    for key in keys {
+        if result.is_err() {
+            break;
+        }
+        result = add_to_list(gw, &key, session.id.as_str(), ttl).await;
+    }
+    if let Err(e) = result {
+        tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
+    }
+}
+
+async fn add_to_list(
+    gw: &Gateway,
+    key: &str,
+    id: &str,
+    ttl: Duration,
+) -> Result<(), crate::storage::StoreError> {
+    let mut ids: Vec<String> = match gw.store.get_ephemeral(key).await? {
+        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    // Bounded: the oldest links go first (their sessions still end by expiry or locally).
+    if ids.len() >= 64 {
+        ids.remove(0);
+    }
+    ids.push(id.to_owned());
+    gw.store
+        .put_ephemeral(key, serde_json::to_vec(&ids).unwrap_or_default(), ttl)
+        .await
+}
+
+/// The link of a session, taken (logout consumes it).
+pub async fn take_link(gw: &Gateway, id: &SessionId) -> Option<SessionLink> {
+    let bytes = gw.store.take_ephemeral(&session_key(id)).await.ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Ends every session listed under `key` (IdP-initiated logout of a subject or IdP session).
+/// Returns how many ended and whose they were.
+pub async fn end_listed(
+    gw: &Gateway,
+    key: &str,
+) -> Result<Vec<std::sync::Arc<Session>>, crate::storage::StoreError> {
+    let ids: Vec<String> = match gw.store.take_ephemeral(key).await? {
+        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut ended = Vec::new();
+    for id in ids.iter().filter_map(|i| SessionId::parse(i)) {
+        if let Some(s) = gw.store.remove(&id).await? {
+            let _ = gw.store.delete_ephemeral(&session_key(&id)).await;
+            ended.push(s);
+        }
+    }
+    Ok(ended)
+}

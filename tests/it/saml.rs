@@ -1,0 +1,822 @@
+//! SAML single sign-on against the test IdP (`support::saml_idp`, real XML signatures made with
+//! keys generated for the test): one test per row of `conformance/saml-sp.md` (named after the
+//! row), MFA evidence under deny / step_up / trust, SP metadata, and Single Logout both ways.
+
+use crate::support::browser::*;
+use crate::support::saml_idp::*;
+use crate::support::*;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use hyper::StatusCode;
+use portcullis::storage::UserStore;
+use std::process::Command;
+
+const SP: &str = "https://helpdesk.test/_portcullis/saml/corp";
+const IDP: &str = "https://idp.test/saml";
+const STORAGE: &str = "\n[storage]\nurl = \"sqlite://users.db\"\n";
+const MFA: &str = "https://refeds.org/profile/mfa";
+
+fn idp_toml(extra: &str) -> String {
+    format!(
+        r#"
+[[idp]]
+id = "corp"
+kind = "saml"
+display_name = "Corp SAML"
+metadata = "idp-metadata.xml"
+sp_entity_id = "{SP}"
+groups_attribute = "groups"
+email_attribute = "email"
+clock_skew = "60s"
+mfa_evidence = {{ authn_context_any = ["{MFA}"] }}
+{extra}
+"#
+    )
+}
+
+struct Env {
+    idp: SamlIdp,
+    gw: TestGateway,
+}
+
+impl Env {
+    /// One SAML IdP `corp` with `extra` keys (after the [[idp]] keys) and `tail` TOML after it.
+    async fn start(extra: &str) -> Env {
+        Self::start_full(extra, "").await
+    }
+
+    async fn start_full(extra: &str, tail: &str) -> Env {
+        let idp = SamlIdp::new(IDP);
+        let metadata = idp.metadata_xml();
+        let gw = TestGateway::start_with(&format!("{STORAGE}{}{tail}", idp_toml(extra)), |d| {
+            std::fs::write(d.join("idp-metadata.xml"), &metadata).unwrap();
+        })
+        .await;
+        // The test IdP stamps real time; the gateway's manual clock follows it.
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        gw.clock.advance(real - gw.clock.now());
+        Env { idp, gw }
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(&format!("http://{}", self.gw.addr))
+    }
+
+    fn acs(&self) -> String {
+        format!("http://{}/_portcullis/saml/corp/acs", self.gw.addr)
+    }
+
+    fn slo(&self) -> String {
+        format!("http://{}/_portcullis/saml/corp/slo", self.gw.addr)
+    }
+
+    /// A valid response for `request_id` naming `user`, with MFA evidence and the agents group.
+    fn spec(&self, request_id: Option<&str>, user: &str) -> ResponseSpec {
+        let mut s = ResponseSpec::valid(&self.idp, SP, &self.acs(), request_id, user);
+        s.attributes = vec![
+            ("groups".into(), vec!["agents".into()]),
+            ("email".into(), vec![format!("{user}")]),
+        ];
+        s.authn_context = Some(MFA.into());
+        s.session_index = Some("_idp-session-1".into());
+        s
+    }
+
+    async fn audit(&self, kind: &str) -> Vec<(String, String)> {
+        let acc = self.gw.gateway().accounts.as_ref().unwrap();
+        acc.users
+            .query_audit(&portcullis::storage::AuditQuery {
+                since: None,
+                user: None,
+                kind: Some(kind.into()),
+                after_id: None,
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn location(r: &Resp) -> String {
+    r.header("location")
+        .unwrap_or_else(|| panic!("no redirect: {} {}", r.status, r.text()))
+        .to_owned()
+}
+
+/// From a protected page to the IdP: the AuthnRequest URL the browser is sent to.
+async fn to_idp(b: &mut Browser, start: &str) -> String {
+    let r = b.get(start).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let r = b.get(&location(&r)).await; // gateway /login → the IdP
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let url = location(&r);
+    assert!(url.starts_with("https://idp.test/sso?"), "{url}");
+    url
+}
+
+/// Starts a login at `/agent/tickets`; the AuthnRequest's ID.
+async fn start_login(b: &mut Browser) -> String {
+    let url = to_idp(b, "/agent/tickets").await;
+    root_attr(&decode_redirect(&url, "SAMLRequest"), "ID").unwrap()
+}
+
+async fn post(b: &mut Browser, xml: &str) -> Resp {
+    b.post(
+        "/_portcullis/saml/corp/acs",
+        &[("SAMLResponse", &B64.encode(xml))],
+    )
+    .await
+}
+
+/// Posts `xml` and follows the redirects: the final response.
+async fn post_and_follow(b: &mut Browser, xml: &str) -> Resp {
+    let r = post(b, xml).await;
+    b.follow(r).await
+}
+
+/// A response the gateway must refuse: a 4xx page with a correlation id, and no session.
+async fn assert_refused(env: &Env, b: &mut Browser, xml: &str, status: StatusCode) {
+    let r = post(b, xml).await;
+    assert_eq!(r.status, status, "{}", r.text());
+    assert!(
+        r.text().contains("id=\"correlation-id\""),
+        "a clear page with a reference: {}",
+        r.text()
+    );
+    assert!(!b.jar.contains_key("portcullis"), "no session cookie");
+    let again = b.get("/agent/tickets").await;
+    assert_eq!(again.status, StatusCode::FOUND, "still signed out");
+    let _ = env;
+}
+
+/// SP-initiated login, then `mutate` the valid spec; the response must be refused with 403.
+async fn refused_after(env: &Env, mutate: impl FnOnce(&mut ResponseSpec)) {
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    mutate(&mut spec);
+    let xml = env.idp.response(&spec);
+    assert_refused(env, &mut b, &xml, StatusCode::FORBIDDEN).await;
+}
+
+async fn signed_in_as(env: &Env, b: &mut Browser, xml: &str) -> Resp {
+    let r = post_and_follow(b, xml).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.upstream_header("x-auth-method").as_deref(),
+        Some("saml:corp")
+    );
+    let _ = env;
+    r
+}
+
+#[tokio::test]
+async fn valid_signed_response_assertion_or_both_logs_the_user_in() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    for sign in [Sign::Response, Sign::Assertion, Sign::Both] {
+        let mut b = env.browser();
+        let id = start_login(&mut b).await;
+        let mut spec = env.spec(Some(&id), "sam@corp.example");
+        spec.sign = sign;
+        let r = signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+        let v = r.json();
+        assert_eq!(v["path"], "/agent/tickets", "back where the user started");
+        assert_eq!(
+            r.upstream_header("x-forwarded-user").as_deref(),
+            Some("sam@corp.example")
+        );
+        assert_eq!(r.upstream_header("x-auth-mfa").as_deref(), Some("idp"));
+        assert_eq!(r.upstream_header("x-auth-roles").as_deref(), Some("agent"));
+        assert_eq!(
+            r.upstream_header("x-forwarded-groups").as_deref(),
+            Some("agents")
+        );
+        assert!(
+            !b.jar.keys().any(|k| k.contains("saml")),
+            "the request binding is spent"
+        );
+    }
+    assert_eq!(
+        env.audit("stepup.decision").await,
+        vec![("idp_evidence".to_owned(), "evidence_present".to_owned()); 3]
+    );
+}
+
+#[tokio::test]
+async fn the_authn_request_has_a_long_random_id_no_relay_state_and_the_configured_options() {
+    let env = Env::start(&format!(
+        "force_authn = true\nrequested_authn_context = [\"{MFA}\"]"
+    ))
+    .await;
+    let mut b = env.browser();
+    let url = to_idp(&mut b, "/agent/tickets").await;
+    assert!(!url.contains("RelayState"), "no user data through the IdP");
+    assert!(!url.contains("Signature="), "unsigned without sp_key");
+    let xml = decode_redirect(&url, "SAMLRequest");
+    let id = root_attr(&xml, "ID").unwrap();
+    assert!(id.len() > 22, "at least 128 random bits: {id}");
+    assert_eq!(root_attr(&xml, "ForceAuthn").as_deref(), Some("true"));
+    assert_eq!(
+        root_attr(&xml, "AssertionConsumerServiceURL"),
+        Some(env.acs())
+    );
+    assert_eq!(
+        first_text(&xml, "AuthnContextClassRef").as_deref(),
+        Some(MFA)
+    );
+    assert_eq!(first_text(&xml, "Issuer").as_deref(), Some(SP));
+    let other = root_attr(
+        &decode_redirect(&to_idp(&mut b, "/agent/x").await, "SAMLRequest"),
+        "ID",
+    );
+    assert_ne!(other.as_deref(), Some(id.as_str()), "a fresh id each time");
+}
+
+#[tokio::test]
+async fn authn_requests_are_signed_when_sp_key_is_set() {
+    let dir = TempDir::new("spkeys");
+    let key = dir.path().join("sp.key");
+    let cert = dir.path().join("sp.crt");
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sp",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let env = Env::start(&format!(
+        "sp_key = \"{}\"\nsp_cert = \"{}\"",
+        key.display(),
+        cert.display()
+    ))
+    .await;
+    let mut b = env.browser();
+    let url = to_idp(&mut b, "/agent/tickets").await;
+    assert!(
+        url.contains("SigAlg=") && url.contains("Signature="),
+        "{url}"
+    );
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let verifier = samael::crypto::UrlVerifier::from_x509_cert_pem(&pem).unwrap();
+    let query = url.split_once('?').unwrap().1;
+    assert!(verifier
+        .verify_percent_encoded_request_uri_string(&format!("/sso?{query}"))
+        .unwrap());
+    // The SP metadata publishes that certificate and says requests are signed.
+    let md = b.get("/_portcullis/saml/corp/metadata").await.text();
+    assert!(md.contains("AuthnRequestsSigned=\"true\""));
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(md.contains(&b64), "the signing certificate is published");
+}
+
+#[tokio::test]
+async fn unsigned_response_is_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.sign = Sign::None).await;
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "signature".to_owned())));
+}
+
+#[tokio::test]
+async fn unsigned_config_metadata_without_a_signing_certificate_is_refused_at_start() {
+    let idp = SamlIdp::new(IDP);
+    let dir = TempDir::new("nocert");
+    std::fs::write(
+        dir.path().join("idp-metadata.xml"),
+        idp.metadata_xml_without_certs(),
+    )
+    .unwrap();
+    let toml = base_config(free_port(), "127.0.0.1:9".parse().unwrap(), &idp_toml(""));
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let line = toml
+        .lines()
+        .position(|l| l.starts_with("metadata = "))
+        .unwrap()
+        + 1;
+    for verb in ["check", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([verb, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{verb} refuses");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{}:{line}: idp[0].metadata:", path.display()))
+                && err.contains("no signing certificate"),
+            "{verb}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_key_with_the_attackers_cert_in_key_info_is_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.signer = Signer::Other).await;
+}
+
+#[tokio::test]
+async fn tampered_name_id_or_attribute_after_signing_is_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| {
+        s.tamper = Some(("sam@corp.example<".into(), "admin@corp.example<".into()))
+    })
+    .await;
+    refused_after(&env, |s| {
+        s.tamper = Some((">agents<".into(), ">admins<".into()))
+    })
+    .await;
+}
+
+/// XSW1–XSW8: never signed in as the attacker's subject (and here: refused outright).
+async fn xsw(n: u8) {
+    let env = Env::start("").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.sign = if n <= 2 {
+        Sign::Response
+    } else {
+        Sign::Assertion
+    };
+    let xml = env.idp.xsw(n, &spec, "admin@corp.example");
+    let r = post(&mut b, &xml).await;
+    assert!(
+        r.status.is_client_error(),
+        "XSW{n} refused: {} {}",
+        r.status,
+        r.text()
+    );
+    // Neither the forged subject nor anyone else: no session at all.
+    assert!(!b.jar.contains_key("portcullis"), "XSW{n}: no session");
+    let after = b.get("/agent/tickets").await;
+    assert_eq!(after.status, StatusCode::FOUND, "XSW{n}: still signed out");
+    assert!(
+        !after.text().contains("admin@corp.example"),
+        "XSW{n} never yields the forged subject"
+    );
+}
+
+#[tokio::test]
+async fn xsw1_unsigned_copy_as_root_with_the_signed_original_in_its_signature() {
+    xsw(1).await;
+}
+#[tokio::test]
+async fn xsw2_signed_original_as_a_sibling_before_the_forged_content() {
+    xsw(2).await;
+}
+#[tokio::test]
+async fn xsw3_forged_assertion_before_the_signed_one() {
+    xsw(3).await;
+}
+#[tokio::test]
+async fn xsw4_forged_assertion_wraps_the_signed_one() {
+    xsw(4).await;
+}
+#[tokio::test]
+async fn xsw5_changed_signed_assertion_with_an_untouched_copy_elsewhere() {
+    xsw(5).await;
+}
+#[tokio::test]
+async fn xsw6_signed_original_inside_the_signature_of_a_forged_copy() {
+    xsw(6).await;
+}
+#[tokio::test]
+async fn xsw7_forged_assertion_inside_extensions() {
+    xsw(7).await;
+}
+#[tokio::test]
+async fn xsw8_signed_original_inside_an_object_of_the_forged_signature() {
+    xsw(8).await;
+}
+
+#[tokio::test]
+async fn two_assertions_in_one_response_are_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.extra_assertion = true).await;
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "assertion_count".to_owned())));
+}
+
+#[tokio::test]
+async fn comment_injection_in_name_id_yields_the_full_text_value() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let spec = env.spec(Some(&id), "admin@corp.example<!---->.evil.example");
+    let r = signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("admin@corp.example.evil.example"),
+        "the whole text, never the part before the comment"
+    );
+}
+
+#[tokio::test]
+async fn audience_missing_or_other_is_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.audience = None).await;
+    refused_after(&env, |s| s.audience = Some("https://other.sp/".into())).await;
+}
+
+#[tokio::test]
+async fn recipient_or_destination_of_another_acs_is_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.recipient = "https://other.sp/acs".into()).await;
+    refused_after(&env, |s| {
+        s.destination = Some("https://other.sp/acs".into())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn in_response_to_unknown_used_or_missing_is_refused() {
+    let env = Env::start("").await;
+    // Unknown: a request id this gateway never made.
+    refused_after(&env, |s| {
+        s.in_response_to = Some("_never-issued-by-us".into())
+    })
+    .await;
+    // Missing (an unsolicited response) while IdP-initiated login is off.
+    refused_after(&env, |s| s.in_response_to = None).await;
+    // Already used: the same request answered twice with two different assertions.
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let first = env.idp.response(&env.spec(Some(&id), "sam@corp.example"));
+    signed_in_as(&env, &mut b, &first).await;
+    let mut b2 = env.browser();
+    b2.jar = b.jar.clone();
+    b2.jar.remove("portcullis");
+    let second = env.idp.response(&env.spec(Some(&id), "sam@corp.example"));
+    assert_refused(&env, &mut b2, &second, StatusCode::FORBIDDEN).await;
+    // Bound to the browser: the right id posted by another browser is refused.
+    let mut b3 = env.browser();
+    let id = start_login(&mut b3).await;
+    let mut stranger = env.browser();
+    let xml = env.idp.response(&env.spec(Some(&id), "sam@corp.example"));
+    assert_refused(&env, &mut stranger, &xml, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn idp_initiated_login_only_when_allowed_and_then_replays_are_refused() {
+    let env = Env::start("allow_idp_initiated = true\non_missing_mfa = \"deny\"").await;
+    let xml = env.idp.response(&env.spec(None, "ida@corp.example"));
+    let mut b = env.browser();
+    let r = post(&mut b, &xml).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(
+        location(&r),
+        format!("http://{}/", env.gw.addr),
+        "IdP-initiated lands on /"
+    );
+    let r = b.get("/agent/tickets").await;
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("ida@corp.example")
+    );
+    // replay: the same valid response posted twice (another browser, same bytes).
+    let mut b2 = env.browser();
+    assert_refused(&env, &mut b2, &xml, StatusCode::FORBIDDEN).await;
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "replay".to_owned())));
+}
+
+#[tokio::test]
+async fn replay_of_the_same_valid_response_is_refused() {
+    let env = Env::start("").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let xml = env.idp.response(&env.spec(Some(&id), "sam@corp.example"));
+    signed_in_as(&env, &mut b, &xml).await;
+    let mut again = env.browser();
+    again.jar = b.jar.clone();
+    again.jar.remove("portcullis");
+    assert_refused(&env, &mut again, &xml, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn time_not_before_in_the_future_or_not_on_or_after_in_the_past_is_refused() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    refused_after(&env, |s| s.not_before_offset = 600).await;
+    refused_after(&env, |s| {
+        s.not_before_offset = -900;
+        s.not_on_or_after_offset = -300;
+    })
+    .await;
+    refused_after(&env, |s| s.subject_not_on_or_after_offset = Some(-300)).await;
+    // Within the configured skew (60s) both ways: accepted.
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.not_before_offset = 30;
+    spec.subject_not_on_or_after_offset = Some(-30);
+    signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+}
+
+#[tokio::test]
+async fn issuer_other_than_the_configured_idp_is_refused() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.issuer = "https://evil.test/saml".into()).await;
+}
+
+#[tokio::test]
+async fn weak_algorithm_rsa_sha1_is_refused_unless_explicitly_allowed() {
+    let env = Env::start("").await;
+    refused_after(&env, |s| s.algorithm = Alg::Sha1).await;
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "algorithm".to_owned())));
+    let env = Env::start(
+        "allowed_algorithms = [\"rsa-sha256\", \"rsa-sha1\"]\non_missing_mfa = \"deny\"",
+    )
+    .await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.algorithm = Alg::Sha1;
+    signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+}
+
+#[tokio::test]
+async fn dtd_doctype_internal_or_external_entities_are_refused_before_expansion() {
+    let env = Env::start("").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let valid = env.idp.response(&env.spec(Some(&id), "sam@corp.example"));
+    let body = valid
+        .trim_start_matches(|c| c != '<')
+        .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+        .trim_start_matches("<?xml version=\"1.0\"?>")
+        .to_owned();
+    let laughs = "<!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\"><!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">]>";
+    let external = "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>";
+    for dtd in [laughs, external, "<!DOCTYPE samlp:Response>"] {
+        let xml = format!("<?xml version=\"1.0\"?>{dtd}{body}");
+        assert_refused(&env, &mut b, &xml, StatusCode::BAD_REQUEST).await;
+    }
+    assert!(
+        env.audit("login.failure")
+            .await
+            .iter()
+            .filter(|(_, r)| r == "saml_malformed")
+            .count()
+            >= 3
+    );
+}
+
+#[tokio::test]
+async fn size_a_multi_megabyte_saml_response_is_refused_with_413() {
+    let env = Env::start("").await;
+    let mut b = env.browser();
+    start_login(&mut b).await;
+    let huge = "A".repeat(3 * 1024 * 1024);
+    let r = b
+        .post("/_portcullis/saml/corp/acs", &[("SAMLResponse", &huge)])
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    assert!(!b.jar.contains_key("portcullis"));
+}
+
+#[tokio::test]
+async fn status_not_success_shows_the_idps_status_and_creates_no_session() {
+    let env = Env::start("").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.status = "urn:oasis:names:tc:SAML:2.0:status:Responder".into();
+    spec.status_message = Some("User <b>cancelled</b>".into());
+    let r = post(&mut b, &env.idp.response(&spec)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let page = r.text();
+    assert_eq!(
+        element_text(&page, "saml-status").as_deref(),
+        Some("Responder")
+    );
+    assert!(
+        page.contains("User &lt;b&gt;cancelled&lt;/b&gt;"),
+        "escaped: {page}"
+    );
+    assert!(!b.jar.contains_key("portcullis"));
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "idp_status".to_owned())));
+}
+
+#[tokio::test]
+async fn mfa_evidence_missing_under_deny_refuses_with_an_audit_event() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    refused_after(&env, |s| {
+        s.authn_context =
+            Some("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport".into())
+    })
+    .await;
+    assert!(env
+        .audit("stepup.decision")
+        .await
+        .contains(&("deny".to_owned(), "evidence_missing".to_owned())));
+}
+
+#[tokio::test]
+async fn mfa_evidence_missing_under_trust_signs_in_with_mfa_none() {
+    let env = Env::start("on_missing_mfa = \"trust\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.authn_context = None;
+    let r = signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+    assert_eq!(r.upstream_header("x-auth-mfa").as_deref(), Some("none"));
+    assert!(env
+        .audit("stepup.decision")
+        .await
+        .contains(&("trust".to_owned(), "evidence_missing".to_owned())));
+}
+
+#[tokio::test]
+async fn mfa_evidence_missing_under_step_up_enrolls_the_gateways_own_factor() {
+    let env = Env::start("on_missing_mfa = \"step_up\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.authn_context =
+        Some("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport".into());
+    let r = post(&mut b, &env.idp.response(&spec)).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert!(
+        location(&r).ends_with("/_portcullis/mfa/enroll"),
+        "{}",
+        location(&r)
+    );
+    let page = b.get(&location(&r)).await;
+    let uri = element_text(&page.text(), "totp-uri").unwrap();
+    let seed = seed_of(&unescape(&uri));
+    let csrf = input_value(&page.text(), "csrf_token").unwrap();
+    let code = portcullis::mfa::totp::code_at(&seed, env.gw.clock.now());
+    let r = b
+        .post(
+            "/_portcullis/mfa/enroll",
+            &[("code", &code), ("csrf_token", &csrf)],
+        )
+        .await;
+    let r = b.follow(r).await;
+    // Recovery codes are shown once, then on to where the user was going.
+    let next = r.text();
+    assert!(next.contains("recovery"), "{next}");
+    let r = b.get("/agent/tickets").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.upstream_header("x-auth-mfa").as_deref(), Some("totp"));
+    assert_eq!(
+        r.upstream_header("x-auth-method").as_deref(),
+        Some("saml:corp")
+    );
+}
+
+#[tokio::test]
+async fn sp_metadata_is_well_formed_and_names_the_acs() {
+    let env = Env::start("").await;
+    let mut b = env.browser();
+    let r = b.get("/_portcullis/saml/corp/metadata").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/samlmetadata+xml")
+    );
+    let md: samael::metadata::EntityDescriptor = r.text().parse().expect("well-formed metadata");
+    assert_eq!(md.entity_id.as_deref(), Some(SP));
+    let sp = &md.sp_sso_descriptors.as_ref().unwrap()[0];
+    let acs = &sp.assertion_consumer_services[0];
+    assert_eq!(acs.location, env.acs());
+    assert_eq!(
+        acs.binding,
+        "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+    );
+    assert_eq!(sp.want_assertions_signed, Some(true));
+    let slo = &sp.single_logout_services.as_ref().unwrap()[0];
+    assert_eq!(slo.location, env.slo());
+    assert!(b.get("/_portcullis/saml/nope/metadata").await.status == StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn sp_initiated_single_logout_sends_a_logout_request_and_verifies_the_response() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    signed_in_as(
+        &env,
+        &mut b,
+        &env.idp.response(&env.spec(Some(&id), "sam@corp.example")),
+    )
+    .await;
+    let r = b.get("/_portcullis/logout").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let url = location(&r);
+    assert!(url.starts_with("https://idp.test/slo?"), "{url}");
+    assert!(
+        !b.jar.contains_key("portcullis"),
+        "signed out locally at once"
+    );
+    let lr = decode_redirect(&url, "SAMLRequest");
+    assert_eq!(
+        first_text(&lr, "NameID").as_deref(),
+        Some("sam@corp.example")
+    );
+    assert_eq!(
+        first_text(&lr, "SessionIndex").as_deref(),
+        Some("_idp-session-1")
+    );
+    let req_id = root_attr(&lr, "ID").unwrap();
+    // An unsigned LogoutResponse is refused.
+    let unsigned = env.idp.redirect_query(
+        "SAMLResponse",
+        &env.idp.logout_response(&env.slo(), &req_id),
+        None,
+        false,
+    );
+    let r = b
+        .get(&format!("/_portcullis/saml/corp/slo?{unsigned}"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // The signed one is accepted once.
+    let signed = env.idp.redirect_query(
+        "SAMLResponse",
+        &env.idp.logout_response(&env.slo(), &req_id),
+        None,
+        true,
+    );
+    let r = b.get(&format!("/_portcullis/saml/corp/slo?{signed}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("You are signed out"));
+    let r = b.get(&format!("/_portcullis/saml/corp/slo?{signed}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "single use");
+}
+
+#[tokio::test]
+async fn idp_initiated_single_logout_is_verified_and_ends_the_sessions() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    signed_in_as(
+        &env,
+        &mut b,
+        &env.idp.response(&env.spec(Some(&id), "sam@corp.example")),
+    )
+    .await;
+    // A forged (unsigned) request changes nothing.
+    let lr = env
+        .idp
+        .logout_request(&env.slo(), "sam@corp.example", Some("_idp-session-1"));
+    let forged = env.idp.redirect_query("SAMLRequest", &lr, None, false);
+    let mut idp_browser = env.browser();
+    let r = idp_browser
+        .get(&format!("/_portcullis/saml/corp/slo?{forged}"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(b.get("/agent/tickets").await.status, StatusCode::OK);
+    // The signed request ends the session and answers with a LogoutResponse.
+    let signed = env.idp.redirect_query("SAMLRequest", &lr, None, true);
+    let r = idp_browser
+        .get(&format!("/_portcullis/saml/corp/slo?{signed}"))
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let url = location(&r);
+    assert!(url.starts_with("https://idp.test/slo?"), "{url}");
+    let resp = decode_redirect(&url, "SAMLResponse");
+    assert_eq!(
+        root_attr(&resp, "InResponseTo"),
+        root_attr(&lr, "ID"),
+        "answers that request"
+    );
+    assert!(resp.contains("status:Success"));
+    assert_eq!(
+        b.get("/agent/tickets").await.status,
+        StatusCode::FOUND,
+        "the session ended on the gateway"
+    );
+    assert!(env
+        .audit("logout.idp")
+        .await
+        .iter()
+        .any(|(o, _)| o == "success"));
+}
