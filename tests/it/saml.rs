@@ -820,3 +820,77 @@ async fn idp_initiated_single_logout_is_verified_and_ends_the_sessions() {
         .iter()
         .any(|(o, _)| o == "success"));
 }
+
+/// A metadata endpoint that answers with each of `answers` in turn (the last one repeats).
+async fn metadata_server(answers: Vec<(u16, String)>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0usize;
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let (status, body) = answers[n.min(answers.len() - 1)].clone();
+            n += 1;
+            let mut buf = vec![0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => head.extend_from_slice(&buf[..k]),
+                }
+            }
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/samlmetadata+xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn metadata_from_a_url_is_retried_until_it_loads_and_a_certificate_less_one_is_refused() {
+    let idp = SamlIdp::new(IDP);
+    let addr = metadata_server(vec![
+        (500, "down".into()),
+        (200, idp.metadata_xml_without_certs()),
+        (200, idp.metadata_xml()),
+    ])
+    .await;
+    let toml = idp_toml("on_missing_mfa = \"deny\"").replace(
+        "metadata = \"idp-metadata.xml\"",
+        &format!("metadata_url = \"http://{addr}/md\""),
+    );
+    let gw = TestGateway::start_with(&format!("{STORAGE}{toml}"), |_| {}).await;
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    gw.clock.advance(real - gw.clock.now());
+    let env = Env { idp, gw };
+    // Not loaded yet: sign-in is refused with a clear 503, and the gateway is not ready.
+    assert!(!env.gw.gateway().saml.ready());
+    let mut b = env.browser();
+    let r = b.get("/_portcullis/login?idp=corp&rd=%2Fagent%2Fx").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    // 500, then a document without a signing certificate (refused), then the real one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.gw.gateway().saml.ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metadata never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = start_login(&mut b).await;
+    signed_in_as(
+        &env,
+        &mut b,
+        &env.idp.response(&env.spec(Some(&id), "sam@corp.example")),
+    )
+    .await;
+}
