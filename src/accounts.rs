@@ -18,6 +18,58 @@ use tokio::sync::Semaphore;
 
 /// How long a login waits for a password-hashing slot before it is told to retry (503).
 const HASH_QUEUE_WAIT: Duration = Duration::from_secs(3);
+/// Logins waiting for a hashing slot, per slot. Beyond this a guessing flood is answered 503 at
+/// once instead of queueing: latency stays bounded and memory does not grow with the flood.
+const HASH_QUEUE_PER_SLOT: usize = 16;
+
+/// Password hashing admission: `slots` hashes at a time, at most `max_waiting` logins queued
+/// for at most `wait`; everyone else is told to retry.
+pub struct HashGate {
+    slots: Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+    wait: Duration,
+}
+
+impl HashGate {
+    pub fn new(slots: usize, max_waiting: usize, wait: Duration) -> HashGate {
+        HashGate {
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting,
+            wait,
+        }
+    }
+
+    /// Runs `f` on the blocking pool once a slot is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashBusy> {
+        use std::sync::atomic::Ordering;
+        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Count ourselves in the queue first; undo when over the cap.
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(HashBusy::Saturated);
+                }
+                let got =
+                    tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned()).await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                got.map_err(|_| HashBusy::Saturated)?
+                    .map_err(|_| HashBusy::Saturated)?
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|_| HashBusy::Saturated)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -51,7 +103,7 @@ pub struct Accounts {
     pub sealer: Sealer,
     pub email: Option<EmailSender>,
     pub lockout: Lockout,
-    hashing: Arc<Semaphore>,
+    hashing: HashGate,
     issuer: String,
 }
 
@@ -102,7 +154,7 @@ impl Accounts {
             sealer: Sealer::new(&key)?,
             email,
             lockout,
-            hashing: Arc::new(Semaphore::new(slots)),
+            hashing: HashGate::new(slots, slots * HASH_QUEUE_PER_SLOT, HASH_QUEUE_WAIT),
             issuer: config.mfa.issuer.clone(),
         }))
     }
@@ -114,19 +166,12 @@ impl Accounts {
         password: Password,
         user: Option<&User>,
     ) -> Result<bool, HashBusy> {
-        let permit =
-            tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&self.hashing).acquire_owned())
-                .await
-                .map_err(|_| HashBusy::Saturated)?
-                .map_err(|_| HashBusy::Saturated)?;
         let phc = user.and_then(|u| u.password_hash.clone());
         let disabled = user.is_some_and(|u| u.disabled);
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            password::verify_password(&password, phc.as_deref())
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self
+            .hashing
+            .run(move || password::verify_password(&password, phc.as_deref()))
+            .await?;
         Ok(ok && !disabled)
     }
 
@@ -242,4 +287,67 @@ fn key_file_for(url: &str, base_dir: &std::path::Path) -> PathBuf {
         base_dir.join(path)
     };
     db.with_extension("key")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn hashing_beyond_the_slots_and_the_queue_is_refused_at_once() {
+        let gate = Arc::new(HashGate::new(1, 2, Duration::from_secs(5)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(std::sync::Mutex::new(hold));
+        // One job holds the only slot; two wait in the queue.
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            let (g, h) = (Arc::clone(&gate), Arc::clone(&hold));
+            queued.push(tokio::spawn(async move {
+                g.run(move || {
+                    let _ = h.lock().unwrap().recv();
+                })
+                .await
+            }));
+        }
+        while gate.waiting.load(std::sync::atomic::Ordering::Acquire) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = Instant::now();
+        let over = gate.run(|| ()).await;
+        assert!(
+            matches!(over, Err(HashBusy::Saturated)),
+            "the fourth is refused"
+        );
+        assert!(t.elapsed() < Duration::from_millis(200), "and at once");
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        for q in queued {
+            assert!(q.await.unwrap().is_ok(), "the queued ones still run");
+        }
+        assert!(gate.run(|| 7).await.is_ok(), "free again");
+    }
+
+    #[tokio::test]
+    async fn a_queued_login_waits_at_most_the_queue_wait() {
+        let gate = Arc::new(HashGate::new(1, 8, Duration::from_millis(100)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let g = Arc::clone(&gate);
+        let busy = tokio::spawn(async move {
+            g.run(move || {
+                let _ = hold.recv();
+            })
+            .await
+        });
+        while gate.slots.available_permits() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = Instant::now();
+        assert!(matches!(gate.run(|| ()).await, Err(HashBusy::Saturated)));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+    }
 }
