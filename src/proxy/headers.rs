@@ -80,7 +80,7 @@ impl IdentityHeaders {
             ]
             .iter()
             .any(|n| same_name(name, n))
-            || name.len() > 13 && same_name(name.get(..13).unwrap_or_default(), "x-portcullis-")
+            || name.len() >= 13 && same_name(name.get(..13).unwrap_or_default(), "x-portcullis-")
     }
 }
 
@@ -184,6 +184,7 @@ mod tests {
             ("x_auth_session", "s"),
             ("x-portcullis-assertion", "forged"),
             ("x-portcullis-anything", "x"),
+            ("x_portcullis_", "x"),
             ("x-forwarded-email", "m@x"),
             ("x-forwarded-groups", "admins"),
             ("x-auth-method", "oidc:okta"),
