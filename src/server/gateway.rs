@@ -417,3 +417,81 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
         pages::json_error(status, code, what)
     }
 }
+
+/// Property (issue 9): the path the route decision used is the path forwarded upstream, and
+/// no other reading of it (again normalised, lower case, without `;` parameters) routes elsewhere.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod props {
+    use super::*;
+    use crate::auth::policy::Routes;
+    use proptest::prelude::*;
+
+    fn routes() -> Routes {
+        let route = |prefix: &str, public: bool| RouteConfig {
+            prefix: prefix.to_owned(),
+            access: if public {
+                Access::Public
+            } else {
+                Access::Roles(vec!["agent".to_owned()])
+            },
+            login: None,
+        };
+        Routes::new(vec![
+            route("/", false),
+            route("/hc", true),
+            route("/agent", false),
+            route("/agent/admin", false),
+        ])
+    }
+
+    /// Request paths built from the pieces encoding tricks are made of.
+    fn raw_path() -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(&[
+            "/", "//", "hc", "agent", "AGENT", "Agent", "admin", "x", "..", ".", "%2e", "%2E%2e",
+            "%61", "%41", "%3B", ";", ";x=1", "%20", "%7e", "~", "%252e", "%2f", "%5c", "%00",
+            "%", "\\", "%c3%a9",
+        ][..]);
+        proptest::collection::vec(piece, 0..10).prop_map(|p| format!("/{}", p.concat()))
+    }
+
+    fn prefix<'a>(d: &RouteDecision<'a>) -> Option<&'a str> {
+        match d {
+            RouteDecision::Route(r) => Some(r.prefix.as_str()),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_routed_path_is_the_forwarded_path(
+            raw in raw_path(),
+            query in proptest::option::of("[a-z0-9=&%.]{0,12}"),
+            base in proptest::sample::select(&["", "/app"][..]),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{raw}?{q}"),
+                None => raw.clone(),
+            };
+            let Ok(uri) = target.parse::<Uri>() else { return Ok(()) };
+            // As `proxy` does: normalise once, decide on it, forward it.
+            let Ok(normalized) = path::normalize(uri.path()) else { return Ok(()) };
+            let table = routes();
+            let decided = table.decide(&normalized);
+            let forwarded = upstream_target(base, &normalized, uri.query()).unwrap();
+            prop_assert_eq!(forwarded.path(), format!("{base}{normalized}"));
+            prop_assert_eq!(forwarded.query(), uri.query());
+            // An upstream that normalises again sees the same path, hence the same route.
+            let seen = forwarded.path().strip_prefix(base).unwrap();
+            prop_assert_eq!(path::normalize(seen), Ok(normalized.clone()));
+            prop_assert_eq!(prefix(&table.decide(seen)), prefix(&decided));
+            if let Some(p) = prefix(&decided) {
+                let same = |other: &str| table.find(other).map(|r| r.prefix.as_str()) == Some(p);
+                prop_assert!(same(&normalized.to_ascii_lowercase()), "case reading of {}", normalized);
+                if let Some(bare) = path::without_params(&normalized) {
+                    prop_assert!(same(&bare), "parameter reading of {}", normalized);
+                }
+            }
+        }
+    }
+}
