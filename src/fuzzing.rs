@@ -144,7 +144,11 @@ pub fn cookie_header(data: &[u8]) {
             assert!(stripped.get_all(COOKIE).iter().count() <= 1);
         }
         for name in [names.session, names.pending, names.device] {
-            assert_eq!(cookie::get(&stripped, name), None, "{name} reached upstream");
+            assert_eq!(
+                cookie::get(&stripped, name),
+                None,
+                "{name} reached upstream"
+            );
         }
         for v in stripped.get_all(COOKIE) {
             let s = v.to_str().unwrap_or_default();
@@ -267,8 +271,14 @@ pub fn identity_headers(data: &[u8]) {
             }
             continue;
         }
-        assert!(!HOP_BY_HOP.contains(&n) && name != UPGRADE, "hop-by-hop {n} kept");
-        assert!(!listed.iter().any(|l| l == n), "{n} named in Connection kept");
+        assert!(
+            !HOP_BY_HOP.contains(&n) && name != UPGRADE,
+            "hop-by-hop {n} kept"
+        );
+        assert!(
+            !listed.iter().any(|l| l == n),
+            "{n} named in Connection kept"
+        );
     }
     // Nothing else is lost: every other header keeps all its values, in order.
     for name in before.keys() {
@@ -326,7 +336,9 @@ pub fn check_normalized(n: &str) -> Result<(), String> {
         match v {
             Some(v) if ok => {
                 if v.is_ascii_alphanumeric() || b"-._~/\\\0".contains(&v) {
-                    return Err(format!("{n:?}: escape %{v:02X} should be decoded or refused"));
+                    return Err(format!(
+                        "{n:?}: escape %{v:02X} should be decoded or refused"
+                    ));
                 }
             }
             _ => return Err(format!("{n:?}: bad escape")),
@@ -356,7 +368,10 @@ pub fn path(data: &[u8]) {
     if let RouteDecision::Route(r) = &decision {
         // Other readings of the same path (lower case, without `;` parameters) route the same.
         let same = |other: &str| routes.find(other).map(|o| &o.prefix) == Some(&r.prefix);
-        assert!(same(&n.to_ascii_lowercase()), "case changes the route of {n:?}");
+        assert!(
+            same(&n.to_ascii_lowercase()),
+            "case changes the route of {n:?}"
+        );
         if let Some(stripped) = crate::proxy::path::without_params(&n) {
             assert!(same(&stripped), "parameters change the route of {n:?}");
         }
@@ -560,7 +575,10 @@ pub fn logout_token(data: &[u8]) {
     let Ok(v) = rp::verify_logout_token(&token, &op.trust(&op.jwks)) else {
         return;
     };
-    assert!(genuine, "a logout token without a genuine signature was accepted");
+    assert!(
+        genuine,
+        "a logout token without a genuine signature was accepted"
+    );
     let (_, payload) = token.split_once('.').unwrap_or_default();
     let payload = payload.split('.').next().unwrap_or_default();
     let c: Map<String, Value> = B64
@@ -631,7 +649,8 @@ pub fn userinfo(data: &[u8]) {
     let Ok(info) = serde_json::from_slice::<Map<String, Value>>(data) else {
         return;
     };
-    let verified = json!({"iss": ISSUER, "sub": "s-1", "email": "ann@example.com", "groups": ["agents"]});
+    let verified =
+        json!({"iss": ISSUER, "sub": "s-1", "email": "ann@example.com", "groups": ["agents"]});
     let Value::Object(verified) = verified else {
         return;
     };
@@ -690,7 +709,13 @@ mod tests {
     fn signed_token_seeds_reach_the_accepting_branch() {
         let op = op().unwrap();
         let claims = json!({"iss": ISSUER, "aud": CLIENT, "sub": "s-1", "iat": NOW, "exp": NOW + 600, "nonce": NONCE}).to_string();
-        for (first, accepted) in [(b'S', true), (b'N', true), (b'0', false), (b'H', false), (b'K', false)] {
+        for (first, accepted) in [
+            (b'S', true),
+            (b'N', true),
+            (b'0', false),
+            (b'H', false),
+            (b'K', false),
+        ] {
             let mut data = vec![first];
             data.extend_from_slice(claims.as_bytes());
             let (token, genuine) = op.token(&data).unwrap();
@@ -703,13 +728,24 @@ mod tests {
 
     #[test]
     fn the_checks_refuse_what_the_contract_refuses() {
-        for bad in ["", "x", "//evil.com", "/\\evil", "/%2f%2fevil.com", "/a\tb", "/javascript:x", "/%5cevil"] {
+        for bad in [
+            "",
+            "x",
+            "//evil.com",
+            "/\\evil",
+            "/%2f%2fevil.com",
+            "/a\tb",
+            "/javascript:x",
+            "/%5cevil",
+        ] {
             assert!(check_local_path(bad).is_err(), "{bad:?}");
         }
         for ok in ["/", "/a/b%20c?x=1#top", "/search?q=a:b"] {
             assert!(check_local_path(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["/a/../b", "//a", "/a/./b", "/%61", "/%2f", "/a?b", "/%2", "/%e2"] {
+        for bad in [
+            "/a/../b", "//a", "/a/./b", "/%61", "/%2f", "/a?b", "/%2", "/%e2",
+        ] {
             assert!(check_normalized(bad).is_err(), "{bad:?}");
         }
         assert!(check_normalized("/a/%E2%80%A8/~").is_ok());

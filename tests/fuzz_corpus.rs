@@ -102,12 +102,48 @@ const INTERESTING_BYTES: &[u8] = b"/\\%\0\r\n\t .:;=&?#@\"'{}[],+-_~<>\x7f\xff\x
 
 /// Fragments that change meaning when they appear: encodings, dot segments, JSON and TOML bits.
 const INTERESTING_TOKENS: &[&[u8]] = &[
-    b"%2f", b"%2F", b"%5c", b"%2e", b"%2e%2e", b"%00", b"%25", b"%252f", b"%0d%0a", b"%09",
-    b"..", b"/../", b"//", b"\\\\", b"\r\n", b"https:", b"javascript:", b"@", b"%u002f",
-    b"\xef\xbc\x8f", b"\xe2\x80\xa8", b"=", b"&", b";", b"\"", b"null", b"[]", b"{}",
-    b"true", b"-1", b"0", b"1e999", b"9999999999999999999999", b"\"alg\":\"none\"",
-    b"\"kid\":\"x\"", b"[[routes]]\n", b"[server]\n", b"\"${X}\"", b"x-auth-roles",
-    b"X_Forwarded_User", b"portcullis=", b"__Host-portcullis=",
+    b"%2f",
+    b"%2F",
+    b"%5c",
+    b"%2e",
+    b"%2e%2e",
+    b"%00",
+    b"%25",
+    b"%252f",
+    b"%0d%0a",
+    b"%09",
+    b"..",
+    b"/../",
+    b"//",
+    b"\\\\",
+    b"\r\n",
+    b"https:",
+    b"javascript:",
+    b"@",
+    b"%u002f",
+    b"\xef\xbc\x8f",
+    b"\xe2\x80\xa8",
+    b"=",
+    b"&",
+    b";",
+    b"\"",
+    b"null",
+    b"[]",
+    b"{}",
+    b"true",
+    b"-1",
+    b"0",
+    b"1e999",
+    b"9999999999999999999999",
+    b"\"alg\":\"none\"",
+    b"\"kid\":\"x\"",
+    b"[[routes]]\n",
+    b"[server]\n",
+    b"\"${X}\"",
+    b"x-auth-roles",
+    b"X_Forwarded_User",
+    b"portcullis=",
+    b"__Host-portcullis=",
 ];
 
 /// One random edit of `data`; `other` is another corpus entry for splicing.
@@ -140,7 +176,11 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
             // A long run: limits, and quadratic behaviour.
             let i = rng.below(len);
             let b = data[i];
-            let n = if rng.below(8) == 0 { 4096 } else { 1 + rng.below(64) };
+            let n = if rng.below(8) == 0 {
+                4096
+            } else {
+                1 + rng.below(64)
+            };
             data.splice(i..i, std::iter::repeat_n(b, n));
         }
         6 if len > 0 => {
@@ -239,7 +279,11 @@ fn fuzz() {
     assert!(
         !targets.is_empty(),
         "unknown fuzz target {wanted:?}; known: {}",
-        TARGETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        TARGETS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     eprintln!("fuzz: seed {seed} (FUZZ_SEED={seed} repeats this run), {secs} s per target");
     // Expected panics are counted, not printed one by one.
@@ -248,12 +292,21 @@ fn fuzz() {
     let mut rng = Rng(seed);
     let mut crashes = Vec::new();
     for (name, target) in targets {
-        crashes.extend(fuzz_target(name, *target, Duration::from_secs(secs), &mut rng));
+        crashes.extend(fuzz_target(
+            name,
+            *target,
+            Duration::from_secs(secs),
+            &mut rng,
+        ));
     }
     std::panic::set_hook(hook);
     // Replay each crash with the normal hook so its message and location are shown.
     for c in &crashes {
-        let name = c.parent().and_then(|p| p.file_name()).unwrap().to_string_lossy();
+        let name = c
+            .parent()
+            .and_then(|p| p.file_name())
+            .unwrap()
+            .to_string_lossy();
         let target = TARGETS.iter().find(|(n, _)| *n == name).unwrap().1;
         let data = std::fs::read(c).unwrap();
         let _ = catch_unwind(AssertUnwindSafe(|| target(&data)));

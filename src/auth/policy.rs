@@ -266,12 +266,49 @@ mod props {
 
     /// Return paths built from the pieces open-redirect payloads are made of.
     fn rd() -> impl Strategy<Value = String> {
-        let piece = proptest::sample::select(&[
-            "/", "//", "\\", "%2f", "%2F", "%5c", "%5C", "%09", "%0a", "%0D", "%20", " ", "\t",
-            "\n", ":", "https:", "javascript:", "evil.com", "@", "?", "#", "%3f", "%23", ".", "..",
-            "a", "%25", "%", "%2525", "\u{2028}", "\u{200b}", "\u{feff}", "\u{ff0f}", "%e2%80%a8",
-            "é", ";", "x=1", "&", "%3a",
-        ][..]);
+        let piece = proptest::sample::select(
+            &[
+                "/",
+                "//",
+                "\\",
+                "%2f",
+                "%2F",
+                "%5c",
+                "%5C",
+                "%09",
+                "%0a",
+                "%0D",
+                "%20",
+                " ",
+                "\t",
+                "\n",
+                ":",
+                "https:",
+                "javascript:",
+                "evil.com",
+                "@",
+                "?",
+                "#",
+                "%3f",
+                "%23",
+                ".",
+                "..",
+                "a",
+                "%25",
+                "%",
+                "%2525",
+                "\u{2028}",
+                "\u{200b}",
+                "\u{feff}",
+                "\u{ff0f}",
+                "%e2%80%a8",
+                "é",
+                ";",
+                "x=1",
+                "&",
+                "%3a",
+            ][..],
+        );
         (any::<bool>(), proptest::collection::vec(piece, 0..8))
             .prop_map(|(lead, p)| format!("{}{}", if lead { "/" } else { "" }, p.concat()))
     }

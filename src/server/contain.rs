@@ -61,10 +61,7 @@ impl PanicProbe {
     #[cold]
     #[inline(never)]
     fn fire(&self, path: &str) {
-        let hit = self
-            .path
-            .read()
-            .is_ok_and(|p| p.as_deref() == Some(path));
+        let hit = self.path.read().is_ok_and(|p| p.as_deref() == Some(path));
         if hit {
             // The probe's one purpose: a real panic inside a request handler.
             #[allow(clippy::panic)]
@@ -112,7 +109,8 @@ mod tests {
     fn panic_payload_text_is_kept_for_the_log() {
         let lit = std::panic::catch_unwind(|| std::panic::panic_any("literal")).unwrap_err();
         assert_eq!(panic_message(&*lit), "literal");
-        let fmt = std::panic::catch_unwind(|| std::panic::panic_any(format!("n={}", 4))).unwrap_err();
+        let fmt =
+            std::panic::catch_unwind(|| std::panic::panic_any(format!("n={}", 4))).unwrap_err();
         assert_eq!(panic_message(&*fmt), "n=4");
         let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
         assert_eq!(panic_message(&*other), "non-text panic payload");

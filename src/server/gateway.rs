@@ -220,7 +220,11 @@ async fn proxy(
 
 /// The origin-form URI sent upstream: the upstream's base path, then the normalised path the
 /// route was decided on (never the raw one), then the client's query unchanged.
-pub fn upstream_target(base_path: &str, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+pub fn upstream_target(
+    base_path: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, GatewayError> {
     // Origin-form: the upstream connection is HTTP/1.1 and `Host` is set separately.
     let mut s = String::with_capacity(base_path.len() + path.len() + 32);
     s.push_str(base_path);
@@ -447,11 +451,13 @@ mod props {
 
     /// Request paths built from the pieces encoding tricks are made of.
     fn raw_path() -> impl Strategy<Value = String> {
-        let piece = proptest::sample::select(&[
-            "/", "//", "hc", "agent", "AGENT", "Agent", "admin", "x", "..", ".", "%2e", "%2E%2e",
-            "%61", "%41", "%3B", ";", ";x=1", "%20", "%7e", "~", "%252e", "%2f", "%5c", "%00",
-            "%", "\\", "%c3%a9",
-        ][..]);
+        let piece = proptest::sample::select(
+            &[
+                "/", "//", "hc", "agent", "AGENT", "Agent", "admin", "x", "..", ".", "%2e",
+                "%2E%2e", "%61", "%41", "%3B", ";", ";x=1", "%20", "%7e", "~", "%252e", "%2f",
+                "%5c", "%00", "%", "\\", "%c3%a9",
+            ][..],
+        );
         proptest::collection::vec(piece, 0..10).prop_map(|p| format!("/{}", p.concat()))
     }
 

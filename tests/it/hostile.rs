@@ -124,13 +124,19 @@ async fn a_panicking_request_gets_a_500_page_and_the_gateway_keeps_serving() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    let page = String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let page =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(page.contains("Something went wrong"), "{page}");
-    assert!(!page.contains("injected test panic"), "panic text leaked to the page");
+    assert!(
+        !page.contains("injected test panic"),
+        "panic text leaked to the page"
+    );
     let correlation = correlation_on_page(&page);
     assert_eq!(correlation.len(), 12, "{correlation:?}");
 
-    send.ready().await.expect("the connection was closed after the panic");
+    send.ready()
+        .await
+        .expect("the connection was closed after the panic");
     let r = send.send_request(get("/hc/after")).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.into_body().collect().await.unwrap().to_bytes();
@@ -156,7 +162,10 @@ async fn a_panicking_request_gets_a_500_page_and_the_gateway_keeps_serving() {
     let j = r.json();
     assert_eq!(j["error"], "internal_error");
     let reference = j["reference"].as_str().unwrap();
-    assert!(log_has(&logs, reference), "JSON reference {reference} not logged");
+    assert!(
+        log_has(&logs, reference),
+        "JSON reference {reference} not logged"
+    );
     let r = http.get(&gw.url("/hc/fine"), &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(panics_total(&admin, &http).await, 2);
@@ -178,8 +187,8 @@ fn raw_path() -> impl Strategy<Value = String> {
     let piece = proptest::sample::select(
         &[
             "/", "//", "hc", "agent", "AGENT", "admin", "Admin", "x", "..", ".", "%2e", "%2E%2e",
-            "%61", "%41", "%3B", ";", ";x=1", "%20", "%7e", "~", "%252e", "%2f", "%5c", "%00",
-            "%", "%c3%a9",
+            "%61", "%41", "%3B", ";", ";x=1", "%20", "%7e", "~", "%252e", "%2f", "%5c", "%00", "%",
+            "%c3%a9",
         ][..],
     );
     proptest::collection::vec(piece, 0..9).prop_map(|p| format!("/{}", p.concat()))
