@@ -11,6 +11,7 @@
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.
 //! * `pages`    — HTML/JSON responses for errors and gateway pages.
 //! * `secret`, `clock` — secret newtypes and injectable time.
+//! * `fuzzing`  — fuzz targets over every parser of untrusted input (driven by `tests/fuzz_corpus.rs`).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,8 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod mfa;
 pub mod pages;

@@ -35,6 +35,7 @@ pub struct Metrics {
     mfa: [[AtomicU64; 2]; 5],
     lockouts: AtomicU64,
     store_errors: AtomicU64,
+    panics: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -99,6 +100,11 @@ impl Metrics {
 
     pub fn store_error(&self) {
         bump(&self.store_errors);
+    }
+
+    /// A request handler panicked and was answered with a 500 (a bug, never client input).
+    pub fn panic(&self) {
+        bump(&self.panics);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -177,6 +183,12 @@ impl Metrics {
             "portcullis_store_errors_total {}",
             get(&self.store_errors)
         );
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_panics_total Request handlers that panicked (answered 500; a bug)."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_panics_total counter");
+        let _ = writeln!(o, "portcullis_panics_total {}", get(&self.panics));
         if let Some(n) = active_sessions {
             let _ = writeln!(
                 o,
@@ -201,7 +213,9 @@ mod tests {
         m.login("oidc:okta", true);
         m.mfa("totp", false);
         m.upstream_latency(Duration::from_millis(3));
+        m.panic();
         let t = m.render(Some(7));
+        assert!(t.contains("portcullis_panics_total 1\n"));
         assert!(t.contains("portcullis_http_requests_total{class=\"proxy\",status=\"2xx\"} 1"));
         assert!(t.contains("portcullis_http_requests_total{class=\"proxy\",status=\"5xx\"} 1"));
         assert!(t.contains("portcullis_logins_total{method=\"oidc\",result=\"success\"} 1"));

@@ -2,6 +2,7 @@
 //! configured (ALPN h2/http1.1), header limits and a head timeout, graceful drain on shutdown.
 
 pub mod account;
+pub mod contain;
 pub mod endpoints;
 pub mod gateway;
 pub mod idp_http;
@@ -73,6 +74,8 @@ pub struct Gateway {
     pub oidc: oidc::Providers,
     /// The SAML IdPs (metadata from files now, from URLs in the background).
     pub saml: saml::Providers,
+    /// Test-only panic trigger, disarmed unless armed from code (`inject_panic_on_path`).
+    pub(crate) panic_probe: contain::PanicProbe,
 }
 
 impl Gateway {
@@ -116,6 +119,7 @@ impl Gateway {
         Ok(Gateway {
             oidc,
             saml,
+            panic_probe: contain::PanicProbe::default(),
             accounts,
             csrf_key,
             metrics: crate::metrics::Metrics::default(),
@@ -339,9 +343,17 @@ async fn serve(
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let gw = Arc::clone(&svc_gw);
                 async move {
+                    // A panic in a handler is answered (500) here, so the connection lives on.
                     Ok::<_, Infallible>(match kind {
-                        Listener::Public => gateway::handle(&gw, req, conn).await,
-                        Listener::Admin => crate::admin::handle(&gw, req, conn).await,
+                        Listener::Public => {
+                            let html = gateway::wants_html(&req);
+                            contain::contained(&gw, html, gateway::handle(&gw, req, conn, html))
+                                .await
+                        }
+                        Listener::Admin => {
+                            contain::contained(&gw, false, crate::admin::handle(&gw, req, conn))
+                                .await
+                        }
                     })
                 }
             });

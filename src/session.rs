@@ -55,7 +55,12 @@ pub fn new_token() -> Result<SessionToken, StoreError> {
     SystemRandom::new()
         .fill(&mut b)
         .map_err(|_| StoreError::Unavailable("system random generator failed".into()))?;
-    Ok(SessionToken::new(B64.encode(b)))
+    Ok(token_of(&b))
+}
+
+/// The cookie form of 256 random bits: base64url without padding, 43 characters.
+pub(crate) fn token_of(bits: &[u8; 32]) -> SessionToken {
+    SessionToken::new(B64.encode(bits))
 }
 
 /// A random identifier of `bytes` bytes, base64url (CSRF tokens, request ids, nonces).

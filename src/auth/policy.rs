@@ -255,3 +255,75 @@ mod tests {
         }
     }
 }
+
+/// Property (issue 9): every `rd` that `LocalPath::parse` accepts, raw or after the decoding a
+/// query gets, is a local path by the contract's rules (checked independently of `is_local`).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::fuzzing::check_local_path;
+    use proptest::prelude::*;
+
+    /// Return paths built from the pieces open-redirect payloads are made of.
+    fn rd() -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(
+            &[
+                "/",
+                "//",
+                "\\",
+                "%2f",
+                "%2F",
+                "%5c",
+                "%5C",
+                "%09",
+                "%0a",
+                "%0D",
+                "%20",
+                " ",
+                "\t",
+                "\n",
+                ":",
+                "https:",
+                "javascript:",
+                "evil.com",
+                "@",
+                "?",
+                "#",
+                "%3f",
+                "%23",
+                ".",
+                "..",
+                "a",
+                "%25",
+                "%",
+                "%2525",
+                "\u{2028}",
+                "\u{200b}",
+                "\u{feff}",
+                "\u{ff0f}",
+                "%e2%80%a8",
+                "é",
+                ";",
+                "x=1",
+                "&",
+                "%3a",
+            ][..],
+        );
+        (any::<bool>(), proptest::collection::vec(piece, 0..8))
+            .prop_map(|(lead, p)| format!("{}{}", if lead { "/" } else { "" }, p.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn every_accepted_rd_is_a_local_path(s in rd()) {
+            let decoded = percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned();
+            for candidate in [&s, &decoded] {
+                if let Some(p) = LocalPath::parse(candidate) {
+                    prop_assert_eq!(p.as_str(), candidate.as_str());
+                    let local = check_local_path(p.as_str());
+                    prop_assert!(local.is_ok(), "{:?}", local);
+                }
+            }
+        }
+    }
+}

@@ -205,7 +205,11 @@ pub(super) fn validate(
                 file: file.to_owned(),
                 line,
                 key,
-                message: e.message().trim().to_owned(),
+                // toml leaves the message empty for some syntax errors (found by fuzzing).
+                message: match e.message().trim() {
+                    "" => "invalid TOML syntax".to_owned(),
+                    m => m.to_owned(),
+                },
             }]));
         }
     };

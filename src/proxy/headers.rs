@@ -80,7 +80,7 @@ impl IdentityHeaders {
             ]
             .iter()
             .any(|n| same_name(name, n))
-            || name.len() > 13 && same_name(name.get(..13).unwrap_or_default(), "x-portcullis-")
+            || name.len() >= 13 && same_name(name.get(..13).unwrap_or_default(), "x-portcullis-")
     }
 }
 
@@ -184,6 +184,7 @@ mod tests {
             ("x_auth_session", "s"),
             ("x-portcullis-assertion", "forged"),
             ("x-portcullis-anything", "x"),
+            ("x_portcullis_", "x"),
             ("x-forwarded-email", "m@x"),
             ("x-forwarded-groups", "admins"),
             ("x-auth-method", "oidc:okta"),
@@ -226,5 +227,80 @@ mod tests {
         strip_inbound(&mut h, &ids, true);
         assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
         assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+    }
+}
+
+/// Property (issue 9): whatever header set a client sends, no identity header survives.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::fuzzing::is_identity_or_forwarding;
+    use proptest::prelude::*;
+
+    /// Every name the gateway alone may send, canonical spelling.
+    const OURS: [&str; 14] = [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-auth-roles",
+        "x-auth-method",
+        "x-auth-mfa",
+        "x-auth-session",
+        "x-portcullis-assertion",
+        "x-portcullis-anything",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "forwarded",
+    ];
+
+    /// Any spelling of a name: each letter in either case, each `-` as `-` or `_`.
+    fn spelling(canonical: &'static str) -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<bool>(), canonical.len()).prop_map(move |flips| {
+            canonical
+                .chars()
+                .zip(flips)
+                .map(|(c, flip)| match (c, flip) {
+                    ('-', true) => '_',
+                    (c, true) => c.to_ascii_uppercase(),
+                    (c, false) => c,
+                })
+                .collect()
+        })
+    }
+
+    fn header_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => proptest::sample::select(&OURS[..]).prop_flat_map(spelling),
+            1 => "[xX][-_][pP][oO][rR][tT][cC][uU][lL][lL][iI][sS][-_][a-zA-Z_-]{0,8}",
+            1 => "[xX][-_](auth|forwarded|AUTH|Forwarded)[-_][a-zA-Z_]{1,10}",
+            3 => "[a-zA-Z0-9_-]{1,16}",
+            1 => proptest::sample::select(&HOP_BY_HOP[..]).prop_map(str::to_owned),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_client_identity_header_reaches_the_upstream(
+            sent in proptest::collection::vec((header_name(), "[ -~]{0,24}"), 0..24),
+            connection in proptest::collection::vec(header_name(), 0..3),
+            upgrade in any::<bool>(),
+        ) {
+            let mut h = HeaderMap::new();
+            for (n, v) in &sent {
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+                    h.append(n, v);
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&connection.join(", ")) {
+                h.append(CONNECTION, v);
+            }
+            strip_inbound(&mut h, &IdentityHeaders::default(), upgrade);
+            for name in h.keys() {
+                let canonical = name.as_str().replace('_', "-");
+                prop_assert!(!is_identity_or_forwarding(&canonical), "{} reached the upstream", name);
+            }
+        }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Rules: percent-encoded unreserved characters are decoded (`%61` → `a`, `%2e` → `.`); other
 //! escapes are kept with upper-case hex; `//` collapses; `.` and `..` segments are resolved
-//! (never above the root). Refused: encoded `/` or `\` (`%2f`, `%5c`), a raw `\`, control
-//! characters, bad escapes, a `%00`.
+//! (never above the root). Refused: encoded `/` or `\` (`%2f`, `%5c`), a raw `\`, `?` or `#`,
+//! control characters, bad escapes, a `%00`.
 
 /// Why a request path was refused (answered with 400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +86,9 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
                 idx += 3;
             }
             b'\\' => return Err(PathError::EncodedSeparator),
+            // Never in a request's path (hyper splits them off): a caller passing them would
+            // route on one string and forward another (`/agent?x` routes `/agent?x`, sends `/agent`).
+            b'?' | b'#' => return Err(PathError::BadChar),
             b if b.is_ascii_graphic() => {
                 decoded.push(char::from(b));
                 idx += 1;
@@ -178,6 +181,8 @@ mod tests {
         assert_eq!(normalize("/a\tb"), Err(PathError::BadChar));
         assert_eq!(normalize("a/b"), Err(PathError::NotAbsolute));
         assert_eq!(normalize("/é"), Err(PathError::BadChar));
+        assert_eq!(normalize("/agent?x"), Err(PathError::BadChar));
+        assert_eq!(normalize("/a#ent"), Err(PathError::BadChar));
     }
 
     #[test]

@@ -63,14 +63,21 @@ pub enum GatewayError {
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] ProxyError),
+    /// A request handler panicked (a bug); contained by `server::contain`.
+    #[error("request handler panicked: {0}")]
+    Panicked(String),
 }
 
 /// Answers one request. Never panics on client input; every refusal goes through `respond`.
+/// `html`: whether the client wants pages rather than JSON (`wants_html`, computed once by the
+/// caller, which also needs it should this handler panic).
 pub async fn handle(
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
     conn: Conn,
+    html: bool,
 ) -> Response<GatewayBody> {
+    gw.panic_probe.check(req.uri().path());
     let started = gw.config.server.access_log.then(Instant::now);
     let method = gw.config.server.access_log.then(|| req.method().clone());
     let raw_path = gw
@@ -79,7 +86,6 @@ pub async fn handle(
         .access_log
         .then(|| req.uri().path().to_owned());
     let mut user: Option<Arc<Session>> = None;
-    let html = wants_html(&req);
     let class = {
         let p = req.uri().path();
         if p.starts_with(gw.config.server.prefix.as_str()) {
@@ -190,7 +196,11 @@ async fn proxy(
             h.insert(gw.ids.assertion.clone(), a);
         }
     }
-    *req.uri_mut() = upstream_uri(gw, &normalized, req.uri())?;
+    *req.uri_mut() = upstream_target(
+        &gw.upstream.config.base_path,
+        &normalized,
+        req.uri().query(),
+    )?;
     // HTTP/2 clients arrive with version 2; the upstream connection is HTTP/1.1.
     *req.version_mut() = hyper::Version::HTTP_11;
 
@@ -208,13 +218,18 @@ async fn proxy(
     Ok(resp.map(GatewayBody::Upstream))
 }
 
-fn upstream_uri(gw: &Gateway, path: &str, original: &Uri) -> Result<Uri, GatewayError> {
+/// The origin-form URI sent upstream: the upstream's base path, then the normalised path the
+/// route was decided on (never the raw one), then the client's query unchanged.
+pub fn upstream_target(
+    base_path: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, GatewayError> {
     // Origin-form: the upstream connection is HTTP/1.1 and `Host` is set separately.
-    let up = &gw.upstream.config;
-    let mut s = String::with_capacity(up.base_path.len() + path.len() + 32);
-    s.push_str(&up.base_path);
+    let mut s = String::with_capacity(base_path.len() + path.len() + 32);
+    s.push_str(base_path);
     s.push_str(path);
-    if let Some(q) = original.query() {
+    if let Some(q) = query {
         s.push('?');
         s.push_str(q);
     }
@@ -247,7 +262,8 @@ pub async fn load_session<B>(
     Ok(Some(s))
 }
 
-fn wants_html<B>(req: &Request<B>) -> bool {
+/// Whether the client asks for HTML (a browser): refusals are then pages, else JSON.
+pub fn wants_html<B>(req: &Request<B>) -> bool {
     req.headers()
         .get_all(ACCEPT)
         .iter()
@@ -308,8 +324,10 @@ pub fn enc(s: &str) -> String {
 /// The one place a `GatewayError` becomes a response. Fixed texts only; details go to the log.
 pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
     let correlation = crate::session::random_id(9);
-    if matches!(e, GatewayError::Store(_)) {
-        gw.metrics.store_error();
+    match &e {
+        GatewayError::Store(_) => gw.metrics.store_error(),
+        GatewayError::Panicked(_) => gw.metrics.panic(),
+        _ => {}
     }
     let (status, code, title, what, next) = match &e {
         GatewayError::BadPath(_) => (
@@ -375,8 +393,17 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
             "The application behind this gateway cannot be reached.",
             "Try again in a minute.",
         ),
+        GatewayError::Panicked(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong",
+            "The gateway hit an internal error while answering this request.",
+            "Try again. If this keeps happening, tell the administrator and quote the reference.",
+        ),
     };
-    if status.is_server_error() {
+    if matches!(e, GatewayError::Panicked(_)) {
+        tracing::error!(correlation = %correlation, error = %e, status = status.as_u16(), "request handler panicked");
+    } else if status.is_server_error() {
         tracing::warn!(correlation = %correlation, error = %e, status = status.as_u16(), "request failed");
     } else {
         tracing::info!(correlation = %correlation, error = %e, status = status.as_u16(), "request refused");
@@ -384,7 +411,93 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
     if html {
         gw.chrome
             .error_page(status, title, what, next, &correlation)
+    } else if status.is_server_error() {
+        // Our fault, not the client's: API clients get the log line's reference too.
+        pages::json_response(
+            status,
+            &serde_json::json!({"error": code, "detail": what, "reference": correlation}),
+        )
     } else {
         pages::json_error(status, code, what)
+    }
+}
+
+/// Property (issue 9): the path the route decision used is the path forwarded upstream, and
+/// no other reading of it (again normalised, lower case, without `;` parameters) routes elsewhere.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod props {
+    use super::*;
+    use crate::auth::policy::Routes;
+    use proptest::prelude::*;
+
+    fn routes() -> Routes {
+        let route = |prefix: &str, public: bool| RouteConfig {
+            prefix: prefix.to_owned(),
+            access: if public {
+                Access::Public
+            } else {
+                Access::Roles(vec!["agent".to_owned()])
+            },
+            login: None,
+        };
+        Routes::new(vec![
+            route("/", false),
+            route("/hc", true),
+            route("/agent", false),
+            route("/agent/admin", false),
+        ])
+    }
+
+    /// Request paths built from the pieces encoding tricks are made of.
+    fn raw_path() -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(
+            &[
+                "/", "//", "hc", "agent", "AGENT", "Agent", "admin", "x", "..", ".", "%2e",
+                "%2E%2e", "%61", "%41", "%3B", ";", ";x=1", "%20", "%7e", "~", "%252e", "%2f",
+                "%5c", "%00", "%", "\\", "%c3%a9",
+            ][..],
+        );
+        proptest::collection::vec(piece, 0..10).prop_map(|p| format!("/{}", p.concat()))
+    }
+
+    fn prefix<'a>(d: &RouteDecision<'a>) -> Option<&'a str> {
+        match d {
+            RouteDecision::Route(r) => Some(r.prefix.as_str()),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_routed_path_is_the_forwarded_path(
+            raw in raw_path(),
+            query in proptest::option::of("[a-z0-9=&%.]{0,12}"),
+            base in proptest::sample::select(&["", "/app"][..]),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{raw}?{q}"),
+                None => raw.clone(),
+            };
+            let Ok(uri) = target.parse::<Uri>() else { return Ok(()) };
+            // As `proxy` does: normalise once, decide on it, forward it.
+            let Ok(normalized) = path::normalize(uri.path()) else { return Ok(()) };
+            let table = routes();
+            let decided = table.decide(&normalized);
+            let forwarded = upstream_target(base, &normalized, uri.query()).unwrap();
+            prop_assert_eq!(forwarded.path(), format!("{base}{normalized}"));
+            prop_assert_eq!(forwarded.query(), uri.query());
+            // An upstream that normalises again sees the same path, hence the same route.
+            let seen = forwarded.path().strip_prefix(base).unwrap();
+            prop_assert_eq!(path::normalize(seen), Ok(normalized.clone()));
+            prop_assert_eq!(prefix(&table.decide(seen)), prefix(&decided));
+            if let Some(p) = prefix(&decided) {
+                let same = |other: &str| table.find(other).map(|r| r.prefix.as_str()) == Some(p);
+                prop_assert!(same(&normalized.to_ascii_lowercase()), "case reading of {}", normalized);
+                if let Some(bare) = path::without_params(&normalized) {
+                    prop_assert!(same(&bare), "parameter reading of {}", normalized);
+                }
+            }
+        }
     }
 }

@@ -188,3 +188,46 @@ mod tests {
         );
     }
 }
+
+/// Properties (issue 9): a session token survives `Set-Cookie` → browser → `Cookie` → lookup,
+/// its public id survives an admin typing it back, and removal takes exactly our cookies.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod props {
+    use super::*;
+    use crate::session::{token_of, SessionId};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn session_cookie_and_id_encodings_round_trip(
+            bits in any::<[u8; 32]>(),
+            https in any::<bool>(),
+            others in proptest::collection::vec(("[a-z][a-z0-9_-]{0,7}", "[A-Za-z0-9%_-]{0,12}"), 0..4),
+            at in 0usize..5,
+        ) {
+            let names = CookieNames::new(https);
+            let token = token_of(&bits);
+            // What the browser sends back: the `name=value` before the first attribute.
+            let set = names.set(names.session, token.expose(), None);
+            let sent = set.split(';').next().unwrap().to_owned();
+            let mut pairs: Vec<String> = others.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            pairs.insert(at.min(pairs.len()), sent);
+            let mut h = HeaderMap::new();
+            h.insert(COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+            prop_assert_eq!(get(&h, names.session), Some(token.expose()));
+
+            let id = SessionId::of(&token);
+            prop_assert_eq!(id.as_str().len(), 22);
+            prop_assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+            prop_assert!(HeaderValue::from_str(id.as_str()).is_ok());
+            prop_assert_eq!(SessionId::of(&token_of(&bits)), id);
+
+            names.strip(&mut h);
+            prop_assert_eq!(get(&h, names.session), None);
+            let kept: Vec<String> = others.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            let left = h.get(COOKIE).map(|v| v.to_str().unwrap().to_owned());
+            prop_assert_eq!(left, (!kept.is_empty()).then(|| kept.join("; ")));
+        }
+    }
+}

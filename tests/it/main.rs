@@ -13,6 +13,7 @@ mod admin;
 mod browser_e2e;
 mod cli;
 mod config;
+mod hostile;
 mod native;
 mod oidc;
 mod process;

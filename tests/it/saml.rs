@@ -894,3 +894,103 @@ async fn metadata_from_a_url_is_retried_until_it_loads_and_a_certificate_less_on
     )
     .await;
 }
+
+/// Writes seeds for the SAML fuzz targets (`fuzz/corpus/saml_*`): responses of every
+/// conformance row, XSW1–8, DTD attacks, metadata and redirect-binding queries. Run by hand:
+/// `cargo test --test it write_saml_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_saml_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let idp = SamlIdp::new(IDP);
+    let acs = "https://sp.test/_portcullis/saml/corp/acs";
+    let put = |dir: &str, name: &str, body: &str| {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), body).unwrap();
+    };
+    let base = ResponseSpec::valid(
+        &idp,
+        "https://sp.test/saml",
+        acs,
+        Some("_req1"),
+        "sam@corp.example",
+    );
+    let mut specs: Vec<(&str, ResponseSpec)> = Vec::new();
+    for (name, sign) in [
+        ("response", Sign::Response),
+        ("assertion", Sign::Assertion),
+        ("both", Sign::Both),
+        ("unsigned", Sign::None),
+    ] {
+        let mut s = base.clone();
+        s.sign = sign;
+        specs.push((name, s));
+    }
+    let mut s = base.clone();
+    s.algorithm = Alg::Sha1;
+    specs.push(("sha1", s));
+    let mut s = base.clone();
+    s.extra_assertion = true;
+    specs.push(("two-assertions", s));
+    let mut s = base.clone();
+    s.status = "urn:oasis:names:tc:SAML:2.0:status:Responder".into();
+    specs.push(("status", s));
+    let mut s = base.clone();
+    s.name_id = "admin@corp.example<!---->.evil.example".into();
+    specs.push(("comment", s));
+    for (name, s) in &specs {
+        let xml = idp.response(s);
+        put("saml_response", name, &xml);
+        put("saml_response", &format!("{name}.b64"), &B64.encode(&xml));
+    }
+    let valid = idp.response(&base);
+    for n in 1..=8u8 {
+        let mut s = base.clone();
+        s.sign = if n <= 2 {
+            Sign::Response
+        } else {
+            Sign::Assertion
+        };
+        put(
+            "saml_response",
+            &format!("xsw{n}"),
+            &idp.xsw(n, &s, "admin@corp.example"),
+        );
+    }
+    for (name, a) in [
+        ("dtd-doctype", DtdAttack::Doctype),
+        ("dtd-internal", DtdAttack::InternalEntity),
+        ("dtd-laughs", DtdAttack::BillionLaughs),
+        ("dtd-external", DtdAttack::ExternalEntity),
+    ] {
+        put("saml_response", name, &dtd_attack(&valid, a));
+    }
+    put("saml_metadata", "idp", &idp.metadata_xml());
+    put(
+        "saml_metadata",
+        "no-certs",
+        &idp.metadata_xml_without_certs(),
+    );
+    let lr = idp.logout_request(
+        "https://sp.test/_portcullis/saml/corp/slo",
+        "sam@corp.example",
+        Some("_s1"),
+    );
+    put(
+        "saml_redirect",
+        "logout-request-signed",
+        &idp.redirect_query("SAMLRequest", &lr, None, true),
+    );
+    put(
+        "saml_redirect",
+        "logout-request-unsigned",
+        &idp.redirect_query("SAMLRequest", &lr, Some("rs"), false),
+    );
+    let resp = idp.logout_response("https://sp.test/_portcullis/saml/corp/slo", "_req1");
+    put(
+        "saml_redirect",
+        "logout-response-signed",
+        &idp.redirect_query("SAMLResponse", &resp, None, true),
+    );
+}
