@@ -101,6 +101,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// Connections at once from one client address; 0: no limit (behind a load balancer every
+    /// connection comes from its address).
+    pub max_connections_per_ip: usize,
+    /// A request body of the gateway's own endpoints must arrive within this (`408`).
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection (a client
+    /// that stops reading cannot hold a connection, an upstream connection and buffers forever).
+    pub send_timeout: Duration,
     /// PKCS#8 file of the key that signs `X-Portcullis-Assertion`; generated when missing.
     pub signing_key: PathBuf,
 }

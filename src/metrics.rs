@@ -36,6 +36,10 @@ pub struct Metrics {
     lockouts: AtomicU64,
     store_errors: AtomicU64,
     panics: AtomicU64,
+    /// Connections closed at accept: [per-IP limit].
+    refused_per_ip: AtomicU64,
+    /// Connections cut because a response write stalled past `send_timeout`.
+    send_timeouts: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -105,6 +109,16 @@ impl Metrics {
     /// A request handler panicked and was answered with a 500 (a bug, never client input).
     pub fn panic(&self) {
         bump(&self.panics);
+    }
+
+    /// A connection refused because its address already has `max_connections_per_ip`.
+    pub fn refused_per_ip(&self) {
+        bump(&self.refused_per_ip);
+    }
+
+    /// A connection cut because the client stopped reading.
+    pub fn send_timeout(&self) {
+        bump(&self.send_timeouts);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -189,6 +203,26 @@ impl Metrics {
         );
         let _ = writeln!(o, "# TYPE portcullis_panics_total counter");
         let _ = writeln!(o, "portcullis_panics_total {}", get(&self.panics));
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_connections_refused_total Connections closed at accept (per-IP limit)."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_connections_refused_total counter");
+        let _ = writeln!(
+            o,
+            "portcullis_connections_refused_total{{reason=\"per_ip\"}} {}",
+            get(&self.refused_per_ip)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_send_timeouts_total Connections cut because the client stopped reading."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_send_timeouts_total counter");
+        let _ = writeln!(
+            o,
+            "portcullis_send_timeouts_total {}",
+            get(&self.send_timeouts)
+        );
         if let Some(n) = active_sessions {
             let _ = writeln!(
                 o,

@@ -6,6 +6,7 @@ pub mod contain;
 pub mod endpoints;
 pub mod gateway;
 pub mod idp_http;
+pub mod limits;
 pub mod login_pages;
 pub mod native;
 pub mod oidc;
@@ -310,6 +311,7 @@ async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(gw.config.server.max_connections));
+    let per_ip = limits::PerIp::new(gw.config.server.max_connections_per_ip);
     loop {
         // Backpressure: at the connection cap, stop accepting until one closes.
         let permit = tokio::select! {
@@ -328,13 +330,30 @@ async fn serve(
             },
             _ = until_stopped(&mut stopped) => break,
         };
+        let Some(ip_slot) = per_ip.try_acquire(peer.ip()) else {
+            // Closed at once: one address cannot take every slot.
+            gw.metrics.refused_per_ip();
+            tracing::debug!(%peer, "connection refused: per-IP connection limit");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let metrics_gw = Arc::clone(&gw);
+        let stream = limits::SendGuard::new(
+            stream,
+            gw.config.server.send_timeout,
+            Box::new(move || {
+                metrics_gw.metrics.send_timeout();
+                tracing::info!(%peer, "connection cut: the client stopped reading");
+            }),
+        );
         let watcher = graceful.watcher();
         let gw = Arc::clone(&gw);
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _ip_slot = ip_slot;
             let conn = Conn {
                 peer,
                 tls: acceptor.is_some(),

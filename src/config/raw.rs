@@ -43,6 +43,9 @@ pub struct RawServer {
     pub max_body_bytes: Option<usize>,
     pub shutdown_grace: Option<Dur>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub body_timeout: Option<Dur>,
+    pub send_timeout: Option<Dur>,
     pub signing_key: Option<String>,
 }
 

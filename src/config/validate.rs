@@ -724,6 +724,15 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             .map(|l| cx.existing_file(&[k("branding"), k("logo")], l)),
     };
 
+    for (key, d) in [
+        ("header_timeout", s.header_timeout),
+        ("body_timeout", s.body_timeout),
+        ("send_timeout", s.send_timeout),
+    ] {
+        if d.is_some_and(|d| d.0.is_zero()) {
+            cx.err(&[k("server"), k(key)], "must be above zero");
+        }
+    }
     let listen = listen?;
     Some(Config {
         path: cx.file.clone(),
@@ -745,6 +754,9 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             max_body_bytes: s.max_body_bytes.unwrap_or(64 * 1024),
             shutdown_grace: s.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
             max_connections: s.max_connections.unwrap_or(25_000),
+            max_connections_per_ip: s.max_connections_per_ip.unwrap_or(0),
+            body_timeout: s.body_timeout.map_or(Duration::from_secs(30), |d| d.0),
+            send_timeout: s.send_timeout.map_or(Duration::from_secs(60), |d| d.0),
             signing_key,
         },
         upstream,

@@ -46,10 +46,21 @@ fn decode(s: &str) -> Option<String> {
 
 /// Reads a request body up to `server.max_body_bytes`; `None` when it is larger or broken.
 pub async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Response<GatewayBody>> {
-    match Limited::new(body, gw.config.server.max_body_bytes)
-        .collect()
-        .await
-    {
+    // Slow POST: the whole body must arrive within `body_timeout`.
+    let collected = tokio::time::timeout(
+        gw.config.server.body_timeout,
+        Limited::new(body, gw.config.server.max_body_bytes).collect(),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        tracing::info!("request body not received in time");
+        return Err(pages::json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        ));
+    };
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()

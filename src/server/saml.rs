@@ -356,10 +356,19 @@ async fn acs(
     let binding = cookie::get(req.headers(), gw.cookies.saml).map(str::to_owned);
     let method = p.method();
     // The size limit comes before any parsing: a multi-megabyte body is never held whole.
-    let body = match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-    {
+    let collected = tokio::time::timeout(
+        gw.config.server.body_timeout,
+        Limited::new(req.into_body(), MAX_RESPONSE_BYTES).collect(),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        return pages::json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        );
+    };
+    let body = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             let too_large = e

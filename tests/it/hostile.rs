@@ -245,3 +245,204 @@ fn encoded_paths_reach_the_upstream_only_as_the_path_the_policy_checked() {
         panic!("{e}");
     }
 }
+
+fn admin_extra(port: u16) -> String {
+    format!(
+        "\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n",
+        sha256_hex(TOKEN)
+    )
+}
+
+async fn metric(gw: &TestGateway, name: &str) -> u64 {
+    let admin = format!(
+        "http://{}",
+        gw.running.as_ref().unwrap().admin_addr.unwrap()
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let m = Http::new()
+        .get(&format!("{admin}/metrics"), &[("authorization", &auth)])
+        .await;
+    m.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is not exposed"))
+        .parse()
+        .unwrap()
+}
+
+/// Reads until EOF or `limit`; the bytes read and whether the peer closed.
+async fn read_until_closed(
+    s: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_cut_while_a_normal_client_is_served() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start_tuned("header_timeout = \"1s\"", "", |_| {}).await;
+    let (cookie, _) = gw.session_for("norm", &["agent"]).await;
+    // 300 connections dribbling a request head, one byte every 100 ms.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /agent/x HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let dribble = tokio::spawn(async move {
+        let mut closed = 0usize;
+        for round in 0..30 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            closed = 0;
+            for s in slow.iter_mut() {
+                if s.write_all(format!("X-{round}: y\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    closed += 1;
+                }
+            }
+        }
+        // Whatever is still open must be closed by the gateway now.
+        let mut cut = 0;
+        for s in slow.iter_mut() {
+            let (bytes, eof) = read_until_closed(s, std::time::Duration::from_secs(2)).await;
+            if eof {
+                cut += 1;
+                let t = String::from_utf8_lossy(&bytes);
+                assert!(bytes.is_empty() || t.starts_with("HTTP/1.1 408"), "{t}");
+            }
+        }
+        (closed, cut)
+    });
+    // Meanwhile a normal client is served promptly, several times.
+    let http = Http::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let r = http.get(&gw.url("/agent/x"), &[("cookie", &cookie)]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, cut) = dribble.await.unwrap();
+    assert_eq!(
+        cut, 300,
+        "every slow connection was cut by the header timeout"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_post_to_a_gateway_endpoint_gets_408() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start_tuned(
+        "body_timeout = \"1s\"",
+        "\n[native]\n[storage]\nurl = \"sqlite://users.db\"\n",
+        |_| {},
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /normal HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nusername=",
+    )
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    let (bytes, _) = read_until_closed(&mut s, std::time::Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_after_send_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let port = free_port();
+    let gw = TestGateway::start_tuned("send_timeout = \"1s\"", &admin_extra(port), |_| {}).await;
+    let (cookie, _) = gw.session_for("reader", &["agent"]).await;
+    let total: u64 = 256 * 1024 * 1024;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        format!("GET /agent/big?n={total} HTTP/1.1\r\nHost: a\r\nCookie: {cookie}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Stop reading; the socket buffers fill and the gateway's writes stall.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (bytes, eof) = read_until_closed(&mut s, std::time::Duration::from_secs(10)).await;
+    assert!(eof, "the gateway closed the connection");
+    assert!(
+        (bytes.len() as u64) < total,
+        "cut before the end ({} bytes)",
+        bytes.len()
+    );
+    assert!(metric(&gw, "portcullis_send_timeouts_total").await >= 1);
+    // A reader that keeps reading gets everything.
+    let http = Http::new();
+    let r = http
+        .get(
+            &gw.url(&format!("/agent/big?n={}", 8 * 1024 * 1024)),
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(r.body.len(), 8 * 1024 * 1024);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_per_ip_are_limited_and_given_back() {
+    let port = free_port();
+    let gw =
+        TestGateway::start_tuned("max_connections_per_ip = 3", &admin_extra(port), |_| {}).await;
+    let (cookie, _) = gw.session_for("ip", &["agent"]).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(gw.addr).await.unwrap());
+    }
+    // Let the gateway accept them.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut fourth = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (_, eof) = read_until_closed(&mut fourth, std::time::Duration::from_secs(2)).await;
+    assert!(
+        eof,
+        "the fourth connection from the same address is closed at once"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "portcullis_connections_refused_total{reason=\"per_ip\"}"
+        )
+        .await,
+        1
+    );
+    drop(held.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = Http::new()
+        .get(&gw.url("/agent/x"), &[("cookie", &cookie)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "a freed slot serves again");
+    gw.stop().await;
+}

@@ -64,6 +64,16 @@ pub fn free_port() -> u16 {
 
 /// The base config the tests share; `extra` is appended (more roles, routes, sections).
 pub fn base_config(port: u16, upstream: SocketAddr, extra: &str) -> String {
+    base_config_with(port, upstream, "", extra)
+}
+
+/// `base_config` with more `[server]` keys (`server_extra`, one per line).
+pub fn base_config_with(
+    port: u16,
+    upstream: SocketAddr,
+    server_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -71,6 +81,7 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 access_log = false
 shutdown_grace = "5s"
+{server_extra}
 
 [upstream]
 url = "http://{upstream}"
@@ -130,6 +141,15 @@ impl TestGateway {
 
     /// Starts with `extra` TOML appended to the base config; `prepare` may write files first.
     pub async fn start_with(extra: &str, prepare: impl FnOnce(&Path)) -> TestGateway {
+        Self::start_tuned("", extra, prepare).await
+    }
+
+    /// As `start_with`, with `server_extra` keys in the `[server]` section.
+    pub async fn start_tuned(
+        server_extra: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> TestGateway {
         let upstream = TestUpstream::start().await;
         let dir = TempDir::new("gw");
         prepare(dir.path());
@@ -140,7 +160,7 @@ impl TestGateway {
         let mut attempt = 0;
         let running = loop {
             let port = free_port();
-            let text = base_config(port, upstream.addr, extra);
+            let text = base_config_with(port, upstream.addr, server_extra, extra);
             std::fs::write(&config_path, &text).unwrap();
             let config =
                 Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
