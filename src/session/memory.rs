@@ -19,6 +19,7 @@ pub struct MemoryStore {
 struct Inner {
     clock: Clock,
     max_sessions: usize,
+    max_ephemeral: usize,
     sessions: DashMap<SessionId, Arc<Session>>,
     by_user: DashMap<String, Vec<SessionId>>,
     ephemeral: DashMap<String, (UnixTime, Vec<u8>)>,
@@ -31,16 +32,35 @@ fn ttl_end(now: UnixTime, ttl: Duration) -> UnixTime {
 
 impl MemoryStore {
     pub fn new(clock: Clock, max_sessions: usize) -> Self {
+        Self::with_limits(clock, max_sessions, MAX_EPHEMERAL)
+    }
+
+    /// As `new`, with the cap on short-lived entries (pending logins, replay caches, codes) and
+    /// on counters (rate limits, lockout) given.
+    pub fn with_limits(clock: Clock, max_sessions: usize, max_ephemeral: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 clock,
                 max_sessions,
+                max_ephemeral,
                 sessions: DashMap::new(),
                 by_user: DashMap::new(),
                 ephemeral: DashMap::new(),
                 counters: DashMap::new(),
             }),
         }
+    }
+
+    /// Room for one more short-lived entry: expired ones are swept first; a map full of live
+    /// entries refuses (bounded memory under a flood; callers fail closed).
+    fn room_for_ephemeral(&self) -> Result<(), StoreError> {
+        if self.inner.ephemeral.len() >= self.inner.max_ephemeral {
+            self.sweep();
+            if self.inner.ephemeral.len() >= self.inner.max_ephemeral {
+                return Err(StoreError::Unavailable("short-lived state is full".into()));
+            }
+        }
+        Ok(())
     }
 
     /// Removes expired sessions and short-lived entries; returns how many sessions went.
@@ -176,12 +196,7 @@ impl SessionStore for MemoryStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        if self.inner.ephemeral.len() >= MAX_EPHEMERAL {
-            self.sweep();
-            if self.inner.ephemeral.len() >= MAX_EPHEMERAL {
-                return Err(StoreError::Unavailable("short-lived state is full".into()));
-            }
-        }
+        self.room_for_ephemeral()?;
         let end = ttl_end(self.inner.clock.now(), ttl);
         self.inner.ephemeral.insert(key.to_owned(), (end, value));
         Ok(())
@@ -214,8 +229,16 @@ impl SessionStore for MemoryStore {
 
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
         let now = self.inner.clock.now();
-        if self.inner.counters.len() >= MAX_EPHEMERAL {
+        if self.inner.counters.len() >= self.inner.max_ephemeral {
             self.sweep();
+            // Still full of live counters: refuse (the caller fails closed) rather than grow.
+            if self.inner.counters.len() >= self.inner.max_ephemeral
+                && !self.inner.counters.contains_key(key)
+            {
+                return Err(StoreError::Unavailable(
+                    "rate-limit counters are full".into(),
+                ));
+            }
         }
         let mut e = self
             .inner
@@ -245,6 +268,9 @@ impl SessionStore for MemoryStore {
     }
 
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        if !self.inner.ephemeral.contains_key(key) {
+            self.room_for_ephemeral()?;
+        }
         let now = self.inner.clock.now();
         let end = ttl_end(now, ttl);
         let mut fresh = false;
@@ -324,6 +350,40 @@ mod tests {
             st.insert(session("b", "bob", 1000)).await,
             Err(StoreError::Unavailable(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn short_lived_state_and_counters_refuse_past_their_cap_and_evict_expired_entries() {
+        let clock = Clock::manual(1000);
+        let st = MemoryStore::with_limits(clock.clone(), 10, 3);
+        let ttl = Duration::from_secs(60);
+        for k in ["a", "b"] {
+            st.put_ephemeral(k, b"v".to_vec(), ttl).await.unwrap();
+        }
+        assert!(st.claim_once("nonce-1", ttl).await.unwrap());
+        // Full of live entries: new pending logins and replay-cache entries are refused.
+        assert!(matches!(
+            st.put_ephemeral("c", b"v".to_vec(), ttl).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(st.claim_once("nonce-2", ttl).await.is_err());
+        // A known replay-cache key is still answered (a replay stays refused, not an error).
+        assert!(!st.claim_once("nonce-1", ttl).await.unwrap());
+        for k in ["x", "y", "z"] {
+            st.incr(k, ttl).await.unwrap();
+        }
+        assert!(st.incr("w", ttl).await.is_err(), "counters are capped too");
+        assert_eq!(
+            st.incr("x", ttl).await.unwrap(),
+            2,
+            "existing counters still count"
+        );
+        // Once they expire, the sweep makes room again.
+        clock.advance(61);
+        st.put_ephemeral("c", b"v".to_vec(), ttl).await.unwrap();
+        assert!(st.claim_once("nonce-2", ttl).await.unwrap());
+        assert_eq!(st.incr("w", ttl).await.unwrap(), 1);
+        assert!(st.inner.ephemeral.len() <= 3 && st.inner.counters.len() <= 3);
     }
 
     #[tokio::test]
