@@ -381,7 +381,8 @@ pub struct SsoIdentity {
     pub sid: Option<String>,
 }
 
-fn clean(s: &str) -> Option<String> {
+/// A claim value usable as an identity header: trimmed, 1-256 characters, no control characters.
+pub fn clean(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }

@@ -15,6 +15,7 @@ use super::native::{client_ip, set_cookie, store_error, user_agent};
 use super::sso::{self, hashed, Refusal};
 use super::Gateway;
 use crate::audit::{self, Event};
+use crate::auth::oidc::clean;
 use crate::auth::pending::SsoLink;
 use crate::auth::policy::LocalPath;
 use crate::auth::saml::{self as sp, Expect, IdpMetadata, SamlError, SloMessage, SpKeys};
@@ -584,11 +585,6 @@ async fn acs(
         r.headers_mut().append(hyper::header::SET_COOKIE, v);
     }
     r
-}
-
-fn clean(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }
 
 /// A non-success Status: the IdP's status on a clear page, an audit event, no session.
