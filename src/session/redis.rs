@@ -171,7 +171,15 @@ struct Inner {
     remove_user: Script,
     count: Script,
     incr: Script,
+    /// Sessions decoded on this replica, by id, with the stored bytes they came from. Every
+    /// request still reads the session from Redis (revocation is immediate everywhere); when the
+    /// stored bytes are unchanged the decoded session, its header values and its cached
+    /// assertion are reused instead of decoding and re-signing on every request.
+    decoded: dashmap::DashMap<SessionId, (String, Vec<u8>, Arc<Session>)>,
 }
+
+/// Decoded sessions kept per replica before the cache is emptied (bounded memory).
+const DECODED_CAP: usize = 50_000;
 
 /// The part of a session kept in the `d` field: compact JSON, short names. Header values and
 /// the cached assertion are not stored; `Session::new` recomputes the headers on load.
@@ -355,6 +363,7 @@ impl RedisStore {
                 remove_user: script(REMOVE_USER_LUA),
                 count: script(COUNT_LUA),
                 incr: Script::new(INCR_LUA),
+                decoded: dashmap::DashMap::new(),
             }),
         };
         // GETDEL of a key that never exists: proves the server answers and is new enough for
@@ -455,8 +464,43 @@ impl SessionStore for RedisStore {
                     .arg("l"),
             )
             .await?;
-        let Some(s) = decode(id.clone(), row)? else {
-            return Ok(None);
+        let s = match row {
+            (Some(user), Some(data), Some(last_seen)) => {
+                let hit = self.inner.decoded.get(id).and_then(|e| {
+                    let (u, d, s) = e.value();
+                    (*u == user && *d == data).then(|| Arc::clone(s))
+                });
+                match hit {
+                    Some(s) => {
+                        s.set_last_seen(last_seen);
+                        s
+                    }
+                    None => {
+                        let Some(s) = decode(
+                            id.clone(),
+                            (Some(user.clone()), Some(data.clone()), Some(last_seen)),
+                        )?
+                        else {
+                            return Ok(None);
+                        };
+                        let s = Arc::new(s);
+                        if self.inner.decoded.len() >= DECODED_CAP {
+                            self.inner.decoded.clear();
+                        }
+                        self.inner
+                            .decoded
+                            .insert(id.clone(), (user, data, Arc::clone(&s)));
+                        s
+                    }
+                }
+            }
+            row => {
+                self.inner.decoded.remove(id);
+                let Some(s) = decode(id.clone(), row)? else {
+                    return Ok(None);
+                };
+                Arc::new(s)
+            }
         };
         if s.check(self.inner.clock.now()).is_err() {
             // Expired by the gateway clock before its Redis TTL ran out: never hand it out,
@@ -465,7 +509,7 @@ impl SessionStore for RedisStore {
             let _ = self.remove(id).await;
             return Ok(None);
         }
-        Ok(Some(Arc::new(s)))
+        Ok(Some(s))
     }
 
     async fn insert(&self, session: Session) -> Result<Arc<Session>, StoreError> {
@@ -506,6 +550,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        self.inner.decoded.remove(id);
         let mut inv = self.inner.remove.key(self.session_key(id));
         inv.key(self.key("ids", ""))
             .key(self.key("exp", ""))
@@ -1029,6 +1074,39 @@ mod tests {
         b.remove_user("ann").await.unwrap();
         assert!(a.get(&two).await.unwrap().is_none());
         assert_eq!(a.count().await.unwrap(), 0);
+        cleanup(&a).await;
+    }
+
+    #[tokio::test]
+    async fn a_decoded_session_is_reused_only_while_the_store_holds_the_same_bytes() {
+        let Some(url) = redis_url() else { return };
+        let clock = Clock::manual(1_000);
+        let prefix = test_prefix();
+        let a = store(&url, &prefix, &clock, 10).await;
+        let b = store(&url, &prefix, &clock, 10).await;
+        let one = new_id();
+        a.insert(session(&one, "ann", 1_000)).await.unwrap();
+        let first = b.get(&one).await.unwrap().unwrap();
+        let again = b.get(&one).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "unchanged bytes: decoded once");
+        // A touch elsewhere changes only last_seen: still the same decoded session, updated.
+        clock.advance(120);
+        a.touch(&a.get(&one).await.unwrap().unwrap(), 1_120)
+            .await
+            .unwrap();
+        let touched = b.get(&one).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &touched));
+        assert_eq!(touched.last_seen(), 1_120);
+        // Other bytes under the same id (another identity): decoded anew, never the cached one.
+        a.remove(&one).await.unwrap();
+        a.insert(session(&one, "bob", 1_120)).await.unwrap();
+        let other = b.get(&one).await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.identity.user, "bob");
+        // Revoked elsewhere: the cache never answers for a session the store no longer has.
+        a.remove(&one).await.unwrap();
+        assert!(b.get(&one).await.unwrap().is_none());
+        assert!(b.inner.decoded.get(&one).is_none(), "and forgets it");
         cleanup(&a).await;
     }
 
