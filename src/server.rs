@@ -338,15 +338,6 @@ async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let metrics_gw = Arc::clone(&gw);
-        let stream = limits::SendGuard::new(
-            stream,
-            gw.config.server.send_timeout,
-            Box::new(move || {
-                metrics_gw.metrics.send_timeout();
-                tracing::info!(%peer, "connection cut: the client stopped reading");
-            }),
-        );
         let watcher = graceful.watcher();
         let gw = Arc::clone(&gw);
         let builder = Arc::clone(&builder);
@@ -354,6 +345,25 @@ async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let _ip_slot = ip_slot;
+            // A connection that sends nothing at all never reaches hyper's header timeout (the
+            // HTTP/2 preface detection waits first): it gets `header_timeout` for a first byte.
+            let mut first = [0u8; 1];
+            if tokio::time::timeout(gw.config.server.header_timeout, stream.peek(&mut first))
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "connection closed: nothing sent within the header timeout");
+                return;
+            }
+            let metrics_gw = Arc::clone(&gw);
+            let stream = limits::SendGuard::new(
+                stream,
+                gw.config.server.send_timeout,
+                Box::new(move || {
+                    metrics_gw.metrics.send_timeout();
+                    tracing::info!(%peer, "connection cut: the client stopped reading");
+                }),
+            );
             let conn = Conn {
                 peer,
                 tls: acceptor.is_some(),

@@ -446,3 +446,24 @@ async fn connections_per_ip_are_limited_and_given_back() {
     assert_eq!(r.status, StatusCode::OK, "a freed slot serves again");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn connections_that_send_nothing_are_closed_after_the_header_timeout() {
+    let gw = TestGateway::start_tuned("header_timeout = \"1s\"", "", |_| {}).await;
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(tokio::net::TcpStream::connect(gw.addr).await.unwrap());
+    }
+    let t = std::time::Instant::now();
+    for s in silent.iter_mut() {
+        let (bytes, eof) = read_until_closed(s, std::time::Duration::from_secs(5)).await;
+        assert!(eof, "a silent connection was kept open");
+        assert!(bytes.is_empty());
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    gw.stop().await;
+}
