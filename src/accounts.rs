@@ -20,7 +20,10 @@ use tokio::sync::Semaphore;
 const HASH_QUEUE_WAIT: Duration = Duration::from_secs(3);
 /// Logins waiting for a hashing slot, per slot. Beyond this a guessing flood is answered 503 at
 /// once instead of queueing: latency stays bounded and memory does not grow with the flood.
-const HASH_QUEUE_PER_SLOT: usize = 16;
+const HASH_QUEUE_PER_SLOT: usize = 48;
+/// Password checks one client address may have running or queued at once. A flood from a few
+/// addresses then holds a few queue places each, and a person elsewhere still finds one.
+const HASH_PER_ADDRESS: usize = 2;
 
 /// Password hashing admission: `slots` hashes at a time, at most `max_waiting` logins queued
 /// for at most `wait`; everyone else is told to retry.
@@ -29,6 +32,28 @@ pub struct HashGate {
     waiting: std::sync::atomic::AtomicUsize,
     max_waiting: usize,
     wait: Duration,
+    /// Checks in progress per client address (entries removed at zero: bounded by the queue).
+    per_address: dashmap::DashMap<std::net::IpAddr, usize>,
+    max_per_address: usize,
+}
+
+/// One client address's place in the hashing pipeline; given back on drop.
+struct AddressTurn<'a> {
+    gate: &'a HashGate,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for AddressTurn<'_> {
+    fn drop(&mut self) {
+        if let dashmap::mapref::entry::Entry::Occupied(mut o) = self.gate.per_address.entry(self.ip)
+        {
+            let n = o.get_mut();
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                o.remove();
+            }
+        }
+    }
 }
 
 impl HashGate {
@@ -38,7 +63,26 @@ impl HashGate {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             max_waiting,
             wait,
+            per_address: dashmap::DashMap::new(),
+            max_per_address: HASH_PER_ADDRESS,
         }
+    }
+
+    /// As `run`, for a login from `ip`: at most `HASH_PER_ADDRESS` of its checks at a time.
+    pub async fn run_for<T: Send + 'static>(
+        &self,
+        ip: std::net::IpAddr,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashBusy> {
+        {
+            let mut n = self.per_address.entry(ip).or_insert(0);
+            if *n >= self.max_per_address {
+                return Err(HashBusy::Saturated);
+            }
+            *n += 1;
+        }
+        let _turn = AddressTurn { gate: self, ip };
+        self.run(f).await
     }
 
     /// Runs `f` on the blocking pool once a slot is free.
@@ -165,12 +209,15 @@ impl Accounts {
         &self,
         password: Password,
         user: Option<&User>,
+        ip: std::net::IpAddr,
     ) -> Result<bool, HashBusy> {
         let phc = user.and_then(|u| u.password_hash.clone());
         let disabled = user.is_some_and(|u| u.disabled);
         let ok = self
             .hashing
-            .run(move || password::verify_password(&password, phc.as_deref()))
+            .run_for(ip, move || {
+                password::verify_password(&password, phc.as_deref())
+            })
             .await?;
         Ok(ok && !disabled)
     }
@@ -328,6 +375,45 @@ mod tests {
             assert!(q.await.unwrap().is_ok(), "the queued ones still run");
         }
         assert!(gate.run(|| 7).await.is_ok(), "free again");
+    }
+
+    #[tokio::test]
+    async fn one_address_holds_at_most_two_places_and_others_still_get_in() {
+        let gate = Arc::new(HashGate::new(1, 8, Duration::from_secs(5)));
+        let flood: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let person: std::net::IpAddr = "198.51.100.9".parse().unwrap();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(std::sync::Mutex::new(hold));
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (g, h) = (Arc::clone(&gate), Arc::clone(&hold));
+            held.push(tokio::spawn(async move {
+                g.run_for(flood, move || {
+                    let _ = h.lock().unwrap().recv();
+                })
+                .await
+            }));
+        }
+        while gate.per_address.get(&flood).map_or(0, |n| *n) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = Instant::now();
+        assert!(matches!(
+            gate.run_for(flood, || ()).await,
+            Err(HashBusy::Saturated)
+        ));
+        assert!(t.elapsed() < Duration::from_millis(200), "refused at once");
+        // Someone else queues behind the flood's two and is served once they finish.
+        let g = Arc::clone(&gate);
+        let mine = tokio::spawn(async move { g.run_for(person, || 42).await });
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
+        assert_eq!(mine.await.unwrap().unwrap(), 42);
+        for h in held {
+            assert!(h.await.unwrap().is_ok());
+        }
+        assert!(gate.per_address.is_empty(), "no entry left behind");
     }
 
     #[tokio::test]

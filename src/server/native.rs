@@ -259,7 +259,7 @@ async fn submit_login(
         None => None,
     };
     // Unknown, disabled and wrong-password users cost the same hash and get the same answer.
-    let ok = match acc.check_password(password, user.as_ref()).await {
+    let ok = match acc.check_password(password, user.as_ref(), ip).await {
         Ok(ok) => ok,
         Err(_) => return busy(gw),
     };
