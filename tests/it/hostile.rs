@@ -334,8 +334,9 @@ async fn slowloris_connections_are_cut_while_a_normal_client_is_served() {
         let t = std::time::Instant::now();
         let r = http.get(&gw.url("/agent/x"), &[("cookie", &cookie)]).await;
         assert_eq!(r.status, StatusCode::OK);
+        // Generous for a loaded CI machine; a starved gateway would take the 10 s header timeout.
         assert!(
-            t.elapsed() < std::time::Duration::from_millis(500),
+            t.elapsed() < std::time::Duration::from_secs(2),
             "{:?}",
             t.elapsed()
         );
