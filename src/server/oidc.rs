@@ -767,26 +767,11 @@ async fn backchannel_logout(
         (None, Some(sub)) => sub_key(&p.idp.id, sub),
         (None, None) => return logout_error(StatusCode::BAD_REQUEST, "No sid or sub."),
     };
-    let ended = match sso::end_listed(gw, &key).await {
-        Ok(e) => e,
+    let ended = match sso::end_listed(gw, &key, "logout.backchannel", &method, ip).await {
+        Ok(n) => n,
         Err(e) => return store_error(gw, e),
     };
-    for s in &ended {
-        audit::record(
-            gw,
-            Event {
-                kind: "logout.backchannel",
-                user: Some(&s.identity.user),
-                method: Some(&method),
-                outcome: "success",
-                ip: Some(ip),
-                session: Some(s.id.as_str()),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
-    tracing::info!(idp = %p.idp.id, sessions = ended.len(), "back-channel logout");
+    tracing::info!(idp = %p.idp.id, sessions = ended, "back-channel logout");
     let mut r = Response::new(GatewayBody::empty());
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -739,26 +739,11 @@ async fn slo(
                 Some(si) => sso::sid_key(&p.idp.id, si.trim()),
                 None => sso::sub_key(&p.idp.id, &name_id),
             };
-            let ended = match sso::end_listed(gw, &key).await {
-                Ok(e) => e,
+            let ended = match sso::end_listed(gw, &key, "logout.idp", &method, ip).await {
+                Ok(n) => n,
                 Err(e) => return store_error(gw, e),
             };
-            for s in &ended {
-                audit::record(
-                    gw,
-                    Event {
-                        kind: "logout.idp",
-                        user: Some(&s.identity.user),
-                        method: Some(&method),
-                        outcome: "success",
-                        ip: Some(ip),
-                        session: Some(s.id.as_str()),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            }
-            tracing::info!(idp = %p.idp.id, sessions = ended.len(), "saml idp-initiated logout");
+            tracing::info!(idp = %p.idp.id, sessions = ended, "saml idp-initiated logout");
             let mut r = match (&meta.slo_response, &lr.id) {
                 (Some(loc), Some(req_id)) => {
                     let xml = sp::logout_response(

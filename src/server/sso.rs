@@ -296,21 +296,37 @@ pub async fn take_link(gw: &Gateway, id: &SessionId) -> Option<SessionLink> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Ends every session listed under `key` (IdP-initiated logout of a subject or IdP session).
-/// Returns how many ended and whose they were.
+/// Ends every session listed under `key` (IdP-initiated or back-channel logout of a subject or
+/// an IdP session), each recorded as an audit event `kind`. Returns how many ended.
 pub async fn end_listed(
     gw: &Gateway,
     key: &str,
-) -> Result<Vec<std::sync::Arc<Session>>, crate::storage::StoreError> {
+    kind: &'static str,
+    method: &str,
+    ip: IpAddr,
+) -> Result<usize, crate::storage::StoreError> {
     let ids: Vec<String> = match gw.store.take_ephemeral(key).await? {
         Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
         None => Vec::new(),
     };
-    let mut ended = Vec::new();
+    let mut ended = 0;
     for id in ids.iter().filter_map(|i| SessionId::parse(i)) {
         if let Some(s) = gw.store.remove(&id).await? {
             let _ = gw.store.delete_ephemeral(&session_key(&id)).await;
-            ended.push(s);
+            ended += 1;
+            audit::record(
+                gw,
+                Event {
+                    kind,
+                    user: Some(&s.identity.user),
+                    method: Some(method),
+                    outcome: "success",
+                    ip: Some(ip),
+                    session: Some(id.as_str()),
+                    ..Default::default()
+                },
+            )
+            .await;
         }
     }
     Ok(ended)

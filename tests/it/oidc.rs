@@ -7,7 +7,6 @@ use crate::support::oidc_provider::{ClientAuth, Fault, TestOp, CLIENT_ID, CLIENT
 use crate::support::*;
 use hyper::StatusCode;
 use portcullis::mfa::totp::code_at;
-use portcullis::storage::UserStore;
 use std::time::{Duration, Instant};
 
 fn idp_toml(id: &str, op: &TestOp, extra: &str) -> String {
@@ -67,20 +66,7 @@ impl Env {
     }
 
     async fn audit_kinds(&self, kind: &str) -> Vec<(String, String)> {
-        let acc = self.gw.gateway().accounts.as_ref().unwrap();
-        acc.users
-            .query_audit(&portcullis::storage::AuditQuery {
-                since: None,
-                user: None,
-                kind: Some(kind.into()),
-                after_id: None,
-                limit: 100,
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
-            .collect()
+        self.gw.audit(kind).await
     }
 }
 

@@ -8,7 +8,6 @@ use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hyper::StatusCode;
-use portcullis::storage::UserStore;
 use std::process::Command;
 
 const SP: &str = "https://helpdesk.test/_portcullis/saml/corp";
@@ -86,20 +85,7 @@ impl Env {
     }
 
     async fn audit(&self, kind: &str) -> Vec<(String, String)> {
-        let acc = self.gw.gateway().accounts.as_ref().unwrap();
-        acc.users
-            .query_audit(&portcullis::storage::AuditQuery {
-                since: None,
-                user: None,
-                kind: Some(kind.into()),
-                after_id: None,
-                limit: 100,
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
-            .collect()
+        self.gw.audit(kind).await
     }
 }
 

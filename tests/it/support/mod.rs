@@ -216,6 +216,25 @@ impl TestGateway {
         (format!("{}={}", gw.cookies.session, token.expose()), id)
     }
 
+    /// (outcome, reason) of every audit event `kind` in the user store, oldest first.
+    pub async fn audit(&self, kind: &str) -> Vec<(String, String)> {
+        use portcullis::storage::UserStore;
+        let acc = self.gateway().accounts.as_ref().unwrap();
+        acc.users
+            .query_audit(&portcullis::storage::AuditQuery {
+                since: None,
+                user: None,
+                kind: Some(kind.into()),
+                after_id: None,
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
+            .collect()
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
