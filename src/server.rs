@@ -376,12 +376,19 @@ async fn serve(
                     Ok::<_, Infallible>(match kind {
                         Listener::Public => {
                             let html = gateway::wants_html(&req);
-                            contain::contained(&gw, html, gateway::handle(&gw, req, conn, html))
-                                .await
+                            // Boxed once here, so that hyper moves a pointer rather than the
+                            // whole request future as it stores it.
+                            Box::pin(contain::contained(
+                                &gw,
+                                html,
+                                gateway::handle(&gw, req, conn, html),
+                            ))
+                            .await
                         }
                         Listener::Admin => {
-                            contain::contained(&gw, false, crate::admin::handle(&gw, req, conn))
-                                .await
+                            // Boxed: the admin API is not the hot path and its future is large.
+                            let admin = Box::pin(crate::admin::handle(&gw, req, conn));
+                            contain::contained(&gw, false, admin).await
                         }
                     })
                 }

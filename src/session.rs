@@ -5,6 +5,7 @@
 pub mod cookie;
 pub mod memory;
 pub mod redis;
+pub mod redis_cache;
 
 use crate::clock::UnixTime;
 use crate::secret::SessionToken;
@@ -290,8 +291,9 @@ impl AnySessionStore {
     pub fn spawn_background(&self) {
         match self {
             AnySessionStore::Memory(m) => m.spawn_sweeper(Duration::from_secs(30)),
-            // Redis drops expired keys by their TTLs; the indexes are pruned lazily.
-            AnySessionStore::Redis(_) => {}
+            // Redis drops expired keys by their TTLs; the indexes are pruned lazily. The
+            // subscriber keeps this replica's session cache honest.
+            AnySessionStore::Redis(r) => r.spawn_invalidation(),
         }
     }
 }
@@ -307,7 +309,12 @@ macro_rules! forward {
 
 impl SessionStore for AnySessionStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
-        forward!(self, s => s.get(id).await)
+        // The Redis lookup's future is large; boxed, it stays out of every request's future
+        // (which hyper moves) when sessions are in memory, for one small allocation on Redis.
+        match self {
+            AnySessionStore::Memory(s) => s.get(id).await,
+            AnySessionStore::Redis(s) => Box::pin(s.get(id)).await,
+        }
     }
     async fn insert(&self, session: Session) -> Result<Arc<Session>, StoreError> {
         forward!(self, s => s.insert(session).await)

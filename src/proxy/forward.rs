@@ -350,7 +350,8 @@ impl Upstream {
         loop {
             let (mut sender, pooled) = match self.pool.take() {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting is rare (the pool is warm) and its future is large.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -388,23 +389,24 @@ impl Upstream {
         req: Request<Incoming>,
         reuse: bool,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        if req.body().is_end_stream() {
-            let req = req.map(|inner| UpstreamBody { inner, done: None });
-            return match tokio::time::timeout(self.config.timeout, self.request(req, reuse)).await {
-                Ok(r) => r,
-                Err(_) => Err(ProxyError::Timeout),
-            };
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let req = req.map(|inner| UpstreamBody {
-            inner,
-            done: Some(tx),
-        });
+        let (req, body_sent) = if req.body().is_end_stream() {
+            (req.map(|inner| UpstreamBody { inner, done: None }), None)
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let req = req.map(|inner| UpstreamBody {
+                inner,
+                done: Some(tx),
+            });
+            (req, Some(rx))
+        };
+        // One request future, pinned once: both paths below poll this same one.
         let fut = self.request(req, reuse);
         tokio::pin!(fut);
-        tokio::select! {
-            r = &mut fut => return r,
-            _ = rx => {}
+        if let Some(rx) = body_sent {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = rx => {}
+            }
         }
         match tokio::time::timeout(self.config.timeout, fut).await {
             Ok(r) => r,

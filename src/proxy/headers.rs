@@ -84,6 +84,54 @@ impl IdentityHeaders {
     }
 }
 
+/// The client's own `X-Forwarded-For`, read before it is stripped.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Whether a (lower-case) header name is hop-by-hop by definition.
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// Removes, in one pass over the headers: hop-by-hop headers, headers named in `Connection`
+/// (RFC 9110 §7.6.1), `Upgrade` unless `keep_upgrade`, and every name `also` picks. With
+/// `keep_upgrade`, `Connection` is then set to exactly `upgrade`.
+///
+/// One pass, no lookups by string: this runs twice per proxied request, and a request without
+/// any of these headers (the common case) costs one comparison per header and no allocation.
+fn strip(headers: &mut HeaderMap, keep_upgrade: bool, also: impl Fn(&str) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for (name, value) in headers.iter() {
+        let n = name.as_str();
+        if *name == CONNECTION {
+            // A header value that is not text cannot name a header we would keep anyway.
+            if let Ok(s) = value.to_str() {
+                for token in s.split(',').map(str::trim) {
+                    if (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) || token.is_empty() {
+                        continue;
+                    }
+                    // Names in the fixed list go below anyway; only others are parsed.
+                    if !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(token)) {
+                        if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                            doomed.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        if is_hop_by_hop(n) || (!keep_upgrade && *name == UPGRADE) || also(n) {
+            doomed.push(name.clone());
+        }
+    }
+    for n in &doomed {
+        headers.remove(n);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
 /// Removes hop-by-hop headers, headers named in `Connection`, and every reserved header.
 /// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a WebSocket handshake.
 /// Returns the client's own X-Forwarded-For, so a trusted proxy's chain can be kept.
@@ -92,66 +140,14 @@ pub fn strip_inbound(
     ids: &IdentityHeaders,
     keep_upgrade: bool,
 ) -> Option<HeaderValue> {
-    let client_xff = headers.get("x-forwarded-for").cloned();
-    // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for v in headers.get_all(CONNECTION) {
-        if let Ok(s) = v.to_str() {
-            for token in s.split(',') {
-                let t = token.trim();
-                if t.eq_ignore_ascii_case("upgrade") && keep_upgrade {
-                    continue;
-                }
-                if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-                    doomed.push(n);
-                }
-            }
-        }
-    }
-    for (name, _) in headers.iter() {
-        if ids.is_reserved(name.as_str()) {
-            doomed.push(name.clone());
-        }
-    }
-    for n in doomed {
-        headers.remove(&n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
-    if keep_upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
-    }
+    let client_xff = headers.get(X_FORWARDED_FOR).cloned();
+    strip(headers, keep_upgrade, |n| ids.is_reserved(n));
     client_xff
 }
 
 /// Removes hop-by-hop headers from an upstream response (keeping an accepted upgrade).
 pub fn strip_response(headers: &mut HeaderMap, upgraded: bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for v in headers.get_all(CONNECTION) {
-        if let Ok(s) = v.to_str() {
-            for t in s.split(',').map(str::trim) {
-                if !(upgraded && t.eq_ignore_ascii_case("upgrade")) {
-                    if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-                        doomed.push(n);
-                    }
-                }
-            }
-        }
-    }
-    for n in doomed {
-        headers.remove(&n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
-    if upgraded {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
-    }
+    strip(headers, upgraded, |_| false);
 }
 
 /// Whether the request asks for a protocol upgrade (WebSocket).

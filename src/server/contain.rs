@@ -20,14 +20,23 @@ use std::sync::RwLock;
 /// the shared state it may leave half-updated is built to survive that (std locks poison and
 /// every `lock()` in the crate treats poisoning as "unavailable"; dashmap shard guards release
 /// on unwind; counters are atomics). Cost per request: a landing pad per poll, no allocation.
-pub async fn contained<F>(gw: &Gateway, html: bool, handler: F) -> Response<GatewayBody>
+///
+/// A combinator rather than an `async fn`: an `async fn` would keep `handler` both as its
+/// argument and inside the `CatchUnwind` it awaits, doubling the future hyper moves per request.
+pub fn contained<'a, F>(
+    gw: &'a Gateway,
+    html: bool,
+    handler: F,
+) -> impl Future<Output = Response<GatewayBody>> + 'a
 where
-    F: Future<Output = Response<GatewayBody>>,
+    F: Future<Output = Response<GatewayBody>> + 'a,
 {
-    match AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(r) => r,
-        Err(payload) => respond(gw, GatewayError::Panicked(panic_message(&*payload)), html),
-    }
+    AssertUnwindSafe(handler)
+        .catch_unwind()
+        .map(move |r| match r {
+            Ok(r) => r,
+            Err(payload) => respond(gw, GatewayError::Panicked(panic_message(&*payload)), html),
+        })
 }
 
 /// The text of a panic payload (`panic!` with a literal or a format string), for the log only.

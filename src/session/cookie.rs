@@ -74,11 +74,11 @@ impl CookieNames {
 
     /// Removes the gateway's cookies from the `Cookie` header(s); other cookies are kept in order.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        if !headers
-            .get_all(COOKIE)
-            .iter()
-            .any(|v| v.as_bytes().windows(10).any(|w| w == b"portcullis"))
-        {
+        if !headers.get_all(COOKIE).iter().any(|v| {
+            v.as_bytes()
+                .windows(10)
+                .any(|w| w.first() == Some(&b'p') && w == b"portcullis")
+        }) {
             return;
         }
         let mut kept = String::new();

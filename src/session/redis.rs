@@ -1,6 +1,8 @@
 //! The shared session store: sessions and short-lived state in Redis, so several gateway
-//! replicas see the same sessions, counters and single-use markers (DESIGN.md §5). There is no
-//! local cache: a removal is visible to every replica on its next request.
+//! replicas see the same sessions, counters and single-use markers (DESIGN.md §5). Sessions are
+//! cached per replica only while the invalidation subscription is live ([`SessionCache`]):
+//! every script that changes or ends a session publishes its id on `{prefix}inval`, in the
+//! same atomic step, and a replica without a live subscription reads every session from Redis.
 //!
 //! Key layout (every key starts with the configured prefix, e.g. `pc:`):
 //!
@@ -25,6 +27,7 @@
 //! Needs a single Redis server (or primary) ≥ 6.2, not Redis Cluster: scripts touch keys that
 //! may live in different slots.
 
+use super::redis_cache::{SessionCache, HEARTBEAT_EVERY, LIVE_FOR};
 use super::{AuthMethod, Identity, MfaUsed, Session, SessionId, SessionStore};
 use crate::clock::{Clock, UnixTime};
 use crate::storage::StoreError;
@@ -67,7 +70,7 @@ end
 ";
 
 /// KEYS: s:{id}, ids, exp, u:{user}. ARGV: id, user, data, last_seen, ttl_ms, max_sessions,
-/// session key prefix. Returns 1, or 0 when the store is full.
+/// session key prefix, invalidation channel. Returns 1, or 0 when the store is full.
 const INSERT_LUA: &str = r"
 local now = redis_now()
 prune(KEYS[2], KEYS[3], now)
@@ -83,6 +86,7 @@ local ttl = tonumber(ARGV[5])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', ARGV[3], 'l', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PUBLISH', ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], string.format('%.0f', now + ttl), ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
@@ -90,8 +94,8 @@ if redis.call('PTTL', KEYS[4]) < ttl then redis.call('PEXPIRE', KEYS[4], ttl) en
 return 1
 ";
 
-/// KEYS: s:{id}, ids, exp, u:{user}. ARGV: id, last_seen, ttl_ms. Returns 1, or 0 if the
-/// session is gone.
+/// KEYS: s:{id}, ids, exp, u:{user}. ARGV: id, last_seen, ttl_ms, invalidation channel.
+/// Returns 1, or 0 if the session is gone.
 const TOUCH_LUA: &str = r"
 -- A session removed meanwhile (logout, revocation on another replica) stays removed.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -99,6 +103,8 @@ local ttl = tonumber(ARGV[3])
 local now = redis_now()
 redis.call('HSET', KEYS[1], 'l', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
+-- Other replicas hold the old idle timestamp: they read it again.
+redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], string.format('%.0f', now + ttl), ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
@@ -106,9 +112,10 @@ if redis.call('PTTL', KEYS[4]) < ttl then redis.call('PEXPIRE', KEYS[4], ttl) en
 return 1
 ";
 
-/// KEYS: s:{id}, ids, exp. ARGV: id, user key prefix. Returns the removed hash fields
-/// `[u, d, l]`, or nil when there was no session.
+/// KEYS: s:{id}, ids, exp. ARGV: id, user key prefix, invalidation channel. Returns the
+/// removed hash fields `[u, d, l]`, or nil when there was no session.
 const REMOVE_LUA: &str = r"
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 local v = redis.call('HMGET', KEYS[1], 'u', 'd', 'l')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -117,7 +124,8 @@ if v[1] then redis.call('SREM', ARGV[2] .. v[1], ARGV[1]) end
 return v
 ";
 
-/// KEYS: u:{user}, ids, exp. ARGV: session key prefix, user. Returns the ids removed.
+/// KEYS: u:{user}, ids, exp. ARGV: session key prefix, user, invalidation channel. Returns the
+/// ids removed.
 const REMOVE_USER_LUA: &str = r"
 local gone = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -125,6 +133,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local owner = redis.call('HGET', k, 'u')
   if owner == ARGV[2] then
     redis.call('DEL', k)
+    redis.call('PUBLISH', ARGV[3], id)
     gone[#gone + 1] = id
   end
   if owner == ARGV[2] or not owner then
@@ -162,6 +171,11 @@ pub struct RedisStore {
 // No `Debug`: the connection holds the URL, which may carry a password.
 struct Inner {
     conn: ConnectionManager,
+    /// For the invalidation subscription, which needs a connection of its own.
+    client: redis::Client,
+    /// `{prefix}inval`: every script that changes or ends a session publishes its id here.
+    channel: String,
+    cache: SessionCache,
     prefix: String,
     clock: Clock,
     max_sessions: usize,
@@ -342,7 +356,7 @@ impl RedisStore {
             .set_max_delay(RETRY_MAX_DELAY_MS);
         let conn = match tokio::time::timeout(
             CONNECT_DEADLINE,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
         {
@@ -354,6 +368,9 @@ impl RedisStore {
         let store = Self {
             inner: Arc::new(Inner {
                 conn,
+                client,
+                channel: format!("{prefix}inval"),
+                cache: SessionCache::default(),
                 prefix: prefix.to_owned(),
                 clock,
                 max_sessions,
@@ -373,6 +390,24 @@ impl RedisStore {
             .query::<Option<Vec<u8>>>("getdel", redis::cmd("GETDEL").arg(&probe))
             .await?;
         Ok(store)
+    }
+
+    /// Starts the invalidation subscriber: it keeps the session cache usable while its own
+    /// heartbeats come back through Redis, and empties it whenever they do not.
+    pub fn spawn_invalidation(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let why = listen(&inner).await;
+                inner.cache.lost();
+                tracing::warn!(reason = %why, "session cache off: invalidation subscription lost; reading every session from Redis");
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(RETRY_MAX_DELAY_MS));
+            }
+        });
     }
 
     fn key(&self, kind: &str, rest: &str) -> String {
@@ -452,8 +487,73 @@ impl RedisStore {
     }
 }
 
+/// Holds one subscription to the invalidation channel until it fails; returns why.
+/// The cache is marked live only by this replica's own heartbeat arriving, which proves that
+/// messages published now reach it; a heartbeat late by more than `LIVE_FOR` ends the listen.
+async fn listen(inner: &Inner) -> String {
+    use futures_util::StreamExt as _;
+    let mut pubsub =
+        match tokio::time::timeout(CONNECT_TIMEOUT, inner.client.get_async_pubsub()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return store_error("subscribe", &e).to_string(),
+            Err(_) => return "subscribe: connect timed out".into(),
+        };
+    match tokio::time::timeout(COMMAND_TIMEOUT, pubsub.subscribe(&inner.channel)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return store_error("subscribe", &e).to_string(),
+        Err(_) => return "subscribe: timed out".into(),
+    }
+    let mut messages = pubsub.into_on_message();
+    let beat = format!("hb:{}", super::random_id(12));
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            m = messages.next() => {
+                let Some(m) = m else { return "subscription closed".into() };
+                let payload = m.get_payload_bytes();
+                if payload == beat.as_bytes() {
+                    last_beat = tokio::time::Instant::now();
+                    if !inner.cache.is_live() {
+                        tracing::info!(channel = %inner.channel, "session cache on: invalidation subscription live");
+                    }
+                    inner.cache.heartbeat();
+                } else if !payload.starts_with(b"hb:") {
+                    // Session ids are base64url; anything else invalidates nothing, harmlessly.
+                    if let Ok(id) = std::str::from_utf8(payload) {
+                        inner.cache.invalidate(&SessionId(id.to_owned()));
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if last_beat.elapsed() > LIVE_FOR * 2 {
+                    return "heartbeat not seen".into();
+                }
+                // Sent on the shared connection, not awaited here: the loop keeps reading.
+                let mut c = inner.conn.clone();
+                let cmd = redis::cmd("PUBLISH").arg(&inner.channel).arg(&beat).to_owned();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        COMMAND_TIMEOUT,
+                        cmd.query_async::<i64>(&mut c),
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
 impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        if let Some(s) = self.inner.cache.get(id) {
+            if s.check(self.inner.clock.now()).is_ok() {
+                return Ok(Some(s));
+            }
+        }
+        // Taken before the read: if anything is invalidated meanwhile, the answer is not cached.
+        let ticket = self.inner.cache.ticket();
         let row: SessionFields = self
             .query(
                 "get session",
@@ -509,6 +609,7 @@ impl SessionStore for RedisStore {
             let _ = self.remove(id).await;
             return Ok(None);
         }
+        self.inner.cache.offer(ticket, &s);
         Ok(Some(s))
     }
 
@@ -525,7 +626,8 @@ impl SessionStore for RedisStore {
             .arg(session.last_seen())
             .arg(ttl)
             .arg(u64::try_from(self.inner.max_sessions).unwrap_or(u64::MAX))
-            .arg(self.key("s:", ""));
+            .arg(self.key("s:", ""))
+            .arg(&self.inner.channel);
         let stored: u8 = self.invoke("insert session", &inv).await?;
         if stored == 0 {
             // Refuse rather than evict someone's live session.
@@ -541,7 +643,8 @@ impl SessionStore for RedisStore {
             .key(self.key("u:", &session.identity.user))
             .arg(session.id.as_str())
             .arg(now)
-            .arg(session_ttl_ms(session, now));
+            .arg(session_ttl_ms(session, now))
+            .arg(&self.inner.channel);
         // 0 means the session was removed meanwhile; like the memory store, not an error:
         // the next `get` finds nothing.
         let _: u8 = self.invoke("touch session", &inv).await?;
@@ -551,11 +654,14 @@ impl SessionStore for RedisStore {
 
     async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         self.inner.decoded.remove(id);
+        // Here at once; elsewhere through the script's PUBLISH.
+        self.inner.cache.invalidate(id);
         let mut inv = self.inner.remove.key(self.session_key(id));
         inv.key(self.key("ids", ""))
             .key(self.key("exp", ""))
             .arg(id.as_str())
-            .arg(self.key("u:", ""));
+            .arg(self.key("u:", ""))
+            .arg(&self.inner.channel);
         let row: Option<SessionFields> = self.invoke("remove session", &inv).await?;
         match row {
             None => Ok(None),
@@ -568,9 +674,13 @@ impl SessionStore for RedisStore {
         inv.key(self.key("ids", ""))
             .key(self.key("exp", ""))
             .arg(self.key("s:", ""))
-            .arg(user);
+            .arg(user)
+            .arg(&self.inner.channel);
         let ids: Vec<String> = self.invoke("remove user sessions", &inv).await?;
         let mut ids: Vec<SessionId> = ids.into_iter().map(SessionId).collect();
+        for id in &ids {
+            self.inner.cache.invalidate(id);
+        }
         ids.sort();
         Ok(ids)
     }
@@ -1074,6 +1184,71 @@ mod tests {
         b.remove_user("ann").await.unwrap();
         assert!(a.get(&two).await.unwrap().is_none());
         assert_eq!(a.count().await.unwrap(), 0);
+        cleanup(&a).await;
+    }
+
+    /// Waits up to `limit` for `cond`; true when it held.
+    async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let end = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < end {
+            if cond().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_live_subscriptions_sessions_are_cached_and_invalidated_on_every_replica() {
+        let Some(url) = redis_url() else { return };
+        let clock = Clock::manual(1_000);
+        let prefix = test_prefix();
+        let a = store(&url, &prefix, &clock, 10).await;
+        let b = store(&url, &prefix, &clock, 10).await;
+        a.spawn_invalidation();
+        b.spawn_invalidation();
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                a.inner.cache.is_live() && b.inner.cache.is_live()
+            })
+            .await,
+            "both subscriptions go live"
+        );
+        let (one, two) = (new_id(), new_id());
+        a.insert(session(&one, "ann", 1_000)).await.unwrap();
+        a.insert(session(&two, "ann", 1_000)).await.unwrap();
+        assert!(b.get(&one).await.unwrap().is_some());
+        // Deleted behind the store's back (no script, no PUBLISH): b answers from its cache,
+        // which proves the cache is in use...
+        let _: i64 = raw(&b, redis::cmd("DEL").arg(b.session_key(&one))).await;
+        assert!(
+            b.get(&one).await.unwrap().is_some(),
+            "served from the cache"
+        );
+        // ...and a change through any replica's script reaches it: re-inserted, then removed.
+        a.insert(session(&one, "ann", 1_000)).await.unwrap();
+        a.remove(&one).await.unwrap();
+        assert!(
+            eventually(Duration::from_millis(500), || async {
+                b.get(&one).await.unwrap().is_none()
+            })
+            .await,
+            "a removal on a reaches b"
+        );
+        assert!(b.get(&two).await.unwrap().is_some());
+        a.remove_user("ann").await.unwrap();
+        assert!(
+            eventually(Duration::from_millis(500), || async {
+                b.get(&two).await.unwrap().is_none()
+            })
+            .await,
+            "ending every session of a user on a reaches b"
+        );
         cleanup(&a).await;
     }
 
