@@ -150,6 +150,19 @@ impl Signer {
     }
 }
 
+/// Forgets a session's cached assertion once it can no longer be reused (the store's sweep).
+pub fn drop_stale(session: &Session, now: UnixTime) {
+    let stale = session.assertion.read().is_ok_and(|c| {
+        c.as_ref()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) >= REUSE_SECS || now < *at)
+    });
+    if stale {
+        if let Ok(mut slot) = session.assertion.write() {
+            *slot = None;
+        }
+    }
+}
+
 /// Writes a private file with mode 0600, creating parent directories; refuses to overwrite.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

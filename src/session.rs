@@ -137,17 +137,86 @@ pub struct Identity {
     pub mfa: MfaUsed,
 }
 
-/// Identity header values, computed once at login so the proxy path only clones them.
+/// Identity header values, rendered once at login into one buffer: the proxy path takes
+/// slices of it (a reference count each), and a session holds one allocation instead of seven
+/// (DESIGN.md §7: a million sessions in memory).
 #[derive(Clone, Debug)]
 pub struct HeaderValues {
-    pub user: HeaderValue,
-    pub email: Option<HeaderValue>,
-    pub groups: HeaderValue,
-    pub roles: HeaderValue,
-    pub method: HeaderValue,
-    pub mfa: HeaderValue,
-    pub session: HeaderValue,
+    buf: bytes::Bytes,
+    /// End offset of each part in `buf`: user, email, groups, roles, method, mfa, session.
+    ends: [u16; 7],
+    has_email: bool,
 }
+
+impl HeaderValues {
+    fn render(identity: &Identity, id: &SessionId) -> HeaderValues {
+        let method = identity.method.header_value();
+        let groups = identity.groups.join(",");
+        let roles = identity.roles.join(",");
+        let parts: [&str; 7] = [
+            &identity.user,
+            identity.email.as_deref().unwrap_or_default(),
+            &groups,
+            &roles,
+            &method,
+            identity.mfa.as_str(),
+            id.as_str(),
+        ];
+        let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len().min(MAX_PART)).sum());
+        let mut ends = [0u16; 7];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            // Identity values come from IdPs and user records; anything that is not a valid
+            // header value (or is absurdly long) is replaced rather than trusted.
+            let ok = part.len() <= MAX_PART && HeaderValue::from_str(part).is_ok();
+            buf.extend_from_slice(if ok { part.as_bytes() } else { b"invalid" });
+            *end = u16::try_from(buf.len()).unwrap_or(u16::MAX);
+        }
+        HeaderValues {
+            buf: bytes::Bytes::from(buf),
+            ends,
+            has_email: identity.email.is_some(),
+        }
+    }
+
+    fn part(&self, i: usize) -> HeaderValue {
+        let start = i
+            .checked_sub(1)
+            .and_then(|p| self.ends.get(p))
+            .map_or(0, |&e| usize::from(e));
+        let end = self.ends.get(i).map_or(0, |&e| usize::from(e));
+        // Checked once at render time; checked again here rather than trusted (no `unsafe`).
+        self.buf
+            .get(start..end)
+            .map(|_| self.buf.slice(start..end))
+            .and_then(|b| HeaderValue::from_maybe_shared(b).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("invalid"))
+    }
+
+    pub fn user(&self) -> HeaderValue {
+        self.part(0)
+    }
+    pub fn email(&self) -> Option<HeaderValue> {
+        self.has_email.then(|| self.part(1))
+    }
+    pub fn groups(&self) -> HeaderValue {
+        self.part(2)
+    }
+    pub fn roles(&self) -> HeaderValue {
+        self.part(3)
+    }
+    pub fn method(&self) -> HeaderValue {
+        self.part(4)
+    }
+    pub fn mfa(&self) -> HeaderValue {
+        self.part(5)
+    }
+    pub fn session(&self) -> HeaderValue {
+        self.part(6)
+    }
+}
+
+/// Longest identity header value kept (longer ones become `invalid`); all seven fit in a u16.
+const MAX_PART: usize = 8 * 1024;
 
 /// A signed-in session. Shared as `Arc<Session>`; only `last_seen` and the cached assertion change.
 #[derive(Debug)]
@@ -173,12 +242,6 @@ pub enum Expiry {
     Absolute,
 }
 
-fn header(s: &str) -> HeaderValue {
-    // Identity values come from IdPs and user records; anything not a valid header value is
-    // replaced rather than trusted.
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
 impl Session {
     pub fn new(
         id: SessionId,
@@ -189,15 +252,7 @@ impl Session {
         ip: Option<String>,
         user_agent: Option<String>,
     ) -> Session {
-        let headers = HeaderValues {
-            user: header(&identity.user),
-            email: identity.email.as_deref().map(header),
-            groups: header(&identity.groups.join(",")),
-            roles: header(&identity.roles.join(",")),
-            method: header(&identity.method.header_value()),
-            mfa: HeaderValue::from_static(identity.mfa.as_str()),
-            session: header(id.as_str()),
-        };
+        let headers = HeaderValues::render(&identity, &id);
         Session {
             id,
             identity,
@@ -387,6 +442,39 @@ mod tests {
         assert_eq!(SessionId::parse(id.as_str()), Some(id));
         assert_eq!(SessionId::parse("short"), None);
         assert_eq!(SessionId::parse("aaaaaaaaaaaaaaaaaaaa/+"), None);
+    }
+
+    #[test]
+    fn identity_headers_render_into_one_buffer_and_bad_values_are_replaced() {
+        let id = SessionId::of(&SessionToken::new("t".into()));
+        let identity = |email: Option<&str>, user: &str| Identity {
+            user: user.into(),
+            email: email.map(str::to_owned),
+            groups: vec!["agents".into(), "tier2".into()],
+            roles: vec!["agent".into()],
+            method: AuthMethod::Oidc("corp".into()),
+            mfa: MfaUsed::Idp,
+        };
+        let h = HeaderValues::render(&identity(Some("ann@example.com"), "ann"), &id);
+        assert_eq!(h.user(), "ann");
+        assert_eq!(h.email(), Some(HeaderValue::from_static("ann@example.com")));
+        assert_eq!(h.groups(), "agents,tier2");
+        assert_eq!(h.roles(), "agent");
+        assert_eq!(h.method(), "oidc:corp");
+        assert_eq!(h.mfa(), "idp");
+        assert_eq!(h.session(), id.as_str());
+        // A value that cannot be a header (here: a line break) is replaced, and its neighbours
+        // stay where they are.
+        let h = HeaderValues::render(&identity(None, "ann\r\nX-Evil: 1"), &id);
+        assert_eq!(h.user(), "invalid");
+        assert!(h.email().is_none());
+        assert_eq!(h.groups(), "agents,tier2");
+        assert_eq!(h.session(), id.as_str());
+        let long = "a".repeat(MAX_PART + 1);
+        assert_eq!(
+            HeaderValues::render(&identity(None, &long), &id).user(),
+            "invalid"
+        );
     }
 
     #[test]

@@ -66,13 +66,16 @@ impl MemoryStore {
     /// Removes expired sessions and short-lived entries; returns how many sessions went.
     pub fn sweep(&self) -> usize {
         let now = self.inner.clock.now();
-        let dead: Vec<SessionId> = self
-            .inner
-            .sessions
-            .iter()
-            .filter(|e| e.value().check(now).is_err())
-            .map(|e| e.key().clone())
-            .collect();
+        let mut dead: Vec<SessionId> = Vec::new();
+        for e in self.inner.sessions.iter() {
+            if e.value().check(now).is_err() {
+                dead.push(e.key().clone());
+            } else {
+                // A signed assertion is reused for 30 s only; an idle session need not keep its
+                // ~700 bytes until the next request (memory budget, DESIGN.md §7).
+                crate::assertion::drop_stale(e.value(), now);
+            }
+        }
         for id in &dead {
             self.remove_now(id);
         }
@@ -296,6 +299,7 @@ impl SessionStore for MemoryStore {
 mod tests {
     use super::*;
     use crate::session::{AuthMethod, Identity, MfaUsed};
+    use hyper::header::HeaderValue;
 
     fn session(id: &str, user: &str, now: UnixTime) -> Session {
         Session::new(
@@ -340,6 +344,22 @@ mod tests {
         clock.advance(1);
         assert_eq!(st.sweep(), 1);
         assert_eq!(st.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn sweep_forgets_assertions_that_can_no_longer_be_reused() {
+        let clock = Clock::manual(1000);
+        let st = MemoryStore::new(clock.clone(), 10);
+        let s = st.insert(session("a", "ann", 1000)).await.unwrap();
+        let cached = |s: &Session| s.assertion.read().unwrap().is_some();
+        *s.assertion.write().unwrap() = Some((1000, HeaderValue::from_static("jwt")));
+        clock.advance(29);
+        st.sweep();
+        assert!(cached(&s), "still reusable: kept");
+        clock.advance(1);
+        st.sweep();
+        assert!(!cached(&s), "30 s old: dropped, the session stays");
+        assert_eq!(st.count().await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -995,10 +995,10 @@ mod tests {
         );
         assert_eq!(got.ip.as_deref(), Some("192.0.2.7"));
         assert_eq!(got.user_agent.as_deref(), Some("Mozilla/5.0"));
-        assert_eq!(got.headers.method, "oidc:corp:eu");
-        assert_eq!(got.headers.groups, "support,tier2");
-        assert_eq!(got.headers.mfa, "remembered_device");
-        assert_eq!(got.headers.session, id.as_str());
+        assert_eq!(got.headers.method(), "oidc:corp:eu");
+        assert_eq!(got.headers.groups(), "support,tier2");
+        assert_eq!(got.headers.mfa(), "remembered_device");
+        assert_eq!(got.headers.session(), id.as_str());
 
         // Compact: no header values, short field names.
         let d: Vec<u8> = raw(&st, redis::cmd("HGET").arg(st.session_key(&id)).arg("d")).await;
