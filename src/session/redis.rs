@@ -1438,6 +1438,65 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_session_cache_fails_closed_when_redis_goes_away_and_comes_back_empty() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let Some(server) = ChildRedis::start(port) else {
+            println!("skipped: redis-server not on PATH");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let clock = Clock::manual(1_000);
+        let st = store(&url, &test_prefix(), &clock, 10).await;
+        st.spawn_invalidation();
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                st.inner.cache.is_live()
+            })
+            .await,
+            "subscription goes live"
+        );
+        let id = new_id();
+        st.insert(session(&id, "ann", 1_000)).await.unwrap();
+        assert!(st.get(&id).await.unwrap().is_some());
+        assert!(st.get(&id).await.unwrap().is_some(), "now cached");
+
+        // Redis gone: the cache stops being trusted within its window, and a cached session is
+        // then refused as unavailable (503), never served from memory.
+        drop(server);
+        let started = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(6), || async {
+                matches!(st.get(&id).await, Err(StoreError::Unavailable(_)))
+            })
+            .await,
+            "fails closed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!st.inner.cache.is_live());
+
+        // Back (empty, no persistence): the subscription returns, nothing stale comes back.
+        let _server = ChildRedis::start(port).unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                st.inner.cache.is_live()
+            })
+            .await,
+            "subscription live again"
+        );
+        assert!(
+            st.get(&id).await.unwrap().is_none(),
+            "the old session is not resurrected"
+        );
+    }
+
     #[tokio::test]
     async fn a_store_whose_redis_goes_away_fails_closed_and_recovers_by_itself() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
