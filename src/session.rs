@@ -2,6 +2,7 @@
 //! seam (memory now, Redis later) that also holds short-lived state (pending logins, counters,
 //! single-use markers). Invariant: the store never sees a cookie value, only its hash.
 
+pub mod compact;
 pub mod cookie;
 pub mod memory;
 pub mod redis;

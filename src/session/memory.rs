@@ -1,15 +1,62 @@
 //! The embedded session store: sessions and short-lived state in `dashmap`s, one process only.
 //! Expired entries are refused on read and removed by a background sweep; maps are capped.
+//!
+//! Sessions are kept compact ([`super::compact`], a few hundred bytes each) and decoded into a
+//! bounded set of hot `Arc<Session>`s on use, so a million sessions fit the memory budget
+//! (DESIGN.md §7) while active ones cost no decoding. Invariant: a session is hot only while
+//! its compact entry exists; removal takes the compact entry first, then the hot one, and a
+//! lookup that decoded concurrently checks the compact entry again after publishing its result.
 
-use super::{Session, SessionId, SessionStore};
+use super::{compact, Session, SessionId, SessionStore};
 use crate::clock::{Clock, UnixTime};
 use crate::storage::StoreError;
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Entries kept for short-lived state before new ones are refused (bounded memory).
 const MAX_EPHEMERAL: usize = 1_000_000;
+/// Decoded sessions kept ready for the proxy path; past this the set is emptied and refilled
+/// by use (about 1.2 KB each, so at most ~40 MB).
+const HOT_CAP: usize = 32_768;
+
+/// A session id as the maps key it: its 22 base64url characters, inline (no heap String).
+type Key = [u8; 22];
+
+fn key(id: &SessionId) -> Option<Key> {
+    id.as_str().as_bytes().try_into().ok()
+}
+
+fn id_of(k: &Key) -> SessionId {
+    SessionId(String::from_utf8_lossy(k).into_owned())
+}
+
+/// A stored session: what expiry and the per-user index need, plain; the rest compact.
+struct Cold {
+    user: Box<str>,
+    data: Box<[u8]>,
+    last_seen: AtomicI64,
+    expires_at: UnixTime,
+    idle_secs: i64,
+}
+
+impl Cold {
+    fn alive(&self, now: UnixTime) -> bool {
+        now < self.expires_at
+            && now.saturating_sub(self.last_seen.load(Ordering::Relaxed)) < self.idle_secs
+    }
+
+    fn decode(&self, k: &Key) -> Result<Session, StoreError> {
+        compact::decode(
+            id_of(k),
+            self.user.to_string(),
+            &self.data,
+            self.last_seen.load(Ordering::Relaxed),
+        )
+        .ok_or_else(|| StoreError::Corrupt("stored session does not decode".into()))
+    }
+}
 
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -20,8 +67,9 @@ struct Inner {
     clock: Clock,
     max_sessions: usize,
     max_ephemeral: usize,
-    sessions: DashMap<SessionId, Arc<Session>>,
-    by_user: DashMap<String, Vec<SessionId>>,
+    sessions: DashMap<Key, Cold>,
+    hot: DashMap<Key, Arc<Session>>,
+    by_user: DashMap<String, Vec<Key>>,
     ephemeral: DashMap<String, (UnixTime, Vec<u8>)>,
     counters: DashMap<String, (UnixTime, u64)>,
 }
@@ -44,6 +92,7 @@ impl MemoryStore {
                 max_sessions,
                 max_ephemeral,
                 sessions: DashMap::new(),
+                hot: DashMap::new(),
                 by_user: DashMap::new(),
                 ephemeral: DashMap::new(),
                 counters: DashMap::new(),
@@ -66,18 +115,20 @@ impl MemoryStore {
     /// Removes expired sessions and short-lived entries; returns how many sessions went.
     pub fn sweep(&self) -> usize {
         let now = self.inner.clock.now();
-        let mut dead: Vec<SessionId> = Vec::new();
-        for e in self.inner.sessions.iter() {
-            if e.value().check(now).is_err() {
-                dead.push(e.key().clone());
-            } else {
-                // A signed assertion is reused for 30 s only; an idle session need not keep its
-                // ~700 bytes until the next request (memory budget, DESIGN.md §7).
-                crate::assertion::drop_stale(e.value(), now);
-            }
+        let dead: Vec<Key> = self
+            .inner
+            .sessions
+            .iter()
+            .filter(|e| !e.value().alive(now))
+            .map(|e| *e.key())
+            .collect();
+        for k in &dead {
+            self.remove_now(k);
         }
-        for id in &dead {
-            self.remove_now(id);
+        // A signed assertion is reused for 30 s only; a session that went quiet need not keep
+        // its ~700 bytes until the next request (memory budget, DESIGN.md §7).
+        for e in self.inner.hot.iter() {
+            crate::assertion::drop_stale(e.value(), now);
         }
         self.inner.ephemeral.retain(|_, (end, _)| *end > now);
         self.inner.counters.retain(|_, (end, _)| *end > now);
@@ -100,21 +151,56 @@ impl MemoryStore {
         });
     }
 
-    fn remove_now(&self, id: &SessionId) -> Option<Arc<Session>> {
-        let (_, s) = self.inner.sessions.remove(id)?;
-        if let Some(mut ids) = self.inner.by_user.get_mut(&s.identity.user) {
-            ids.retain(|x| x != id);
+    /// Takes a session out: the compact entry first, then the hot one (see the module invariant).
+    fn remove_now(&self, k: &Key) -> Option<Arc<Session>> {
+        let (_, cold) = self.inner.sessions.remove(k)?;
+        let hot = self.inner.hot.remove(k).map(|(_, s)| s);
+        if let Some(mut keys) = self.inner.by_user.get_mut(&*cold.user) {
+            keys.retain(|x| x != k);
         }
         self.inner
             .by_user
-            .remove_if(&s.identity.user, |_, v| v.is_empty());
-        Some(s)
+            .remove_if(&*cold.user, |_, v| v.is_empty());
+        hot.or_else(|| cold.decode(k).ok().map(Arc::new))
+    }
+
+    /// Keeps a decoded session ready for the next request (bounded).
+    fn make_hot(&self, k: Key, s: &Arc<Session>) {
+        if self.inner.hot.len() >= HOT_CAP {
+            self.inner.hot.clear();
+        }
+        self.inner.hot.insert(k, Arc::clone(s));
+    }
+
+    /// The session under `k`, decoded if it is not hot; `None` if there is none.
+    fn load(&self, k: &Key, now: UnixTime) -> Result<Option<Arc<Session>>, StoreError> {
+        if let Some(s) = self.inner.hot.get(k).map(|e| Arc::clone(e.value())) {
+            // A hot copy older than the stored idle timestamp (another copy was touched) is
+            // refreshed below instead of being reported as idle.
+            if s.check(now).is_ok() {
+                return Ok(Some(s));
+            }
+        }
+        let decoded = match self.inner.sessions.get(k) {
+            Some(cold) => Arc::new(cold.decode(k)?),
+            None => return Ok(None),
+        };
+        self.make_hot(*k, &decoded);
+        // Removed while we decoded: do not leave it hot, and do not hand it out.
+        if !self.inner.sessions.contains_key(k) {
+            self.inner.hot.remove(k);
+            return Ok(None);
+        }
+        Ok(Some(decoded))
     }
 }
 
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
-        Ok(self.inner.sessions.get(id).map(|e| Arc::clone(e.value())))
+        match key(id) {
+            Some(k) => self.load(&k, self.inner.clock.now()),
+            None => Ok(None),
+        }
     }
 
     async fn insert(&self, session: Session) -> Result<Arc<Session>, StoreError> {
@@ -122,36 +208,60 @@ impl SessionStore for MemoryStore {
             // Refuse rather than evict someone's live session.
             return Err(StoreError::Unavailable("session store is full".into()));
         }
+        let k = key(&session.id)
+            .ok_or_else(|| StoreError::Corrupt("session id is not a session id".into()))?;
+        let cold = Cold {
+            user: session.identity.user.clone().into_boxed_str(),
+            data: compact::encode(&session).into_boxed_slice(),
+            last_seen: AtomicI64::new(session.last_seen()),
+            expires_at: session.expires_at,
+            idle_secs: i64::try_from(session.idle_timeout.as_secs()).unwrap_or(i64::MAX),
+        };
+        {
+            let mut keys = self
+                .inner
+                .by_user
+                .entry(session.identity.user.clone())
+                .or_default();
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        self.inner.sessions.insert(k, cold);
         let s = Arc::new(session);
-        self.inner
-            .by_user
-            .entry(s.identity.user.clone())
-            .or_default()
-            .push(s.id.clone());
-        self.inner.sessions.insert(s.id.clone(), Arc::clone(&s));
+        self.make_hot(k, &s);
         Ok(s)
     }
 
     async fn touch(&self, session: &Session, now: UnixTime) -> Result<(), StoreError> {
         session.set_last_seen(now);
+        if let Some(k) = key(&session.id) {
+            if let Some(cold) = self.inner.sessions.get(&k) {
+                cold.last_seen.store(now, Ordering::Relaxed);
+            }
+            if let Some(hot) = self.inner.hot.get(&k) {
+                hot.set_last_seen(now);
+            }
+        }
         Ok(())
     }
 
     async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
-        Ok(self.remove_now(id))
+        Ok(key(id).and_then(|k| self.remove_now(&k)))
     }
 
     async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
-        let ids = self
+        let keys = self
             .inner
             .by_user
             .remove(user)
             .map(|(_, v)| v)
             .unwrap_or_default();
-        for id in &ids {
-            self.inner.sessions.remove(id);
+        for k in &keys {
+            self.inner.sessions.remove(k);
+            self.inner.hot.remove(k);
         }
-        Ok(ids)
+        Ok(keys.iter().map(id_of).collect())
     }
 
     async fn list(
@@ -161,27 +271,34 @@ impl SessionStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Arc<Session>>, StoreError> {
         let now = self.inner.clock.now();
-        let mut out: Vec<Arc<Session>> = match user {
+        let after = after.map(|a| a.as_str().as_bytes());
+        let alive = |k: &Key| {
+            self.inner.sessions.get(k).is_some_and(|c| c.alive(now))
+                && after.is_none_or(|a| k.as_slice() > a)
+        };
+        let mut keys: Vec<Key> = match user {
             Some(u) => self
                 .inner
                 .by_user
                 .get(u)
-                .map(|ids| {
-                    ids.iter()
-                        .filter_map(|id| self.inner.sessions.get(id).map(|e| Arc::clone(e.value())))
-                        .collect()
-                })
+                .map(|keys| keys.iter().copied().filter(|k| alive(k)).collect())
                 .unwrap_or_default(),
             None => self
                 .inner
                 .sessions
                 .iter()
-                .map(|e| Arc::clone(e.value()))
+                .map(|e| *e.key())
+                .filter(|k| alive(k))
                 .collect(),
         };
-        out.retain(|s| s.check(now).is_ok() && after.is_none_or(|a| &s.id > a));
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out.truncate(limit);
+        keys.sort_unstable();
+        keys.truncate(limit);
+        let mut out = Vec::with_capacity(keys.len());
+        for k in &keys {
+            if let Some(s) = self.load(k, now)? {
+                out.push(s);
+            }
+        }
         Ok(out)
     }
 
@@ -301,9 +418,14 @@ mod tests {
     use crate::session::{AuthMethod, Identity, MfaUsed};
     use hyper::header::HeaderValue;
 
+    /// A well-formed session id (22 base64url characters) named after `s`.
+    fn sid(s: &str) -> SessionId {
+        SessionId(format!("{s:_<22}"))
+    }
+
     fn session(id: &str, user: &str, now: UnixTime) -> Session {
         Session::new(
-            SessionId(id.into()),
+            sid(id),
             Identity {
                 user: user.into(),
                 email: None,
@@ -329,9 +451,9 @@ mod tests {
         st.insert(session("c", "bob", 1000)).await.unwrap();
         let mut gone = st.remove_user("ann").await.unwrap();
         gone.sort();
-        assert_eq!(gone, vec![SessionId("a".into()), SessionId("b".into())]);
-        assert!(st.get(&SessionId("a".into())).await.unwrap().is_none());
-        assert!(st.get(&SessionId("c".into())).await.unwrap().is_some());
+        assert_eq!(gone, vec![sid("a"), sid("b")]);
+        assert!(st.get(&sid("a")).await.unwrap().is_none());
+        assert!(st.get(&sid("c")).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -360,6 +482,51 @@ mod tests {
         st.sweep();
         assert!(!cached(&s), "30 s old: dropped, the session stays");
         assert_eq!(st.count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_no_longer_hot_is_decoded_whole_with_its_latest_idle_timestamp() {
+        let clock = Clock::manual(1000);
+        let st = MemoryStore::new(clock.clone(), 10);
+        let mut s = session("a", "ann", 1000);
+        s.identity.email = Some("ann@example.com".into());
+        s.identity.groups = vec!["agents".into(), "tier2".into()];
+        s.ip = Some("192.0.2.7".into());
+        s.user_agent = Some("Mozilla/5.0".into());
+        let first = st.insert(s).await.unwrap();
+        st.touch(&first, 1500).await.unwrap();
+        st.inner.hot.clear();
+        clock.advance(550);
+        let again = st.get(&sid("a")).await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "decoded anew");
+        assert_eq!(again.identity.user, "ann");
+        assert_eq!(again.identity.email.as_deref(), Some("ann@example.com"));
+        assert_eq!(again.identity.groups, ["agents", "tier2"]);
+        assert_eq!(again.ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(again.user_agent.as_deref(), Some("Mozilla/5.0"));
+        assert_eq!(
+            again.last_seen(),
+            1500,
+            "the touch reached the stored entry"
+        );
+        assert_eq!(again.expires_at, first.expires_at);
+        assert_eq!(again.headers.user(), "ann");
+        // A stale hot copy (another copy was touched meanwhile) is refreshed, not reported idle.
+        let stale = Arc::new(session("a", "ann", 1000));
+        st.inner.hot.insert(*b"a_____________________", stale);
+        clock.advance(150); // 1700: the stale copy is idle (since 1000), the session is not
+        let fresh = st.get(&sid("a")).await.unwrap().unwrap();
+        assert_eq!(fresh.last_seen(), 1500);
+        assert!(fresh.check(1700).is_ok());
+        // Ids that are not session ids are never found, nor stored.
+        assert!(st.get(&SessionId("short".into())).await.unwrap().is_none());
+        assert!(st.insert(session_with_id("x", "ann")).await.is_err());
+    }
+
+    fn session_with_id(raw: &str, user: &str) -> Session {
+        let mut s = session("b", user, 1000);
+        s.id = SessionId(raw.into());
+        s
     }
 
     #[tokio::test]
