@@ -4,6 +4,8 @@
 
 use super::{AuthMethod, Identity, MfaUsed, Session, SessionId};
 use crate::clock::UnixTime;
+use dashmap::DashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 const MFA: [MfaUsed; 6] = [
@@ -15,45 +17,117 @@ const MFA: [MfaUsed; 6] = [
     MfaUsed::RememberedDevice,
 ];
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Longer values than 64 KiB are cut at a character boundary: they only come from IdPs and
-    // browsers, and no header or page could carry them anyway.
+/// Strings that many sessions share (user agents, groups, roles, login methods), stored once
+/// and referred to by number. Bounded: past `cap` distinct strings, or for values longer than
+/// `MAX_INTERNED`, strings are stored inline instead. Entries live as long as the store.
+pub struct Interner {
+    ids: DashMap<Arc<str>, u32>,
+    all: RwLock<Vec<Arc<str>>>,
+    cap: usize,
+}
+
+const MAX_INTERNED: usize = 1024;
+
+impl Interner {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            ids: DashMap::new(),
+            all: RwLock::new(Vec::new()),
+            cap,
+        }
+    }
+
+    fn index(&self, s: &str) -> Option<u32> {
+        if s.len() > MAX_INTERNED {
+            return None;
+        }
+        if let Some(i) = self.ids.get(s) {
+            return Some(*i);
+        }
+        let mut all = self.all.write().ok()?;
+        // Another thread may have added it while we waited for the lock.
+        if let Some(i) = self.ids.get(s) {
+            return Some(*i);
+        }
+        if all.len() >= self.cap {
+            return None;
+        }
+        let i = u32::try_from(all.len()).ok()?;
+        let shared: Arc<str> = Arc::from(s);
+        all.push(Arc::clone(&shared));
+        self.ids.insert(shared, i);
+        Some(i)
+    }
+
+    fn get(&self, i: u32) -> Option<String> {
+        let all = self.all.read().ok()?;
+        all.get(usize::try_from(i).ok()?).map(|s| s.to_string())
+    }
+
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.all.read().map_or(0, |a| a.len())
+    }
+}
+
+/// Cuts a value to at most 64 KiB at a character boundary: longer ones only come from IdPs and
+/// browsers, and no header or page could carry them anyway.
+fn bounded(s: &str) -> &str {
     let mut end = s.len().min(usize::from(u16::MAX));
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    let cut = s.get(..end).unwrap_or_default();
-    out.extend_from_slice(&u16::try_from(cut.len()).unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(cut.as_bytes());
+    s.get(..end).unwrap_or_default()
 }
 
-fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+fn put_inline(out: &mut Vec<u8>, s: &str) {
+    let s = bounded(s);
+    out.extend_from_slice(&u16::try_from(s.len()).unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A string either inline (tag 0) or by its number in the interner (tag 1).
+fn put_str(out: &mut Vec<u8>, s: &str, shared: Option<&Interner>) {
+    match shared.and_then(|t| t.index(s)) {
+        Some(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        None => {
+            out.push(0);
+            put_inline(out, s);
+        }
+    }
+}
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>, shared: Option<&Interner>) {
     match s {
         Some(s) => {
             out.push(1);
-            put_str(out, s);
+            put_str(out, s, shared);
         }
         None => out.push(0),
     }
 }
 
-fn put_list(out: &mut Vec<u8>, items: &[String]) {
+fn put_list(out: &mut Vec<u8>, items: &[String], shared: &Interner) {
     let n = items.len().min(usize::from(u8::MAX));
     out.push(u8::try_from(n).unwrap_or(u8::MAX));
     for s in items.iter().take(n) {
-        put_str(out, s);
+        put_str(out, s, Some(shared));
     }
 }
 
-/// Everything of a session but its id, user name and idle timestamp (kept beside it by the
-/// store, which needs them without decoding).
-pub fn encode(s: &Session) -> Vec<u8> {
+/// Everything of a session but its id and idle timestamp (kept beside it by the store). The
+/// user name comes first, inline, so [`user`] can read it without decoding the rest.
+pub fn encode(s: &Session, shared: &Interner) -> Vec<u8> {
     let i = &s.identity;
-    let mut out = Vec::with_capacity(256);
-    put_opt(&mut out, i.email.as_deref());
-    put_list(&mut out, &i.groups);
-    put_list(&mut out, &i.roles);
-    put_str(&mut out, &i.method.header_value());
+    let mut out = Vec::with_capacity(128);
+    put_inline(&mut out, &i.user);
+    put_opt(&mut out, i.email.as_deref(), None);
+    put_list(&mut out, &i.groups, shared);
+    put_list(&mut out, &i.roles, shared);
+    put_str(&mut out, &i.method.header_value(), Some(shared));
     out.push(
         MFA.iter()
             .position(|m| *m == i.mfa)
@@ -63,10 +137,15 @@ pub fn encode(s: &Session) -> Vec<u8> {
     out.extend_from_slice(&s.created_at.to_le_bytes());
     out.extend_from_slice(&s.expires_at.to_le_bytes());
     out.extend_from_slice(&s.idle_timeout.as_secs().to_le_bytes());
-    put_opt(&mut out, s.ip.as_deref());
-    put_opt(&mut out, s.user_agent.as_deref());
+    put_opt(&mut out, s.ip.as_deref(), None);
+    put_opt(&mut out, s.user_agent.as_deref(), Some(shared));
     out.shrink_to_fit();
     out
+}
+
+/// The user name of an encoded session.
+pub fn user(bytes: &[u8]) -> Option<&str> {
+    Reader(bytes).inline()
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -80,27 +159,36 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
         self.take(1)?.first().copied()
     }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn str(&mut self) -> Option<String> {
+    fn inline(&mut self) -> Option<&'a str> {
         let n = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        let b = self.take(usize::from(n))?;
-        std::str::from_utf8(b).ok().map(str::to_owned)
+        std::str::from_utf8(self.take(usize::from(n))?).ok()
     }
-    fn opt(&mut self) -> Option<Option<String>> {
+    fn str(&mut self, shared: &Interner) -> Option<String> {
         match self.u8()? {
-            0 => Some(None),
-            1 => self.str().map(Some),
+            0 => self.inline().map(str::to_owned),
+            1 => shared.get(self.u32()?),
             _ => None,
         }
     }
-    fn list(&mut self) -> Option<Vec<String>> {
+    fn opt(&mut self, shared: &Interner) -> Option<Option<String>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => self.str(shared).map(Some),
+            _ => None,
+        }
+    }
+    fn list(&mut self, shared: &Interner) -> Option<Vec<String>> {
         let n = self.u8()?;
-        (0..n).map(|_| self.str()).collect()
+        (0..n).map(|_| self.str(shared)).collect()
     }
 }
 
@@ -118,20 +206,25 @@ fn parse_method(s: &str) -> Option<AuthMethod> {
     }
 }
 
-/// The session `encode` wrote, with its id, user and idle timestamp; `None` if the bytes are
-/// not one.
-pub fn decode(id: SessionId, user: String, bytes: &[u8], last_seen: UnixTime) -> Option<Session> {
+/// The session `encode` wrote, with its id and idle timestamp; `None` if the bytes are not one.
+pub fn decode(
+    id: SessionId,
+    bytes: &[u8],
+    last_seen: UnixTime,
+    shared: &Interner,
+) -> Option<Session> {
     let mut r = Reader(bytes);
-    let email = r.opt()?;
-    let groups = r.list()?;
-    let roles = r.list()?;
-    let method = parse_method(&r.str()?)?;
+    let user = r.inline()?.to_owned();
+    let email = r.opt(shared)?;
+    let groups = r.list(shared)?;
+    let roles = r.list(shared)?;
+    let method = parse_method(&r.str(shared)?)?;
     let mfa = *MFA.get(usize::from(r.u8()?))?;
     let created_at = r.i64()?;
     let expires_at = r.i64()?;
     let idle = r.u64()?;
-    let ip = r.opt()?;
-    let user_agent = r.opt()?;
+    let ip = r.opt(shared)?;
+    let user_agent = r.opt(shared)?;
     if !r.0.is_empty() {
         return None;
     }
@@ -213,13 +306,18 @@ mod tests {
                 ua,
             );
             s.set_last_seen(last_seen);
-            let back = decode(s.id.clone(), s.identity.user.clone(), &encode(&s), last_seen).unwrap();
+            let shared = Interner::new(2);
+            let bytes = encode(&s, &shared);
+            prop_assert_eq!(super::user(&bytes), Some(s.identity.user.as_str()));
+            let back = decode(s.id.clone(), &bytes, last_seen, &shared).unwrap();
             prop_assert!(same(&s, &back));
         }
 
         #[test]
         fn any_bytes_decode_or_refuse_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = decode(SessionId::of(&SessionToken::new("t".into())), String::new(), &bytes, 0);
+            let shared = Interner::new(4);
+            let _ = shared.index("agents");
+            let _ = decode(SessionId::of(&SessionToken::new("t".into())), &bytes, 0, &shared);
         }
     }
 
@@ -237,15 +335,55 @@ mod tests {
             Some("192.0.2.1".into()),
             Some("Mozilla/5.0".into()),
         );
-        let b = encode(&s);
+        let shared = Interner::new(100);
+        let b = encode(&s, &shared);
         for n in 0..b.len() {
             assert!(
-                decode(s.id.clone(), "ann".into(), &b[..n], 0).is_none(),
+                decode(s.id.clone(), &b[..n], 0, &shared).is_none(),
                 "cut at {n}"
             );
         }
         let mut longer = b.clone();
         longer.push(0);
-        assert!(decode(s.id.clone(), "ann".into(), &longer, 0).is_none());
+        assert!(decode(s.id.clone(), &longer, 0, &shared).is_none());
+        // An index the interner does not have is refused, not guessed.
+        assert!(decode(s.id.clone(), &b, 0, &Interner::new(100)).is_none());
+    }
+
+    #[test]
+    fn shared_strings_are_stored_once_and_the_interner_is_bounded() {
+        let shared = Interner::new(3);
+        assert_eq!(shared.index("Mozilla/5.0"), Some(0));
+        assert_eq!(shared.index("agents"), Some(1));
+        assert_eq!(
+            shared.index("Mozilla/5.0"),
+            Some(0),
+            "the same string, the same number"
+        );
+        assert_eq!(shared.index("agent"), Some(2));
+        assert_eq!(shared.index("tier2"), None, "full: stored inline instead");
+        assert_eq!(
+            shared.index(&"x".repeat(MAX_INTERNED + 1)),
+            None,
+            "too long to share"
+        );
+        assert_eq!(shared.count(), 3);
+        let s = session(
+            Identity {
+                user: "ann".into(),
+                email: None,
+                groups: vec!["agents".into(), "tier2".into()],
+                roles: vec!["agent".into()],
+                method: AuthMethod::Native,
+                mfa: MfaUsed::None,
+            },
+            None,
+            Some("Mozilla/5.0".into()),
+        );
+        s.set_last_seen(5);
+        let b = encode(&s, &shared);
+        let back = decode(s.id.clone(), &b, 5, &shared).unwrap();
+        assert!(same(&s, &back), "shared and inline strings mix");
+        assert!(b.len() < 80, "{} bytes", b.len());
     }
 }

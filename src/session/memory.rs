@@ -32,31 +32,38 @@ fn id_of(k: &Key) -> SessionId {
     SessionId(String::from_utf8_lossy(k).into_owned())
 }
 
-/// A stored session: what expiry and the per-user index need, plain; the rest compact.
+/// A stored session: what expiry needs, plain; the rest (user name first) compact.
 struct Cold {
-    user: Box<str>,
     data: Box<[u8]>,
     last_seen: AtomicI64,
     expires_at: UnixTime,
-    idle_secs: i64,
+    idle_secs: u32,
 }
 
 impl Cold {
     fn alive(&self, now: UnixTime) -> bool {
         now < self.expires_at
-            && now.saturating_sub(self.last_seen.load(Ordering::Relaxed)) < self.idle_secs
+            && now.saturating_sub(self.last_seen.load(Ordering::Relaxed))
+                < i64::from(self.idle_secs)
     }
 
-    fn decode(&self, k: &Key) -> Result<Session, StoreError> {
+    fn user(&self) -> &str {
+        compact::user(&self.data).unwrap_or_default()
+    }
+
+    fn decode(&self, k: &Key, shared: &compact::Interner) -> Result<Session, StoreError> {
         compact::decode(
             id_of(k),
-            self.user.to_string(),
             &self.data,
             self.last_seen.load(Ordering::Relaxed),
+            shared,
         )
         .ok_or_else(|| StoreError::Corrupt("stored session does not decode".into()))
     }
 }
+
+/// Distinct shared strings (user agents, groups, roles, login methods) kept by one store.
+const INTERNED_CAP: usize = 65_536;
 
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -69,7 +76,11 @@ struct Inner {
     max_ephemeral: usize,
     sessions: DashMap<Key, Cold>,
     hot: DashMap<Key, Arc<Session>>,
-    by_user: DashMap<String, Vec<Key>>,
+    /// Session keys by a keyed hash of the user name (8 bytes instead of the name); entries
+    /// are checked against each session's own user name, so a collision only costs a lookup.
+    by_user: DashMap<u64, Vec<Key>>,
+    user_hash: std::collections::hash_map::RandomState,
+    shared: compact::Interner,
     ephemeral: DashMap<String, (UnixTime, Vec<u8>)>,
     counters: DashMap<String, (UnixTime, u64)>,
 }
@@ -94,6 +105,8 @@ impl MemoryStore {
                 sessions: DashMap::new(),
                 hot: DashMap::new(),
                 by_user: DashMap::new(),
+                user_hash: std::collections::hash_map::RandomState::new(),
+                shared: compact::Interner::new(INTERNED_CAP),
                 ephemeral: DashMap::new(),
                 counters: DashMap::new(),
             }),
@@ -151,17 +164,21 @@ impl MemoryStore {
         });
     }
 
+    fn user_key(&self, user: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.inner.user_hash.hash_one(user)
+    }
+
     /// Takes a session out: the compact entry first, then the hot one (see the module invariant).
     fn remove_now(&self, k: &Key) -> Option<Arc<Session>> {
         let (_, cold) = self.inner.sessions.remove(k)?;
         let hot = self.inner.hot.remove(k).map(|(_, s)| s);
-        if let Some(mut keys) = self.inner.by_user.get_mut(&*cold.user) {
+        let u = self.user_key(cold.user());
+        if let Some(mut keys) = self.inner.by_user.get_mut(&u) {
             keys.retain(|x| x != k);
         }
-        self.inner
-            .by_user
-            .remove_if(&*cold.user, |_, v| v.is_empty());
-        hot.or_else(|| cold.decode(k).ok().map(Arc::new))
+        self.inner.by_user.remove_if(&u, |_, v| v.is_empty());
+        hot.or_else(|| cold.decode(k, &self.inner.shared).ok().map(Arc::new))
     }
 
     /// Keeps a decoded session ready for the next request (bounded).
@@ -182,7 +199,7 @@ impl MemoryStore {
             }
         }
         let decoded = match self.inner.sessions.get(k) {
-            Some(cold) => Arc::new(cold.decode(k)?),
+            Some(cold) => Arc::new(cold.decode(k, &self.inner.shared)?),
             None => return Ok(None),
         };
         self.make_hot(*k, &decoded);
@@ -211,17 +228,16 @@ impl SessionStore for MemoryStore {
         let k = key(&session.id)
             .ok_or_else(|| StoreError::Corrupt("session id is not a session id".into()))?;
         let cold = Cold {
-            user: session.identity.user.clone().into_boxed_str(),
-            data: compact::encode(&session).into_boxed_slice(),
+            data: compact::encode(&session, &self.inner.shared).into_boxed_slice(),
             last_seen: AtomicI64::new(session.last_seen()),
             expires_at: session.expires_at,
-            idle_secs: i64::try_from(session.idle_timeout.as_secs()).unwrap_or(i64::MAX),
+            idle_secs: u32::try_from(session.idle_timeout.as_secs()).unwrap_or(u32::MAX),
         };
         {
             let mut keys = self
                 .inner
                 .by_user
-                .entry(session.identity.user.clone())
+                .entry(self.user_key(&session.identity.user))
                 .or_default();
             if !keys.contains(&k) {
                 keys.push(k);
@@ -251,17 +267,21 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
-        let keys = self
+        let u = self.user_key(user);
+        let keys: Vec<Key> = self
             .inner
             .by_user
-            .remove(user)
-            .map(|(_, v)| v)
+            .get(&u)
+            .map(|keys| keys.clone())
             .unwrap_or_default();
+        let mut gone = Vec::new();
         for k in &keys {
-            self.inner.sessions.remove(k);
-            self.inner.hot.remove(k);
+            let mine = self.inner.sessions.get(k).is_some_and(|c| c.user() == user);
+            if mine && self.remove_now(k).is_some() {
+                gone.push(id_of(k));
+            }
         }
-        Ok(keys.iter().map(id_of).collect())
+        Ok(gone)
     }
 
     async fn list(
@@ -280,8 +300,15 @@ impl SessionStore for MemoryStore {
             Some(u) => self
                 .inner
                 .by_user
-                .get(u)
-                .map(|keys| keys.iter().copied().filter(|k| alive(k)).collect())
+                .get(&self.user_key(u))
+                .map(|keys| {
+                    keys.iter()
+                        .copied()
+                        .filter(|k| {
+                            alive(k) && self.inner.sessions.get(k).is_some_and(|c| c.user() == u)
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             None => self
                 .inner
@@ -412,7 +439,7 @@ impl SessionStore for MemoryStore {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::session::{AuthMethod, Identity, MfaUsed};
@@ -521,6 +548,28 @@ mod tests {
         // Ids that are not session ids are never found, nor stored.
         assert!(st.get(&SessionId("short".into())).await.unwrap().is_none());
         assert!(st.insert(session_with_id("x", "ann")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_user_index_collision_never_reaches_another_users_sessions() {
+        let st = MemoryStore::new(Clock::manual(1000), 10);
+        st.insert(session("a", "ann", 1000)).await.unwrap();
+        st.insert(session("b", "bob", 1000)).await.unwrap();
+        // As if "bob" hashed like "ann": his session listed under her index entry too.
+        let bob = *b"b_____________________";
+        st.inner
+            .by_user
+            .get_mut(&st.user_key("ann"))
+            .unwrap()
+            .push(bob);
+        let listed = st.list(Some("ann"), None, 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].identity.user, "ann");
+        assert_eq!(st.remove_user("ann").await.unwrap(), vec![sid("a")]);
+        assert!(
+            st.get(&sid("b")).await.unwrap().is_some(),
+            "bob's session lives on"
+        );
     }
 
     fn session_with_id(raw: &str, user: &str) -> Session {

@@ -1222,7 +1222,15 @@ mod tests {
         let (one, two) = (new_id(), new_id());
         a.insert(session(&one, "ann", 1_000)).await.unwrap();
         a.insert(session(&two, "ann", 1_000)).await.unwrap();
-        assert!(b.get(&one).await.unwrap().is_some());
+        // A read that overlapped an invalidation (here: of `two`, inserted just before) is not
+        // cached; reading again caches it.
+        assert!(
+            eventually(Duration::from_secs(2), || async {
+                b.get(&one).await.unwrap().is_some() && b.inner.cache.get(&one).is_some()
+            })
+            .await,
+            "cached on b"
+        );
         // Deleted behind the store's back (no script, no PUBLISH): b answers from its cache,
         // which proves the cache is in use...
         let _: i64 = raw(&b, redis::cmd("DEL").arg(b.session_key(&one))).await;
