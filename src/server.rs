@@ -409,13 +409,15 @@ async fn serve(
                             return;
                         }
                     };
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                    let io = limits::FirstBytes::new(tls_stream, gw.config.server.header_timeout);
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                     if let Err(e) = watcher.watch(c).await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
                     }
                 }
                 None => {
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let io = limits::FirstBytes::new(stream, gw.config.server.header_timeout);
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                     if let Err(e) = watcher.watch(c).await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
                     }

@@ -1,6 +1,7 @@
 //! Per-connection limits applied at accept time: how many connections one client address may
-//! hold, and a guard that cuts a connection whose response writes stall (a client that stops
-//! reading). Both keep a slow or hostile client from holding resources other clients need.
+//! hold, a deadline for a connection's first bytes, and a guard that cuts a connection whose
+//! response writes stall (a client that stops reading). All keep a slow or hostile client from
+//! holding resources other clients need.
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -162,6 +163,93 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SendGuard<T> {
     }
 }
 
+/// A deadline for a connection's first bytes: `hyper_util`'s protocol detection reads the
+/// HTTP/2 preface (24 bytes) before hyper's own request-head timeout applies, with no deadline
+/// of its own, so a client trickling `PRI * HTTP/2.0…` could hold a connection for ever. Until
+/// `FIRST_BYTES` have been read, reads fail with `TimedOut` once `timeout` has passed since
+/// the connection was accepted; after that the wrapper only forwards.
+pub struct FirstBytes<T> {
+    inner: T,
+    remaining: usize,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// The HTTP/2 connection preface is 24 bytes long.
+const FIRST_BYTES: usize = 24;
+
+impl<T> FirstBytes<T> {
+    pub fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            remaining: FIRST_BYTES,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.deadline.is_none() {
+            return r;
+        }
+        match r {
+            Poll::Ready(Ok(())) => {
+                let got = buf.filled().len().saturating_sub(before);
+                self.remaining = self.remaining.saturating_sub(got);
+                if self.remaining == 0 || got == 0 {
+                    // Enough read (or end of stream): no deadline any more.
+                    self.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the first bytes of the connection did not arrive in time",
+                ))),
+                _ => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -190,6 +278,37 @@ mod tests {
             matches!(PerIp::new(0).try_acquire(ip), Some(None)),
             "0: unlimited"
         );
+    }
+
+    #[tokio::test]
+    async fn the_first_bytes_have_a_deadline_and_later_ones_do_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Trickled: 10 of the 24 bytes, then nothing: the read fails at the deadline.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = FirstBytes::new(server, Duration::from_millis(200));
+        client.write_all(b"PRI * HTTP").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(g.read(&mut buf).await.unwrap(), 10);
+        let t = std::time::Instant::now();
+        let err = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // All 24 in time: later reads may wait as long as they like.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut g = FirstBytes::new(server, Duration::from_millis(100));
+        client.write_all(&[b'x'; 24]).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 24);
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.write_all(b"more").await.unwrap();
+            client
+        });
+        assert_eq!(
+            g.read(&mut buf).await.unwrap(),
+            4,
+            "no deadline after the first bytes"
+        );
+        drop(late.await.unwrap());
     }
 
     #[tokio::test]

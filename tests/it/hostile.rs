@@ -449,6 +449,41 @@ async fn connections_per_ip_are_limited_and_given_back() {
 }
 
 #[tokio::test]
+async fn a_trickled_http2_preface_is_cut_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start_tuned("header_timeout = \"1s\"", "", |_| {}).await;
+    // Half the preface, then nothing; and the preface one byte every 300 ms (24 bytes would
+    // take 7 s). hyper-util reads the preface to pick HTTP/2 before hyper's own head timeout.
+    let mut stalled = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stalled.write_all(b"PRI * HTTP/2").await.unwrap();
+    let mut trickled = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let t = std::time::Instant::now();
+    let trickle = tokio::spawn(async move {
+        for b in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+            if trickled.write_all(&[*b]).await.is_err() {
+                return (trickled, true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        (trickled, false)
+    });
+    let (bytes, eof) = read_until_closed(&mut stalled, std::time::Duration::from_secs(5)).await;
+    assert!(eof, "a stalled preface was kept open");
+    assert!(bytes.is_empty());
+    let (mut trickled, cut_while_writing) = trickle.await.unwrap();
+    if !cut_while_writing {
+        let (_, eof) = read_until_closed(&mut trickled, std::time::Duration::from_secs(1)).await;
+        assert!(eof, "a trickled preface was kept open");
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        t.elapsed()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn connections_that_send_nothing_are_closed_after_the_header_timeout() {
     let gw = TestGateway::start_tuned("header_timeout = \"1s\"", "", |_| {}).await;
     let mut silent = Vec::new();
