@@ -526,3 +526,94 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A TCP forwarder to the shared PostgreSQL that a test can cut and restore: the database goes
+/// away for one gateway without touching the server other tests use.
+async fn forward_to(port: u16, target: String) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        // Dropped with this task when it is aborted: every forwarded connection ends with it.
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            let target = target.clone();
+            conns.spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test]
+async fn postgres_down_fails_logins_closed_with_503_and_service_resumes_when_it_returns() {
+    let Some((redis, db)) = env_urls() else {
+        return;
+    };
+    // postgres://user@HOST:PORT/db...: the forwarder stands in for HOST:PORT.
+    let Some((head, rest)) = db.split_once('@') else {
+        eprintln!("skipped: DATABASE_URL has no user@host part");
+        return;
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let target = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:5432")
+    };
+    let port = free_port();
+    let mut forwarder = forward_to(port, target.clone()).await;
+    let via = format!("{head}@127.0.0.1:{port}{tail}");
+
+    let mut c = Cluster::new(1, &redis, &via).await;
+    c.start_all().await;
+    c.add_user("erin", "end_user", false).await;
+    let mut a = Browser::new(&c.replicas[0].base());
+    assert_eq!(password(&mut a, "erin", PW).await.status, StatusCode::FOUND);
+    assert_eq!(a.get("/app").await.status, StatusCode::OK);
+    let http = Http::new();
+    let ready = format!("{}/readyz", c.replicas[0].admin());
+    assert_eq!(http.get(&ready, &[]).await.status, StatusCode::OK);
+
+    // The database goes away: every connection to it is cut and new ones are refused.
+    forwarder.abort();
+    let _ = (&mut forwarder).await;
+    let started = Instant::now();
+    let mut x = Browser::new(&c.replicas[0].base());
+    let login = password(&mut x, "erin", PW).await;
+    assert_eq!(
+        login.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no password check without the user store: {}",
+        login.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "bounded wait: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        http.get(&ready, &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready without the user store"
+    );
+    // Sessions live in Redis: a signed-in user is not affected by the user store's outage.
+    assert_eq!(a.get("/app").await.status, StatusCode::OK);
+
+    // It comes back; the pool reconnects by itself.
+    let _forwarder = forward_to(port, target).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(&ready, &[]).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut fresh = Browser::new(&c.replicas[0].base());
+    assert_eq!(
+        password(&mut fresh, "erin", PW).await.status,
+        StatusCode::FOUND
+    );
+    assert_eq!(fresh.get("/app").await.status, StatusCode::OK);
+    c.cleanup().await;
+}
