@@ -457,7 +457,6 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     let mut a = Browser::new(&c.replicas[0].base());
     assert_eq!(password(&mut a, "dan", PW).await.status, StatusCode::FOUND);
     assert_eq!(a.get("/app").await.status, StatusCode::OK);
-    let hits_before = c.upstream.hits.load(std::sync::atomic::Ordering::Relaxed);
     let http = Http::new();
     let ready = format!("{}/readyz", c.replicas[0].admin());
     assert_eq!(http.get(&ready, &[]).await.status, StatusCode::OK);
@@ -465,7 +464,23 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     let _ = server.kill();
     let _ = server.wait();
     let started = Instant::now();
-    let r = a.get("/app").await;
+    // The replica's session cache is trusted only while its invalidation subscription is
+    // proven live (its own heartbeat back through Redis within the last second): once the
+    // replica sees Redis gone, and at the latest one trust window after the last heartbeat,
+    // every request fails closed. (No revocation can be missed meanwhile: revoking needs Redis.)
+    let r = loop {
+        let r = a.get("/app").await;
+        if r.status != StatusCode::OK {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "still answered from the cache {:?} after Redis went away",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let hits_before = c.upstream.hits.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
         r.status,
         StatusCode::SERVICE_UNAVAILABLE,
