@@ -490,7 +490,7 @@ impl RedisStore {
 /// Holds one subscription to the invalidation channel until it fails; returns why.
 /// The cache is marked live only by this replica's own heartbeat arriving, which proves that
 /// messages published now reach it; a heartbeat late by more than `LIVE_FOR` ends the listen.
-async fn listen(inner: &Inner) -> String {
+async fn listen(inner: &Arc<Inner>) -> String {
     use futures_util::StreamExt as _;
     let mut pubsub =
         match tokio::time::timeout(CONNECT_TIMEOUT, inner.client.get_async_pubsub()).await {
@@ -530,15 +530,23 @@ async fn listen(inner: &Inner) -> String {
                 if last_beat.elapsed() > LIVE_FOR * 2 {
                     return "heartbeat not seen".into();
                 }
-                // Sent on the shared connection, not awaited here: the loop keeps reading.
+                // Sent on the shared connection, not awaited here: the loop keeps reading. A
+                // heartbeat Redis refuses or does not take in time means it is gone or unwell:
+                // the cache is dropped at once rather than when its trust window runs out.
                 let mut c = inner.conn.clone();
                 let cmd = redis::cmd("PUBLISH").arg(&inner.channel).arg(&beat).to_owned();
+                let weak = Arc::downgrade(inner);
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        COMMAND_TIMEOUT,
+                    let sent = tokio::time::timeout(
+                        HEARTBEAT_EVERY * 2,
                         cmd.query_async::<i64>(&mut c),
                     )
                     .await;
+                    if !matches!(sent, Ok(Ok(_))) {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.cache.lost();
+                        }
+                    }
                 });
             }
         }
