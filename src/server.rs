@@ -376,14 +376,8 @@ async fn serve(
                     Ok::<_, Infallible>(match kind {
                         Listener::Public => {
                             let html = gateway::wants_html(&req);
-                            // Boxed once here, so that hyper moves a pointer rather than the
-                            // whole request future as it stores it.
-                            Box::pin(contain::contained(
-                                &gw,
-                                html,
-                                gateway::handle(&gw, req, conn, html),
-                            ))
-                            .await
+                            contain::contained(&gw, html, gateway::handle(&gw, req, conn, html))
+                                .await
                         }
                         Listener::Admin => {
                             // Boxed: the admin API is not the hot path and its future is large.

@@ -94,6 +94,21 @@ impl AuthMethod {
         }
     }
 
+    /// The inverse of `header_value`, for sessions read back from a store.
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        match s {
+            "native" => Some(AuthMethod::Native),
+            "demo" => Some(AuthMethod::Demo),
+            _ => s
+                .strip_prefix("oidc:")
+                .map(|idp| AuthMethod::Oidc(idp.to_owned()))
+                .or_else(|| {
+                    s.strip_prefix("saml:")
+                        .map(|idp| AuthMethod::Saml(idp.to_owned()))
+                }),
+        }
+    }
+
     pub fn idp(&self) -> Option<&str> {
         match self {
             AuthMethod::Oidc(i) | AuthMethod::Saml(i) => Some(i),
@@ -114,6 +129,21 @@ pub enum MfaUsed {
 }
 
 impl MfaUsed {
+    /// Every kind, in a fixed order (stores may refer to a kind by its position).
+    pub const ALL: [MfaUsed; 6] = [
+        MfaUsed::None,
+        MfaUsed::Idp,
+        MfaUsed::Totp,
+        MfaUsed::Email,
+        MfaUsed::RecoveryCode,
+        MfaUsed::RememberedDevice,
+    ];
+
+    /// The inverse of `as_str`.
+    pub fn parse(s: &str) -> Option<MfaUsed> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MfaUsed::Idp => "idp",
@@ -267,6 +297,33 @@ impl Session {
             last_seen: AtomicI64::new(now),
             assertion: RwLock::new(None),
         }
+    }
+
+    /// A session read back from a store: `Session::new` from its stored times, with the idle
+    /// timestamp it had. A negative lifetime (never stored) becomes zero: already expired.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        id: SessionId,
+        identity: Identity,
+        created_at: UnixTime,
+        expires_at: UnixTime,
+        idle_timeout: Duration,
+        ip: Option<String>,
+        user_agent: Option<String>,
+        last_seen: UnixTime,
+    ) -> Session {
+        let max_lifetime = u64::try_from(expires_at.saturating_sub(created_at)).unwrap_or(0);
+        let s = Session::new(
+            id,
+            identity,
+            created_at,
+            Duration::from_secs(max_lifetime),
+            idle_timeout,
+            ip,
+            user_agent,
+        );
+        s.set_last_seen(last_seen);
+        s
     }
 
     pub fn last_seen(&self) -> UnixTime {

@@ -84,7 +84,7 @@ impl IdentityHeaders {
     }
 }
 
-/// The client's own `X-Forwarded-For`, read before it is stripped.
+/// Forwarding headers: the client's own are removed, the gateway sets these.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

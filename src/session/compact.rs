@@ -8,14 +8,7 @@ use dashmap::DashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-const MFA: [MfaUsed; 6] = [
-    MfaUsed::None,
-    MfaUsed::Idp,
-    MfaUsed::Totp,
-    MfaUsed::Email,
-    MfaUsed::RecoveryCode,
-    MfaUsed::RememberedDevice,
-];
+const MFA: [MfaUsed; 6] = MfaUsed::ALL;
 
 /// Strings that many sessions share (user agents, groups, roles, login methods), stored once
 /// and referred to by number. Bounded: past `cap` distinct strings, or for values longer than
@@ -192,20 +185,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn parse_method(s: &str) -> Option<AuthMethod> {
-    match s {
-        "native" => Some(AuthMethod::Native),
-        "demo" => Some(AuthMethod::Demo),
-        _ => s
-            .strip_prefix("oidc:")
-            .map(|idp| AuthMethod::Oidc(idp.to_owned()))
-            .or_else(|| {
-                s.strip_prefix("saml:")
-                    .map(|idp| AuthMethod::Saml(idp.to_owned()))
-            }),
-    }
-}
-
 /// The session `encode` wrote, with its id and idle timestamp; `None` if the bytes are not one.
 pub fn decode(
     id: SessionId,
@@ -218,7 +197,7 @@ pub fn decode(
     let email = r.opt(shared)?;
     let groups = r.list(shared)?;
     let roles = r.list(shared)?;
-    let method = parse_method(&r.str(shared)?)?;
+    let method = AuthMethod::parse(&r.str(shared)?)?;
     let mfa = *MFA.get(usize::from(r.u8()?))?;
     let created_at = r.i64()?;
     let expires_at = r.i64()?;
@@ -228,8 +207,7 @@ pub fn decode(
     if !r.0.is_empty() {
         return None;
     }
-    let max_lifetime = u64::try_from(expires_at.saturating_sub(created_at)).unwrap_or(0);
-    let s = Session::new(
+    Some(Session::restore(
         id,
         Identity {
             user,
@@ -240,13 +218,12 @@ pub fn decode(
             mfa,
         },
         created_at,
-        Duration::from_secs(max_lifetime),
+        expires_at,
         Duration::from_secs(idle),
         ip,
         user_agent,
-    );
-    s.set_last_seen(last_seen);
-    Some(s)
+        last_seen,
+    ))
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ impl MemoryStore {
             .map(|e| *e.key())
             .collect();
         for k in &dead {
-            self.remove_now(k);
+            self.take(k);
         }
         // A signed assertion is reused for 30 s only; a session that went quiet need not keep
         // its ~700 bytes until the next request (memory budget, DESIGN.md §7).
@@ -170,7 +170,9 @@ impl MemoryStore {
     }
 
     /// Takes a session out: the compact entry first, then the hot one (see the module invariant).
-    fn remove_now(&self, k: &Key) -> Option<Arc<Session>> {
+    /// Returns the stored entry and the hot copy, if any; only callers that need the session
+    /// decode it.
+    fn take(&self, k: &Key) -> Option<(Cold, Option<Arc<Session>>)> {
         let (_, cold) = self.inner.sessions.remove(k)?;
         let hot = self.inner.hot.remove(k).map(|(_, s)| s);
         let u = self.user_key(cold.user());
@@ -178,7 +180,18 @@ impl MemoryStore {
             keys.retain(|x| x != k);
         }
         self.inner.by_user.remove_if(&u, |_, v| v.is_empty());
-        hot.or_else(|| cold.decode(k, &self.inner.shared).ok().map(Arc::new))
+        Some((cold, hot))
+    }
+
+    /// The session under `k`: its hot copy, else decoded without making it hot.
+    fn peek(&self, k: &Key) -> Result<Option<Arc<Session>>, StoreError> {
+        if let Some(s) = self.inner.hot.get(k) {
+            return Ok(Some(Arc::clone(s.value())));
+        }
+        match self.inner.sessions.get(k) {
+            Some(cold) => Ok(Some(Arc::new(cold.decode(k, &self.inner.shared)?))),
+            None => Ok(None),
+        }
     }
 
     /// Keeps a decoded session ready for the next request (bounded).
@@ -263,7 +276,12 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
-        Ok(key(id).and_then(|k| self.remove_now(&k)))
+        let Some(k) = key(id) else { return Ok(None) };
+        match self.take(&k) {
+            Some((_, Some(hot))) => Ok(Some(hot)),
+            Some((cold, None)) => Ok(Some(Arc::new(cold.decode(&k, &self.inner.shared)?))),
+            None => Ok(None),
+        }
     }
 
     async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
@@ -277,7 +295,7 @@ impl SessionStore for MemoryStore {
         let mut gone = Vec::new();
         for k in &keys {
             let mine = self.inner.sessions.get(k).is_some_and(|c| c.user() == user);
-            if mine && self.remove_now(k).is_some() {
+            if mine && self.take(k).is_some() {
                 gone.push(id_of(k));
             }
         }
@@ -292,9 +310,10 @@ impl SessionStore for MemoryStore {
     ) -> Result<Vec<Arc<Session>>, StoreError> {
         let now = self.inner.clock.now();
         let after = after.map(|a| a.as_str().as_bytes());
-        let alive = |k: &Key| {
-            self.inner.sessions.get(k).is_some_and(|c| c.alive(now))
+        let wanted = |k: &Key, c: &Cold| {
+            c.alive(now)
                 && after.is_none_or(|a| k.as_slice() > a)
+                && user.is_none_or(|u| c.user() == u)
         };
         let mut keys: Vec<Key> = match user {
             Some(u) => self
@@ -304,9 +323,7 @@ impl SessionStore for MemoryStore {
                 .map(|keys| {
                     keys.iter()
                         .copied()
-                        .filter(|k| {
-                            alive(k) && self.inner.sessions.get(k).is_some_and(|c| c.user() == u)
-                        })
+                        .filter(|k| self.inner.sessions.get(k).is_some_and(|c| wanted(k, &c)))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -314,15 +331,16 @@ impl SessionStore for MemoryStore {
                 .inner
                 .sessions
                 .iter()
+                .filter(|e| wanted(e.key(), e.value()))
                 .map(|e| *e.key())
-                .filter(|k| alive(k))
                 .collect(),
         };
         keys.sort_unstable();
         keys.truncate(limit);
+        // Listing (admin API, account page) does not displace the proxy path's hot sessions.
         let mut out = Vec::with_capacity(keys.len());
         for k in &keys {
-            if let Some(s) = self.load(k, now)? {
+            if let Some(s) = self.peek(k)? {
                 out.push(s);
             }
         }

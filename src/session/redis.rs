@@ -227,34 +227,6 @@ struct StoredSession {
 /// The `u`, `d`, `l` fields of a session hash, each absent if the key is.
 type SessionFields = (Option<String>, Option<Vec<u8>>, Option<UnixTime>);
 
-fn parse_method(s: &str) -> Option<AuthMethod> {
-    match s {
-        "native" => Some(AuthMethod::Native),
-        "demo" => Some(AuthMethod::Demo),
-        _ => {
-            if let Some(idp) = s.strip_prefix("oidc:") {
-                Some(AuthMethod::Oidc(idp.to_owned()))
-            } else {
-                s.strip_prefix("saml:")
-                    .map(|idp| AuthMethod::Saml(idp.to_owned()))
-            }
-        }
-    }
-}
-
-fn parse_mfa(s: &str) -> Option<MfaUsed> {
-    [
-        MfaUsed::Idp,
-        MfaUsed::Totp,
-        MfaUsed::Email,
-        MfaUsed::RecoveryCode,
-        MfaUsed::RememberedDevice,
-        MfaUsed::None,
-    ]
-    .into_iter()
-    .find(|m| m.as_str() == s)
-}
-
 fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
     let stored = StoredSession {
         email: s.identity.email.clone(),
@@ -283,14 +255,11 @@ fn decode(
     };
     let st: StoredSession = serde_json::from_slice(&data)
         .map_err(|e| StoreError::Corrupt(format!("session decode: {e}")))?;
-    let method = parse_method(&st.method)
+    let method = AuthMethod::parse(&st.method)
         .ok_or_else(|| StoreError::Corrupt("session has an unknown auth method".into()))?;
-    let mfa = parse_mfa(&st.mfa)
+    let mfa = MfaUsed::parse(&st.mfa)
         .ok_or_else(|| StoreError::Corrupt("session has an unknown mfa kind".into()))?;
-    // Session::new derives expires_at = created_at + max_lifetime; a negative span (never
-    // written by `encode`) becomes zero, i.e. already expired.
-    let max_lifetime = u64::try_from(st.expires_at.saturating_sub(st.created_at)).unwrap_or(0);
-    let s = Session::new(
+    Ok(Some(Session::restore(
         id,
         Identity {
             user,
@@ -301,13 +270,12 @@ fn decode(
             mfa,
         },
         st.created_at,
-        Duration::from_secs(max_lifetime),
+        st.expires_at,
         Duration::from_secs(st.idle_timeout_secs),
         st.ip,
         st.user_agent,
-    );
-    s.set_last_seen(last_seen);
-    Ok(Some(s))
+        last_seen,
+    )))
 }
 
 /// Redis TTL of a session key written at `at` (gateway clock): until its absolute end or its

@@ -522,15 +522,7 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
 
     // Redis comes back (empty: it keeps nothing on disk); the gateway recovers by itself.
     let mut server = start_redis();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = http.get(&ready, &[]).await;
-        if r.status == StatusCode::OK {
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&http, &ready).await;
     let mut fresh = Browser::new(&c.replicas[0].base());
     assert_eq!(
         password(&mut fresh, "dan", PW).await.status,
@@ -619,11 +611,7 @@ async fn postgres_down_fails_logins_closed_with_503_and_service_resumes_when_it_
 
     // It comes back; the pool reconnects by itself.
     let _forwarder = forward_to(port, target).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(&ready, &[]).await.status != StatusCode::OK {
-        assert!(Instant::now() < deadline, "did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ready(&http, &ready).await;
     let mut fresh = Browser::new(&c.replicas[0].base());
     assert_eq!(
         password(&mut fresh, "erin", PW).await.status,
@@ -631,4 +619,13 @@ async fn postgres_down_fails_logins_closed_with_503_and_service_resumes_when_it_
     );
     assert_eq!(fresh.get("/app").await.status, StatusCode::OK);
     c.cleanup().await;
+}
+
+/// Waits (up to 20 s) until `/readyz` answers 200: a store came back and the gateway with it.
+async fn wait_ready(http: &Http, ready: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(ready, &[]).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
