@@ -286,6 +286,8 @@ impl Resp {
 /// A plain HTTP/1.1 client that never follows redirects.
 pub struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// How long one request may take before the test fails.
+    timeout: Duration,
 }
 
 impl Default for Http {
@@ -296,8 +298,14 @@ impl Default for Http {
 
 impl Http {
     pub fn new() -> Http {
+        Self::with_timeout(Duration::from_secs(30))
+    }
+
+    /// A client whose requests may take up to `timeout` (starting a browser, say).
+    pub fn with_timeout(timeout: Duration) -> Http {
         Http {
             client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            timeout,
         }
     }
 
@@ -316,7 +324,7 @@ impl Http {
             );
         }
         let req = req.body(Full::new(Bytes::from(body))).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
             .expect("request timed out")
             .expect("request failed");

@@ -91,13 +91,22 @@ impl ChromeDriver {
                 ]
             }
         }}});
-        let v = call(
-            &self.http,
-            Method::POST,
-            &format!("{}/session", self.base),
-            Some(caps),
-        )
-        .await;
+        // Starting Chromium on a loaded 2-core CI machine can take long or fail once:
+        // chromedriver gives up after its own 60 s, and a new attempt starts a new browser.
+        let slow = Http::with_timeout(Duration::from_secs(90));
+        let url = format!("{}/session", self.base);
+        let mut attempt = 0;
+        let v = loop {
+            attempt += 1;
+            match try_call(&slow, Method::POST, &url, Some(caps.clone())).await {
+                Ok(v) => break v,
+                Err(e) if attempt < 3 => {
+                    eprintln!("chromium session not started (attempt {attempt}): {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let id = v["sessionId"].as_str().expect("session id").to_owned();
         WebDriver {
             http: Http::new(),
