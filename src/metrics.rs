@@ -40,6 +40,8 @@ pub struct Metrics {
     refused_per_ip: AtomicU64,
     /// Connections cut because a response write stalled past `send_timeout`.
     send_timeouts: AtomicU64,
+    /// HTTP/1.1 connections the fast lane handed to hyper (`server::fast`).
+    handoffs: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -119,6 +121,16 @@ impl Metrics {
     /// A connection cut because the client stopped reading.
     pub fn send_timeout(&self) {
         bump(&self.send_timeouts);
+    }
+
+    /// An HTTP/1.1 connection the fast lane handed to the general path.
+    pub fn handoff(&self) {
+        bump(&self.handoffs);
+    }
+
+    /// How many connections the fast lane has handed to the general path.
+    pub fn handoffs(&self) -> u64 {
+        self.handoffs.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -222,6 +234,16 @@ impl Metrics {
             o,
             "portcullis_send_timeouts_total {}",
             get(&self.send_timeouts)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_fast_lane_handoffs_total HTTP/1.1 connections handed from the fast lane to the general path (a request it does not take)."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_fast_lane_handoffs_total counter");
+        let _ = writeln!(
+            o,
+            "portcullis_fast_lane_handoffs_total {}",
+            get(&self.handoffs)
         );
         if let Some(n) = active_sessions {
             let _ = writeln!(

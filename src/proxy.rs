@@ -2,5 +2,6 @@
 //! bodies, and protocol upgrades. Nothing here decides who may pass; `server::gateway` does.
 
 pub mod forward;
+pub mod h1;
 pub mod headers;
 pub mod path;

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod contain;
 pub mod endpoints;
+pub mod fast;
 pub mod gateway;
 pub mod idp_http;
 pub mod limits;
@@ -310,6 +311,9 @@ async fn serve(
     let builder = Arc::new(builder(&gw));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: the sender's `closed` is "all connections done",
+    // which covers those the fast lane serves (hyper's graceful watcher sees only its own).
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(());
     let slots = Arc::new(Semaphore::new(gw.config.server.max_connections));
     let per_ip = limits::PerIp::new(gw.config.server.max_connections_per_ip);
     loop {
@@ -342,7 +346,10 @@ async fn serve(
         let gw = Arc::clone(&gw);
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
+        let drain = drain_rx.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
+            let _drain = drain;
             let _permit = permit;
             let _ip_slot = ip_slot;
             // A connection that sends nothing at all never reaches hyper's header timeout (the
@@ -403,14 +410,38 @@ async fn serve(
                             return;
                         }
                     };
-                    let io = limits::FirstBytes::new(tls_stream, gw.config.server.header_timeout);
+                    // HTTP/1.1 requests go to the fast lane first; HTTP/2 straight to hyper.
+                    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let (tls_stream, pre) = if kind == Listener::Public && !h2 {
+                        match fast::serve(&gw, tls_stream, conn, &mut stopped).await {
+                            fast::Outcome::Closed => return,
+                            fast::Outcome::Handoff(io, pre) => (io, pre),
+                        }
+                    } else {
+                        (tls_stream, bytes::Bytes::new())
+                    };
+                    let io = limits::FirstBytes::new(
+                        fast::Replay::new(tls_stream, pre),
+                        gw.config.server.header_timeout,
+                    );
                     let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                     if let Err(e) = watcher.watch(c).await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
                     }
                 }
                 None => {
-                    let io = limits::FirstBytes::new(stream, gw.config.server.header_timeout);
+                    let (stream, pre) = if kind == Listener::Public {
+                        match fast::serve(&gw, stream, conn, &mut stopped).await {
+                            fast::Outcome::Closed => return,
+                            fast::Outcome::Handoff(io, pre) => (io, pre),
+                        }
+                    } else {
+                        (stream, bytes::Bytes::new())
+                    };
+                    let io = limits::FirstBytes::new(
+                        fast::Replay::new(stream, pre),
+                        gw.config.server.header_timeout,
+                    );
                     let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                     if let Err(e) = watcher.watch(c).await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
@@ -420,12 +451,14 @@ async fn serve(
         });
     }
     drop(listener);
+    drop(drain_rx);
     tracing::info!(listener = ?kind, connections = graceful.count(), "shutting down: draining in-flight requests");
     let grace = gw.config.server.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        graceful.shutdown().await;
+        drain_tx.closed().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
 }

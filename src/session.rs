@@ -223,6 +223,21 @@ impl HeaderValues {
             .unwrap_or_else(|| HeaderValue::from_static("invalid"))
     }
 
+    /// The values as bytes, in the order user, email (None when the identity has none), groups,
+    /// roles, method, mfa, session. Each was checked as a header value when rendered.
+    pub fn raw(&self) -> [Option<&[u8]>; 7] {
+        let mut out = [None; 7];
+        let mut start = 0;
+        for (i, (slot, &end)) in out.iter_mut().zip(self.ends.iter()).enumerate() {
+            let end = usize::from(end);
+            if i != 1 || self.has_email {
+                *slot = self.buf.get(start..end);
+            }
+            start = end;
+        }
+        out
+    }
+
     pub fn user(&self) -> HeaderValue {
         self.part(0)
     }

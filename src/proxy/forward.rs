@@ -265,6 +265,8 @@ impl Body for ResponseBody {
 #[derive(Clone)]
 pub struct Upstream {
     pool: Arc<Pool>,
+    /// Raw connections for the HTTP/1.1 fast lane (`server::fast`), pooled apart from hyper's.
+    pub lane: Arc<super::h1::Lane>,
     /// `Host` for requests that came without one.
     host: Option<HeaderValue>,
     pub config: UpstreamConfig,
@@ -285,7 +287,12 @@ impl Upstream {
                 .unwrap_or(&config.authority),
         )
         .ok();
-        Self { pool, host, config }
+        Self {
+            pool,
+            lane: super::h1::Lane::new(&config),
+            host,
+            config,
+        }
     }
 
     /// Opens a new connection to the upstream.

@@ -94,6 +94,12 @@ fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
+/// Whether a header name, in any case, is hop-by-hop or `Upgrade`: the names `strip` removes
+/// by definition, for the HTTP/1.1 fast lane, which sees names as sent.
+pub fn is_connection_level(name: &str) -> bool {
+    name.eq_ignore_ascii_case("upgrade") || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// Removes, in one pass over the headers: hop-by-hop headers, headers named in `Connection`
 /// (RFC 9110 §7.6.1), `Upgrade` unless `keep_upgrade`, and every name `also` picks. With
 /// `keep_upgrade`, `Connection` is then set to exactly `upgrade`.

@@ -67,6 +67,13 @@ impl PanicProbe {
         }
     }
 
+    /// Whether the probe is armed for some path (test-only; the fast lane then steps aside so
+    /// the probe fires where panics are contained).
+    #[inline]
+    pub fn armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
     #[cold]
     #[inline(never)]
     fn fire(&self, path: &str) {

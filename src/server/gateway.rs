@@ -226,7 +226,7 @@ async fn proxy(
 
 /// The client address as a header value. IPv4 is written by hand: `Display` goes through the
 /// formatting machinery, which costs more than the rest of this header's handling together.
-fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
+pub(crate) fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
     match ip {
         std::net::IpAddr::V4(v4) => {
             let mut buf = [0u8; 15];
@@ -288,6 +288,14 @@ pub async fn load_session<B>(
     let Some(token) = cookie::get(req.headers(), gw.cookies.session) else {
         return Ok(None);
     };
+    session_for_token(gw, token).await
+}
+
+/// The live session for a session cookie's value, if any (see `load_session`).
+pub async fn session_for_token(
+    gw: &Gateway,
+    token: &str,
+) -> Result<Option<Arc<Session>>, GatewayError> {
     let id = SessionId::of(&SessionToken::new(token.to_owned()));
     // Fail closed: a store error is a 503, never "no session" and never "allowed".
     let Some(s) = gw.store.get(&id).await? else {

@@ -74,27 +74,18 @@ impl CookieNames {
 
     /// Removes the gateway's cookies from the `Cookie` header(s); other cookies are kept in order.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        if !headers.get_all(COOKIE).iter().any(|v| {
-            v.as_bytes()
-                .windows(10)
-                .any(|w| w.first() == Some(&b'p') && w == b"portcullis")
-        }) {
+        if !headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|v| mentions_ours(v.as_bytes()))
+        {
             return;
         }
         let mut kept = String::new();
         for v in headers.get_all(COOKIE) {
             // A header that is not UTF-8 is dropped whole: it could hide one of our cookies.
             let Ok(s) = v.to_str() else { continue };
-            for pair in s.split(';') {
-                let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-                if name.is_empty() || self.is_ours(name) || name.contains("portcullis") {
-                    continue;
-                }
-                if !kept.is_empty() {
-                    kept.push_str("; ");
-                }
-                kept.push_str(pair.trim());
-            }
+            self.keep_others(s, &mut kept);
         }
         headers.remove(COOKIE);
         if !kept.is_empty() {
@@ -103,28 +94,70 @@ impl CookieNames {
             }
         }
     }
+
+    /// Appends to `kept` (`; `-separated) every cookie of one `Cookie` value that is not the
+    /// gateway's. The one rule for both proxy paths (`strip` and the HTTP/1.1 fast lane).
+    pub fn keep_others(&self, value: &str, kept: &mut String) {
+        for pair in value.split(';') {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            if name.is_empty() || self.is_ours(name) || name.contains("portcullis") {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair.trim());
+        }
+    }
+}
+
+/// Whether a `Cookie` value may hold one of the gateway's cookies (then it must be rewritten).
+pub fn mentions_ours(value: &[u8]) -> bool {
+    value
+        .windows(10)
+        .any(|w| w.first() == Some(&b'p') && w == b"portcullis")
+}
+
+/// What one `Cookie` value says about the cookie called `name`.
+pub enum Found<'a> {
+    /// Its first occurrence, a well-formed value.
+    Value(&'a str),
+    /// Its first occurrence is not a value the gateway could have set: treat as absent.
+    Invalid,
+    /// Not in this value.
+    Absent,
+}
+
+/// Looks for the first cookie called `name` in one `Cookie` value.
+pub fn find<'a>(value: &'a str, name: &str) -> Found<'a> {
+    for pair in value.split(';') {
+        if let Some((n, val)) = pair.split_once('=') {
+            if n.trim() == name {
+                let val = val.trim().trim_matches('"');
+                // Our values are base64url; anything else is not ours.
+                if !val.is_empty()
+                    && val.len() <= 128
+                    && val
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Found::Value(val);
+                }
+                return Found::Invalid;
+            }
+        }
+    }
+    Found::Absent
 }
 
 /// The value of the first cookie called `name` in the request's `Cookie` header(s).
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     for v in headers.get_all(COOKIE) {
         let Ok(s) = v.to_str() else { continue };
-        for pair in s.split(';') {
-            if let Some((n, val)) = pair.split_once('=') {
-                if n.trim() == name {
-                    let val = val.trim().trim_matches('"');
-                    // Our values are base64url; anything else is not ours.
-                    if !val.is_empty()
-                        && val.len() <= 128
-                        && val
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    {
-                        return Some(val);
-                    }
-                    return None;
-                }
-            }
+        match find(s, name) {
+            Found::Value(v) => return Some(v),
+            Found::Invalid => return None,
+            Found::Absent => {}
         }
     }
     None

@@ -13,6 +13,7 @@ mod admin;
 mod browser_e2e;
 mod cli;
 mod config;
+mod fast_lane;
 mod hostile;
 mod native;
 mod oidc;

@@ -1,0 +1,398 @@
+//! The HTTP/1.1 fast lane (`server::fast`): it forwards exactly what the general path forwards,
+//! relays every response framing intact, refuses ambiguous upstream framing, never reuses an
+//! upstream connection with bytes left over, and hands a connection to hyper mid-stream.
+
+use crate::support::*;
+use hyper::{Method, StatusCode};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn handoffs(gw: &TestGateway) -> u64 {
+    gw.gateway().metrics.handoffs()
+}
+
+fn sorted_without(mut h: Vec<(String, String)>, drop: &[&str]) -> Vec<(String, String)> {
+    h.retain(|(n, _)| !drop.contains(&n.as_str()));
+    h.sort();
+    h
+}
+
+#[tokio::test]
+async fn the_lane_and_the_general_path_forward_the_same_request() {
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let cookies = format!("theme=dark; {cookie}; portcullis-login=x; lang=en");
+    let headers: Vec<(&str, &str)> = vec![
+        ("cookie", &cookies),
+        ("x-forwarded-user", "mallory"),
+        ("X_Auth_Roles", "admin"),
+        ("x-portcullis-assertion", "forged"),
+        ("x-forwarded-for", "10.9.9.9"),
+        ("forwarded", "for=10.9.9.9"),
+        ("proxy-authorization", "Basic eA=="),
+        ("te", "trailers"),
+        ("x-keep", "yes"),
+        ("accept", "application/json"),
+    ];
+    let http = Http::new();
+    let url = gw.url("/agent/page?q=1&r=%20x");
+    let before = handoffs(&gw);
+    let lane = http.get(&url, &headers).await;
+    assert_eq!(lane.status, StatusCode::OK);
+    assert_eq!(handoffs(&gw), before, "a signed-in GET stays in the lane");
+    // `Content-Length: 0` is not for the lane: the same request, by the general path.
+    let mut general_headers = headers.clone();
+    general_headers.push(("content-length", "0"));
+    let general = http.get(&url, &general_headers).await;
+    assert_eq!(general.status, StatusCode::OK);
+    assert_eq!(handoffs(&gw), before + 1, "handed to hyper");
+
+    let a = sorted_without(lane.upstream_headers(), &["content-length"]);
+    let b = sorted_without(general.upstream_headers(), &["content-length"]);
+    assert_eq!(a, b, "the upstream sees the same request from both paths");
+    assert_eq!(lane.json()["path"], general.json()["path"]);
+    assert_eq!(lane.json()["query"], "q=1&r=%20x");
+    assert_eq!(lane.json()["query"], general.json()["query"]);
+    // And it is the right request: ours in, theirs out.
+    let get = |n: &str| a.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(get("x-forwarded-user"), Some("ann"));
+    assert_eq!(get("x-auth-roles"), Some("agent"));
+    assert_eq!(get("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(get("cookie"), Some("theme=dark; lang=en"));
+    assert_eq!(get("x-keep"), Some("yes"));
+    for gone in ["forwarded", "proxy-authorization", "te", "x_auth_roles"] {
+        assert_eq!(get(gone), None, "{gone} reached the upstream");
+    }
+    assert_ne!(get("x-portcullis-assertion"), Some("forged"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn requests_the_lane_does_not_take_are_answered_by_the_general_path() {
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("eve", &["end_user"]).await;
+    let json = ("accept", "application/json");
+    // Each on a new connection: a connection is handed over once, for good.
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, StatusCode);
+    let cases: Vec<Case<'_>> = vec![
+        // No session on a protected route: the general path sends the login answer.
+        ("/agent/x".into(), vec![json], StatusCode::UNAUTHORIZED),
+        // A role the route does not admit: refused there.
+        (
+            "/agent/x".into(),
+            vec![("cookie", &cookie), json],
+            StatusCode::FORBIDDEN,
+        ),
+        // A path no route matches, and one that does not normalise.
+        (
+            "/agent/%2e%2e/%2e%2e/x%2fy".into(),
+            vec![json],
+            StatusCode::BAD_REQUEST,
+        ),
+        // A gateway endpoint (login without a method to start: refused there).
+        ("/_portcullis/login".into(), vec![], StatusCode::FORBIDDEN),
+    ];
+    for (path, headers, want) in cases {
+        let before = handoffs(&gw);
+        let r = Http::new().get(&gw.url(&path), &headers).await;
+        assert_eq!(r.status, want, "{path}");
+        assert_eq!(handoffs(&gw), before + 1, "{path} was handed over");
+    }
+    gw.stop().await;
+}
+
+/// Reads one response with a Content-Length body from a raw connection.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, Vec<u8>) {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut fields);
+        if let httparse::Status::Complete(n) = r.parse(buf).unwrap() {
+            let len: usize = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .expect("a Content-Length response");
+            let status = r.code.unwrap();
+            if buf.len() >= n + len {
+                let body = buf[n..n + len].to_vec();
+                buf.drain(..n + len);
+                return (status, body);
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let got = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("response timed out")
+            .unwrap();
+        assert!(got > 0, "connection closed before a complete response");
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_and_a_mid_connection_handoff_are_answered_in_order() {
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let host = gw.addr.to_string();
+    let get =
+        |n: u32| format!("GET /agent/p?n={n} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n");
+    let post = format!(
+        "POST /agent/upload HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nContent-Length: 3\r\n\r\nabc"
+    );
+    // Two lane requests in one write, then a request with a body (handed to hyper), then one
+    // more GET that hyper answers, all on one connection.
+    let before = handoffs(&gw);
+    let wire = [get(1), get(2), post, get(3)].concat();
+    s.write_all(wire.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    for n in 1..=2 {
+        let (status, body) = read_response(&mut s, &mut buf).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["query"], format!("n={n}"));
+    }
+    let (status, body) = read_response(&mut s, &mut buf).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, br#"{"received":3}"#);
+    let (status, body) = read_response(&mut s, &mut buf).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["query"], "n=3");
+    assert_eq!(
+        v["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h[0] == "x-forwarded-user")
+            .count(),
+        1
+    );
+    assert_eq!(handoffs(&gw), before + 1);
+    gw.stop().await;
+}
+
+/// An upstream that answers each request with a scripted raw response, chosen by path, and
+/// counts the connections it accepted.
+struct RawUpstream {
+    addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn script(path: &str) -> (&'static [u8], bool) {
+    // (response bytes, close the connection after writing them)
+    match path {
+        "/hc/bad-chunk-late" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", false),
+        "/hc/chunked" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+            false,
+        ),
+        "/hc/close" => (b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil the end", true),
+        "/hc/interim" => (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
+        "/hc/304" => (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\n", false),
+        "/hc/len" => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfive!", false),
+        "/hc/te-and-cl" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            false,
+        ),
+        "/hc/two-lengths" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+            false,
+        ),
+        "/hc/gzip-chunked" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            false,
+        ),
+        "/hc/bad-chunk" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false),
+        "/hc/extra" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+            false,
+        ),
+        "/hc/switch" => (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", false),
+        _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
+    }
+}
+
+impl RawUpstream {
+    async fn start() -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                        buf.drain(..head_end);
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                        let (bytes, close) = script(&path);
+                        if s.write_all(bytes).await.is_err() || close {
+                            return;
+                        }
+                        if path == "/hc/bad-chunk-late" {
+                            // The rest of the body, broken, once the first chunk is relayed.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let _ = s.write_all(b"zz\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream {
+            addr,
+            connections,
+            task,
+        }
+    }
+}
+
+async fn gateway_to(up: SocketAddr, dir: &TempDir) -> portcullis::server::Running {
+    let port = free_port();
+    let cfg_path = dir.path().join("c.toml");
+    std::fs::write(&cfg_path, base_config(port, up, "")).unwrap();
+    let cfg = portcullis::config::Config::load(&cfg_path).unwrap();
+    portcullis::server::start(cfg, portcullis::clock::Clock::system())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_response_framing_is_relayed_and_ambiguous_framing_is_refused() {
+    let up = RawUpstream::start().await;
+    let dir = TempDir::new("framing");
+    let run = gateway_to(up.addr, &dir).await;
+    let http = Http::new();
+    let url = |p: &str| format!("http://{}{p}", run.addr);
+    let json = [("accept", "application/json")];
+
+    let r = http.get(&url("/hc/chunked"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "hello world");
+    assert_eq!(r.header("x-a"), Some("1"));
+    assert_eq!(r.header("x-trailer"), None);
+
+    let r = http.get(&url("/hc/close"), &[]).await;
+    assert_eq!(r.text(), "until the end");
+
+    let r = http.get(&url("/hc/interim"), &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ok"));
+
+    let r = http.get(&url("/hc/304"), &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(r.header("etag"), Some("\"e\""));
+    assert!(r.body.is_empty());
+
+    let r = http
+        .send(Method::HEAD, &url("/hc/len"), &[], Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), Some("5"));
+    assert!(r.body.is_empty());
+    // The HEAD response's body-less exchange left the upstream connection usable.
+    let r = http.get(&url("/hc/len"), &[]).await;
+    assert_eq!(r.text(), "five!");
+
+    for bad in [
+        "/hc/te-and-cl",
+        "/hc/two-lengths",
+        "/hc/gzip-chunked",
+        "/hc/switch",
+    ] {
+        let r = http.get(&url(bad), &json).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{bad}");
+        assert_eq!(r.json()["error"], "upstream_unavailable", "{bad}");
+    }
+
+    // A broken body before anything reached the client: a clean 502.
+    let r = http.get(&url("/hc/bad-chunk"), &json).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    // Broken after the first chunk went out: the response is cut, never ended cleanly.
+    let mut s = TcpStream::connect(run.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /hc/bad-chunk-late HTTP/1.1\r\nHost: {}\r\n\r\n",
+            run.addr
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all))
+        .await
+        .expect("the connection is closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\n5\r\nhello\r\n"), "{text}");
+    assert!(
+        !text.contains("0\r\n\r\n"),
+        "no clean end for a broken body: {text}"
+    );
+
+    // Bytes after a complete response: relayed no further, and that connection is not reused.
+    let before = up.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let r = http.get(&url("/hc/extra"), &[]).await;
+    assert_eq!(r.text(), "ok");
+    for _ in 0..3 {
+        let r = http.get(&url("/hc/plain"), &[]).await;
+        assert_eq!(
+            r.text(),
+            "plain",
+            "a leftover response was read as this one's"
+        );
+    }
+    assert!(up.connections.load(std::sync::atomic::Ordering::SeqCst) > before);
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_lane_connections_do_not_hold_up_shutdown() {
+    let gw = TestGateway::start().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("GET /hc/x HTTP/1.1\r\nHost: {}\r\n\r\n", gw.addr).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (status, _) = read_response(&mut s, &mut buf).await;
+    assert_eq!(status, 200);
+    // The connection now idles in the lane; shutdown closes it at once (grace is 5 s).
+    let t = std::time::Instant::now();
+    gw.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
