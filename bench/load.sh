@@ -10,7 +10,8 @@
 #
 # Usage: bench/load.sh [a] [b] [c] [d] [e]      (no argument: all five, in this order)
 #   SOAK_SECONDS=600        (e) duration at half of peak (SOAK_SECONDS=60 for a quick run)
-#   UP_PORT=19080 PC_PORT=19081   loopback ports (must be free; distinct from bench/run.sh's)
+#   UP_PORT=19080 PC_PORT=19081 NGX_PORT=19082   loopback ports (must be free; distinct from
+#                           bench/run.sh's); NGX_PORT: (e3) nginx as a plain proxy, for comparison
 #   CONNECTIONS=10000 HOLD_SECONDS=30 INTERVAL_MS=3000          (a)
 #   SESSIONS=1000000 SESSION_USERS=600000                        (b)
 #   SLOW=1000 SLOW_PHASE_SECONDS=30 BYTE_INTERVAL_MS=3000 NORMAL_RATE=200 PROBE_RATE=20  (c)
@@ -33,6 +34,7 @@ ROOT=$PWD
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 UP_PORT=${UP_PORT:-19080}
 PC_PORT=${PC_PORT:-19081}
+NGX_PORT=${NGX_PORT:-19082}
 CONNECTIONS=${CONNECTIONS:-10000}
 HOLD_SECONDS=${HOLD_SECONDS:-30}
 INTERVAL_MS=${INTERVAL_MS:-3000}
@@ -155,8 +157,8 @@ fi
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ "$NEED_GATEWAY" = 1 ]; then
-  for p in "$UP_PORT" "$PC_PORT"; do
-    port_busy "$p" && die "port $p on 127.0.0.1 is already in use (set UP_PORT/PC_PORT)"
+  for p in "$UP_PORT" "$PC_PORT" "$NGX_PORT"; do
+    port_busy "$p" && die "port $p on 127.0.0.1 is already in use (set UP_PORT/PC_PORT/NGX_PORT)"
   done
 fi
 
@@ -408,13 +410,54 @@ if want d; then
   scenario_end d
 fi
 if want e; then
-  log "(e) soak at half of peak for ${SOAK_SECONDS}s, then the same rate at the upstream"
+  log "(e) soak at half of peak for ${SOAK_SECONDS}s, then the same rate at the upstream and through nginx"
+  # nginx as a plain reverse proxy to the same upstream (as in bench/run.sh): the added latency
+  # it shows under the same method tells how much of the gateway's is the machine's.
+  ndir=$WORK/nginx-proxy
+  mkdir -p "$ndir/logs" "$ndir/tmp"
+  cat >"$ndir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $ndir/nginx.pid;
+error_log $ndir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;
+    client_body_temp_path $ndir/tmp/body;
+    proxy_temp_path $ndir/tmp/proxy;
+    fastcgi_temp_path $ndir/tmp/fastcgi;
+    uwsgi_temp_path $ndir/tmp/uwsgi;
+    scgi_temp_path $ndir/tmp/scgi;
+    upstream upstream_pool {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=4096;
+        location / {
+            proxy_pass http://upstream_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+  "$NGINX" -t -q -p "$ndir/" -e "$ndir/logs/error.log" -c "$ndir/nginx.conf" || die "nginx rejected $ndir/nginx.conf"
+  "$NGINX" -p "$ndir/" -e "$ndir/logs/error.log" -c "$ndir/nginx.conf" >"$ndir/logs/stdout.log" 2>&1 &
+  NGX_PID=$!
+  PIDS+=("$NGX_PID")
+  wait_port "$NGX_PORT" "$NGX_PID" "$ndir/logs/error.log"
   scenario_begin
   start_gateway
-  run_tool e $((SOAK_SECONDS + 2 * DIRECT_SECONDS + 30)) "$LOAD" --threads "$LOAD_THREADS" soak --addr "$ADDR" \
+  run_tool e $((SOAK_SECONDS + 3 * DIRECT_SECONDS + 30)) "$LOAD" --threads "$LOAD_THREADS" soak --addr "$ADDR" \
     --cookies "$WORK/cookies.txt" --connections "$SOAK_CONNECTIONS" --secs "$SOAK_SECONDS" \
-    --pid "$GW_PID" --direct "127.0.0.1:$UP_PORT" --direct-secs "$DIRECT_SECONDS" ${SOAK_RATE:+--rate "$SOAK_RATE"}
+    --pid "$GW_PID" --direct "127.0.0.1:$UP_PORT" --direct-secs "$DIRECT_SECONDS" \
+    --compare "127.0.0.1:$NGX_PORT" ${SOAK_RATE:+--rate "$SOAK_RATE"}
   stop_gateway
+  stop_pid "$NGX_PID"
   scenario_end e
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -479,7 +522,8 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     added50=$(awk -v g="$(r e_gw_short_p50_ms)" -v d="$(r e_direct_p50_ms)" 'BEGIN { if (g == g + 0 && d == d + 0) printf "%.3f", g - d; else print "?" }')
     echo "| (e) peak (closed loop, $SOAK_CONNECTIONS connections, 5 s), then $([ -n "$SOAK_RATE" ] && echo "a fixed rate of $SOAK_RATE req/s" || echo "half of it at a fixed rate") for $SOAK_SECONDS s | peak $(r e_peak_rps) req/s (machine CPU $(r e_peak_machine_cpu_pct)% busy); at $(r e_rate) req/s: $(r e_soak_requests) requests, $(r e_soak_errors) errors, p50 $(r e_soak_p50_ms) ms, p99 $(r e_soak_p99_ms) ms, p99.9 $(r e_soak_p999_ms) ms, max $(r e_soak_max_ms) ms; CPU: machine $(r e_soak_machine_cpu_pct)% busy, gateway $(r e_soak_gateway_cpu_pct)% of a core, load generator $(r e_soak_generator_cpu_pct)% | no errors | $(row_verdict [ "$(r e_soak_errors)" = 0 ]) |"
     echo "| (e2) gateway RSS and open fds, sampled every 10 s ($(r e_samples) samples) | RSS first $(r e_rss_first_mib), last $(r e_rss_last_mib), max $(r e_rss_max_mib) MiB; fds first $(r e_fds_first), last $(r e_fds_last), max $(r e_fds_max) | no growth (last ≤ 1.25 × first + 16 MiB; fds ≤ first + 16) | $(row_verdict rss_ok) |"
-    echo "| (e3) added latency at $(r e_rate) req/s: $DIRECT_SECONDS s straight at the upstream, then $DIRECT_SECONDS s through the gateway | upstream p50 $(r e_direct_p50_ms) ms, p99 $(r e_direct_p99_ms) ms (machine CPU $(r e_direct_machine_cpu_pct)% busy); gateway p50 $(r e_gw_short_p50_ms) ms, p99 $(r e_gw_short_p99_ms) ms (machine CPU $(r e_gw_short_machine_cpu_pct)% busy); **added p50 $added50 ms, p99 $added ms** | added p99 < 1 ms (DESIGN.md §7) | $(row_verdict le "$added" 1) |"
+    ngx_added=$(awk -v g="$(r e_cmp_p99_ms)" -v d="$(r e_direct_p99_ms)" 'BEGIN { if (g == g + 0 && d == d + 0) printf "%.3f", g - d; else print "?" }')
+    echo "| (e3) added latency at $(r e_rate) req/s: $DIRECT_SECONDS s straight at the upstream, then $DIRECT_SECONDS s through the gateway, then $DIRECT_SECONDS s through nginx (plain proxy, for comparison) | upstream p50 $(r e_direct_p50_ms) ms, p99 $(r e_direct_p99_ms) ms (machine CPU $(r e_direct_machine_cpu_pct)% busy); gateway p50 $(r e_gw_short_p50_ms) ms, p99 $(r e_gw_short_p99_ms) ms (machine CPU $(r e_gw_short_machine_cpu_pct)% busy); **added p50 $added50 ms, p99 $added ms**; nginx p50 $(r e_cmp_p50_ms) ms, p99 $(r e_cmp_p99_ms) ms (machine CPU $(r e_cmp_machine_cpu_pct)% busy), added p99 $ngx_added ms | added p99 < 1 ms (DESIGN.md §7) | $(row_verdict le "$added" 1) |"
   fi
   echo
   if want e && [ -n "${R[e_series]:-}" ]; then

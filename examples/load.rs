@@ -175,6 +175,10 @@ enum Cmd {
         direct: Option<SocketAddr>,
         #[arg(long, default_value_t = 60)]
         direct_secs: u64,
+        /// A plain reverse proxy (nginx) to the same upstream, measured after the gateway the
+        /// same way, so the added latency of the gateway can be read against it.
+        #[arg(long)]
+        compare: Option<SocketAddr>,
     },
 }
 
@@ -1311,6 +1315,7 @@ async fn soak(
     pid: Option<u32>,
     direct: Option<SocketAddr>,
     direct_secs: u64,
+    compare: Option<SocketAddr>,
 ) {
     // Warm-up, then the closed-loop peak.
     let _ = closed_loop(addr, &path, &cookies, conns, 1.0).await;
@@ -1398,6 +1403,13 @@ async fn soak(
         let mut gs = fixed_rate(addr, &path, &cookies, conns, rate, d as f64, false).await;
         CpuSnap::take(pid).report("e_gw_short", &c0);
         report_run("e_gw_short", &mut gs, d as f64);
+        if let Some(other) = compare {
+            eprintln!("load: soak: {rate:.0} req/s through the comparison proxy for {d}s");
+            let c0 = CpuSnap::take(None);
+            let mut ns = fixed_rate(other, &path, &cookies, conns, rate, d as f64, false).await;
+            CpuSnap::take(None).report("e_cmp", &c0);
+            report_run("e_cmp", &mut ns, d as f64);
+        }
     }
 }
 
@@ -1480,7 +1492,7 @@ fn main() {
             }
             Cmd::Soak {
                 addr, cookies, path, connections, peak_secs, fraction, rate, secs, sample_secs,
-                pid, direct, direct_secs,
+                pid, direct, direct_secs, compare,
             } => {
                 soak(
                     addr,
@@ -1495,6 +1507,7 @@ fn main() {
                     pid,
                     direct,
                     direct_secs,
+                    compare,
                 )
                 .await;
             }

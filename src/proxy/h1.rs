@@ -98,13 +98,12 @@ impl Lane {
         })
     }
 
+    /// The most recently released connection that is still open. Age is left to the reaper
+    /// (every half `pool_idle_timeout`), so no clock is read here; a connection the upstream
+    /// closed meanwhile is seen by the probe below, or by the one retry in `exchange`.
     fn take(&self) -> Option<RawConn> {
-        let now = Instant::now();
         let mut idle = self.idle.lock().ok()?;
-        while let Some((c, since)) = idle.pop() {
-            if now.saturating_duration_since(since) >= self.idle_timeout {
-                continue;
-            }
+        while let Some((c, _)) = idle.pop() {
             // Without a readiness event this is no system call. Readable while idle means the
             // upstream closed it (0) or sent something unasked: either way, not usable.
             let mut probe = [0u8; 1];
@@ -117,13 +116,15 @@ impl Lane {
     }
 
     /// Gives a connection back after a complete response (`buf` must be empty: see invariants).
-    pub fn release(&self, conn: RawConn) {
+    /// `since`: when its last exchange began (a clock reading the caller already has; the idle
+    /// time is counted from there, a little early, never late).
+    pub fn release(&self, conn: RawConn, since: Instant) {
         if !conn.buf.is_empty() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < self.max_idle {
-                idle.push((conn, Instant::now()));
+                idle.push((conn, since));
             }
         }
     }
@@ -189,10 +190,12 @@ impl Lane {
     /// returned connection's `buf` then starts with the body. `upstream.timeout` covers
     /// sending and the head. A reused connection that turns out closed is replaced once (only
     /// GET and HEAD come this way, so sending again is safe).
+    /// `sent`: the caller's clock reading just before; the timeout counts from it.
     pub async fn exchange<F>(
         self: &Arc<Self>,
         request: &[u8],
         head_request: bool,
+        sent: Instant,
         emit: F,
     ) -> Result<(RawConn, Head), ProxyError>
     where
@@ -200,6 +203,7 @@ impl Lane {
     {
         let mut emit = Some(emit);
         let mut retried = false;
+        let deadline = tokio::time::Instant::from_std(sent) + self.timeout;
         loop {
             let (mut conn, pooled) = match self.take() {
                 Some(c) => (c, true),
@@ -212,7 +216,7 @@ impl Lane {
                 }
                 read_head(&mut conn, head_request, &mut emit).await
             };
-            match tokio::time::timeout(self.timeout, attempt).await {
+            match tokio::time::timeout_at(deadline, attempt).await {
                 Err(_) => return Err(ProxyError::Timeout),
                 Ok(Ok(head)) => return Ok((conn, head)),
                 Ok(Err(HeadError::Nothing(_))) if pooled && !retried => retried = true,

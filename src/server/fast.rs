@@ -599,6 +599,8 @@ where
         let req = loop {
             if !inbuf.is_empty() {
                 match parse(&inbuf, &mut fields, cfg.max_headers) {
+                    // Over the size limit: hyper answers it (431), as for any other request.
+                    Parse::Fast(r) if r.len > cfg.max_header_bytes => handoff!(),
                     Parse::Fast(r) => break r,
                     Parse::Handoff => handoff!(),
                     Parse::Partial if inbuf.len() >= cfg.max_header_bytes => handoff!(),
@@ -609,7 +611,7 @@ where
                 return Outcome::Closed;
             }
         };
-        let started = Instant::now();
+        let started = cfg.access_log.then(Instant::now);
 
         // Phase: classify (as `gateway::proxy`); gateway paths and login go to hyper.
         if gw.panic_probe.armed() {
@@ -669,7 +671,7 @@ where
         let exchanged = gw
             .upstream
             .lane
-            .exchange(&up, req.head, |status, fields, head| {
+            .exchange(&up, req.head, sent, |status, fields, head| {
                 client_head(&mut out, status, fields, head, close)
             })
             .await;
@@ -679,7 +681,7 @@ where
                 match relay(&mut io, &mut uc, head.framing, &mut out).await {
                     Ok(()) => {
                         if head.keep_alive {
-                            gw.upstream.lane.release(uc);
+                            gw.upstream.lane.release(uc, sent);
                         }
                         (head.status, close || head.framing == Framing::Close)
                     }
@@ -708,7 +710,7 @@ where
             }
         };
         gw.metrics.request(class, status);
-        if cfg.access_log {
+        if let Some(started) = started {
             tracing::info!(
                 target: "access",
                 method = if req.head { "HEAD" } else { "GET" },
