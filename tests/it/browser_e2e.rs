@@ -171,14 +171,14 @@ async fn a_contractor_enrolls_totp_sees_recovery_codes_and_signs_in_again_with_a
     let seed = seed_of(uri);
     // A wrong code first: a clear message in an alert region, still on the enrollment page.
     submit_code(&wd, "000000").await;
-    let alert = wd.find("[role=alert]").await;
+    let alert = wd.wait_for_all("[role=alert]").await.remove(0);
     assert_eq!(
         wd.text(&alert).await,
         "That code is not valid. Check it and try again."
     );
     wd.screenshot("enroll-wrong-code").await;
     submit_code(&wd, &code_at(&seed, gw.clock.now())).await;
-    let codes = wd.find_all("#recovery-codes li").await;
+    let codes = wd.wait_for_all("#recovery-codes li").await;
     assert_eq!(codes.len(), 10, "ten recovery codes shown once");
     assert_eq!(
         wd.text(&codes[0]).await.len(),

@@ -213,6 +213,19 @@ impl WebDriver {
         }
     }
 
+    /// `find_all`, polled until something matches (up to 15 s): right after a click that
+    /// submits a form, the next page may not be there yet.
+    pub async fn wait_for_all(&self, css: &str) -> Vec<Element> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self.find_all(css).await;
+            if !found.is_empty() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The page's visible text; "" while a navigation has no document yet.
     pub async fn try_body_text(&self) -> String {
         let script = json!({
