@@ -396,3 +396,144 @@ async fn idle_lane_connections_do_not_hold_up_shutdown() {
         .unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+/// A tiny deterministic generator (xorshift): the cases are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// One raw request on a new connection; returns the headers the upstream reported.
+async fn upstream_view(addr: SocketAddr, head: &str) -> (u16, Vec<(String, String)>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (status, body) = read_response(&mut s, &mut buf).await;
+    if status != 200 {
+        return (status, Vec::new());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut h: Vec<(String, String)> = v["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_owned(),
+                p[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(n, _)| n != "content-length")
+        .collect();
+    h.sort();
+    (status, h)
+}
+
+#[tokio::test]
+async fn random_header_mixes_reach_the_upstream_the_same_by_both_paths() {
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let names = [
+        "X-Forwarded-User",
+        "x_forwarded_user",
+        "X-AUTH-ROLES",
+        "x-auth-mfa",
+        "X_Auth_Session",
+        "x-portcullis-assertion",
+        "X-Portcullis-Other",
+        "Forwarded",
+        "X-Forwarded-For",
+        "x_forwarded_for",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Real-IP",
+        "Keep-Alive",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Cookie",
+        "cookie",
+        "Accept",
+        "X-Custom",
+        "x_custom",
+        "User-Agent",
+        "Connection",
+        "Close",
+        "X-Auth-Email-Not-Ours",
+    ];
+    let values = [
+        "x",
+        "close",
+        "keep-alive",
+        "a=1; portcullis=forged; b=2",
+        "portcullis-login=1; c=3",
+        "__Host-portcullis=zz",
+        "10.0.0.1",
+        "text/html",
+        "admin",
+        "  spaced  ",
+        "é-not-ascii",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut lane_taken = 0;
+    for case in 0..60 {
+        let mut fields = vec![format!("Host: {}", gw.addr), format!("Cookie: {cookie}")];
+        for _ in 0..(rng.next() % 9) {
+            let n = rng.pick(&names);
+            let v = rng.pick(&values);
+            fields.push(format!("{n}: {v}"));
+        }
+        // Shuffle, so the session cookie is not always first.
+        for i in (1..fields.len()).rev() {
+            fields.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        let head = fields.join("\r\n");
+        let path = format!("/agent/case{case}?q={case}");
+        let before = handoffs(&gw);
+        let lane = upstream_view(gw.addr, &format!("GET {path} HTTP/1.1\r\n{head}\r\n\r\n")).await;
+        if handoffs(&gw) == before {
+            lane_taken += 1;
+        }
+        let general = upstream_view(
+            gw.addr,
+            &format!("GET {path} HTTP/1.1\r\n{head}\r\nContent-Length: 0\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(lane, general, "case {case}:\n{head}");
+        if lane.0 == 200 {
+            for (n, v) in &lane.1 {
+                if n == "cookie" {
+                    assert!(!v.contains("portcullis"), "case {case}: {n}: {v}");
+                }
+                if n == "x-portcullis-assertion" {
+                    assert_eq!(v.split('.').count(), 3, "case {case}: {n}: {v}");
+                }
+            }
+            let user: Vec<_> = lane
+                .1
+                .iter()
+                .filter(|(n, _)| n == "x-forwarded-user")
+                .collect();
+            assert_eq!(
+                user,
+                [&("x-forwarded-user".to_owned(), "ann".to_owned())],
+                "case {case}"
+            );
+        }
+    }
+    assert!(
+        lane_taken >= 30,
+        "the lane took only {lane_taken} of 60 cases"
+    );
+    gw.stop().await;
+}
