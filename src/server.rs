@@ -1,5 +1,7 @@
 //! Listeners and the shared gateway state: accept loop with a connection cap, rustls when
 //! configured (ALPN h2/http1.1), header limits and a head timeout, graceful drain on shutdown.
+//! An HTTP/1.x connection on the public listener starts in the fast lane (`fast`), which hands
+//! it to hyper and `gateway::handle` at the first request it does not take.
 
 pub mod account;
 pub mod contain;

@@ -1,5 +1,6 @@
-//! Forwarding to the upstream: one pooled keep-alive hyper client, bodies streamed both ways
-//! (never buffered), upgrades spliced, and failures mapped to `ProxyError` (502/504).
+//! Forwarding to the upstream for the general path: one pooled keep-alive hyper client, bodies
+//! streamed both ways (never buffered), upgrades spliced, and failures mapped to `ProxyError`
+//! (502/504). Bodiless GET/HEAD from the HTTP/1.1 fast lane use `h1::Lane` instead.
 
 use crate::config::UpstreamConfig;
 use bytes::Bytes;
