@@ -179,6 +179,9 @@ enum Cmd {
         /// same way, so the added latency of the gateway can be read against it.
         #[arg(long)]
         compare: Option<SocketAddr>,
+        /// Interleaved rounds for the upstream / gateway / comparison measurement.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -1316,6 +1319,7 @@ async fn soak(
     direct: Option<SocketAddr>,
     direct_secs: u64,
     compare: Option<SocketAddr>,
+    rounds: usize,
 ) {
     // Warm-up, then the closed-loop peak.
     let _ = closed_loop(addr, &path, &cookies, conns, 1.0).await;
@@ -1390,25 +1394,67 @@ async fn soak(
         );
     }
     if let Some(up) = direct {
-        // The same fixed rate and connections straight at the upstream, right after.
+        // The same fixed rate and connections straight at the upstream, through the gateway
+        // again and through the comparison proxy, in interleaved rounds (as bench/run.sh does):
+        // one slow stretch of the machine then weighs on one round, not on one side. The long
+        // soak above is not used for the difference: it includes rare events a short run may
+        // miss, so both sides are measured the same way.
         let d = direct_secs.min(secs).max(1);
-        eprintln!("load: soak: {rate:.0} req/s directly at the upstream for {d}s");
-        let c0 = CpuSnap::take(None);
-        let mut ds = fixed_rate(up, &path, &cookies, conns, rate, d as f64, false).await;
-        CpuSnap::take(None).report("e_direct", &c0);
-        report_run("e_direct", &mut ds, d as f64);
-        // Then the gateway again for the same short time, so both sides of the difference
-        // are measured the same way (the long soak includes rare events the short run may miss).
-        let c0 = CpuSnap::take(pid);
-        let mut gs = fixed_rate(addr, &path, &cookies, conns, rate, d as f64, false).await;
-        CpuSnap::take(pid).report("e_gw_short", &c0);
-        report_run("e_gw_short", &mut gs, d as f64);
-        if let Some(other) = compare {
-            eprintln!("load: soak: {rate:.0} req/s through the comparison proxy for {d}s");
+        let rounds = rounds.max(1);
+        let seg = (d as f64 / rounds as f64).max(1.0);
+        eprintln!(
+            "load: soak: {rate:.0} req/s, {rounds} rounds of {seg:.0}s: upstream, gateway{}",
+            if compare.is_some() { ", comparison proxy" } else { "" }
+        );
+        let (mut all_d, mut all_g, mut all_c) =
+            (RunStats::default(), RunStats::default(), RunStats::default());
+        let (mut added, mut cmp_added) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
             let c0 = CpuSnap::take(None);
-            let mut ns = fixed_rate(other, &path, &cookies, conns, rate, d as f64, false).await;
-            CpuSnap::take(None).report("e_cmp", &c0);
-            report_run("e_cmp", &mut ns, d as f64);
+            let mut ds = fixed_rate(up, &path, &cookies, conns, rate, seg, false).await;
+            if round == 0 {
+                CpuSnap::take(None).report("e_direct", &c0);
+            }
+            let c0 = CpuSnap::take(pid);
+            let mut gs = fixed_rate(addr, &path, &cookies, conns, rate, seg, false).await;
+            if round == 0 {
+                CpuSnap::take(pid).report("e_gw_short", &c0);
+            }
+            let direct_p99 = ds.lat.ms(0.99);
+            added.push(gs.lat.ms(0.99) - direct_p99);
+            if let Some(other) = compare {
+                let c0 = CpuSnap::take(None);
+                let mut ns = fixed_rate(other, &path, &cookies, conns, rate, seg, false).await;
+                if round == 0 {
+                    CpuSnap::take(None).report("e_cmp", &c0);
+                }
+                cmp_added.push(ns.lat.ms(0.99) - direct_p99);
+                all_c.merge(ns);
+            }
+            all_d.merge(ds);
+            all_g.merge(gs);
+        }
+        report_run("e_direct", &mut all_d, seg * rounds as f64);
+        report_run("e_gw_short", &mut all_g, seg * rounds as f64);
+        let list = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n == 0 {
+                f64::NAN
+            } else if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        result("e_rounds", rounds);
+        result("e_added_p99_rounds", list(&added));
+        result("e_added_p99_ms", format!("{:.3}", median(&mut added)));
+        if compare.is_some() {
+            report_run("e_cmp", &mut all_c, seg * rounds as f64);
+            result("e_cmp_added_p99_rounds", list(&cmp_added));
+            result("e_cmp_added_p99_ms", format!("{:.3}", median(&mut cmp_added)));
         }
     }
 }
@@ -1492,7 +1538,7 @@ fn main() {
             }
             Cmd::Soak {
                 addr, cookies, path, connections, peak_secs, fraction, rate, secs, sample_secs,
-                pid, direct, direct_secs, compare,
+                pid, direct, direct_secs, compare, rounds,
             } => {
                 soak(
                     addr,
@@ -1508,6 +1554,7 @@ fn main() {
                     direct,
                     direct_secs,
                     compare,
+                    rounds,
                 )
                 .await;
             }
