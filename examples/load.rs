@@ -1404,10 +1404,17 @@ async fn soak(
         let seg = (d as f64 / rounds as f64).max(1.0);
         eprintln!(
             "load: soak: {rate:.0} req/s, {rounds} rounds of {seg:.0}s: upstream, gateway{}",
-            if compare.is_some() { ", comparison proxy" } else { "" }
+            if compare.is_some() {
+                ", comparison proxy"
+            } else {
+                ""
+            }
         );
-        let (mut all_d, mut all_g, mut all_c) =
-            (RunStats::default(), RunStats::default(), RunStats::default());
+        let (mut all_d, mut all_g, mut all_c) = (
+            RunStats::default(),
+            RunStats::default(),
+            RunStats::default(),
+        );
         let (mut added, mut cmp_added) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let c0 = CpuSnap::take(None);
@@ -1436,7 +1443,12 @@ async fn soak(
         }
         report_run("e_direct", &mut all_d, seg * rounds as f64);
         report_run("e_gw_short", &mut all_g, seg * rounds as f64);
-        let list = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             let n = v.len();
@@ -1454,7 +1466,10 @@ async fn soak(
         if compare.is_some() {
             report_run("e_cmp", &mut all_c, seg * rounds as f64);
             result("e_cmp_added_p99_rounds", list(&cmp_added));
-            result("e_cmp_added_p99_ms", format!("{:.3}", median(&mut cmp_added)));
+            result(
+                "e_cmp_added_p99_ms",
+                format!("{:.3}", median(&mut cmp_added)),
+            );
         }
     }
 }
