@@ -103,8 +103,11 @@ async fn requests_the_lane_does_not_take_are_answered_by_the_general_path() {
     gw.stop().await;
 }
 
-/// Reads one response with a Content-Length body from a raw connection.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, Vec<u8>) {
+/// Reads one response with a Content-Length body from a raw connection (plain or TLS).
+pub(crate) async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> (u16, Vec<u8>) {
     loop {
         let mut fields = [httparse::EMPTY_HEADER; 64];
         let mut r = httparse::Response::new(&mut fields);

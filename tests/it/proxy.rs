@@ -553,6 +553,60 @@ async fn http2_over_tls_works() {
         .unwrap()[1]
         .clone();
     assert_eq!(proto, "https");
+
+    // HTTP/1.1 over TLS: the fast lane takes the GETs; a POST on the same connection is handed
+    // to hyper, and the connection goes on there.
+    use tokio::io::AsyncWriteExt;
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates({
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&cert).unwrap())
+            .unwrap();
+        roots
+    })
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(run.addr).await.unwrap();
+    let mut stream = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let before = run.gateway.metrics.handoffs();
+    let mut buf = Vec::new();
+    for n in 1..=2 {
+        let req = format!("GET /hc/over-h1?n={n} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let (status, body) = crate::fast_lane::read_response(&mut stream, &mut buf).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["query"], format!("n={n}"));
+        let proto = v["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == "x-forwarded-proto")
+            .unwrap()[1]
+            .clone();
+        assert_eq!(proto, "https");
+    }
+    assert_eq!(run.gateway.metrics.handoffs(), before, "the lane took them");
+    let post = format!(
+        "POST /hc/upload HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 2\r\n\r\nhi"
+    );
+    stream.write_all(post.as_bytes()).await.unwrap();
+    let (status, body) = crate::fast_lane::read_response(&mut stream, &mut buf).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, br#"{"received":2}"#.as_slice())
+    );
+    assert_eq!(run.gateway.metrics.handoffs(), before + 1);
     run.shutdown().await;
 }
 
