@@ -4,4 +4,5 @@
 pub mod forward;
 pub mod h1;
 pub mod headers;
+pub mod idle;
 pub mod path;

@@ -313,9 +313,9 @@ async fn serve(
     let builder = Arc::new(builder(&gw));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
-    // Every connection task holds a receiver: the sender's `closed` is "all connections done",
-    // which covers those the fast lane serves (hyper's graceful watcher sees only its own).
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(());
+    // A connection the fast lane hands over is HTTP/1 (its first request is already read):
+    // served as such, it is not cancelled mid-request by a shutdown, as version detection is.
+    let h1_builder = Arc::new(self::builder(&gw).http1_only());
     let slots = Arc::new(Semaphore::new(gw.config.server.max_connections));
     let per_ip = limits::PerIp::new(gw.config.server.max_connections_per_ip);
     loop {
@@ -347,11 +347,10 @@ async fn serve(
         let watcher = graceful.watcher();
         let gw = Arc::clone(&gw);
         let builder = Arc::clone(&builder);
+        let h1_builder = Arc::clone(&h1_builder);
         let acceptor = acceptor.clone();
-        let drain = drain_rx.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            let _drain = drain;
             let _permit = permit;
             let _ip_slot = ip_slot;
             // A connection that sends nothing at all never reaches hyper's header timeout (the
@@ -396,6 +395,36 @@ async fn serve(
                     })
                 }
             });
+            // The fast lane first (when `$lane`), then hyper for what it hands over, or for the
+            // whole connection. A panic in the lane ends that connection only, counted and logged.
+            macro_rules! serve_io {
+                ($io:expr, $lane:expr) => {{
+                    let (io, pre) = if $lane {
+                        let lane = fast::serve(&gw, $io, conn, &mut stopped);
+                        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(lane)).await {
+                            Ok(fast::Outcome::Closed) => return,
+                            Ok(fast::Outcome::Handoff(io, pre)) => (io, pre),
+                            Err(_) => {
+                                gw.metrics.panic();
+                                tracing::error!(%peer, "fast lane panicked; connection closed");
+                                return;
+                            }
+                        }
+                    } else {
+                        ($io, bytes::Bytes::new())
+                    };
+                    // After a hand-over the bytes are HTTP/1 unless they are the HTTP/2 preface.
+                    let b = if pre.is_empty() || pre.starts_with(b"PRI ") { &builder } else { &h1_builder };
+                    let io = limits::FirstBytes::new(
+                        fast::Replay::new(io, pre),
+                        gw.config.server.header_timeout,
+                    );
+                    let c = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
+                    if let Err(e) = watcher.watch(c).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                }};
+            }
             match acceptor {
                 Some(acc) => {
                     let hs =
@@ -414,53 +443,21 @@ async fn serve(
                     };
                     // HTTP/1.1 requests go to the fast lane first; HTTP/2 straight to hyper.
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    let (tls_stream, pre) = if kind == Listener::Public && !h2 {
-                        match fast::serve(&gw, tls_stream, conn, &mut stopped).await {
-                            fast::Outcome::Closed => return,
-                            fast::Outcome::Handoff(io, pre) => (io, pre),
-                        }
-                    } else {
-                        (tls_stream, bytes::Bytes::new())
-                    };
-                    let io = limits::FirstBytes::new(
-                        fast::Replay::new(tls_stream, pre),
-                        gw.config.server.header_timeout,
-                    );
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                    if let Err(e) = watcher.watch(c).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
-                    }
+                    serve_io!(tls_stream, kind == Listener::Public && !h2);
                 }
-                None => {
-                    let (stream, pre) = if kind == Listener::Public {
-                        match fast::serve(&gw, stream, conn, &mut stopped).await {
-                            fast::Outcome::Closed => return,
-                            fast::Outcome::Handoff(io, pre) => (io, pre),
-                        }
-                    } else {
-                        (stream, bytes::Bytes::new())
-                    };
-                    let io = limits::FirstBytes::new(
-                        fast::Replay::new(stream, pre),
-                        gw.config.server.header_timeout,
-                    );
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-                    if let Err(e) = watcher.watch(c).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
-                    }
-                }
+                None => serve_io!(stream, kind == Listener::Public),
             }
         });
     }
     drop(listener);
-    drop(drain_rx);
+    // Every connection task holds a watcher from its start, the fast lane's too, so this waits
+    // for them all.
     tracing::info!(listener = ?kind, connections = graceful.count(), "shutting down: draining in-flight requests");
     let grace = gw.config.server.shutdown_grace;
-    let drained = async {
-        graceful.shutdown().await;
-        drain_tx.closed().await;
-    };
-    if tokio::time::timeout(grace, drained).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
 }

@@ -33,7 +33,7 @@ impl SessionId {
         Self::of_str(token.expose())
     }
 
-    fn of_str(token: &str) -> SessionId {
+    pub(crate) fn of_str(token: &str) -> SessionId {
         let d = digest::digest(&digest::SHA256, token.as_bytes());
         SessionId(B64.encode(d.as_ref().get(..16).unwrap_or_default()))
     }

@@ -11,11 +11,9 @@ use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use std::time::Instant;
 
 /// A response body: streamed from the upstream, or made by the gateway.
 pub enum GatewayBody {
@@ -146,7 +144,7 @@ impl Conn {
             return;
         }
         if sender.is_ready() {
-            pool.put(sender);
+            pool.put(sender, Instant::now());
             return;
         }
         // The connection task has not yet seen the end of the exchange: give it back once
@@ -154,57 +152,18 @@ impl Conn {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 if sender.ready().await.is_ok() {
-                    pool.put(sender);
+                    pool.put(sender, Instant::now());
                 }
             });
         }
     }
 }
 
-/// Idle keep-alive connections to the one upstream, most recently used last.
-struct Pool {
-    idle: Mutex<Vec<(SendRequest<UpstreamBody>, Instant)>>,
-    max_idle: usize,
-    idle_timeout: Duration,
-    reaper: AtomicBool,
-}
+type Pool = super::idle::IdlePool<SendRequest<UpstreamBody>>;
 
-impl Pool {
-    fn take(&self) -> Option<SendRequest<UpstreamBody>> {
-        let now = Instant::now();
-        let mut idle = self.idle.lock().ok()?;
-        while let Some((s, since)) = idle.pop() {
-            if s.is_ready() && now.saturating_duration_since(since) < self.idle_timeout {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put(&self, s: SendRequest<UpstreamBody>) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.max_idle {
-                idle.push((s, Instant::now()));
-            }
-        }
-    }
-
-    /// Closes connections idle for longer than `pool_idle_timeout`.
-    fn reap(&self) {
-        let now = Instant::now();
-        let expired: Vec<_> = match self.idle.lock() {
-            Ok(mut idle) => {
-                let keep = idle
-                    .iter()
-                    .position(|(s, since)| {
-                        now.saturating_duration_since(*since) < self.idle_timeout && !s.is_closed()
-                    })
-                    .unwrap_or(idle.len());
-                idle.drain(..keep).collect()
-            }
-            Err(_) => return,
-        };
-        drop(expired);
+impl super::idle::Idle for SendRequest<UpstreamBody> {
+    fn alive(&self) -> bool {
+        self.is_ready()
     }
 }
 
@@ -275,12 +234,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Self {
-        let pool = Arc::new(Pool {
-            idle: Mutex::new(Vec::new()),
-            max_idle: config.pool_max_idle,
-            idle_timeout: config.pool_idle_timeout,
-            reaper: AtomicBool::new(false),
-        });
+        let pool = Pool::new(config.pool_max_idle, config.pool_idle_timeout);
         let host = HeaderValue::from_str(
             config
                 .authority
@@ -299,23 +253,8 @@ impl Upstream {
     /// Opens a new connection to the upstream.
     async fn connect(&self) -> Result<SendRequest<UpstreamBody>, ProxyError> {
         let unavailable = |e: &dyn std::error::Error| ProxyError::Unavailable(error_chain(e));
-        let stream = match tokio::time::timeout(
-            self.config.connect_timeout,
-            TcpStream::connect(self.config.authority.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(unavailable(&e)),
-            Err(_) => {
-                return Err(ProxyError::Unavailable(
-                    "connect: connection timed out".into(),
-                ))
-            }
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            return Err(unavailable(&e));
-        }
+        let stream =
+            super::idle::connect(&self.config.authority, self.config.connect_timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -325,21 +264,7 @@ impl Upstream {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        if !self.pool.reaper.swap(true, Ordering::Relaxed) {
-            let weak = Arc::downgrade(&self.pool);
-            let every = (self.config.pool_idle_timeout / 2).max(Duration::from_millis(100));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    match weak.upgrade() {
-                        Some(p) => p.reap(),
-                        None => return,
-                    }
-                }
-            });
-        }
+        self.pool.start_reaper();
         Ok(sender)
     }
 

@@ -7,8 +7,7 @@
 
 use super::forward::ProxyError;
 use bytes::{Buf, BytesMut};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -74,111 +73,45 @@ impl HeadError {
     }
 }
 
-/// The raw keep-alive pool to the one upstream (most recently used last).
+impl super::idle::Idle for RawConn {
+    /// Without a readiness event this is no system call. Readable while idle means the upstream
+    /// closed it (0) or sent something unasked: either way, not usable.
+    fn alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// The fast lane's raw keep-alive connections to the one upstream.
 pub struct Lane {
-    idle: Mutex<Vec<(RawConn, Instant)>>,
-    max_idle: usize,
-    idle_timeout: Duration,
+    pool: Arc<super::idle::IdlePool<RawConn>>,
     authority: String,
     connect_timeout: Duration,
     timeout: Duration,
-    reaper: AtomicBool,
 }
 
 impl Lane {
     pub fn new(config: &crate::config::UpstreamConfig) -> Arc<Lane> {
         Arc::new(Lane {
-            idle: Mutex::new(Vec::new()),
-            max_idle: config.pool_max_idle,
-            idle_timeout: config.pool_idle_timeout,
+            pool: super::idle::IdlePool::new(config.pool_max_idle, config.pool_idle_timeout),
             authority: config.authority.clone(),
             connect_timeout: config.connect_timeout,
             timeout: config.timeout,
-            reaper: AtomicBool::new(false),
         })
-    }
-
-    /// The most recently released connection that is still open. Age is left to the reaper
-    /// (every half `pool_idle_timeout`), so no clock is read here; a connection the upstream
-    /// closed meanwhile is seen by the probe below, or by the one retry in `exchange`.
-    fn take(&self) -> Option<RawConn> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some((c, _)) = idle.pop() {
-            // Without a readiness event this is no system call. Readable while idle means the
-            // upstream closed it (0) or sent something unasked: either way, not usable.
-            let mut probe = [0u8; 1];
-            match c.io.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c),
-                _ => continue,
-            }
-        }
-        None
     }
 
     /// Gives a connection back after a complete response (`buf` must be empty: see invariants).
     /// `since`: when its last exchange began (a clock reading the caller already has; the idle
     /// time is counted from there, a little early, never late).
     pub fn release(&self, conn: RawConn, since: Instant) {
-        if !conn.buf.is_empty() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.max_idle {
-                idle.push((conn, since));
-            }
+        if conn.buf.is_empty() {
+            self.pool.put(conn, since);
         }
     }
 
-    /// Closes connections idle for longer than `pool_idle_timeout`.
-    fn reap(&self) {
-        let now = Instant::now();
-        let expired: Vec<_> = match self.idle.lock() {
-            Ok(mut idle) => {
-                let keep = idle
-                    .iter()
-                    .position(|(_, since)| {
-                        now.saturating_duration_since(*since) < self.idle_timeout
-                    })
-                    .unwrap_or(idle.len());
-                idle.drain(..keep).collect()
-            }
-            Err(_) => return,
-        };
-        drop(expired);
-    }
-
-    async fn connect(self: &Arc<Self>) -> Result<RawConn, ProxyError> {
-        let io = match tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect(self.authority.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(ProxyError::Unavailable(format!("connect: {e}"))),
-            Err(_) => {
-                return Err(ProxyError::Unavailable(
-                    "connect: connection timed out".into(),
-                ))
-            }
-        };
-        io.set_nodelay(true)
-            .map_err(|e| ProxyError::Unavailable(format!("connect: {e}")))?;
-        if !self.reaper.swap(true, Ordering::Relaxed) {
-            let weak = Arc::downgrade(self);
-            let every = (self.idle_timeout / 2).max(Duration::from_millis(100));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    match weak.upgrade() {
-                        Some(l) => l.reap(),
-                        None => return,
-                    }
-                }
-            });
-        }
+    async fn connect(&self) -> Result<RawConn, ProxyError> {
+        let io = super::idle::connect(&self.authority, self.connect_timeout).await?;
+        self.pool.start_reaper();
         Ok(RawConn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -205,7 +138,7 @@ impl Lane {
         let mut retried = false;
         let deadline = tokio::time::Instant::from_std(sent) + self.timeout;
         loop {
-            let (mut conn, pooled) = match self.take() {
+            let (mut conn, pooled) = match self.pool.take() {
                 Some(c) => (c, true),
                 // Boxed: connecting is rare (the pool is warm).
                 None => (Box::pin(self.connect()).await?, false),

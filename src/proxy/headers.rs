@@ -55,7 +55,7 @@ fn same_name(candidate: &str, canonical: &str) -> bool {
 }
 
 impl IdentityHeaders {
-    fn names(&self) -> [&HeaderName; 8] {
+    pub(crate) fn names(&self) -> [&HeaderName; 8] {
         [
             &self.user,
             &self.email,

@@ -15,10 +15,11 @@ use crate::config::Access;
 use crate::metrics::RouteClass;
 use crate::proxy::forward::{GatewayBody, ProxyError};
 use crate::proxy::h1::{Chunk, Chunked, Framing, Head, RawConn};
-use crate::proxy::headers;
+use crate::proxy::headers::{self, IdentityHeaders};
 use crate::proxy::path;
 use crate::session::{cookie, Session};
 use bytes::{Buf, Bytes, BytesMut};
+use std::io::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,11 +46,47 @@ struct Request {
     query: Option<Range<usize>>,
     /// The client sent `Connection: close`.
     close: bool,
+    /// A `Cookie` field may hold one of the gateway's cookies: the cookies are rewritten.
+    ours_in_cookies: bool,
+}
+
+/// What a request field is to the lane, decided once when the head is parsed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Host,
+    Cookie,
+    Accept,
+    /// Removed (reserved), but a trusted proxy's chain is kept from its first value.
+    ForwardedFor,
+    /// A field named `close`: removed when `Connection: close` names it, as on the hyper path.
+    Close,
+    /// Hop-by-hop or reserved (`headers::is_connection_level`, `IdentityHeaders::is_reserved`).
+    Dropped,
+    Other,
 }
 
 struct Field {
     name: Range<usize>,
     value: Range<usize>,
+    kind: Kind,
+}
+
+fn kind(name: &str, ids: &IdentityHeaders) -> Kind {
+    if name.eq_ignore_ascii_case("host") {
+        Kind::Host
+    } else if name.eq_ignore_ascii_case("cookie") {
+        Kind::Cookie
+    } else if name.eq_ignore_ascii_case("accept") {
+        Kind::Accept
+    } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+        Kind::ForwardedFor
+    } else if headers::is_connection_level(name) || ids.is_reserved(name) {
+        Kind::Dropped
+    } else if name.eq_ignore_ascii_case("close") {
+        Kind::Close
+    } else {
+        Kind::Other
+    }
 }
 
 enum Parse {
@@ -80,7 +117,7 @@ fn offset(buf: &[u8], part: &[u8]) -> Option<Range<usize>> {
 }
 
 /// Parses one request head and decides whether the lane may take it.
-fn parse(buf: &[u8], fields: &mut Vec<Field>, max_fields: usize) -> Parse {
+fn parse(buf: &[u8], fields: &mut Vec<Field>, max_fields: usize, ids: &IdentityHeaders) -> Parse {
     let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut r = httparse::Request::new(&mut raw);
     let len = match r.parse(buf) {
@@ -103,24 +140,17 @@ fn parse(buf: &[u8], fields: &mut Vec<Field>, max_fields: usize) -> Parse {
     {
         return Parse::Handoff;
     }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let (Some(path), query) = (
-        offset(buf, path.as_bytes()),
-        query.map(|q| offset(buf, q.as_bytes())),
-    ) else {
+    let Some(t) = offset(buf, target.as_bytes()) else {
         return Parse::Handoff;
     };
-    let query = match query {
-        Some(None) => return Parse::Handoff,
-        Some(Some(q)) => Some(q),
-        None => None,
+    let (path, query) = match target.find('?') {
+        Some(i) => (t.start..t.start + i, Some(t.start + i + 1..t.end)),
+        None => (t, None),
     };
     fields.clear();
     let mut hosts = 0;
     let mut close = false;
+    let mut ours_in_cookies = false;
     for h in r.headers.iter() {
         let n = h.name;
         if ["content-length", "transfer-encoding", "expect", "upgrade"]
@@ -144,7 +174,9 @@ fn parse(buf: &[u8], fields: &mut Vec<Field>, max_fields: usize) -> Parse {
         let (Some(name), Some(value)) = (offset(buf, n.as_bytes()), offset(buf, h.value)) else {
             return Parse::Handoff;
         };
-        fields.push(Field { name, value });
+        let kind = kind(n, ids);
+        ours_in_cookies |= kind == Kind::Cookie && cookie::mentions_ours(h.value);
+        fields.push(Field { name, value, kind });
     }
     if hosts != 1 {
         return Parse::Handoff;
@@ -155,39 +187,33 @@ fn parse(buf: &[u8], fields: &mut Vec<Field>, max_fields: usize) -> Parse {
         path,
         query,
         close,
+        ours_in_cookies,
     })
 }
 
-fn field<'a>(buf: &'a [u8], f: &Field) -> (&'a str, &'a [u8]) {
-    let name = buf
-        .get(f.name.clone())
-        .and_then(|n| std::str::from_utf8(n).ok())
-        .unwrap_or_default();
-    (name, buf.get(f.value.clone()).unwrap_or_default())
+fn field<'a>(buf: &'a [u8], f: &Field) -> (&'a [u8], &'a [u8]) {
+    (
+        buf.get(f.name.clone()).unwrap_or_default(),
+        buf.get(f.value.clone()).unwrap_or_default(),
+    )
 }
 
-/// The session cookie's value, read as `cookie::get` reads it from a header map.
-fn session_token<'a>(buf: &'a [u8], fields: &[Field], name: &str) -> Option<&'a str> {
-    for f in fields {
-        let (n, v) = field(buf, f);
-        if !n.eq_ignore_ascii_case("cookie") {
-            continue;
-        }
-        let Some(s) = text(v) else { continue };
-        match cookie::find(s, name) {
-            cookie::Found::Value(v) => return Some(v),
-            cookie::Found::Invalid => return None,
-            cookie::Found::Absent => {}
-        }
-    }
-    None
+/// The text values of the fields of one kind, in order.
+fn texts<'a>(buf: &'a [u8], fields: &'a [Field], k: Kind) -> impl Iterator<Item = &'a str> {
+    fields
+        .iter()
+        .filter(move |f| f.kind == k)
+        .filter_map(move |f| text(field(buf, f).1))
 }
 
+/// The session cookie's value, by the rule `cookie::get` applies to a header map.
+fn session_token<'a>(buf: &'a [u8], fields: &'a [Field], name: &str) -> Option<&'a str> {
+    cookie::first(texts(buf, fields, Kind::Cookie), name)
+}
+
+/// As `gateway::wants_html`.
 fn wants_html(buf: &[u8], fields: &[Field]) -> bool {
-    fields.iter().any(|f| {
-        let (n, v) = field(buf, f);
-        n.eq_ignore_ascii_case("accept") && text(v).is_some_and(|s| s.contains("text/html"))
-    })
+    texts(buf, fields, Kind::Accept).any(|s| s.contains("text/html"))
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -218,39 +244,29 @@ fn upstream_head(
         up.extend_from_slice(q);
     }
     up.extend_from_slice(b" HTTP/1.1\r\n");
-    let ours_in_cookies = fields.iter().any(|f| {
-        let (n, v) = field(buf, f);
-        n.eq_ignore_ascii_case("cookie") && cookie::mentions_ours(v)
-    });
     let mut client_xff: Option<&[u8]> = None;
     let mut host: &[u8] = b"";
     for f in fields {
         let (n, v) = field(buf, f);
-        if client_xff.is_none() && n.eq_ignore_ascii_case("x-forwarded-for") {
-            client_xff = Some(v);
-        }
-        if headers::is_connection_level(n)
-            || gw.ids.is_reserved(n)
-            || (req.close && n.eq_ignore_ascii_case("close"))
-            || (ours_in_cookies && n.eq_ignore_ascii_case("cookie"))
-        {
-            continue;
-        }
-        if n.eq_ignore_ascii_case("host") {
-            host = v;
-        }
-        push_field(up, n.as_bytes(), v);
-    }
-    if ours_in_cookies {
-        let mut kept = String::new();
-        for f in fields {
-            let (n, v) = field(buf, f);
-            if n.eq_ignore_ascii_case("cookie") {
-                // Not text: dropped whole, as on the hyper path (it could hide our cookie).
-                if let Some(s) = text(v) {
-                    gw.cookies.keep_others(s, &mut kept);
-                }
+        match f.kind {
+            Kind::ForwardedFor => {
+                client_xff.get_or_insert(v);
+                continue;
             }
+            Kind::Dropped => continue,
+            Kind::Close if req.close => continue,
+            Kind::Cookie if req.ours_in_cookies => continue,
+            Kind::Host => host = v,
+            Kind::Cookie | Kind::Accept | Kind::Close | Kind::Other => {}
+        }
+        push_field(up, n, v);
+    }
+    if req.ours_in_cookies {
+        // Cookie fields that are not text are dropped whole, as on the hyper path (they could
+        // hide our cookie).
+        let mut kept = String::new();
+        for s in texts(buf, fields, Kind::Cookie) {
+            gw.cookies.keep_others(s, &mut kept);
         }
         if !kept.is_empty() {
             push_field(up, b"cookie", kept.as_bytes());
@@ -258,13 +274,12 @@ fn upstream_head(
     }
     let peer_ip = conn.peer.ip();
     let trusted = gw.config.is_trusted_proxy(peer_ip);
-    let ip = gateway::ip_header(peer_ip);
     up.extend_from_slice(b"x-forwarded-for: ");
     if let Some(chain) = client_xff.and_then(text).filter(|_| trusted) {
         up.extend_from_slice(chain.as_bytes());
         up.extend_from_slice(b", ");
     }
-    up.extend_from_slice(ip.as_bytes());
+    gateway::write_ip(up, peer_ip);
     up.extend_from_slice(b"\r\n");
     let https = conn.tls || (trusted && gw.config.server.https);
     push_field(
@@ -275,16 +290,8 @@ fn upstream_head(
     push_field(up, b"x-forwarded-host", host);
     if let Some(s) = session {
         let ids = &gw.ids;
-        let names = [
-            &ids.user,
-            &ids.email,
-            &ids.groups,
-            &ids.roles,
-            &ids.method,
-            &ids.mfa,
-            &ids.session,
-        ];
-        for (name, value) in names.into_iter().zip(s.headers.raw()) {
+        // `names` ends with the assertion's, which `raw` (seven values) leaves to the zip's end.
+        for (name, value) in ids.names().into_iter().zip(s.headers.raw()) {
             if let Some(v) = value {
                 push_field(up, name.as_str().as_bytes(), v);
             }
@@ -349,7 +356,9 @@ fn client_head(
         );
     }
     match head.framing {
-        Framing::Length(n) => push_field(out, b"content-length", n.to_string().as_bytes()),
+        Framing::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
         Framing::Chunked => push_field(out, b"transfer-encoding", b"chunked"),
         Framing::Empty | Framing::Close => {}
     }
@@ -462,7 +471,7 @@ async fn relay_body<IO: AsyncWrite + Unpin>(
             loop {
                 match dec.next(&mut uc.buf)? {
                     Chunk::Data(n) => {
-                        sink.out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                        let _ = write!(sink.out, "{n:x}\r\n");
                         sink.send(uc.buf.get(..n).unwrap_or_default()).await?;
                         sink.out.extend_from_slice(b"\r\n");
                         uc.buf.advance(n);
@@ -526,7 +535,7 @@ async fn write_own<IO: AsyncWrite + Unpin>(
         b"date",
         httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
     );
-    push_field(out, b"content-length", body.len().to_string().as_bytes());
+    let _ = write!(out, "content-length: {}\r\n", body.len());
     if close {
         push_field(out, b"connection", b"close");
     }
@@ -598,7 +607,7 @@ where
         let deadline = tokio::time::Instant::now() + cfg.header_timeout;
         let req = loop {
             if !inbuf.is_empty() {
-                match parse(&inbuf, &mut fields, cfg.max_headers) {
+                match parse(&inbuf, &mut fields, cfg.max_headers, &gw.ids) {
                     // Over the size limit: hyper answers it (431), as for any other request.
                     Parse::Fast(r) if r.len > cfg.max_header_bytes => handoff!(),
                     Parse::Fast(r) => break r,
@@ -802,13 +811,21 @@ mod tests {
 
     fn take(raw: &str) -> Option<(Request, Vec<(String, String)>)> {
         let mut fields = Vec::new();
-        match parse(raw.as_bytes(), &mut fields, 100) {
+        match parse(
+            raw.as_bytes(),
+            &mut fields,
+            100,
+            &IdentityHeaders::default(),
+        ) {
             Parse::Fast(r) => {
                 let list = fields
                     .iter()
                     .map(|f| {
                         let (n, v) = field(raw.as_bytes(), f);
-                        (n.to_owned(), String::from_utf8_lossy(v).into_owned())
+                        (
+                            String::from_utf8_lossy(n).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
                     })
                     .collect();
                 Some((r, list))
@@ -856,13 +873,18 @@ mod tests {
         }
         let mut fields = Vec::new();
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHost: h\r\n", &mut fields, 100),
+            parse(
+                b"GET / HTTP/1.1\r\nHost: h\r\n",
+                &mut fields,
+                100,
+                &IdentityHeaders::default()
+            ),
             Parse::Partial
         ));
         let many: String = (0..10).map(|i| format!("X-{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
         assert!(matches!(
-            parse(raw.as_bytes(), &mut fields, 5),
+            parse(raw.as_bytes(), &mut fields, 5, &IdentityHeaders::default()),
             Parse::Handoff
         ));
     }
@@ -885,7 +907,12 @@ mod tests {
         let raw = "GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1; portcullis=tok_1\r\nCookie: portcullis=other\r\n\r\n";
         let mut fields = Vec::new();
         assert!(matches!(
-            parse(raw.as_bytes(), &mut fields, 100),
+            parse(
+                raw.as_bytes(),
+                &mut fields,
+                100,
+                &IdentityHeaders::default()
+            ),
             Parse::Fast(_)
         ));
         assert_eq!(
@@ -894,7 +921,12 @@ mod tests {
         );
         let raw = "GET / HTTP/1.1\r\nHost: h\r\nCookie: portcullis=bad!value\r\nCookie: portcullis=tok\r\n\r\n";
         assert!(matches!(
-            parse(raw.as_bytes(), &mut fields, 100),
+            parse(
+                raw.as_bytes(),
+                &mut fields,
+                100,
+                &IdentityHeaders::default()
+            ),
             Parse::Fast(_)
         ));
         assert_eq!(session_token(raw.as_bytes(), &fields, "portcullis"), None);

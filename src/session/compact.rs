@@ -63,19 +63,19 @@ impl Interner {
     }
 }
 
-/// Cuts a value to at most 64 KiB at a character boundary: longer ones only come from IdPs and
-/// browsers, and no header or page could carry them anyway.
-fn bounded(s: &str) -> &str {
-    let mut end = s.len().min(usize::from(u16::MAX));
-    while !s.is_char_boundary(end) {
-        end -= 1;
+/// A length or count as LEB128: one byte below 128, so short names cost what a `u8` did, and
+/// nothing is ever cut short (a session decoded again must carry exactly the identity it had).
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    let mut n = n as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
     }
-    s.get(..end).unwrap_or_default()
+    out.push(n as u8);
 }
 
 fn put_inline(out: &mut Vec<u8>, s: &str) {
-    let s = bounded(s);
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap_or(0).to_le_bytes());
+    put_len(out, s.len());
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -104,9 +104,8 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>, shared: Option<&Interner>) {
 }
 
 fn put_list(out: &mut Vec<u8>, items: &[String], shared: &Interner) {
-    let n = items.len().min(usize::from(u8::MAX));
-    out.push(u8::try_from(n).unwrap_or(u8::MAX));
-    for s in items.iter().take(n) {
+    put_len(out, items.len());
+    for s in items {
         put_str(out, s, Some(shared));
     }
 }
@@ -161,9 +160,21 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
+    /// A `put_len` value; `None` past 10 bytes or 64 bits.
+    fn len(&mut self) -> Option<usize> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            n |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return usize::try_from(n).ok();
+            }
+        }
+        None
+    }
     fn inline(&mut self) -> Option<&'a str> {
-        let n = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        std::str::from_utf8(self.take(usize::from(n))?).ok()
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?).ok()
     }
     fn str(&mut self, shared: &Interner) -> Option<String> {
         match self.u8()? {
@@ -180,7 +191,12 @@ impl<'a> Reader<'a> {
         }
     }
     fn list(&mut self, shared: &Interner) -> Option<Vec<String>> {
-        let n = self.u8()?;
+        // Every item takes at least one byte: a count beyond the bytes left is not a list
+        // (and must not size an allocation).
+        let n = self.len()?;
+        if n > self.0.len() {
+            return None;
+        }
         (0..n).map(|_| self.str(shared)).collect()
     }
 }
@@ -296,6 +312,42 @@ mod tests {
             let _ = shared.index("agents");
             let _ = decode(SessionId::of(&SessionToken::new("t".into())), &bytes, 0, &shared);
         }
+    }
+
+    #[test]
+    fn large_identities_come_back_whole() {
+        // Directory users may carry hundreds of groups; nothing may be cut on the way back,
+        // or the forwarded groups, roles and name would change between requests.
+        let s = session(
+            Identity {
+                user: "u".repeat(70_000),
+                email: Some("e".repeat(300)),
+                groups: (0..300).map(|i| format!("group-{i}")).collect(),
+                roles: (0..260).map(|i| format!("role-{i}")).collect(),
+                method: AuthMethod::Native,
+                mfa: MfaUsed::Totp,
+            },
+            None,
+            Some("x".repeat(5000)),
+        );
+        let shared = Interner::new(100);
+        let bytes = encode(&s, &shared);
+        assert_eq!(super::user(&bytes), Some(s.identity.user.as_str()));
+        assert!(same(
+            &s,
+            &decode(s.id.clone(), &bytes, s.last_seen(), &shared).unwrap()
+        ));
+    }
+
+    #[test]
+    fn lengths_are_one_byte_below_128_and_overlong_ones_are_refused() {
+        for n in [0usize, 1, 127, 128, 300, 70_000, usize::MAX >> 1] {
+            let mut out = Vec::new();
+            put_len(&mut out, n);
+            assert_eq!(out.len() == 1, n < 128);
+            assert_eq!(Reader(&out).len(), Some(n));
+        }
+        assert_eq!(Reader(&[0x80; 11]).len(), None);
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub fn mentions_ours(value: &[u8]) -> bool {
 }
 
 /// What one `Cookie` value says about the cookie called `name`.
-pub enum Found<'a> {
+enum Found<'a> {
     /// Its first occurrence, a well-formed value.
     Value(&'a str),
     /// Its first occurrence is not a value the gateway could have set: treat as absent.
@@ -129,7 +129,7 @@ pub enum Found<'a> {
 }
 
 /// Looks for the first cookie called `name` in one `Cookie` value.
-pub fn find<'a>(value: &'a str, name: &str) -> Found<'a> {
+fn find<'a>(value: &'a str, name: &str) -> Found<'a> {
     for pair in value.split(';') {
         if let Some((n, val)) = pair.split_once('=') {
             if n.trim() == name {
@@ -152,8 +152,20 @@ pub fn find<'a>(value: &'a str, name: &str) -> Found<'a> {
 
 /// The value of the first cookie called `name` in the request's `Cookie` header(s).
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    for v in headers.get_all(COOKIE) {
-        let Ok(s) = v.to_str() else { continue };
+    first(
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
+}
+
+/// The value of the first cookie called `name` in `Cookie` values given in order (values that
+/// are not text left out by the caller, as `HeaderValue::to_str` leaves them out). The one rule
+/// for both proxy paths: a first occurrence that is not well-formed means no cookie.
+pub fn first<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    for s in values {
         match find(s, name) {
             Found::Value(v) => return Some(v),
             Found::Invalid => return None,
