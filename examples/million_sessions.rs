@@ -152,8 +152,18 @@ fn identity(u: usize) -> Identity {
         4..=7 => (AuthMethod::Oidc("corp-entra".into()), MfaUsed::Idp),
         _ => (AuthMethod::Saml("okta".into()), MfaUsed::Idp),
     };
+    // Principals as the IdPs make them: an issuer part shared by every user, then a subject.
+    let principal = match &method {
+        AuthMethod::Oidc(_) => format!(
+            "oidc:https://login.microsoftonline.com/4f1c5a62-3b8e-4b7a-9d2e-0c1f2a3b4c5d/v2.0#{:043x}",
+            u.wrapping_mul(0x9E37_79B9)
+        ),
+        AuthMethod::Saml(_) => format!("saml:okta#{user}"),
+        _ => format!("native:{user}"),
+    };
     Identity {
         user,
+        principal,
         email,
         groups,
         roles,
@@ -239,7 +249,8 @@ fn main() {
                 Duration::from_secs(30 * 60),
                 Some(client_ip(&mut r)),
                 Some(ua),
-            );
+            )
+            .expect("a valid identity");
             let s = store.insert(s).await.expect("insert");
             if with_assertion {
                 kept.push(s.id.as_str().as_bytes().try_into().expect("22-byte id"));

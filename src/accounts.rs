@@ -261,7 +261,8 @@ impl Accounts {
         Ok(codes)
     }
 
-    /// Creates a native user. Without a password one is generated and returned (shown once).
+    /// Creates a native user. Without a password one is generated and returned (shown once),
+    /// except with `[mfa] enrollment = "invite"`, where the user chooses one at the link.
     pub async fn create_user(
         &self,
         config: &Config,
@@ -278,17 +279,26 @@ impl Accounts {
                 return Err(AccountsError::UnknownRole(r.clone()));
             }
         }
+        // With invitations a user created without a password chooses one at the link;
+        // otherwise one is generated and handed to the admin once.
+        let invite = config.mfa.enrollment == crate::config::Enrollment::Invite;
         let (password, generated) = match password {
-            Some(p) => (p, None),
+            Some(p) => (Some(p), None),
+            None if invite => (None, None),
             None => {
                 let p = password::generate_password();
-                (p.clone(), Some(p))
+                (Some(p.clone()), Some(p))
             }
         };
-        let hash = tokio::task::spawn_blocking(move || password::hash_password(&password))
-            .await
-            .map_err(|_| AccountsError::Hashing)?
-            .map_err(|_| AccountsError::Hashing)?;
+        let hash = match password {
+            Some(password) => Some(
+                tokio::task::spawn_blocking(move || password::hash_password(&password))
+                    .await
+                    .map_err(|_| AccountsError::Hashing)?
+                    .map_err(|_| AccountsError::Hashing)?,
+            ),
+            None => None,
+        };
         let user = self
             .users
             .create_user(
@@ -296,13 +306,71 @@ impl Accounts {
                     username,
                     email,
                     roles,
-                    password_hash: Some(hash),
+                    password_hash: hash,
                     disabled: false,
                 },
                 now,
             )
             .await?;
         Ok((user, generated))
+    }
+
+    /// Hashes and sets a user's password; `false` if there is no such user.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: Password,
+    ) -> Result<bool, StoreError> {
+        let hash = tokio::task::spawn_blocking(move || password::hash_password(&password))
+            .await
+            .map_err(|_| StoreError::Unavailable("password hashing failed".into()))?
+            .map_err(|_| StoreError::Unavailable("password hashing failed".into()))?;
+        self.users.set_password(username, &hash).await
+    }
+
+    /// Makes a single-use enrollment invitation for `username` (replacing its unused ones) and
+    /// returns the absolute link to the native sign-in form bound to it (DESIGN.md §6).
+    pub async fn create_invite(
+        &self,
+        config: &Config,
+        username: &str,
+        now: UnixTime,
+    ) -> Result<String, StoreError> {
+        let token = crate::session::random_id(32);
+        let ttl = i64::try_from(config.mfa.invite_ttl.as_secs()).unwrap_or(i64::MAX);
+        self.users
+            .put_invite(&crate::storage::EnrollmentInvite {
+                token_hash: crate::auth::native::invite_hash(&token),
+                username: username.to_owned(),
+                created_at: now,
+                expires_at: now.saturating_add(ttl),
+            })
+            .await?;
+        let path = config
+            .native
+            .as_ref()
+            .and_then(|n| n.paths.first())
+            .map_or("/normal", String::as_str);
+        Ok(format!(
+            "{}{path}?invite={token}",
+            config.server.public_origin
+        ))
+    }
+
+    /// Mails an enrollment link to the user's address, when both a sender and an address exist.
+    /// Failures are logged and reported, never fatal: the link is also handed to the admin.
+    pub async fn mail_invite(&self, config: &Config, user: &User, link: &str) -> bool {
+        let (Some(sender), Some(to)) = (self.email.as_ref(), user.email.as_deref()) else {
+            return false;
+        };
+        let days = (config.mfa.invite_ttl.as_secs() / 86_400).max(1);
+        match sender.send_invite(to, link, &config.mfa.issuer, days).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(user = %user.username, error = %e, "enrollment link could not be mailed");
+                false
+            }
+        }
     }
 
     /// Enrolls a confirmed TOTP factor directly (CLI and demo), returning the otpauth URI.

@@ -90,6 +90,7 @@ pub fn session_json(s: &Session) -> Value {
     json!({
         "id": s.id.as_str(),
         "user": s.identity.user,
+        "principal": s.identity.principal,
         "roles": s.identity.roles,
         "method": s.identity.method.header_value(),
         "idp": s.identity.method.idp(),
@@ -241,7 +242,9 @@ async fn list_sessions(gw: &Gateway, q: Option<&str>) -> Response<GatewayBody> {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let user = query_param(q, "user");
+    // Sessions belong to principals (DESIGN.md §6): `user=alice` is the native user alice;
+    // another origin's user is named by its principal (`user=oidc:…#sub`, as listed).
+    let principal = query_param(q, "user").map(|u| owner_of(&u));
     let cursor = match query_param(q, "cursor") {
         Some(c) => match SessionId::parse(&c) {
             Some(id) => Some(id),
@@ -251,7 +254,7 @@ async fn list_sessions(gw: &Gateway, q: Option<&str>) -> Response<GatewayBody> {
     };
     match gw
         .store
-        .list(user.as_deref(), cursor.as_ref(), limit + 1)
+        .list(principal.as_deref(), cursor.as_ref(), limit + 1)
         .await
     {
         Ok(mut items) => {
@@ -267,6 +270,28 @@ async fn list_sessions(gw: &Gateway, q: Option<&str>) -> Response<GatewayBody> {
         }
         Err(e) => store_unavailable(gw, &e),
     }
+}
+
+/// The principal an admin names: a native user name, or a principal as sessions list it.
+fn owner_of(user: &str) -> String {
+    if user.contains(':') {
+        user.to_owned()
+    } else {
+        native_principal(&normalise_user(user).unwrap_or_else(|| user.to_owned()))
+    }
+}
+
+/// Ends everything a principal has running: its sessions and its pending logins (a login past
+/// the password must not finish after an admin acted). Returns the ended sessions' count.
+async fn end_principal(gw: &Gateway, principal: &str) -> Result<usize, StoreError> {
+    crate::auth::native::revoke_pending(
+        &gw.store,
+        principal,
+        gw.clock.now(),
+        gw.config.session.pending_ttl,
+    )
+    .await?;
+    Ok(gw.store.remove_principal(principal).await?.len())
 }
 
 async fn delete_session(gw: &Gateway, id: &str, actor: &str, conn: Conn) -> Response<GatewayBody> {
@@ -300,8 +325,8 @@ async fn delete_user_sessions(
     actor: &str,
     conn: Conn,
 ) -> Response<GatewayBody> {
-    let ended = match gw.store.remove_user(user).await {
-        Ok(ids) => ids.len(),
+    let ended = match end_principal(gw, &owner_of(user)).await {
+        Ok(n) => n,
         Err(e) => return store_unavailable(gw, &e),
     };
     let mut body = json!({"terminated": ended});
@@ -435,6 +460,15 @@ async fn create_user(
             if let Some(p) = generated {
                 set(&mut body, "password", json!(p.expose()));
             }
+            match invite_for(gw, acc, &user).await {
+                Ok(Some(Value::Object(invite))) => {
+                    for (k, v) in invite {
+                        set(&mut body, &k, v);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return store_unavailable(gw, &e),
+            }
             json_response(StatusCode::CREATED, &body)
         }
         Err(crate::accounts::AccountsError::Store(StoreError::Conflict)) => json_error(
@@ -507,7 +541,7 @@ async fn set_disabled(
     }
     if disabled {
         // A disabled account must not keep a way in.
-        if let Err(e) = gw.store.remove_user(&u.username).await {
+        if let Err(e) = end_principal(gw, &native_principal(&u.username)).await {
             return store_unavailable(gw, &e);
         }
     }
@@ -530,6 +564,17 @@ async fn reset_mfa(gw: &Gateway, name: &str, actor: &str, conn: Conn) -> Respons
         return no_store();
     };
     let p = native_principal(&u.username);
+    // A login already past the password must not go on to enroll or use the old factors.
+    if let Err(e) = crate::auth::native::revoke_pending(
+        &gw.store,
+        &p,
+        gw.clock.now(),
+        gw.config.session.pending_ttl,
+    )
+    .await
+    {
+        return store_unavailable(gw, &e);
+    }
     if let Err(e) = acc.users.delete_factors(&p).await {
         return store_unavailable(gw, &e);
     }
@@ -537,9 +582,32 @@ async fn reset_mfa(gw: &Gateway, name: &str, actor: &str, conn: Conn) -> Respons
         return store_unavailable(gw, &e);
     }
     record_admin(gw, "admin.mfa_reset", Some(&u.username), actor, conn, None).await;
-    let mut r = Response::new(GatewayBody::empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    r
+    match invite_for(gw, acc, &u).await {
+        Ok(Some(body)) => json_response(StatusCode::OK, &body),
+        Ok(None) => {
+            let mut r = Response::new(GatewayBody::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(e) => store_unavailable(gw, &e),
+    }
+}
+
+/// With `[mfa] enrollment = "invite"`: a new single-use enrollment link for `u`, mailed when
+/// possible and returned once (`enrollment_url`, and whether it was mailed).
+async fn invite_for(
+    gw: &Gateway,
+    acc: &crate::accounts::Accounts,
+    u: &User,
+) -> Result<Option<Value>, StoreError> {
+    if gw.config.mfa.enrollment != crate::config::Enrollment::Invite {
+        return Ok(None);
+    }
+    let url = acc
+        .create_invite(&gw.config, &u.username, gw.clock.now())
+        .await?;
+    let mailed = acc.mail_invite(&gw.config, u, &url).await;
+    Ok(Some(json!({"enrollment_url": url, "mailed": mailed})))
 }
 
 #[derive(Deserialize, Default)]

@@ -194,6 +194,7 @@ mod tests {
             SessionId::of(&crate::secret::SessionToken::new("t".into())),
             Identity {
                 user: "ann".into(),
+                principal: "native:ann".into(),
                 email: Some("ann@example.com".into()),
                 groups: vec!["agents".into()],
                 roles: vec!["agent".into()],
@@ -206,6 +207,7 @@ mod tests {
             None,
             None,
         )
+        .unwrap()
     }
 
     #[test]

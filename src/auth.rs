@@ -2,6 +2,7 @@
 //! No HTTP types live in here except in the native-login handlers.
 
 pub mod lockout;
+pub mod native;
 pub mod oidc;
 pub mod password;
 pub mod pending;

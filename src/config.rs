@@ -79,6 +79,8 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     pub routes: Vec<RouteConfig>,
     pub branding: Branding,
+    /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Clone, Debug)]
@@ -201,6 +203,19 @@ pub struct MfaConfig {
     pub recovery_count: usize,
     /// Zero: recovery codes never expire.
     pub recovery_ttl: Duration,
+    /// How a user without any second factor gets a first one (DESIGN.md §6).
+    pub enrollment: Enrollment,
+    /// How long an enrollment link stays valid.
+    pub invite_ttl: Duration,
+}
+
+/// `[mfa] enrollment`: what proves a user may enroll a first second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enrollment {
+    /// A single-use, expiring link (mailed, or handed over by an admin) and then the password.
+    Invite,
+    /// The password alone, right after it: whoever holds it picks the factor (small setups).
+    FirstLogin,
 }
 
 impl MfaConfig {

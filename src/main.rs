@@ -140,7 +140,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
-            Ok(_) => {
+            Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }
@@ -159,6 +162,9 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing();
+            for w in &config.warnings {
+                tracing::warn!(warning = %w, "configuration warning");
+            }
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -39,7 +39,10 @@ pub fn security_headers(h: &mut HeaderMap) {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: our own form POSTs then carry our real `Origin` (under
+    // `no-referrer` browsers send `Origin: null`, which the form check must refuse), while no
+    // other site ever sees a URL of ours (return paths, enrollment links) as a referrer.
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
 }
 
 /// Page chrome shared by every gateway page.

@@ -160,7 +160,12 @@ impl MfaUsed {
 /// Who a session belongs to, as decided at login.
 #[derive(Clone, Debug)]
 pub struct Identity {
+    /// The display name (`X-Forwarded-User`).
     pub user: String,
+    /// Who owns the session (DESIGN.md §6): `native:<user>` or the IdP's principal for the
+    /// subject. Listing and ending "a user's sessions" go by this, never by the display name,
+    /// so a native `bob` and an SSO `bob` never reach each other's sessions.
+    pub principal: String,
     pub email: Option<String>,
     pub groups: Vec<String>,
     pub roles: Vec<String>,
@@ -179,8 +184,38 @@ pub struct HeaderValues {
     has_email: bool,
 }
 
+/// An identity value that cannot be sent as a header exactly as it is (DESIGN.md §6): such a
+/// login is refused, never forwarded with a placeholder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityValueError {
+    /// A control character (line breaks, NUL, tab, DEL): it could end or split a header.
+    #[error("the {0} contains a control character")]
+    ControlCharacter(&'static str),
+    /// Longer than 8 KiB.
+    #[error("the {0} is too long")]
+    TooLong(&'static str),
+}
+
+/// Which identity value each of the seven header parts is, for error messages.
+const PART_NAMES: [&str; 7] = [
+    "user name",
+    "email address",
+    "group list",
+    "role list",
+    "login method",
+    "second factor",
+    "session id",
+];
+
+impl Identity {
+    /// Whether every value can go upstream exactly as it is (UTF-8 is sent as its bytes).
+    pub fn check_values(&self, id: &SessionId) -> Result<(), IdentityValueError> {
+        HeaderValues::render(self, id).map(|_| ())
+    }
+}
+
 impl HeaderValues {
-    fn render(identity: &Identity, id: &SessionId) -> HeaderValues {
+    fn render(identity: &Identity, id: &SessionId) -> Result<HeaderValues, IdentityValueError> {
         let method = identity.method.header_value();
         let groups = identity.groups.join(",");
         let roles = identity.roles.join(",");
@@ -195,18 +230,23 @@ impl HeaderValues {
         ];
         let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len().min(MAX_PART)).sum());
         let mut ends = [0u16; 7];
-        for (end, part) in ends.iter_mut().zip(parts) {
-            // Identity values come from IdPs and user records; anything that is not a valid
-            // header value (or is absurdly long) is replaced rather than trusted.
-            let ok = part.len() <= MAX_PART && HeaderValue::from_str(part).is_ok();
-            buf.extend_from_slice(if ok { part.as_bytes() } else { b"invalid" });
-            *end = u16::try_from(buf.len()).unwrap_or(u16::MAX);
+        for ((end, part), name) in ends.iter_mut().zip(parts).zip(PART_NAMES) {
+            // Identity values come from IdPs and user records. A value is sent exactly or not
+            // at all: two users must never reach the app as the same placeholder.
+            if part.len() > MAX_PART {
+                return Err(IdentityValueError::TooLong(name));
+            }
+            if part.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                return Err(IdentityValueError::ControlCharacter(name));
+            }
+            buf.extend_from_slice(part.as_bytes());
+            *end = u16::try_from(buf.len()).map_err(|_| IdentityValueError::TooLong(name))?;
         }
-        HeaderValues {
+        Ok(HeaderValues {
             buf: bytes::Bytes::from(buf),
             ends,
             has_email: identity.email.is_some(),
-        }
+        })
     }
 
     fn part(&self, i: usize) -> HeaderValue {
@@ -216,11 +256,12 @@ impl HeaderValues {
             .map_or(0, |&e| usize::from(e));
         let end = self.ends.get(i).map_or(0, |&e| usize::from(e));
         // Checked once at render time; checked again here rather than trusted (no `unsafe`).
+        // Unreachable: every part was checked to be a header value, and the offsets are ours.
         self.buf
             .get(start..end)
             .map(|_| self.buf.slice(start..end))
             .and_then(|b| HeaderValue::from_maybe_shared(b).ok())
-            .unwrap_or_else(|| HeaderValue::from_static("invalid"))
+            .unwrap_or_else(|| HeaderValue::from_static(""))
     }
 
     /// The values as bytes, in the order user, email (None when the identity has none), groups,
@@ -261,7 +302,7 @@ impl HeaderValues {
     }
 }
 
-/// Longest identity header value kept (longer ones become `invalid`); all seven fit in a u16.
+/// Longest identity header value accepted (a longer one refuses the login).
 const MAX_PART: usize = 8 * 1024;
 
 /// A signed-in session. Shared as `Arc<Session>`; only `last_seen` and the cached assertion change.
@@ -297,9 +338,9 @@ impl Session {
         idle_timeout: Duration,
         ip: Option<String>,
         user_agent: Option<String>,
-    ) -> Session {
-        let headers = HeaderValues::render(&identity, &id);
-        Session {
+    ) -> Result<Session, IdentityValueError> {
+        let headers = HeaderValues::render(&identity, &id)?;
+        Ok(Session {
             id,
             identity,
             created_at: now,
@@ -311,11 +352,12 @@ impl Session {
             headers,
             last_seen: AtomicI64::new(now),
             assertion: RwLock::new(None),
-        }
+        })
     }
 
     /// A session read back from a store: `Session::new` from its stored times, with the idle
-    /// timestamp it had. A negative lifetime (never stored) becomes zero: already expired.
+    /// timestamp it had. A negative lifetime (never stored) becomes zero: already expired. An
+    /// identity that cannot be sent (never stored by this version) is a corrupt entry.
     #[allow(clippy::too_many_arguments)]
     pub fn restore(
         id: SessionId,
@@ -326,7 +368,7 @@ impl Session {
         ip: Option<String>,
         user_agent: Option<String>,
         last_seen: UnixTime,
-    ) -> Session {
+    ) -> Result<Session, StoreError> {
         let max_lifetime = u64::try_from(expires_at.saturating_sub(created_at)).unwrap_or(0);
         let s = Session::new(
             id,
@@ -336,9 +378,10 @@ impl Session {
             idle_timeout,
             ip,
             user_agent,
-        );
+        )
+        .map_err(|e| StoreError::Corrupt(format!("stored session: {e}")))?;
         s.set_last_seen(last_seen);
-        s
+        Ok(s)
     }
 
     pub fn last_seen(&self) -> UnixTime {
@@ -377,11 +420,12 @@ pub trait SessionStore {
     /// Records activity; callers do this at most once per touch interval.
     async fn touch(&self, session: &Session, now: UnixTime) -> Result<(), StoreError>;
     async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError>;
-    async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError>;
-    /// Sessions ordered by id, after the `after` cursor, optionally for one user.
+    /// Removes every session owned by `principal` (`Identity::principal`).
+    async fn remove_principal(&self, principal: &str) -> Result<Vec<SessionId>, StoreError>;
+    /// Sessions ordered by id, after the `after` cursor, optionally of one principal only.
     async fn list(
         &self,
-        user: Option<&str>,
+        principal: Option<&str>,
         after: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Arc<Session>>, StoreError>;
@@ -402,9 +446,23 @@ pub trait SessionStore {
     /// Adds one to a counter that lives `window` from its first increment; returns the new count.
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError>;
     async fn counter(&self, key: &str) -> Result<u64, StoreError>;
+    /// Takes one back from a live counter (never below zero, never creating one).
+    async fn decr(&self, key: &str) -> Result<(), StoreError>;
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError>;
     /// True the first time a key is claimed within `ttl` (replay caches).
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Adds `member` to the set under `key` in one atomic step (no read-modify-write, so
+    /// concurrent adders on any replicas never drop each other's members). The set lives at
+    /// least `ttl` from now and keeps its newest `cap` members.
+    async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> Result<(), StoreError>;
+    /// Atomically reads and deletes the set under `key` (empty when there is none).
+    async fn set_take(&self, key: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// The session store chosen at start-up.
@@ -453,16 +511,16 @@ impl SessionStore for AnySessionStore {
     async fn remove(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
         forward!(self, s => s.remove(id).await)
     }
-    async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
-        forward!(self, s => s.remove_user(user).await)
+    async fn remove_principal(&self, principal: &str) -> Result<Vec<SessionId>, StoreError> {
+        forward!(self, s => s.remove_principal(principal).await)
     }
     async fn list(
         &self,
-        user: Option<&str>,
+        principal: Option<&str>,
         after: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Arc<Session>>, StoreError> {
-        forward!(self, s => s.list(user, after, limit).await)
+        forward!(self, s => s.list(principal, after, limit).await)
     }
     async fn count(&self) -> Result<usize, StoreError> {
         forward!(self, s => s.count().await)
@@ -493,15 +551,31 @@ impl SessionStore for AnySessionStore {
     async fn counter(&self, key: &str) -> Result<u64, StoreError> {
         forward!(self, s => s.counter(key).await)
     }
+    async fn decr(&self, key: &str) -> Result<(), StoreError> {
+        forward!(self, s => s.decr(key).await)
+    }
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
         forward!(self, s => s.reset_counter(key).await)
     }
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         forward!(self, s => s.claim_once(key, ttl).await)
     }
+    async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.set_add(key, member, ttl, cap).await)
+    }
+    async fn set_take(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        forward!(self, s => s.set_take(key).await)
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -518,17 +592,18 @@ mod tests {
     }
 
     #[test]
-    fn identity_headers_render_into_one_buffer_and_bad_values_are_replaced() {
+    fn identity_headers_render_into_one_buffer_and_values_that_cannot_be_sent_are_refused() {
         let id = SessionId::of(&SessionToken::new("t".into()));
         let identity = |email: Option<&str>, user: &str| Identity {
             user: user.into(),
+            principal: format!("corp:{user}"),
             email: email.map(str::to_owned),
             groups: vec!["agents".into(), "tier2".into()],
             roles: vec!["agent".into()],
             method: AuthMethod::Oidc("corp".into()),
             mfa: MfaUsed::Idp,
         };
-        let h = HeaderValues::render(&identity(Some("ann@example.com"), "ann"), &id);
+        let h = HeaderValues::render(&identity(Some("ann@example.com"), "ann"), &id).unwrap();
         assert_eq!(h.user(), "ann");
         assert_eq!(h.email(), Some(HeaderValue::from_static("ann@example.com")));
         assert_eq!(h.groups(), "agents,tier2");
@@ -536,17 +611,29 @@ mod tests {
         assert_eq!(h.method(), "oidc:corp");
         assert_eq!(h.mfa(), "idp");
         assert_eq!(h.session(), id.as_str());
-        // A value that cannot be a header (here: a line break) is replaced, and its neighbours
-        // stay where they are.
-        let h = HeaderValues::render(&identity(None, "ann\r\nX-Evil: 1"), &id);
-        assert_eq!(h.user(), "invalid");
+        // UTF-8 goes as its bytes, exactly.
+        let h = HeaderValues::render(&identity(None, "zoë"), &id).unwrap();
+        assert_eq!(h.user().as_bytes(), "zoë".as_bytes());
         assert!(h.email().is_none());
-        assert_eq!(h.groups(), "agents,tier2");
-        assert_eq!(h.session(), id.as_str());
+        // A value that cannot be a header is refused, never replaced by a placeholder (two such
+        // users would reach the app as the same one).
+        for bad in ["ann\r\nX-Evil: 1", "a\tb", "nul\0", "del\u{7f}"] {
+            assert_eq!(
+                HeaderValues::render(&identity(None, bad), &id).err(),
+                Some(IdentityValueError::ControlCharacter("user name")),
+                "{bad:?}"
+            );
+        }
         let long = "a".repeat(MAX_PART + 1);
         assert_eq!(
-            HeaderValues::render(&identity(None, &long), &id).user(),
-            "invalid"
+            HeaderValues::render(&identity(None, &long), &id).err(),
+            Some(IdentityValueError::TooLong("user name"))
+        );
+        let mut i = identity(None, "ann");
+        i.groups = vec!["g\n".into()];
+        assert_eq!(
+            i.check_values(&id),
+            Err(IdentityValueError::ControlCharacter("group list"))
         );
     }
 

@@ -22,7 +22,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    AuditEvent, AuditQuery, AuditRecord, NewUser, RememberedDevice, TotpFactor, User, MAX_PAGE,
+    AuditEvent, AuditQuery, AuditRecord, EnrollmentInvite, NewUser, RememberedDevice, TotpFactor,
+    User, MAX_PAGE,
 };
 pub use postgres::{PostgresUrl, PostgresUserStore};
 pub use sqlite::SqliteUserStore;
@@ -103,12 +104,37 @@ pub trait UserStore {
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Marks an unconfirmed factor confirmed and records `step` as used (so the enrollment code
-    /// cannot log in again); `false` if there is no unconfirmed factor.
-    fn confirm_totp(
+    /// Stores `sealed_seed` as the principal's confirmed factor with `step` used (so the
+    /// enrollment code cannot sign in again), only if the principal has no confirmed factor;
+    /// `false` otherwise. A confirmed authenticator is replaced only by `put_totp` (the account
+    /// page after a fresh factor, an admin), never by an enrollment.
+    fn enroll_totp(
         &self,
         principal: &str,
+        sealed_seed: &[u8],
         step: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores an enrollment invitation, deleting the user's unused ones.
+    fn put_invite(
+        &self,
+        invite: &EnrollmentInvite,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The unused, unexpired invitation with this token hash.
+    fn find_invite(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<EnrollmentInvite>, StoreError>> + Send;
+
+    /// Atomically marks an unused, unexpired invitation used; `true` only for the one caller
+    /// that spent it.
+    fn spend_invite(
+        &self,
+        token_hash: &str,
+        now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The TOTP replay guard: atomically records `step` as used if it is later than the last
@@ -356,10 +382,41 @@ impl UserStore for AnyUserStore {
         }
     }
 
-    async fn confirm_totp(&self, principal: &str, step: i64) -> Result<bool, StoreError> {
+    async fn enroll_totp(
+        &self,
+        principal: &str,
+        sealed_seed: &[u8],
+        step: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.confirm_totp(principal, step).await,
-            Self::Postgres(s) => s.confirm_totp(principal, step).await,
+            Self::Sqlite(s) => s.enroll_totp(principal, sealed_seed, step, now).await,
+            Self::Postgres(s) => s.enroll_totp(principal, sealed_seed, step, now).await,
+        }
+    }
+
+    async fn put_invite(&self, invite: &EnrollmentInvite) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.put_invite(invite).await,
+            Self::Postgres(s) => s.put_invite(invite).await,
+        }
+    }
+
+    async fn find_invite(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentInvite>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.find_invite(token_hash, now).await,
+            Self::Postgres(s) => s.find_invite(token_hash, now).await,
+        }
+    }
+
+    async fn spend_invite(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.spend_invite(token_hash, now).await,
+            Self::Postgres(s) => s.spend_invite(token_hash, now).await,
         }
     }
 

@@ -1,6 +1,11 @@
-//! Lockout after repeated failures, per user name and per client IP (DESIGN.md §6). Counted in
-//! the session store so every replica sees the same counts; keyed by the name *as typed*, so
-//! an unknown user locks exactly like a real one and nothing reveals which names exist.
+//! Lockout after repeated failures, per account and per client IP (DESIGN.md §6). Counted in
+//! the session store so every replica sees the same counts; the account key is the name *as
+//! typed*, so an unknown user locks exactly like a real one and nothing reveals which names exist.
+//!
+//! Invariant: an attempt is counted *before* the check it guards (increment, then compare), so
+//! N concurrent guesses get at most `max_failures` evaluations, however many addresses send
+//! them. A check that could not be made (a store failure) takes its count back: an outage never
+//! locks anyone out.
 
 use crate::config::LockoutConfig;
 use crate::session::{AnySessionStore, SessionStore};
@@ -18,18 +23,43 @@ pub enum LockState {
     Locked,
 }
 
-/// Per-user and per-IP failure counting with a lock period.
+/// Per-account and per-IP failure counting with a lock period.
 #[derive(Clone, Debug)]
 pub struct Lockout {
     pub config: LockoutConfig,
 }
 
-fn user_key(user: &str) -> String {
-    format!("fail:u:{}", user.to_lowercase())
+/// One attempt admitted past the lockout, already counted. Settle it with [`Lockout::failed`],
+/// [`Lockout::succeeded`] or [`Lockout::abandoned`]; dropping it unsettled leaves it counted
+/// as a failure (the safe side).
+#[must_use = "an admitted attempt is settled as failed, succeeded or abandoned"]
+#[derive(Debug)]
+pub struct Attempt {
+    account: String,
+    ip: IpAddr,
+    account_count: u64,
+    ip_count: u64,
+}
+
+/// The answer of [`Lockout::admit`].
+#[derive(Debug)]
+pub enum Admission {
+    /// Counted; the check may run.
+    Admitted(Attempt),
+    /// Inside a lock period, or over the limit: the check must not run.
+    Locked,
+}
+
+fn account_key(account: &str) -> String {
+    format!("fail:u:{}", account.to_lowercase())
 }
 
 fn ip_key(ip: IpAddr) -> String {
     format!("fail:ip:{ip}")
+}
+
+fn lock_key(counter: &str) -> String {
+    format!("locked:{counter}")
 }
 
 impl Lockout {
@@ -37,58 +67,219 @@ impl Lockout {
         Self { config }
     }
 
-    /// Locked when the user name or the IP is inside a lock period.
+    fn max(&self) -> u64 {
+        u64::from(self.config.max_failures)
+    }
+
+    fn ip_max(&self) -> u64 {
+        self.max().saturating_mul(IP_FACTOR)
+    }
+
+    /// Locked when the account or the IP is inside a lock period (no counting: for pages that
+    /// only show whether a form would be accepted).
     pub async fn check(
         &self,
         store: &AnySessionStore,
-        user: &str,
+        account: &str,
         ip: IpAddr,
     ) -> Result<LockState, StoreError> {
         let u = store
-            .get_ephemeral(&format!("locked:{}", user_key(user)))
+            .get_ephemeral(&lock_key(&account_key(account)))
             .await?;
-        let i = store
-            .get_ephemeral(&format!("locked:{}", ip_key(ip)))
-            .await?;
-        Ok(if u.is_some() || i.is_some() {
+        if u.is_some() {
+            return Ok(LockState::Locked);
+        }
+        let i = store.get_ephemeral(&lock_key(&ip_key(ip))).await?;
+        Ok(if i.is_some() {
             LockState::Locked
         } else {
             LockState::Open
         })
     }
 
-    /// Counts one failure (wrong password or second factor). Returns `Locked` when this
-    /// failure started a lock period.
-    pub async fn record_failure(
+    /// Counts one attempt, then compares: `Admitted` only while both the account's and the IP's
+    /// counts, this attempt included, are within their limits. An attempt over a limit is taken
+    /// back (it is not evaluated) and answered `Locked`.
+    pub async fn admit(
         &self,
         store: &AnySessionStore,
-        user: &str,
+        account: &str,
         ip: IpAddr,
+    ) -> Result<Admission, StoreError> {
+        if self.check(store, account, ip).await? == LockState::Locked {
+            return Ok(Admission::Locked);
+        }
+        let (ak, ik) = (account_key(account), ip_key(ip));
+        let account_count = store.incr(&ak, self.config.window).await?;
+        let ip_count = match store.incr(&ik, self.config.window).await {
+            Ok(n) => n,
+            Err(e) => {
+                // Fail closed, and count nothing for a check that never ran.
+                let _ = store.decr(&ak).await;
+                return Err(e);
+            }
+        };
+        if account_count > self.max() || ip_count > self.ip_max() {
+            let _ = store.decr(&ak).await;
+            let _ = store.decr(&ik).await;
+            return Ok(Admission::Locked);
+        }
+        Ok(Admission::Admitted(Attempt {
+            account: ak,
+            ip,
+            account_count,
+            ip_count,
+        }))
+    }
+
+    /// The check failed: the attempt stays counted. When it was the last one allowed, a lock
+    /// period starts (and the count starts again from zero after it). Returns `Locked` then.
+    pub async fn failed(
+        &self,
+        store: &AnySessionStore,
+        attempt: Attempt,
     ) -> Result<LockState, StoreError> {
-        let max = u64::from(self.config.max_failures);
         let mut state = LockState::Open;
-        for (key, limit) in [
-            (user_key(user), max),
-            (ip_key(ip), max.saturating_mul(IP_FACTOR)),
+        let ik = ip_key(attempt.ip);
+        for (key, count, limit) in [
+            (&attempt.account, attempt.account_count, self.max()),
+            (&ik, attempt.ip_count, self.ip_max()),
         ] {
-            let n = store.incr(&key, self.config.window).await?;
-            if n >= limit {
+            if count >= limit {
                 store
-                    .put_ephemeral(&format!("locked:{key}"), Vec::new(), self.config.duration)
+                    .put_ephemeral(&lock_key(key), Vec::new(), self.config.duration)
                     .await?;
-                store.reset_counter(&key).await?;
+                store.reset_counter(key).await?;
                 state = LockState::Locked;
             }
         }
         Ok(state)
     }
 
-    /// A successful login clears the user's failure count (not the IP's).
-    pub async fn record_success(
+    /// The check succeeded: the account's failures are forgotten, and this attempt is taken back
+    /// from the IP's count (only failures count against an address).
+    pub async fn succeeded(
         &self,
         store: &AnySessionStore,
-        user: &str,
+        attempt: Attempt,
     ) -> Result<(), StoreError> {
-        store.reset_counter(&user_key(user)).await
+        store.reset_counter(&attempt.account).await?;
+        store.decr(&ip_key(attempt.ip)).await
+    }
+
+    /// The check could not be made (a store failed mid-check): the attempt is taken back from
+    /// both counts. Errors here are logged by the caller's 503 path, not returned.
+    pub async fn abandoned(&self, store: &AnySessionStore, attempt: Attempt) {
+        let _ = store.decr(&attempt.account).await;
+        let _ = store.decr(&ip_key(attempt.ip)).await;
+    }
+
+    /// How many attempts are counted against `account` now (for tests and the admin view).
+    pub async fn count(&self, store: &AnySessionStore, account: &str) -> Result<u64, StoreError> {
+        store.counter(&account_key(account)).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::session::MemoryStore;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn lockout(max: u32) -> Lockout {
+        Lockout::new(LockoutConfig {
+            max_failures: max,
+            window: Duration::from_secs(900),
+            duration: Duration::from_secs(900),
+        })
+    }
+
+    fn store() -> AnySessionStore {
+        AnySessionStore::Memory(MemoryStore::new(Clock::manual(1_800_000_000), 1000))
+    }
+
+    #[tokio::test]
+    async fn concurrent_guesses_from_many_addresses_get_at_most_max_failures_evaluations() {
+        let (l, s) = (Arc::new(lockout(5)), store());
+        let evaluated = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for n in 0..100u8 {
+            let (l, s, evaluated) = (Arc::clone(&l), s.clone(), Arc::clone(&evaluated));
+            tasks.push(tokio::spawn(async move {
+                let ip = IpAddr::from([10, 0, 0, n]);
+                if let Admission::Admitted(a) = l.admit(&s, "victim", ip).await.unwrap() {
+                    evaluated.fetch_add(1, Ordering::SeqCst);
+                    // The expensive check takes a while; everyone else arrives meanwhile.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    l.failed(&s, a).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(evaluated.load(Ordering::SeqCst), 5);
+        assert_eq!(
+            l.check(&s, "victim", IpAddr::from([10, 9, 9, 9]))
+                .await
+                .unwrap(),
+            LockState::Locked
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_check_counts_nothing() {
+        let (l, s) = (lockout(2), store());
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        for _ in 0..10 {
+            let Admission::Admitted(a) = l.admit(&s, "ann", ip).await.unwrap() else {
+                panic!("an outage must not lock anyone out");
+            };
+            l.abandoned(&s, a).await;
+        }
+        assert_eq!(l.count(&s, "ann").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_success_forgets_the_accounts_failures_and_is_not_counted_against_the_address() {
+        let (l, s) = (lockout(2), store());
+        let ip = IpAddr::from([192, 0, 2, 2]);
+        let Admission::Admitted(a) = l.admit(&s, "bo", ip).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.failed(&s, a).await.unwrap(), LockState::Open);
+        let Admission::Admitted(a) = l.admit(&s, "bo", ip).await.unwrap() else {
+            panic!()
+        };
+        l.succeeded(&s, a).await.unwrap();
+        assert_eq!(l.count(&s, "bo").await.unwrap(), 0);
+        assert_eq!(s.counter(&ip_key(ip)).await.unwrap(), 1, "only the failure");
+    }
+
+    #[tokio::test]
+    async fn the_last_allowed_failure_starts_a_lock_period_that_ends() {
+        let clock = Clock::manual(1_800_000_000);
+        let s = AnySessionStore::Memory(MemoryStore::new(clock.clone(), 1000));
+        let l = lockout(2);
+        let ip = IpAddr::from([192, 0, 2, 3]);
+        for expect in [LockState::Open, LockState::Locked] {
+            let Admission::Admitted(a) = l.admit(&s, "cy", ip).await.unwrap() else {
+                panic!()
+            };
+            assert_eq!(l.failed(&s, a).await.unwrap(), expect);
+        }
+        assert!(matches!(
+            l.admit(&s, "CY", ip).await.unwrap(),
+            Admission::Locked
+        ));
+        clock.advance(901);
+        assert!(matches!(
+            l.admit(&s, "cy", ip).await.unwrap(),
+            Admission::Admitted(_)
+        ));
     }
 }

@@ -41,6 +41,9 @@ fn hasher() -> Result<Argon2<'static>, PasswordError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// Shortest password a user may choose or an admin may set.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
 /// Hashes `password` with argon2id and a fresh 128-bit salt; returns the PHC string to store.
 /// Costs tens of milliseconds of CPU: call it from a blocking task, not directly on the runtime.
 pub fn hash_password(password: &Password) -> Result<String, PasswordError> {

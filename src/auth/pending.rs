@@ -1,33 +1,44 @@
 //! A pending login: the state between the first factor and a session (DESIGN.md §5). It lives
 //! in the session store under a hash of its own cookie, expires quickly and grants no access.
+//! What may happen to it, and which checks each step makes, is `auth::native`'s table.
 //!
-//! | stage   | reached after            | next                                   |
-//! |---------|--------------------------|----------------------------------------|
-//! | Mfa     | password (has a factor)  | `/mfa`: TOTP, email or recovery code   |
-//! | Enroll  | password (no factor yet) | `/mfa/enroll`: confirm a TOTP code     |
-//!
-//! Each step rotates the cookie; the session is created only at the end.
+//! Invariant: everything a step needs is in the record itself, never looked up by user name
+//! alone: an enrollment secret lives here (sealed), so it belongs to this one pending login,
+//! and no other login of the same user can see or confirm it.
 
 use crate::session::{AuthMethod, Identity, MfaUsed};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a pending login stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
-    Mfa,
-    Enroll,
+    /// The first factor is proven and the principal has a second factor: `/mfa`.
+    Challenge,
+    /// The first factor is proven and the principal has no second factor: `/mfa/enroll`, with
+    /// the authenticator secret made for this pending login alone.
+    Enroll {
+        /// The TOTP seed, sealed under the principal (base64url), shown by every GET of the
+        /// enrollment page of this pending login and confirmed by its POST.
+        sealed_seed: String,
+        /// The enrollment invitation this login came through (its token hash), spent when the
+        /// enrollment is confirmed. `None` only with `[mfa] enrollment = "first_login"` or for
+        /// an SSO step-up (the IdP vouched for the first factor).
+        invite: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PendingLogin {
     pub stage: Stage,
     pub user: String,
-    /// Whose factors are checked: `native:<user>` or an SSO subject.
+    /// Whose factors are checked and who will own the session: `native:<user>` or an SSO
+    /// principal.
     pub principal: String,
     pub email: Option<String>,
     pub groups: Vec<String>,
     pub roles: Vec<String>,
-    /// `native`, `oidc:<idp>` or `saml:<idp>`.
-    pub method: String,
+    /// How the first factor was proven (`X-Auth-Method`).
+    pub method: LoginMethod,
     /// The CSRF token every form of this login carries.
     pub csrf: String,
     /// Where to go afterwards (already a validated local path).
@@ -38,6 +49,29 @@ pub struct PendingLogin {
     /// For an SSO login: what logout needs once the session exists.
     #[serde(default)]
     pub sso: Option<SsoLink>,
+}
+
+/// The first factor of a login, kept typed (never re-parsed from a string).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginMethod {
+    Native,
+    Oidc(String),
+    Saml(String),
+}
+
+impl LoginMethod {
+    pub fn auth_method(&self) -> AuthMethod {
+        match self {
+            LoginMethod::Native => AuthMethod::Native,
+            LoginMethod::Oidc(i) => AuthMethod::Oidc(i.clone()),
+            LoginMethod::Saml(i) => AuthMethod::Saml(i.clone()),
+        }
+    }
+
+    /// The `X-Auth-Method` value, also used in audit events.
+    pub fn as_header(&self) -> String {
+        self.auth_method().header_value()
+    }
 }
 
 /// Ties a session to its IdP login, for RP-initiated and back-channel logout. Kept server-side
@@ -56,17 +90,14 @@ pub struct SsoLink {
 
 impl PendingLogin {
     pub fn auth_method(&self) -> AuthMethod {
-        match self.method.split_once(':') {
-            Some(("oidc", idp)) => AuthMethod::Oidc(idp.to_owned()),
-            Some(("saml", idp)) => AuthMethod::Saml(idp.to_owned()),
-            _ => AuthMethod::Native,
-        }
+        self.method.auth_method()
     }
 
     /// The identity the session will carry once `mfa` is verified.
     pub fn identity(&self, mfa: MfaUsed) -> Identity {
         Identity {
             user: self.user.clone(),
+            principal: self.principal.clone(),
             email: self.email.clone(),
             groups: self.groups.clone(),
             roles: self.roles.clone(),
@@ -79,6 +110,7 @@ impl PendingLogin {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// `None` for anything that is not a pending login of this version (treated as expired).
     pub fn from_bytes(b: &[u8]) -> Option<PendingLogin> {
         serde_json::from_slice(b).ok()
     }

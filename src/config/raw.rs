@@ -125,6 +125,8 @@ pub struct RawMfa {
     pub methods: Option<Vec<String>>,
     pub email: Option<RawEmail>,
     pub recovery_codes: Option<RawRecoveryCodes>,
+    pub enrollment: Option<String>,
+    pub invite_ttl: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,6 +57,7 @@ struct Ctx<'a> {
     loc: Locator,
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 fn k(s: &str) -> Seg {
@@ -70,6 +71,16 @@ fn i(n: usize) -> Seg {
 impl Ctx<'_> {
     fn err(&mut self, path: &[Seg], message: impl Into<String>) {
         self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: self.loc.line_of_path(path),
+            key: render(path),
+            message: message.into(),
+        });
+    }
+
+    /// A setting that is valid but weakens security: reported, not refused.
+    fn warn(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.warnings.push(ConfigError {
             file: self.file.clone(),
             line: self.loc.line_of_path(path),
             key: render(path),
@@ -231,10 +242,17 @@ pub(super) fn validate(
         loc,
         env,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = build(&mut cx, raw);
     if cx.errors.is_empty() {
-        config.ok_or_else(|| ConfigErrors(Vec::new()))
+        cx.warnings.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        config
+            .map(|c| Config {
+                warnings: std::mem::take(&mut cx.warnings),
+                ..c
+            })
+            .ok_or_else(|| ConfigErrors(Vec::new()))
     } else {
         cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         Err(ConfigErrors(cx.errors))
@@ -603,6 +621,18 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     });
 
     let mfa = build_mfa(cx, &raw);
+    if native.is_some() && raw.storage.is_some() && mfa.enrollment == Enrollment::FirstLogin {
+        let at = if raw.mfa.as_ref().is_some_and(|m| m.enrollment.is_some()) {
+            vec![k("mfa"), k("enrollment")]
+        } else {
+            vec![k("mfa")]
+        };
+        cx.warn(
+            &at,
+            "enrollment is \"first_login\": whoever holds a new user's password chooses their \
+             second factor; set enrollment = \"invite\" to require a single-use enrollment link",
+        );
+    }
 
     // Login targets.
     let login_target = |cx: &mut Ctx<'_>, path: &[Seg], name: &str| -> Option<LoginTarget> {
@@ -735,6 +765,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     }
     let listen = listen?;
     Some(Config {
+        warnings: Vec::new(),
         path: cx.file.clone(),
         base_dir: cx.base_dir.clone(),
         server: ServerConfig {
@@ -1139,6 +1170,8 @@ fn build_mfa(cx: &mut Ctx<'_>, raw: &RawConfig) -> MfaConfig {
             email: None,
             recovery_count: 10,
             recovery_ttl: Duration::ZERO,
+            enrollment: Enrollment::FirstLogin,
+            invite_ttl: DEFAULT_INVITE_TTL,
         };
     };
     let mut methods = Vec::new();
@@ -1196,11 +1229,34 @@ fn build_mfa(cx: &mut Ctx<'_>, raw: &RawConfig) -> MfaConfig {
             "must be between 1 and 50",
         );
     }
+    // DESIGN.md §6: invitations are the default wherever they can be mailed.
+    let enrollment = match m.enrollment.as_deref() {
+        None if m.email.is_some() => Enrollment::Invite,
+        None => Enrollment::FirstLogin,
+        Some("invite") => Enrollment::Invite,
+        Some("first_login") => Enrollment::FirstLogin,
+        Some(other) => {
+            cx.err(
+                &[k("mfa"), k("enrollment")],
+                format!("unknown enrollment {other:?}; use \"invite\" or \"first_login\""),
+            );
+            Enrollment::Invite
+        }
+    };
+    let invite_ttl = m.invite_ttl.map_or(DEFAULT_INVITE_TTL, |d| d.0);
+    if invite_ttl < Duration::from_secs(60) || invite_ttl > Duration::from_secs(90 * 86_400) {
+        cx.err(&[k("mfa"), k("invite_ttl")], "must be between 1m and 90d");
+    }
     MfaConfig {
         issuer: m.issuer.clone().unwrap_or_else(|| "portcullis".to_owned()),
         methods,
         email,
         recovery_count,
         recovery_ttl: rc.and_then(|r| r.ttl).map_or(Duration::ZERO, |d| d.0),
+        enrollment,
+        invite_ttl,
     }
 }
+
+/// How long an enrollment link lives unless `[mfa] invite_ttl` says otherwise.
+const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(7 * 86_400);

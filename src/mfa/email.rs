@@ -89,7 +89,6 @@ impl EmailSender {
         issuer: &str,
         ttl_minutes: u64,
     ) -> Result<(), MfaError> {
-        let to: Address = to.trim().parse().map_err(|_| MfaError::BadAddress)?;
         // Lines stay under 76 characters so that the body goes out as readable 7bit text.
         let body = format!(
             "Your {issuer} sign-in code is: {code}\r\n\
@@ -98,10 +97,39 @@ impl EmailSender {
              If you did not try to sign in, ignore this message\r\n\
              and tell your administrator.\r\n"
         );
+        self.send(to, &format!("Your {issuer} sign-in code"), body)
+            .await
+    }
+
+    /// Sends the single-use enrollment link of a new account (or of one whose factors were
+    /// reset). The link appears only in the message body.
+    pub async fn send_invite(
+        &self,
+        to: &str,
+        link: &str,
+        issuer: &str,
+        ttl_days: u64,
+    ) -> Result<(), MfaError> {
+        let body = format!(
+            "An administrator of {issuer} set up sign-in for you.\r\n\
+             \r\n\
+             Open this link to sign in and set up two-step verification:\r\n\
+             {link}\r\n\
+             \r\n\
+             The link works once and expires in {ttl_days} days.\r\n\
+             If you did not expect this message, tell your administrator.\r\n"
+        );
+        self.send(to, &format!("Set up your {issuer} sign-in"), body)
+            .await
+    }
+
+    /// Sends a plain-text message; gives up after [`SEND_TIMEOUT`].
+    pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MfaError> {
+        let to: Address = to.trim().parse().map_err(|_| MfaError::BadAddress)?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to))
-            .subject(format!("Your {issuer} sign-in code"))
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| MfaError::Smtp(e.to_string()))?;

@@ -1,18 +1,21 @@
 //! `/_portcullis/account`: a signed-in user's own sessions (end the others), second factors
-//! (a new authenticator or new recovery codes, each only after a fresh second factor) and
-//! remembered devices (forget them). Every form carries a CSRF token bound to the session.
+//! (a new authenticator or new recovery codes) and remembered devices (forget them). Acting on
+//! other sessions or on factors needs a fresh second factor (DESIGN.md §6), so a stolen cookie
+//! can neither evict its owner nor take over the account. Every form carries a CSRF token bound
+//! to the session and is refused when its `Origin` is another site's. "Your sessions" are the
+//! principal's, never everyone's who shares the display name.
 
 use super::endpoints::{form_value, read_body};
 use super::gateway::{load_session, respond, Conn, GatewayError};
 use super::login_pages;
-use super::native::{classify, forbidden_form, store_error, verify_totp, Typed};
+use super::native::{cross_site, forbidden_form, origin_ok, store_error};
 use super::Gateway;
-use crate::accounts::native_principal;
 use crate::audit::{self, Event};
+use crate::auth::native::{self as login, Allowed, CodeCheck, Typing};
 use crate::auth::policy::LocalPath;
 use crate::clock::rfc3339;
 use crate::config::{LoginTarget, MfaMethod};
-use crate::mfa::{qr, recovery, totp, MfaError};
+use crate::mfa::{qr, totp};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, TotpSeed};
@@ -72,6 +75,9 @@ pub async fn entry(
             "This method is not allowed here.",
         );
     }
+    if !origin_ok(gw, req.headers()) {
+        return cross_site(gw);
+    }
     let body = match read_body(gw, req.into_body()).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -128,7 +134,7 @@ async fn page(
     ));
 
     // Sessions.
-    let sessions = match gw.store.list(Some(&s.identity.user), None, 200).await {
+    let sessions = match gw.store.list(Some(&s.identity.principal), None, 200).await {
         Ok(v) => v,
         Err(e) => return store_error(gw, e),
     };
@@ -138,9 +144,10 @@ async fn page(
             "<em>this device</em>".to_owned()
         } else {
             format!(
-                "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button type=\"submit\" class=\"secondary\">End</button></form>",
+                "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}<button type=\"submit\" class=\"secondary\">End</button></form>",
                 hidden(&token),
-                esc(other.id.as_str())
+                esc(other.id.as_str()),
+                fresh_field(gw, s, &format!("code-{}", other.id.as_str())).await,
             )
         };
         body.push_str(&format!(
@@ -153,14 +160,15 @@ async fn page(
     body.push_str("</tbody></table>");
     if sessions.len() > 1 {
         body.push_str(&format!(
-            "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"others\"><button type=\"submit\">Sign out everywhere else</button></form>",
-            hidden(&token)
+            "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"others\">{}<button type=\"submit\">Sign out everywhere else</button></form>",
+            hidden(&token),
+            fresh_field(gw, s, "code-end").await,
         ));
     }
 
     // Second factors and devices: the gateway's own, for native accounts.
     if let (true, Some(acc)) = (is_native(s), gw.accounts.as_ref()) {
-        let principal = native_principal(&s.identity.user);
+        let principal = s.identity.principal.clone();
         let now = gw.clock.now();
         let has_totp = matches!(acc.users.get_totp(&principal).await, Ok(Some(f)) if f.confirmed);
         let left = acc
@@ -225,8 +233,13 @@ async fn end_sessions(
     form: &str,
     ip: std::net::IpAddr,
 ) -> Response<GatewayBody> {
+    // DESIGN.md §6: ending other sessions needs a fresh factor, or a stolen cookie could evict
+    // its owner and stay.
+    if let Some(refused) = check_fresh(gw, s, form, ip).await {
+        return refused;
+    }
     let target = form_value(form, "id").unwrap_or_default();
-    let mine = match gw.store.list(Some(&s.identity.user), None, 1000).await {
+    let mine = match gw.store.list(Some(&s.identity.principal), None, 1000).await {
         Ok(v) => v,
         Err(e) => return store_error(gw, e),
     };
@@ -271,12 +284,12 @@ async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<Gatew
         )
         .await;
     };
-    let principal = native_principal(&s.identity.user);
+    let principal = &s.identity.principal;
     let id = form_value(form, "id").unwrap_or_default();
     let result = if id == "all" {
-        acc.users.delete_devices(&principal).await.map(|n| n > 0)
+        acc.users.delete_devices(principal).await.map(|n| n > 0)
     } else {
-        acc.users.delete_device(&principal, &id).await
+        acc.users.delete_device(principal, &id).await
     };
     match result {
         Ok(_) => {
@@ -292,27 +305,120 @@ async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<Gatew
     }
 }
 
-/// A fresh second factor: a current TOTP code or a recovery code (which it uses up).
-async fn fresh_factor(gw: &Gateway, s: &Session, form: &str) -> Result<(), MfaError> {
-    let acc = gw.accounts.as_ref().ok_or(MfaError::WrongCode)?;
-    let principal = native_principal(&s.identity.user);
-    let code = form_value(form, "code").unwrap_or_default();
-    let now = gw.clock.now();
-    match classify(&code) {
-        Typed::Totp(c) => verify_totp(acc, &principal, &s.identity.user, &c, now).await,
-        Typed::Recovery(c) => match acc
+/// How long after sign-in an SSO session counts as freshly verified, for principals without a
+/// gateway factor (their IdP checked the factor at sign-in; DESIGN.md §12 uses 15 minutes too).
+const FRESH_SSO_SECS: i64 = 15 * 60;
+
+/// Whether this session's principal has a gateway factor to prove (else: a fresh SSO sign-in).
+async fn has_gateway_factor(gw: &Gateway, s: &Session) -> bool {
+    match &gw.accounts {
+        Some(acc) => acc
             .users
-            .consume_recovery_code(&principal, &recovery::hash_code(&c), now)
+            .has_second_factor(&s.identity.principal, gw.clock.now())
             .await
-        {
-            Ok(Some(_)) => Ok(()),
-            _ => Err(MfaError::WrongCode),
-        },
-        _ => Err(MfaError::MalformedCode),
+            .unwrap_or(true),
+        None => false,
     }
 }
 
+/// The field a fresh-factor form carries, or a note when a fresh SSO sign-in stands for it.
+async fn fresh_field(gw: &Gateway, s: &Session, id: &str) -> String {
+    if has_gateway_factor(gw, s).await {
+        format!(
+            "<label for=\"{id}\">Current code</label><input id=\"{id}\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>",
+            id = esc(id)
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A fresh second factor for an action on other sessions or on factors: a current TOTP code or
+/// a recovery code (which it uses up), under the same lockout as the login. A principal without
+/// any gateway factor (an SSO user whose IdP did the MFA) counts as fresh only within
+/// `FRESH_SSO_SECS` of signing in. `None` means go on; otherwise the page to answer with.
 async fn check_fresh(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: std::net::IpAddr,
+) -> Option<Response<GatewayBody>> {
+    let now = gw.clock.now();
+    let Some(acc) = gw.accounts.as_ref() else {
+        return fresh_sso(gw, s, now).await;
+    };
+    let has_factor = match acc
+        .users
+        .has_second_factor(&s.identity.principal, now)
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return Some(store_error(gw, e)),
+    };
+    if !has_factor {
+        return fresh_sso(gw, s, now).await;
+    }
+    let code = form_value(form, "code").unwrap_or_default();
+    let allowed = Allowed {
+        totp: gw.config.mfa.allows(crate::config::MfaMethod::Totp),
+        email: false,
+        recovery: gw.config.mfa.allows(MfaMethod::RecoveryCode),
+    };
+    let checked = login::check_code(
+        acc,
+        &gw.store,
+        &s.identity.principal,
+        &s.identity.user,
+        None,
+        &allowed,
+        Typing {
+            code: &code,
+            now,
+            ip,
+        },
+    )
+    .await;
+    let (outcome, method, reason) = match &checked {
+        Ok(CodeCheck::Verified(v, _)) => ("success", v.used().as_str(), "account".to_owned()),
+        Ok(CodeCheck::Refused { error, .. }) => ("failure", "code", error.to_string()),
+        Ok(CodeCheck::Locked) => ("refused", "code", "locked".to_owned()),
+        Err(e) => return Some(store_error(gw, clone_store_error(e))),
+    };
+    audit::record(
+        gw,
+        Event {
+            kind: if outcome == "success" {
+                "mfa.success"
+            } else {
+                "mfa.failure"
+            },
+            user: Some(&s.identity.user),
+            method: Some(method),
+            outcome,
+            reason: Some(&reason),
+            ip: Some(ip),
+            session: Some(s.id.as_str()),
+            ..Default::default()
+        },
+    )
+    .await;
+    match checked {
+        Ok(CodeCheck::Verified(..)) => None,
+        Ok(CodeCheck::Locked) | Ok(CodeCheck::Refused { locked_now: true, .. }) => Some(
+            page(
+                gw,
+                s,
+                Some("Too many failed attempts. For your security, this is paused for a while; try again later."),
+                None,
+            )
+            .await,
+        ),
+        _ => Some(page(gw, s, Some("That code is not valid. Enter a current code from your authenticator app or a recovery code."), None).await),
+    }
+}
+
+/// Factors are the gateway's own for native accounts only; then a fresh factor is needed.
+async fn check_factor_change(
     gw: &Gateway,
     s: &Session,
     form: &str,
@@ -329,64 +435,27 @@ async fn check_fresh(
             .await,
         );
     }
-    // The same lockout as the login: a signed-in attacker cannot guess codes here either.
-    if let Some(acc) = &gw.accounts {
-        match acc.lockout.check(&gw.store, &s.identity.user, ip).await {
-            Ok(crate::auth::lockout::LockState::Open) => {}
-            Ok(crate::auth::lockout::LockState::Locked) => {
-                return Some(
-                    page(
-                        gw,
-                        s,
-                        Some("Too many failed attempts. For your security, this is paused for a while; try again later."),
-                        None,
-                    )
-                    .await,
-                )
-            }
-            Err(e) => return Some(store_error(gw, e)),
-        }
+    check_fresh(gw, s, form, ip).await
+}
+
+fn clone_store_error(e: &crate::storage::StoreError) -> crate::storage::StoreError {
+    crate::storage::StoreError::Unavailable(e.to_string())
+}
+
+/// An SSO session without a gateway factor: fresh while its sign-in is recent.
+async fn fresh_sso(gw: &Gateway, s: &Session, now: i64) -> Option<Response<GatewayBody>> {
+    if now.saturating_sub(s.created_at) <= FRESH_SSO_SECS {
+        return None;
     }
-    match fresh_factor(gw, s, form).await {
-        Ok(()) => {
-            audit::record(
-                gw,
-                Event {
-                    kind: "mfa.success",
-                    user: Some(&s.identity.user),
-                    method: Some("totp"),
-                    outcome: "success",
-                    reason: Some("account"),
-                    ip: Some(ip),
-                    ..Default::default()
-                },
-            )
-            .await;
-            None
-        }
-        Err(e) => {
-            audit::record(
-                gw,
-                Event {
-                    kind: "mfa.failure",
-                    user: Some(&s.identity.user),
-                    method: Some("totp"),
-                    outcome: "failure",
-                    reason: Some(&e.to_string()),
-                    ip: Some(ip),
-                    ..Default::default()
-                },
-            )
-            .await;
-            if let Some(acc) = &gw.accounts {
-                let _ = acc
-                    .lockout
-                    .record_failure(&gw.store, &s.identity.user, ip)
-                    .await;
-            }
-            Some(page(gw, s, Some("That code is not valid. Enter a current code from your authenticator app or a recovery code."), None).await)
-        }
-    }
+    Some(
+        page(
+            gw,
+            s,
+            Some("For your security, sign out and sign in again, then do this within 15 minutes."),
+            None,
+        )
+        .await,
+    )
 }
 
 async fn new_recovery_codes(
@@ -395,7 +464,7 @@ async fn new_recovery_codes(
     form: &str,
     ip: std::net::IpAddr,
 ) -> Response<GatewayBody> {
-    if let Some(refused) = check_fresh(gw, s, form, ip).await {
+    if let Some(refused) = check_factor_change(gw, s, form, ip).await {
         return refused;
     }
     let Some(acc) = &gw.accounts else {
@@ -404,7 +473,7 @@ async fn new_recovery_codes(
     let now = gw.clock.now();
     match acc
         .issue_recovery_codes(
-            &native_principal(&s.identity.user),
+            &s.identity.principal,
             gw.config.mfa.recovery_count,
             gw.config.mfa.recovery_ttl,
             now,
@@ -478,14 +547,14 @@ async fn start_reenroll(
     form: &str,
     ip: std::net::IpAddr,
 ) -> Response<GatewayBody> {
-    if let Some(refused) = check_fresh(gw, s, form, ip).await {
+    if let Some(refused) = check_factor_change(gw, s, form, ip).await {
         return refused;
     }
     let Some(acc) = &gw.accounts else {
         return respond(gw, GatewayError::NoLogin, true);
     };
     let seed = totp::generate_seed();
-    let principal = native_principal(&s.identity.user);
+    let principal = s.identity.principal.clone();
     let sealed = match acc.seal_seed(&principal, &seed) {
         Ok(x) => x,
         Err(_) => {
@@ -516,7 +585,7 @@ async fn confirm_reenroll(
     let Some(acc) = gw.accounts.as_ref().filter(|_| is_native(s)) else {
         return respond(gw, GatewayError::NoLogin, true);
     };
-    let principal = native_principal(&s.identity.user);
+    let principal = s.identity.principal.clone();
     let sealed = match gw.store.get_ephemeral(&reenroll_key(s)).await {
         Ok(Some(x)) => x,
         Ok(None) => return page(gw, s, Some("The setup expired. Start again."), None).await,
@@ -546,8 +615,11 @@ async fn confirm_reenroll(
             )
         }
     };
-    if let Err(e) = gw.store.take_ephemeral(&reenroll_key(s)).await {
-        return store_error(gw, e);
+    // Taken once: of two confirmations of one setup, only one replaces the factor.
+    match gw.store.take_ephemeral(&reenroll_key(s)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return page(gw, s, Some("The setup expired. Start again."), None).await,
+        Err(e) => return store_error(gw, e),
     }
     if let Err(e) = acc.users.put_totp(&principal, &sealed, true, now).await {
         return store_error(gw, e);

@@ -117,6 +117,9 @@ pub async fn handle(
         }
         (&Method::GET, "/static/logo") => logo(gw),
         (&Method::GET, "/login") => login(gw, &req).await,
+        (&Method::POST, "/logout") if !super::native::origin_ok(gw, req.headers()) => {
+            super::native::cross_site(gw)
+        }
         (&Method::GET | &Method::POST, "/logout") => logout(gw, &req, conn).await,
         (_, "/jwks.json" | "/static/style.css" | "/static/logo" | "/login" | "/logout") => {
             pages::json_error(

@@ -2,6 +2,7 @@
 //! Plain server-rendered HTML (no scripts), labelled fields, errors in `role="alert"` regions.
 //! Every value is escaped here; callers pass raw text.
 
+use crate::auth::password::MIN_PASSWORD_CHARS as MIN_PASSWORD;
 use crate::pages::{esc, Chrome};
 use crate::proxy::forward::GatewayBody;
 use hyper::{Response, StatusCode};
@@ -21,38 +22,63 @@ fn notice_block(notice: Option<&str>) -> String {
     })
 }
 
-/// The native password form.
-pub fn login_form(
-    chrome: &Chrome,
-    status: StatusCode,
-    action: &str,
-    csrf: &str,
-    rd: &str,
-    username: &str,
-    error: Option<&str>,
-) -> Response<GatewayBody> {
-    let described = if error.is_some() {
+/// What the native sign-in form shows.
+pub struct LoginForm<'a> {
+    pub action: &'a str,
+    pub csrf: &'a str,
+    pub rd: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    /// Bound to an enrollment invitation: its token, and whether the user has no password yet
+    /// (then they choose one here).
+    pub invite: Option<(&'a str, bool)>,
+}
+
+/// The native password form (or, through an enrollment link, the form bound to it).
+pub fn login_form(chrome: &Chrome, status: StatusCode, f: &LoginForm<'_>) -> Response<GatewayBody> {
+    let described = if f.error.is_some() {
         " aria-describedby=\"form-error\" aria-invalid=\"true\""
     } else {
         ""
     };
+    let current = format!(
+        "<label for=\"password\">Password</label>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{described}>"
+    );
+    let (title, intro, user_attrs, invite, password) = match f.invite {
+        None => ("Sign in", String::new(), " required autofocus", String::new(), current),
+        Some((token, choose)) => (
+            "Set up your sign-in",
+            "<p>Sign in to set up two-step verification for your account. This link works once.</p>".to_owned(),
+            " readonly",
+            format!("<input type=\"hidden\" name=\"invite\" value=\"{}\">", esc(token)),
+            if choose {
+                format!(
+                    "<label for=\"new_password\">Choose a password (at least {MIN_PASSWORD} characters)</label>\
+<input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{MIN_PASSWORD}\" required autofocus{described}>\
+<label for=\"confirm_password\">Type it again</label>\
+<input id=\"confirm_password\" name=\"confirm_password\" type=\"password\" autocomplete=\"new-password\" required{described}>"
+                )
+            } else {
+                current
+            },
+        ),
+    };
     let body = format!(
-        "<h1>Sign in</h1>{err}\
+        "<h1>{title}</h1>{intro}{err}\
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
+<input type=\"hidden\" name=\"rd\" value=\"{rd}\">{invite}\
 <label for=\"username\">Username</label>\
-<input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus value=\"{user}\"{described}>\
-<label for=\"password\">Password</label>\
-<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{described}>\
-<button type=\"submit\">Sign in</button></form>",
-        err = error_block(error),
-        action = esc(action),
-        csrf = esc(csrf),
-        rd = esc(rd),
-        user = esc(username),
+<input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"{user_attrs} value=\"{user}\"{described}>\
+{password}<button type=\"submit\">Sign in</button></form>",
+        err = error_block(f.error),
+        action = esc(f.action),
+        csrf = esc(f.csrf),
+        rd = esc(f.rd),
+        user = esc(f.username),
     );
-    chrome.page(status, "Sign in", &body)
+    chrome.page(status, title, &body)
 }
 
 /// What the challenge page offers.

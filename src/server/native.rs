@@ -1,30 +1,35 @@
 //! Native login over HTTP (DESIGN.md §3): the password form at the native paths, then the
-//! second-factor steps under the reserved prefix (`/mfa`, `/mfa/enroll`, `/mfa/email`).
-//! Every POST carries a CSRF token bound to the login cookie; every decision is audited;
-//! the session exists only once the policy is satisfied, under a fresh cookie.
+//! second-factor steps under the reserved prefix (`/mfa`, `/mfa/enroll`, `/mfa/email`). The
+//! state machine and every credential check live in `auth::native`; this file turns their
+//! outcomes into pages. Every POST carries a CSRF token bound to the login and is refused when
+//! its `Origin` is another site's; every decision is audited; the session exists only once the
+//! policy is satisfied, under a fresh cookie.
 
 use super::endpoints::{form_value, query_param, read_body};
 use super::gateway::{respond, Conn, GatewayError};
-use super::login_pages::{self, Challenge};
+use super::login_pages::{self, Challenge, LoginForm};
 use super::Gateway;
-use crate::accounts::{native_principal, normalise_user, Accounts};
+use crate::accounts::{native_principal, Accounts};
 use crate::audit::{self, Event};
-use crate::auth::lockout::LockState;
-use crate::auth::pending::{PendingLogin, Stage};
+use crate::auth::native::{
+    self as login, configured_roles, ChosenPassword, CodeCheck, EnrollGate, FirstFactorVerified,
+    MfaVerified, PasswordCheck, Stale, Typing,
+};
+use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
 use crate::auth::policy::{effective_policy, EffectivePolicy, LocalPath};
 use crate::config::MfaMethod;
-use crate::mfa::{email, qr, recovery, totp, MfaError};
+use crate::mfa::{email, qr, totp, MfaError};
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, Password, SessionToken};
 use crate::session::{
-    cookie, new_token, random_id, Identity, MfaUsed, Session, SessionId, SessionStore,
+    cookie, new_token, random_id, Identity, IdentityValueError, Session, SessionId, SessionStore,
 };
 use crate::storage::{RememberedDevice, StoreError, UserStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER, SET_COOKIE, USER_AGENT};
+use hyper::header::{HeaderMap, HeaderValue, ORIGIN, RETRY_AFTER, SET_COOKIE, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -75,19 +80,44 @@ pub(crate) fn store_error(gw: &Gateway, e: StoreError) -> Response<GatewayBody> 
     respond(gw, GatewayError::Store(e), true)
 }
 
-fn expired_page(gw: &Gateway) -> Response<GatewayBody> {
-    let start = gw
-        .config
+fn first_native_path(gw: &Gateway) -> String {
+    gw.config
         .native
         .as_ref()
         .and_then(|n| n.paths.first())
         .cloned()
-        .unwrap_or_else(|| "/".into());
+        .unwrap_or_else(|| "/".into())
+}
+
+fn expired_page(gw: &Gateway) -> Response<GatewayBody> {
     gw.chrome.error_page(
         StatusCode::BAD_REQUEST,
         "Sign-in expired",
         EXPIRED,
-        &format!("Start again at {start}."),
+        &format!("Start again at {}.", first_native_path(gw)),
+        &random_id(9),
+    )
+}
+
+/// DESIGN.md §6: a state-changing form POST whose `Origin` (when the browser sends one) is not
+/// the gateway's own is refused: another site cannot submit our forms, whatever it knows.
+/// `Origin: null` (an opaque origin: a sandboxed frame, or a page whose referrer policy hides
+/// its origin) is refused too: our own pages send their origin (`Referrer-Policy: same-origin`).
+pub(crate) fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
+    headers.get_all(ORIGIN).iter().all(|o| {
+        o.as_bytes()
+            .eq_ignore_ascii_case(gw.config.server.public_origin.as_bytes())
+    })
+}
+
+/// The answer to a cross-site form POST (logged: someone's page tried to use our forms).
+pub(crate) fn cross_site(gw: &Gateway) -> Response<GatewayBody> {
+    tracing::info!(target: "audit", kind = "csrf.refused", reason = "origin", "form posted from another site refused");
+    gw.chrome.error_page(
+        StatusCode::FORBIDDEN,
+        "Form refused",
+        "This form was sent from another website, so it was not accepted.",
+        "Open the sign-in page of this site directly and try again.",
         &random_id(9),
     )
 }
@@ -116,6 +146,56 @@ fn busy(gw: &Gateway) -> Response<GatewayBody> {
     r
 }
 
+fn invalid_link_page(gw: &Gateway) -> Response<GatewayBody> {
+    gw.chrome.error_page(
+        StatusCode::BAD_REQUEST,
+        "Link not valid",
+        "This enrollment link is not valid: it was already used, it expired, or a newer one replaced it.",
+        "Ask your administrator for a new enrollment link.",
+        &random_id(9),
+    )
+}
+
+/// A pending login that can no longer go on (user disabled, roles changed, an admin action):
+/// it is ended, audited, and the person is told to start again.
+async fn stale(
+    gw: &Gateway,
+    id: &SessionId,
+    p: &PendingLogin,
+    why: Stale,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    // Ended for good: a later request with the same cookie finds nothing.
+    if let Err(e) = gw.store.take_ephemeral(&pending_key(id)).await {
+        return store_error(gw, e);
+    }
+    let reason = why.to_string();
+    let method = p.method.as_header();
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            user: Some(&p.user),
+            method: Some(&method),
+            outcome: "refused",
+            reason: Some(&reason),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    gw.chrome.error_page(
+        StatusCode::FORBIDDEN,
+        "Sign in again",
+        "Your account changed while you were signing in, so this sign-in was stopped.",
+        &format!(
+            "Start again at {}. If it keeps failing, ask your administrator.",
+            first_native_path(gw)
+        ),
+        &random_id(9),
+    )
+}
+
 /// `GET|POST` a native path.
 pub async fn entry(
     gw: &Arc<Gateway>,
@@ -124,7 +204,8 @@ pub async fn entry(
     path: &str,
 ) -> Response<GatewayBody> {
     match *req.method() {
-        Method::GET | Method::HEAD => show_login(gw, &req, path),
+        Method::GET | Method::HEAD => show_login(gw, &req, path).await,
+        Method::POST if !origin_ok(gw, req.headers()) => cross_site(gw),
         Method::POST => submit_login(gw, req, conn, path).await,
         _ => pages::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -134,12 +215,44 @@ pub async fn entry(
     }
 }
 
-/// The password form, with a fresh pre-login cookie and the CSRF token bound to it.
-fn show_login(gw: &Gateway, req: &Request<Incoming>, path: &str) -> Response<GatewayBody> {
+/// The password form, with a fresh pre-login cookie and the CSRF token bound to it; through an
+/// enrollment link (`?invite=`), the form bound to that invitation.
+async fn show_login(gw: &Gateway, req: &Request<Incoming>, path: &str) -> Response<GatewayBody> {
     let rd = query_param(req.uri().query(), "rd")
         .and_then(|r| LocalPath::parse(&r))
         .unwrap_or_else(LocalPath::root);
-    login_form_response(gw, StatusCode::OK, path, &rd, "", None)
+    let Some(token) = query_param(req.uri().query(), "invite") else {
+        return login_form_response(gw, StatusCode::OK, path, &rd, "", None, None);
+    };
+    let Some(acc) = accounts(gw) else {
+        return invalid_link_page(gw);
+    };
+    let now = gw.clock.now();
+    let invite = match acc
+        .users
+        .find_invite(&login::invite_hash(&token), now)
+        .await
+    {
+        Ok(Some(i)) => i,
+        Ok(None) => return invalid_link_page(gw),
+        Err(e) => return store_error(gw, e),
+    };
+    match acc.users.get_user(&invite.username).await {
+        Ok(Some(u)) if !u.disabled => {
+            let choose = u.password_hash.is_none();
+            login_form_response(
+                gw,
+                StatusCode::OK,
+                path,
+                &rd,
+                &u.username,
+                None,
+                Some((&token, choose)),
+            )
+        }
+        Ok(_) => invalid_link_page(gw),
+        Err(e) => store_error(gw, e),
+    }
 }
 
 fn login_form_response(
@@ -149,17 +262,21 @@ fn login_form_response(
     rd: &LocalPath,
     username: &str,
     error: Option<&str>,
+    invite: Option<(&str, bool)>,
 ) -> Response<GatewayBody> {
     let nonce = random_id(32);
     let csrf = csrf_for(gw, &nonce);
     let mut r = login_pages::login_form(
         &gw.chrome,
         status,
-        path,
-        &csrf,
-        rd.as_str(),
-        username,
-        error,
+        &LoginForm {
+            action: path,
+            csrf: &csrf,
+            rd: rd.as_str(),
+            username,
+            error,
+            invite,
+        },
     );
     set_cookie(
         &mut r,
@@ -170,6 +287,22 @@ fn login_form_response(
         ),
     );
     r
+}
+
+async fn audit_failure(gw: &Gateway, user: &str, outcome: &str, reason: &str, ip: IpAddr) {
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            user: Some(user),
+            method: Some("native"),
+            outcome,
+            reason: Some(reason),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 async fn submit_login(
@@ -193,143 +326,123 @@ async fn submit_login(
     let field = |n: &str| form_value(&form, n).unwrap_or_default();
     let rd = LocalPath::parse(&field("rd")).unwrap_or_else(LocalPath::root);
 
-    // CSRF first: the token must be the HMAC of this browser's login cookie.
+    // CSRF first: the token must be the HMAC of this browser's login cookie, and it works once
+    // (each answer to the form carries a new one), so one token is one evaluation.
     let csrf_ok = nonce
         .as_deref()
         .is_some_and(|n| ct_eq(csrf_for(gw, n).as_bytes(), field("csrf_token").as_bytes()));
-    if !csrf_ok {
-        audit::record(
+    let fresh = match (&nonce, csrf_ok) {
+        (Some(n), true) => match gw
+            .store
+            .claim_once(&format!("csrf:{n}"), gw.config.session.pending_ttl)
+            .await
+        {
+            Ok(fresh) => fresh,
+            Err(e) => return store_error(gw, e),
+        },
+        _ => false,
+    };
+    if !fresh {
+        audit_failure(
             gw,
-            Event {
-                kind: "login.failure",
-                method: Some("native"),
-                outcome: "refused",
-                reason: Some("csrf"),
-                ip: Some(ip),
-                ..Default::default()
-            },
+            "-",
+            "refused",
+            if csrf_ok { "csrf_reused" } else { "csrf" },
+            ip,
         )
         .await;
         return forbidden_form(gw);
     }
 
+    let invite = Some(field("invite")).filter(|t| !t.is_empty());
     let typed = field("username");
     let typed = typed.trim();
-    let password = Password::new(field("password"));
-    let name = normalise_user(typed);
-    let key = name.clone().unwrap_or_else(|| typed.to_lowercase());
-
-    match acc.lockout.check(&gw.store, &key, ip).await {
-        Ok(LockState::Locked) => {
-            audit::record(
-                gw,
-                Event {
-                    kind: "login.failure",
-                    user: Some(&key),
-                    method: Some("native"),
-                    outcome: "refused",
-                    reason: Some("locked"),
-                    ip: Some(ip),
-                    ..Default::default()
-                },
-            )
-            .await;
-            // The page names a reference that matches this log line, for the helpdesk.
-            let correlation = random_id(9);
-            tracing::info!(correlation = %correlation, ip = %ip, "sign-in refused: locked");
-            let msg = format!("{LOCKED} Reference: {correlation}");
-            return login_form_response(
-                gw,
-                StatusCode::TOO_MANY_REQUESTS,
-                path,
-                &rd,
-                typed,
-                Some(&msg),
-            );
+    let now = gw.clock.now();
+    let chosen = match invite.as_deref() {
+        Some(token) if form_value(&form, "new_password").is_some() => {
+            let new = Password::new(field("new_password"));
+            let confirm = Password::new(field("confirm_password"));
+            match login::choose_password(acc, token, new, &confirm, now).await {
+                Ok(ChosenPassword::Set(user, proof)) => Some((user, proof)),
+                Ok(ChosenPassword::Unacceptable(why)) => {
+                    return login_form_response(
+                        gw,
+                        StatusCode::BAD_REQUEST,
+                        path,
+                        &rd,
+                        typed,
+                        Some(why),
+                        Some((token, true)),
+                    )
+                }
+                Ok(ChosenPassword::InvalidLink) => return invalid_link_page(gw),
+                Err(e) => return store_error(gw, e),
+            }
         }
-        Ok(LockState::Open) => {}
-        Err(e) => return store_error(gw, e),
-    }
-
-    let user = match &name {
-        Some(n) => match acc.users.get_user(n).await {
-            Ok(u) => u,
-            Err(e) => return store_error(gw, e),
-        },
-        None => None,
+        _ => None,
     };
-    // Unknown, disabled and wrong-password users cost the same hash and get the same answer.
-    let ok = match acc.check_password(password, user.as_ref(), ip).await {
-        Ok(ok) => ok,
-        Err(_) => return busy(gw),
-    };
-    let Some(user) = user.filter(|_| ok) else {
-        let reason = if name.is_none() {
-            "bad_username"
-        } else {
-            "bad_credentials"
-        };
-        let state = acc.lockout.record_failure(&gw.store, &key, ip).await;
-        audit::record(
-            gw,
-            Event {
-                kind: "login.failure",
-                user: Some(&key),
-                method: Some("native"),
-                outcome: "failure",
-                reason: Some(reason),
-                ip: Some(ip),
-                ..Default::default()
-            },
-        )
-        .await;
-        if let Ok(LockState::Locked) = state {
-            audit::record(
-                gw,
-                Event {
-                    kind: "lockout",
-                    user: Some(&key),
-                    method: Some("native"),
-                    outcome: "locked",
-                    ip: Some(ip),
-                    ..Default::default()
-                },
-            )
-            .await;
+    let (user, proof) = match chosen {
+        Some(x) => x,
+        None => {
+            let password = Password::new(field("password"));
+            match login::check_password(acc, &gw.store, typed, password, ip).await {
+                Ok(PasswordCheck::Verified(user, proof)) => (user, proof),
+                Ok(PasswordCheck::Locked) => {
+                    audit_failure(gw, typed, "refused", "locked", ip).await;
+                    // The page names a reference that matches this log line, for the helpdesk.
+                    let correlation = random_id(9);
+                    tracing::info!(correlation = %correlation, ip = %ip, "sign-in refused: locked");
+                    let msg = format!("{LOCKED} Reference: {correlation}");
+                    return login_form_response(
+                        gw,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        path,
+                        &rd,
+                        typed,
+                        Some(&msg),
+                        invite.as_deref().map(|t| (t, false)),
+                    );
+                }
+                Ok(PasswordCheck::Refused { locked_now }) => {
+                    let reason = if crate::accounts::normalise_user(typed).is_none() {
+                        "bad_username"
+                    } else {
+                        "bad_credentials"
+                    };
+                    audit_failure(gw, typed, "failure", reason, ip).await;
+                    if locked_now {
+                        audit::record(
+                            gw,
+                            Event {
+                                kind: "lockout",
+                                user: Some(typed),
+                                method: Some("native"),
+                                outcome: "locked",
+                                ip: Some(ip),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                    }
+                    return login_form_response(
+                        gw,
+                        StatusCode::UNAUTHORIZED,
+                        path,
+                        &rd,
+                        typed,
+                        Some(BAD_CREDENTIALS),
+                        invite.as_deref().map(|t| (t, false)),
+                    );
+                }
+                Ok(PasswordCheck::Busy) => return busy(gw),
+                Err(e) => return store_error(gw, e),
+            }
         }
-        return login_form_response(
-            gw,
-            StatusCode::UNAUTHORIZED,
-            path,
-            &rd,
-            typed,
-            Some(BAD_CREDENTIALS),
-        );
     };
-    if let Err(e) = acc.lockout.record_success(&gw.store, &key).await {
-        return store_error(gw, e);
-    }
 
-    let roles: Vec<String> = user
-        .roles
-        .iter()
-        .filter(|r| gw.config.role(r).is_some())
-        .cloned()
-        .collect();
+    let roles = configured_roles(&gw.config, &user);
     if roles.is_empty() {
-        audit::record(
-            gw,
-            Event {
-                kind: "login.failure",
-                user: Some(&user.username),
-                method: Some("native"),
-                outcome: "refused",
-                reason: Some("no_role"),
-                ip: Some(ip),
-                ..Default::default()
-            },
-        )
-        .await;
+        audit_failure(gw, &user.username, "refused", "no_role", ip).await;
         return gw.chrome.error_page(
             StatusCode::FORBIDDEN,
             "No access",
@@ -339,19 +452,18 @@ async fn submit_login(
         );
     }
     let policy = effective_policy(&gw.config, &roles);
-    let principal = native_principal(&user.username);
     let pending = PendingLogin {
-        stage: Stage::Mfa,
+        stage: Stage::Challenge,
         user: user.username.clone(),
-        principal: principal.clone(),
+        principal: native_principal(&user.username),
         email: user.email.clone(),
         groups: Vec::new(),
         roles,
-        method: "native".into(),
+        method: LoginMethod::Native,
         csrf: random_id(24),
         rd: rd.as_str().to_owned(),
         remember_secs: policy.remember_mfa.as_secs(),
-        created_at: gw.clock.now(),
+        created_at: now,
         sso: None,
     };
     audit::record(
@@ -366,28 +478,62 @@ async fn submit_login(
         },
     )
     .await;
-    after_first_factor(gw, pending, &policy, device.as_deref(), ip, ua).await
+    let next = Next {
+        device: device.as_deref(),
+        invite: invite.as_deref(),
+        ip,
+        ua,
+    };
+    after_first_factor(gw, proof, pending, &policy, next).await
+}
+
+/// What the browser brought to the first factor, for the steps after it.
+pub struct Next<'a> {
+    /// The remembered-device cookie, if any.
+    pub device: Option<&'a str>,
+    /// The enrollment invitation the password step came through, if any.
+    pub invite: Option<&'a str>,
+    pub ip: IpAddr,
+    pub ua: Option<String>,
 }
 
 /// Decides the next step once the first factor (password or SSO) is proven: a session when no
-/// second factor is needed (or a remembered device satisfies it), else the challenge or enrollment.
+/// second factor is needed (or a remembered device satisfies it), else the challenge or, for a
+/// principal without any factor, enrollment (through an invitation where the config asks).
 pub async fn after_first_factor(
     gw: &Gateway,
+    _proof: FirstFactorVerified,
     mut pending: PendingLogin,
     policy: &EffectivePolicy,
-    device: Option<&str>,
-    ip: IpAddr,
-    ua: Option<String>,
+    next: Next<'_>,
 ) -> Response<GatewayBody> {
-    if !policy.require_mfa {
-        return finish(gw, &pending, MfaUsed::None, None, ip, ua).await;
+    let Next {
+        device,
+        invite,
+        ip,
+        ua,
+    } = next;
+    // DESIGN.md §6: an identity value that cannot be sent exactly refuses the login here,
+    // before any second factor is asked for.
+    let probe = SessionId::of(&SessionToken::new(String::new()));
+    if let Err(e) = pending
+        .identity(crate::session::MfaUsed::None)
+        .check_values(&probe)
+    {
+        return refuse_identity(gw, &pending, e, ip).await;
+    }
+    if let Some(v) = MfaVerified::not_required(policy) {
+        return finish(gw, &pending, v, None, ip, ua).await;
     }
     let Some(acc) = accounts(gw) else {
         return respond(gw, GatewayError::NoLogin, true);
     };
+    let now = gw.clock.now();
     if let Some(token) = device.filter(|_| pending.remember_secs > 0) {
-        match device_remembered(gw, acc, &pending.principal, token, pending.remember_secs).await {
-            Ok(true) => {
+        match login::device_remembered(acc, &pending.principal, token, pending.remember_secs, now)
+            .await
+        {
+            Ok(Some(v)) => {
                 audit::record(
                     gw,
                     Event {
@@ -400,30 +546,41 @@ pub async fn after_first_factor(
                     },
                 )
                 .await;
-                return finish(gw, &pending, MfaUsed::RememberedDevice, None, ip, ua).await;
+                return finish(gw, &pending, v, None, ip, ua).await;
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => return store_error(gw, e),
         }
     }
-    let now = gw.clock.now();
-    let has_totp = match acc.users.get_totp(&pending.principal).await {
-        Ok(t) => t.is_some_and(|t| t.confirmed),
-        Err(e) => return store_error(gw, e),
-    };
-    let has_factor = match acc.users.has_second_factor(&pending.principal, now).await {
+    // Enrollment is for principals with nothing at all; recovery codes alone still let one in.
+    let has_factor = match login::has_factor(acc, &pending.principal, now).await {
         Ok(b) => b,
         Err(e) => return store_error(gw, e),
     };
-    // Enrollment is for users with nothing at all; recovery codes alone still let one in.
-    pending.stage = if has_totp || has_factor {
-        Stage::Mfa
-    } else {
-        Stage::Enroll
-    };
+    if !has_factor {
+        match login::enroll_gate(acc, &gw.config, &pending, invite, now).await {
+            Ok(EnrollGate::Open(invite)) => {
+                pending.stage = match login::enroll_stage(acc, &pending.principal, invite) {
+                    Ok(s) => s,
+                    Err(e) => return store_error(gw, e),
+                };
+            }
+            Ok(EnrollGate::NeedsInvite) => {
+                audit_failure(gw, &pending.user, "refused", "enrollment_needs_invite", ip).await;
+                return gw.chrome.error_page(
+                    StatusCode::FORBIDDEN,
+                    "Use your enrollment link",
+                    "Your account has no two-step verification yet. It is set up through the enrollment link sent to you, not from this page.",
+                    "Open the enrollment link from your email, or ask your administrator for a new one.",
+                    &random_id(9),
+                );
+            }
+            Err(e) => return store_error(gw, e),
+        }
+    }
     let next = match pending.stage {
-        Stage::Mfa => "/mfa",
-        Stage::Enroll => "/mfa/enroll",
+        Stage::Challenge => "/mfa",
+        Stage::Enroll { .. } => "/mfa/enroll",
     };
     match save_pending(gw, &pending).await {
         Ok(cookie) => {
@@ -438,30 +595,46 @@ pub async fn after_first_factor(
     }
 }
 
-/// A remembered device counts only while the current policy still allows that long.
-async fn device_remembered(
+/// A login whose identity cannot be sent upstream exactly (DESIGN.md §6).
+async fn refuse_identity(
     gw: &Gateway,
-    acc: &Accounts,
-    principal: &str,
-    token: &str,
-    max_secs: u64,
-) -> Result<bool, StoreError> {
-    let now = gw.clock.now();
-    let hash = crate::mfa::email::hash_email_code(token);
-    let devices = acc.users.list_devices(principal, now).await?;
-    let max = i64::try_from(max_secs).unwrap_or(i64::MAX);
-    Ok(devices.iter().any(|d| {
-        ct_eq(d.token_hash.as_bytes(), hash.as_bytes())
-            && d.created_at.saturating_add(max) > now
-            && d.expires_at > now
-    }))
+    p: &PendingLogin,
+    e: IdentityValueError,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    let reason = e.to_string();
+    let method = p.method.as_header();
+    let correlation = random_id(9);
+    tracing::warn!(correlation = %correlation, error = %e, "login refused: identity value cannot be forwarded");
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            // The name itself may be what cannot be shown; the principal is safe to store.
+            user: Some(&p.principal),
+            method: Some(&method),
+            outcome: "refused",
+            reason: Some(&reason),
+            ip: Some(ip),
+            detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
+            ..Default::default()
+        },
+    )
+    .await;
+    gw.chrome.error_page(
+        StatusCode::FORBIDDEN,
+        "Account cannot be used here",
+        "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+        "Ask your administrator to check your account details, and quote the reference.",
+        &correlation,
+    )
 }
 
 fn pending_key(id: &SessionId) -> String {
     format!("pending:{}", id.as_str())
 }
 
-/// Stores a pending login under a new cookie (rotated at every step); returns the Set-Cookie.
+/// Stores a pending login under a new cookie; returns the Set-Cookie.
 async fn save_pending(gw: &Gateway, p: &PendingLogin) -> Result<String, StoreError> {
     let token = new_token()?;
     let id = SessionId::of(&token);
@@ -497,7 +670,7 @@ async fn load_pending(
 pub(crate) async fn finish(
     gw: &Gateway,
     pending: &PendingLogin,
-    mfa: MfaUsed,
+    mfa: MfaVerified,
     remember: Option<&Accounts>,
     ip: IpAddr,
     ua: Option<String>,
@@ -521,21 +694,23 @@ enum Landing {
 async fn finish_with(
     gw: &Gateway,
     pending: &PendingLogin,
-    mfa: MfaUsed,
+    mfa: MfaVerified,
     remember: Option<&Accounts>,
     ip: IpAddr,
     ua: Option<String>,
     landing: Landing,
 ) -> Response<GatewayBody> {
-    let identity = pending.identity(mfa);
+    let used = mfa.used();
+    let identity = pending.identity(used);
     let (token, session) = match create_session(gw, identity, ip, ua.clone()).await {
         Ok(x) => x,
-        Err(e) => return store_error(gw, e),
+        Err(CreateError::Store(e)) => return store_error(gw, e),
+        Err(CreateError::Identity(e)) => return refuse_identity(gw, pending, e, ip).await,
     };
     if let Some(link) = &pending.sso {
         super::sso::link_session(gw, &session, link).await;
     }
-    let method = pending.method.clone();
+    let method = pending.method.as_header();
     audit::record(
         gw,
         Event {
@@ -543,7 +718,7 @@ async fn finish_with(
             user: Some(&pending.user),
             method: Some(&method),
             outcome: "success",
-            reason: Some(mfa.as_str()),
+            reason: Some(used.as_str()),
             ip: Some(ip),
             session: Some(session.id.as_str()),
             ..Default::default()
@@ -572,7 +747,7 @@ async fn finish_with(
         let d = RememberedDevice {
             id: random_id(12),
             principal: pending.principal.clone(),
-            token_hash: crate::mfa::email::hash_email_code(&device_token),
+            token_hash: email::hash_email_code(&device_token),
             created_at: now,
             expires_at: now.saturating_add(secs),
             user_agent: ua,
@@ -592,13 +767,23 @@ async fn finish_with(
     r
 }
 
+/// Why a session could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An identity value cannot be sent upstream exactly: the login is refused.
+    #[error(transparent)]
+    Identity(#[from] IdentityValueError),
+}
+
 /// A new session for `identity` under the strictest policy of its roles.
 pub async fn create_session(
     gw: &Gateway,
     identity: Identity,
     ip: IpAddr,
     ua: Option<String>,
-) -> Result<(SessionToken, Arc<Session>), StoreError> {
+) -> Result<(SessionToken, Arc<Session>), CreateError> {
     let policy = effective_policy(&gw.config, &identity.roles);
     let token = new_token()?;
     let id = SessionId::of(&token);
@@ -610,12 +795,12 @@ pub async fn create_session(
         policy.idle_timeout,
         Some(ip.to_string()),
         ua,
-    );
+    )?;
     let s = gw.store.insert(s).await?;
     Ok((token, s))
 }
 
-/// `/mfa`, `/mfa/enroll`, `/mfa/email`.
+/// `/mfa`, `/mfa/enroll`, `/mfa/email`: the steps of a pending login, each re-validated first.
 pub async fn mfa_entry(
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
@@ -629,6 +814,10 @@ pub async fn mfa_entry(
             "No such gateway endpoint.",
         );
     };
+    let method = req.method().clone();
+    if method == Method::POST && !origin_ok(gw, req.headers()) {
+        return cross_site(gw);
+    }
     let (id, pending) = match load_pending(gw, req.headers()).await {
         Ok(Some(x)) => x,
         Ok(None) => return expired_page(gw),
@@ -636,24 +825,30 @@ pub async fn mfa_entry(
     };
     let ip = client_ip(gw, req.headers(), conn);
     let ua = user_agent(req.headers());
-    let method = req.method().clone();
-    match (sub, method, pending.stage) {
-        ("/mfa", Method::GET, Stage::Mfa) => {
+    // DESIGN.md §6: every step re-checks the user (exists, enabled, same roles, no admin action).
+    match login::revalidate(acc, &gw.store, &gw.config, &pending).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return stale(gw, &id, &pending, why, ip).await,
+        Err(e) => return store_error(gw, e),
+    }
+    let enrolling = matches!(pending.stage, Stage::Enroll { .. });
+    match (sub, &method, enrolling) {
+        ("/mfa", &Method::GET, false) => {
             challenge_page(gw, acc, &pending, StatusCode::OK, None, None)
         }
-        ("/mfa/enroll", Method::GET, Stage::Enroll) => {
-            enroll_page(gw, acc, &pending, StatusCode::OK, None).await
+        ("/mfa/enroll", &Method::GET, true) => {
+            enroll_page(gw, acc, &id, &pending, StatusCode::OK, None, ip).await
         }
         // The wrong page for this stage: go to the right one.
-        ("/mfa", Method::GET, Stage::Enroll) => pages::redirect(&format!(
+        ("/mfa", &Method::GET, true) => pages::redirect(&format!(
             "{}{}/mfa/enroll",
             gw.config.server.public_origin, gw.config.server.prefix
         )),
-        ("/mfa/enroll", Method::GET, Stage::Mfa) => pages::redirect(&format!(
+        ("/mfa/enroll", &Method::GET, false) => pages::redirect(&format!(
             "{}{}/mfa",
             gw.config.server.public_origin, gw.config.server.prefix
         )),
-        (_, Method::POST, stage) => {
+        (_, &Method::POST, _) => {
             let body = match read_body(gw, req.into_body()).await {
                 Ok(b) => b,
                 Err(r) => return r,
@@ -663,15 +858,16 @@ pub async fn mfa_entry(
             if !ct_eq(csrf.as_bytes(), pending.csrf.as_bytes()) {
                 return forbidden_form(gw);
             }
-            match (sub, stage) {
-                ("/mfa", Stage::Mfa) => {
-                    submit_challenge(gw, acc, &id, &pending, &form, ip, ua).await
+            match (sub, enrolling) {
+                ("/mfa", false) => submit_challenge(gw, acc, &id, &pending, &form, ip, ua).await,
+                ("/mfa/enroll", true) => submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await,
+                ("/mfa/email", false) => send_email_code(gw, acc, &id, &pending, ip).await,
+                // A step this stage does not have (e.g. enrolling from a challenge): refused
+                // from the stage alone, before any check runs; the login itself stays as it was.
+                _ => {
+                    audit_failure(gw, &pending.user, "refused", "illegal_step", ip).await;
+                    expired_page(gw)
                 }
-                ("/mfa/enroll", Stage::Enroll) => {
-                    submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
-                }
-                ("/mfa/email", Stage::Mfa) => send_email_code(gw, acc, &pending, ip).await,
-                _ => expired_page(gw),
             }
         }
         _ => pages::json_error(
@@ -680,10 +876,6 @@ pub async fn mfa_entry(
             "This method is not allowed here.",
         ),
     }
-}
-
-fn email_allowed(gw: &Gateway, acc: &Accounts, p: &PendingLogin) -> bool {
-    gw.config.mfa.allows(MfaMethod::Email) && acc.email.is_some() && p.email.is_some()
 }
 
 fn mask_email(e: &str) -> String {
@@ -705,7 +897,9 @@ fn challenge_page(
     notice: Option<&str>,
 ) -> Response<GatewayBody> {
     let remember_days = (p.remember_secs > 0).then(|| (p.remember_secs / 86_400).max(1));
-    let email_hint = email_allowed(gw, acc, p)
+    let allowed = login::allowed(&gw.config, acc, p);
+    let email_hint = allowed
+        .email
         .then(|| p.email.as_deref().map(mask_email))
         .flatten();
     login_pages::challenge(
@@ -716,32 +910,11 @@ fn challenge_page(
             csrf: &p.csrf,
             remember_days,
             email_hint: email_hint.as_deref(),
-            recovery: gw.config.mfa.allows(MfaMethod::RecoveryCode),
+            recovery: allowed.recovery,
             error,
             notice,
         },
     )
-}
-
-/// Which kind of code the user typed, by its shape.
-pub(crate) enum Typed {
-    Totp(String),
-    Email(String),
-    Recovery(String),
-    Unknown,
-}
-
-pub(crate) fn classify(code: &str) -> Typed {
-    let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
-        Typed::Totp(compact)
-    } else if let Some(c) = email::normalise_email_code(&compact) {
-        Typed::Email(c)
-    } else if let Some(c) = recovery::normalise(code) {
-        Typed::Recovery(c)
-    } else {
-        Typed::Unknown
-    }
 }
 
 async fn submit_challenge(
@@ -753,8 +926,28 @@ async fn submit_challenge(
     ip: IpAddr,
     ua: Option<String>,
 ) -> Response<GatewayBody> {
-    match acc.lockout.check(&gw.store, &p.user, ip).await {
-        Ok(LockState::Locked) => {
+    let code = form_value(form, "code").unwrap_or_default();
+    let remember = form_value(form, "remember").is_some_and(|v| v == "1" || v == "on");
+    let typed_name = login::classify(&code).name();
+    let allowed = login::allowed(&gw.config, acc, p);
+    let typing = Typing {
+        code: &code,
+        now: gw.clock.now(),
+        ip,
+    };
+    let checked = login::check_code(
+        acc,
+        &gw.store,
+        &p.principal,
+        &p.user,
+        Some(id.as_str()),
+        &allowed,
+        typing,
+    )
+    .await;
+    let (verified, left) = match checked {
+        Ok(CodeCheck::Verified(v, left)) => (v, left),
+        Ok(CodeCheck::Locked) => {
             return challenge_page(
                 gw,
                 acc,
@@ -764,222 +957,143 @@ async fn submit_challenge(
                 None,
             )
         }
-        Ok(LockState::Open) => {}
+        Ok(CodeCheck::Refused { error, locked_now }) => {
+            return refused_code(gw, acc, p, typed_name, &error, locked_now, ip).await
+        }
+        // DESIGN.md §6: a store failing mid-check is a 503, never "wrong code".
+        Err(e) => return store_error(gw, e),
+    };
+    // Single use of the pending login itself: a second tab cannot finish it again.
+    match gw.store.take_ephemeral(&pending_key(id)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired_page(gw),
         Err(e) => return store_error(gw, e),
     }
-    let code = form_value(form, "code").unwrap_or_default();
-    let remember = form_value(form, "remember").is_some_and(|v| v == "1" || v == "on");
-    let now = gw.clock.now();
-    let typed = classify(&code);
-    let typed_name = match &typed {
-        Typed::Totp(_) => "totp",
-        Typed::Email(_) => "email",
-        Typed::Recovery(_) => "recovery_code",
-        Typed::Unknown => "unknown",
-    };
-    let result: Result<(MfaUsed, Option<u32>), MfaError> = match typed {
-        Typed::Totp(c) if gw.config.mfa.allows(MfaMethod::Totp) => {
-            verify_totp(acc, &p.principal, &p.user, &c, now)
-                .await
-                .map(|()| (MfaUsed::Totp, None))
-        }
-        Typed::Email(c) if email_allowed(gw, acc, p) => verify_email(gw, p, &c)
-            .await
-            .map(|()| (MfaUsed::Email, None)),
-        Typed::Recovery(c) if gw.config.mfa.allows(MfaMethod::RecoveryCode) => {
-            match acc
-                .users
-                .consume_recovery_code(&p.principal, &recovery::hash_code(&c), now)
-                .await
-            {
-                Ok(Some(left)) => Ok((MfaUsed::RecoveryCode, Some(left))),
-                Ok(None) => Err(MfaError::WrongCode),
-                Err(e) => return store_error(gw, e),
-            }
-        }
-        _ => Err(MfaError::MalformedCode),
-    };
-    match result {
-        Ok((used, left)) => {
-            // Single use of the pending login itself: a second tab cannot finish it again.
-            match gw.store.take_ephemeral(&pending_key(id)).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return expired_page(gw),
-                Err(e) => return store_error(gw, e),
-            }
-            if let Err(e) = acc.lockout.record_success(&gw.store, &p.user).await {
-                return store_error(gw, e);
-            }
+    audit::record(
+        gw,
+        Event {
+            kind: "mfa.success",
+            user: Some(&p.user),
+            method: Some(verified.used().as_str()),
+            outcome: "success",
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    let remember_acc = (remember && p.remember_secs > 0).then_some(acc);
+    match left {
+        Some(left) => {
             audit::record(
                 gw,
                 Event {
-                    kind: "mfa.success",
+                    kind: "recovery_code.used",
                     user: Some(&p.user),
-                    method: Some(used.as_str()),
+                    method: Some("recovery_code"),
                     outcome: "success",
                     ip: Some(ip),
+                    detail: Some(format!("{{\"remaining\":{left}}}")),
                     ..Default::default()
                 },
             )
             .await;
-            let remember_acc = (remember && p.remember_secs > 0).then_some(acc);
-            match left {
-                Some(left) => {
-                    audit::record(
-                        gw,
-                        Event {
-                            kind: "recovery_code.used",
-                            user: Some(&p.user),
-                            method: Some("recovery_code"),
-                            outcome: "success",
-                            ip: Some(ip),
-                            detail: Some(format!("{{\"remaining\":{left}}}")),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                    let message = format!(
-                        "Recovery code accepted. You have {left} recovery code{} left.{}",
-                        if left == 1 { "" } else { "s" },
-                        if left <= 3 {
-                            " Set up your authenticator again or ask for new codes soon."
-                        } else {
-                            ""
-                        }
-                    );
-                    let landing = Landing::Notice {
-                        title: "Signed in with a recovery code",
-                        message,
-                    };
-                    finish_with(gw, p, used, remember_acc, ip, ua, landing).await
+            let message = format!(
+                "Recovery code accepted. You have {left} recovery code{} left.{}",
+                if left == 1 { "" } else { "s" },
+                if left <= 3 {
+                    " Set up your authenticator again or ask for new codes soon."
+                } else {
+                    ""
                 }
-                None => finish(gw, p, used, remember_acc, ip, ua).await,
-            }
-        }
-        Err(e) => {
-            let state = acc.lockout.record_failure(&gw.store, &p.user, ip).await;
-            audit::record(
-                gw,
-                Event {
-                    kind: "mfa.failure",
-                    user: Some(&p.user),
-                    method: Some(typed_name),
-                    outcome: "failure",
-                    reason: Some(&e.to_string()),
-                    ip: Some(ip),
-                    ..Default::default()
-                },
-            )
-            .await;
-            if let Ok(LockState::Locked) = state {
-                audit::record(
-                    gw,
-                    Event {
-                        kind: "lockout",
-                        user: Some(&p.user),
-                        outcome: "locked",
-                        ip: Some(ip),
-                        ..Default::default()
-                    },
-                )
-                .await;
-                return challenge_page(
-                    gw,
-                    acc,
-                    p,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some(LOCKED),
-                    None,
-                );
-            }
-            let msg = match e {
-                MfaError::CodeReused => {
-                    "That code was already used. Wait for the next code and try again."
-                }
-                _ => BAD_CODE,
+            );
+            let landing = Landing::Notice {
+                title: "Signed in with a recovery code",
+                message,
             };
-            challenge_page(gw, acc, p, StatusCode::UNAUTHORIZED, Some(msg), None)
+            finish_with(gw, p, verified, remember_acc, ip, ua, landing).await
         }
+        None => finish(gw, p, verified, remember_acc, ip, ua).await,
     }
 }
 
-/// TOTP with the replay guard: the matched step must be newer than the last one used, and
-/// the store's conditional update decides atomically which of two concurrent uses wins.
-pub(crate) async fn verify_totp(
+/// A refused code: audited (and the lockout it started), answered on the challenge page.
+async fn refused_code(
+    gw: &Gateway,
     acc: &Accounts,
-    principal: &str,
-    user: &str,
-    code: &str,
-    now: i64,
-) -> Result<(), MfaError> {
-    let factor = match acc.users.get_totp(principal).await {
-        Ok(Some(f)) if f.confirmed => f,
-        _ => return Err(MfaError::WrongCode),
+    p: &PendingLogin,
+    typed_name: &str,
+    error: &MfaError,
+    locked_now: bool,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    let reason = error.to_string();
+    audit::record(
+        gw,
+        Event {
+            kind: "mfa.failure",
+            user: Some(&p.user),
+            method: Some(typed_name),
+            outcome: "failure",
+            reason: Some(&reason),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    if locked_now {
+        audit::record(
+            gw,
+            Event {
+                kind: "lockout",
+                user: Some(&p.user),
+                outcome: "locked",
+                ip: Some(ip),
+                ..Default::default()
+            },
+        )
+        .await;
+        return challenge_page(
+            gw,
+            acc,
+            p,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(LOCKED),
+            None,
+        );
+    }
+    let msg = match error {
+        MfaError::CodeReused => "That code was already used. Wait for the next code and try again.",
+        _ => BAD_CODE,
     };
-    let seed = acc
-        .open_seed(principal, &factor.sealed_seed)
-        .ok_or(MfaError::WrongCode)?;
-    let last = factor.last_step.and_then(|s| u64::try_from(s).ok());
-    let step = acc.totp_for(seed, user).verify(code, now, last)?;
-    let step = i64::try_from(step.0).map_err(|_| MfaError::WrongCode)?;
-    match acc.users.advance_totp_step(principal, step).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(MfaError::CodeReused),
-        Err(_) => Err(MfaError::WrongCode),
-    }
-}
-
-fn email_key(principal: &str) -> String {
-    format!("email-code:{principal}")
-}
-
-async fn verify_email(gw: &Gateway, p: &PendingLogin, code: &str) -> Result<(), MfaError> {
-    let key = email_key(&p.principal);
-    let stored = gw
-        .store
-        .get_ephemeral(&key)
-        .await
-        .map_err(|_| MfaError::WrongCode)?
-        .ok_or(MfaError::Expired)?;
-    if !ct_eq(&stored, email::hash_email_code(code).as_bytes()) {
-        return Err(MfaError::WrongCode);
-    }
-    // Taking it is what makes it single-use: of two concurrent uses only one gets the value.
-    match gw.store.take_ephemeral(&key).await {
-        Ok(Some(_)) => Ok(()),
-        _ => Err(MfaError::CodeReused),
-    }
+    challenge_page(gw, acc, p, StatusCode::UNAUTHORIZED, Some(msg), None)
 }
 
 async fn send_email_code(
     gw: &Gateway,
     acc: &Accounts,
+    id: &SessionId,
     p: &PendingLogin,
     ip: IpAddr,
 ) -> Response<GatewayBody> {
+    let unavailable = || {
+        challenge_page(
+            gw,
+            acc,
+            p,
+            StatusCode::BAD_REQUEST,
+            Some("Email codes are not available for this account."),
+            None,
+        )
+    };
     let (Some(to), Some(sender), Some(cfg)) = (
         p.email.as_deref(),
         acc.email.as_ref(),
         gw.config.mfa.email.as_ref(),
     ) else {
-        return challenge_page(
-            gw,
-            acc,
-            p,
-            StatusCode::BAD_REQUEST,
-            Some("Email codes are not available for this account."),
-            None,
-        );
+        return unavailable();
     };
-    if !email_allowed(gw, acc, p) {
-        return challenge_page(
-            gw,
-            acc,
-            p,
-            StatusCode::BAD_REQUEST,
-            Some("Email codes are not available for this account."),
-            None,
-        );
+    if !login::allowed(&gw.config, acc, p).email {
+        return unavailable();
     }
     match gw
         .store
@@ -1003,10 +1117,11 @@ async fn send_email_code(
         Err(e) => return store_error(gw, e),
     }
     let code = email::generate_email_code();
+    // Bound to this pending login: a code never completes another login of the same user.
     if let Err(e) = gw
         .store
         .put_ephemeral(
-            &email_key(&p.principal),
+            &login::email_code_key(id.as_str()),
             email::hash_email_code(&code).into_bytes(),
             cfg.code_ttl,
         )
@@ -1052,40 +1167,27 @@ async fn send_email_code(
     }
 }
 
+/// The enrollment page of an `Enroll` pending login: always the secret made for it.
 async fn enroll_page(
     gw: &Gateway,
     acc: &Accounts,
+    id: &SessionId,
     p: &PendingLogin,
     status: StatusCode,
     error: Option<&str>,
+    ip: IpAddr,
 ) -> Response<GatewayBody> {
-    let now = gw.clock.now();
-    // Reuse the unconfirmed seed across reloads so a scanned QR code stays valid.
-    let seed = match acc.users.get_totp(&p.principal).await {
-        Ok(Some(f)) if !f.confirmed => acc.open_seed(&p.principal, &f.sealed_seed),
-        Ok(_) => None,
-        Err(e) => return store_error(gw, e),
-    };
-    let seed = match seed {
-        Some(s) => s,
-        None => {
-            let s = totp::generate_seed();
-            let sealed = match acc.seal_seed(&p.principal, &s) {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(error = %e, "seed sealing failed");
-                    return respond(
-                        gw,
-                        GatewayError::Store(StoreError::Unavailable("seal".into())),
-                        true,
-                    );
-                }
-            };
-            if let Err(e) = acc.users.put_totp(&p.principal, &sealed, false, now).await {
-                return store_error(gw, e);
-            }
-            s
+    // Someone enrolled this principal since the login started: never show a secret that could
+    // replace their factor.
+    match acc.users.get_totp(&p.principal).await {
+        Ok(Some(f)) if f.confirmed => {
+            return stale(gw, id, p, Stale::FactorsChanged, ip).await;
         }
+        Ok(_) => {}
+        Err(e) => return store_error(gw, e),
+    }
+    let Some(seed) = login::enrollment_seed(acc, p) else {
+        return expired_page(gw);
     };
     let t = acc.totp_for(seed, &p.user);
     let uri = t.otpauth_uri();
@@ -1112,32 +1214,23 @@ async fn submit_enroll(
     ip: IpAddr,
     ua: Option<String>,
 ) -> Response<GatewayBody> {
-    match acc.lockout.check(&gw.store, &p.user, ip).await {
-        Ok(LockState::Locked) => {
-            return enroll_page(gw, acc, p, StatusCode::TOO_MANY_REQUESTS, Some(LOCKED)).await
-        }
-        Ok(LockState::Open) => {}
-        Err(e) => return store_error(gw, e),
-    }
-    let code: String = form_value(form, "code")
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let code = form_value(form, "code").unwrap_or_default();
     let now = gw.clock.now();
-    let factor = match acc.users.get_totp(&p.principal).await {
-        Ok(Some(f)) if !f.confirmed => f,
-        Ok(_) => return expired_page(gw),
-        Err(e) => return store_error(gw, e),
-    };
-    let verified = acc
-        .open_seed(&p.principal, &factor.sealed_seed)
-        .ok_or(MfaError::WrongCode)
-        .and_then(|seed| acc.totp_for(seed, &p.user).verify(&code, now, None));
-    let step = match verified.map(|s| i64::try_from(s.0)) {
-        Ok(Ok(step)) => step,
-        _ => {
-            let _ = acc.lockout.record_failure(&gw.store, &p.user, ip).await;
+    let verified = match login::confirm_enrollment(acc, &gw.store, p, &code, now, ip).await {
+        Ok(Ok(CodeCheck::Verified(v, _))) => v,
+        Ok(Ok(CodeCheck::Locked)) => {
+            return enroll_page(
+                gw,
+                acc,
+                id,
+                p,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(LOCKED),
+                ip,
+            )
+            .await
+        }
+        Ok(Ok(CodeCheck::Refused { .. })) => {
             audit::record(
                 gw,
                 Event {
@@ -1151,14 +1244,11 @@ async fn submit_enroll(
                 },
             )
             .await;
-            return enroll_page(gw, acc, p, StatusCode::UNAUTHORIZED, Some(BAD_CODE)).await;
+            return enroll_page(gw, acc, id, p, StatusCode::UNAUTHORIZED, Some(BAD_CODE), ip).await;
         }
-    };
-    match acc.users.confirm_totp(&p.principal, step).await {
-        Ok(true) => {}
-        Ok(false) => return expired_page(gw),
+        Ok(Err(why)) => return stale(gw, id, p, why, ip).await,
         Err(e) => return store_error(gw, e),
-    }
+    };
     match gw.store.take_ephemeral(&pending_key(id)).await {
         Ok(Some(_)) => {}
         Ok(None) => return expired_page(gw),
@@ -1200,5 +1290,5 @@ async fn submit_enroll(
     } else {
         Landing::RecoveryCodes(codes)
     };
-    finish_with(gw, p, MfaUsed::Totp, None, ip, ua, landing).await
+    finish_with(gw, p, verified, None, ip, ua, landing).await
 }

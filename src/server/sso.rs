@@ -2,14 +2,15 @@
 //! from groups, the MFA decision (`stepup.decision`), refusals, and the session ↔ IdP links
 //! that RP/SP-initiated, back-channel and IdP-initiated logout use.
 
-use super::native::{after_first_factor, finish};
+use super::native::{after_first_factor, finish, Next};
 use super::Gateway;
 use crate::audit::{self, Event};
-use crate::auth::pending::{PendingLogin, SsoLink, Stage};
+use crate::auth::native::{FirstFactorVerified, MfaVerified};
+use crate::auth::pending::{LoginMethod, PendingLogin, SsoLink, Stage};
 use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
-use crate::config::{IdpConfig, OnMissingMfa};
+use crate::config::{IdpConfig, IdpKind, OnMissingMfa};
 use crate::proxy::forward::GatewayBody;
-use crate::session::{random_id, MfaUsed, Session, SessionId, SessionStore};
+use crate::session::{random_id, Session, SessionId, SessionStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hyper::{Response, StatusCode};
@@ -126,14 +127,18 @@ pub async fn complete(
         .await;
     }
     let policy = effective_policy(&gw.config, &roles);
+    let method = match l.idp.kind {
+        IdpKind::Oidc => LoginMethod::Oidc(l.idp.id.clone()),
+        IdpKind::Saml => LoginMethod::Saml(l.idp.id.clone()),
+    };
     let pending = PendingLogin {
-        stage: Stage::Mfa,
+        stage: Stage::Challenge,
         user: l.username.clone(),
         principal: l.principal,
         email: l.email,
         groups: l.groups,
         roles,
-        method: l.method.clone(),
+        method,
         csrf: random_id(24),
         rd: LocalPath::parse(&l.rd)
             .unwrap_or_else(LocalPath::root)
@@ -173,31 +178,56 @@ pub async fn complete(
     )
     .await;
     match decision {
-        Decision::IdpEvidence => finish(gw, &pending, MfaUsed::Idp, None, ip, ua).await,
-        Decision::NotRequired | Decision::Trust => {
-            finish(gw, &pending, MfaUsed::None, None, ip, ua).await
+        Decision::IdpEvidence => {
+            finish(gw, &pending, MfaVerified::by_idp_evidence(), None, ip, ua).await
         }
-        Decision::StepUp => {
-            after_first_factor(gw, pending, &policy, device.as_deref(), ip, ua).await
-        }
-        Decision::Deny => {
-            refuse(
+        Decision::NotRequired => match MfaVerified::not_required(&policy) {
+            Some(v) => finish(gw, &pending, v, None, ip, ua).await,
+            // Unreachable by the decision table; fail closed all the same.
+            None => respond_deny(gw, &l.method, &l.username, ip).await,
+        },
+        Decision::Trust => {
+            finish(
                 gw,
-                &l.method,
-                Refusal {
-                    status: StatusCode::FORBIDDEN,
-                    reason: "mfa_evidence_missing",
-                    title: "Two-step verification required",
-                    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
-                    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
-                },
-                "mfa evidence missing and on_missing_mfa = deny",
-                Some(&l.username),
+                &pending,
+                MfaVerified::trusted_without_evidence(),
+                None,
                 ip,
+                ua,
             )
             .await
         }
+        Decision::StepUp => {
+            let next = Next {
+                device: device.as_deref(),
+                invite: None,
+                ip,
+                ua,
+            };
+            // The IdP's signed answer, verified by the caller, is the first factor.
+            after_first_factor(gw, FirstFactorVerified::by_idp(), pending, &policy, next).await
+        }
+        Decision::Deny => respond_deny(gw, &l.method, &l.username, ip).await,
     }
+}
+
+/// `on_missing_mfa = "deny"` and no evidence: no session.
+async fn respond_deny(gw: &Gateway, method: &str, user: &str, ip: IpAddr) -> Response<GatewayBody> {
+    refuse(
+        gw,
+        method,
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            reason: "mfa_evidence_missing",
+            title: "Two-step verification required",
+            what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
+            next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+        },
+        "mfa evidence missing and on_missing_mfa = deny",
+        Some(user),
+        ip,
+    )
+    .await
 }
 
 pub fn hashed(s: &str) -> String {
@@ -263,32 +293,21 @@ pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
         if result.is_err() {
             break;
         }
-        result = add_to_list(gw, &key, session.id.as_str(), ttl).await;
+        // One atomic add per index (never get-push-put): two replicas linking the same subject
+        // at once both stay listed, so back-channel logout ends both sessions.
+        result = gw
+            .store
+            .set_add(&key, session.id.as_str(), ttl, MAX_LINKS)
+            .await;
     }
     if let Err(e) = result {
         tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
     }
 }
 
-async fn add_to_list(
-    gw: &Gateway,
-    key: &str,
-    id: &str,
-    ttl: Duration,
-) -> Result<(), crate::storage::StoreError> {
-    let mut ids: Vec<String> = match gw.store.get_ephemeral(key).await? {
-        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    // Bounded: the oldest links go first (their sessions still end by expiry or locally).
-    if ids.len() >= 64 {
-        ids.remove(0);
-    }
-    ids.push(id.to_owned());
-    gw.store
-        .put_ephemeral(key, serde_json::to_vec(&ids).unwrap_or_default(), ttl)
-        .await
-}
+/// Sessions kept per IdP subject or session; the oldest links go first (their sessions still
+/// end by expiry or locally).
+const MAX_LINKS: usize = 64;
 
 /// The link of a session, taken (logout consumes it).
 pub async fn take_link(gw: &Gateway, id: &SessionId) -> Option<SessionLink> {
@@ -305,10 +324,7 @@ pub async fn end_listed(
     method: &str,
     ip: IpAddr,
 ) -> Result<usize, crate::storage::StoreError> {
-    let ids: Vec<String> = match gw.store.take_ephemeral(key).await? {
-        Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let ids = gw.store.set_take(key).await?;
     let mut ended = 0;
     for id in ids.iter().filter_map(|i| SessionId::parse(i)) {
         if let Some(s) = gw.store.remove(&id).await? {

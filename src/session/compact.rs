@@ -110,12 +110,44 @@ fn put_list(out: &mut Vec<u8>, items: &[String], shared: &Interner) {
     }
 }
 
+/// The principal of a native user, which the user name alone determines.
+const NATIVE: &str = "native:";
+
+/// The owner (principal) and the user name, in as few bytes as the common cases allow:
+/// tag 0 — a native principal, `native:` + the user name, which follows inline;
+/// tag 1 — principal and user name inline;
+/// tag 2 — the principal's issuer part (up to its last `#`, shared by every user of one IdP)
+///         interned, its subject and the user name inline.
+fn put_owner(out: &mut Vec<u8>, principal: &str, user: &str, shared: &Interner) {
+    if principal.strip_prefix(NATIVE) == Some(user) {
+        out.push(0);
+        put_inline(out, user);
+        return;
+    }
+    match principal
+        .rfind('#')
+        .and_then(|at| principal.split_at_checked(at + 1))
+        .and_then(|(issuer, subject)| Some((shared.index(issuer)?, subject)))
+    {
+        Some((i, subject)) => {
+            out.push(2);
+            out.extend_from_slice(&i.to_le_bytes());
+            put_inline(out, subject);
+        }
+        None => {
+            out.push(1);
+            put_inline(out, principal);
+        }
+    }
+    put_inline(out, user);
+}
+
 /// Everything of a session but its id and idle timestamp (kept beside it by the store). The
-/// user name comes first, inline, so [`user`] can read it without decoding the rest.
+/// owner comes first, so [`owner`] can read it without decoding the rest.
 pub fn encode(s: &Session, shared: &Interner) -> Vec<u8> {
     let i = &s.identity;
     let mut out = Vec::with_capacity(128);
-    put_inline(&mut out, &i.user);
+    put_owner(&mut out, &i.principal, &i.user, shared);
     put_opt(&mut out, i.email.as_deref(), None);
     put_list(&mut out, &i.groups, shared);
     put_list(&mut out, &i.roles, shared);
@@ -135,9 +167,9 @@ pub fn encode(s: &Session, shared: &Interner) -> Vec<u8> {
     out
 }
 
-/// The user name of an encoded session.
-pub fn user(bytes: &[u8]) -> Option<&str> {
-    Reader(bytes).inline()
+/// The owner (principal) of an encoded session.
+pub fn owner(bytes: &[u8], shared: &Interner) -> Option<String> {
+    Reader(bytes).owner(shared).map(|(p, _)| p)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -176,6 +208,22 @@ impl<'a> Reader<'a> {
         let n = self.len()?;
         std::str::from_utf8(self.take(n)?).ok()
     }
+    /// What `put_owner` wrote: (principal, user name).
+    fn owner(&mut self, shared: &Interner) -> Option<(String, String)> {
+        let principal = match self.u8()? {
+            0 => {
+                let user = self.inline()?;
+                return Some((format!("{NATIVE}{user}"), user.to_owned()));
+            }
+            1 => self.inline()?.to_owned(),
+            2 => {
+                let issuer = shared.get(self.u32()?)?;
+                format!("{issuer}{}", self.inline()?)
+            }
+            _ => return None,
+        };
+        Some((principal, self.inline()?.to_owned()))
+    }
     fn str(&mut self, shared: &Interner) -> Option<String> {
         match self.u8()? {
             0 => self.inline().map(str::to_owned),
@@ -209,7 +257,7 @@ pub fn decode(
     shared: &Interner,
 ) -> Option<Session> {
     let mut r = Reader(bytes);
-    let user = r.inline()?.to_owned();
+    let (principal, user) = r.owner(shared)?;
     let email = r.opt(shared)?;
     let groups = r.list(shared)?;
     let roles = r.list(shared)?;
@@ -223,10 +271,11 @@ pub fn decode(
     if !r.0.is_empty() {
         return None;
     }
-    Some(Session::restore(
+    Session::restore(
         id,
         Identity {
             user,
+            principal,
             email,
             groups,
             roles,
@@ -239,7 +288,8 @@ pub fn decode(
         ip,
         user_agent,
         last_seen,
-    ))
+    )
+    .ok()
 }
 
 #[cfg(test)]
@@ -250,8 +300,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn session(identity: Identity, ip: Option<String>, ua: Option<String>) -> Session {
+        let id = SessionId::of(&SessionToken::new("t".into()));
         Session::new(
-            SessionId::of(&SessionToken::new("t".into())),
+            id,
             identity,
             1_700_000_000,
             Duration::from_secs(12 * 3600),
@@ -259,11 +310,13 @@ mod tests {
             ip,
             ua,
         )
+        .unwrap()
     }
 
     fn same(a: &Session, b: &Session) -> bool {
         a.id == b.id
             && a.identity.user == b.identity.user
+            && a.identity.principal == b.identity.principal
             && a.identity.email == b.identity.email
             && a.identity.groups == b.identity.groups
             && a.identity.roles == b.identity.roles
@@ -280,9 +333,10 @@ mod tests {
     proptest! {
         #[test]
         fn sessions_round_trip(
-            user in ".{0,40}", email in proptest::option::of(".{0,40}"),
-            groups in proptest::collection::vec(".{0,12}", 0..5),
-            roles in proptest::collection::vec(".{0,12}", 0..3),
+            user in "[^\\x00-\\x1f\\x7f]{0,40}", email in proptest::option::of("[^\\x00-\\x1f\\x7f]{0,40}"),
+            native in any::<bool>(), subject in "[^\\x00-\\x1f\\x7f]{0,20}",
+            groups in proptest::collection::vec("[^\\x00-\\x1f\\x7f]{0,12}", 0..5),
+            roles in proptest::collection::vec("[^\\x00-\\x1f\\x7f]{0,12}", 0..3),
             method in 0usize..4, idp in "[a-z:-]{0,10}", mfa in 0usize..6,
             ip in proptest::option::of("[0-9a-f:.]{0,39}"), ua in proptest::option::of(".{0,200}"),
             last_seen in any::<i64>(),
@@ -293,15 +347,21 @@ mod tests {
                 2 => AuthMethod::Oidc(idp),
                 _ => AuthMethod::Saml(idp),
             };
+            let principal = match (native, subject.len() % 3) {
+                (true, _) => format!("native:{user}"),
+                (false, 0) => format!("oidc:https://idp.example#{subject}"),
+                (false, 1) => format!("corp:{subject}"),
+                (false, _) => format!("saml:x#{subject}#{subject}"),
+            };
             let s = session(
-                Identity { user, email, groups, roles, method, mfa: MFA[mfa] },
+                Identity { user, principal, email, groups, roles, method, mfa: MFA[mfa] },
                 ip,
                 ua,
             );
             s.set_last_seen(last_seen);
             let shared = Interner::new(2);
             let bytes = encode(&s, &shared);
-            prop_assert_eq!(super::user(&bytes), Some(s.identity.user.as_str()));
+            prop_assert_eq!(super::owner(&bytes, &shared), Some(s.identity.principal.clone()));
             let back = decode(s.id.clone(), &bytes, last_seen, &shared).unwrap();
             prop_assert!(same(&s, &back));
         }
@@ -320,7 +380,8 @@ mod tests {
         // or the forwarded groups, roles and name would change between requests.
         let s = session(
             Identity {
-                user: "u".repeat(70_000),
+                user: "u".repeat(8_000),
+                principal: format!("corp:{}", "s".repeat(8_000)),
                 email: Some("e".repeat(300)),
                 groups: (0..300).map(|i| format!("group-{i}")).collect(),
                 roles: (0..260).map(|i| format!("role-{i}")).collect(),
@@ -332,7 +393,10 @@ mod tests {
         );
         let shared = Interner::new(100);
         let bytes = encode(&s, &shared);
-        assert_eq!(super::user(&bytes), Some(s.identity.user.as_str()));
+        assert_eq!(
+            super::owner(&bytes, &shared),
+            Some(s.identity.principal.clone())
+        );
         assert!(same(
             &s,
             &decode(s.id.clone(), &bytes, s.last_seen(), &shared).unwrap()
@@ -355,6 +419,7 @@ mod tests {
         let s = session(
             Identity {
                 user: "ann".into(),
+                principal: "corp:ann".into(),
                 email: Some("ann@example.com".into()),
                 groups: vec!["agents".into()],
                 roles: vec!["agent".into()],
@@ -400,6 +465,7 @@ mod tests {
         let s = session(
             Identity {
                 user: "ann".into(),
+                principal: "native:ann".into(),
                 email: None,
                 groups: vec!["agents".into(), "tier2".into()],
                 roles: vec!["agent".into()],

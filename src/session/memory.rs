@@ -32,7 +32,7 @@ fn id_of(k: &Key) -> SessionId {
     SessionId(String::from_utf8_lossy(k).into_owned())
 }
 
-/// A stored session: what expiry needs, plain; the rest (user name first) compact.
+/// A stored session: what expiry needs, plain; the rest (owner first) compact.
 struct Cold {
     data: Box<[u8]>,
     last_seen: AtomicI64,
@@ -47,8 +47,8 @@ impl Cold {
                 < i64::from(self.idle_secs)
     }
 
-    fn user(&self) -> &str {
-        compact::user(&self.data).unwrap_or_default()
+    fn owner(&self, shared: &compact::Interner) -> String {
+        compact::owner(&self.data, shared).unwrap_or_default()
     }
 
     fn decode(&self, k: &Key, shared: &compact::Interner) -> Result<Session, StoreError> {
@@ -76,13 +76,15 @@ struct Inner {
     max_ephemeral: usize,
     sessions: DashMap<Key, Cold>,
     hot: DashMap<Key, Arc<Session>>,
-    /// Session keys by a keyed hash of the user name (8 bytes instead of the name); entries
-    /// are checked against each session's own user name, so a collision only costs a lookup.
-    by_user: DashMap<u64, Vec<Key>>,
-    user_hash: std::collections::hash_map::RandomState,
+    /// Session keys by a keyed hash of their owner (8 bytes instead of the principal); entries
+    /// are checked against each session's own owner, so a collision only costs a lookup.
+    by_owner: DashMap<u64, Vec<Key>>,
+    owner_hash: std::collections::hash_map::RandomState,
     shared: compact::Interner,
     ephemeral: DashMap<String, (UnixTime, Vec<u8>)>,
     counters: DashMap<String, (UnixTime, u64)>,
+    /// Small sets (IdP session links): changed under their entry's lock, never read-modify-write.
+    sets: DashMap<String, (UnixTime, Vec<String>)>,
 }
 
 fn ttl_end(now: UnixTime, ttl: Duration) -> UnixTime {
@@ -104,11 +106,12 @@ impl MemoryStore {
                 max_ephemeral,
                 sessions: DashMap::new(),
                 hot: DashMap::new(),
-                by_user: DashMap::new(),
-                user_hash: std::collections::hash_map::RandomState::new(),
+                by_owner: DashMap::new(),
+                owner_hash: std::collections::hash_map::RandomState::new(),
                 shared: compact::Interner::new(INTERNED_CAP),
                 ephemeral: DashMap::new(),
                 counters: DashMap::new(),
+                sets: DashMap::new(),
             }),
         }
     }
@@ -145,6 +148,7 @@ impl MemoryStore {
         }
         self.inner.ephemeral.retain(|_, (end, _)| *end > now);
         self.inner.counters.retain(|_, (end, _)| *end > now);
+        self.inner.sets.retain(|_, (end, _)| *end > now);
         dead.len()
     }
 
@@ -164,9 +168,9 @@ impl MemoryStore {
         });
     }
 
-    fn user_key(&self, user: &str) -> u64 {
+    fn owner_key(&self, principal: &str) -> u64 {
         use std::hash::BuildHasher as _;
-        self.inner.user_hash.hash_one(user)
+        self.inner.owner_hash.hash_one(principal)
     }
 
     /// Takes a session out: the compact entry first, then the hot one (see the module invariant).
@@ -175,11 +179,11 @@ impl MemoryStore {
     fn take(&self, k: &Key) -> Option<(Cold, Option<Arc<Session>>)> {
         let (_, cold) = self.inner.sessions.remove(k)?;
         let hot = self.inner.hot.remove(k).map(|(_, s)| s);
-        let u = self.user_key(cold.user());
-        if let Some(mut keys) = self.inner.by_user.get_mut(&u) {
+        let u = self.owner_key(&cold.owner(&self.inner.shared));
+        if let Some(mut keys) = self.inner.by_owner.get_mut(&u) {
             keys.retain(|x| x != k);
         }
-        self.inner.by_user.remove_if(&u, |_, v| v.is_empty());
+        self.inner.by_owner.remove_if(&u, |_, v| v.is_empty());
         Some((cold, hot))
     }
 
@@ -249,8 +253,8 @@ impl SessionStore for MemoryStore {
         {
             let mut keys = self
                 .inner
-                .by_user
-                .entry(self.user_key(&session.identity.user))
+                .by_owner
+                .entry(self.owner_key(&session.identity.principal))
                 .or_default();
             if !keys.contains(&k) {
                 keys.push(k);
@@ -284,17 +288,21 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
-        let u = self.user_key(user);
+    async fn remove_principal(&self, principal: &str) -> Result<Vec<SessionId>, StoreError> {
+        let u = self.owner_key(principal);
         let keys: Vec<Key> = self
             .inner
-            .by_user
+            .by_owner
             .get(&u)
             .map(|keys| keys.clone())
             .unwrap_or_default();
         let mut gone = Vec::new();
         for k in &keys {
-            let mine = self.inner.sessions.get(k).is_some_and(|c| c.user() == user);
+            let mine = self
+                .inner
+                .sessions
+                .get(k)
+                .is_some_and(|c| c.owner(&self.inner.shared) == principal);
             if mine && self.take(k).is_some() {
                 gone.push(id_of(k));
             }
@@ -304,7 +312,7 @@ impl SessionStore for MemoryStore {
 
     async fn list(
         &self,
-        user: Option<&str>,
+        principal: Option<&str>,
         after: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Arc<Session>>, StoreError> {
@@ -313,13 +321,13 @@ impl SessionStore for MemoryStore {
         let wanted = |k: &Key, c: &Cold| {
             c.alive(now)
                 && after.is_none_or(|a| k.as_slice() > a)
-                && user.is_none_or(|u| c.user() == u)
+                && principal.is_none_or(|p| c.owner(&self.inner.shared) == p)
         };
-        let mut keys: Vec<Key> = match user {
-            Some(u) => self
+        let mut keys: Vec<Key> = match principal {
+            Some(p) => self
                 .inner
-                .by_user
-                .get(&self.user_key(u))
+                .by_owner
+                .get(&self.owner_key(p))
                 .map(|keys| {
                     keys.iter()
                         .copied()
@@ -427,9 +435,62 @@ impl SessionStore for MemoryStore {
             .map_or(0, |e| e.value().1))
     }
 
+    async fn decr(&self, key: &str) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        // Under the entry's shard lock: concurrent increments and decrements never interleave.
+        self.inner.counters.remove_if_mut(key, |_, e| {
+            e.1 = e.1.saturating_sub(1);
+            e.1 == 0 || e.0 <= now
+        });
+        Ok(())
+    }
+
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
         self.inner.counters.remove(key);
         Ok(())
+    }
+
+    async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> Result<(), StoreError> {
+        if self.inner.sets.len() >= self.inner.max_ephemeral && !self.inner.sets.contains_key(key) {
+            self.sweep();
+            if self.inner.sets.len() >= self.inner.max_ephemeral {
+                return Err(StoreError::Unavailable("short-lived sets are full".into()));
+            }
+        }
+        let now = self.inner.clock.now();
+        let end = ttl_end(now, ttl);
+        // The entry's shard lock makes this one atomic step for concurrent adders.
+        let mut e = self
+            .inner
+            .sets
+            .entry(key.to_owned())
+            .or_insert((end, Vec::new()));
+        if e.0 <= now {
+            *e = (end, Vec::new());
+        }
+        e.0 = e.0.max(end);
+        if !e.1.iter().any(|m| m == member) {
+            e.1.push(member.to_owned());
+        }
+        let over = e.1.len().saturating_sub(cap.max(1));
+        e.1.drain(..over);
+        Ok(())
+    }
+
+    async fn set_take(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let now = self.inner.clock.now();
+        Ok(self
+            .inner
+            .sets
+            .remove(key)
+            .and_then(|(_, (end, v))| (end > now).then_some(v))
+            .unwrap_or_default())
     }
 
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -469,10 +530,15 @@ mod tests {
     }
 
     fn session(id: &str, user: &str, now: UnixTime) -> Session {
+        owned(id, user, &format!("native:{user}"), now)
+    }
+
+    fn owned(id: &str, user: &str, principal: &str, now: UnixTime) -> Session {
         Session::new(
             sid(id),
             Identity {
                 user: user.into(),
+                principal: principal.into(),
                 email: None,
                 groups: vec![],
                 roles: vec!["agent".into()],
@@ -485,6 +551,7 @@ mod tests {
             None,
             None,
         )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -494,7 +561,7 @@ mod tests {
         st.insert(session("a", "ann", 1000)).await.unwrap();
         st.insert(session("b", "ann", 1000)).await.unwrap();
         st.insert(session("c", "bob", 1000)).await.unwrap();
-        let mut gone = st.remove_user("ann").await.unwrap();
+        let mut gone = st.remove_principal("native:ann").await.unwrap();
         gone.sort();
         assert_eq!(gone, vec![sid("a"), sid("b")]);
         assert!(st.get(&sid("a")).await.unwrap().is_none());
@@ -576,18 +643,63 @@ mod tests {
         // As if "bob" hashed like "ann": his session listed under her index entry too.
         let bob = *b"b_____________________";
         st.inner
-            .by_user
-            .get_mut(&st.user_key("ann"))
+            .by_owner
+            .get_mut(&st.owner_key("native:ann"))
             .unwrap()
             .push(bob);
-        let listed = st.list(Some("ann"), None, 10).await.unwrap();
+        let listed = st.list(Some("native:ann"), None, 10).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].identity.user, "ann");
-        assert_eq!(st.remove_user("ann").await.unwrap(), vec![sid("a")]);
+        assert_eq!(
+            st.remove_principal("native:ann").await.unwrap(),
+            vec![sid("a")]
+        );
         assert!(
             st.get(&sid("b")).await.unwrap().is_some(),
             "bob's session lives on"
         );
+    }
+
+    #[tokio::test]
+    async fn users_of_different_origins_with_the_same_name_own_separate_sessions() {
+        let st = MemoryStore::new(Clock::manual(1000), 10);
+        st.insert(session("a", "alice", 1000)).await.unwrap();
+        st.insert(owned("b", "alice", "oidc:https://idp.example#42", 1000))
+            .await
+            .unwrap();
+        st.insert(owned("c", "alice", "saml:partner#alice", 1000))
+            .await
+            .unwrap();
+        let native = st.list(Some("native:alice"), None, 10).await.unwrap();
+        assert_eq!(native.len(), 1);
+        assert_eq!(native[0].id, sid("a"));
+        assert_eq!(
+            st.remove_principal("saml:partner#alice").await.unwrap(),
+            vec![sid("c")]
+        );
+        assert!(st.get(&sid("a")).await.unwrap().is_some());
+        assert!(st.get(&sid("b")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn concurrent_set_adds_keep_every_member_and_a_take_empties_the_set() {
+        let st = MemoryStore::new(Clock::manual(1000), 10);
+        let ttl = Duration::from_secs(60);
+        let adds = (0..50).map(|n| {
+            let st = st.clone();
+            tokio::spawn(async move { st.set_add("k", &format!("m{n}"), ttl, 64).await })
+        });
+        for t in adds.collect::<Vec<_>>() {
+            t.await.unwrap().unwrap();
+        }
+        let mut got = st.set_take("k").await.unwrap();
+        got.sort();
+        assert_eq!(got.len(), 50, "no add was lost");
+        assert!(st.set_take("k").await.unwrap().is_empty(), "taken once");
+        for n in 0..5 {
+            st.set_add("c", &format!("m{n}"), ttl, 3).await.unwrap();
+        }
+        assert_eq!(st.set_take("c").await.unwrap(), ["m2", "m3", "m4"]);
     }
 
     fn session_with_id(raw: &str, user: &str) -> Session {

@@ -8,12 +8,13 @@
 //!
 //! | key            | type   | holds                                             | Redis TTL                  |
 //! |----------------|--------|---------------------------------------------------|----------------------------|
-//! | `s:{id}`       | hash   | `u` user, `d` compact JSON ([`StoredSession`]), `l` last seen | min(to absolute end, idle) |
-//! | `u:{user}`     | set    | ids of the user's sessions                        | longest of its sessions    |
+//! | `s:{id}`       | hash   | `u` owner (principal), `d` compact JSON ([`StoredSession`]), `l` last seen | min(to absolute end, idle) |
+//! | `u:{principal}`| set    | ids of the principal's sessions                   | longest of its sessions    |
 //! | `ids`          | zset   | all session ids, score 0 (ordered by id for `list`) | none; pruned via `exp`   |
 //! | `exp`          | zset   | session id → when its `s:` key expires (ms, Redis time) | none; pruned lazily  |
 //! | `e:{key}`      | string | short-lived values and `claim_once` markers       | the caller's ttl           |
 //! | `c:{key}`      | string | counters                                          | the window, from the first increment |
+//! | `z:{key}`      | zset   | small sets (`set_add`), member → order added      | at least the caller's ttl  |
 //!
 //! Time: expiry of sessions is decided with the injected [`Clock`] (`Session::check` in `get`
 //! and `list`), like the memory store; Redis TTLs only bound storage, and are computed from
@@ -162,6 +163,37 @@ end
 return n
 ";
 
+/// KEYS: c:{key}. Takes one back from a live counter; a counter reaching zero is deleted, and
+/// none is ever created (a DECR on a missing key would make one without a TTL).
+const DECR_LUA: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
+return 0
+";
+
+/// KEYS: z:{key}. ARGV: member, ttl_ms, cap. One atomic add: concurrent adders on any replicas
+/// never drop each other's members (no read-modify-write in the caller). Members are ordered by
+/// a per-set sequence, so the oldest go first past `cap`.
+const SET_ADD_LUA: &str = r"
+local seq = redis.call('HINCRBY', KEYS[1] .. ':seq', 'n', 1)
+redis.call('ZADD', KEYS[1], seq, ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1) end
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[1] .. ':seq', ttl)
+end
+return 0
+";
+
+/// KEYS: z:{key}. Reads and deletes the set in one step: of two takers, one gets the members.
+const SET_TAKE_LUA: &str = r"
+local m = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[1] .. ':seq')
+return m
+";
+
 /// The Redis-backed [`SessionStore`]. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -185,6 +217,9 @@ struct Inner {
     remove_user: Script,
     count: Script,
     incr: Script,
+    decr: Script,
+    set_add: Script,
+    set_take: Script,
     /// Sessions decoded on this replica, by id, with the stored bytes they came from. Every
     /// request still reads the session from Redis (revocation is immediate everywhere); when the
     /// stored bytes are unchanged the decoded session, its header values and its cached
@@ -200,6 +235,10 @@ const DECODED_CAP: usize = 50_000;
 /// Unknown fields are ignored so replicas of neighbouring versions can share a store.
 #[derive(Serialize, Deserialize)]
 struct StoredSession {
+    /// The display name; the hash's `u` field holds the owner. Absent in sessions written by
+    /// versions before principals (their `u` is the user name).
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     email: Option<String>,
     #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
@@ -229,6 +268,7 @@ type SessionFields = (Option<String>, Option<Vec<u8>>, Option<UnixTime>);
 
 fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
     let stored = StoredSession {
+        user: Some(s.identity.user.clone()),
         email: s.identity.email.clone(),
         groups: s.identity.groups.clone(),
         roles: s.identity.roles.clone(),
@@ -246,9 +286,9 @@ fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
 /// Rebuilds a session from its hash fields; `None` when the key does not exist.
 fn decode(
     id: SessionId,
-    (user, data, last_seen): SessionFields,
+    (owner, data, last_seen): SessionFields,
 ) -> Result<Option<Session>, StoreError> {
-    let (user, data, last_seen) = match (user, data, last_seen) {
+    let (owner, data, last_seen) = match (owner, data, last_seen) {
         (None, None, None) => return Ok(None),
         (Some(u), Some(d), Some(l)) => (u, d, l),
         _ => return Err(StoreError::Corrupt("session hash lacks a field".into())),
@@ -259,10 +299,19 @@ fn decode(
         .ok_or_else(|| StoreError::Corrupt("session has an unknown auth method".into()))?;
     let mfa = MfaUsed::parse(&st.mfa)
         .ok_or_else(|| StoreError::Corrupt("session has an unknown mfa kind".into()))?;
+    let (user, principal) = match st.user {
+        Some(user) => (user, owner),
+        // Written before principals: `u` is the user name; the principal follows from it.
+        None => {
+            let principal = format!("{}:{owner}", method.header_value());
+            (owner, principal)
+        }
+    };
     Ok(Some(Session::restore(
         id,
         Identity {
             user,
+            principal,
             email: st.email,
             groups: st.groups,
             roles: st.roles,
@@ -275,7 +324,7 @@ fn decode(
         st.ip,
         st.user_agent,
         last_seen,
-    )))
+    )?))
 }
 
 /// Redis TTL of a session key written at `at` (gateway clock): until its absolute end or its
@@ -348,6 +397,9 @@ impl RedisStore {
                 remove_user: script(REMOVE_USER_LUA),
                 count: script(COUNT_LUA),
                 incr: Script::new(INCR_LUA),
+                decr: Script::new(DECR_LUA),
+                set_add: Script::new(SET_ADD_LUA),
+                set_take: Script::new(SET_TAKE_LUA),
                 decoded: dashmap::DashMap::new(),
             }),
         };
@@ -595,9 +647,9 @@ impl SessionStore for RedisStore {
         let mut inv = self.inner.insert.key(self.session_key(&session.id));
         inv.key(self.key("ids", ""))
             .key(self.key("exp", ""))
-            .key(self.key("u:", &session.identity.user))
+            .key(self.key("u:", &session.identity.principal))
             .arg(session.id.as_str())
-            .arg(&session.identity.user)
+            .arg(&session.identity.principal)
             .arg(data)
             .arg(session.last_seen())
             .arg(ttl)
@@ -616,7 +668,7 @@ impl SessionStore for RedisStore {
         let mut inv = self.inner.touch.key(self.session_key(&session.id));
         inv.key(self.key("ids", ""))
             .key(self.key("exp", ""))
-            .key(self.key("u:", &session.identity.user))
+            .key(self.key("u:", &session.identity.principal))
             .arg(session.id.as_str())
             .arg(now)
             .arg(session_ttl_ms(session, now))
@@ -645,12 +697,12 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn remove_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
-        let mut inv = self.inner.remove_user.key(self.key("u:", user));
+    async fn remove_principal(&self, principal: &str) -> Result<Vec<SessionId>, StoreError> {
+        let mut inv = self.inner.remove_user.key(self.key("u:", principal));
         inv.key(self.key("ids", ""))
             .key(self.key("exp", ""))
             .arg(self.key("s:", ""))
-            .arg(user)
+            .arg(principal)
             .arg(&self.inner.channel);
         let ids: Vec<String> = self.invoke("remove user sessions", &inv).await?;
         let mut ids: Vec<SessionId> = ids.into_iter().map(SessionId).collect();
@@ -663,7 +715,7 @@ impl SessionStore for RedisStore {
 
     async fn list(
         &self,
-        user: Option<&str>,
+        principal: Option<&str>,
         after: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Arc<Session>>, StoreError> {
@@ -672,11 +724,11 @@ impl SessionStore for RedisStore {
         if limit == 0 {
             return Ok(out);
         }
-        if let Some(user) = user {
+        if let Some(principal) = principal {
             let ids: Vec<String> = self
                 .query(
                     "list user sessions",
-                    redis::cmd("SMEMBERS").arg(self.key("u:", user)),
+                    redis::cmd("SMEMBERS").arg(self.key("u:", principal)),
                 )
                 .await?;
             let mut ids: Vec<SessionId> = ids
@@ -690,8 +742,8 @@ impl SessionStore for RedisStore {
                     .await?
                     .into_iter()
                     .flatten()
-                    // Only this user's: a stale id never names someone else's session.
-                    .filter(|s| s.identity.user == user && s.check(now).is_ok())
+                    // Only this principal's: a stale id never names someone else's session.
+                    .filter(|s| s.identity.principal == principal && s.check(now).is_ok())
                     .take(limit)
                     .map(Arc::new),
             );
@@ -799,11 +851,35 @@ impl SessionStore for RedisStore {
         Ok(n.unwrap_or(0))
     }
 
+    async fn decr(&self, key: &str) -> Result<(), StoreError> {
+        let inv = self.inner.decr.key(self.key("c:", key));
+        let _: i64 = self.invoke("decr", &inv).await?;
+        Ok(())
+    }
+
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
         let _: u64 = self
             .query("reset counter", redis::cmd("DEL").arg(self.key("c:", key)))
             .await?;
         Ok(())
+    }
+
+    async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> Result<(), StoreError> {
+        let mut inv = self.inner.set_add.key(self.key("z:", key));
+        inv.arg(member).arg(ttl_ms(ttl)).arg(cap.max(1));
+        let _: i64 = self.invoke("set add", &inv).await?;
+        Ok(())
+    }
+
+    async fn set_take(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let inv = self.inner.set_take.key(self.key("z:", key));
+        self.invoke("set take", &inv).await
     }
 
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -901,6 +977,7 @@ mod tests {
     fn identity(user: &str) -> Identity {
         Identity {
             user: user.into(),
+            principal: format!("native:{user}"),
             email: None,
             groups: vec![],
             roles: vec!["agent".into()],
@@ -920,6 +997,7 @@ mod tests {
             None,
             None,
         )
+        .unwrap()
     }
 
     fn ids(v: &[Arc<Session>]) -> Vec<SessionId> {
@@ -936,6 +1014,7 @@ mod tests {
             id.clone(),
             Identity {
                 user: "ann".into(),
+                principal: "oidc:https://idp.example#ann-42".into(),
                 email: Some("ann@example.com".into()),
                 groups: vec!["support".into(), "tier2".into()],
                 roles: vec!["agent".into(), "admin".into()],
@@ -947,7 +1026,8 @@ mod tests {
             Duration::from_secs(900),
             Some("192.0.2.7".into()),
             Some("Mozilla/5.0".into()),
-        );
+        )
+        .unwrap();
         s.set_last_seen(1_010);
         clock.advance(10);
         st.insert(s).await.unwrap();
@@ -955,6 +1035,7 @@ mod tests {
         let got = st.get(&id).await.unwrap().unwrap();
         assert_eq!(got.id, id);
         assert_eq!(got.identity.user, "ann");
+        assert_eq!(got.identity.principal, "oidc:https://idp.example#ann-42");
         assert_eq!(got.identity.email.as_deref(), Some("ann@example.com"));
         assert_eq!(got.identity.groups, vec!["support", "tier2"]);
         assert_eq!(got.identity.roles, vec!["agent", "admin"]);
@@ -1006,11 +1087,14 @@ mod tests {
             all[2..].to_vec()
         );
         assert_eq!(
-            ids(&st.list(Some("ann"), None, 10).await.unwrap()),
+            ids(&st.list(Some("native:ann"), None, 10).await.unwrap()),
             vec![all[0].clone(), all[2].clone()]
         );
         assert_eq!(
-            ids(&st.list(Some("ann"), Some(&all[0]), 10).await.unwrap()),
+            ids(&st
+                .list(Some("native:ann"), Some(&all[0]), 10)
+                .await
+                .unwrap()),
             vec![all[2].clone()]
         );
         assert!(st.list(None, None, 0).await.unwrap().is_empty());
@@ -1025,20 +1109,24 @@ mod tests {
         assert_eq!(st.count().await.unwrap(), 3);
 
         assert_eq!(
-            st.remove_user("ann").await.unwrap(),
+            st.remove_principal("native:ann").await.unwrap(),
             vec![all[0].clone(), all[2].clone()]
         );
         assert!(st.get(&all[0]).await.unwrap().is_none());
         assert!(st.get(&all[2]).await.unwrap().is_none());
         assert!(st.get(&all[3]).await.unwrap().is_some());
-        assert!(st.list(Some("ann"), None, 10).await.unwrap().is_empty());
+        assert!(st
+            .list(Some("native:ann"), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(
             ids(&st.list(None, None, 10).await.unwrap()),
             vec![all[3].clone()]
         );
         assert_eq!(st.count().await.unwrap(), 1);
         assert_eq!(
-            st.remove_user("nobody").await.unwrap(),
+            st.remove_principal("native:nobody").await.unwrap(),
             Vec::<SessionId>::new()
         );
         cleanup(&st).await;
@@ -1157,7 +1245,7 @@ mod tests {
         assert!(b.get(&one).await.unwrap().is_some());
         a.remove(&one).await.unwrap();
         assert!(b.get(&one).await.unwrap().is_none());
-        b.remove_user("ann").await.unwrap();
+        b.remove_principal("native:ann").await.unwrap();
         assert!(a.get(&two).await.unwrap().is_none());
         assert_eq!(a.count().await.unwrap(), 0);
         cleanup(&a).await;
@@ -1225,7 +1313,7 @@ mod tests {
             "a removal on a reaches b"
         );
         assert!(b.get(&two).await.unwrap().is_some());
-        a.remove_user("ann").await.unwrap();
+        a.remove_principal("native:ann").await.unwrap();
         assert!(
             eventually(Duration::from_millis(500), || async {
                 b.get(&two).await.unwrap().is_none()
@@ -1233,6 +1321,35 @@ mod tests {
             .await,
             "ending every session of a user on a reaches b"
         );
+        cleanup(&a).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_set_adds_from_two_replicas_keep_every_member_and_a_take_empties_it() {
+        let Some(url) = redis_url() else { return };
+        let clock = Clock::manual(1_000);
+        let prefix = test_prefix();
+        let a = store(&url, &prefix, &clock, 10).await;
+        let b = store(&url, &prefix, &clock, 10).await;
+        let ttl = Duration::from_secs(60);
+        let mut tasks = Vec::new();
+        for n in 0..40 {
+            let st = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                st.set_add("links", &format!("m{n}"), ttl, 64).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let (x, y) = tokio::join!(a.set_take("links"), b.set_take("links"));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x.len() + y.len(), 40, "no member lost, and taken once");
+        assert!(x.is_empty() || y.is_empty());
+        for n in 0..5 {
+            a.set_add("capped", &format!("m{n}"), ttl, 3).await.unwrap();
+        }
+        assert_eq!(a.set_take("capped").await.unwrap(), ["m2", "m3", "m4"]);
         cleanup(&a).await;
     }
 

@@ -121,22 +121,26 @@ mod tests {
 
     fn session(token: &str) -> Arc<Session> {
         let id = SessionId::of(&SessionToken::new(token.to_owned()));
-        Arc::new(Session::new(
-            id,
-            Identity {
-                user: "ann".into(),
-                email: None,
-                groups: vec![],
-                roles: vec!["agent".into()],
-                method: AuthMethod::Native,
-                mfa: MfaUsed::None,
-            },
-            1_000,
-            Duration::from_secs(3600),
-            Duration::from_secs(600),
-            None,
-            None,
-        ))
+        Arc::new(
+            Session::new(
+                id,
+                Identity {
+                    user: "ann".into(),
+                    principal: "native:ann".into(),
+                    email: None,
+                    groups: vec![],
+                    roles: vec!["agent".into()],
+                    method: AuthMethod::Native,
+                    mfa: MfaUsed::None,
+                },
+                1_000,
+                Duration::from_secs(3600),
+                Duration::from_secs(600),
+                None,
+                None,
+            )
+            .unwrap(),
+        )
     }
 
     #[test]

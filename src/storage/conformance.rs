@@ -15,7 +15,8 @@ use std::future::Future;
 use futures_util::future::join_all;
 
 use super::model::{
-    AuditEvent, AuditQuery, AuditRecord, NewUser, RememberedDevice, TotpFactor, User, MAX_PAGE,
+    AuditEvent, AuditQuery, AuditRecord, EnrollmentInvite, NewUser, RememberedDevice, TotpFactor,
+    User, MAX_PAGE,
 };
 use super::{StoreError, UserStore};
 
@@ -35,6 +36,11 @@ where
     concurrent_uses_of_one_recovery_code_have_exactly_one_winner(&fresh().await).await;
     concurrent_recovery_code_replacements_leave_exactly_one_set(&fresh().await).await;
     second_factor_presence_counts_confirmed_totp_and_usable_codes(&fresh().await).await;
+    concurrent_enrollments_have_exactly_one_winner_and_never_replace_a_confirmed_factor(
+        &fresh().await,
+    )
+    .await;
+    invites_are_single_use_expire_and_are_replaced_by_the_next(&fresh().await).await;
     remembered_devices_are_valid_until_expiry_or_revocation(&fresh().await).await;
     audit_queries_filter_and_paginate_by_id(&fresh().await).await;
     audit_limit_is_capped_at_max_page(&fresh().await).await;
@@ -183,10 +189,10 @@ pub(crate) async fn totp_code_is_rejected_when_its_step_is_the_same_or_older(
         !store.advance_totp_step(p, 100).await.unwrap(),
         "unconfirmed factor"
     );
-    assert!(store.confirm_totp(p, 100).await.unwrap());
+    assert!(store.enroll_totp(p, b"sealed-1", 100, 10).await.unwrap());
     assert!(
-        !store.confirm_totp(p, 101).await.unwrap(),
-        "confirmation replayed"
+        !store.enroll_totp(p, b"sealed-x", 101, 11).await.unwrap(),
+        "a confirmed factor is never replaced by an enrollment"
     );
     assert_eq!(
         store.get_totp(p).await.unwrap(),
@@ -372,7 +378,7 @@ pub(crate) async fn second_factor_presence_counts_confirmed_totp_and_usable_code
         !store.has_second_factor(p, 0).await.unwrap(),
         "unconfirmed totp"
     );
-    store.confirm_totp(p, 1).await.unwrap();
+    assert!(store.enroll_totp(p, b"s", 1, 0).await.unwrap());
     assert!(store.has_second_factor(p, 0).await.unwrap());
 
     store
@@ -557,4 +563,83 @@ pub(crate) async fn audit_limit_is_capped_at_max_page(store: &impl UserStore) {
         .unwrap();
     assert_eq!(got.len(), MAX_PAGE as usize);
     assert_eq!(got[0].event.at, 0);
+}
+
+/// DESIGN.md §6: a confirmed second factor is never replaced by a login that has only the
+/// password; of two enrollments racing for one principal exactly one is kept.
+pub(crate) async fn concurrent_enrollments_have_exactly_one_winner_and_never_replace_a_confirmed_factor(
+    store: &impl UserStore,
+) {
+    for round in 0..5_i64 {
+        let p = format!("native:race{round}");
+        let seeds: Vec<Vec<u8>> = (0..6).map(|i| format!("seed-{i}").into_bytes()).collect();
+        let results = join_all(seeds.iter().map(|s| store.enroll_totp(&p, s, 7, round))).await;
+        let won: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| *r.as_ref().unwrap())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {won:?}");
+        let kept = store.get_totp(&p).await.unwrap().unwrap();
+        assert_eq!(
+            kept.sealed_seed, seeds[won[0]],
+            "the winner's seed is the one kept"
+        );
+        assert!(kept.confirmed);
+        assert!(!store.enroll_totp(&p, b"late", 8, round).await.unwrap());
+        assert_eq!(
+            store.get_totp(&p).await.unwrap().unwrap().sealed_seed,
+            seeds[won[0]]
+        );
+    }
+    // An unconfirmed row (left by an older version) does not block a first enrollment.
+    store
+        .put_totp("native:old", b"stale", false, 0)
+        .await
+        .unwrap();
+    assert!(store
+        .enroll_totp("native:old", b"fresh", 3, 1)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_totp("native:old")
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed_seed,
+        b"fresh".to_vec()
+    );
+}
+
+pub(crate) async fn invites_are_single_use_expire_and_are_replaced_by_the_next(
+    store: &impl UserStore,
+) {
+    let invite = |hash: &str, user: &str, expires_at: i64| EnrollmentInvite {
+        token_hash: hash.into(),
+        username: user.into(),
+        created_at: 10,
+        expires_at,
+    };
+    store.put_invite(&invite("h1", "ann", 100)).await.unwrap();
+    assert_eq!(
+        store.find_invite("h1", 50).await.unwrap(),
+        Some(invite("h1", "ann", 100))
+    );
+    assert_eq!(store.find_invite("h1", 100).await.unwrap(), None, "expired");
+    assert!(!store.spend_invite("h1", 100).await.unwrap(), "expired");
+    assert_eq!(store.find_invite("nope", 50).await.unwrap(), None);
+    // A newer invitation replaces the unused one.
+    store.put_invite(&invite("h2", "ann", 100)).await.unwrap();
+    assert_eq!(store.find_invite("h1", 50).await.unwrap(), None);
+    // Concurrent uses: exactly one wins, and then it is gone.
+    let results = join_all((0..8).map(|_| store.spend_invite("h2", 50))).await;
+    assert_eq!(results.iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    assert_eq!(store.find_invite("h2", 50).await.unwrap(), None);
+    assert!(!store.spend_invite("h2", 50).await.unwrap());
+    // Other users' invitations are untouched.
+    store.put_invite(&invite("h3", "bob", 100)).await.unwrap();
+    store.put_invite(&invite("h4", "ann", 100)).await.unwrap();
+    assert!(store.find_invite("h3", 50).await.unwrap().is_some());
 }

@@ -88,6 +88,27 @@ impl fmt::Debug for TotpFactor {
     }
 }
 
+/// A single-use, expiring invitation to enroll a first second factor (DESIGN.md §6). The
+/// link's token is stored only as `token_hash`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrollmentInvite {
+    pub token_hash: String,
+    pub username: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for EnrollmentInvite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollmentInvite")
+            .field("token_hash", &Redacted)
+            .field("username", &self.username)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// A device that may skip the second factor until `expires_at`. The cookie token is stored
 /// only as `token_hash` (hashed by the caller).
 #[derive(Clone, PartialEq, Eq, Serialize)]

@@ -25,7 +25,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tracing::info;
 
 use super::model::{
-    AuditEvent, AuditQuery, AuditRecord, NewUser, RememberedDevice, TotpFactor, User, MAX_PAGE,
+    AuditEvent, AuditQuery, AuditRecord, EnrollmentInvite, NewUser, RememberedDevice, TotpFactor,
+    User, MAX_PAGE,
 };
 use super::{StoreError, UserStore};
 
@@ -39,11 +40,18 @@ const MAX_FILE_CONNECTIONS: u32 = 4;
 /// The migrations, in order. Each is applied once, in a transaction; sqlx records it in
 /// `_sqlx_migrations` with a checksum, so an edited, already-applied migration is refused.
 /// Never edit a released migration: add the next one (and its PostgreSQL twin).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "user store",
-    include_str!("../../migrations/sqlite/0001_user_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "user store",
+        include_str!("../../migrations/sqlite/0001_user_store.sql"),
+    ),
+    (
+        2,
+        "enrollment invites",
+        include_str!("../../migrations/sqlite/0002_enrollment_invites.sql"),
+    ),
+];
 
 /// The embedded migrations, as a sqlx migration source.
 #[derive(Debug)]
@@ -384,14 +392,87 @@ impl UserStore for SqliteUserStore {
         Ok(())
     }
 
-    async fn confirm_totp(&self, principal: &str, step: i64) -> Result<bool, StoreError> {
-        // Conditional on NOT confirmed: a replayed enrollment confirmation does not win twice.
+    async fn enroll_totp(
+        &self,
+        principal: &str,
+        sealed_seed: &[u8],
+        step: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // One statement, conditional on no confirmed factor: a confirmed authenticator is never
+        // replaced by an enrollment, and of two concurrent enrollments exactly one wins.
         let done = sqlx::query(
-            "UPDATE totp_factors SET confirmed = TRUE, last_step = $1 \
-             WHERE principal = $2 AND NOT confirmed",
+            "INSERT INTO totp_factors (principal, sealed_seed, confirmed, last_step, created_at) \
+             VALUES ($1, $2, TRUE, $3, $4) \
+             ON CONFLICT (principal) DO UPDATE SET sealed_seed = excluded.sealed_seed, \
+             confirmed = TRUE, last_step = excluded.last_step, created_at = excluded.created_at \
+             WHERE NOT totp_factors.confirmed",
         )
-        .bind(step)
         .bind(principal)
+        .bind(sealed_seed)
+        .bind(step)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_invite(&self, invite: &EnrollmentInvite) -> Result<(), StoreError> {
+        // A new invitation replaces the user's unused ones: only the latest link works.
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM enrollment_invites WHERE username = $1 AND used_at IS NULL")
+            .bind(&invite.username)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO enrollment_invites (token_hash, username, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&invite.token_hash)
+        .bind(&invite.username)
+        .bind(invite.created_at)
+        .bind(invite.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn find_invite(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<EnrollmentInvite>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_hash, username, created_at, expires_at FROM enrollment_invites \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|r| {
+            Ok(EnrollmentInvite {
+                token_hash: r.try_get("token_hash").map_err(store_error)?,
+                username: r.try_get("username").map_err(store_error)?,
+                created_at: r.try_get("created_at").map_err(store_error)?,
+                expires_at: r.try_get("expires_at").map_err(store_error)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn spend_invite(&self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+        // Conditional UPDATE: of two concurrent uses exactly one sees the unused row.
+        let done = sqlx::query(
+            "UPDATE enrollment_invites SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(token_hash)
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -846,10 +927,10 @@ mod tests {
             !store.advance_totp_step(p, 100).await.unwrap(),
             "unconfirmed factor"
         );
-        assert!(store.confirm_totp(p, 100).await.unwrap());
+        assert!(store.enroll_totp(p, b"sealed-1", 100, 10).await.unwrap());
         assert!(
-            !store.confirm_totp(p, 101).await.unwrap(),
-            "confirmation replayed"
+            !store.enroll_totp(p, b"sealed-x", 101, 11).await.unwrap(),
+            "a confirmed factor is never replaced by an enrollment"
         );
         assert_eq!(
             store.get_totp(p).await.unwrap(),
@@ -1006,7 +1087,7 @@ mod tests {
             !store.has_second_factor(p, 0).await.unwrap(),
             "unconfirmed totp"
         );
-        store.confirm_totp(p, 1).await.unwrap();
+        assert!(store.enroll_totp(p, b"s", 1, 0).await.unwrap());
         assert!(store.has_second_factor(p, 0).await.unwrap());
 
         store
@@ -1244,7 +1325,7 @@ mod tests {
                     .fetch_all(&store.pool)
                     .await
                     .unwrap();
-            assert_eq!(applied, [1]);
+            assert_eq!(applied, [1, 2]);
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(&store.pool)
                 .await

@@ -113,13 +113,23 @@ async fn a_user_ends_their_other_sessions_from_the_account_page() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(b.get("/contract/").await.status, StatusCode::OK);
+    // Finding 14: a stolen cookie alone cannot evict the owner: a fresh factor is needed.
+    for code in [None, Some("000000")] {
+        let mut form = vec![("id", "others"), ("csrf_token", csrf.as_str())];
+        form.extend(code.map(|c| ("code", c)));
+        let r = a.post("/_portcullis/account/sessions/end", &form).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{code:?}");
+        assert!(r.text().contains("That code is not valid"));
+        assert_eq!(b.get("/contract/").await.status, StatusCode::OK, "{code:?}");
+    }
+    let code = code_at(&seed, gw.clock.now());
     let r = a
         .post(
             "/_portcullis/account/sessions/end",
-            &[("id", "others"), ("csrf_token", &csrf)],
+            &[("id", "others"), ("csrf_token", &csrf), ("code", &code)],
         )
         .await;
-    assert!(r.text().contains("Ended 1 other session"));
+    assert!(r.text().contains("Ended 1 other session"), "{}", r.text());
     assert_eq!(
         b.get("/contract/").await.status,
         StatusCode::FOUND,

@@ -72,6 +72,21 @@ impl Env {
             .unwrap();
     }
 
+    /// A fresh enrollment link of `name`, as the admin API would return it (path and query).
+    async fn invite(&self, name: &str) -> String {
+        let g = self.gw.gateway();
+        let url = g
+            .accounts
+            .as_ref()
+            .unwrap()
+            .create_invite(&g.config, name, self.gw.clock.now())
+            .await
+            .unwrap();
+        url.strip_prefix(&format!("http://{}", self.gw.addr))
+            .unwrap()
+            .to_owned()
+    }
+
     /// Adds a user with a confirmed TOTP factor; returns the seed.
     async fn add_enrolled(&self, name: &str, roles: &[&str]) -> portcullis::secret::TotpSeed {
         self.add_user(name, roles, Some(&format!("{name}@example.com")))
@@ -89,22 +104,24 @@ impl Env {
     }
 }
 
-/// GET the form, POST the password; returns the POST response.
+/// GET the form, POST the password; returns the POST response. A form bound to an enrollment
+/// invitation (`?invite=`) posts its invitation too.
 async fn password_step(b: &mut Browser, path: &str, user: &str, pw: &str) -> Resp {
     let form = b.get(path).await;
-    assert_eq!(form.status, StatusCode::OK);
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
     let csrf = input_value(&form.text(), "csrf_token").unwrap();
     let rd = input_value(&form.text(), "rd").unwrap();
-    b.post(
-        path.split('?').next().unwrap(),
-        &[
-            ("username", user),
-            ("password", pw),
-            ("csrf_token", &csrf),
-            ("rd", &rd),
-        ],
-    )
-    .await
+    let invite = input_value(&form.text(), "invite").unwrap_or_default();
+    let mut fields = vec![
+        ("username", user),
+        ("password", pw),
+        ("csrf_token", csrf.as_str()),
+        ("rd", rd.as_str()),
+    ];
+    if !invite.is_empty() {
+        fields.push(("invite", invite.as_str()));
+    }
+    b.post(path.split('?').next().unwrap(), &fields).await
 }
 
 /// The CSRF token on the current MFA page.
@@ -223,11 +240,12 @@ async fn the_alternate_path_works_too_and_pages_carry_security_headers() {
 }
 
 #[tokio::test]
-async fn enrollment_then_login_with_a_code() {
+async fn enrollment_through_the_invitation_then_login_with_a_code() {
     let env = Env::start().await;
     env.add_user("nico", &["contractor"], None).await;
     let mut b = env.browser();
-    let r = password_step(&mut b, "/normal?rd=%2Fcontract%2Fhome", "nico", PW).await;
+    let link = env.invite("nico").await;
+    let r = password_step(&mut b, &format!("{link}&rd=%2Fcontract%2Fhome"), "nico", PW).await;
     assert_eq!(
         r.header("location").unwrap(),
         format!("http://{}/_portcullis/mfa/enroll", env.gw.addr)
@@ -801,10 +819,12 @@ async fn a_user_with_a_strict_and_a_lax_role_gets_the_strict_policy() {
     let app = b.follow(r).await;
     assert_eq!(app.upstream_header("x-auth-mfa").as_deref(), Some("none"));
     let mut c = env.browser();
-    let r = password_step(&mut c, "/normal", "mixed", PW).await;
+    let link = env.invite("mixed").await;
+    let r = password_step(&mut c, &link, "mixed", PW).await;
     assert_eq!(
         r.header("location").unwrap(),
-        format!("http://{}/_portcullis/mfa/enroll", env.gw.addr)
+        format!("http://{}/_portcullis/mfa/enroll", env.gw.addr),
+        "the strict role asks for a second factor"
     );
 }
 

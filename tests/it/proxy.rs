@@ -195,7 +195,11 @@ async fn expired_idle_and_revoked_sessions_are_refused_on_the_next_request() {
     // All of a user's sessions.
     let (a, _) = gw.session_for("multi", &["agent"]).await;
     let (b, _) = gw.session_for("multi", &["agent"]).await;
-    gw.gateway().store.remove_user("multi").await.unwrap();
+    gw.gateway()
+        .store
+        .remove_principal("native:multi")
+        .await
+        .unwrap();
     assert_eq!(get(a).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(get(b).await.status, StatusCode::UNAUTHORIZED);
     gw.stop().await;

@@ -197,6 +197,7 @@ impl TestGateway {
         let id = SessionId::of(&token);
         let identity = Identity {
             user: user.into(),
+            principal: format!("native:{user}"),
             email: Some(format!("{user}@example.com")),
             groups: vec!["agents".into()],
             roles: roles.iter().map(|r| r.to_string()).collect(),
@@ -211,7 +212,8 @@ impl TestGateway {
             gw.config.session.idle_timeout,
             Some("127.0.0.1".into()),
             None,
-        );
+        )
+        .unwrap();
         gw.store.insert(s).await.unwrap();
         (format!("{}={}", gw.cookies.session, token.expose()), id)
     }
