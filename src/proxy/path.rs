@@ -181,7 +181,8 @@ pub fn loosest_reading(path: &str) -> Option<String> {
     Some(out)
 }
 
-/// The path with `;parameters` removed from every segment (how Java servlet containers read it).
+/// The path with `;parameters` removed from every segment (how Java servlet containers read it);
+/// the route decision uses the wider [`loosest_reading`].
 pub fn without_params(path: &str) -> Option<String> {
     if !path.contains(';') {
         return None;

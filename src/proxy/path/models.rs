@@ -165,17 +165,18 @@ pub fn nginx_proxy_to_tomcat(path: &str) -> Option<String> {
     if !graphic(path) {
         return None;
     }
-    let decoded = decode(path)?;
-    let normalised = resolve(&String::from_utf8_lossy(&decoded), true)?;
+    // Bytes as Latin-1 characters, so that resolving keeps them as they were.
+    let decoded: String = decode(path)?.into_iter().map(char::from).collect();
+    let normalised = resolve(&decoded, true)?;
     let mut sent = String::with_capacity(normalised.len());
-    for b in normalised.bytes() {
+    for c in normalised.chars() {
+        let b = u8::try_from(c).ok()?;
         if b <= b' ' || matches!(b, b'#' | b'%' | b'?') || b >= 0x7f {
             sent.push_str(&format!("%{b:02X}"));
         } else {
-            sent.push(char::from(b));
+            sent.push(c);
         }
     }
-    // Non-ASCII came out of the lossy decoding as U+FFFD, escaped byte by byte above.
     tomcat(&sent)
 }
 
