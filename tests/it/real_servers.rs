@@ -78,6 +78,8 @@ const TRICKY: &[&str] = &[
     "/admin/secret;",
     "/admin/secret%3bx",
     "/admin/secret.",
+    "/admin./secret",
+    "/admin%2e/secret",
     "/admin/secret...",
     "/admin/./secret",
     "/admin//secret",
@@ -444,7 +446,7 @@ http {{
 }
 
 /// Starts `kind` on a free loopback port and waits until it serves `/hc/page`; a server that
-/// exits first (the port was taken in between) is started again on another port.
+/// exits first or cannot bind (the port was taken in between) is started again on another port.
 async fn start(kind: Kind, backend: Option<SocketAddr>) -> Server {
     for _ in 0..3 {
         let dir = TempDir::new(&format!("{kind:?}").to_lowercase());
@@ -469,7 +471,12 @@ async fn start(kind: Kind, backend: Option<SocketAddr>) -> Server {
         // JVMs on a loaded two-core machine take a while.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if server.child.try_wait().unwrap().is_some() {
+            // Some servers keep running without their listener (Tomcat logs and goes on).
+            let lost_port = server
+                .log_text()
+                .to_lowercase()
+                .contains("address already in use");
+            if lost_port || server.child.try_wait().unwrap().is_some() {
                 break;
             }
             if let Some((200, Some(m))) = try_get(server.addr, "/hc/page", &[]).await {
@@ -484,14 +491,21 @@ async fn start(kind: Kind, backend: Option<SocketAddr>) -> Server {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("{kind:?} exited at start, retrying:\n{}", server.log_tail());
+        eprintln!(
+            "{kind:?} did not get its port, retrying:\n{}",
+            server.log_tail()
+        );
     }
     panic!("{kind:?} did not start on three ports");
 }
 
 impl Server {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
