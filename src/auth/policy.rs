@@ -8,35 +8,51 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Routes {
     routes: Vec<RouteConfig>,
+    /// A prefix has an upper-case letter: every path needs the case-insensitive reading.
+    upper: bool,
 }
 
 impl Routes {
     pub fn new(mut routes: Vec<RouteConfig>) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes }
+        let upper = routes
+            .iter()
+            .any(|r| r.prefix.bytes().any(|b| b.is_ascii_uppercase()));
+        Self { routes, upper }
     }
 
-    /// The longest route whose prefix matches `path` on a segment boundary.
+    /// The longest route whose prefix matches `path` exactly, on a `/` boundary.
     pub fn find(&self, path: &str) -> Option<&RouteConfig> {
-        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+        self.routes
+            .iter()
+            .find(|r| prefix_matches(&r.prefix, path, false))
     }
 
-    /// The route of a normalised path, refusing paths that different servers would read
-    /// differently (`;` parameters, letter case) when those readings land on other routes.
+    /// The route of a normalised path, refusing paths that common servers would read as another
+    /// route (DESIGN.md §6). Each server's reading only widens what a prefix matches: decoding
+    /// once (nginx, Flask), cutting `;parameters` (Tomcat, Jetty; `%3B` too behind a decoding
+    /// proxy) and ignoring case (Express) turn a segment equal to a prefix segment into itself,
+    /// since prefixes hold no `%`, `;` or dot segments (config validation) and normalisation
+    /// left no segment that a reading could remove (`proxy::path`). So when the narrowest
+    /// reading (the path as is) and the widest (`loosest_reading`, any case) pick the same
+    /// route, every reading in between does too.
     pub fn decide(&self, path: &str) -> RouteDecision<'_> {
         let Some(route) = self.find(path) else {
             return RouteDecision::NoRoute;
         };
-        let same = |other: &str| self.find(other).map(|r| &r.prefix) == Some(&route.prefix);
-        if let Some(stripped) = crate::proxy::path::without_params(path) {
-            if !same(&stripped) {
-                return RouteDecision::Ambiguous;
-            }
+        let loose = crate::proxy::path::loosest_reading(path);
+        if loose.is_none() && !self.upper && !path.bytes().any(|b| b.is_ascii_uppercase()) {
+            return RouteDecision::Route(route);
         }
-        if path.bytes().any(|b| b.is_ascii_uppercase()) && !same(&path.to_ascii_lowercase()) {
-            return RouteDecision::Ambiguous;
+        let widest = loose.as_deref().unwrap_or(path);
+        match self
+            .routes
+            .iter()
+            .find(|r| prefix_matches(&r.prefix, widest, true))
+        {
+            Some(r) if r.prefix == route.prefix => RouteDecision::Route(route),
+            _ => RouteDecision::Ambiguous,
         }
-        RouteDecision::Route(route)
     }
 }
 
@@ -50,15 +66,22 @@ pub enum RouteDecision<'a> {
     Ambiguous,
 }
 
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+/// Whether `prefix` is `path` or its leading segments. `/` alone is the only boundary: to
+/// nginx, Express and Flask `/agent;x` is another segment than `/agent` (`decide` refuses the
+/// paths where that matters).
+fn prefix_matches(prefix: &str, path: &str, ignore_case: bool) -> bool {
     if prefix == "/" {
         return true;
     }
-    match path.strip_prefix(prefix) {
-        // `;` starts segment parameters (`/agent;jsessionid=1`): still the same segment.
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with(';'),
-        None => false,
-    }
+    let (Some(head), Some(rest)) = (path.get(..prefix.len()), path.get(prefix.len()..)) else {
+        return false;
+    };
+    let same = if ignore_case {
+        head.eq_ignore_ascii_case(prefix)
+    } else {
+        head == prefix
+    };
+    same && (rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Whether any of `roles` is admitted by the route.
@@ -210,19 +233,46 @@ mod tests {
     #[test]
     fn readings_that_change_the_route_are_refused() {
         let r = Routes::new(vec![route("/"), route("/agent")]);
+        // Parameters after the prefix segment: every reading is /agent.
         assert!(
-            matches!(r.decide("/agent;x=1/y"), RouteDecision::Route(rt) if rt.prefix == "/agent")
+            matches!(r.decide("/agent/x;y=1/z"), RouteDecision::Route(rt) if rt.prefix == "/agent")
         );
+        assert!(
+            matches!(r.decide("/agent/;jsessionid=1"), RouteDecision::Route(rt) if rt.prefix == "/agent")
+        );
+        // On the prefix segment itself, servlet containers read /agent, nginx, Express and
+        // Flask a segment `agent;x=1` of the / route (was routed /agent before issue 14).
+        assert!(matches!(r.decide("/agent;x=1/y"), RouteDecision::Ambiguous));
+        assert!(matches!(
+            r.decide("/agent;jsessionid=1"),
+            RouteDecision::Ambiguous
+        ));
+        // `%3B` is a `;` once a decoding proxy has passed it on.
+        assert!(matches!(r.decide("/agent%3Bx/y"), RouteDecision::Ambiguous));
         assert!(matches!(r.decide("/foo;x/agent"), RouteDecision::Route(rt) if rt.prefix == "/"));
-        assert!(
-            matches!(r.decide("/agent;jsessionid=1"), RouteDecision::Route(rt) if rt.prefix == "/agent")
-        );
         assert!(matches!(r.decide("/AGENT/x"), RouteDecision::Ambiguous));
-        assert!(matches!(r.decide("/hc;/agent"), RouteDecision::Route(_)));
+        assert!(matches!(r.decide("/hc;/agent"), RouteDecision::Route(rt) if rt.prefix == "/"));
         let r2 = Routes::new(vec![route("/"), route("/hc")]);
-        assert!(matches!(r2.decide("/hc;x"), RouteDecision::Route(rt) if rt.prefix == "/hc"));
+        // A public prefix with parameters would let Express's `/:tenant/tickets` see `hc;x`.
+        assert!(matches!(r2.decide("/hc;x"), RouteDecision::Ambiguous));
+        assert!(matches!(
+            r2.decide("/hc;/tickets/5"),
+            RouteDecision::Ambiguous
+        ));
         assert!(matches!(r2.decide("/hcx;y"), RouteDecision::Route(rt) if rt.prefix == "/"));
         assert!(matches!(r2.decide("/x;/hc"), RouteDecision::Route(rt) if rt.prefix == "/"));
+    }
+
+    #[test]
+    fn readings_that_decode_or_fold_case_into_a_prefix_are_refused() {
+        let r = Routes::new(vec![route("/"), route("/a!b"), route("/Docs")]);
+        // Flask and nginx decode `%21` before they route; the gateway keeps it encoded.
+        assert!(matches!(r.decide("/a%21b/x"), RouteDecision::Ambiguous));
+        assert!(matches!(r.decide("/a!b/x"), RouteDecision::Route(rt) if rt.prefix == "/a!b"));
+        // Express matches `/docs` to a router mounted at `/Docs`.
+        assert!(matches!(r.decide("/docs/x"), RouteDecision::Ambiguous));
+        assert!(matches!(r.decide("/Docs/x"), RouteDecision::Route(rt) if rt.prefix == "/Docs"));
+        assert!(matches!(r.decide("/x/Docs"), RouteDecision::Route(rt) if rt.prefix == "/"));
     }
 
     #[test]

@@ -5,6 +5,23 @@
 //! escapes are kept with upper-case hex; `//` collapses; `.` and `..` segments are resolved
 //! (never above the root). Refused: encoded `/` or `\` (`%2f`, `%5c`), a raw `\`, `?` or `#`,
 //! control characters, bad escapes, a `%00`.
+//!
+//! Paths as the upstream sees them (DESIGN.md §6). Servers disagree about `;` path parameters:
+//! Tomcat and Jetty cut `;…` from every segment before they resolve dot segments (Tomcat serves
+//! `/hc/..;/admin` as `/admin`, and `/;x/admin` too, since the emptied segment collapses), while
+//! nginx, Express and Flask see a segment named `..;`. A decoding proxy in front of a servlet
+//! container (nginx `proxy_pass` with a URI) turns `%3B` into `;` on the way. So, after the rules
+//! above, a segment that is `.`, `..` or empty once cut at its first `;` or `%3B` is refused
+//! ([`PathError::ParamDotSegment`]); only an empty *last* segment (`/agent/;jsessionid=1`, as
+//! Tomcat's URL rewriting writes it) is kept, since it names the directory itself for every
+//! server. A normalised path therefore has the same segments for every common server, up to
+//! their parameters, escapes and case; which route those segments name is `Routes::decide`'s
+//! check against [`loosest_reading`]. [`models`] restates how each of those servers resolves a
+//! path; `tests/it/real_servers.rs` calibrates the models against the real servers and the
+//! property test below checks the route decision against the models.
+
+#[doc(hidden)]
+pub mod models;
 
 /// Why a request path was refused (answered with 400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +41,10 @@ pub enum PathError {
     /// Longer than the limit.
     #[error("path too long")]
     TooLong,
+    /// A segment that is `.`, `..` or (not last) empty once its `;parameters` are cut (`..;`,
+    /// `.;x=1`, `..%3B`, `;x`): servlet containers step out of or drop it, other servers do not.
+    #[error("dot segment with parameters in path")]
+    ParamDotSegment,
 }
 
 const MAX_PATH: usize = 8192;
@@ -108,6 +129,15 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
             s => out.push(s),
         }
     }
+    // Checked on what is forwarded (a `..;` that a later `..` removed never reaches anyone).
+    let last = out.len().saturating_sub(1);
+    for (n, seg) in out.iter().enumerate() {
+        if let Some(name) = param_name(seg) {
+            if name == "." || name == ".." || (name.is_empty() && n != last) {
+                return Err(PathError::ParamDotSegment);
+            }
+        }
+    }
     let mut result = String::with_capacity(decoded.len());
     for s in &out {
         result.push('/');
@@ -119,7 +149,40 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     Ok(result)
 }
 
-/// The path with `;parameters` removed from every segment (how Java servlet containers read it).
+/// The name of a segment that has parameters: the part before its first `;` or `%3B` (pass 1
+/// writes every escape with upper-case hex). `None` when it has none.
+fn param_name(seg: &str) -> Option<&str> {
+    let semi = seg.find(';');
+    let encoded = seg.find("%3B");
+    match (semi, encoded) {
+        (Some(a), Some(b)) => seg.get(..a.min(b)),
+        (Some(a), None) | (None, Some(a)) => seg.get(..a),
+        (None, None) => None,
+    }
+}
+
+/// The path as the most lenient common server routes it, for `Routes::decide`: percent-decoded
+/// once (nginx, Flask), with `;parameters` cut from every segment (servlet containers; after the
+/// decoding, so a decoding proxy's `%3B` counts too). Prefixes match it ignoring ASCII case
+/// (Express). Only for normalised paths (which hold no `%2F`, so decoding adds no segment).
+/// `None` when there is nothing to decode or cut.
+pub fn loosest_reading(path: &str) -> Option<String> {
+    if !path.contains(['%', ';']) {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut out = String::with_capacity(decoded.len());
+    for (n, seg) in decoded.split('/').enumerate() {
+        if n > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split_once(';').map_or(seg, |(s, _)| s));
+    }
+    Some(out)
+}
+
+/// The path with `;parameters` removed from every segment (how Java servlet containers read it);
+/// the route decision uses the wider [`loosest_reading`].
 pub fn without_params(path: &str) -> Option<String> {
     if !path.contains(';') {
         return None;
@@ -186,11 +249,146 @@ mod tests {
     }
 
     #[test]
+    fn dot_segments_that_hide_behind_parameters_are_refused() {
+        for bad in [
+            "/hc/..;/admin/secret",
+            "/hc/%2e%2e;/admin/x",
+            "/hc/..;x=1/agent/tickets",
+            "/hc/.;/x",
+            "/hc/.%2E;a;b/x",
+            "/hc/..%3B/admin",
+            "/hc/..%3bx/admin",
+            "/hc/%2E%3B/x",
+            "/;x/admin/secret",
+            "/hc/%3B/admin",
+            "/hc/..;",
+            "/hc/x/..;/y/",
+        ] {
+            assert_eq!(normalize(bad), Err(PathError::ParamDotSegment), "{bad}");
+        }
+        // Parameters on a named segment, an empty last segment (Tomcat's own URL rewriting),
+        // a dot segment that normalisation removed, and names that are not dot segments.
+        for (ok, want) in [
+            ("/agent/x;jsessionid=1", "/agent/x;jsessionid=1"),
+            ("/agent/;jsessionid=1", "/agent/;jsessionid=1"),
+            ("/hc/..;/..", "/hc/"),
+            ("/hc/...;/x", "/hc/...;/x"),
+            ("/hc/.x;/y", "/hc/.x;/y"),
+            ("/hc/%252e%252e;/x", "/hc/%252e%252e;/x"),
+        ] {
+            assert_eq!(normalize(ok).as_deref(), Ok(want), "{ok}");
+        }
+    }
+
+    #[test]
+    fn the_loosest_reading_decodes_once_and_cuts_parameters() {
+        assert_eq!(loosest_reading("/agent/x"), None);
+        assert_eq!(
+            loosest_reading("/agent;x=1/a%3Bb/%21%252e").as_deref(),
+            Some("/agent/a/!%2e")
+        );
+        assert_eq!(loosest_reading("/a%C3%A9;j").as_deref(), Some("/a\u{e9}"));
+    }
+
+    #[test]
     fn path_parameters_are_stripped_per_segment() {
         assert_eq!(
             without_params("/agent;jsessionid=1/x").as_deref(),
             Some("/agent/x")
         );
         assert_eq!(without_params("/plain"), None);
+    }
+}
+
+/// Property (issue 14): for every path the gateway accepts and routes, the route it decided is
+/// the route of the path each modelled server acts on (Tomcat, Jetty, nginx, nginx in front of
+/// Tomcat, Express, Flask), matched exactly on `/` boundaries, as the server's own routing does.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::auth::policy::{RouteDecision, Routes};
+    use crate::config::{Access, RouteConfig};
+    use proptest::prelude::*;
+
+    const PREFIXES: &[&str] = &[
+        "/",
+        "/hc",
+        "/agent",
+        "/admin",
+        "/agent/admin",
+        "/Docs",
+        "/a!b",
+    ];
+
+    fn routes() -> Routes {
+        Routes::new(
+            PREFIXES
+                .iter()
+                .map(|p| RouteConfig {
+                    prefix: (*p).to_owned(),
+                    access: Access::Public,
+                    login: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// Request paths built from dots, parameters, encodings of dots, `;` and letters in both
+    /// cases, encoded percents, case changes and slashes.
+    fn raw_path() -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(
+            &[
+                "/", "//", "hc", "HC", "hC", "agent", "Agent", "admin", "ADMIN", "docs", "Docs",
+                "a!b", "a%21b", "x", "..", ".", "%2e", "%2E", "%2e%2E", ";", ";x=1", ";a;b", "%3B",
+                "%3b", "%3Bx", "%61", "%41", "%64ocs", "%25", "%252e", "%253B", "%2f", "%5c", "~",
+                "%7E", "%20", "!", "%c3%a9",
+            ][..],
+        );
+        proptest::collection::vec(piece, 0..10).prop_map(|p| format!("/{}", p.concat()))
+    }
+
+    /// The longest prefix whose segments lead `path`, compared exactly.
+    fn route_of(path: &str) -> &'static str {
+        PREFIXES
+            .iter()
+            .filter(|p| {
+                **p == "/"
+                    || path
+                        .strip_prefix(**p)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .max_by_key(|p| p.len())
+            .copied()
+            .unwrap_or("/")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+        #[test]
+        fn the_routed_prefix_leads_what_every_modelled_server_resolves(raw in raw_path()) {
+            let Ok(forwarded) = normalize(&raw) else { return Ok(()) };
+            let table = routes();
+            let RouteDecision::Route(route) = table.decide(&forwarded) else { return Ok(()) };
+            let mounts: Vec<&str> = PREFIXES.iter().copied().filter(|p| *p != "/").collect();
+            let mut by_length = mounts.clone();
+            by_length.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            let readings = [
+                ("tomcat", models::tomcat(&forwarded)),
+                ("jetty", models::jetty(&forwarded)),
+                ("nginx", models::nginx(&forwarded)),
+                ("nginx+tomcat", models::nginx_proxy_to_tomcat(&forwarded)),
+                ("express", models::express(&forwarded, &by_length)),
+                ("flask", models::flask(&forwarded)),
+            ];
+            for (server, resolved) in readings {
+                // A server that refuses the path serves nothing.
+                let Some(resolved) = resolved else { continue };
+                prop_assert_eq!(
+                    route_of(&resolved),
+                    route.prefix.as_str(),
+                    "{} sent as {} is {} to {}", raw, forwarded, resolved, server
+                );
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ mod native;
 mod oidc;
 mod process;
 mod proxy;
+mod real_servers;
 mod saml;
 mod scale;
 mod support;

@@ -181,6 +181,35 @@ impl TestGateway {
         }
     }
 
+    /// The base config with `upstream.url` on `upstream`, a server the test started itself
+    /// (the test upstream still runs, unused). A failed bind is retried as in `start_tuned`.
+    pub async fn in_front_of(upstream: SocketAddr) -> TestGateway {
+        let unused = TestUpstream::start().await;
+        let dir = TempDir::new("gw");
+        let config_path = dir.path().join("portcullis.toml");
+        let clock = Clock::manual(1_800_000_000);
+        let mut attempt = 0;
+        let running = loop {
+            std::fs::write(&config_path, base_config(free_port(), upstream, "")).unwrap();
+            let config =
+                Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+            match start(config, clock.clone()).await {
+                Ok(r) => break r,
+                Err(portcullis::server::StartError::Bind { .. }) if attempt < 5 => attempt += 1,
+                Err(e) => panic!("gateway did not start: {e}"),
+            }
+        };
+        let addr = running.addr;
+        TestGateway {
+            dir,
+            upstream: unused,
+            running: Some(running),
+            addr,
+            clock,
+            config_path,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
