@@ -119,7 +119,13 @@ impl Lockout {
                 return Err(e);
             }
         };
-        if account_count > self.max() || ip_count > self.ip_max() {
+        // Compared after counting; and the lock checked again: a lock period that began
+        // between the first check and the increment (its counter then starts from zero) still
+        // refuses this attempt. `failed` sets the lock before it resets the count.
+        if account_count > self.max()
+            || ip_count > self.ip_max()
+            || self.check(store, account, ip).await? == LockState::Locked
+        {
             let _ = store.decr(&ak).await;
             let _ = store.decr(&ik).await;
             return Ok(Admission::Locked);
@@ -204,7 +210,28 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_guesses_from_many_addresses_get_at_most_max_failures_evaluations() {
-        let (l, s) = (Arc::new(lockout(5)), store());
+        race(store()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_guesses_from_many_addresses_get_at_most_max_failures_evaluations_on_redis(
+    ) {
+        let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+            assert!(std::env::var_os("CI").is_none(), "REDIS_URL must be set in CI");
+            println!("skipped: REDIS_URL not set");
+            return;
+        };
+        let prefix = format!("pc-lockout-{}:", crate::session::random_id(6));
+        let clock = Clock::manual(1_800_000_000);
+        let st = crate::session::redis::RedisStore::connect(&url, &prefix, clock, 1000)
+            .await
+            .unwrap();
+        race(AnySessionStore::Redis(st)).await;
+    }
+
+    /// 100 guesses at once, each taking a while to evaluate: exactly five are evaluated.
+    async fn race(s: AnySessionStore) {
+        let l = Arc::new(lockout(5));
         let evaluated = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for n in 0..100u8 {

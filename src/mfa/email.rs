@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -126,6 +127,17 @@ impl EmailSender {
     /// Sends a plain-text message; gives up after [`SEND_TIMEOUT`].
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MfaError> {
         let to: Address = to.trim().parse().map_err(|_| MfaError::BadAddress)?;
+        // Plain 7bit when the text allows it (ASCII, lines under 998 bytes): links stay links
+        // for any mail reader, instead of quoted-printable with `=3D` and soft line breaks.
+        // (lettre's own 7bit choice stops at 76 bytes a line; RFC 5322 allows 998.)
+        let seven_bit = body.is_ascii()
+            && !body.contains('\0')
+            && body.split("\r\n").all(|l| l.len() <= 998 && !l.contains(['\r', '\n']));
+        let body = if seven_bit {
+            Body::dangerous_pre_encoded(body.into_bytes(), ContentTransferEncoding::SevenBit)
+        } else {
+            Body::new(body)
+        };
         let message = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to))

@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod fast_lane;
 mod hostile;
+mod login_attacks;
 mod native;
 mod oidc;
 mod process;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod login;
 pub mod oidc_provider;
 pub mod saml_idp;
 pub mod smtp;
@@ -74,6 +75,17 @@ pub fn base_config_with(
     server_extra: &str,
     extra: &str,
 ) -> String {
+    base_config_full(port, upstream, server_extra, "", extra)
+}
+
+/// `base_config_with` and more `[session]` keys (`session_extra`, e.g. a Redis store).
+pub fn base_config_full(
+    port: u16,
+    upstream: SocketAddr,
+    server_extra: &str,
+    session_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -91,6 +103,7 @@ connect_timeout = "1s"
 [session]
 idle_timeout = "30m"
 max_lifetime = "12h"
+{session_extra}
 
 [roles.agent]
 groups = ["agents"]
@@ -150,6 +163,16 @@ impl TestGateway {
         extra: &str,
         prepare: impl FnOnce(&Path),
     ) -> TestGateway {
+        Self::start_full(server_extra, "", extra, prepare).await
+    }
+
+    /// As `start_tuned`, with `session_extra` keys in the `[session]` section.
+    pub async fn start_full(
+        server_extra: &str,
+        session_extra: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> TestGateway {
         let upstream = TestUpstream::start().await;
         let dir = TempDir::new("gw");
         prepare(dir.path());
@@ -160,7 +183,7 @@ impl TestGateway {
         let mut attempt = 0;
         let running = loop {
             let port = free_port();
-            let text = base_config_with(port, upstream.addr, server_extra, extra);
+            let text = base_config_full(port, upstream.addr, server_extra, session_extra, extra);
             std::fs::write(&config_path, &text).unwrap();
             let config =
                 Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
