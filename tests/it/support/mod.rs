@@ -7,6 +7,7 @@ pub mod browser;
 pub mod oidc_provider;
 pub mod saml_idp;
 pub mod smtp;
+pub mod stores;
 pub mod upstream;
 pub mod webdriver;
 
