@@ -420,3 +420,25 @@ impl Config {
         self.server.trusted_proxies.iter().any(|n| n.contains(ip))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idp_without_roles_may_grant_every_role_and_one_with_roles_only_those() {
+        let mut idp = IdpConfig {
+            id: "p".into(),
+            kind: IdpKind::Oidc,
+            display_name: "p".into(),
+            on_missing_mfa: OnMissingMfa::Deny,
+            roles: None,
+            oidc: None,
+            saml: None,
+        };
+        assert!(idp.may_grant("admin"));
+        idp.roles = Some(vec!["agent".into()]);
+        assert!(idp.may_grant("agent"));
+        assert!(!idp.may_grant("admin"));
+    }
+}

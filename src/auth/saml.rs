@@ -1054,13 +1054,27 @@ pub fn logout_response(
     )
 }
 
-/// The SP metadata served at `/saml/{idp}/metadata`.
+/// The SP metadata served at `/saml/{idp}/metadata`. The NameID formats listed are those a
+/// login can be keyed on: the stable ones, and any format once a `subject_attribute` names the
+/// user (`any_name_id`).
 pub fn sp_metadata(
     entity_id: &str,
     acs_url: &str,
     slo_url: &str,
     cert_der: Option<&[u8]>,
+    any_name_id: bool,
 ) -> String {
+    let mut formats: Vec<&str> = STABLE_NAMEID_FORMATS.to_vec();
+    if any_name_id {
+        formats.extend([
+            NAMEID_UNSPECIFIED,
+            "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+        ]);
+    }
+    let formats: String = formats
+        .iter()
+        .map(|f| format!("<md:NameIDFormat>{f}</md:NameIDFormat>"))
+        .collect();
     let key = cert_der
         .map(|c| {
             format!(
@@ -1070,7 +1084,7 @@ pub fn sp_metadata(
         })
         .unwrap_or_default();
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{}\"><md:SPSSODescriptor protocolSupportEnumeration=\"{PROTOCOL_NS}\" AuthnRequestsSigned=\"{}\" WantAssertionsSigned=\"true\">{key}<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/><md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat><md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat><md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat><md:AssertionConsumerService Binding=\"{POST_BINDING}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{}\"><md:SPSSODescriptor protocolSupportEnumeration=\"{PROTOCOL_NS}\" AuthnRequestsSigned=\"{}\" WantAssertionsSigned=\"true\">{key}<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/>{formats}<md:AssertionConsumerService Binding=\"{POST_BINDING}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
         esc(entity_id),
         cert_der.is_some(),
         esc(slo_url),
@@ -1082,6 +1096,81 @@ pub fn sp_metadata(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn verified(name_id: &str, format: Option<&str>, attrs: &[(&str, &[&str])]) -> Verified {
+        Verified {
+            assertion_id: "_a".into(),
+            replay_until: 0,
+            in_response_to: None,
+            name_id: name_id.into(),
+            name_id_format: format.map(str::to_owned),
+            session_index: None,
+            attributes: attrs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+                .collect(),
+            authn_contexts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_stable_name_id_or_one_subject_attribute_value_is_a_subject() {
+        let persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+        let email = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+        let transient = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+        assert_eq!(
+            verified("p-1", Some(persistent), &[])
+                .subject(None)
+                .unwrap(),
+            "p-1"
+        );
+        assert_eq!(
+            verified("a@x", Some(email), &[]).subject(None).unwrap(),
+            "a@x"
+        );
+        for v in [
+            verified("_t", Some(transient), &[]),
+            verified("x", Some(NAMEID_UNSPECIFIED), &[]),
+            verified("x", None, &[]),
+            verified("", Some(persistent), &[]),
+        ] {
+            assert!(matches!(
+                v.subject(None),
+                Err(SamlError::NoStableSubject(_))
+            ));
+        }
+        let uid = |values: &[&str]| {
+            let attrs: &[(&str, &[&str])] = &[("uid", values)];
+            verified("_t", Some(transient), attrs).subject(Some("uid"))
+        };
+        assert_eq!(uid(&["ann"]).unwrap(), "ann");
+        for bad in [&[][..], &[" "][..], &["ann", "bob"][..], &["a\u{7}b"][..]] {
+            assert!(
+                matches!(uid(bad), Err(SamlError::NoStableSubject(_))),
+                "{bad:?}"
+            );
+        }
+        // The same attribute twice is several values, not the first one.
+        let twice: &[(&str, &[&str])] = &[("uid", &["ann"]), ("uid", &["bob"])];
+        assert!(verified("p", Some(persistent), twice)
+            .subject(Some("uid"))
+            .is_err());
+    }
+
+    #[test]
+    fn the_username_is_the_subject_unless_one_attribute_value_names_it() {
+        let v = verified("p", None, &[("name", &["Ann"]), ("two", &["a", "b"])]);
+        assert_eq!(v.username(None, "p-1").unwrap(), "p-1");
+        assert_eq!(v.username(Some("name"), "p-1").unwrap(), "Ann");
+        assert!(matches!(
+            v.username(Some("two"), "p-1"),
+            Err(SamlError::Username(_))
+        ));
+        assert!(matches!(
+            v.username(Some("none"), "p-1"),
+            Err(SamlError::Username(_))
+        ));
+    }
 
     #[test]
     fn a_doctype_is_refused_before_anything_is_expanded() {

@@ -5,9 +5,14 @@
 //! | step      | where                              | state                                           |
 //! |-----------|------------------------------------|-------------------------------------------------|
 //! | start     | `GET /login?idp=ID&rd=PATH`        | `oidc-state:<state>` (nonce, PKCE verifier, rd, browser binding), ttl `pending_ttl`; pending cookie |
-//! | callback  | `GET /oidc/{idp}/callback`         | state taken once; code → tokens → checks → roles → MFA decision |
+//! | callback  | `GET /oidc/{idp}/callback`         | state taken once (this IdP's, this browser's); `iss` (RFC 9207); code → tokens → checks → roles → MFA decision |
 //! | session   | `native::finish` / the `/mfa` steps | `oidc-session:<id>` (id token for the hint), `oidc-sid:` / `oidc-sub:` → session ids |
-//! | logout    | `/logout`, `POST /oidc/{idp}/backchannel-logout` | the mappings are taken and the sessions removed |
+//! | logout    | `/logout`, `POST /oidc/{idp}/backchannel-logout` | logout token `jti` claimed once until `exp`; the mappings are taken and the sessions removed |
+//!
+//! Invariants: every single-use value (state, nonce, logout `jti`) is consumed by one atomic
+//! store operation (`take_ephemeral`, `claim_once`) before anything is done with it, and an
+//! authorization response counts only at the IdP its state was issued for. The principal of a
+//! login is `<idp-id>:<sub>` (`sso::principal`).
 
 use super::endpoints::{form_value, query_param, read_body};
 use super::gateway::Conn;
@@ -865,4 +870,19 @@ async fn backchannel_logout(
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_is_counted_however_its_name_is_encoded() {
+        let q = Some("code=a&state=s&c%6Fde=b&iss=x&co+de=c");
+        assert_eq!(occurrences(q, "code"), 2);
+        assert_eq!(occurrences(q, "state"), 1);
+        assert_eq!(occurrences(q, "error"), 0);
+        assert_eq!(occurrences(None, "code"), 0);
+    }
 }

@@ -5,7 +5,7 @@
 //! | step     | where                       | state                                                        |
 //! |----------|-----------------------------|--------------------------------------------------------------|
 //! | start    | `GET /login?idp=ID&rd=PATH` | `saml-req:<id>` (idp, rd, browser binding), ttl `pending_ttl`; the SAML cookie |
-//! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires |
+//! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
 use super::endpoints::form_value;
@@ -310,6 +310,7 @@ fn metadata(p: &Provider) -> Response<GatewayBody> {
         &p.acs_url,
         &p.slo_url,
         p.keys.as_ref().map(|k| k.cert_der.as_slice()),
+        p.settings.subject_attribute.is_some(),
     );
     let mut r = Response::new(GatewayBody::from(xml));
     r.headers_mut().insert(

@@ -709,6 +709,11 @@ async fn sp_metadata_is_well_formed_and_names_the_acs() {
     assert_eq!(sp.want_assertions_signed, Some(true));
     let slo = &sp.single_logout_services.as_ref().unwrap()[0];
     assert_eq!(slo.location, env.slo());
+    // Only the NameID formats a login can be keyed on (no subject_attribute here).
+    assert_eq!(
+        sp.name_id_formats.as_deref(),
+        Some(&[NAMEID_PERSISTENT.to_owned(), NAMEID_EMAIL.to_owned()][..])
+    );
     assert!(b.get("/_portcullis/saml/nope/metadata").await.status == StatusCode::NOT_FOUND);
 }
 
