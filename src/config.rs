@@ -251,10 +251,23 @@ pub struct IdpConfig {
     pub kind: IdpKind,
     pub display_name: String,
     pub on_missing_mfa: OnMissingMfa,
+    /// The roles this IdP may grant (`roles = [...]`); None: every role. Roles its groups map
+    /// to outside this list are dropped at login (DESIGN.md §6: a partner IdP cannot make its
+    /// users admins).
+    pub roles: Option<Vec<String>>,
     /// The OpenID Connect settings of a `kind = "oidc"` IdP.
     pub oidc: Option<OidcSettings>,
     /// The SAML settings of a `kind = "saml"` IdP.
     pub saml: Option<SamlSettings>,
+}
+
+impl IdpConfig {
+    /// Whether this IdP may grant `role` (its `roles` list, when set, names it).
+    pub fn may_grant(&self, role: &str) -> bool {
+        self.roles
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|r| r == role))
+    }
 }
 
 /// Where a SAML IdP's metadata comes from.
@@ -276,8 +289,11 @@ pub struct SamlSettings {
     /// PEM private key and certificate: AuthnRequests and LogoutRequests are signed when set.
     pub sp_key: Option<PathBuf>,
     pub sp_cert: Option<PathBuf>,
-    /// None: the NameID is the username.
+    /// None: the subject (below) is the username.
     pub username_attribute: Option<String>,
+    /// The attribute whose single value is the stable subject of the principal
+    /// (`<idp-id>:<subject>`). None: the NameID, which must then be persistent or emailAddress.
+    pub subject_attribute: Option<String>,
     pub email_attribute: String,
     pub groups_attribute: String,
     pub allow_idp_initiated: bool,
@@ -417,5 +433,27 @@ impl Config {
     /// True when `ip` may set X-Forwarded-For.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.server.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idp_without_roles_may_grant_every_role_and_one_with_roles_only_those() {
+        let mut idp = IdpConfig {
+            id: "p".into(),
+            kind: IdpKind::Oidc,
+            display_name: "p".into(),
+            on_missing_mfa: OnMissingMfa::Deny,
+            roles: None,
+            oidc: None,
+            saml: None,
+        };
+        assert!(idp.may_grant("admin"));
+        idp.roles = Some(vec!["agent".into()]);
+        assert!(idp.may_grant("agent"));
+        assert!(!idp.may_grant("admin"));
     }
 }

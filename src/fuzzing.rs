@@ -445,7 +445,7 @@ fn op() -> Option<&'static Op> {
         };
         let claims = json!({"iss": ISSUER, "aud": CLIENT, "sub": "s-1", "iat": NOW, "exp": NOW + 600, "nonce": NONCE});
         op.good_id_token = op.es256(true, claims.to_string().as_bytes())?;
-        let logout = json!({"iss": ISSUER, "aud": CLIENT, "sid": "sid-1", "iat": NOW, "jti": "j1", "events": {BACKCHANNEL_EVENT: {}}});
+        let logout = json!({"iss": ISSUER, "aud": CLIENT, "sid": "sid-1", "iat": NOW, "exp": NOW + 120, "jti": "j1", "events": {BACKCHANNEL_EVENT: {}}});
         op.good_logout_token = op.es256(true, logout.to_string().as_bytes())?;
         Some(op)
     })
@@ -597,9 +597,13 @@ pub fn logout_token(data: &[u8]) {
             .is_some_and(|i| i <= NOW + LEEWAY_SECS),
         "iat"
     );
-    if let Some(exp) = c.get("exp") {
-        assert!(exp.as_i64().is_some_and(|e| e > NOW - LEEWAY_SECS), "exp");
-    }
+    assert!(
+        c.get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|e| e > NOW - LEEWAY_SECS && e <= NOW + rp::LOGOUT_TOKEN_MAX_SECS),
+        "exp"
+    );
+    assert_eq!(Some(v.jti.as_str()), short_text(c.get("jti")), "jti");
     assert!(!c.contains_key("nonce"), "a logout token with a nonce");
     assert!(
         c.get("events")

@@ -265,17 +265,25 @@ fn audience_contains(claims: &Map<String, Value>, client_id: &str) -> bool {
     }
 }
 
+/// Longest a logout token may stay valid from now: its `jti` stays in the replay cache until
+/// `exp`, so an unbounded `exp` would be an unbounded cache entry (real tokens live minutes).
+pub const LOGOUT_TOKEN_MAX_SECS: i64 = 24 * 3600;
+
 /// A verified back-channel logout token: whose sessions to end.
 #[derive(Debug)]
 pub struct LogoutVerified {
     pub sid: Option<String>,
     pub sub: Option<String>,
-    pub jti: Option<String>,
+    /// Required: the replay cache key (Back-Channel Logout 1.0 §2.4).
+    pub jti: String,
+    /// Required: the replay cache keeps `jti` until then (plus the leeway).
+    pub exp: i64,
 }
 
 /// Verifies a back-channel logout token like an ID token (signature, `iss`, `aud`, `iat`,
-/// `exp` when present) plus its own rules: the back-channel `events` member, `sid` or `sub`,
-/// and no `nonce` (so an ID token cannot be replayed as a logout token).
+/// `exp`) plus its own rules (Back-Channel Logout 1.0 §2.4, §2.6): a `jti`, the back-channel
+/// `events` member, `sid` or `sub`, and no `nonce` (so an ID token cannot be replayed as a
+/// logout token).
 pub fn verify_logout_token(raw: &str, t: &Trust<'_>) -> Result<LogoutVerified, OidcError> {
     let jws = split(raw)?;
     let alg: CoreJwsSigningAlgorithm = jws
@@ -319,11 +327,16 @@ pub fn verify_logout_token(raw: &str, t: &Trust<'_>) -> Result<LogoutVerified, O
     if iat > t.now.saturating_add(LEEWAY_SECS) {
         return Err(OidcError::Time);
     }
-    if let Some(exp) = c.get("exp") {
-        let exp = exp.as_i64().ok_or(OidcError::Time)?;
-        if t.now.saturating_sub(LEEWAY_SECS) >= exp {
-            return Err(OidcError::Time);
-        }
+    // `exp` and `jti` are required: without `exp` a captured token is good forever, without
+    // `jti` it cannot be recognised when replayed.
+    let exp = c
+        .get("exp")
+        .ok_or(OidcError::Claim("exp"))?
+        .as_i64()
+        .ok_or(OidcError::Claim("exp"))?;
+    if t.now.saturating_sub(LEEWAY_SECS) >= exp || exp > t.now.saturating_add(LOGOUT_TOKEN_MAX_SECS)
+    {
+        return Err(OidcError::Time);
     }
     if c.contains_key("nonce") {
         return Err(OidcError::Claim("nonce"));
@@ -346,11 +359,8 @@ pub fn verify_logout_token(raw: &str, t: &Trust<'_>) -> Result<LogoutVerified, O
     if sid.is_none() && sub.is_none() {
         return Err(OidcError::Claim("sid"));
     }
-    Ok(LogoutVerified {
-        sid,
-        sub,
-        jti: text("jti"),
-    })
+    let jti = text("jti").ok_or(OidcError::Claim("jti"))?;
+    Ok(LogoutVerified { sid, sub, jti, exp })
 }
 
 /// Adds the userinfo claims the ID token does not have. The userinfo `sub` must be the ID

@@ -6,6 +6,7 @@
 //! identity is read from what the signature covers (samael's reduction), nothing else; every
 //! condition is checked against the gateway's clock with a small skew.
 
+use crate::auth::oidc::clean;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use openssl::pkey::{PKey, Private, Public};
@@ -71,6 +72,13 @@ pub enum SamlError {
     Confirmation,
     #[error("InResponseTo differs between the response and the assertion")]
     InResponseTo,
+    /// No stable subject: a transient (or unspecified) NameID and no `subject_attribute`, or
+    /// that attribute missing, empty or with several values.
+    #[error("no stable subject: {0}")]
+    NoStableSubject(String),
+    /// The `username_attribute` is missing, empty, has several values or cannot be a header.
+    #[error("no usable username: {0}")]
+    Username(String),
     #[error("metadata: {0}")]
     Metadata(String),
     #[error("key: {0}")]
@@ -96,6 +104,8 @@ impl SamlError {
             SamlError::Expired => "expired",
             SamlError::Confirmation => "subject_confirmation",
             SamlError::InResponseTo => "in_response_to",
+            SamlError::NoStableSubject(_) => "no_stable_subject",
+            SamlError::Username(_) => "username",
             SamlError::Metadata(_) => "metadata",
             SamlError::Key(_) => "key",
         }
@@ -271,7 +281,59 @@ impl Verified {
             .flat_map(|(_, v)| v.iter().cloned())
             .collect()
     }
+
+    /// The one value of attribute `name`, usable as an identity value (`clean`). Several
+    /// values (or the same attribute twice) are refused, never resolved by taking the first:
+    /// which one is "the" value is the IdP's to say, not ours to guess.
+    fn single(&self, name: &str) -> Result<String, String> {
+        match self.attribute(name).as_slice() {
+            [] => Err(format!("attribute {name:?} is missing")),
+            [one] => clean(one).ok_or_else(|| format!("attribute {name:?} is empty or unusable")),
+            more => Err(format!("attribute {name:?} has {} values", more.len())),
+        }
+    }
+
+    /// The stable subject of this user at this IdP (issue 14, finding 9): the configured
+    /// attribute's single value, else the NameID when its Format promises the same value at
+    /// every login (persistent, emailAddress). A transient NameID is a new value per login
+    /// (SAML core §8.3.8), and an unspecified one may be: keyed on either, every login would be
+    /// a new principal without a factor, so a step-up would enrol afresh each time.
+    pub fn subject(&self, subject_attribute: Option<&str>) -> Result<String, SamlError> {
+        if let Some(a) = subject_attribute {
+            return self.single(a).map_err(SamlError::NoStableSubject);
+        }
+        let format = self.name_id_format.as_deref().unwrap_or(NAMEID_UNSPECIFIED);
+        if !STABLE_NAMEID_FORMATS.contains(&format) {
+            return Err(SamlError::NoStableSubject(format!(
+                "NameID format {format} is not stable and no subject_attribute is configured"
+            )));
+        }
+        clean(&self.name_id)
+            .ok_or_else(|| SamlError::NoStableSubject("the NameID is missing or empty".into()))
+    }
+
+    /// The user name shown (`X-Forwarded-User`): the single value of `username_attribute`, else
+    /// the subject.
+    pub fn username(
+        &self,
+        username_attribute: Option<&str>,
+        subject: &str,
+    ) -> Result<String, SamlError> {
+        match username_attribute {
+            Some(a) => self.single(a).map_err(SamlError::Username),
+            None => Ok(subject.to_owned()),
+        }
+    }
 }
+
+/// `Format` of a NameID whose value is the same at every login of a user (SAML core §8.3.2,
+/// §8.3.7). `unspecified` (also a missing Format) is not among them: the SP cannot know what
+/// the IdP puts there, and many IdPs send transient-like values under it.
+pub const STABLE_NAMEID_FORMATS: &[&str] = &[
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+];
+const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
 
 /// What a scan of the raw document learnt (before any signature check: only used to refuse).
 #[derive(Debug, Default)]
@@ -992,13 +1054,27 @@ pub fn logout_response(
     )
 }
 
-/// The SP metadata served at `/saml/{idp}/metadata`.
+/// The SP metadata served at `/saml/{idp}/metadata`. The NameID formats listed are those a
+/// login can be keyed on: the stable ones, and any format once a `subject_attribute` names the
+/// user (`any_name_id`).
 pub fn sp_metadata(
     entity_id: &str,
     acs_url: &str,
     slo_url: &str,
     cert_der: Option<&[u8]>,
+    any_name_id: bool,
 ) -> String {
+    let mut formats: Vec<&str> = STABLE_NAMEID_FORMATS.to_vec();
+    if any_name_id {
+        formats.extend([
+            NAMEID_UNSPECIFIED,
+            "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+        ]);
+    }
+    let formats: String = formats
+        .iter()
+        .map(|f| format!("<md:NameIDFormat>{f}</md:NameIDFormat>"))
+        .collect();
     let key = cert_der
         .map(|c| {
             format!(
@@ -1008,7 +1084,7 @@ pub fn sp_metadata(
         })
         .unwrap_or_default();
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{}\"><md:SPSSODescriptor protocolSupportEnumeration=\"{PROTOCOL_NS}\" AuthnRequestsSigned=\"{}\" WantAssertionsSigned=\"true\">{key}<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/><md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat><md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat><md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat><md:AssertionConsumerService Binding=\"{POST_BINDING}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{}\"><md:SPSSODescriptor protocolSupportEnumeration=\"{PROTOCOL_NS}\" AuthnRequestsSigned=\"{}\" WantAssertionsSigned=\"true\">{key}<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/>{formats}<md:AssertionConsumerService Binding=\"{POST_BINDING}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
         esc(entity_id),
         cert_der.is_some(),
         esc(slo_url),
@@ -1020,6 +1096,81 @@ pub fn sp_metadata(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn verified(name_id: &str, format: Option<&str>, attrs: &[(&str, &[&str])]) -> Verified {
+        Verified {
+            assertion_id: "_a".into(),
+            replay_until: 0,
+            in_response_to: None,
+            name_id: name_id.into(),
+            name_id_format: format.map(str::to_owned),
+            session_index: None,
+            attributes: attrs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+                .collect(),
+            authn_contexts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_stable_name_id_or_one_subject_attribute_value_is_a_subject() {
+        let persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+        let email = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+        let transient = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+        assert_eq!(
+            verified("p-1", Some(persistent), &[])
+                .subject(None)
+                .unwrap(),
+            "p-1"
+        );
+        assert_eq!(
+            verified("a@x", Some(email), &[]).subject(None).unwrap(),
+            "a@x"
+        );
+        for v in [
+            verified("_t", Some(transient), &[]),
+            verified("x", Some(NAMEID_UNSPECIFIED), &[]),
+            verified("x", None, &[]),
+            verified("", Some(persistent), &[]),
+        ] {
+            assert!(matches!(
+                v.subject(None),
+                Err(SamlError::NoStableSubject(_))
+            ));
+        }
+        let uid = |values: &[&str]| {
+            let attrs: &[(&str, &[&str])] = &[("uid", values)];
+            verified("_t", Some(transient), attrs).subject(Some("uid"))
+        };
+        assert_eq!(uid(&["ann"]).unwrap(), "ann");
+        for bad in [&[][..], &[" "][..], &["ann", "bob"][..], &["a\u{7}b"][..]] {
+            assert!(
+                matches!(uid(bad), Err(SamlError::NoStableSubject(_))),
+                "{bad:?}"
+            );
+        }
+        // The same attribute twice is several values, not the first one.
+        let twice: &[(&str, &[&str])] = &[("uid", &["ann"]), ("uid", &["bob"])];
+        assert!(verified("p", Some(persistent), twice)
+            .subject(Some("uid"))
+            .is_err());
+    }
+
+    #[test]
+    fn the_username_is_the_subject_unless_one_attribute_value_names_it() {
+        let v = verified("p", None, &[("name", &["Ann"]), ("two", &["a", "b"])]);
+        assert_eq!(v.username(None, "p-1").unwrap(), "p-1");
+        assert_eq!(v.username(Some("name"), "p-1").unwrap(), "Ann");
+        assert!(matches!(
+            v.username(Some("two"), "p-1"),
+            Err(SamlError::Username(_))
+        ));
+        assert!(matches!(
+            v.username(Some("none"), "p-1"),
+            Err(SamlError::Username(_))
+        ));
+    }
 
     #[test]
     fn a_doctype_is_refused_before_anything_is_expanded() {

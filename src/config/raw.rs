@@ -173,6 +173,7 @@ pub struct RawIdp {
     pub sp_cert: Option<String>,
     pub groups_attribute: Option<String>,
     pub username_attribute: Option<String>,
+    pub subject_attribute: Option<String>,
     pub email_attribute: Option<String>,
     pub allow_idp_initiated: Option<bool>,
     pub allowed_algorithms: Option<Vec<String>>,
@@ -183,6 +184,7 @@ pub struct RawIdp {
     // both
     pub mfa_evidence: Option<RawMfaEvidence>,
     pub on_missing_mfa: Option<String>,
+    pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

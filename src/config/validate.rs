@@ -523,7 +523,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let mut idps = Vec::new();
     let mut seen = BTreeSet::new();
     for (n, idp) in raw.idp.iter().enumerate() {
-        if let Some(c) = build_idp(cx, n, idp, &mut seen) {
+        if let Some(c) = build_idp(cx, n, idp, &mut seen, &roles) {
             // Step-up keeps the SSO user's own second factor in the user store.
             if c.on_missing_mfa == OnMissingMfa::StepUp
                 && raw.storage.is_none()
@@ -808,6 +808,7 @@ fn build_idp(
     n: usize,
     idp: &RawIdp,
     seen: &mut BTreeSet<String>,
+    roles: &BTreeMap<String, RoleConfig>,
 ) -> Option<IdpConfig> {
     let p = |key: &str| vec![k("idp"), i(n), k(key)];
     if !is_name(&idp.id) {
@@ -841,6 +842,23 @@ fn build_idp(
             OnMissingMfa::Deny
         }
     };
+    // The roles this IdP may grant: each a defined role; an empty list would admit no one.
+    if let Some(list) = &idp.roles {
+        if list.is_empty() {
+            cx.err(
+                &p("roles"),
+                "an empty list lets no user of this IdP in; name the roles it may grant, or remove the key to allow every role",
+            );
+        }
+        for (m, role) in list.iter().enumerate() {
+            if !roles.contains_key(role) {
+                cx.err(
+                    &[k("idp"), i(n), k("roles"), i(m)],
+                    format!("unknown role {role:?}; define [roles.{role}]"),
+                );
+            }
+        }
+    }
     let (oidc, saml) = match kind {
         IdpKind::Oidc => (build_oidc(cx, n, idp), None),
         IdpKind::Saml => (None, build_saml(cx, n, idp)),
@@ -850,6 +868,7 @@ fn build_idp(
         kind,
         display_name: idp.display_name.clone().unwrap_or_else(|| idp.id.clone()),
         on_missing_mfa,
+        roles: idp.roles.clone(),
         oidc,
         saml,
     })
@@ -867,6 +886,7 @@ fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> 
         ("sp_cert", idp.sp_cert.is_some()),
         ("groups_attribute", idp.groups_attribute.is_some()),
         ("username_attribute", idp.username_attribute.is_some()),
+        ("subject_attribute", idp.subject_attribute.is_some()),
         ("email_attribute", idp.email_attribute.is_some()),
         ("allow_idp_initiated", idp.allow_idp_initiated.is_some()),
         ("allowed_algorithms", idp.allowed_algorithms.is_some()),
@@ -1110,6 +1130,14 @@ fn build_saml(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<SamlSettings> 
             list.clone()
         }
     };
+    for (key, v) in [
+        ("subject_attribute", &idp.subject_attribute),
+        ("username_attribute", &idp.username_attribute),
+    ] {
+        if v.as_ref().is_some_and(|a| a.trim().is_empty()) {
+            cx.err(&p(key), "must name an attribute (its Name or FriendlyName)");
+        }
+    }
     let clock_skew = idp.clock_skew.map_or(Duration::from_secs(60), |d| d.0);
     if clock_skew > Duration::from_secs(300) {
         cx.err(&p("clock_skew"), "must be at most 5m");
@@ -1124,6 +1152,7 @@ fn build_saml(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<SamlSettings> 
         sp_key,
         sp_cert,
         username_attribute: idp.username_attribute.clone(),
+        subject_attribute: idp.subject_attribute.clone(),
         email_attribute: idp
             .email_attribute
             .clone()

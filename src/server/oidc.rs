@@ -5,9 +5,14 @@
 //! | step      | where                              | state                                           |
 //! |-----------|------------------------------------|-------------------------------------------------|
 //! | start     | `GET /login?idp=ID&rd=PATH`        | `oidc-state:<state>` (nonce, PKCE verifier, rd, browser binding), ttl `pending_ttl`; pending cookie |
-//! | callback  | `GET /oidc/{idp}/callback`         | state taken once; code → tokens → checks → roles → MFA decision |
+//! | callback  | `GET /oidc/{idp}/callback`         | state taken once (this IdP's, this browser's); `iss` (RFC 9207); code → tokens → checks → roles → MFA decision |
 //! | session   | `native::finish` / the `/mfa` steps | `oidc-session:<id>` (id token for the hint), `oidc-sid:` / `oidc-sub:` → session ids |
-//! | logout    | `/logout`, `POST /oidc/{idp}/backchannel-logout` | the mappings are taken and the sessions removed |
+//! | logout    | `/logout`, `POST /oidc/{idp}/backchannel-logout` | logout token `jti` claimed once until `exp`; the mappings are taken and the sessions removed |
+//!
+//! Invariants: every single-use value (state, nonce, logout `jti`) is consumed by one atomic
+//! store operation (`take_ephemeral`, `claim_once`) before anything is done with it, and an
+//! authorization response counts only at the IdP its state was issued for. The principal of a
+//! login is `<idp-id>:<sub>` (`sso::principal`).
 
 use super::endpoints::{form_value, query_param, read_body};
 use super::gateway::Conn;
@@ -28,13 +33,16 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response, StatusCode};
 use openidconnect::core::{
-    CoreClient, CoreIdToken, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreTokenResponse,
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGrantType,
+    CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
-    AuthType, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, ClientId,
-    ClientSecret, CsrfToken, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
-    RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthType, AuthenticationContextClass, AuthenticationFlow,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, LogoutProviderMetadata,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -47,9 +55,35 @@ const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 const DISCOVERY_BACKOFF_START: Duration = Duration::from_secs(1);
 const DISCOVERY_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// Discovery members beyond the crate's: RFC 9207 §3.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct Rfc9207Metadata {
+    /// The provider promises `iss` in every authorization response.
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+
+impl AdditionalProviderMetadata for Rfc9207Metadata {}
+
+/// Discovery with RP-initiated logout and RFC 9207 metadata.
+type Metadata = ProviderMetadata<
+    LogoutProviderMetadata<Rfc9207Metadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// A provider's discovered metadata and current keys.
 struct Loaded {
-    meta: ProviderMetadataWithLogout,
+    meta: Metadata,
     jwks: CoreJsonWebKeySet,
     algs: Vec<CoreJwsSigningAlgorithm>,
 }
@@ -138,7 +172,7 @@ impl Provider {
 
     async fn discover(&self) -> Result<(), String> {
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| e.to_string())?;
-        let meta = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+        let meta = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| describe(&e))?;
         let algs = rp::allowed_algs(meta.id_token_signing_alg_values_supported());
@@ -224,10 +258,6 @@ impl Provider {
             "{}{}/oidc/{}/callback",
             config.server.public_origin, config.server.prefix, self.idp.id
         )
-    }
-
-    fn principal(&self, sub: &str) -> String {
-        format!("oidc:{}#{}", self.settings.issuer, sub)
     }
 }
 
@@ -414,6 +444,25 @@ async fn refuse(
     sso::refuse(gw, &format!("oidc:{}", p.idp.id), r, detail, user, conn_ip).await
 }
 
+const MIXED_UP: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    reason: "authorization_response",
+    title: "Sign-in failed",
+    what: "The sign-in answer that reached this site is not the answer of the identity provider this sign-in was started with, so you were not signed in.",
+    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+/// How often `name` appears in a query (keys compared decoded, as `query_param` reads them).
+fn occurrences(q: Option<&str>, name: &str) -> usize {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            percent_encoding::percent_decode_str(&key.replace('+', " ")).decode_utf8_lossy() == name
+        })
+        .count()
+}
+
 fn valid_state(s: &str) -> bool {
     (16..=128).contains(&s.len())
         && s.bytes()
@@ -450,6 +499,38 @@ async fn callback(
     if !bound {
         return refuse(gw, p, EXPIRED, "state not bound to this browser", None, ip).await;
     }
+    // RFC 6749 §3.1: no parameter twice. Two `code`s or `iss`es would let what is checked
+    // differ from what is used.
+    if let Some(dup) = ["state", "code", "iss", "error"]
+        .into_iter()
+        .find(|n| occurrences(q, n) > 1)
+    {
+        return refuse(gw, p, MIXED_UP, &format!("{dup} appears twice"), None, ip).await;
+    }
+    let Some(l) = p.loaded() else {
+        return unavailable(gw);
+    };
+    // RFC 9207 §2.4: the authorization response names its issuer. When it does, it must be
+    // the issuer of the IdP this state was issued for (the state already had to be this
+    // IdP's, and is spent now): an answer relayed from another IdP (a mix-up) stops here.
+    // When the IdP promises `iss`, an answer without it is refused too.
+    let promised = l
+        .meta
+        .additional_metadata()
+        .additional_metadata
+        .authorization_response_iss_parameter_supported;
+    match query_param(q, "iss") {
+        Some(iss) if iss != p.settings.issuer => {
+            let shown: String = iss.chars().filter(|c| !c.is_control()).take(200).collect();
+            let detail = format!("authorization response iss {shown:?} is not this idp's issuer");
+            return refuse(gw, p, MIXED_UP, &detail, None, ip).await;
+        }
+        None if promised => {
+            let detail = "authorization response without iss, which the idp promises (RFC 9207)";
+            return refuse(gw, p, MIXED_UP, detail, None, ip).await;
+        }
+        _ => {}
+    }
     if let Some(err) = query_param(q, "error") {
         let code: String = err
             .chars()
@@ -474,9 +555,6 @@ async fn callback(
     }
     let Some(code) = query_param(q, "code").filter(|c| !c.is_empty() && c.len() <= 4096) else {
         return refuse(gw, p, EXPIRED, "callback without code", None, ip).await;
-    };
-    let Some(l) = p.loaded() else {
-        return unavailable(gw);
     };
     let Ok(redirect) = RedirectUrl::new(p.redirect_uri(&gw.config)) else {
         return unavailable(gw);
@@ -653,7 +731,9 @@ async fn login(
         sso::SsoLogin {
             idp: &p.idp,
             method: format!("oidc:{}", p.idp.id),
-            principal: p.principal(&id.sub),
+            // `sub` is unique and never reassigned within the issuer (OIDC Core §5.7), and an
+            // IdP id names exactly one issuer: `<idp-id>:<sub>` is stable.
+            principal: sso::principal(&p.idp.id, &id.sub),
             username: id.username.clone(),
             email: id.email.clone(),
             groups: id.groups.clone(),
@@ -743,24 +823,38 @@ async fn backchannel_logout(
             return logout_error(StatusCode::BAD_REQUEST, "The logout token is not valid.");
         }
     };
-    if let Some(jti) = &verified.jti {
-        match gw
-            .store
-            .claim_once(
-                &format!("oidc-jti:{}:{}", p.idp.id, hashed(jti)),
-                Duration::from_secs(600),
+    // Every token is claimed once, for as long as it is valid (a shorter cache would reopen
+    // the replay window before `exp`).
+    let ttl = u64::try_from(verified.exp.saturating_sub(now) + rp::LEEWAY_SECS).unwrap_or(0);
+    match gw
+        .store
+        .claim_once(
+            &format!("oidc-jti:{}:{}", p.idp.id, hashed(&verified.jti)),
+            Duration::from_secs(ttl.max(60)),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(idp = %p.idp.id, "back-channel logout token replayed");
+            audit::record(
+                gw,
+                Event {
+                    kind: "logout.backchannel",
+                    method: Some(&method),
+                    outcome: "refused",
+                    reason: Some("replay"),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
             )
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return logout_error(
-                    StatusCode::BAD_REQUEST,
-                    "The logout token was already used.",
-                )
-            }
-            Err(e) => return store_error(gw, e),
+            .await;
+            return logout_error(
+                StatusCode::BAD_REQUEST,
+                "The logout token was already used.",
+            );
         }
+        Err(e) => return store_error(gw, e),
     }
     let key = match (&verified.sid, &verified.sub) {
         (Some(sid), _) => sid_key(&p.idp.id, sid),
@@ -776,4 +870,19 @@ async fn backchannel_logout(
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_is_counted_however_its_name_is_encoded() {
+        let q = Some("code=a&state=s&c%6Fde=b&iss=x&co+de=c");
+        assert_eq!(occurrences(q, "code"), 2);
+        assert_eq!(occurrences(q, "state"), 1);
+        assert_eq!(occurrences(q, "error"), 0);
+        assert_eq!(occurrences(None, "code"), 0);
+    }
 }

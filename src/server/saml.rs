@@ -5,7 +5,7 @@
 //! | step     | where                       | state                                                        |
 //! |----------|-----------------------------|--------------------------------------------------------------|
 //! | start    | `GET /login?idp=ID&rd=PATH` | `saml-req:<id>` (idp, rd, browser binding), ttl `pending_ttl`; the SAML cookie |
-//! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires |
+//! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
 use super::endpoints::form_value;
@@ -310,6 +310,7 @@ fn metadata(p: &Provider) -> Response<GatewayBody> {
         &p.acs_url,
         &p.slo_url,
         p.keys.as_ref().map(|k| k.cert_der.as_slice()),
+        p.settings.subject_attribute.is_some(),
     );
     let mut r = Response::new(GatewayBody::from(xml));
     r.headers_mut().insert(
@@ -528,20 +529,32 @@ async fn acs(
         Err(e) => return store_error(gw, e),
     }
     let s = &p.settings;
-    let raw_user = match &s.username_attribute {
-        Some(a) => v.attribute(a).into_iter().next().unwrap_or_default(),
-        None => v.name_id.clone(),
-    };
-    let Some(username) = clean(&raw_user) else {
-        return sso::refuse(
-            gw,
-            &method,
-            BAD_RESPONSE,
-            "no usable username (NameID or username_attribute)",
-            None,
-            ip,
-        )
-        .await;
+    // Who this is: a stable subject or no login (finding 9); then the name shown.
+    let identity = v
+        .subject(s.subject_attribute.as_deref())
+        .and_then(|subject| {
+            let username = v.username(s.username_attribute.as_deref(), &subject)?;
+            Ok((subject, username))
+        });
+    let (subject, username) = match identity {
+        Ok(i) => i,
+        Err(e) => {
+            return sso::refuse(
+                gw,
+                &method,
+                Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    reason: e.reason(),
+                    title: "Sign-in failed",
+                    what: "Your identity provider did not say who you are in a way this site can rely on, so you were not signed in.",
+                    next: "Tell the administrator and quote the reference: the identity provider must send a persistent NameID or the configured subject attribute.",
+                },
+                &e.to_string(),
+                None,
+                ip,
+            )
+            .await
+        }
     };
     let email = v
         .attribute(&s.email_attribute)
@@ -561,10 +574,12 @@ async fn acs(
         sso::SsoLogin {
             idp: &p.idp,
             method: method.clone(),
-            principal: format!("saml:{}#{}", p.idp.id, v.name_id),
+            principal: sso::principal(&p.idp.id, &subject),
             username,
             email,
             groups,
+            // Single Logout names the NameID of this login (transient or not), not the
+            // subject: it is what the IdP's LogoutRequest carries and what ours must echo.
             link: SsoLink {
                 idp: p.idp.id.clone(),
                 sub: v.name_id.clone(),
@@ -639,6 +654,10 @@ async fn idp_status(
 /// (SP-initiated Single Logout) when its metadata offers the redirect binding.
 pub async fn logout_url(gw: &Gateway, link: &sso::SessionLink) -> Option<String> {
     let p = gw.saml.get(&link.idp)?;
+    // A login keyed on a subject attribute may have had no NameID: nothing to name at the IdP.
+    if link.sub.is_empty() {
+        return None;
+    }
     let meta = p.meta()?;
     let location = meta.slo_redirect.as_deref()?;
     let id = format!("_{}", random_id(32));
@@ -731,7 +750,13 @@ async fn slo(
             {
                 return slo_error(gw, p, "LogoutRequest IssueInstant is too far from now");
             }
-            let Some(name_id) = lr.name_id.as_ref().map(|n| n.value.trim().to_owned()) else {
+            // An empty NameID would name every session that had none.
+            let Some(name_id) = lr
+                .name_id
+                .as_ref()
+                .map(|n| n.value.trim().to_owned())
+                .filter(|n| !n.is_empty())
+            else {
                 return slo_error(gw, p, "LogoutRequest without NameID");
             };
             // One IdP session when it names it, else every session of the subject.

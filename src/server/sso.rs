@@ -82,12 +82,21 @@ impl Decision {
     }
 }
 
+/// The principal of an SSO user (DESIGN.md §6): `<idp-id>:<subject>`, where the subject is
+/// what the IdP keeps stable for that user (OIDC `sub`, a persistent SAML NameID or the
+/// configured subject attribute). IdP ids are `[a-z0-9_-]` and never `native`, so the first
+/// `:` ends the id and no SSO principal can equal a native one (`native:<user>`).
+pub fn principal(idp: &str, subject: &str) -> String {
+    format!("{idp}:{subject}")
+}
+
 /// A verified SSO login, whatever the protocol.
 pub struct SsoLogin<'a> {
     pub idp: &'a IdpConfig,
     /// `oidc:<id>` or `saml:<id>`.
     pub method: String,
-    /// Whose gateway factors a step-up checks.
+    /// Who this is (`principal()`): whose gateway factors a step-up checks, and who owns the
+    /// session.
     pub principal: String,
     pub username: String,
     pub email: Option<String>,
@@ -103,12 +112,48 @@ pub struct SsoLogin<'a> {
 /// Roles, then the MFA decision: a session, a step-up, or a refusal.
 pub async fn complete(
     gw: &Gateway,
-    l: SsoLogin<'_>,
+    mut l: SsoLogin<'_>,
     device: Option<String>,
     ip: IpAddr,
     ua: Option<String>,
 ) -> Response<GatewayBody> {
-    let roles = roles_for_groups(&gw.config, &l.groups);
+    // The IdP's `roles` cap what its groups can grant: a partner IdP asserting `admins`
+    // does not make an admin (DESIGN.md §6).
+    let (roles, dropped): (Vec<String>, Vec<String>) = roles_for_groups(&gw.config, &l.groups)
+        .into_iter()
+        .partition(|r| l.idp.may_grant(r));
+    // Nor are the groups that mean those roles here forwarded: an app reading
+    // `X-Forwarded-Groups` must not see the `admins` the gateway refused to honour.
+    let (groups, dropped_groups): (Vec<String>, Vec<String>) =
+        std::mem::take(&mut l.groups).into_iter().partition(|g| {
+            !dropped.iter().any(|r| {
+                gw.config
+                    .roles
+                    .get(r)
+                    .is_some_and(|rc| rc.groups.contains(g))
+            })
+        });
+    l.groups = groups;
+    if !dropped.is_empty() {
+        tracing::warn!(method = %l.method, dropped = ?dropped, "roles beyond the idp's roles dropped");
+        audit::record(
+            gw,
+            Event {
+                kind: "login.roles_dropped",
+                user: Some(&l.username),
+                method: Some(&l.method),
+                outcome: "dropped",
+                reason: Some("idp_roles"),
+                ip: Some(ip),
+                detail: Some(
+                    serde_json::json!({ "principal": l.principal, "dropped": dropped, "dropped_groups": dropped_groups, "kept": roles })
+                        .to_string(),
+                ),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
     if roles.is_empty() {
         return refuse(
             gw,
@@ -120,7 +165,11 @@ pub async fn complete(
                 what: "You signed in, but your account has no role that gives access to this site.",
                 next: "Ask an administrator to add you to a group that has access.",
             },
-            "no configured role matches the user's groups",
+            if dropped.is_empty() {
+                "no configured role matches the user's groups"
+            } else {
+                "every role of the user's groups is beyond the idp's roles"
+            },
             Some(&l.username),
             ip,
         )

@@ -4,9 +4,11 @@
 
 use crate::support::browser::*;
 use crate::support::oidc_provider::{ClientAuth, Fault, TestOp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::stores::Store;
 use crate::support::*;
 use hyper::StatusCode;
 use portcullis::mfa::totp::code_at;
+use portcullis::session::SessionStore;
 use std::time::{Duration, Instant};
 
 fn idp_toml(id: &str, op: &TestOp, extra: &str) -> String {
@@ -45,9 +47,18 @@ impl Env {
     }
 
     async fn start_toml(toml: impl FnOnce(&TestOp) -> String, prep: impl FnOnce(&TestOp)) -> Env {
+        Self::start_on(&Store::Memory, toml, prep).await
+    }
+
+    /// As `start_toml`, with the gateway's sessions and single-use state in `store`.
+    async fn start_on(
+        store: &Store,
+        toml: impl FnOnce(&TestOp) -> String,
+        prep: impl FnOnce(&TestOp),
+    ) -> Env {
         let op = TestOp::start(portcullis::clock::Clock::manual(1_800_000_000)).await;
         prep(&op);
-        let gw = TestGateway::start_with(&toml(&op), |_| {}).await;
+        let gw = TestGateway::start_on(store, &toml(&op), |_| {}).await;
         let clock = gw.clock.clone();
         op.with(|s| s.clock = clock);
         Env { op, gw }
@@ -785,4 +796,480 @@ async fn back_channel_logout_by_sub_ends_every_session_of_the_subject() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(b.get("/agent/a").await.status, StatusCode::FOUND);
+}
+
+/// The `detail` JSON of every audit event `kind`, oldest first.
+async fn audit_details(gw: &TestGateway, kind: &str) -> Vec<serde_json::Value> {
+    use portcullis::storage::UserStore;
+    let acc = gw.gateway().accounts.as_ref().unwrap();
+    acc.users
+        .query_audit(&portcullis::storage::AuditQuery {
+            since: None,
+            user: None,
+            kind: Some(kind.into()),
+            after_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::from_str(&e.event.detail.unwrap_or_default()).unwrap_or_default())
+        .collect()
+}
+
+fn query_of(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?.1.split('&').find_map(|kv| {
+        kv.strip_prefix(&format!("{name}=")).map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The session cookie a response sets, if any (a login that made a session).
+fn sets_session(gw: &TestGateway, r: &Resp) -> bool {
+    let name = format!("{}=", gw.gateway().cookies.session);
+    r.headers.get_all("set-cookie").iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.starts_with(&name) && !v.contains("Max-Age=0")
+    })
+}
+
+/// A copy of `b` (same cookies) for a concurrent request.
+fn twin(b: &Browser) -> Browser {
+    let mut t = Browser::new(&b.base);
+    t.jar = b.jar.clone();
+    t
+}
+
+// --- RFC 9207: the authorization response's `iss` (finding 15a) ---
+
+#[tokio::test]
+async fn authorization_response_iss_of_another_issuer_is_refused_before_any_token_request() {
+    for advertised in [false, true] {
+        let env = Env::start("", |op| {
+            op.with(|s| {
+                s.advertise_response_iss = advertised;
+                s.response_iss = Some("https://attacker.example".into());
+            })
+        })
+        .await;
+        env.ready().await;
+        assert_refused(&env, StatusCode::BAD_REQUEST).await;
+        assert_eq!(env.op.with(|s| s.token_requests), 0, "no code was redeemed");
+        assert_eq!(
+            env.audit_kinds("login.failure").await,
+            vec![("refused".to_owned(), "authorization_response".to_owned())]
+        );
+        assert_eq!(env.gw.gateway().store.count().await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn authorization_response_without_iss_is_refused_when_the_idp_advertises_it() {
+    let env = Env::start("", |op| op.with(|s| s.advertise_response_iss = true)).await;
+    env.ready().await;
+    assert_refused(&env, StatusCode::BAD_REQUEST).await;
+    assert_eq!(env.op.with(|s| s.token_requests), 0);
+    assert_eq!(env.gw.gateway().store.count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_code_flow_works_with_and_without_the_iss_parameter_and_its_discovery_flag() {
+    // (advertised, sent): an IdP without RFC 9207, one that sends iss unasked, one that
+    // promises and sends it.
+    for (advertised, sent) in [(false, false), (false, true), (true, true)] {
+        let env = Env::start("", |op| {
+            op.with(|s| {
+                s.advertise_response_iss = advertised;
+                s.response_iss = sent.then(|| s.issuer.clone());
+            })
+        })
+        .await;
+        env.ready().await;
+        assert_accepted(&env).await;
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_code_or_iss_parameter_in_the_callback_is_refused() {
+    let env = Env::start("", |op| {
+        op.with(|s| s.response_iss = Some(s.issuer.clone()))
+    })
+    .await;
+    env.ready().await;
+    for extra in [
+        "&iss=https%3A%2F%2Fattacker.example",
+        "&code=other",
+        "&c%6fde=other",
+    ] {
+        let mut b = env.browser();
+        let cb = to_callback(&mut b, "/agent/tickets").await;
+        let r = b.get(&format!("{cb}{extra}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{extra}: {}", r.text());
+        assert!(!b.jar.contains_key("portcullis"));
+    }
+    assert_eq!(env.op.with(|s| s.token_requests), 0);
+}
+
+// --- IdP mix-up (finding 15b) ---
+
+#[tokio::test]
+async fn a_code_and_state_of_one_idp_delivered_at_another_idps_callback_is_refused_and_the_state_burned(
+) {
+    let second = TestOp::start(portcullis::clock::Clock::manual(1_800_000_000)).await;
+    let env = Env::start_toml(
+        |op| {
+            format!(
+                "{STORAGE}{}{}",
+                idp_toml("corp", op, ""),
+                idp_toml("partner", &second, "")
+            )
+        },
+        |_| {},
+    )
+    .await;
+    env.ready().await;
+    let mut b = env.browser();
+    let cb = to_callback(&mut b, "/agent/tickets").await;
+    assert!(cb.contains("/oidc/corp/callback?"), "{cb}");
+    // The attacker's IdP relays corp's answer to its own callback (or the reverse).
+    let mixed = cb.replace("/oidc/corp/callback", "/oidc/partner/callback");
+    let r = b.get(&mixed).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(!b.jar.contains_key("portcullis"));
+    // The state is spent: the genuine callback fails as well, and no code was redeemed.
+    let r = b.get(&cb).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(!b.jar.contains_key("portcullis"));
+    assert_eq!(env.op.with(|s| s.token_requests), 0);
+    assert_eq!(second.with(|s| s.token_requests), 0);
+    assert_eq!(env.gw.gateway().store.count().await.unwrap(), 0);
+}
+
+// --- back-channel logout tokens (finding 15c) ---
+
+#[tokio::test]
+async fn logout_token_without_jti_or_exp_is_refused_and_ends_no_session() {
+    let env = Env::start("", |_| {}).await;
+    env.ready().await;
+    let mut b = env.browser();
+    assert_eq!(login(&mut b, "/agent/a").await.status, StatusCode::OK);
+    let url = env.gw.url("/_portcullis/oidc/corp/backchannel-logout");
+    let http = Http::new();
+    for claim in ["jti", "exp"] {
+        let token = env.op.logout_token(|c| {
+            c.remove(claim);
+        });
+        for _ in 0..2 {
+            let r = http.post_form(&url, &[], &[("logout_token", &token)]).await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "without {claim}: {}",
+                r.text()
+            );
+        }
+    }
+    // An `exp` far in the future would pin its jti in the replay cache for as long.
+    let token = env.op.logout_token(|c| {
+        c.insert(
+            "exp".into(),
+            serde_json::json!(env.gw.clock.now() + 400 * 86400),
+        );
+    });
+    let r = http.post_form(&url, &[], &[("logout_token", &token)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.get("/agent/a").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    let refused = env.audit_kinds("logout.backchannel").await;
+    assert_eq!(refused.len(), 5);
+    assert!(refused
+        .iter()
+        .all(|(o, r)| o == "refused" && r == "logout_token"));
+}
+
+#[tokio::test]
+async fn logout_token_replayed_with_the_same_jti_is_refused_even_when_reissued() {
+    let env = Env::start("", |op| op.with(|s| s.user.sid = None)).await;
+    env.ready().await;
+    let url = env.gw.url("/_portcullis/oidc/corp/backchannel-logout");
+    let http = Http::new();
+    let first = env.op.logout_token(|c| {
+        c.insert("jti".into(), serde_json::json!("jti-1"));
+    });
+    let r = http.post_form(&url, &[], &[("logout_token", &first)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // A later login, then a different token carrying the same jti: a replay.
+    let mut b = env.browser();
+    assert_eq!(login(&mut b, "/agent/a").await.status, StatusCode::OK);
+    env.gw.clock.advance(30);
+    let again = env.op.logout_token(|c| {
+        c.insert("jti".into(), serde_json::json!("jti-1"));
+    });
+    assert_ne!(again, first);
+    let r = http.post_form(&url, &[], &[("logout_token", &again)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(b.get("/agent/a").await.status, StatusCode::OK);
+    assert!(env
+        .audit_kinds("logout.backchannel")
+        .await
+        .contains(&("refused".to_owned(), "replay".to_owned())));
+}
+
+// --- role caps per IdP (finding 13) ---
+
+/// A login at IdP `idp` from `/login`, followed to the end.
+async fn login_at(b: &mut Browser, idp: &str, rd: &str) -> Resp {
+    let r = b
+        .get(&format!("/_portcullis/login?idp={idp}&rd={}", enc(rd)))
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let r = b.get(&location(&r)).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let r = b.get(&location(&r)).await;
+    b.follow(r).await
+}
+
+#[tokio::test]
+async fn a_partner_idp_whose_roles_lack_admin_cannot_make_its_user_an_admin() {
+    let second = TestOp::start(portcullis::clock::Clock::manual(1_800_000_000)).await;
+    second.with(|s| {
+        s.user.sub = "partner-bob".into();
+        s.user.preferred_username = "bob".into();
+        s.user.groups = vec!["admins".into(), "agents".into()];
+    });
+    let env = Env::start_toml(
+        |op| {
+            format!(
+                "{STORAGE}{}{}",
+                idp_toml("corp", op, ""),
+                idp_toml("partner", &second, "roles = [\"agent\", \"end_user\"]")
+            )
+        },
+        |op| {
+            op.with(|s| {
+                s.user.preferred_username = "bob".into();
+                s.user.groups = vec!["admins".into(), "agents".into()];
+            })
+        },
+    )
+    .await;
+    let clock = env.gw.clock.clone();
+    second.with(|s| s.clock = clock);
+    env.ready().await;
+    // The same name and groups from the partner IdP: agent only, and `admins` not forwarded.
+    let mut partner = env.browser();
+    let r = login_at(&mut partner, "partner", "/agent/tickets").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.upstream_header("x-auth-roles").as_deref(), Some("agent"));
+    assert_eq!(
+        r.upstream_header("x-forwarded-groups").as_deref(),
+        Some("agents")
+    );
+    assert_eq!(
+        r.upstream_header("x-auth-method").as_deref(),
+        Some("oidc:partner")
+    );
+    assert_eq!(
+        partner.get("/admin/users").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let dropped = audit_details(&env.gw, "login.roles_dropped").await;
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["dropped"], serde_json::json!(["admin"]));
+    assert_eq!(dropped[0]["dropped_groups"], serde_json::json!(["admins"]));
+    assert_eq!(dropped[0]["principal"], "partner:partner-bob");
+    // The corp IdP (no `roles`) grants every role its groups map to.
+    let mut staff = env.browser();
+    let r = login_at(&mut staff, "corp", "/admin/users").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.upstream_header("x-auth-roles").as_deref(),
+        Some("admin,agent")
+    );
+    // A partner user whose only role is beyond the cap: the usual "no role" page.
+    second.with(|s| s.user.groups = vec!["admins".into()]);
+    let mut only_admin = env.browser();
+    let r = login_at(&mut only_admin, "partner", "/agent/tickets").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.text().contains("No access"));
+    assert!(!only_admin.jar.contains_key("portcullis"));
+    assert!(env
+        .audit_kinds("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "no_role".to_owned())));
+}
+
+#[test]
+fn check_refuses_an_unknown_role_in_an_idps_roles() {
+    let text = r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://helpdesk.example.com"
+
+[upstream]
+url = "http://127.0.0.1:3000"
+
+[roles.agent]
+groups = ["agents"]
+
+[[routes]]
+prefix = "/"
+allow_roles = ["agent"]
+
+[[idp]]
+id = "partner"
+kind = "oidc"
+issuer = "https://partner.example.com"
+client_id = "portcullis"
+client_secret = "s"
+roles = ["agent", "superuser"]
+
+[[idp]]
+id = "other"
+kind = "oidc"
+issuer = "https://other.example.com"
+client_id = "portcullis"
+client_secret = "s"
+roles = []
+"#;
+    let p = std::path::Path::new("/etc/portcullis/test.toml");
+    let errs: Vec<String> = match portcullis::config::Config::from_str_with_env(p, text, &|_| None)
+    {
+        Ok(_) => panic!("accepted an unknown role"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    };
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "/etc/portcullis/test.toml:21: idp[0].roles[1]: unknown role \"superuser\""
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("/etc/portcullis/test.toml:29: idp[1].roles: an empty list"),
+        "{errs:#?}"
+    );
+}
+
+// --- single use under concurrency, on memory and on Redis (issue 14, class tests) ---
+
+/// Two concurrent callbacks with the same state and code: one session, one refusal, one code
+/// redeemed.
+async fn one_state_two_concurrent_callbacks(store: Store) {
+    let env = Env::start_on(
+        &store,
+        |op| format!("{STORAGE}{}", idp_toml("corp", op, "")),
+        |_| {},
+    )
+    .await;
+    env.ready().await;
+    let mut b = env.browser();
+    let cb = to_callback(&mut b, "/agent/tickets").await;
+    let (mut x, mut y) = (twin(&b), twin(&b));
+    let (r1, r2) = tokio::join!(x.get(&cb), y.get(&cb));
+    let made = [&r1, &r2]
+        .iter()
+        .filter(|r| sets_session(&env.gw, r))
+        .count();
+    assert_eq!(made, 1, "{} / {}", r1.status, r2.status);
+    let mut statuses = [r1.status, r2.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::FOUND, StatusCode::BAD_REQUEST]);
+    assert_eq!(env.op.with(|s| s.token_requests), 1);
+    assert_eq!(env.gw.gateway().store.count().await.unwrap(), 1);
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_state_used_by_two_concurrent_callbacks_makes_one_session_on_memory() {
+    one_state_two_concurrent_callbacks(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_state_used_by_two_concurrent_callbacks_makes_one_session_on_redis() {
+    let Some(store) = Store::redis("oidc_state_used_by_two_concurrent_callbacks") else {
+        return;
+    };
+    one_state_two_concurrent_callbacks(store).await;
+}
+
+/// Two valid states that share one nonce (as if state handling were bypassed), each with its
+/// own code, completed concurrently: the nonce's replay cache lets exactly one ID token in.
+async fn one_nonce_two_concurrent_logins(store: Store) {
+    let env = Env::start_on(
+        &store,
+        |op| format!("{STORAGE}{}", idp_toml("corp", op, "")),
+        |_| {},
+    )
+    .await;
+    env.ready().await;
+    let mut b = env.browser();
+    let r = b.get("/agent/tickets").await;
+    let r = b.get(&location(&r)).await;
+    let authorize = location(&r);
+    let state = query_of(&authorize, "state").unwrap();
+    // The OP issues two codes for the one nonce; the second state is a copy of the first.
+    let http = Http::new();
+    let cb1 = location(&http.get(&authorize, &[]).await);
+    let cb2 = location(&http.get(&authorize, &[]).await);
+    let code2 = query_of(&cb2, "code").unwrap();
+    let store_ = &env.gw.gateway().store;
+    let record = store_
+        .get_ephemeral(&format!("oidc-state:{state}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let state2 = "B".repeat(43);
+    store_
+        .put_ephemeral(
+            &format!("oidc-state:{state2}"),
+            record,
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+    let cb2 = format!(
+        "{}?code={}&state={state2}",
+        cb2.split_once('?').unwrap().0,
+        enc(&code2)
+    );
+    let (mut x, mut y) = (twin(&b), twin(&b));
+    let (r1, r2) = tokio::join!(x.get(&cb1), y.get(&cb2));
+    assert_eq!(env.op.with(|s| s.token_requests), 2, "both codes redeemed");
+    let made = [&r1, &r2]
+        .iter()
+        .filter(|r| sets_session(&env.gw, r))
+        .count();
+    assert_eq!(
+        made,
+        1,
+        "{} {} / {} {}",
+        r1.status,
+        r1.text(),
+        r2.status,
+        r2.text()
+    );
+    let mut statuses = [r1.status, r2.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::FOUND, StatusCode::BAD_GATEWAY]);
+    assert_eq!(env.gw.gateway().store.count().await.unwrap(), 1);
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_nonce_of_two_concurrent_id_tokens_admits_one_session_on_memory() {
+    one_nonce_two_concurrent_logins(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_nonce_of_two_concurrent_id_tokens_admits_one_session_on_redis() {
+    let Some(store) = Store::redis("oidc_nonce_of_two_concurrent_id_tokens") else {
+        return;
+    };
+    one_nonce_two_concurrent_logins(store).await;
 }

@@ -4,10 +4,12 @@
 
 use crate::support::browser::*;
 use crate::support::saml_idp::*;
+use crate::support::stores::Store;
 use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hyper::StatusCode;
+use portcullis::session::SessionStore;
 use std::process::Command;
 
 const SP: &str = "https://helpdesk.test/_portcullis/saml/corp";
@@ -45,9 +47,15 @@ impl Env {
     }
 
     async fn start_full(extra: &str, tail: &str) -> Env {
+        Self::start_on(&Store::Memory, extra, tail).await
+    }
+
+    /// As `start_full`, with the gateway's sessions and single-use state in `store`.
+    async fn start_on(store: &Store, extra: &str, tail: &str) -> Env {
         let idp = SamlIdp::new(IDP);
         let metadata = idp.metadata_xml();
-        let gw = TestGateway::start_with(&format!("{STORAGE}{}{tail}", idp_toml(extra)), |d| {
+        let toml = format!("{STORAGE}{}{tail}", idp_toml(extra));
+        let gw = TestGateway::start_on(store, &toml, |d| {
             std::fs::write(d.join("idp-metadata.xml"), &metadata).unwrap();
         })
         .await;
@@ -701,6 +709,11 @@ async fn sp_metadata_is_well_formed_and_names_the_acs() {
     assert_eq!(sp.want_assertions_signed, Some(true));
     let slo = &sp.single_logout_services.as_ref().unwrap()[0];
     assert_eq!(slo.location, env.slo());
+    // Only the NameID formats a login can be keyed on (no subject_attribute here).
+    assert_eq!(
+        sp.name_id_formats.as_deref(),
+        Some(&[NAMEID_PERSISTENT.to_owned(), NAMEID_EMAIL.to_owned()][..])
+    );
     assert!(b.get("/_portcullis/saml/nope/metadata").await.status == StatusCode::NOT_FOUND);
 }
 
@@ -979,4 +992,311 @@ fn write_saml_fuzz_seeds() {
         "logout-response-signed",
         &idp.redirect_query("SAMLResponse", &resp, None, true),
     );
+}
+
+// --- stable subjects (issue 14, finding 9) ---
+
+/// The page of a refused login names no subject; the audit log says why.
+async fn assert_no_stable_subject(env: &Env, b: &mut Browser, xml: &str) {
+    assert_refused(env, b, xml, StatusCode::FORBIDDEN).await;
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "no_stable_subject".to_owned())));
+    assert_eq!(env.gw.gateway().store.count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_transient_or_unspecified_name_id_without_subject_attribute_is_refused() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    for format in [NAMEID_TRANSIENT, NAMEID_UNSPECIFIED] {
+        let mut b = env.browser();
+        let id = start_login(&mut b).await;
+        let mut spec = env.spec(Some(&id), &format!("_{}", new_id()));
+        spec.name_id_format = format.into();
+        assert_no_stable_subject(&env, &mut b, &env.idp.response(&spec)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_response_without_name_id_is_refused_unless_a_subject_attribute_names_the_user() {
+    // Keyed on the NameID, every NameID-less user would be one principal (`saml:corp#`).
+    let env = Env::start("username_attribute = \"uid\"\non_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "unused");
+    spec.omit_name_id = true;
+    spec.attributes.push(("uid".into(), vec!["ann".into()]));
+    assert_no_stable_subject(&env, &mut b, &env.idp.response(&spec)).await;
+
+    let env = Env::start("subject_attribute = \"uid\"\non_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "unused");
+    spec.omit_name_id = true;
+    spec.attributes.push(("uid".into(), vec!["ann".into()]));
+    let r = signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("ann")
+    );
+    // No NameID to name at the IdP: the logout stays local.
+    let out = b.get("/_portcullis/logout").await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.text());
+}
+
+#[tokio::test]
+async fn a_subject_attribute_missing_empty_or_with_several_values_is_refused() {
+    let env = Env::start("subject_attribute = \"uid\"\non_missing_mfa = \"deny\"").await;
+    for uid in [
+        None,
+        Some(vec!["  ".to_owned()]),
+        Some(vec!["ann".into(), "bob".into()]),
+    ] {
+        let mut b = env.browser();
+        let id = start_login(&mut b).await;
+        // A persistent NameID does not stand in for the configured attribute.
+        let mut spec = env.spec(Some(&id), "persistent-ann");
+        spec.name_id_format = NAMEID_PERSISTENT.into();
+        if let Some(v) = uid {
+            spec.attributes.push(("uid".into(), v));
+        }
+        assert_no_stable_subject(&env, &mut b, &env.idp.response(&spec)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_username_attribute_with_several_values_is_refused_not_cut_to_the_first() {
+    let env = Env::start("username_attribute = \"uid\"\non_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "sam@corp.example");
+    spec.attributes
+        .push(("uid".into(), vec!["admin".into(), "sam".into()]));
+    assert_refused(
+        &env,
+        &mut b,
+        &env.idp.response(&spec),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(env
+        .audit("login.failure")
+        .await
+        .contains(&("refused".to_owned(), "username".to_owned())));
+}
+
+#[tokio::test]
+async fn a_persistent_name_id_without_subject_attribute_still_signs_in() {
+    let env = Env::start("on_missing_mfa = \"deny\"").await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let mut spec = env.spec(Some(&id), "a1b2c3-persistent");
+    spec.name_id_format = NAMEID_PERSISTENT.into();
+    let r = signed_in_as(&env, &mut b, &env.idp.response(&spec)).await;
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("a1b2c3-persistent")
+    );
+}
+
+/// Step-up after a login: the enrollment page (a new factor) or the challenge (an existing one).
+async fn step_up_page(env: &Env, b: &mut Browser, transient: &str) -> String {
+    let id = start_login(b).await;
+    let mut spec = env.spec(Some(&id), transient);
+    spec.name_id_format = NAMEID_TRANSIENT.into();
+    spec.attributes.push(("uid".into(), vec!["sam".into()]));
+    spec.authn_context = Some(AC_PASSWORD_PROTECTED.into());
+    let r = post(b, &env.idp.response(&spec)).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    location(&r)
+}
+
+#[tokio::test]
+async fn two_logins_with_different_transient_name_ids_and_one_subject_attribute_share_the_step_up_factor(
+) {
+    let env = Env::start("subject_attribute = \"uid\"\non_missing_mfa = \"step_up\"").await;
+    let mut b = env.browser();
+    let to = step_up_page(&env, &mut b, "_transient-1").await;
+    assert!(to.ends_with("/_portcullis/mfa/enroll"), "{to}");
+    let page = b.get(&to).await;
+    let seed = seed_of(&unescape(&element_text(&page.text(), "totp-uri").unwrap()));
+    let csrf = input_value(&page.text(), "csrf_token").unwrap();
+    let code = portcullis::mfa::totp::code_at(&seed, env.gw.clock.now());
+    let r = b
+        .post(
+            "/_portcullis/mfa/enroll",
+            &[("code", &code), ("csrf_token", &csrf)],
+        )
+        .await;
+    b.follow(r).await;
+    let r = b.get("/agent/tickets").await;
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("sam")
+    );
+    // Single Logout echoes this login's own (transient) NameID and its format.
+    let out = b.get("/_portcullis/logout").await;
+    let lr = decode_redirect(&location(&out), "SAMLRequest");
+    assert_eq!(first_text(&lr, "NameID").as_deref(), Some("_transient-1"));
+    assert!(lr.contains(NAMEID_TRANSIENT), "{lr}");
+
+    // Another login, another transient NameID, the same uid: the same principal, so the
+    // factor enrolled above is challenged; no second enrollment.
+    env.gw.clock.advance(60);
+    let mut b = env.browser();
+    let to = step_up_page(&env, &mut b, "_transient-2").await;
+    assert!(
+        to.ends_with("/_portcullis/mfa"),
+        "challenged, not enrolled: {to}"
+    );
+    let page = b.get(&to).await;
+    let csrf = input_value(&page.text(), "csrf_token").unwrap();
+    let code = portcullis::mfa::totp::code_at(&seed, env.gw.clock.now());
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[("code", &code), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let r = b.get("/agent/tickets").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.upstream_header("x-auth-mfa").as_deref(), Some("totp"));
+}
+
+// --- role caps per IdP (issue 14, finding 13) ---
+
+const SP2: &str = "https://helpdesk.test/_portcullis/saml/partner";
+
+#[tokio::test]
+async fn a_partner_saml_idp_whose_roles_lack_admin_cannot_make_its_user_an_admin() {
+    let partner = format!(
+        r#"
+[[idp]]
+id = "partner"
+kind = "saml"
+metadata = "idp-metadata.xml"
+sp_entity_id = "{SP2}"
+allow_idp_initiated = true
+roles = ["agent"]
+mfa_evidence = {{ authn_context_any = ["{MFA}"] }}
+on_missing_mfa = "deny"
+"#
+    );
+    let env = Env::start_full(
+        "allow_idp_initiated = true\non_missing_mfa = \"deny\"",
+        &partner,
+    )
+    .await;
+    let response = |sp: &str, idp: &str| {
+        let acs = format!("http://{}/_portcullis/saml/{idp}/acs", env.gw.addr);
+        let mut s = ResponseSpec::valid(&env.idp, sp, &acs, None, "bob@corp.example");
+        s.attributes = vec![("groups".into(), vec!["admins".into(), "agents".into()])];
+        s.authn_context = Some(MFA.into());
+        env.idp.response(&s)
+    };
+    // The corp IdP (no `roles`): admin and agent.
+    let mut staff = env.browser();
+    let r = staff
+        .post(
+            "/_portcullis/saml/corp/acs",
+            &[("SAMLResponse", &B64.encode(response(SP, "corp")))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let r = staff.get("/admin/users").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.upstream_header("x-auth-roles").as_deref(),
+        Some("admin,agent")
+    );
+    // The same user and groups from the partner IdP: agent only; `admins` is not forwarded.
+    let mut b = env.browser();
+    let r = b
+        .post(
+            "/_portcullis/saml/partner/acs",
+            &[("SAMLResponse", &B64.encode(response(SP2, "partner")))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let r = b.get("/agent/tickets").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.upstream_header("x-auth-roles").as_deref(), Some("agent"));
+    assert_eq!(
+        r.upstream_header("x-forwarded-groups").as_deref(),
+        Some("agents")
+    );
+    assert_eq!(
+        r.upstream_header("x-auth-method").as_deref(),
+        Some("saml:partner")
+    );
+    assert_eq!(b.get("/admin/users").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        env.audit("login.roles_dropped").await,
+        vec![("dropped".to_owned(), "idp_roles".to_owned())]
+    );
+}
+
+// --- single use under concurrency, on memory and on Redis (issue 14, class tests) ---
+
+/// The session cookie a response sets, if any (a login that made a session).
+fn sets_session(env: &Env, r: &Resp) -> bool {
+    let name = format!("{}=", env.gw.gateway().cookies.session);
+    r.headers.get_all("set-cookie").iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.starts_with(&name) && !v.contains("Max-Age=0")
+    })
+}
+
+/// One valid SAMLResponse posted twice at the same time (from one browser, so the request
+/// binding holds for both): exactly one session. SP-initiated, the request id decides;
+/// IdP-initiated, the assertion id's replay cache does.
+async fn one_response_posted_twice_concurrently(store: Store) {
+    let env = Env::start_on(
+        &store,
+        "allow_idp_initiated = true\non_missing_mfa = \"deny\"",
+        "",
+    )
+    .await;
+    for sp_initiated in [true, false] {
+        let mut b = env.browser();
+        let id = if sp_initiated {
+            Some(start_login(&mut b).await)
+        } else {
+            None
+        };
+        let xml = env
+            .idp
+            .response(&env.spec(id.as_deref(), "sam@corp.example"));
+        let before = env.gw.gateway().store.count().await.unwrap();
+        let (mut x, mut y) = (env.browser(), env.browser());
+        x.jar = b.jar.clone();
+        y.jar = b.jar.clone();
+        let (r1, r2) = tokio::join!(post(&mut x, &xml), post(&mut y, &xml));
+        let made = [&r1, &r2].iter().filter(|r| sets_session(&env, r)).count();
+        assert_eq!(
+            made, 1,
+            "sp_initiated={sp_initiated}: {} / {}",
+            r1.status, r2.status
+        );
+        let mut statuses = [r1.status, r2.status];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::FOUND, StatusCode::FORBIDDEN]);
+        assert_eq!(env.gw.gateway().store.count().await.unwrap(), before + 1);
+    }
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_saml_response_posted_twice_concurrently_makes_one_session_on_memory() {
+    one_response_posted_twice_concurrently(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_saml_response_posted_twice_concurrently_makes_one_session_on_redis() {
+    let Some(store) = Store::redis("one_saml_response_posted_twice_concurrently") else {
+        return;
+    };
+    one_response_posted_twice_concurrently(store).await;
 }

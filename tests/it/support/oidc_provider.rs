@@ -99,6 +99,10 @@ pub struct OpState {
     pub user: TestUser,
     pub fault: Fault,
     pub discovery_down: bool,
+    /// The `iss` parameter of the authorization response (RFC 9207); None: not sent.
+    pub response_iss: Option<String>,
+    /// Discovery advertises `authorization_response_iss_parameter_supported`.
+    pub advertise_response_iss: bool,
     /// Key ids served by the JWKS endpoint.
     pub jwks_keys: Vec<&'static str>,
     /// Key id that signs, and whether its `kid` goes into the header.
@@ -176,6 +180,8 @@ impl TestOp {
             user: TestUser::staff(),
             fault: Fault::None,
             discovery_down: false,
+            response_iss: None,
+            advertise_response_iss: false,
             jwks_keys: vec!["rsa-1", "ec-1"],
             sign_with: "ec-1",
             include_kid: true,
@@ -467,6 +473,7 @@ async fn handle(
                     "code_challenge_methods_supported": ["S256"],
                     "backchannel_logout_supported": true,
                     "backchannel_logout_session_supported": true,
+                    "authorization_response_iss_parameter_supported": s.advertise_response_iss,
                 }),
             )
         }
@@ -483,9 +490,14 @@ async fn handle(
             let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
             let state = q.get("state").cloned().unwrap_or_default();
             let enc = |v: &str| crate::support::enc(v);
+            let iss = s
+                .response_iss
+                .as_ref()
+                .map(|i| format!("&iss={}", enc(i)))
+                .unwrap_or_default();
             if s.fault == Fault::AccessDenied {
                 return redirect(&format!(
-                    "{redirect_uri}?error=access_denied&error_description=User+cancelled&state={}",
+                    "{redirect_uri}?error=access_denied&error_description=User+cancelled&state={}{iss}",
                     enc(&state)
                 ));
             }
@@ -507,7 +519,7 @@ async fn handle(
                 },
             );
             redirect(&format!(
-                "{redirect_uri}?code={}&state={}",
+                "{redirect_uri}?code={}&state={}{iss}",
                 enc(&code),
                 enc(&state)
             ))

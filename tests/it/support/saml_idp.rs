@@ -133,6 +133,8 @@ pub struct ResponseSpec {
     /// Inserted verbatim, NOT escaped (so `admin@corp.example<!---->.evil.example` makes a comment).
     pub name_id: String,
     pub name_id_format: String,
+    /// The Subject carries no NameID at all (name_id and name_id_format are ignored).
+    pub omit_name_id: bool,
     /// AuthnStatement@SessionIndex.
     pub session_index: Option<String>,
     /// AttributeStatement (omitted if empty); each value an `xsi:type="xs:string"` AttributeValue.
@@ -191,6 +193,7 @@ impl ResponseSpec {
             in_response_to: in_response_to.map(str::to_string),
             name_id: name_id.to_string(),
             name_id_format: NAMEID_EMAIL.to_string(),
+            omit_name_id: false,
             session_index: Some(new_id()),
             attributes: vec![
                 ("email".to_string(), vec![name_id.to_string()]),
@@ -730,7 +733,7 @@ impl SamlIdp {
             "<saml:Assertion xmlns:saml=\"{ASSERTION_NS}\" xmlns:xs=\"{XS_NS}\" xmlns:xsi=\"{XSI_NS}\" \
              ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{issued}\">\
              <saml:Issuer>{issuer}</saml:Issuer>\
-             <saml:Subject><saml:NameID Format=\"{fmt}\">{name_id}</saml:NameID>\
+             <saml:Subject>{name_id_element}\
              <saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\">\
              <saml:SubjectConfirmationData{irt} NotOnOrAfter=\"{scd_nooa}\" Recipient=\"{recipient}\"/>\
              </saml:SubjectConfirmation></saml:Subject>\
@@ -738,7 +741,14 @@ impl SamlIdp {
              <saml:AuthnStatement AuthnInstant=\"{issued}\"{session_index}>{authn_context}</saml:AuthnStatement>\
              {attrs}</saml:Assertion>",
             issuer = esc(&spec.issuer),
-            fmt = esc(&spec.name_id_format),
+            name_id_element = if spec.omit_name_id {
+                String::new()
+            } else {
+                format!(
+                    "<saml:NameID Format=\"{}\">{name_id}</saml:NameID>",
+                    esc(&spec.name_id_format)
+                )
+            },
             recipient = esc(&spec.recipient),
             nb = instant(now + spec.not_before_offset),
             nooa = instant(now + spec.not_on_or_after_offset),
