@@ -152,13 +152,11 @@ fn identity(u: usize) -> Identity {
         4..=7 => (AuthMethod::Oidc("corp-entra".into()), MfaUsed::Idp),
         _ => (AuthMethod::Saml("okta".into()), MfaUsed::Idp),
     };
-    // Principals as the IdPs make them: an issuer part shared by every user, then a subject.
+    // Principals as the gateway makes them (`<idp-id>:<subject>`): Entra's subjects are 43
+    // characters, a SAML IdP's persistent NameIDs often the address.
     let principal = match &method {
-        AuthMethod::Oidc(_) => format!(
-            "oidc:https://login.microsoftonline.com/4f1c5a62-3b8e-4b7a-9d2e-0c1f2a3b4c5d/v2.0#{:043x}",
-            u.wrapping_mul(0x9E37_79B9)
-        ),
-        AuthMethod::Saml(_) => format!("saml:okta#{user}"),
+        AuthMethod::Oidc(idp) => format!("{idp}:{:043x}", u.wrapping_mul(0x9E37_79B9)),
+        AuthMethod::Saml(idp) => format!("{idp}:{user}@example.com"),
         _ => format!("native:{user}"),
     };
     Identity {

@@ -214,10 +214,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_guesses_from_many_addresses_get_at_most_max_failures_evaluations_on_redis(
-    ) {
+    async fn concurrent_guesses_from_many_addresses_get_at_most_max_failures_evaluations_on_redis()
+    {
         let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) else {
-            assert!(std::env::var_os("CI").is_none(), "REDIS_URL must be set in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "REDIS_URL must be set in CI"
+            );
             println!("skipped: REDIS_URL not set");
             return;
         };

@@ -132,7 +132,9 @@ impl EmailSender {
         // (lettre's own 7bit choice stops at 76 bytes a line; RFC 5322 allows 998.)
         let seven_bit = body.is_ascii()
             && !body.contains('\0')
-            && body.split("\r\n").all(|l| l.len() <= 998 && !l.contains(['\r', '\n']));
+            && body
+                .split("\r\n")
+                .all(|l| l.len() <= 998 && !l.contains(['\r', '\n']));
         let body = if seven_bit {
             Body::dangerous_pre_encoded(body.into_bytes(), ContentTransferEncoding::SevenBit)
         } else {

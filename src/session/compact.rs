@@ -116,8 +116,8 @@ const NATIVE: &str = "native:";
 /// The owner (principal) and the user name, in as few bytes as the common cases allow:
 /// tag 0 — a native principal, `native:` + the user name, which follows inline;
 /// tag 1 — principal and user name inline;
-/// tag 2 — the principal's issuer part (up to its last `#`, shared by every user of one IdP)
-///         interned, its subject and the user name inline.
+/// tag 2 — the principal's IdP part (`<idp-id>:`, shared by every user of one IdP) interned,
+///         its subject and the user name inline.
 fn put_owner(out: &mut Vec<u8>, principal: &str, user: &str, shared: &Interner) {
     if principal.strip_prefix(NATIVE) == Some(user) {
         out.push(0);
@@ -125,7 +125,7 @@ fn put_owner(out: &mut Vec<u8>, principal: &str, user: &str, shared: &Interner) 
         return;
     }
     match principal
-        .rfind('#')
+        .find(':')
         .and_then(|at| principal.split_at_checked(at + 1))
         .and_then(|(issuer, subject)| Some((shared.index(issuer)?, subject)))
     {
@@ -349,9 +349,9 @@ mod tests {
             };
             let principal = match (native, subject.len() % 3) {
                 (true, _) => format!("native:{user}"),
-                (false, 0) => format!("oidc:https://idp.example#{subject}"),
-                (false, 1) => format!("corp:{subject}"),
-                (false, _) => format!("saml:x#{subject}#{subject}"),
+                (false, 0) => format!("corp:{subject}"),
+                (false, 1) => format!("partner:{subject}:{subject}"),
+                (false, _) => format!("no-colon-{subject}"),
             };
             let s = session(
                 Identity { user, principal, email, groups, roles, method, mfa: MFA[mfa] },

@@ -664,17 +664,17 @@ mod tests {
     async fn users_of_different_origins_with_the_same_name_own_separate_sessions() {
         let st = MemoryStore::new(Clock::manual(1000), 10);
         st.insert(session("a", "alice", 1000)).await.unwrap();
-        st.insert(owned("b", "alice", "oidc:https://idp.example#42", 1000))
+        st.insert(owned("b", "alice", "corp:42", 1000))
             .await
             .unwrap();
-        st.insert(owned("c", "alice", "saml:partner#alice", 1000))
+        st.insert(owned("c", "alice", "partner:alice", 1000))
             .await
             .unwrap();
         let native = st.list(Some("native:alice"), None, 10).await.unwrap();
         assert_eq!(native.len(), 1);
         assert_eq!(native[0].id, sid("a"));
         assert_eq!(
-            st.remove_principal("saml:partner#alice").await.unwrap(),
+            st.remove_principal("partner:alice").await.unwrap(),
             vec![sid("c")]
         );
         assert!(st.get(&sid("a")).await.unwrap().is_some());

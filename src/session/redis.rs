@@ -1014,7 +1014,7 @@ mod tests {
             id.clone(),
             Identity {
                 user: "ann".into(),
-                principal: "oidc:https://idp.example#ann-42".into(),
+                principal: "corp:ann-42".into(),
                 email: Some("ann@example.com".into()),
                 groups: vec!["support".into(), "tier2".into()],
                 roles: vec!["agent".into(), "admin".into()],
@@ -1035,7 +1035,7 @@ mod tests {
         let got = st.get(&id).await.unwrap().unwrap();
         assert_eq!(got.id, id);
         assert_eq!(got.identity.user, "ann");
-        assert_eq!(got.identity.principal, "oidc:https://idp.example#ann-42");
+        assert_eq!(got.identity.principal, "corp:ann-42");
         assert_eq!(got.identity.email.as_deref(), Some("ann@example.com"));
         assert_eq!(got.identity.groups, vec!["support", "tier2"]);
         assert_eq!(got.identity.roles, vec!["agent", "admin"]);

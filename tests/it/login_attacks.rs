@@ -84,8 +84,7 @@ async fn a_stale_password_only_login_cannot_overwrite_an_authenticator_confirmed
 
 // Finding 2, the other order: the stale login confirms its own secret after the victim did.
 #[tokio::test]
-async fn confirming_a_stale_enrollment_after_the_victim_enrolled_is_refused_and_changes_nothing()
-{
+async fn confirming_a_stale_enrollment_after_the_victim_enrolled_is_refused_and_changes_nothing() {
     let env = env("first_login").await;
     env.add_user("vera", &["contractor"]).await;
     let mut attacker = env.browser();
@@ -117,8 +116,15 @@ async fn confirming_a_stale_enrollment_after_the_victim_enrolled_is_refused_and_
         .await
         .unwrap()
         .unwrap();
-    let opened = env.acc().open_seed("native:vera", &stored.sealed_seed).unwrap();
-    assert_eq!(opened.expose(), victims_seed.expose(), "the victim's factor is kept");
+    let opened = env
+        .acc()
+        .open_seed("native:vera", &stored.sealed_seed)
+        .unwrap();
+    assert_eq!(
+        opened.expose(),
+        victims_seed.expose(),
+        "the victim's factor is kept"
+    );
 }
 
 // Finding 3.
@@ -130,7 +136,10 @@ async fn an_unconfirmed_enrollment_secret_is_never_shown_to_another_login() {
     password_step(&mut attacker, "/normal", "pia", PW).await;
     let planted = enrollment_seed(&mut attacker).await;
     // Reloading shows the same secret to the same login (a scanned QR code stays valid) ...
-    assert_eq!(enrollment_seed(&mut attacker).await.expose(), planted.expose());
+    assert_eq!(
+        enrollment_seed(&mut attacker).await.expose(),
+        planted.expose()
+    );
     // ... but the victim's login gets its own.
     let mut victim = env.browser();
     password_step(&mut victim, "/normal", "pia", PW).await;
@@ -143,7 +152,12 @@ async fn an_unconfirmed_enrollment_secret_is_never_shown_to_another_login() {
         StatusCode::OK
     );
     assert!(
-        env.acc().users.get_totp("native:pia").await.unwrap().is_some(),
+        env.acc()
+            .users
+            .get_totp("native:pia")
+            .await
+            .unwrap()
+            .is_some(),
         "nothing is stored before confirmation, the victim's after"
     );
     // The planted secret never signs anyone in.
@@ -216,7 +230,9 @@ async fn a_factor_reset_ends_logins_already_past_the_password() {
     let mut b = env.browser();
     password_step(&mut b, "/normal", "fred", PW).await;
     let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
-    let r = env.admin(Method::DELETE, "/api/v1/users/fred/mfa", None).await;
+    let r = env
+        .admin(Method::DELETE, "/api/v1/users/fred/mfa", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let link = r.json()["enrollment_url"].as_str().unwrap().to_owned();
     assert!(link.starts_with(&format!("http://{}/normal?invite=", env.gw.addr)));
@@ -350,7 +366,7 @@ async fn a_native_alice_never_sees_or_ends_an_sso_alices_sessions() {
             id.clone(),
             Identity {
                 user: "alice".into(),
-                principal: "oidc:https://partner.example#alice-77".into(),
+                principal: "partner:alice-77".into(),
                 email: None,
                 groups: vec![],
                 roles: vec!["agent".into()],
@@ -369,18 +385,32 @@ async fn a_native_alice_never_sees_or_ends_an_sso_alices_sessions() {
     }
     let mut a = env.browser();
     password_step(&mut a, "/normal", "alice", PW).await;
-    assert_eq!(submit_code(&mut a, &env.code(&seed)).await.status, StatusCode::FOUND);
+    assert_eq!(
+        submit_code(&mut a, &env.code(&seed)).await.status,
+        StatusCode::FOUND
+    );
     env.gw.clock.advance(30);
     let page = a.get("/_portcullis/account").await;
     for id in &sso {
-        assert!(!page.text().contains(id.as_str()), "an SSO alice session is listed");
+        assert!(
+            !page.text().contains(id.as_str()),
+            "an SSO alice session is listed"
+        );
     }
-    assert_eq!(page.text().matches("/account/sessions/end").count(), 0, "only this one");
+    assert_eq!(
+        page.text().matches("/account/sessions/end").count(),
+        0,
+        "only this one"
+    );
     // Ending "everything else" and the admin's "all of alice's sessions" spare the SSO alice.
     let csrf = input_value(&page.text(), "csrf_token").unwrap();
     a.post(
         "/_portcullis/account/sessions/end",
-        &[("id", "others"), ("csrf_token", &csrf), ("code", &env.code(&seed))],
+        &[
+            ("id", "others"),
+            ("csrf_token", &csrf),
+            ("code", &env.code(&seed)),
+        ],
     )
     .await;
     let r = env
@@ -394,15 +424,12 @@ async fn a_native_alice_never_sees_or_ends_an_sso_alices_sessions() {
     let listed = env
         .admin(
             Method::GET,
-            &format!("/api/v1/sessions?user={}", enc("oidc:https://partner.example#alice-77")),
+            &format!("/api/v1/sessions?user={}", enc("partner:alice-77")),
             None,
         )
         .await;
     assert_eq!(listed.json()["items"].as_array().unwrap().len(), 9);
-    assert_eq!(
-        listed.json()["items"][0]["principal"],
-        "oidc:https://partner.example#alice-77"
-    );
+    assert_eq!(listed.json()["items"][0]["principal"], "partner:alice-77");
 }
 
 // Finding 14: Origin.
@@ -448,7 +475,10 @@ async fn a_form_posted_from_another_site_is_refused() {
         .http
         .post_form(
             &env.gw.url("/_portcullis/mfa"),
-            &[("cookie", cookie.as_str()), ("origin", "https://evil.example")],
+            &[
+                ("cookie", cookie.as_str()),
+                ("origin", "https://evil.example"),
+            ],
             &[("code", &code), ("csrf_token", &csrf)],
         )
         .await;
@@ -509,7 +539,10 @@ async fn an_invitation_enrolls_once_and_a_second_use_does_nothing() {
     let r = password_step(&mut b, &link, "una", PW).await;
     assert!(r.header("location").unwrap().ends_with("/mfa/enroll"));
     let seed = enrollment_seed(&mut b).await;
-    assert_eq!(confirm_enrollment(&mut b, &env.code(&seed)).await.status, StatusCode::OK);
+    assert_eq!(
+        confirm_enrollment(&mut b, &env.code(&seed)).await.status,
+        StatusCode::OK
+    );
     let again = env.browser().get(&link).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert!(again.text().contains("Link not valid"));
@@ -529,14 +562,23 @@ async fn race_one_invitation(store: Store) -> Option<()> {
     password_step(&mut b, &link, "twin", PW).await;
     let (sa, sb) = (enrollment_seed(&mut a).await, enrollment_seed(&mut b).await);
     let (ca, cb) = (env.code(&sa), env.code(&sb));
-    let (ra, rb) = tokio::join!(confirm_enrollment(&mut a, &ca), confirm_enrollment(&mut b, &cb));
-    let wins = [&ra, &rb].iter().filter(|r| r.status == StatusCode::OK).count();
+    let (ra, rb) = tokio::join!(
+        confirm_enrollment(&mut a, &ca),
+        confirm_enrollment(&mut b, &cb)
+    );
+    let wins = [&ra, &rb]
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
     assert_eq!(wins, 1, "{} / {}", ra.status, rb.status);
     assert_eq!(
-        [a.jar.contains_key("portcullis"), b.jar.contains_key("portcullis")]
-            .iter()
-            .filter(|x| **x)
-            .count(),
+        [
+            a.jar.contains_key("portcullis"),
+            b.jar.contains_key("portcullis")
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count(),
         1
     );
     Some(())
@@ -558,9 +600,17 @@ async fn an_expired_or_replaced_invitation_does_nothing() {
     env.add_user("exa", &["contractor"]).await;
     let old = env.invite("exa").await;
     let new = env.invite("exa").await;
-    assert_eq!(env.browser().get(&old).await.status, StatusCode::BAD_REQUEST, "replaced");
+    assert_eq!(
+        env.browser().get(&old).await.status,
+        StatusCode::BAD_REQUEST,
+        "replaced"
+    );
     env.gw.clock.advance(7 * 86_400 + 1);
-    assert_eq!(env.browser().get(&new).await.status, StatusCode::BAD_REQUEST, "expired");
+    assert_eq!(
+        env.browser().get(&new).await.status,
+        StatusCode::BAD_REQUEST,
+        "expired"
+    );
 }
 
 #[tokio::test]
@@ -574,14 +624,20 @@ async fn a_user_created_without_a_password_chooses_one_through_the_mailed_invita
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    assert!(r.json().get("password").is_none(), "no password is generated");
+    assert!(
+        r.json().get("password").is_none(),
+        "no password is generated"
+    );
     assert_eq!(r.json()["mailed"], true);
     let link = r.json()["enrollment_url"].as_str().unwrap().to_owned();
     let mail = env.smtp.next_message(Duration::from_secs(5)).await.unwrap();
     assert!(mail.body().contains(&link));
     // Without the link there is no way in (no password at all).
     let mut x = env.browser();
-    assert_eq!(password_step(&mut x, "/normal", "nina", "").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        password_step(&mut x, "/normal", "nina", "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let path = env.local(&link);
     let mut b = env.browser();
     let form = b.get(&path).await;
@@ -591,7 +647,10 @@ async fn a_user_created_without_a_password_chooses_one_through_the_mailed_invita
     base.push(("username", "nina"));
     let mut short = base.clone();
     short.extend([("new_password", "short"), ("confirm_password", "short")]);
-    assert_eq!(b.post("/normal", &short).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.post("/normal", &short).await.status,
+        StatusCode::BAD_REQUEST
+    );
     let fields = login_form(&mut b, &path).await;
     let mut good: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     good.extend([
@@ -600,14 +659,24 @@ async fn a_user_created_without_a_password_chooses_one_through_the_mailed_invita
         ("confirm_password", "a long new password"),
     ]);
     let r = b.post("/normal", &good).await;
-    assert!(r.header("location").unwrap().ends_with("/mfa/enroll"), "{}", r.text());
+    assert!(
+        r.header("location").unwrap().ends_with("/mfa/enroll"),
+        "{}",
+        r.text()
+    );
     let seed = enrollment_seed(&mut b).await;
-    assert_eq!(confirm_enrollment(&mut b, &env.code(&seed)).await.status, StatusCode::OK);
+    assert_eq!(
+        confirm_enrollment(&mut b, &env.code(&seed)).await.status,
+        StatusCode::OK
+    );
     // The chosen password and the new factor sign in from now on.
     env.gw.clock.advance(30);
     let mut c = env.browser();
     password_step(&mut c, "/normal", "nina", "a long new password").await;
-    assert_eq!(submit_code(&mut c, &env.code(&seed)).await.status, StatusCode::FOUND);
+    assert_eq!(
+        submit_code(&mut c, &env.code(&seed)).await.status,
+        StatusCode::FOUND
+    );
 }
 
 // Illegal transitions of the table in auth::native.
@@ -621,14 +690,26 @@ async fn steps_reached_out_of_order_are_refused_and_leave_the_login_as_it_was() 
     password_step(&mut b, "/normal", "ord", PW).await;
     let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
     for step in ["/_portcullis/mfa/enroll"] {
-        let r = b.post(step, &[("code", &env.code(&seed)), ("csrf_token", &csrf)]).await;
+        let r = b
+            .post(step, &[("code", &env.code(&seed)), ("csrf_token", &csrf)])
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{step}");
     }
-    assert_eq!(submit_code(&mut b, &env.code(&seed)).await.status, StatusCode::FOUND, "intact");
+    assert_eq!(
+        submit_code(&mut b, &env.code(&seed)).await.status,
+        StatusCode::FOUND,
+        "intact"
+    );
     // After the login ended, none of its steps answers.
     env.gw.clock.advance(30);
-    for step in ["/_portcullis/mfa", "/_portcullis/mfa/enroll", "/_portcullis/mfa/email"] {
-        let r = b.post(step, &[("code", &env.code(&seed)), ("csrf_token", &csrf)]).await;
+    for step in [
+        "/_portcullis/mfa",
+        "/_portcullis/mfa/enroll",
+        "/_portcullis/mfa/email",
+    ] {
+        let r = b
+            .post(step, &[("code", &env.code(&seed)), ("csrf_token", &csrf)])
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{step} after the end");
     }
     // An enrollment login posting a code to the challenge, or asking for an email code.
@@ -638,11 +719,20 @@ async fn steps_reached_out_of_order_are_refused_and_leave_the_login_as_it_was() 
     let csrf = input_value(&page.text(), "csrf_token").unwrap();
     let own = seed_of(&element_text(&page.text(), "totp-uri").unwrap());
     for step in ["/_portcullis/mfa", "/_portcullis/mfa/email"] {
-        let r = n.post(step, &[("code", &env.code(&own)), ("csrf_token", &csrf)]).await;
+        let r = n
+            .post(step, &[("code", &env.code(&own)), ("csrf_token", &csrf)])
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{step}");
     }
-    assert!(env.smtp.next_message(Duration::from_millis(300)).await.is_none());
-    assert_eq!(confirm_enrollment(&mut n, &env.code(&own)).await.status, StatusCode::OK);
+    assert!(env
+        .smtp
+        .next_message(Duration::from_millis(300))
+        .await
+        .is_none());
+    assert_eq!(
+        confirm_enrollment(&mut n, &env.code(&own)).await.status,
+        StatusCode::OK
+    );
     // No pending login at all.
     let mut none = env.browser();
     for step in ["/_portcullis/mfa", "/_portcullis/mfa/enroll"] {
@@ -696,12 +786,16 @@ async fn race_single_use(store: Store) -> Option<()> {
     let mut a = env.browser();
     password_step(&mut a, "/normal", "racer", PW).await;
     let (_, csrf) = mfa_csrf(&mut a, "/_portcullis/mfa").await;
-    a.post("/_portcullis/mfa/email", &[("csrf_token", &csrf)]).await;
+    a.post("/_portcullis/mfa/email", &[("csrf_token", &csrf)])
+        .await;
     let mail = env.smtp.next_message(Duration::from_secs(5)).await.unwrap();
     let email_code = mail.code(8).unwrap();
     let mut b = Browser::new(&a.base);
     b.jar = a.jar.clone();
-    let (ra, rb) = tokio::join!(submit_code(&mut a, &email_code), submit_code(&mut b, &email_code));
+    let (ra, rb) = tokio::join!(
+        submit_code(&mut a, &email_code),
+        submit_code(&mut b, &email_code)
+    );
     assert_eq!(sessions_made(ra, rb).await, 1, "email code");
     // One CSRF token of the password form, posted twice at once: one evaluation.
     let mut a = env.browser();
@@ -758,5 +852,8 @@ async fn a_code_used_on_the_account_page_cannot_sign_in_again() {
     assert!(r.text().contains("Save your recovery codes"));
     let mut b = env.browser();
     password_step(&mut b, "/normal", "acct", PW).await;
-    assert_eq!(submit_code(&mut b, &code).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        submit_code(&mut b, &code).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

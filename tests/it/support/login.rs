@@ -81,7 +81,9 @@ impl LoginEnv {
                 let url = redis_url()?;
                 let prefix = format!("pc-login-{}:", portcullis::session::random_id(6));
                 (
-                    format!("store = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"{prefix}\""),
+                    format!(
+                        "store = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"{prefix}\""
+                    ),
                     Some((url, prefix)),
                 )
             }
