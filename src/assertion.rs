@@ -113,7 +113,9 @@ impl Signer {
         let claims = serde_json::json!({
             "iss": self.issuer,
             "aud": self.issuer,
-            "sub": id.user,
+            // The principal: unique across origins (a native `bob` is not an IdP's `bob`).
+            "sub": id.principal,
+            "preferred_username": id.user,
             "email": id.email,
             "groups": id.groups,
             "roles": id.roles,
@@ -238,7 +240,8 @@ mod tests {
             .unwrap();
         let claims: serde_json::Value =
             serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(claims["sub"], "ann");
+        assert_eq!(claims["sub"], "native:ann");
+        assert_eq!(claims["preferred_username"], "ann");
         assert_eq!(claims["exp"], 2060);
         assert_eq!(claims["mfa"], "totp");
         // The same key comes back on restart.

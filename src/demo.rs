@@ -104,6 +104,8 @@ paths = ["/normal", "/access/normal"]
 [mfa]
 issuer = "Portcullis demo"
 methods = ["totp", "recovery_code"]
+# A first second factor only through a single-use enrollment link (printed at start).
+enrollment = "invite"
 
 [roles.contractor]
 groups = ["contractors"]

@@ -399,18 +399,19 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
             .await?
             .context("demo config has no storage")?;
         let now = Clock::system().now();
-        let (_, pw) = acc
-            .create_user(
-                &config,
-                "contractor",
-                Some("contractor@example.com".into()),
-                vec!["contractor".into()],
-                None,
-                now,
-            )
-            .await?;
+        let pw = portcullis::auth::password::generate_password();
+        acc.create_user(
+            &config,
+            "contractor",
+            Some("contractor@example.com".into()),
+            vec!["contractor".into()],
+            Some(pw.clone()),
+            now,
+        )
+        .await?;
         let (_, uri) = acc.enroll_totp_now("contractor", now).await?;
-        let (_, pw2) = acc
+        // The invite flow (DESIGN.md §6): no password, no factor, one enrollment link.
+        let (newcomer, _) = acc
             .create_user(
                 &config,
                 "newcomer",
@@ -420,6 +421,7 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
                 now,
             )
             .await?;
+        let link = acc.create_invite(&config, &newcomer.username, now).await?;
         acc.users.close().await;
         let mut running = portcullis::server::start(config, Clock::system()).await?;
         let url = format!("http://127.0.0.1:{port}/");
@@ -432,10 +434,7 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
         println!();
         println!("  1. Contractor with an authenticator app already set up:");
         println!("       username: contractor");
-        println!(
-            "       password: {}",
-            pw.as_ref().map(|p| p.expose()).unwrap_or("?")
-        );
+        println!("       password: {}", pw.expose());
         println!("       authenticator: scan this QR code, or add the link below by hand");
         if let Ok(q) = portcullis::mfa::qr::terminal(&uri) {
             for line in q.lines() {
@@ -444,14 +443,10 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
         }
         println!("       {uri}");
         println!();
-        println!(
-            "  2. A contractor who has not set up two-step verification (enrolls at first login):"
-        );
-        println!("       username: newcomer");
-        println!(
-            "       password: {}",
-            pw2.as_ref().map(|p| p.expose()).unwrap_or("?")
-        );
+        println!("  2. A new contractor, invited: open this single-use enrollment link, choose a");
+        println!("     password and set up two-step verification (the link is what an admin");
+        println!("     would mail; without it a new account cannot pick its own second factor):");
+        println!("       {link}");
         println!();
         println!("  Press Ctrl-C to stop.");
         shutdown_signal().await;

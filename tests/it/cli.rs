@@ -222,6 +222,36 @@ async fn the_demo_serves_a_login_and_prints_what_a_newcomer_needs() {
     let app = b.follow(r).await;
     assert_eq!(app.status, hyper::StatusCode::OK);
     assert!(app.text().contains("Welcome, contractor"), "{}", app.text());
+    // The newcomer's printed enrollment link: choose a password, then enroll.
+    let link = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("http://127.0.0.1:{port}")))
+        .filter(|l| l.starts_with("/normal?invite="))
+        .unwrap_or_else(|| panic!("no enrollment link in:\n{text}"))
+        .to_owned();
+    let mut n = browser::Browser::new(&format!("http://127.0.0.1:{port}"));
+    let form = n.get(&link).await;
+    assert!(form.text().contains("name=\"new_password\""), "{}", form.text());
+    let csrf = browser::input_value(&form.text(), "csrf_token").unwrap();
+    let invite = browser::input_value(&form.text(), "invite").unwrap();
+    let r = n
+        .post(
+            "/normal",
+            &[
+                ("username", "newcomer"),
+                ("new_password", "a demo password"),
+                ("confirm_password", "a demo password"),
+                ("invite", &invite),
+                ("csrf_token", &csrf),
+                ("rd", "/"),
+            ],
+        )
+        .await;
+    assert!(
+        r.header("location").is_some_and(|l| l.ends_with("/_portcullis/mfa/enroll")),
+        "{}",
+        r.text()
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -116,7 +116,8 @@ async fn the_assertion_header_verifies_against_the_published_jwks() {
     let header: serde_json::Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["kid"], key["kid"]);
     let claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
-    assert_eq!(claims["sub"], "ann");
+    assert_eq!(claims["sub"], "native:ann", "the principal");
+    assert_eq!(claims["preferred_username"], "ann");
     assert_eq!(claims["sid"], id.as_str());
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
