@@ -47,6 +47,9 @@ pub enum GatewayError {
     /// No route matches the path.
     #[error("no route matches")]
     NoRoute,
+    /// A protocol switch this gateway does not make (a malformed WebSocket handshake, CONNECT).
+    #[error("upgrade refused: {0}")]
+    BadUpgrade(headers::BadUpgrade),
     /// Signed in, but none of the user's roles is admitted by the route.
     #[error("role not allowed on this route")]
     RoleNotAllowed,
@@ -154,14 +157,17 @@ async fn proxy(
     }
     user.clone_from(&session);
 
-    // Phase: rewrite.
-    let upgrade = headers::wants_upgrade(req.headers());
+    // Phase: rewrite. The upgrade is decided once, here, after the route admitted the session:
+    // a WebSocket handshake keeps its upgrade, any other protocol's is stripped below.
+    let upgrade = headers::Upgrade::of(req.method(), req.version(), req.headers())
+        .map_err(GatewayError::BadUpgrade)?;
+    let websocket = upgrade == headers::Upgrade::WebSocket;
     let host = req.headers().get(HOST).cloned().or_else(|| {
         req.uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let client_xff = headers::strip_inbound(req.headers_mut(), &gw.ids, upgrade);
+    let client_xff = headers::strip_inbound(req.headers_mut(), &gw.ids, websocket);
     gw.cookies.strip(req.headers_mut());
     let h = req.headers_mut();
     // Room for everything added below at once, instead of regrowing the map midway.
@@ -210,8 +216,9 @@ async fn proxy(
     *req.version_mut() = hyper::Version::HTTP_11;
 
     // Phase: forward.
-    if upgrade {
-        let mut resp = Box::pin(gw.upstream.send_upgrade(req)).await?;
+    if websocket {
+        let mut resp = Box::pin(gw.upstream.send_websocket(req)).await?;
+        // `send_websocket` returns a 101 only when it answers this handshake.
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_response(resp.headers_mut(), switched);
         return Ok(resp);
@@ -221,6 +228,19 @@ async fn proxy(
     gw.metrics.upstream_latency(sent.elapsed());
     headers::strip_response(resp.headers_mut(), false);
     Ok(resp.map(GatewayBody::Upstream))
+}
+
+/// Headers every response of the public listener carries, whoever made it (the gateway's
+/// pages, refusals, redirects, proxied and 101 responses; the fast lane writes the same in
+/// `fast::client_head`): `Strict-Transport-Security` with an https `public_url` (DESIGN.md
+/// §6). The gateway's value replaces an upstream's own: the operator's policy holds for the
+/// whole origin, and an app cannot shorten it or switch it off (`max-age=0`). With
+/// `hsts = "off"` the upstream's header passes as it is.
+pub fn edge_headers<B>(gw: &Gateway, resp: &mut Response<B>) {
+    if let Some(v) = &gw.hsts {
+        resp.headers_mut()
+            .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v.clone());
+    }
 }
 
 /// The client address as a header value. IPv4 is written by hand: `Display` goes through the
@@ -393,6 +413,13 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
             "The address of this request can be read in more than one way, so it was refused.",
             "Check the link you followed.",
         ),
+        GatewayError::BadUpgrade(_) => (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Bad request",
+            "This request asks to switch protocols in a way this gateway does not allow.",
+            "Only WebSocket connections (GET, HTTP/1.1, a complete handshake) are passed on.",
+        ),
         GatewayError::NoRoute => (
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -435,7 +462,7 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
             "The application behind this gateway did not answer in time.",
             "Try again in a minute.",
         ),
-        GatewayError::Upstream(ProxyError::Unavailable(_)) => (
+        GatewayError::Upstream(ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_)) => (
             StatusCode::BAD_GATEWAY,
             "upstream_unavailable",
             "The application is unavailable",
