@@ -5,11 +5,14 @@
 //! | classify       | normalise the path once; pick reserved endpoint, native login or route |
 //! | load_session   | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
 //! | authorize      | public / role check / send to login (302 for browsers, 401 JSON)  |
-//! | rewrite        | strip hop-by-hop, spoofed identity and our cookies; add ours       |
-//! | forward        | stream to the upstream, splice upgrades, map failures to 502/504  |
+//! | rewrite        | decide the upgrade once (`headers::Upgrade`: WebSocket, or none);  |
+//! |                | strip hop-by-hop, other upgrades, spoofed identity, our cookies; add ours |
+//! | forward        | stream to the upstream, splice WebSocket upgrades, map failures to 502/504 |
 //! | log            | one access line when `server.access_log` is on                    |
 //!
-//! Invariant: the path that `authorize` checked is the path `forward` sends.
+//! Invariants: the path that `authorize` checked is the path `forward` sends; only a request
+//! `headers::Upgrade::of` found to be a WebSocket handshake can become a tunnel; every response
+//! gets the edge headers (`edge_headers`, HSTS) on its way out of the public listener.
 
 use super::{endpoints, Gateway};
 use crate::auth::policy::{self, LocalPath, RouteDecision};
