@@ -568,12 +568,18 @@ mod tests {
         Arc<super::super::idle::IdlePool<RawConn>>,
         std::net::TcpStream,
     ) {
+        let pool = super::super::idle::IdlePool::new(4, Duration::from_secs(60));
+        let peer = pool_one(&pool).await;
+        (pool, peer)
+    }
+
+    /// Puts one more raw connection in `pool`; returns the upstream's end of it.
+    async fn pool_one(pool: &super::super::idle::IdlePool<RawConn>) -> std::net::TcpStream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let io = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (peer, _) = listener.accept().unwrap();
-        let pool = super::super::idle::IdlePool::new(4, Duration::from_secs(60));
         pool.put(
             RawConn {
                 io,
@@ -581,7 +587,19 @@ mod tests {
             },
             Instant::now(),
         );
-        (pool, peer)
+        peer
+    }
+
+    /// Whether the gateway closed its end (with bytes unread: a reset, not an orderly end).
+    fn closed(peer: &mut std::net::TcpStream) -> bool {
+        use std::io::Read as _;
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = [0u8; 1];
+        match peer.read(&mut rest) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     }
 
     #[tokio::test]
@@ -604,22 +622,22 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_arriving_on_an_idle_raw_connection_close_it() {
-        use std::io::{Read as _, Write as _};
-        let (pool, mut peer) = pooled_pair().await;
+        use std::io::Write as _;
+        let (pool, mut first) = pooled_pair().await;
         pool.start_reaper();
         // Let the watcher register on the idle connection, then send what nobody asked for.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        first
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut rest = [0u8; 1];
-        // Closed with the bytes unread: a reset rather than an orderly end.
-        match peer.read(&mut rest) {
-            Ok(0) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-            other => panic!("the connection is still open: {other:?}"),
-        }
+        assert!(closed(&mut first), "the first connection is still open");
+        // A connection put back while the watcher waits is watched too.
+        let mut second = pool_one(&pool).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        second.write_all(b"FORGED").unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(closed(&mut second), "the second connection is still open");
         assert!(pool.take().is_none());
     }
 

@@ -69,6 +69,9 @@ pub struct IdlePool<T> {
     /// Tells the watcher a connection was put back, so it watches that one too. Shared with
     /// the watcher apart from the pool, which the watcher holds only weakly.
     added: Arc<Notify>,
+    /// The watcher waits for `added` (set by it, cleared by the first `put` that notifies):
+    /// while it paces, a `put` costs one relaxed load.
+    watching: Arc<AtomicBool>,
 }
 
 impl<T: Idle> IdlePool<T> {
@@ -79,6 +82,7 @@ impl<T: Idle> IdlePool<T> {
             idle_timeout,
             reaper: AtomicBool::new(false),
             added: Arc::new(Notify::new()),
+            watching: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -113,8 +117,12 @@ impl<T: Idle> IdlePool<T> {
                 idle.push((c, since));
             }
         }
-        if T::WATCHED {
-            // One atomic operation while the watcher is pacing (a permit is already stored).
+        // Relaxed is enough: the lock above orders this after the watcher's last scan, which
+        // came after it set the flag, so a connection is either scanned or announced.
+        if T::WATCHED
+            && self.watching.load(Ordering::Relaxed)
+            && self.watching.swap(false, Ordering::Relaxed)
+        {
             self.added.notify_one();
         }
     }
@@ -165,6 +173,7 @@ impl<T: Idle> IdlePool<T> {
         }
         let weak = Arc::downgrade(self);
         let added = Arc::clone(&self.added);
+        let watching = Arc::clone(&self.watching);
         let every = (self.idle_timeout / 2).max(Duration::from_millis(100));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -176,11 +185,14 @@ impl<T: Idle> IdlePool<T> {
                     Some(_) => Poll::Pending,
                     None => Poll::Ready(()),
                 });
+                // Set before the first scan (the select's first poll of `watch`).
+                watching.store(T::WATCHED, Ordering::Relaxed);
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = watch => {}
                     () = added.notified(), if T::WATCHED => {}
                 }
+                watching.store(false, Ordering::Relaxed);
                 match weak.upgrade() {
                     Some(p) => p.reap(),
                     None => return,
