@@ -219,9 +219,6 @@ impl SharedSocket {
     }
 }
 
-/// The most read into zeroed memory at once (safe code cannot read into uninitialised bytes).
-const MAX_READ: usize = 64 * 1024;
-
 impl AsyncRead for SharedSocket {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -231,27 +228,20 @@ impl AsyncRead for SharedSocket {
         let s = &*self.0;
         loop {
             ready!(s.poll_read_ready(cx))?;
-            let dst = buf.initialize_unfilled_to(buf.remaining().min(MAX_READ));
-            let want = dst.len();
-            let mut got = 0;
-            // As tokio's own `poll_read`: a read that leaves room shows the socket drained, so
-            // readiness is cleared (with the readiness seen before the read) and the next read
-            // waits instead of trying a system call that would only say "would block".
-            let r = s.try_io(Interest::READABLE, || {
-                got = s.try_read(dst)?;
-                if got > 0 && got < want {
-                    Err(io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(())
-                }
+            let want = buf.remaining();
+            let before = buf.filled().len();
+            // As tokio's own `poll_read` (`PollEvented`): a read that leaves room shows the
+            // socket drained, so readiness is cleared, with the readiness seen before the read,
+            // and the next read waits instead of making a system call that would block.
+            let r = s.try_io(Interest::READABLE, || match s.try_read_buf(buf)? {
+                n if 0 < n && n < want => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
             });
+            let got = buf.filled().len() - before;
             match r {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && got == 0 => continue,
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
-                _ => {
-                    buf.advance(got);
-                    return Poll::Ready(Ok(()));
-                }
+                _ => return Poll::Ready(Ok(())),
             }
         }
     }
