@@ -1165,3 +1165,22 @@ async fn a_gateway_with_an_http_public_url_sends_no_hsts() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_websocket_on_a_route_the_sessions_role_does_not_admit_is_refused_before_the_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("eve", &["end_user"]).await;
+    let host = gw.addr.to_string();
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!("GET /agent/ws HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: application/json\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (status, head, _) = read_raw(&mut s, &mut buf).await.expect("a response");
+    assert_eq!(status, 403, "{head}");
+    assert_eq!(
+        gw.upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    gw.stop().await;
+}
