@@ -113,6 +113,10 @@ pub struct ServerConfig {
     pub send_timeout: Duration,
     /// PKCS#8 file of the key that signs `X-Portcullis-Assertion`; generated when missing.
     pub signing_key: PathBuf,
+    /// `Strict-Transport-Security` sent on every public response (DESIGN.md §6): a checked
+    /// header value, `max-age=31536000` by default with an https `public_url`; `None` with an
+    /// http one or `hsts = "off"`.
+    pub hsts: Option<String>,
 }
 
 #[derive(Clone, Debug)]

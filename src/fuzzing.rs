@@ -13,7 +13,7 @@
 use crate::auth::oidc::{self as rp, Trust, BACKCHANNEL_EVENT, LEEWAY_SECS};
 use crate::auth::policy::{LocalPath, RouteDecision, Routes};
 use crate::config::{Access, Config, RouteConfig};
-use crate::proxy::headers::{strip_inbound, IdentityHeaders};
+use crate::proxy::headers::{strip_inbound, IdentityHeaders, Upgrade};
 use crate::proxy::path::normalize;
 use crate::secret::SessionToken;
 use crate::server::endpoints::{form_value, query_param};
@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("cookie", cookie_header),
     ("form", form),
     ("identity_headers", identity_headers),
+    ("upgrade", upgrade),
     ("path", path),
     ("id_token", id_token),
     ("logout_token", logout_token),
@@ -296,6 +297,92 @@ pub fn identity_headers(data: &[u8]) {
         let a: Vec<_> = before.get_all(name).iter().collect();
         let b: Vec<_> = h.get_all(name).iter().collect();
         assert_eq!(a, b, "{n} was altered");
+    }
+}
+
+/// `headers::Upgrade::of` and the rewrite after it (DESIGN.md §6): a request is a WebSocket
+/// handshake only when it is a complete one (GET, HTTP/1.1, `Upgrade: websocket` alone,
+/// `Connection: upgrade`, a 16-byte key, version 13), CONNECT never passes, and afterwards the
+/// upstream sees `Upgrade: websocket` for a handshake and no `Upgrade` at all otherwise.
+/// Input: a first line `METHOD VERSION` (`1.0`, `1.1`, `2`), then `name: value` lines.
+pub fn upgrade(data: &[u8]) {
+    use base64::engine::general_purpose::STANDARD;
+    use hyper::{Method, Version};
+    let text = text(data);
+    let mut lines = text.split('\n');
+    let first = lines.next().unwrap_or_default();
+    let (m, v) = first.split_once(' ').unwrap_or((first, ""));
+    let method = Method::from_bytes(m.trim().as_bytes()).unwrap_or(Method::GET);
+    let version = match v.trim() {
+        "1.0" => Version::HTTP_10,
+        "2" => Version::HTTP_2,
+        _ => Version::HTTP_11,
+    };
+    let mut h = HeaderMap::new();
+    for line in lines {
+        let Some((n, v)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.trim().as_bytes()),
+            HeaderValue::from_str(v.trim()),
+        ) {
+            h.append(n, v);
+        }
+    }
+    let decided = Upgrade::of(&method, version, &h);
+    if method == Method::CONNECT {
+        assert!(decided.is_err(), "CONNECT accepted");
+    }
+    let websocket = decided == Ok(Upgrade::WebSocket);
+    if websocket {
+        assert!(method == Method::GET && version == Version::HTTP_11);
+        // One field whose list (empty elements do not count, RFC 9110 §5.6.1) is `websocket`.
+        let ups: Vec<_> = h.get_all(UPGRADE).iter().collect();
+        let offers: Vec<String> = ups
+            .iter()
+            .filter_map(|u| u.to_str().ok())
+            .flat_map(|u| u.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert!(
+            ups.len() == 1 && offers == ["websocket"],
+            "a WebSocket with other upgrade offers: {ups:?}"
+        );
+        assert!(
+            h.get_all(CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))),
+            "a WebSocket without Connection: upgrade"
+        );
+        let keys: Vec<_> = h.get_all("sec-websocket-key").iter().collect();
+        assert!(
+            keys.len() == 1
+                && keys
+                    .first()
+                    .and_then(|k| STANDARD.decode(k.as_bytes()).ok())
+                    .is_some_and(|k| k.len() == 16),
+            "a WebSocket without a valid key"
+        );
+        let versions: Vec<_> = h.get_all("sec-websocket-version").iter().collect();
+        assert!(
+            versions.len() == 1 && versions.first().is_some_and(|v| v.as_bytes() == b"13"),
+            "a WebSocket of another version"
+        );
+    }
+    strip_inbound(&mut h, &IdentityHeaders::default(), websocket);
+    let left: Vec<_> = h.get_all(UPGRADE).iter().collect();
+    if websocket {
+        assert_eq!(left, [HeaderValue::from_static("websocket")]);
+    } else {
+        assert!(
+            left.is_empty(),
+            "an upgrade offer reached the upstream: {left:?}"
+        );
     }
 }
 

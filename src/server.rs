@@ -80,6 +80,8 @@ pub struct Gateway {
     pub saml: saml::Providers,
     /// Test-only panic trigger, disarmed unless armed from code (`inject_panic_on_path`).
     pub(crate) panic_probe: contain::PanicProbe,
+    /// `Strict-Transport-Security` for every public response (`server.hsts`), parsed once.
+    pub hsts: Option<hyper::header::HeaderValue>,
 }
 
 impl Gateway {
@@ -120,7 +122,14 @@ impl Gateway {
         let oidc = oidc::Providers::new(&config)
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         let saml = saml::Providers::new(&config).map_err(StartError::Unsupported)?;
+        // Checked as a header value by `config::validate`: `ok()` never drops a configured one.
+        let hsts = config
+            .server
+            .hsts
+            .as_deref()
+            .and_then(|v| hyper::header::HeaderValue::from_str(v).ok());
         Ok(Gateway {
+            hsts,
             oidc,
             saml,
             panic_probe: contain::PanicProbe::default(),
@@ -384,8 +393,14 @@ async fn serve(
                     Ok::<_, Infallible>(match kind {
                         Listener::Public => {
                             let html = gateway::wants_html(&req);
-                            contain::contained(&gw, html, gateway::handle(&gw, req, conn, html))
-                                .await
+                            let mut resp = contain::contained(
+                                &gw,
+                                html,
+                                gateway::handle(&gw, req, conn, html),
+                            )
+                            .await;
+                            gateway::edge_headers(&gw, &mut resp);
+                            resp
                         }
                         Listener::Admin => {
                             // Boxed: the admin API is not the hot path and its future is large.

@@ -47,6 +47,7 @@ pub struct RawServer {
     pub body_timeout: Option<Dur>,
     pub send_timeout: Option<Dur>,
     pub signing_key: Option<String>,
+    pub hsts: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

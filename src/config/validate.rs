@@ -291,6 +291,24 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
 
     let tls = s.tls.as_ref().map(|t| cx.tls(&srv("tls"), t));
 
+    let hsts = match s.hsts.as_deref() {
+        None => https.then(|| DEFAULT_HSTS.to_owned()),
+        Some("off") => None,
+        // Browsers ignore the header over plain http (RFC 6797 §8.1): a value here would be a
+        // setting that silently does nothing.
+        Some(_) if !https => {
+            cx.err(&srv("hsts"), "Strict-Transport-Security is sent only when public_url is https; remove this key (or write \"off\")");
+            None
+        }
+        Some(v) => match check_hsts(v) {
+            Ok(()) => Some(v.to_owned()),
+            Err(why) => {
+                cx.err(&srv("hsts"), format!("{v:?} is not a Strict-Transport-Security value ({why}); write e.g. \"max-age=31536000; includeSubDomains\", or \"off\""));
+                None
+            }
+        },
+    };
+
     let mut trusted_proxies = Vec::new();
     for (n, p) in s.trusted_proxies.iter().enumerate() {
         match IpNet::parse(p) {
@@ -789,6 +807,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             body_timeout: s.body_timeout.map_or(Duration::from_secs(30), |d| d.0),
             send_timeout: s.send_timeout.map_or(Duration::from_secs(60), |d| d.0),
             signing_key,
+            hsts,
         },
         upstream,
         admin,
@@ -801,6 +820,65 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         routes,
         branding,
     })
+}
+
+/// `server.hsts` when it is not set and `public_url` is https: one year.
+const DEFAULT_HSTS: &str = "max-age=31536000";
+
+/// A `Strict-Transport-Security` value (RFC 6797 §6.1): visible ASCII directives separated by
+/// `;`, each named once, `max-age` among them with a number of seconds.
+fn check_hsts(v: &str) -> Result<(), &'static str> {
+    if v.trim() != v
+        || !v
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err("only visible ASCII, no leading or trailing space");
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut max_age = false;
+    for d in v.split(';').map(str::trim).filter(|d| !d.is_empty()) {
+        let (name, value) = match d.split_once('=') {
+            Some((n, val)) => (n.trim(), Some(val.trim())),
+            None => (d, None),
+        };
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if !token(name) {
+            return Err("a directive name is not a token");
+        }
+        let name = name.to_ascii_lowercase();
+        if names.contains(&name) {
+            return Err("a directive appears twice");
+        }
+        if name == "max-age" {
+            let secs = value.map(|x| {
+                x.strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .unwrap_or(x)
+            });
+            if !secs.is_some_and(|x| {
+                !x.is_empty() && x.len() <= 18 && x.bytes().all(|b| b.is_ascii_digit())
+            }) {
+                return Err("max-age needs a number of seconds");
+            }
+            max_age = true;
+        } else if let Some(x) = value {
+            let quoted = x.len() >= 2 && x.starts_with('"') && x.ends_with('"');
+            if !(token(x) || quoted) {
+                return Err("a directive value is neither a token nor quoted");
+            }
+        }
+        names.push(name);
+    }
+    if max_age {
+        Ok(())
+    } else {
+        Err("max-age is required")
+    }
 }
 
 fn build_idp(

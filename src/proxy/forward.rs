@@ -1,6 +1,11 @@
 //! Forwarding to the upstream for the general path: one pooled keep-alive hyper client, bodies
-//! streamed both ways (never buffered), upgrades spliced, and failures mapped to `ProxyError`
-//! (502/504). Bodiless GET/HEAD from the HTTP/1.1 fast lane use `h1::Lane` instead.
+//! streamed both ways (never buffered), WebSocket upgrades spliced, and failures mapped to
+//! `ProxyError` (502/504). Bodiless GET/HEAD from the HTTP/1.1 fast lane use `h1::Lane` instead.
+//! Invariants: a connection is spliced only after a 101 that answers the client's WebSocket
+//! handshake (`Upgrade: websocket` and the right `Sec-WebSocket-Accept`); any other 101 is a
+//! 502 and its connection is closed. A connection goes back to the pool only after a complete
+//! response (never after a HEAD, whose announced body a faulty upstream may still send), and is
+//! taken again only if nothing arrived on it meanwhile (`idle::IdlePool::take`).
 
 use crate::config::UpstreamConfig;
 use bytes::Bytes;
@@ -122,13 +127,24 @@ pub enum ProxyError {
     /// The upstream did not answer within `upstream.timeout`.
     #[error("upstream timed out")]
     Timeout,
+    /// The upstream answered 101 to a request that asked for no WebSocket upgrade, or
+    /// switched to something other than the WebSocket the client asked for.
+    #[error("upstream switched protocols unasked: {0}")]
+    UnexpectedSwitch(&'static str),
 }
 
-/// A keep-alive HTTP/1.1 connection to the upstream, checked out of the pool.
-struct Conn {
+/// A keep-alive HTTP/1.1 connection to the upstream: hyper's sender, and the socket its
+/// connection task owns (weakly: closed when that task ends).
+struct Pooled {
     sender: SendRequest<UpstreamBody>,
+    socket: std::sync::Weak<tokio::net::TcpStream>,
+}
+
+/// A connection checked out of the pool.
+struct Conn {
+    upstream: Pooled,
     pool: Arc<Pool>,
-    /// False for upgrade requests: such a connection is never given back.
+    /// False for upgrade and HEAD requests: such a connection is never given back.
     reuse: bool,
 }
 
@@ -136,34 +152,53 @@ impl Conn {
     /// Gives the connection back once the response has been read to the end.
     fn release(self) {
         let Conn {
-            mut sender,
+            mut upstream,
             pool,
             reuse,
         } = self;
-        if !reuse || sender.is_closed() {
+        if !reuse || upstream.sender.is_closed() {
             return;
         }
-        if sender.is_ready() {
-            pool.put(sender, Instant::now());
+        if upstream.sender.is_ready() {
+            pool.put(upstream, Instant::now());
             return;
         }
         // The connection task has not yet seen the end of the exchange: give it back once
         // it is ready again (rare; dropped if it closes instead).
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if sender.ready().await.is_ok() {
-                    pool.put(sender, Instant::now());
+                if upstream.sender.ready().await.is_ok() {
+                    pool.put(upstream, Instant::now());
                 }
             });
         }
     }
 }
 
-type Pool = super::idle::IdlePool<SendRequest<UpstreamBody>>;
+type Pool = super::idle::IdlePool<Pooled>;
 
-impl super::idle::Idle for SendRequest<UpstreamBody> {
+impl super::idle::Idle for Pooled {
+    /// hyper's connection task reads while idle and ends the connection on any byte
+    /// (`require_empty_read`): nothing for the pool's watcher to do.
+    const WATCHED: bool = false;
+
     fn alive(&self) -> bool {
-        self.is_ready()
+        self.sender.is_ready() && self.socket.strong_count() > 0
+    }
+
+    fn poll_arrival(&self, _: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.alive() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// hyper's task may not have been woken for bytes that already arrived: the kernel says.
+    fn quiet(&self) -> bool {
+        self.socket
+            .upgrade()
+            .is_some_and(|s| super::idle::socket_quiet(&s))
     }
 }
 
@@ -251,12 +286,13 @@ impl Upstream {
     }
 
     /// Opens a new connection to the upstream.
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, ProxyError> {
+    async fn connect(&self) -> Result<Pooled, ProxyError> {
         let unavailable = |e: &dyn std::error::Error| ProxyError::Unavailable(error_chain(e));
         let stream =
             super::idle::connect(&self.config.authority, self.config.connect_timeout).await?;
+        let (io, socket) = super::idle::SharedSocket::new(stream);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| unavailable(&e))?;
         tokio::spawn(async move {
@@ -265,7 +301,7 @@ impl Upstream {
             }
         });
         self.pool.start_reaper();
-        Ok(sender)
+        Ok(Pooled { sender, socket })
     }
 
     /// Sends on a pooled connection (or a new one); a request that a pooled connection
@@ -280,16 +316,19 @@ impl Upstream {
                 req.headers_mut().insert(HOST, h.clone());
             }
         }
+        // A HEAD response announces a body it does not carry; a faulty upstream that sends it
+        // anyway, a moment later, must not have it read as the next request's response.
+        let reuse = reuse && req.method() != hyper::Method::HEAD;
         loop {
-            let (mut sender, pooled) = match self.pool.take() {
+            let (mut upstream, pooled) = match self.pool.take() {
                 Some(s) => (s, true),
                 // Boxed: connecting is rare (the pool is warm) and its future is large.
                 None => (Box::pin(self.connect()).await?, false),
             };
-            match sender.try_send_request(req).await {
+            match upstream.sender.try_send_request(req).await {
                 Ok(resp) => {
                     let conn = Conn {
-                        sender,
+                        upstream,
                         pool: Arc::clone(&self.pool),
                         reuse,
                     };
@@ -313,8 +352,18 @@ impl Upstream {
     /// already set the URI (origin-form) and cleaned the headers.
     /// `upstream.timeout` counts from the end of the request body: an upload is not cut off
     /// for being large, only an upstream that then does not answer.
+    /// A 101 here is a 502: the request asked for no upgrade (`headers::Upgrade::None`), so
+    /// whatever the upstream switched to must not reach the client or be spliced.
     pub async fn send(&self, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
-        self.send_inner(req, true).await
+        let mut resp = self.send_inner(req, true).await?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Fail closed: the connection is not given back, and closes with the response.
+            resp.body_mut().conn = None;
+            return Err(ProxyError::UnexpectedSwitch(
+                "101 to a request without an upgrade",
+            ));
+        }
+        Ok(resp)
     }
 
     async fn send_inner(
@@ -347,16 +396,23 @@ impl Upstream {
         }
     }
 
-    /// Sends a WebSocket (or other) upgrade request; on `101` splices both connections.
-    pub async fn send_upgrade(
+    /// Sends a WebSocket handshake (`headers::Upgrade::WebSocket`); splices both connections
+    /// on a 101 that answers it (`accepts_websocket`), and answers any other 101 with a 502.
+    pub async fn send_websocket(
         &self,
         mut req: Request<Incoming>,
     ) -> Result<Response<GatewayBody>, ProxyError> {
+        let expected = req
+            .headers()
+            .get(super::headers::SEC_WEBSOCKET_KEY)
+            .map(|k| super::headers::websocket_accept(k.as_bytes()));
         let client_upgrade = hyper::upgrade::on(&mut req);
         let mut resp = self.send_inner(req, false).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(resp.map(GatewayBody::Upstream));
         }
+        // Fail closed: dropping the response drops its upgraded connection, never spliced.
+        accepts_websocket(resp.headers(), expected.as_deref())?;
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let (parts, body) = resp.into_parts();
         tokio::spawn(async move {
@@ -378,6 +434,28 @@ impl Upstream {
     }
 }
 
+/// Whether a 101 answers the WebSocket handshake whose `Sec-WebSocket-Key` gave `expected`:
+/// `Upgrade: websocket` alone and the matching `Sec-WebSocket-Accept` (RFC 6455 §4.1, the
+/// checks a client makes), so the upstream really switched to a WebSocket for this request.
+fn accepts_websocket(headers: &hyper::HeaderMap, expected: Option<&str>) -> Result<(), ProxyError> {
+    let mut upgrade = headers.get_all(hyper::header::UPGRADE).iter();
+    match (upgrade.next(), upgrade.next()) {
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket") => {}
+        _ => {
+            return Err(ProxyError::UnexpectedSwitch(
+                "101 to another protocol than websocket",
+            ))
+        }
+    }
+    let mut accept = headers.get_all(super::headers::SEC_WEBSOCKET_ACCEPT).iter();
+    match (accept.next(), accept.next(), expected) {
+        (Some(v), None, Some(want)) if v.as_bytes().trim_ascii() == want.as_bytes() => Ok(()),
+        _ => Err(ProxyError::UnexpectedSwitch(
+            "101 without the matching Sec-WebSocket-Accept",
+        )),
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -387,4 +465,68 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn upstream_to(addr: std::net::SocketAddr) -> Upstream {
+        Upstream::new(UpstreamConfig {
+            scheme: "http".into(),
+            authority: addr.to_string(),
+            base_path: String::new(),
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle: 4,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_hyper_connection_with_late_bytes_its_task_has_not_read_is_not_reused() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = upstream_to(listener.local_addr().unwrap());
+        let mut pooled = up.connect().await.unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        // hyper's connection task runs once and waits for a request (reading, as idle).
+        pooled.sender.ready().await.unwrap();
+        up.pool.put(pooled, Instant::now());
+        // A forged response on the idle connection. hyper's connection task would end the
+        // connection once woken for it, but it has not run since (no await): only the kernel
+        // knows, which is the moment a busy gateway reuses connections.
+        peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            up.pool.take().is_none(),
+            "a connection with unread bytes was reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn hyper_ends_an_idle_connection_on_which_bytes_arrive() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = upstream_to(listener.local_addr().unwrap());
+        let pooled = up.connect().await.unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        up.pool.put(pooled, Instant::now());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The pool holds the socket only weakly: hyper's task ending closed it.
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = [0u8; 1];
+        assert_eq!(
+            peer.read(&mut rest).unwrap(),
+            0,
+            "the connection was closed"
+        );
+        assert!(up.pool.take().is_none());
+    }
 }

@@ -304,13 +304,15 @@ fn upstream_head(
 }
 
 /// Writes the client's response head: the upstream's fields without connection-level ones
-/// (`headers::strip_response` on raw fields), then this connection's own framing.
+/// (`headers::strip_response` on raw fields), the edge headers (`gateway::edge_headers`: `hsts`
+/// replaces the upstream's own), then this connection's own framing.
 fn client_head(
     out: &mut Vec<u8>,
     status: u16,
     fields: &[httparse::Header<'_>],
     head: &Head,
     close: bool,
+    hsts: Option<&[u8]>,
 ) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -338,6 +340,7 @@ fn client_head(
     for f in fields {
         if headers::is_connection_level(f.name)
             || (head.framing != Framing::Empty && f.name.eq_ignore_ascii_case("content-length"))
+            || (hsts.is_some() && f.name.eq_ignore_ascii_case("strict-transport-security"))
             || listed
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(f.name.as_bytes()))
@@ -354,6 +357,9 @@ fn client_head(
             b"date",
             httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
         );
+    }
+    if let Some(v) = hsts {
+        push_field(out, b"strict-transport-security", v);
     }
     match head.framing {
         Framing::Length(n) => {
@@ -504,13 +510,15 @@ async fn relay_body<IO: AsyncWrite + Unpin>(
 
 /// Writes a response the gateway made (an error page) with a length and, for HEAD, no body.
 async fn write_own<IO: AsyncWrite + Unpin>(
+    gw: &Gateway,
     io: &mut IO,
-    resp: hyper::Response<GatewayBody>,
+    mut resp: hyper::Response<GatewayBody>,
     head: bool,
     close: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), RelayError> {
     use http_body_util::BodyExt;
+    gateway::edge_headers(gw, &mut resp);
     let (parts, body) = resp.into_parts();
     let body = match body {
         GatewayBody::Full(f) => match f.collect().await {
@@ -677,11 +685,12 @@ where
         // Phase: forward.
         let sent = Instant::now();
         let close = req.close;
+        let hsts = gw.hsts.as_ref().map(hyper::header::HeaderValue::as_bytes);
         let exchanged = gw
             .upstream
             .lane
             .exchange(&up, req.head, sent, |status, fields, head| {
-                client_head(&mut out, status, fields, head, close)
+                client_head(&mut out, status, fields, head, close, hsts)
             })
             .await;
         let (status, done) = match exchanged {
@@ -701,7 +710,7 @@ where
                         let html = wants_html(&inbuf, &fields);
                         let resp = gateway::respond(gw, GatewayError::Upstream(e), html);
                         let status = resp.status().as_u16();
-                        let written = write_own(&mut io, resp, req.head, close, &mut out).await;
+                        let written = write_own(gw, &mut io, resp, req.head, close, &mut out).await;
                         (status, written.is_err() || close)
                     }
                     Err(Broken { why, sent: true }) => {
@@ -714,7 +723,7 @@ where
                 let html = wants_html(&inbuf, &fields);
                 let resp = gateway::respond(gw, GatewayError::Upstream(e), html);
                 let status = resp.status().as_u16();
-                let written = write_own(&mut io, resp, req.head, close, &mut out).await;
+                let written = write_own(gw, &mut io, resp, req.head, close, &mut out).await;
                 (status, written.is_err() || close)
             }
         };
@@ -955,8 +964,40 @@ mod tests {
             framing,
             keep_alive: true,
         };
-        client_head(&mut out, status, &fields, &head, close);
+        client_head(&mut out, status, &fields, &head, close, None);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn our_hsts_replaces_the_upstreams_own_in_the_lanes_response_heads() {
+        let fields = [
+            httparse::Header {
+                name: "Strict-Transport-Security",
+                value: b"max-age=0",
+            },
+            httparse::Header {
+                name: "date",
+                value: b"x",
+            },
+        ];
+        let head = Head {
+            status: 200,
+            framing: Framing::Length(0),
+            keep_alive: true,
+        };
+        let mut out = Vec::new();
+        client_head(
+            &mut out,
+            200,
+            &fields,
+            &head,
+            false,
+            Some(b"max-age=31536000"),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ndate: x\r\nstrict-transport-security: max-age=31536000\r\ncontent-length: 0\r\n\r\n"
+        );
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! | classify       | normalise the path once; pick reserved endpoint, native login or route |
 //! | load_session   | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
 //! | authorize      | public / role check / send to login (302 for browsers, 401 JSON)  |
-//! | rewrite        | strip hop-by-hop, spoofed identity and our cookies; add ours       |
-//! | forward        | stream to the upstream, splice upgrades, map failures to 502/504  |
+//! | rewrite        | decide the upgrade once (`headers::Upgrade`: WebSocket, or none);  |
+//! |                | strip hop-by-hop, other upgrades, spoofed identity, our cookies; add ours |
+//! | forward        | stream to the upstream, splice WebSocket upgrades, map failures to 502/504 |
 //! | log            | one access line when `server.access_log` is on                    |
 //!
-//! Invariant: the path that `authorize` checked is the path `forward` sends.
+//! Invariants: the path that `authorize` checked is the path `forward` sends; only a request
+//! `headers::Upgrade::of` found to be a WebSocket handshake can become a tunnel; every response
+//! gets the edge headers (`edge_headers`, HSTS) on its way out of the public listener.
 
 use super::{endpoints, Gateway};
 use crate::auth::policy::{self, LocalPath, RouteDecision};
@@ -47,6 +50,9 @@ pub enum GatewayError {
     /// No route matches the path.
     #[error("no route matches")]
     NoRoute,
+    /// A protocol switch this gateway does not make (a malformed WebSocket handshake, CONNECT).
+    #[error("upgrade refused: {0}")]
+    BadUpgrade(headers::BadUpgrade),
     /// Signed in, but none of the user's roles is admitted by the route.
     #[error("role not allowed on this route")]
     RoleNotAllowed,
@@ -154,14 +160,17 @@ async fn proxy(
     }
     user.clone_from(&session);
 
-    // Phase: rewrite.
-    let upgrade = headers::wants_upgrade(req.headers());
+    // Phase: rewrite. The upgrade is decided once, here, after the route admitted the session:
+    // a WebSocket handshake keeps its upgrade, any other protocol's is stripped below.
+    let upgrade = headers::Upgrade::of(req.method(), req.version(), req.headers())
+        .map_err(GatewayError::BadUpgrade)?;
+    let websocket = upgrade == headers::Upgrade::WebSocket;
     let host = req.headers().get(HOST).cloned().or_else(|| {
         req.uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let client_xff = headers::strip_inbound(req.headers_mut(), &gw.ids, upgrade);
+    let client_xff = headers::strip_inbound(req.headers_mut(), &gw.ids, websocket);
     gw.cookies.strip(req.headers_mut());
     let h = req.headers_mut();
     // Room for everything added below at once, instead of regrowing the map midway.
@@ -210,8 +219,9 @@ async fn proxy(
     *req.version_mut() = hyper::Version::HTTP_11;
 
     // Phase: forward.
-    if upgrade {
-        let mut resp = Box::pin(gw.upstream.send_upgrade(req)).await?;
+    if websocket {
+        let mut resp = Box::pin(gw.upstream.send_websocket(req)).await?;
+        // `send_websocket` returns a 101 only when it answers this handshake.
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_response(resp.headers_mut(), switched);
         return Ok(resp);
@@ -221,6 +231,19 @@ async fn proxy(
     gw.metrics.upstream_latency(sent.elapsed());
     headers::strip_response(resp.headers_mut(), false);
     Ok(resp.map(GatewayBody::Upstream))
+}
+
+/// Headers every response of the public listener carries, whoever made it (the gateway's
+/// pages, refusals, redirects, proxied and 101 responses; the fast lane writes the same in
+/// `fast::client_head`): `Strict-Transport-Security` with an https `public_url` (DESIGN.md
+/// §6). The gateway's value replaces an upstream's own: the operator's policy holds for the
+/// whole origin, and an app cannot shorten it or switch it off (`max-age=0`). With
+/// `hsts = "off"` the upstream's header passes as it is.
+pub fn edge_headers<B>(gw: &Gateway, resp: &mut Response<B>) {
+    if let Some(v) = &gw.hsts {
+        resp.headers_mut()
+            .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v.clone());
+    }
 }
 
 /// The client address as a header value. IPv4 is written by hand: `Display` goes through the
@@ -393,6 +416,13 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
             "The address of this request can be read in more than one way, so it was refused.",
             "Check the link you followed.",
         ),
+        GatewayError::BadUpgrade(_) => (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Bad request",
+            "This request asks to switch protocols in a way this gateway does not allow.",
+            "Only WebSocket connections (GET, HTTP/1.1, a complete handshake) are passed on.",
+        ),
         GatewayError::NoRoute => (
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -435,7 +465,7 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
             "The application behind this gateway did not answer in time.",
             "Try again in a minute.",
         ),
-        GatewayError::Upstream(ProxyError::Unavailable(_)) => (
+        GatewayError::Upstream(ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_)) => (
             StatusCode::BAD_GATEWAY,
             "upstream_unavailable",
             "The application is unavailable",

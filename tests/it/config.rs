@@ -288,3 +288,57 @@ client_secret = "${SET_VAR}"
         assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
     }
 }
+
+#[test]
+fn server_hsts_is_a_year_with_https_can_be_turned_off_and_is_validated() {
+    let p = Path::new("/etc/portcullis/test.toml");
+    let hsts = |text: &str| {
+        Config::from_str_with_env(p, text, &|_| None)
+            .unwrap()
+            .server
+            .hsts
+    };
+    let with =
+        |base: &str, v: &str| base.replacen("public_url", &format!("hsts = {v}\npublic_url"), 1);
+    assert_eq!(hsts(MINIMAL).as_deref(), Some("max-age=31536000"));
+    assert_eq!(hsts(&with(MINIMAL, "\"off\"")), None);
+    let own = "max-age=600; includeSubDomains; preload";
+    assert_eq!(
+        hsts(&with(MINIMAL, &format!("{own:?}"))).as_deref(),
+        Some(own)
+    );
+    assert_eq!(
+        hsts(&with(MINIMAL, "'max-age=\"60\"'")).as_deref(),
+        Some("max-age=\"60\"")
+    );
+    let http = MINIMAL.replace("https://", "http://");
+    assert_eq!(hsts(&http), None);
+    assert_eq!(hsts(&with(&http, "\"off\"")), None);
+    for (value, why) in [
+        ("includeSubDomains", "max-age is required"),
+        ("", "max-age is required"),
+        ("max-age=soon", "max-age needs a number of seconds"),
+        ("max-age", "max-age needs a number of seconds"),
+        ("max-age=1; Max-Age=2", "a directive appears twice"),
+        (
+            "max-age=1\u{7}",
+            "only visible ASCII, no leading or trailing space",
+        ),
+        (
+            " max-age=1",
+            "only visible ASCII, no leading or trailing space",
+        ),
+        ("max-age=1; in cluded", "a directive name is not a token"),
+    ] {
+        assert_eq!(
+            // JSON string escapes are TOML basic-string escapes.
+            errors_of(&with(MINIMAL, &serde_json::to_string(value).unwrap())),
+            vec![format!("/etc/portcullis/test.toml:3: server.hsts: {value:?} is not a Strict-Transport-Security value ({why}); write e.g. \"max-age=31536000; includeSubDomains\", or \"off\"")],
+            "{value:?}"
+        );
+    }
+    assert_eq!(
+        errors_of(&with(&http, "\"max-age=60\"")),
+        vec!["/etc/portcullis/test.toml:3: server.hsts: Strict-Transport-Security is sent only when public_url is https; remove this key (or write \"off\")"]
+    );
+}

@@ -192,9 +192,28 @@ impl Drop for RawUpstream {
     }
 }
 
-fn script(path: &str) -> (&'static [u8], bool) {
+/// A response an upstream should never have sent: whoever reads it was poisoned.
+const FORGED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED";
+
+fn script(path: &str) -> (std::borrow::Cow<'static, [u8]>, bool) {
     // (response bytes, close the connection after writing them)
-    match path {
+    if let Some(rest) = path.strip_prefix("/hc/echo/") {
+        let body = format!("/hc/echo/{rest}");
+        let wire = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        return (wire.into_bytes().into(), false);
+    }
+    if path == "/hc/head-then-body" {
+        // The length of the body it will send late (see the connection loop).
+        let wire = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            FORGED.len()
+        );
+        return (wire.into_bytes().into(), false);
+    }
+    let (bytes, close): (&'static [u8], bool) = match path {
         "/hc/bad-chunk-late" => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", false),
         "/hc/chunked" => (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
@@ -225,8 +244,10 @@ fn script(path: &str) -> (&'static [u8], bool) {
             false,
         ),
         "/hc/switch" => (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", false),
+        "/hc/twice" => (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n/hc/twice", false),
         _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", false),
-    }
+    };
+    (bytes.into(), close)
 }
 
 impl RawUpstream {
@@ -243,6 +264,8 @@ impl RawUpstream {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
+                    // A HEAD body owed on this connection, sent when the next request comes.
+                    let mut owed = false;
                     loop {
                         let head_end = loop {
                             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -258,8 +281,17 @@ impl RawUpstream {
                         buf.drain(..head_end);
                         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                         let (bytes, close) = script(&path);
-                        if s.write_all(bytes).await.is_err() || close {
+                        if std::mem::take(&mut owed) && s.write_all(FORGED).await.is_err() {
                             return;
+                        }
+                        if s.write_all(&bytes).await.is_err() || close {
+                            return;
+                        }
+                        owed = path == "/hc/head-then-body";
+                        if path == "/hc/twice" {
+                            // A second, forged response, a moment after the complete first.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let _ = s.write_all(FORGED).await;
                         }
                         if path == "/hc/bad-chunk-late" {
                             // The rest of the body, broken, once the first chunk is relayed.
@@ -278,7 +310,7 @@ impl RawUpstream {
     }
 }
 
-async fn gateway_to(up: SocketAddr, dir: &TempDir) -> portcullis::server::Running {
+pub(crate) async fn gateway_to(up: SocketAddr, dir: &TempDir) -> portcullis::server::Running {
     let port = free_port();
     let cfg_path = dir.path().join("c.toml");
     std::fs::write(&cfg_path, base_config(port, up, "")).unwrap();
@@ -320,7 +352,8 @@ async fn every_response_framing_is_relayed_and_ambiguous_framing_is_refused() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-length"), Some("5"));
     assert!(r.body.is_empty());
-    // The HEAD response's body-less exchange left the upstream connection usable.
+    // The next request is answered as usual (on another upstream connection: none is reused
+    // after a HEAD).
     let r = http.get(&url("/hc/len"), &[]).await;
     assert_eq!(r.text(), "five!");
 
@@ -376,6 +409,61 @@ async fn every_response_framing_is_relayed_and_ambiguous_framing_is_refused() {
     }
     assert!(up.connections.load(std::sync::atomic::Ordering::SeqCst) > before);
     run.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_late_second_response_or_head_body_is_never_read_as_the_next_clients_response() {
+    let up = RawUpstream::start().await;
+    let dir = TempDir::new("poison");
+    let run = gateway_to(up.addr, &dir).await;
+    let http = Http::new();
+    let url = |p: &str| format!("http://{}{p}", run.addr);
+    // Through the lane, then through hyper (`Content-Length: 0` hands a GET to hyper, for the
+    // rest of that client connection, so the lane goes first).
+    for (via, extra) in [("lane", vec![]), ("general", vec![("content-length", "0")])] {
+        let before = handoffs_of(&run);
+        // A complete response, then a forged one on the same connection 50 ms later.
+        let r = http.get(&url("/hc/twice"), &extra).await;
+        assert_eq!(r.text(), "/hc/twice", "{via}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = http
+            .get(&url(&format!("/hc/echo/{via}-after-twice")), &extra)
+            .await;
+        assert_eq!(
+            r.text(),
+            format!("/hc/echo/{via}-after-twice"),
+            "{via}: poisoned"
+        );
+        // A HEAD whose announced body the upstream sends late, once the next request is there:
+        // only a connection not reused after HEAD is safe from it, whatever the timing.
+        let r = http
+            .send(Method::HEAD, &url("/hc/head-then-body"), &extra, Vec::new())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{via}");
+        assert!(r.body.is_empty());
+        let r = http
+            .get(&url(&format!("/hc/echo/{via}-after-head")), &extra)
+            .await;
+        assert_eq!(
+            r.text(),
+            format!("/hc/echo/{via}-after-head"),
+            "{via}: poisoned"
+        );
+        let handed = handoffs_of(&run) - before;
+        assert!(
+            if via == "lane" {
+                handed == 0
+            } else {
+                handed >= 1
+            },
+            "{via}: {handed} hand-overs"
+        );
+    }
+    run.shutdown().await;
+}
+
+fn handoffs_of(run: &portcullis::server::Running) -> u64 {
+    run.gateway.metrics.handoffs()
 }
 
 #[tokio::test]

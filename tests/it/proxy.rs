@@ -692,3 +692,503 @@ async fn a_slow_request_head_is_cut_off() {
     );
     gw.stop().await;
 }
+
+// Protocol upgrades (DESIGN.md §6): only a WebSocket handshake keeps its upgrade; any other
+// `Upgrade` is stripped, and a 101 that does not answer a WebSocket handshake is a 502.
+
+/// An upstream that answers every request head with what `answer` makes of it (a 101 here)
+/// and then, as the far end of a tunnel would, records every byte that arrives after it.
+struct SwitchingUpstream {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    heads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SwitchingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SwitchingUpstream {
+    async fn start(answer: fn(&str) -> String) -> SwitchingUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let heads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen2, heads2) = (seen.clone(), heads.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (seen, heads) = (seen2.clone(), heads2.clone());
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    let mut answered = false;
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        seen.lock().unwrap().extend_from_slice(&chunk[..n]);
+                        mine.extend_from_slice(&chunk[..n]);
+                        if !answered && mine.windows(4).any(|w| w == b"\r\n\r\n") {
+                            answered = true;
+                            heads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let head = String::from_utf8_lossy(&mine).into_owned();
+                            if s.write_all(answer(&head).as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        SwitchingUpstream {
+            addr,
+            seen,
+            heads,
+            task,
+        }
+    }
+
+    /// Everything received, lower case.
+    fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).to_ascii_lowercase()
+    }
+
+    fn heads(&self) -> usize {
+        self.heads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+const H2C_SWITCH: &str =
+    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+
+/// One response from a raw connection: status, head as text, and the body by
+/// `Content-Length` (none without one, as for a 101). `None`: closed or nothing within 5 s.
+async fn read_raw<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<(u16, String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let status: u16 = head.get(9..12)?.parse().ok()?;
+            let len: usize = header_in(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+            if buf.len() >= end + len {
+                let body = buf[end..end + len].to_vec();
+                buf.drain(..end + len);
+                return Some((status, head, body));
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The value of the first field `name` (any case) in a response head.
+fn header_in(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// What a client sends once it believes it has a tunnel to the upstream.
+fn forged_after_upgrade(host: &str) -> String {
+    format!("GET /hc/y HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-User: mallory\r\nX-Auth-Roles: admin\r\n\r\n")
+}
+
+#[tokio::test]
+async fn upgrade_h2c_on_a_public_route_is_not_tunnelled() {
+    use tokio::io::AsyncWriteExt;
+    let up = SwitchingUpstream::start(|_| H2C_SWITCH.to_owned()).await;
+    let dir = TempDir::new("h2c");
+    let run = crate::fast_lane::gateway_to(up.addr, &dir).await;
+    let host = run.addr.to_string();
+    let offers = [
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+        "Connection: upgrade\r\nUpgrade: foo\r\n",
+        "CONNECTION: UPGRADE\r\nuPgRaDe: H2C\r\n",
+        "Connection: keep-alive, Upgrade\r\nUpgrade: TLS/1.2, h2c\r\n",
+    ];
+    for offer in offers {
+        let mut s = tokio::net::TcpStream::connect(run.addr).await.unwrap();
+        let req = format!("GET /hc/x HTTP/1.1\r\nHost: {host}\r\n{offer}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        // Sent upstream as a plain request; the upstream's 101 all the same is refused.
+        let (status, head, _) = read_raw(&mut s, &mut buf).await.expect("a response");
+        assert_eq!(status, 502, "{offer:?}:\n{head}");
+        // Had a tunnel been made, this would reach the upstream as it is, forged identity and
+        // all; instead it is a request of its own, its headers cleaned.
+        s.write_all(forged_after_upgrade(&host).as_bytes())
+            .await
+            .unwrap();
+        let next = read_raw(&mut s, &mut buf).await.map(|r| r.0);
+        assert_eq!(next, Some(502), "{offer:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let seen = up.seen();
+    assert!(
+        !seen.contains("mallory"),
+        "a forged identity reached the upstream:\n{seen}"
+    );
+    for line in seen.lines() {
+        assert!(
+            !line.starts_with("upgrade:") && !line.starts_with("http2-settings:"),
+            "an upgrade offer reached the upstream:\n{seen}"
+        );
+    }
+    assert_eq!(
+        up.heads(),
+        2 * offers.len(),
+        "every request went upstream as a request"
+    );
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_or_mixed_websocket_handshakes_and_connect_are_refused_before_the_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start().await;
+    let host = gw.addr.to_string();
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let v13 = "Sec-WebSocket-Version: 13\r\n";
+    let ws = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    let cases = [
+        format!("GET /hc/ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n{key}{v13}\r\n"),
+        format!("GET /hc/ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nUpgrade: websocket\r\n{key}{v13}\r\n"),
+        format!("POST /hc/ws HTTP/1.1\r\nHost: {host}\r\n{ws}{key}{v13}Content-Length: 0\r\n\r\n"),
+        format!("GET /hc/ws HTTP/1.1\r\nHost: {host}\r\n{ws}{v13}\r\n"),
+        format!("GET /hc/ws HTTP/1.1\r\nHost: {host}\r\n{ws}Sec-WebSocket-Key: c2hvcnQ=\r\n{v13}\r\n"),
+        format!("GET /hc/ws HTTP/1.1\r\nHost: {host}\r\n{ws}{key}Sec-WebSocket-Version: 8\r\n\r\n"),
+        format!("GET /hc/ws HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\nUpgrade: websocket\r\n{key}{v13}\r\n"),
+        format!("GET /hc/ws HTTP/1.0\r\nHost: {host}\r\n{ws}{key}{v13}\r\n"),
+        format!("CONNECT /hc/x HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+    ];
+    for req in &cases {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let (status, head, _) = read_raw(&mut s, &mut buf).await.expect("a response");
+        assert_eq!(status, 400, "{req:?}:\n{head}");
+    }
+    assert_eq!(
+        gw.upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the upstream saw a refused request"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsolicited_101_from_the_upstream_is_a_502_and_never_spliced() {
+    use tokio::io::AsyncWriteExt;
+    let up = SwitchingUpstream::start(|head| {
+        if head.starts_with("GET /hc/wrong-accept ") {
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".into()
+        } else {
+            H2C_SWITCH.to_owned()
+        }
+    })
+    .await;
+    let dir = TempDir::new("switch");
+    let run = crate::fast_lane::gateway_to(up.addr, &dir).await;
+    let host = run.addr.to_string();
+    let handshake = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let cases = [
+        // A plain GET through the fast lane, and through hyper (`Content-Length: 0`).
+        format!("GET /hc/lane HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        format!("GET /hc/general HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"),
+        // A WebSocket handshake answered by a switch to another protocol, or by a 101 that
+        // does not answer this handshake's key.
+        format!("GET /hc/ws-h2c HTTP/1.1\r\nHost: {host}\r\n{handshake}\r\n"),
+        format!("GET /hc/wrong-accept HTTP/1.1\r\nHost: {host}\r\n{handshake}\r\n"),
+    ];
+    for req in &cases {
+        let mut s = tokio::net::TcpStream::connect(run.addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let (status, head, _) = read_raw(&mut s, &mut buf).await.expect("a response");
+        assert_eq!(status, 502, "{req:?}:\n{head}");
+        let _ = s.write_all(forged_after_upgrade(&host).as_bytes()).await;
+        let _ = read_raw(&mut s, &mut buf).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let seen = up.seen();
+    assert!(
+        !seen.contains("mallory"),
+        "a forged identity reached the upstream:\n{seen}"
+    );
+    run.shutdown().await;
+}
+
+// TLS: HTTP/2's own upgrade mechanism, and Strict-Transport-Security (DESIGN.md §6).
+
+/// A gateway on TLS with an https `public_url` (`server_extra` added to `[server]`, `extra`
+/// to the file) in front of `up`; returns it, its port, and the roots that trust its
+/// certificate.
+async fn tls_gateway(
+    up: std::net::SocketAddr,
+    server_extra: &str,
+    extra: &str,
+    dir: &TempDir,
+) -> (portcullis::server::Running, u16, rustls::RootCertStore) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let (cert, _) =
+        portcullis::server::tls::write_dev_cert(&dir.path().join("certs"), &["localhost".into()])
+            .unwrap();
+    let port = free_port();
+    let text = base_config(port, up, extra)
+        .replacen(
+            "access_log = false",
+            &format!("access_log = false\ntls = {{ cert = \"certs/gateway.crt\", key = \"certs/gateway.key\" }}\n{server_extra}"),
+            1,
+        )
+        .replace(
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+            &format!("public_url = \"https://localhost:{port}\""),
+        );
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, text).unwrap();
+    let cfg = portcullis::config::Config::load(&p).unwrap();
+    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+        .await
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    (run, port, roots)
+}
+
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    roots: &rustls::RootCertStore,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots.clone())
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
+    stream
+}
+
+#[tokio::test]
+async fn http2_offers_no_extended_connect_and_a_connect_is_refused() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("h2-connect");
+    let (run, port, roots) = tls_gateway(up.addr, "", "", &dir).await;
+    let stream = tls_connect(run.addr, &roots, b"h2").await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let empty = http_body_util::Empty::<bytes::Bytes>::new;
+    // One request first, so the gateway's SETTINGS have arrived.
+    let req = hyper::Request::get(format!("https://localhost:{port}/hc/first"))
+        .body(empty())
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // RFC 8441 WebSocket over HTTP/2: the gateway does not send SETTINGS_ENABLE_CONNECT_PROTOCOL
+    // (hyper's default), so a client cannot send `:protocol`, and h2 refuses one that does.
+    let mut req = hyper::Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://localhost:{port}/hc/ws"))
+        .body(empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    match send.send_request(req).await {
+        Err(_) => {}
+        Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
+    }
+    // A plain HTTP/2 CONNECT (a tunnel to an authority) is refused by the gateway.
+    let req = hyper::Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("localhost:{port}"))
+        .body(empty())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_response_of_an_https_gateway_carries_hsts() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("hsts");
+    // An IdP to send browsers to (never reached: the redirect is all this test needs).
+    let idp = "[[idp]]\nid = \"corp\"\nkind = \"oidc\"\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+    let (run, port, roots) = tls_gateway(up.addr, "", idp, &dir).await;
+    let want = Some("max-age=31536000".to_owned());
+    let host = format!("localhost:{port}");
+    let mut s = tls_connect(run.addr, &roots, b"http/1.1").await;
+    let mut buf = Vec::new();
+    let before = run.gateway.metrics.handoffs();
+    // A proxied response from the fast lane.
+    s.write_all(format!("GET /hc/lane HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, head, _) = read_raw(&mut s, &mut buf).await.unwrap();
+    assert_eq!(
+        (status, header_in(&head, "strict-transport-security")),
+        (200, want.clone()),
+        "{head}"
+    );
+    assert_eq!(run.gateway.metrics.handoffs(), before, "the lane answered");
+    // From hyper (the connection is handed over): a proxied response, an error, a redirect and
+    // a gateway page.
+    for (req, code) in [
+        (
+            format!("GET /hc/general HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"),
+            200,
+        ),
+        (
+            format!("GET /agent/x HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"),
+            401,
+        ),
+        (
+            format!("GET /agent/x HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\n\r\n"),
+            302,
+        ),
+        (
+            format!("GET /_portcullis/jwks.json HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            200,
+        ),
+    ] {
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (status, head, _) = read_raw(&mut s, &mut buf).await.unwrap();
+        assert_eq!(
+            (status, header_in(&head, "strict-transport-security")),
+            (code, want.clone()),
+            "{req:?}\n{head}"
+        );
+    }
+    assert_eq!(run.gateway.metrics.handoffs(), before + 1);
+    // A 101 for a WebSocket.
+    let tls = tls_connect(run.addr, &roots, b"http/1.1").await;
+    let req = format!("wss://{host}/hc/ws").into_client_request().unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(
+        resp.headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        want
+    );
+    drop(ws);
+    // Over HTTP/2.
+    {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let stream = tls_connect(run.addr, &roots, b"h2").await;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("https://{host}/hc/h2"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(
+            resp.headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            want
+        );
+    }
+    run.shutdown().await;
+    // An error page the fast lane writes itself: no upstream behind a second gateway.
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = nothing.local_addr().unwrap();
+    drop(nothing);
+    let dir = TempDir::new("hsts-down");
+    let (run, port, roots) = tls_gateway(down, "", "", &dir).await;
+    let mut s = tls_connect(run.addr, &roots, b"http/1.1").await;
+    let req = format!("GET /hc/gone HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (status, head, _) = read_raw(&mut s, &mut buf).await.unwrap();
+    assert_eq!(
+        (status, header_in(&head, "strict-transport-security")),
+        (502, want),
+        "{head}"
+    );
+    assert_eq!(run.gateway.metrics.handoffs(), 0, "the lane answered");
+    run.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gateway_with_an_http_public_url_sends_no_hsts() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    for (path, headers) in [
+        ("/hc/lane", vec![]),
+        ("/hc/general", vec![("content-length", "0")]),
+        ("/agent/x", vec![("accept", "application/json")]),
+        ("/agent/x", vec![BROWSER]),
+    ] {
+        let r = http.get(&gw.url(path), &headers).await;
+        assert!(r.status.as_u16() < 500, "{path}: {}", r.status);
+        assert_eq!(r.header("strict-transport-security"), None, "{path}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_on_a_route_the_sessions_role_does_not_admit_is_refused_before_the_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start().await;
+    let (cookie, _) = gw.session_for("eve", &["end_user"]).await;
+    let host = gw.addr.to_string();
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!("GET /agent/ws HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: application/json\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (status, head, _) = read_raw(&mut s, &mut buf).await.expect("a response");
+    assert_eq!(status, 403, "{head}");
+    assert_eq!(
+        gw.upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    gw.stop().await;
+}
