@@ -231,7 +231,11 @@ async fn the_demo_serves_a_login_and_prints_what_a_newcomer_needs() {
         .to_owned();
     let mut n = browser::Browser::new(&format!("http://127.0.0.1:{port}"));
     let form = n.get(&link).await;
-    assert!(form.text().contains("name=\"new_password\""), "{}", form.text());
+    assert!(
+        form.text().contains("name=\"new_password\""),
+        "{}",
+        form.text()
+    );
     let csrf = browser::input_value(&form.text(), "csrf_token").unwrap();
     let invite = browser::input_value(&form.text(), "invite").unwrap();
     let r = n
@@ -248,7 +252,8 @@ async fn the_demo_serves_a_login_and_prints_what_a_newcomer_needs() {
         )
         .await;
     assert!(
-        r.header("location").is_some_and(|l| l.ends_with("/_portcullis/mfa/enroll")),
+        r.header("location")
+            .is_some_and(|l| l.ends_with("/_portcullis/mfa/enroll")),
         "{}",
         r.text()
     );
