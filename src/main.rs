@@ -321,6 +321,7 @@ fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()
                 if let Some(p) = generated {
                     println!("password (shown once): {}", p.expose());
                 }
+                print_invite(&acc, &config, &user, now).await?;
             }
             UsersCommand::List => {
                 let mut after: Option<String> = None;
@@ -359,7 +360,11 @@ fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()
                 let p = native_principal(&n);
                 acc.users.delete_factors(&p).await?;
                 let devices = acc.users.delete_devices(&p).await?;
-                println!("reset second factors of {n} ({devices} remembered devices forgotten); they enroll again at next login");
+                println!("reset second factors of {n} ({devices} remembered devices forgotten)");
+                let user = acc.users.get_user(&n).await?.context("the user vanished")?;
+                if !print_invite(&acc, &config, &user, now).await? {
+                    println!("they enroll again at their next login");
+                }
             }
             UsersCommand::RecoveryCodes { name, ttl } => {
                 let n = name_of(&name)?;
@@ -456,6 +461,30 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
         running.wait().await;
         Ok(())
     })
+}
+
+/// With `[mfa] enrollment = "invite"`: makes the user's single-use enrollment link, mails it when
+/// possible and prints it once (for out-of-band delivery). `false` when invitations are off.
+async fn print_invite(
+    acc: &portcullis::accounts::Accounts,
+    config: &Config,
+    user: &portcullis::storage::User,
+    now: i64,
+) -> anyhow::Result<bool> {
+    if config.mfa.enrollment != portcullis::config::Enrollment::Invite {
+        return Ok(false);
+    }
+    let link = acc.create_invite(config, &user.username, now).await?;
+    let mailed = acc.mail_invite(config, user, &link).await;
+    println!(
+        "enrollment link (single use, shown once{}): {link}",
+        if mailed {
+            "; also mailed to the user"
+        } else {
+            ""
+        }
+    );
+    Ok(true)
 }
 
 /// Calls the admin API of the gateway configured in `config_path`.

@@ -56,6 +56,10 @@ pub enum OidcError {
     /// The userinfo `sub` differs from the ID token's.
     #[error("userinfo subject mismatch")]
     UserinfoSubject,
+    /// An identity value (user name, email, a group) cannot be forwarded exactly: a control
+    /// character, or over 8 KiB (DESIGN.md §6).
+    #[error("identity value cannot be forwarded: {0}")]
+    UnusableIdentity(&'static str),
 }
 
 /// What a token is checked against: the provider's discovered issuer, this client, its keys.
@@ -391,26 +395,55 @@ pub struct SsoIdentity {
     pub sid: Option<String>,
 }
 
-/// A claim value usable as an identity header: trimmed, 1-256 characters, no control characters.
+/// Longest identity value an IdP may send (one header's worth, DESIGN.md §6).
+pub const MAX_IDENTITY_VALUE: usize = 8 * 1024;
+
+/// An identity value (user name, email, group) as an IdP sent it, trimmed: `Ok(None)` when
+/// empty, `Err` when it cannot be forwarded exactly (a control character, over 8 KiB). Such a
+/// value refuses the login (DESIGN.md §6); it is never dropped or replaced by another claim.
+pub fn identity_value(s: &str) -> Result<Option<String>, Unusable> {
+    let s = s.trim();
+    if s.is_empty() {
+        Ok(None)
+    } else if s.len() > MAX_IDENTITY_VALUE || s.chars().any(char::is_control) {
+        Err(Unusable)
+    } else {
+        Ok(Some(s.to_owned()))
+    }
+}
+
+/// An identity value that cannot be forwarded exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unusable;
+
+/// A claim value the gateway uses itself but never forwards (`amr`, `acr`, `sid`, `jti`):
+/// trimmed, 1-256 characters, no control characters; anything else counts as absent.
 pub fn clean(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }
 
-/// Groups as an array of strings, or one string separated by spaces or commas.
-pub fn groups_of(v: Option<&Value>) -> Vec<String> {
+/// The items of a list claim: an array of strings, or one string separated by spaces or commas.
+fn items(v: Option<&Value>) -> Vec<&str> {
     match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(clean)
-            .collect(),
-        Some(Value::String(s)) => s
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter_map(clean)
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => s.split(|c: char| c == ',' || c.is_whitespace()).collect(),
         _ => Vec::new(),
     }
+}
+
+/// A list the gateway uses itself (`amr`): unusable items are skipped.
+pub fn groups_of(v: Option<&Value>) -> Vec<String> {
+    items(v).into_iter().filter_map(clean).collect()
+}
+
+/// Groups, which are forwarded: every item exactly, or `Err` (the login is refused).
+pub fn identity_groups(v: Option<&Value>) -> Result<Vec<String>, Unusable> {
+    let mut out = Vec::new();
+    for g in items(v) {
+        out.extend(identity_value(g)?);
+    }
+    Ok(out)
 }
 
 /// The identity: username from `username_claim` (default `preferred_username`, then `email`,
@@ -422,18 +455,30 @@ pub fn identity(
     groups_claim: &str,
 ) -> Result<SsoIdentity, OidcError> {
     let text = |name: &str| claims.get(name).and_then(Value::as_str).and_then(clean);
+    // A forwarded value: absent falls back to the next claim, present but unusable refuses.
+    let value = |name: &str, what: &'static str| match claims.get(name).and_then(Value::as_str) {
+        Some(v) => identity_value(v).map_err(|Unusable| OidcError::UnusableIdentity(what)),
+        None => Ok(None),
+    };
     let username = match username_claim {
-        Some(c) => text(c),
-        None => text("preferred_username")
-            .or_else(|| text("email"))
-            .or_else(|| clean(sub)),
+        Some(c) => value(c, "username")?,
+        None => match value("preferred_username", "username")? {
+            Some(u) => Some(u),
+            None => match value("email", "username")? {
+                Some(e) => Some(e),
+                None => {
+                    identity_value(sub).map_err(|Unusable| OidcError::UnusableIdentity("sub"))?
+                }
+            },
+        },
     }
     .ok_or(OidcError::Claim("username"))?;
     Ok(SsoIdentity {
         sub: sub.to_owned(),
         username,
-        email: text("email"),
-        groups: groups_of(claims.get(groups_claim)),
+        email: value("email", "email")?,
+        groups: identity_groups(claims.get(groups_claim))
+            .map_err(|Unusable| OidcError::UnusableIdentity("groups"))?,
         amr: groups_of(claims.get("amr")),
         acr: text("acr"),
         sid: text("sid"),

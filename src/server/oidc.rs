@@ -433,6 +433,15 @@ const BAD_ANSWER: Refusal = Refusal {
     next: "Try again. If this keeps happening, tell the administrator and quote the reference.",
 };
 
+/// DESIGN.md §6: an identity value that cannot be forwarded exactly refuses the login.
+const UNUSABLE_IDENTITY: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "identity_value",
+    title: "Account cannot be used here",
+    what: "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+    next: "Ask your administrator to check your account details, and quote the reference.",
+};
+
 async fn refuse(
     gw: &Gateway,
     p: &Provider,
@@ -723,6 +732,9 @@ async fn login(
     let s = &p.settings;
     let id = match rp::identity(claims, sub, s.username_claim.as_deref(), &s.groups_claim) {
         Ok(id) => id,
+        Err(e @ rp::OidcError::UnusableIdentity(_)) => {
+            return refuse(gw, p, UNUSABLE_IDENTITY, &e.to_string(), None, ip).await
+        }
         Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
     };
     let evidence = rp::has_mfa_evidence(&id, &s.amr_any, &s.acr_any);

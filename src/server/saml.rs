@@ -15,7 +15,7 @@ use super::native::{client_ip, set_cookie, store_error, user_agent};
 use super::sso::{self, hashed, Refusal};
 use super::Gateway;
 use crate::audit::{self, Event};
-use crate::auth::oidc::clean;
+use crate::auth::oidc::{identity_value, Unusable};
 use crate::auth::pending::SsoLink;
 use crate::auth::policy::LocalPath;
 use crate::auth::saml::{self as sp, Expect, IdpMetadata, SamlError, SloMessage, SpKeys};
@@ -556,15 +556,38 @@ async fn acs(
             .await
         }
     };
+    // Forwarded values: exactly as sent, or no login (DESIGN.md §6), never dropped.
     let email = v
         .attribute(&s.email_attribute)
-        .into_iter()
-        .find_map(|e| clean(&e));
-    let groups: Vec<String> = v
+        .iter()
+        .map(|e| identity_value(e))
+        .find(|e| !matches!(e, Ok(None)))
+        .unwrap_or(Ok(None));
+    let groups: Result<Vec<String>, Unusable> = v
         .attribute(&s.groups_attribute)
         .iter()
-        .filter_map(|g| clean(g))
+        .filter_map(|g| identity_value(g).transpose())
         .collect();
+    let (email, groups) = match (email, groups) {
+        (Ok(e), Ok(g)) => (e, g),
+        _ => {
+            return sso::refuse(
+                gw,
+                &method,
+                Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    reason: "identity_value",
+                    title: "Account cannot be used here",
+                    what: "Your account's email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+                    next: "Ask your administrator to check your account details, and quote the reference.",
+                },
+                "an email or group value has a control character or is over 8 KiB",
+                Some(&username),
+                ip,
+            )
+            .await
+        }
+    };
     let evidence = v
         .authn_contexts
         .iter()

@@ -111,6 +111,67 @@ fn users_commands_manage_the_configured_store() {
 }
 
 #[test]
+fn with_invitations_the_cli_prints_a_single_use_enrollment_link_and_check_warns_without_them() {
+    let dir = TempDir::new("cli-invite");
+    let p = dir.path().join("portcullis.toml");
+    let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let port = free_port();
+    let text = |mode: &str| {
+        base_config(
+            port,
+            up,
+            &format!(
+                "[storage]\nurl = \"sqlite://users.db\"\n[native]\n[mfa]\nenrollment = \"{mode}\"\n"
+            ),
+        )
+    };
+    std::fs::write(&p, text("invite")).unwrap();
+    let (code, out, _) = run(&["users", "add", "ines", "--role", "agent"], &p, None);
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains("password"),
+        "chosen at the link, not generated: {out}"
+    );
+    let link = |out: &str| {
+        out.lines()
+            .find_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .filter(|u| u.contains("/normal?invite="))
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no link in {out}"))
+    };
+    let first = link(&out);
+    assert!(first.starts_with(&format!("http://127.0.0.1:{port}/normal?invite=")));
+    let (code, out, _) = run(&["users", "reset-mfa", "ines"], &p, None);
+    assert_eq!(code, 0);
+    assert_ne!(link(&out), first, "a new link replaces the old one");
+    // `check` passes an invite config quietly, and warns about first_login (file:line:key).
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    std::fs::write(&p, text("first_login")).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "a warning, not an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains(": mfa.enrollment: ")
+            && err.contains("first_login"),
+        "{err}"
+    );
+}
+
+#[test]
 fn certs_dev_writes_a_certificate_and_a_private_key() {
     let dir = TempDir::new("certs");
     let out = Command::new(bin())

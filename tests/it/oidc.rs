@@ -1273,3 +1273,60 @@ async fn oidc_nonce_of_two_concurrent_id_tokens_admits_one_session_on_redis() {
     };
     one_nonce_two_concurrent_logins(store).await;
 }
+
+// Issue 14, finding 8: an identity value that cannot be a header refuses the login (it used to
+// be forwarded as the literal `invalid`, making two such users one).
+#[tokio::test]
+async fn identity_values_that_cannot_be_sent_refuse_the_login_instead_of_becoming_invalid() {
+    for (name, edit) in [
+        (
+            "control character in the name",
+            Box::new(|u: &mut crate::support::oidc_provider::TestUser| {
+                u.preferred_username = "eve\u{1}admin".into();
+                u.email = "eve\u{1}admin@corp.example".into();
+            }) as Box<dyn Fn(&mut _)>,
+        ),
+        (
+            "groups over 8 KiB",
+            Box::new(|u: &mut crate::support::oidc_provider::TestUser| {
+                u.groups = (0..600).map(|i| format!("agents-{i:010}")).collect();
+                u.groups.push("agents".into());
+            }),
+        ),
+    ] {
+        let env = Env::start("", |op| op.with(|s| edit(&mut s.user))).await;
+        env.ready().await;
+        let mut b = env.browser();
+        let r = login(&mut b, "/agent/tickets").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}: {}", r.text());
+        assert!(r.text().contains("cannot be passed on"), "{name}");
+        assert!(!b.jar.contains_key("portcullis"), "{name}: no session");
+        let refused = env.audit_kinds("login.failure").await;
+        assert!(
+            refused.iter().any(|(o, r)| o == "refused"
+                && (r == "identity_value" || r == "the group list is too long")),
+            "{name}: {refused:?}"
+        );
+    }
+    // UTF-8 is not such a value: it goes upstream as its bytes.
+    let env = Env::start("", |op| {
+        op.with(|s| {
+            s.user.preferred_username = "zoë".into();
+            s.user.email = "zoë@corp.example".into();
+        })
+    })
+    .await;
+    env.ready().await;
+    let mut b = env.browser();
+    let r = login(&mut b, "/agent/tickets").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let user = r
+        .upstream_headers()
+        .into_iter()
+        .find(|(n, _)| n == "x-forwarded-user")
+        .map(|(_, v)| v);
+    assert!(
+        user.as_deref().is_some_and(|u| u.starts_with("zoë")),
+        "{user:?}"
+    );
+}

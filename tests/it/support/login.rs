@@ -12,27 +12,7 @@ use portcullis::secret::{Password, TotpSeed};
 pub const PW: &str = "correct horse battery staple";
 pub const ADMIN_TOKEN: &str = "login-tests-admin-token";
 
-/// Where sessions and short-lived state live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Store {
-    Memory,
-    Redis,
-}
-
-/// The Redis server of the scale-out tests. With `CI` set a missing `REDIS_URL` fails the test
-/// (a check that cannot run must not pass); elsewhere the caller says it skipped.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("REDIS_URL must be set in CI: the Redis variants of the login tests need it")
-        }
-        _ => {
-            eprintln!("skipped: REDIS_URL is not set (Redis variant)");
-            None
-        }
-    }
-}
+pub use super::stores::Store;
 
 pub struct LoginOpts {
     /// `[mfa] enrollment`.
@@ -59,7 +39,7 @@ pub struct LoginEnv {
     pub smtp: TestSmtp,
     pub admin_base: String,
     pub http: Http,
-    redis: Option<(String, String)>,
+    store: Option<Store>,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -71,23 +51,10 @@ fn sha256_hex(s: &str) -> String {
 }
 
 impl LoginEnv {
-    /// `None` when the Redis variant cannot run here (outside CI).
-    pub async fn start(opts: LoginOpts) -> Option<LoginEnv> {
+    pub async fn start(opts: LoginOpts) -> LoginEnv {
         let smtp = TestSmtp::start().await.unwrap();
         let admin_port = free_port();
-        let (session_extra, redis) = match opts.store {
-            Store::Memory => (String::new(), None),
-            Store::Redis => {
-                let url = redis_url()?;
-                let prefix = format!("pc-login-{}:", portcullis::session::random_id(6));
-                (
-                    format!(
-                        "store = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"{prefix}\""
-                    ),
-                    Some((url, prefix)),
-                )
-            }
-        };
+        let session_extra = opts.store.session_toml();
         let server_extra = if opts.trusted_proxy {
             "trusted_proxies = [\"127.0.0.1/32\"]"
         } else {
@@ -131,13 +98,13 @@ recovery_codes = {{ count = 10, ttl = "30d" }}
             "http://{}",
             gw.running.as_ref().unwrap().admin_addr.unwrap()
         );
-        Some(LoginEnv {
+        LoginEnv {
             gw,
             smtp,
             admin_base,
             http: Http::new(),
-            redis,
-        })
+            store: Some(opts.store),
+        }
     }
 
     pub fn browser(&self) -> Browser {
@@ -239,33 +206,17 @@ recovery_codes = {{ count = 10, ttl = "30d" }}
 
 impl Drop for LoginEnv {
     fn drop(&mut self) {
-        let Some((url, prefix)) = self.redis.take() else {
+        let Some(store) = self.store.take() else {
             return;
         };
         // Its own thread and runtime: drop cannot await, and may run while unwinding.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let Ok(client) = redis::Client::open(url.as_str()) else {
-                    return;
-                };
-                let Ok(mut con) = client.get_multiplexed_async_connection().await else {
-                    return;
-                };
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{prefix}*"))
-                    .query_async(&mut con)
-                    .await
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
-                }
-            });
+            {
+                rt.block_on(store.cleanup());
+            }
         })
         .join();
     }

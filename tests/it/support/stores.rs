@@ -4,10 +4,7 @@
 //! Without `REDIS_URL` a Redis test says it skipped, except under CI (`CI` set): there a
 //! missing Redis fails the test, so a CI run can never pass by skipping it.
 
-use super::{base_config_with, free_port, TempDir, TestGateway, TestUpstream};
-use portcullis::clock::Clock;
-use portcullis::config::Config;
-use portcullis::server::start;
+use super::TestGateway;
 use std::path::Path;
 
 /// Which session store the gateway of a test uses.
@@ -77,37 +74,6 @@ impl Store {
 impl TestGateway {
     /// As `start_with`, on `store`.
     pub async fn start_on(store: &Store, extra: &str, prepare: impl FnOnce(&Path)) -> TestGateway {
-        let upstream = TestUpstream::start().await;
-        let dir = TempDir::new("gw");
-        prepare(dir.path());
-        let config_path = dir.path().join("portcullis.toml");
-        let clock = Clock::manual(1_800_000_000);
-        let session = store.session_toml();
-        let mut attempt = 0;
-        let running = loop {
-            let port = free_port();
-            let text = base_config_with(port, upstream.addr, "", extra).replacen(
-                "[session]\n",
-                &format!("[session]\n{session}"),
-                1,
-            );
-            std::fs::write(&config_path, &text).unwrap();
-            let config =
-                Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-            match start(config, clock.clone()).await {
-                Ok(r) => break r,
-                Err(portcullis::server::StartError::Bind { .. }) if attempt < 5 => attempt += 1,
-                Err(e) => panic!("gateway did not start: {e}"),
-            }
-        };
-        let addr = running.addr;
-        TestGateway {
-            dir,
-            upstream,
-            running: Some(running),
-            addr,
-            clock,
-            config_path,
-        }
+        TestGateway::start_full("", &store.session_toml(), extra, prepare).await
     }
 }
