@@ -265,12 +265,7 @@ async fn race_wrong_passwords(store: Store, n: u8) -> usize {
         .enumerate()
         .map(|(i, (b, fields))| {
             let url = env.gw.url("/normal");
-            let cookie = b
-                .jar
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let cookie = b.cookie_header();
             tokio::spawn(async move {
                 let xff = format!("198.51.100.{i}");
                 let mut form: Vec<(&str, &str)> =
@@ -440,12 +435,7 @@ async fn a_form_posted_from_another_site_is_refused() {
     for origin in ["https://evil.example", "null"] {
         let mut b = env.browser();
         let fields = login_form(&mut b, "/normal").await;
-        let cookie = b
-            .jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let cookie = b.cookie_header();
         let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         form.push(("username", "otto"));
         form.push(("password", PW));
@@ -464,12 +454,7 @@ async fn a_form_posted_from_another_site_is_refused() {
     let mut b = env.browser();
     password_step(&mut b, "/normal", "otto", PW).await;
     let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
-    let cookie = b
-        .jar
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_header();
     let code = env.code(&seed);
     let evil = b
         .http
