@@ -1330,3 +1330,70 @@ async fn identity_values_that_cannot_be_sent_refuse_the_login_instead_of_becomin
         "{user:?}"
     );
 }
+
+// Issue 14, finding 12: the IdP session index is one atomic set operation, so logins of one
+// subject finishing at the same moment are all linked, and a back-channel logout by `sub` ends
+// every one of them (a get-push-put list lost some of them on Redis).
+async fn concurrent_logins_of_one_subject_all_end_by_back_channel_logout(store: Store) {
+    let env = Env::start_on(
+        &store,
+        |op| format!("{STORAGE}{}", idp_toml("corp", op, "")),
+        |op| op.with(|s| s.user.sid = None),
+    )
+    .await;
+    env.ready().await;
+    // Ten browsers each up to the callback, then all callbacks at once.
+    let mut pending = Vec::new();
+    for _ in 0..10 {
+        let mut b = env.browser();
+        let cb = to_callback(&mut b, "/agent/a").await;
+        pending.push((b, cb));
+    }
+    let tasks: Vec<_> = pending
+        .into_iter()
+        .map(|(mut b, cb)| {
+            tokio::spawn(async move {
+                let r = b.get(&cb).await;
+                assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+                b
+            })
+        })
+        .collect();
+    let mut browsers = Vec::new();
+    for t in tasks {
+        browsers.push(t.await.unwrap());
+    }
+    for b in &mut browsers {
+        assert_eq!(b.get("/agent/a").await.status, StatusCode::OK);
+    }
+    let token = env.op.logout_token(|_| {});
+    let r = Http::new()
+        .post_form(
+            &env.gw.url("/_portcullis/oidc/corp/backchannel-logout"),
+            &[],
+            &[("logout_token", &token)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for (i, b) in browsers.iter_mut().enumerate() {
+        assert_eq!(
+            b.get("/agent/a").await.status,
+            StatusCode::FOUND,
+            "session {i} survived the back-channel logout"
+        );
+    }
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_of_one_subject_all_end_by_back_channel_logout_on_memory() {
+    concurrent_logins_of_one_subject_all_end_by_back_channel_logout(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_of_one_subject_all_end_by_back_channel_logout_on_redis() {
+    let Some(store) = Store::redis("concurrent_logins_of_one_subject") else {
+        return;
+    };
+    concurrent_logins_of_one_subject_all_end_by_back_channel_logout(store).await;
+}
