@@ -1,7 +1,7 @@
 //! Audit events: every authentication decision is written as a structured log line on the
 //! `audit` target and, when a user store is configured, as a row in the audit table.
 
-use crate::server::Gateway;
+use crate::state::Gateway;
 use crate::storage::{AuditEvent, UserStore};
 use std::net::IpAddr;
 

@@ -25,6 +25,7 @@ pub mod config;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod idp;
 pub mod metrics;
 pub mod mfa;
 pub mod pages;
@@ -32,4 +33,5 @@ pub mod proxy;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod storage;

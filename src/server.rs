@@ -8,7 +8,6 @@ pub mod contain;
 pub mod endpoints;
 pub mod fast;
 pub mod gateway;
-pub mod idp_http;
 pub mod limits;
 pub mod login_pages;
 pub mod native;
@@ -17,15 +16,10 @@ pub mod saml;
 pub mod sso;
 pub mod tls;
 
-use crate::assertion::{KeyError, Signer};
-use crate::auth::policy::Routes;
 use crate::clock::Clock;
-use crate::config::{Config, SessionStoreKind};
-use crate::pages::Chrome;
-use crate::proxy::forward::{GatewayBody, Upstream};
-use crate::proxy::headers::IdentityHeaders;
-use crate::session::cookie::CookieNames;
-use crate::session::{AnySessionStore, MemoryStore};
+use crate::config::Config;
+use crate::proxy::forward::GatewayBody;
+pub use crate::state::{Gateway, StartError};
 use gateway::Conn;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -39,127 +33,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-
-/// Why the gateway could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {reason}")]
-    Bind { addr: SocketAddr, reason: String },
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// The user store or its key could not be opened.
-    #[error("user store: {0}")]
-    Accounts(String),
-    /// A configured feature is unavailable or its backend unreachable at start.
-    #[error("{0}")]
-    Unsupported(String),
-}
-
-/// State shared by every connection.
-pub struct Gateway {
-    pub config: Arc<Config>,
-    pub routes: Routes,
-    pub store: AnySessionStore,
-    pub upstream: Upstream,
-    pub signer: Signer,
-    pub cookies: CookieNames,
-    pub ids: IdentityHeaders,
-    pub chrome: Chrome,
-    pub clock: Clock,
-    /// Native users, factors and audit; present when `[storage]` is configured.
-    pub accounts: Option<crate::accounts::Accounts>,
-    /// Keys the CSRF token of the password form to its pre-login cookie.
-    pub csrf_key: ring::hmac::Key,
-    pub metrics: crate::metrics::Metrics,
-    /// The OIDC providers (discovered in the background; see `oidc::Providers::ready`).
-    pub oidc: oidc::Providers,
-    /// The SAML IdPs (metadata from files now, from URLs in the background).
-    pub saml: saml::Providers,
-    /// Test-only panic trigger, disarmed unless armed from code (`inject_panic_on_path`).
-    pub(crate) panic_probe: contain::PanicProbe,
-    /// `Strict-Transport-Security` for every public response (`server.hsts`), parsed once.
-    pub hsts: Option<hyper::header::HeaderValue>,
-}
-
-impl Gateway {
-    pub async fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
-        let store = match config.session.store {
-            SessionStoreKind::Memory => AnySessionStore::Memory(MemoryStore::new(
-                clock.clone(),
-                config.session.max_sessions,
-            )),
-            SessionStoreKind::Redis => {
-                let url = config.session.redis_url.as_deref().unwrap_or_default();
-                // Fail closed at start too: without the shared store no replica can check a session.
-                let store = crate::session::redis::RedisStore::connect(
-                    url,
-                    &config.session.redis_prefix,
-                    clock.clone(),
-                    config.session.max_sessions,
-                )
-                .await
-                .map_err(|e| {
-                    StartError::Unsupported(format!("cannot reach the Redis session store: {e}"))
-                })?;
-                AnySessionStore::Redis(store)
-            }
-        };
-        let signer =
-            Signer::load_or_create(&config.server.signing_key, &config.server.public_origin)?;
-        // Derived from the signing key so every replica sharing that key accepts the same forms.
-        let key_bytes = std::fs::read(&config.server.signing_key)
-            .map_err(|e| StartError::Unsupported(format!("cannot read the signing key: {e}")))?;
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(b"portcullis csrf v1\0");
-        ctx.update(&key_bytes);
-        let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref());
-        let accounts = crate::accounts::Accounts::open(&config)
-            .await
-            .map_err(|e| StartError::Accounts(e.to_string()))?;
-        let oidc = oidc::Providers::new(&config)
-            .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
-        let saml = saml::Providers::new(&config).map_err(StartError::Unsupported)?;
-        // Checked as a header value by `config::validate`: `ok()` never drops a configured one.
-        let hsts = config
-            .server
-            .hsts
-            .as_deref()
-            .and_then(|v| hyper::header::HeaderValue::from_str(v).ok());
-        Ok(Gateway {
-            hsts,
-            oidc,
-            saml,
-            panic_probe: contain::PanicProbe::default(),
-            accounts,
-            csrf_key,
-            metrics: crate::metrics::Metrics::default(),
-            routes: Routes::new(config.routes.clone()),
-            store,
-            upstream: Upstream::new(config.upstream.clone()),
-            signer,
-            cookies: CookieNames::new(config.server.https),
-            ids: IdentityHeaders::default(),
-            chrome: Chrome {
-                product: config.branding.product_name.clone(),
-                prefix: config.server.prefix.clone(),
-                has_logo: config.branding.logo.is_some(),
-            },
-            clock,
-            config: Arc::new(config),
-        })
-    }
-
-    /// Whether a normalised path is one of the native login paths.
-    pub fn is_native_path(&self, path: &str) -> bool {
-        self.config
-            .native
-            .as_ref()
-            .is_some_and(|n| n.paths.iter().any(|p| p == path))
-    }
-}
 
 async fn native_entry(
     gw: &Arc<Gateway>,
@@ -474,23 +347,6 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
-    }
-}
-
-impl Gateway {
-    /// Every way in: native login (when configured), then each IdP in config order.
-    pub fn login_targets(&self) -> Vec<crate::config::LoginTarget> {
-        let mut t = Vec::new();
-        if self.config.native.is_some() {
-            t.push(crate::config::LoginTarget::Native);
-        }
-        t.extend(
-            self.config
-                .idps
-                .iter()
-                .map(|i| crate::config::LoginTarget::Idp(i.id.clone())),
-        );
-        t
     }
 }
 

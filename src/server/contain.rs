@@ -3,15 +3,13 @@
 //! the process keep serving. Invariant: no client input and no config key can arm the test probe.
 
 use super::gateway::{respond, GatewayError};
-use super::Gateway;
 use crate::proxy::forward::GatewayBody;
+use crate::state::Gateway;
 use futures_util::FutureExt as _;
 use hyper::Response;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
 
 /// Runs one request's handler; a panic in it is answered through `respond` as
 /// `GatewayError::Panicked` instead of dropping the connection.
@@ -48,78 +46,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "non-text panic payload".to_owned())
 }
 
-/// A deliberate panic on one path, for tests of the containment only. It exists because a
-/// containment that is never exercised cannot be trusted, and no real input may reach a panic.
-/// It is armed from Rust code alone (`Gateway::inject_panic_on_path`): never from the network
-/// or the config file. Disarmed, it costs one relaxed atomic load per request.
-#[derive(Debug, Default)]
-pub struct PanicProbe {
-    armed: AtomicBool,
-    path: RwLock<Option<String>>,
-}
-
-impl PanicProbe {
-    /// Panics when armed for exactly this raw request path.
-    #[inline]
-    pub fn check(&self, path: &str) {
-        if self.armed.load(Ordering::Relaxed) {
-            self.fire(path);
-        }
-    }
-
-    /// Whether the probe is armed for some path (test-only; the fast lane then steps aside so
-    /// the probe fires where panics are contained).
-    #[inline]
-    pub fn armed(&self) -> bool {
-        self.armed.load(Ordering::Relaxed)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn fire(&self, path: &str) {
-        let hit = self.path.read().is_ok_and(|p| p.as_deref() == Some(path));
-        if hit {
-            // The probe's one purpose: a real panic inside a request handler.
-            #[allow(clippy::panic)]
-            {
-                panic!("injected test panic on {path}");
-            }
-        }
-    }
-
-    fn set(&self, path: Option<String>) {
-        let armed = path.is_some();
-        if let Ok(mut p) = self.path.write() {
-            *p = path;
-        }
-        self.armed.store(armed, Ordering::Relaxed);
-    }
-}
-
-impl Gateway {
-    /// Test hook: the next requests whose raw path is `path` panic inside the handler
-    /// (`None` disarms). See `PanicProbe` for why it exists; never reachable from outside.
-    #[doc(hidden)]
-    pub fn inject_panic_on_path(&self, path: Option<String>) {
-        self.panic_probe.set(path);
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_fires_only_when_armed_for_that_path() {
-        let p = PanicProbe::default();
-        p.check("/boom");
-        p.set(Some("/boom".into()));
-        p.check("/other");
-        assert!(std::panic::catch_unwind(|| p.check("/boom")).is_err());
-        p.set(None);
-        p.check("/boom");
-    }
 
     #[test]
     fn panic_payload_text_is_kept_for_the_log() {

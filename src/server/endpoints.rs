@@ -2,13 +2,13 @@
 //! login start, logout. Request bodies here are capped at `server.max_body_bytes`.
 
 use super::gateway::{respond, Conn, GatewayError};
-use super::Gateway;
 use crate::auth::policy::LocalPath;
 use crate::config::LoginTarget;
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::SessionToken;
 use crate::session::{cookie, SessionId, SessionStore};
+use crate::state::Gateway;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;

@@ -16,7 +16,7 @@
 
 use super::{endpoints, Gateway};
 use crate::auth::policy::{self, LocalPath, RouteDecision};
-use crate::config::{Access, LoginTarget, RouteConfig};
+use crate::config::{Access, RouteConfig};
 use crate::metrics::RouteClass;
 use crate::pages;
 use crate::proxy::forward::{GatewayBody, ProxyError};
@@ -362,35 +362,6 @@ fn login_redirect(
         Some(target) => Ok(pages::redirect(&gw.login_url(target, &rd))),
         None => Err(GatewayError::NoLogin),
     }
-}
-
-impl Gateway {
-    /// The absolute URL that starts `target`'s login and comes back to `rd`.
-    pub fn login_url(&self, target: &LoginTarget, rd: &LocalPath) -> String {
-        let origin = &self.config.server.public_origin;
-        let rd = enc(rd.as_str());
-        match target {
-            LoginTarget::Native => {
-                let p = self
-                    .config
-                    .native
-                    .as_ref()
-                    .and_then(|n| n.paths.first())
-                    .map_or("/normal", String::as_str);
-                format!("{origin}{p}?rd={rd}")
-            }
-            LoginTarget::Idp(id) => format!(
-                "{origin}{}/login?idp={}&rd={rd}",
-                self.config.server.prefix,
-                enc(id)
-            ),
-        }
-    }
-}
-
-/// Percent-encodes a query component.
-pub fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The one place a `GatewayError` becomes a response. Fixed texts only; details go to the log.

@@ -8,7 +8,6 @@
 use super::endpoints::{form_value, query_param, read_body};
 use super::gateway::{respond, Conn, GatewayError};
 use super::login_pages::{self, Challenge, LoginForm};
-use super::Gateway;
 use crate::accounts::{native_principal, Accounts};
 use crate::audit::{self, Event};
 use crate::auth::native::{
@@ -25,6 +24,7 @@ use crate::secret::{ct_eq, Password, SessionToken};
 use crate::session::{
     cookie, new_token, random_id, Identity, IdentityValueError, Session, SessionId, SessionStore,
 };
+use crate::state::Gateway;
 use crate::storage::{RememberedDevice, StoreError, UserStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;

@@ -16,262 +16,33 @@
 
 use super::endpoints::{form_value, query_param, read_body};
 use super::gateway::Conn;
-use super::idp_http::{IdpHttp, IdpHttpError};
 use super::native::{client_ip, set_cookie, store_error, user_agent};
 use super::sso::{self, hashed, sid_key, sub_key, Refusal};
-use super::Gateway;
 use crate::audit::{self, Event};
-use crate::auth::oidc::{self as rp, OidcError, Trust};
+use crate::auth::oidc::{self as rp};
 use crate::auth::pending::SsoLink;
 use crate::auth::policy::LocalPath;
-use crate::config::{ClientAuth, Config, IdpConfig, OidcSettings};
+use crate::config::ClientAuth;
+use crate::idp::http::IdpHttpError;
+use crate::idp::oidc::{describe, Loaded, Provider};
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, SessionToken};
 use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
+use crate::state::Gateway;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response, StatusCode};
-use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGrantType,
-    CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreSubjectIdentifierType, CoreTokenResponse,
-};
+use openidconnect::core::{CoreClient, CoreIdToken, CoreTokenResponse};
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, AuthenticationContextClass, AuthenticationFlow,
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, LogoutProviderMetadata,
-    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    AuthType, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, ClientId,
+    ClientSecret, CsrfToken, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
-
-/// At most one JWKS refetch per provider in this interval (unknown-`kid` floods).
-const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
-/// Discovery retry backoff: first retry after this, doubling up to the cap.
-const DISCOVERY_BACKOFF_START: Duration = Duration::from_secs(1);
-const DISCOVERY_BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// Discovery members beyond the crate's: RFC 9207 §3.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-struct Rfc9207Metadata {
-    /// The provider promises `iss` in every authorization response.
-    #[serde(default)]
-    authorization_response_iss_parameter_supported: bool,
-}
-
-impl AdditionalProviderMetadata for Rfc9207Metadata {}
-
-/// Discovery with RP-initiated logout and RFC 9207 metadata.
-type Metadata = ProviderMetadata<
-    LogoutProviderMetadata<Rfc9207Metadata>,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-
-/// A provider's discovered metadata and current keys.
-struct Loaded {
-    meta: Metadata,
-    jwks: CoreJsonWebKeySet,
-    algs: Vec<CoreJwsSigningAlgorithm>,
-}
-
-/// One configured OpenID Provider at run time.
-pub struct Provider {
-    pub idp: IdpConfig,
-    pub settings: OidcSettings,
-    http: IdpHttp,
-    /// None until discovery succeeds. Never held across an await.
-    loaded: RwLock<Option<Arc<Loaded>>>,
-    last_refetch: Mutex<Option<Instant>>,
-    refetch_lock: tokio::sync::Mutex<()>,
-}
-
-/// Every OIDC provider of the config.
-pub struct Providers {
-    list: Vec<Arc<Provider>>,
-}
-
-impl Providers {
-    pub fn new(config: &Config) -> Result<Providers, String> {
-        let any = config.idps.iter().any(|i| i.oidc.is_some());
-        let tls = if any {
-            Some(super::idp_http::tls_client_config().map_err(|e| e.to_string())?)
-        } else {
-            None
-        };
-        let list = config
-            .idps
-            .iter()
-            .filter_map(|idp| {
-                let settings = idp.oidc.clone()?;
-                let tls = tls.clone()?;
-                Some(Arc::new(Provider {
-                    http: IdpHttp::new(tls, settings.http_timeout),
-                    idp: idp.clone(),
-                    settings,
-                    loaded: RwLock::new(None),
-                    last_refetch: Mutex::new(None),
-                    refetch_lock: tokio::sync::Mutex::new(()),
-                }))
-            })
-            .collect();
-        Ok(Providers { list })
-    }
-
-    pub fn get(&self, id: &str) -> Option<&Arc<Provider>> {
-        self.list.iter().find(|p| p.idp.id == id)
-    }
-
-    /// True when every OIDC provider's metadata and keys are loaded (`/readyz`).
-    pub fn ready(&self) -> bool {
-        self.list.iter().all(|p| p.loaded().is_some())
-    }
-
-    /// Starts discovery of every provider in the background, retrying with backoff: the
-    /// gateway serves (and reports not-ready) while an IdP is down.
-    pub fn spawn_discovery(&self) {
-        for p in &self.list {
-            let p = Arc::clone(p);
-            tokio::spawn(async move {
-                let mut wait = DISCOVERY_BACKOFF_START;
-                loop {
-                    match p.discover().await {
-                        Ok(()) => {
-                            tracing::info!(idp = %p.idp.id, "oidc provider loaded");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "oidc discovery failed");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(DISCOVERY_BACKOFF_MAX);
-                        }
-                    }
-                }
-            });
-        }
-    }
-}
-
-impl Provider {
-    fn loaded(&self) -> Option<Arc<Loaded>> {
-        self.loaded.read().ok().and_then(|g| g.clone())
-    }
-
-    async fn discover(&self) -> Result<(), String> {
-        let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| e.to_string())?;
-        let meta = Metadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| describe(&e))?;
-        let algs = rp::allowed_algs(meta.id_token_signing_alg_values_supported());
-        if algs.is_empty() {
-            return Err("the provider announces no asymmetric ID token algorithm".into());
-        }
-        let jwks = meta.jwks().clone();
-        if let Ok(mut g) = self.loaded.write() {
-            *g = Some(Arc::new(Loaded { meta, jwks, algs }));
-        }
-        Ok(())
-    }
-
-    /// Fetches the JWKS again, at most once per `JWKS_REFETCH_INTERVAL`; true if it did.
-    async fn refetch_jwks(&self) -> bool {
-        let _one = self.refetch_lock.lock().await;
-        {
-            let Ok(mut last) = self.last_refetch.lock() else {
-                return false;
-            };
-            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
-                return false;
-            }
-            *last = Some(Instant::now());
-        }
-        let Some(l) = self.loaded() else { return false };
-        match CoreJsonWebKeySet::fetch_async(l.meta.jwks_uri(), &self.http).await {
-            Ok(jwks) => {
-                tracing::info!(idp = %self.idp.id, keys = jwks.keys().len(), "oidc jwks refetched");
-                let next = Loaded {
-                    meta: l.meta.clone(),
-                    jwks,
-                    algs: l.algs.clone(),
-                };
-                if let Ok(mut g) = self.loaded.write() {
-                    *g = Some(Arc::new(next));
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(idp = %self.idp.id, error = %describe(&e), "oidc jwks refetch failed");
-                false
-            }
-        }
-    }
-
-    fn trust<'a>(&'a self, l: &'a Loaded, now: i64) -> Trust<'a> {
-        Trust {
-            issuer: &self.settings.issuer,
-            client_id: &self.settings.client_id,
-            jwks: &l.jwks,
-            algs: &l.algs,
-            now,
-        }
-    }
-
-    /// Runs `check` against the cached keys; when the token names a `kid` the cache does not
-    /// have (key rotation), refetches the JWKS once (rate-limited) and checks again.
-    async fn with_keys<T>(
-        &self,
-        raw: &str,
-        now: i64,
-        check: impl Fn(&Trust<'_>) -> Result<T, OidcError>,
-    ) -> Result<T, OidcError> {
-        let l = self.loaded().ok_or(OidcError::UnknownKid)?;
-        let kid = rp::header_kid(raw)?;
-        let unknown = kid.as_deref().is_some_and(|k| !rp::has_kid(&l.jwks, k));
-        if !unknown {
-            match check(&self.trust(&l, now)) {
-                Err(OidcError::UnknownKid) => {}
-                other => return other,
-            }
-        }
-        if !self.refetch_jwks().await {
-            return Err(OidcError::UnknownKid);
-        }
-        let l = self.loaded().ok_or(OidcError::UnknownKid)?;
-        check(&self.trust(&l, now))
-    }
-
-    fn redirect_uri(&self, config: &Config) -> String {
-        format!(
-            "{}{}/oidc/{}/callback",
-            config.server.public_origin, config.server.prefix, self.idp.id
-        )
-    }
-}
-
-/// Our error texts for the crate's generic errors (details to the log only).
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What the callback needs from the start of the login.
 #[derive(Serialize, Deserialize)]

@@ -3,7 +3,6 @@
 //! that RP/SP-initiated, back-channel and IdP-initiated logout use.
 
 use super::native::{after_first_factor, finish, Next};
-use super::Gateway;
 use crate::audit::{self, Event};
 use crate::auth::native::{FirstFactorVerified, MfaVerified};
 use crate::auth::pending::{LoginMethod, PendingLogin, SsoLink, Stage};
@@ -11,6 +10,7 @@ use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
 use crate::config::{IdpConfig, IdpKind, OnMissingMfa};
 use crate::proxy::forward::GatewayBody;
 use crate::session::{random_id, Session, SessionId, SessionStore};
+use crate::state::Gateway;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hyper::{Response, StatusCode};

@@ -1,0 +1,257 @@
+//! The state every connection shares (`Gateway`) and what it is built from: the config, the
+//! session and user stores, the upstream, the signer, the IdP connectors, metrics. Nothing in
+//! here imports a request handler: handlers take `&Gateway`, never the other way round.
+
+use crate::assertion::{KeyError, Signer};
+use crate::auth::policy::{LocalPath, Routes};
+use crate::clock::Clock;
+use crate::config::{Config, LoginTarget, SessionStoreKind};
+use crate::pages::Chrome;
+use crate::proxy::forward::Upstream;
+use crate::proxy::headers::IdentityHeaders;
+use crate::session::cookie::CookieNames;
+use crate::session::{AnySessionStore, MemoryStore};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Tls(#[from] crate::server::tls::TlsError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The user store or its key could not be opened.
+    #[error("user store: {0}")]
+    Accounts(String),
+    /// A configured feature is unavailable or its backend unreachable at start.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// State shared by every connection.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub routes: Routes,
+    pub store: AnySessionStore,
+    pub upstream: Upstream,
+    pub signer: Signer,
+    pub cookies: CookieNames,
+    pub ids: IdentityHeaders,
+    pub chrome: Chrome,
+    pub clock: Clock,
+    /// Native users, factors and audit; present when `[storage]` is configured.
+    pub accounts: Option<crate::accounts::Accounts>,
+    /// Keys the CSRF token of the password form to its pre-login cookie.
+    pub csrf_key: ring::hmac::Key,
+    pub metrics: crate::metrics::Metrics,
+    /// The OIDC providers (discovered in the background; see `oidc::Providers::ready`).
+    pub oidc: crate::idp::oidc::Providers,
+    /// The SAML IdPs (metadata from files now, from URLs in the background).
+    pub saml: crate::idp::saml::Providers,
+    /// Test-only panic trigger, disarmed unless armed from code (`inject_panic_on_path`).
+    pub(crate) panic_probe: PanicProbe,
+    /// `Strict-Transport-Security` for every public response (`server.hsts`), parsed once.
+    pub hsts: Option<hyper::header::HeaderValue>,
+}
+
+impl Gateway {
+    pub async fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
+        let store = match config.session.store {
+            SessionStoreKind::Memory => AnySessionStore::Memory(MemoryStore::new(
+                clock.clone(),
+                config.session.max_sessions,
+            )),
+            SessionStoreKind::Redis => {
+                let url = config.session.redis_url.as_deref().unwrap_or_default();
+                // Fail closed at start too: without the shared store no replica can check a session.
+                let store = crate::session::redis::RedisStore::connect(
+                    url,
+                    &config.session.redis_prefix,
+                    clock.clone(),
+                    config.session.max_sessions,
+                )
+                .await
+                .map_err(|e| {
+                    StartError::Unsupported(format!("cannot reach the Redis session store: {e}"))
+                })?;
+                AnySessionStore::Redis(store)
+            }
+        };
+        let signer =
+            Signer::load_or_create(&config.server.signing_key, &config.server.public_origin)?;
+        // Derived from the signing key so every replica sharing that key accepts the same forms.
+        let key_bytes = std::fs::read(&config.server.signing_key)
+            .map_err(|e| StartError::Unsupported(format!("cannot read the signing key: {e}")))?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"portcullis csrf v1\0");
+        ctx.update(&key_bytes);
+        let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref());
+        let accounts = crate::accounts::Accounts::open(&config)
+            .await
+            .map_err(|e| StartError::Accounts(e.to_string()))?;
+        let oidc = crate::idp::oidc::Providers::new(&config)
+            .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
+        let saml = crate::idp::saml::Providers::new(&config).map_err(StartError::Unsupported)?;
+        // Checked as a header value by `config::validate`: `ok()` never drops a configured one.
+        let hsts = config
+            .server
+            .hsts
+            .as_deref()
+            .and_then(|v| hyper::header::HeaderValue::from_str(v).ok());
+        Ok(Gateway {
+            hsts,
+            oidc,
+            saml,
+            panic_probe: PanicProbe::default(),
+            accounts,
+            csrf_key,
+            metrics: crate::metrics::Metrics::default(),
+            routes: Routes::new(config.routes.clone()),
+            store,
+            upstream: Upstream::new(config.upstream.clone()),
+            signer,
+            cookies: CookieNames::new(config.server.https),
+            ids: IdentityHeaders::default(),
+            chrome: Chrome {
+                product: config.branding.product_name.clone(),
+                prefix: config.server.prefix.clone(),
+                has_logo: config.branding.logo.is_some(),
+            },
+            clock,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Whether a normalised path is one of the native login paths.
+    pub fn is_native_path(&self, path: &str) -> bool {
+        self.config
+            .native
+            .as_ref()
+            .is_some_and(|n| n.paths.iter().any(|p| p == path))
+    }
+}
+
+/// A deliberate panic on one path, for tests of the containment only. It exists because a
+/// containment that is never exercised cannot be trusted, and no real input may reach a panic.
+/// It is armed from Rust code alone (`Gateway::inject_panic_on_path`): never from the network
+/// or the config file. Disarmed, it costs one relaxed atomic load per request.
+#[derive(Debug, Default)]
+pub struct PanicProbe {
+    armed: AtomicBool,
+    path: RwLock<Option<String>>,
+}
+
+impl PanicProbe {
+    /// Panics when armed for exactly this raw request path.
+    #[inline]
+    pub fn check(&self, path: &str) {
+        if self.armed.load(Ordering::Relaxed) {
+            self.fire(path);
+        }
+    }
+
+    /// Whether the probe is armed for some path (test-only; the fast lane then steps aside so
+    /// the probe fires where panics are contained).
+    #[inline]
+    pub fn armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fire(&self, path: &str) {
+        let hit = self.path.read().is_ok_and(|p| p.as_deref() == Some(path));
+        if hit {
+            // The probe's one purpose: a real panic inside a request handler.
+            #[allow(clippy::panic)]
+            {
+                panic!("injected test panic on {path}");
+            }
+        }
+    }
+
+    pub(crate) fn set(&self, path: Option<String>) {
+        let armed = path.is_some();
+        if let Ok(mut p) = self.path.write() {
+            *p = path;
+        }
+        self.armed.store(armed, Ordering::Relaxed);
+    }
+}
+
+impl Gateway {
+    /// Test hook: the next requests whose raw path is `path` panic inside the handler
+    /// (`None` disarms). See `PanicProbe` for why it exists; never reachable from outside.
+    #[doc(hidden)]
+    pub fn inject_panic_on_path(&self, path: Option<String>) {
+        self.panic_probe.set(path);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_fires_only_when_armed_for_that_path() {
+        let p = PanicProbe::default();
+        p.check("/boom");
+        p.set(Some("/boom".into()));
+        p.check("/other");
+        assert!(std::panic::catch_unwind(|| p.check("/boom")).is_err());
+        p.set(None);
+        p.check("/boom");
+    }
+}
+
+impl Gateway {
+    /// Every way in: native login (when configured), then each IdP in config order.
+    pub fn login_targets(&self) -> Vec<crate::config::LoginTarget> {
+        let mut t = Vec::new();
+        if self.config.native.is_some() {
+            t.push(crate::config::LoginTarget::Native);
+        }
+        t.extend(
+            self.config
+                .idps
+                .iter()
+                .map(|i| crate::config::LoginTarget::Idp(i.id.clone())),
+        );
+        t
+    }
+}
+
+impl Gateway {
+    /// The absolute URL that starts `target`'s login and comes back to `rd`.
+    pub fn login_url(&self, target: &LoginTarget, rd: &LocalPath) -> String {
+        let origin = &self.config.server.public_origin;
+        let rd = enc(rd.as_str());
+        match target {
+            LoginTarget::Native => {
+                let p = self
+                    .config
+                    .native
+                    .as_ref()
+                    .and_then(|n| n.paths.first())
+                    .map_or("/normal", String::as_str);
+                format!("{origin}{p}?rd={rd}")
+            }
+            LoginTarget::Idp(id) => format!(
+                "{origin}{}/login?idp={}&rd={rd}",
+                self.config.server.prefix,
+                enc(id)
+            ),
+        }
+    }
+}
+
+/// Percent-encodes a query component.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
