@@ -13,10 +13,10 @@
 use crate::auth::oidc::{self as rp, Trust, BACKCHANNEL_EVENT, LEEWAY_SECS};
 use crate::auth::policy::{LocalPath, RouteDecision, Routes};
 use crate::config::{Access, Config, RouteConfig};
+use crate::http::{form_value, query_param};
 use crate::proxy::headers::{strip_inbound, IdentityHeaders, Upgrade};
 use crate::proxy::path::normalize;
 use crate::secret::SessionToken;
-use crate::server::endpoints::{form_value, query_param};
 use crate::server::gateway::upstream_target;
 use crate::session::cookie::{self, CookieNames};
 use crate::session::SessionId;

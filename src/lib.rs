@@ -25,6 +25,7 @@ pub mod config;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod idp;
 pub mod metrics;
 pub mod mfa;

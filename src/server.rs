@@ -18,9 +18,9 @@ pub mod tls;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::http::Conn;
 use crate::proxy::forward::GatewayBody;
 pub use crate::state::{Gateway, StartError};
-use gateway::Conn;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -265,7 +265,7 @@ async fn serve(
                     // A panic in a handler is answered (500) here, so the connection lives on.
                     Ok::<_, Infallible>(match kind {
                         Listener::Public => {
-                            let html = gateway::wants_html(&req);
+                            let html = crate::http::wants_html(&req);
                             let mut resp = contain::contained(
                                 &gw,
                                 html,

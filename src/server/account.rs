@@ -5,15 +5,15 @@
 //! to the session and is refused when its `Origin` is another site's. "Your sessions" are the
 //! principal's, never everyone's who shares the display name.
 
-use super::endpoints::{form_value, read_body};
-use super::gateway::{load_session, respond, Conn, GatewayError};
+use super::gateway::load_session;
 use super::login_pages;
-use super::native::{cross_site, forbidden_form, origin_ok, store_error};
+use super::native::{cross_site, forbidden_form};
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, Allowed, CodeCheck, Typing};
 use crate::auth::policy::LocalPath;
 use crate::clock::rfc3339;
 use crate::config::{LoginTarget, MfaMethod};
+use crate::http::{form_value, origin_ok, read_body, respond, store_error, Conn, GatewayError};
 use crate::mfa::{qr, totp};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;

@@ -2,7 +2,7 @@
 //! handler becomes a logged, counted `500` page with a correlation id, and the connection and
 //! the process keep serving. Invariant: no client input and no config key can arm the test probe.
 
-use super::gateway::{respond, GatewayError};
+use crate::http::{respond, GatewayError};
 use crate::proxy::forward::GatewayBody;
 use crate::state::Gateway;
 use futures_util::FutureExt as _;

@@ -1,16 +1,14 @@
 //! The gateway's own endpoints under the reserved prefix (DESIGN.md §3): JWKS, stylesheet,
 //! login start, logout. Request bodies here are capped at `server.max_body_bytes`.
 
-use super::gateway::{respond, Conn, GatewayError};
 use crate::auth::policy::LocalPath;
 use crate::config::LoginTarget;
+use crate::http::{query_param, respond, Conn, GatewayError};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::SessionToken;
 use crate::session::{cookie, SessionId, SessionStore};
 use crate::state::Gateway;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,66 +19,6 @@ pub fn is_reserved(gw: &Gateway, path: &str) -> bool {
     let p = &gw.config.server.prefix;
     path.strip_prefix(p.as_str())
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// Query parameter `name`, percent-decoded (`+` is a space). Invalid UTF-8 → None.
-pub fn query_param(req_query: Option<&str>, name: &str) -> Option<String> {
-    form_value(req_query?, name)
-}
-
-/// A value from `application/x-www-form-urlencoded` text.
-pub fn form_value(body: &str, name: &str) -> Option<String> {
-    body.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k)? == name).then(|| decode(v)).flatten()
-    })
-}
-
-fn decode(s: &str) -> Option<String> {
-    let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
-
-/// Reads a request body up to `server.max_body_bytes`; `None` when it is larger or broken.
-pub async fn read_body(gw: &Gateway, body: Incoming) -> Result<Bytes, Response<GatewayBody>> {
-    // Slow POST: the whole body must arrive within `body_timeout`.
-    let collected = tokio::time::timeout(
-        gw.config.server.body_timeout,
-        Limited::new(body, gw.config.server.max_body_bytes).collect(),
-    )
-    .await;
-    let Ok(collected) = collected else {
-        tracing::info!("request body not received in time");
-        return Err(pages::json_error(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "The request body did not arrive in time.",
-        ));
-    };
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                tracing::info!("request body over the limit refused");
-                Err(pages::json_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "The request body is too large.",
-                ))
-            } else {
-                Err(pages::json_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "The request body could not be read.",
-                ))
-            }
-        }
-    }
 }
 
 pub async fn handle(
@@ -117,7 +55,7 @@ pub async fn handle(
         }
         (&Method::GET, "/static/logo") => logo(gw),
         (&Method::GET, "/login") => login(gw, &req).await,
-        (&Method::POST, "/logout") if !super::native::origin_ok(gw, req.headers()) => {
+        (&Method::POST, "/logout") if !crate::http::origin_ok(gw, req.headers()) => {
             super::native::cross_site(gw)
         }
         (&Method::GET | &Method::POST, "/logout") => logout(gw, &req, conn).await,

@@ -8,10 +8,11 @@
 //! the same rules (shared functions: path normalisation, routes, session lookup, reserved and
 //! hop-by-hop names, cookie stripping); every refusal and redirect is made on the hyper path.
 
-use super::gateway::{self, Conn, GatewayError};
+use super::gateway::{self};
 use super::{endpoints, Gateway};
 use crate::auth::policy::{self, RouteDecision};
 use crate::config::Access;
+use crate::http::{Conn, GatewayError};
 use crate::metrics::RouteClass;
 use crate::proxy::forward::{GatewayBody, ProxyError};
 use crate::proxy::h1::{Chunk, Chunked, Framing, Head, RawConn};
@@ -211,7 +212,7 @@ fn session_token<'a>(buf: &'a [u8], fields: &'a [Field], name: &str) -> Option<&
     cookie::first(texts(buf, fields, Kind::Cookie), name)
 }
 
-/// As `gateway::wants_html`.
+/// As `crate::http::wants_html`.
 fn wants_html(buf: &[u8], fields: &[Field]) -> bool {
     texts(buf, fields, Kind::Accept).any(|s| s.contains("text/html"))
 }
@@ -708,7 +709,7 @@ where
                         // response (the upstream connection is dropped).
                         let e = ProxyError::Unavailable(format!("response body: {why}"));
                         let html = wants_html(&inbuf, &fields);
-                        let resp = gateway::respond(gw, GatewayError::Upstream(e), html);
+                        let resp = crate::http::respond(gw, GatewayError::Upstream(e), html);
                         let status = resp.status().as_u16();
                         let written = write_own(gw, &mut io, resp, req.head, close, &mut out).await;
                         (status, written.is_err() || close)
@@ -721,7 +722,7 @@ where
             }
             Err(e) => {
                 let html = wants_html(&inbuf, &fields);
-                let resp = gateway::respond(gw, GatewayError::Upstream(e), html);
+                let resp = crate::http::respond(gw, GatewayError::Upstream(e), html);
                 let status = resp.status().as_u16();
                 let written = write_own(gw, &mut io, resp, req.head, close, &mut out).await;
                 (status, written.is_err() || close)

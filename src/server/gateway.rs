@@ -17,61 +17,18 @@
 use super::{endpoints, Gateway};
 use crate::auth::policy::{self, LocalPath, RouteDecision};
 use crate::config::{Access, RouteConfig};
+use crate::http::{respond, wants_html, Conn, GatewayError};
 use crate::metrics::RouteClass;
 use crate::pages;
-use crate::proxy::forward::{GatewayBody, ProxyError};
+use crate::proxy::forward::GatewayBody;
 use crate::proxy::headers;
 use crate::proxy::path;
 use crate::session::{cookie, Session, SessionId, SessionStore};
-use crate::storage::StoreError;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, HOST};
+use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Facts about the connection a request came in on.
-#[derive(Clone, Copy, Debug)]
-pub struct Conn {
-    pub peer: SocketAddr,
-    pub tls: bool,
-}
-
-/// Everything that can stop a request on the proxy path, mapped to a response in `respond`.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    /// The path could not be normalised.
-    #[error("bad request path: {0}")]
-    BadPath(path::PathError),
-    /// Servers could read this path as different routes.
-    #[error("ambiguous request path")]
-    AmbiguousPath,
-    /// No route matches the path.
-    #[error("no route matches")]
-    NoRoute,
-    /// A protocol switch this gateway does not make (a malformed WebSocket handshake, CONNECT).
-    #[error("upgrade refused: {0}")]
-    BadUpgrade(headers::BadUpgrade),
-    /// Signed in, but none of the user's roles is admitted by the route.
-    #[error("role not allowed on this route")]
-    RoleNotAllowed,
-    /// No valid session for a protected route, and the client is not a browser.
-    #[error("authentication required")]
-    Unauthenticated,
-    /// No login method is configured for this route.
-    #[error("no login method configured")]
-    NoLogin,
-    /// The session store could not be reached: fail closed.
-    #[error("session store unavailable: {0}")]
-    Store(#[from] StoreError),
-    /// The upstream failed.
-    #[error(transparent)]
-    Upstream(#[from] ProxyError),
-    /// A request handler panicked (a bug); contained by `server::contain`.
-    #[error("request handler panicked: {0}")]
-    Panicked(String),
-}
 
 /// Answers one request. Never panics on client input; every refusal goes through `respond`.
 /// `html`: whether the client wants pages rather than JSON (`wants_html`, computed once by the
@@ -334,15 +291,6 @@ pub async fn session_for_token(
     Ok(Some(s))
 }
 
-/// Whether the client asks for HTML (a browser): refusals are then pages, else JSON.
-pub fn wants_html<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"))
-}
-
 /// Sends a browser to the route's login with the original path remembered; others get 401.
 fn login_redirect(
     gw: &Gateway,
@@ -361,114 +309,6 @@ fn login_redirect(
     match policy::login_for(&gw.config, route) {
         Some(target) => Ok(pages::redirect(&gw.login_url(target, &rd))),
         None => Err(GatewayError::NoLogin),
-    }
-}
-
-/// The one place a `GatewayError` becomes a response. Fixed texts only; details go to the log.
-pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
-    let correlation = crate::session::random_id(9);
-    match &e {
-        GatewayError::Store(_) => gw.metrics.store_error(),
-        GatewayError::Panicked(_) => gw.metrics.panic(),
-        _ => {}
-    }
-    let (status, code, title, what, next) = match &e {
-        GatewayError::BadPath(_) => (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Bad request",
-            "The address of this request is not valid.",
-            "Check the link you followed.",
-        ),
-        GatewayError::AmbiguousPath => (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Bad request",
-            "The address of this request can be read in more than one way, so it was refused.",
-            "Check the link you followed.",
-        ),
-        GatewayError::BadUpgrade(_) => (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Bad request",
-            "This request asks to switch protocols in a way this gateway does not allow.",
-            "Only WebSocket connections (GET, HTTP/1.1, a complete handshake) are passed on.",
-        ),
-        GatewayError::NoRoute => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Not available",
-            "Nothing is published at this address.",
-            "Check the link you followed, or go to the home page.",
-        ),
-        GatewayError::RoleNotAllowed => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Access denied",
-            "You are signed in, but your role does not give access to this page.",
-            "Ask an administrator for access, or sign out and sign in with another account.",
-        ),
-        GatewayError::Unauthenticated => (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Sign-in required",
-            "You need to sign in to reach this page.",
-            "Sign in and try again.",
-        ),
-        GatewayError::NoLogin => (
-            StatusCode::FORBIDDEN,
-            "no_login",
-            "Sign-in unavailable",
-            "This page needs a sign-in, but no sign-in method is configured for it.",
-            "Tell the administrator of this site.",
-        ),
-        GatewayError::Store(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Temporarily unavailable",
-            "The sign-in service cannot check your session right now.",
-            "Try again in a minute.",
-        ),
-        GatewayError::Upstream(ProxyError::Timeout) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "The application did not answer",
-            "The application behind this gateway did not answer in time.",
-            "Try again in a minute.",
-        ),
-        GatewayError::Upstream(ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_)) => (
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            "The application is unavailable",
-            "The application behind this gateway cannot be reached.",
-            "Try again in a minute.",
-        ),
-        GatewayError::Panicked(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Something went wrong",
-            "The gateway hit an internal error while answering this request.",
-            "Try again. If this keeps happening, tell the administrator and quote the reference.",
-        ),
-    };
-    if matches!(e, GatewayError::Panicked(_)) {
-        tracing::error!(correlation = %correlation, error = %e, status = status.as_u16(), "request handler panicked");
-    } else if status.is_server_error() {
-        tracing::warn!(correlation = %correlation, error = %e, status = status.as_u16(), "request failed");
-    } else {
-        tracing::info!(correlation = %correlation, error = %e, status = status.as_u16(), "request refused");
-    }
-    if html {
-        gw.chrome
-            .error_page(status, title, what, next, &correlation)
-    } else if status.is_server_error() {
-        // Our fault, not the client's: API clients get the log line's reference too.
-        pages::json_response(
-            status,
-            &serde_json::json!({"error": code, "detail": what, "reference": correlation}),
-        )
-    } else {
-        pages::json_error(status, code, what)
     }
 }
 

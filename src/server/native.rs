@@ -5,8 +5,6 @@
 //! its `Origin` is another site's; every decision is audited; the session exists only once the
 //! policy is satisfied, under a fresh cookie.
 
-use super::endpoints::{form_value, query_param, read_body};
-use super::gateway::{respond, Conn, GatewayError};
 use super::login_pages::{self, Challenge, LoginForm};
 use crate::accounts::{native_principal, Accounts};
 use crate::audit::{self, Event};
@@ -17,6 +15,10 @@ use crate::auth::native::{
 use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
 use crate::auth::policy::{effective_policy, EffectivePolicy, LocalPath};
 use crate::config::MfaMethod;
+use crate::http::{
+    client_ip, form_value, origin_ok, query_param, read_body, respond, set_cookie, store_error,
+    user_agent, Conn, GatewayError,
+};
 use crate::mfa::{email, qr, totp, MfaError};
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
@@ -29,7 +31,7 @@ use crate::storage::{RememberedDevice, StoreError, UserStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ORIGIN, RETRY_AFTER, SET_COOKIE, USER_AGENT};
+use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,44 +42,13 @@ const LOCKED: &str =
 const BAD_CODE: &str = "That code is not valid. Check it and try again.";
 const EXPIRED: &str = "Your sign-in attempt has expired or was already completed.";
 
-/// The client's address: the peer, or the nearest X-Forwarded-For hop from a trusted proxy.
-pub fn client_ip(gw: &Gateway, headers: &HeaderMap, conn: Conn) -> IpAddr {
-    let peer = conn.peer.ip();
-    if !gw.config.is_trusted_proxy(peer) {
-        return peer;
-    }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok())
-        .unwrap_or(peer)
-}
-
-pub(crate) fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect())
-}
-
 fn csrf_for(gw: &Gateway, nonce: &str) -> String {
     let tag = ring::hmac::sign(&gw.csrf_key, nonce.as_bytes());
     B64.encode(tag.as_ref().get(..24).unwrap_or_default())
 }
 
-pub(crate) fn set_cookie(r: &mut Response<GatewayBody>, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        r.headers_mut().append(SET_COOKIE, v);
-    }
-}
-
 fn accounts(gw: &Gateway) -> Option<&Accounts> {
     gw.accounts.as_ref()
-}
-
-pub(crate) fn store_error(gw: &Gateway, e: StoreError) -> Response<GatewayBody> {
-    respond(gw, GatewayError::Store(e), true)
 }
 
 fn first_native_path(gw: &Gateway) -> String {
@@ -97,17 +68,6 @@ fn expired_page(gw: &Gateway) -> Response<GatewayBody> {
         &format!("Start again at {}.", first_native_path(gw)),
         &random_id(9),
     )
-}
-
-/// DESIGN.md §6: a state-changing form POST whose `Origin` (when the browser sends one) is not
-/// the gateway's own is refused: another site cannot submit our forms, whatever it knows.
-/// `Origin: null` (an opaque origin: a sandboxed frame, or a page whose referrer policy hides
-/// its origin) is refused too: our own pages send their origin (`Referrer-Policy: same-origin`).
-pub(crate) fn origin_ok(gw: &Gateway, headers: &HeaderMap) -> bool {
-    headers.get_all(ORIGIN).iter().all(|o| {
-        o.as_bytes()
-            .eq_ignore_ascii_case(gw.config.server.public_origin.as_bytes())
-    })
 }
 
 /// The answer to a cross-site form POST (logged: someone's page tried to use our forms).

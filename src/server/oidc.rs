@@ -14,15 +14,15 @@
 //! authorization response counts only at the IdP its state was issued for. The principal of a
 //! login is `<idp-id>:<sub>` (`sso::principal`).
 
-use super::endpoints::{form_value, query_param, read_body};
-use super::gateway::Conn;
-use super::native::{client_ip, set_cookie, store_error, user_agent};
 use super::sso::{self, hashed, sid_key, sub_key, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{self as rp};
 use crate::auth::pending::SsoLink;
 use crate::auth::policy::LocalPath;
 use crate::config::ClientAuth;
+use crate::http::{
+    client_ip, form_value, query_param, read_body, set_cookie, store_error, user_agent, Conn,
+};
 use crate::idp::http::IdpHttpError;
 use crate::idp::oidc::{describe, Loaded, Provider};
 use crate::pages;

@@ -8,15 +8,13 @@
 //! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
-use super::endpoints::form_value;
-use super::gateway::Conn;
-use super::native::{client_ip, set_cookie, store_error, user_agent};
 use super::sso::{self, hashed, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{identity_value, Unusable};
 use crate::auth::pending::SsoLink;
 use crate::auth::policy::LocalPath;
 use crate::auth::saml::{self as sp, Expect, SamlError, SloMessage};
+use crate::http::{client_ip, form_value, set_cookie, store_error, user_agent, Conn};
 use crate::idp::saml::{Provider, MAX_RESPONSE_BYTES};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
