@@ -12,6 +12,7 @@ pub mod limits;
 pub mod login_pages;
 pub mod native;
 pub mod oidc;
+pub mod router;
 pub mod saml;
 pub mod sso;
 pub mod tls;
@@ -19,10 +20,9 @@ pub mod tls;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::Conn;
-use crate::proxy::forward::GatewayBody;
 pub use crate::state::{Gateway, StartError};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -33,15 +33,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-
-async fn native_entry(
-    gw: &Arc<Gateway>,
-    req: Request<Incoming>,
-    conn: Conn,
-    path: &str,
-) -> Response<GatewayBody> {
-    native::entry(gw, req, conn, path).await
-}
 
 /// Which listener a connection came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,12 +257,9 @@ async fn serve(
                     Ok::<_, Infallible>(match kind {
                         Listener::Public => {
                             let html = crate::http::wants_html(&req);
-                            let mut resp = contain::contained(
-                                &gw,
-                                html,
-                                gateway::handle(&gw, req, conn, html),
-                            )
-                            .await;
+                            let mut resp =
+                                contain::contained(&gw, html, router::handle(&gw, req, conn, html))
+                                    .await;
                             gateway::edge_headers(&gw, &mut resp);
                             resp
                         }
@@ -348,60 +336,4 @@ async fn serve(
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
-}
-
-/// Starts single sign-on with an IdP of either kind (an unknown id gets a "not available" page).
-async fn start_sso(
-    gw: &Gateway,
-    idp: &str,
-    rd: &crate::auth::policy::LocalPath,
-) -> Response<GatewayBody> {
-    if gw.saml.get(idp).is_some() {
-        saml::start(gw, idp, rd).await
-    } else {
-        oidc::start(gw, idp, rd).await
-    }
-}
-
-/// Reserved-prefix paths beyond the core ones: the second-factor steps.
-async fn extra_endpoint(
-    gw: &Arc<Gateway>,
-    req: Request<Incoming>,
-    conn: Conn,
-    sub: &str,
-) -> Response<GatewayBody> {
-    match sub {
-        "/mfa" | "/mfa/enroll" | "/mfa/email" => native::mfa_entry(gw, req, conn, sub).await,
-        "/account"
-        | "/account/sessions/end"
-        | "/account/devices/forget"
-        | "/account/recovery-codes"
-        | "/account/totp"
-        | "/account/totp/confirm" => account::entry(gw, req, conn, sub).await,
-        s if s.starts_with("/oidc/") => oidc::entry(gw, req, conn, s).await,
-        s if s.starts_with("/saml/") => saml::entry(gw, req, conn, s).await,
-        _ => crate::pages::json_error(
-            hyper::StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
-        ),
-    }
-}
-
-/// Records a logout in the durable audit log (when a user store is configured).
-async fn audit_logout(gw: &Gateway, s: &crate::session::Session, conn: Conn) {
-    let method = s.identity.method.header_value();
-    crate::audit::record(
-        gw,
-        crate::audit::Event {
-            kind: "logout",
-            user: Some(&s.identity.user),
-            method: Some(&method),
-            outcome: "success",
-            ip: Some(conn.peer.ip()),
-            session: Some(s.id.as_str()),
-            ..Default::default()
-        },
-    )
-    .await;
 }

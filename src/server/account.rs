@@ -8,6 +8,7 @@
 use super::gateway::load_session;
 use super::login_pages;
 use super::native::{cross_site, forbidden_form};
+use super::router::AccountStep;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, Allowed, CodeCheck, Typing};
 use crate::auth::policy::LocalPath;
@@ -51,7 +52,7 @@ pub async fn entry(
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
     conn: Conn,
-    sub: &str,
+    step: AccountStep,
 ) -> Response<GatewayBody> {
     let session = match load_session(gw, &req).await {
         Ok(Some(s)) => s,
@@ -65,7 +66,7 @@ pub async fn entry(
         }
         Err(e) => return respond(gw, e, true),
     };
-    if *req.method() == Method::GET && sub == "/account" {
+    if *req.method() == Method::GET && step == AccountStep::Page {
         return page(gw, &session, None, None).await;
     }
     if *req.method() != Method::POST {
@@ -88,16 +89,16 @@ pub async fn entry(
         return forbidden_form(gw);
     }
     let ip = conn.peer.ip();
-    match sub {
-        "/account/sessions/end" => end_sessions(gw, &session, &form, ip).await,
-        "/account/devices/forget" => forget_devices(gw, &session, &form).await,
-        "/account/recovery-codes" => new_recovery_codes(gw, &session, &form, ip).await,
-        "/account/totp" => start_reenroll(gw, &session, &form, ip).await,
-        "/account/totp/confirm" => confirm_reenroll(gw, &session, &form, ip).await,
-        _ => pages::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
+    match step {
+        AccountStep::SessionsEnd => end_sessions(gw, &session, &form, ip).await,
+        AccountStep::DevicesForget => forget_devices(gw, &session, &form).await,
+        AccountStep::RecoveryCodes => new_recovery_codes(gw, &session, &form, ip).await,
+        AccountStep::Totp => start_reenroll(gw, &session, &form, ip).await,
+        AccountStep::TotpConfirm => confirm_reenroll(gw, &session, &form, ip).await,
+        AccountStep::Page => pages::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not allowed here.",
         ),
     }
 }

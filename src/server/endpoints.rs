@@ -12,65 +12,46 @@ use crate::state::Gateway;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
-use std::sync::Arc;
 
-/// Whether a normalised path is under the reserved prefix.
-pub fn is_reserved(gw: &Gateway, path: &str) -> bool {
-    let p = &gw.config.server.prefix;
-    path.strip_prefix(p.as_str())
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+/// `GET /jwks.json`: the keys of the signed assertion.
+pub fn jwks(gw: &Gateway) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::from(gw.signer.jwks().to_owned()));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
 }
 
-pub async fn handle(
-    gw: &Arc<Gateway>,
-    req: Request<Incoming>,
+/// `GET /static/style.css`.
+pub fn stylesheet() -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::from(pages::STYLESHEET));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+/// `GET|POST /logout`; a POST from another site is refused (DESIGN.md §6).
+pub async fn logout_entry(
+    gw: &Gateway,
+    req: &Request<Incoming>,
     conn: Conn,
-    path: &str,
 ) -> Response<GatewayBody> {
-    let sub = path
-        .get(gw.config.server.prefix.len()..)
-        .unwrap_or_default();
-    match (req.method(), sub) {
-        (&Method::GET, "/jwks.json") => {
-            let mut r = Response::new(GatewayBody::from(gw.signer.jwks().to_owned()));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert(
-                CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
-            r
-        }
-        (&Method::GET, "/static/style.css") => {
-            let mut r = Response::new(GatewayBody::from(pages::STYLESHEET));
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            );
-            r.headers_mut().insert(
-                CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            );
-            r
-        }
-        (&Method::GET, "/static/logo") => logo(gw),
-        (&Method::GET, "/login") => login(gw, &req).await,
-        (&Method::POST, "/logout") if !crate::http::origin_ok(gw, req.headers()) => {
-            super::native::cross_site(gw)
-        }
-        (&Method::GET | &Method::POST, "/logout") => logout(gw, &req, conn).await,
-        (_, "/jwks.json" | "/static/style.css" | "/static/logo" | "/login" | "/logout") => {
-            pages::json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "This method is not allowed here.",
-            )
-        }
-        _ => super::extra_endpoint(gw, req, conn, sub).await,
+    if *req.method() == Method::POST && !crate::http::origin_ok(gw, req.headers()) {
+        return super::native::cross_site(gw);
     }
+    logout(gw, req, conn).await
 }
 
-fn logo(gw: &Gateway) -> Response<GatewayBody> {
+pub fn logo(gw: &Gateway) -> Response<GatewayBody> {
     let Some(path) = &gw.config.branding.logo else {
         return pages::json_error(StatusCode::NOT_FOUND, "not_found", "No logo is configured.");
     };
@@ -102,7 +83,7 @@ fn logo(gw: &Gateway) -> Response<GatewayBody> {
 }
 
 /// `GET /login?idp=ID&rd=PATH`: start the named login, or show a chooser.
-async fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
+pub async fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
     let q = req.uri().query();
     let rd = query_param(q, "rd")
         .and_then(|r| LocalPath::parse(&r))
@@ -120,7 +101,7 @@ async fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
     };
     match target {
         Some(LoginTarget::Native) => pages::redirect(&gw.login_url(&LoginTarget::Native, &rd)),
-        Some(LoginTarget::Idp(id)) => super::start_sso(gw, &id, &rd).await,
+        Some(LoginTarget::Idp(id)) => start_sso(gw, &id, &rd).await,
         None if idp.is_some() => gw.chrome.error_page(
             StatusCode::NOT_FOUND,
             "Unknown sign-in",
@@ -168,7 +149,7 @@ async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<G
         let id = SessionId::of(&SessionToken::new(token.to_owned()));
         match gw.store.remove(&id).await {
             Ok(Some(s)) => {
-                super::audit_logout(gw, &s, conn).await;
+                audit_logout(gw, &s, conn).await;
                 if let Some(link) = super::sso::take_link(gw, &s.id).await {
                     idp_logout = match super::oidc::end_session_with(gw, &link) {
                         Some(u) => Some(u),
@@ -192,4 +173,35 @@ async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<G
         r.headers_mut().append(SET_COOKIE, v);
     }
     r
+}
+
+/// Starts single sign-on with an IdP of either kind (an unknown id gets a "not available" page).
+async fn start_sso(
+    gw: &Gateway,
+    idp: &str,
+    rd: &crate::auth::policy::LocalPath,
+) -> Response<GatewayBody> {
+    if gw.saml.get(idp).is_some() {
+        super::saml::start(gw, idp, rd).await
+    } else {
+        super::oidc::start(gw, idp, rd).await
+    }
+}
+
+/// Records a logout in the durable audit log (when a user store is configured).
+async fn audit_logout(gw: &Gateway, s: &crate::session::Session, conn: Conn) {
+    let method = s.identity.method.header_value();
+    crate::audit::record(
+        gw,
+        crate::audit::Event {
+            kind: "logout",
+            user: Some(&s.identity.user),
+            method: Some(&method),
+            outcome: "success",
+            ip: Some(conn.peer.ip()),
+            session: Some(s.id.as_str()),
+            ..Default::default()
+        },
+    )
+    .await;
 }

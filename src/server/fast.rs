@@ -9,7 +9,7 @@
 //! hop-by-hop names, cookie stripping); every refusal and redirect is made on the hyper path.
 
 use super::gateway::{self};
-use super::{endpoints, Gateway};
+use super::Gateway;
 use crate::auth::policy::{self, RouteDecision};
 use crate::config::Access;
 use crate::http::{Conn, GatewayError};
@@ -642,7 +642,8 @@ where
         let Ok(normalized) = path::normalize(raw_path) else {
             handoff!()
         };
-        if endpoints::is_reserved(gw, &normalized) || gw.is_native_path(&normalized) {
+        // The router's own parse: only what it sends to the proxy path is the lane's.
+        if super::router::Endpoint::parse(gw, &normalized) != super::router::Endpoint::Proxy {
             handoff!();
         }
         let route = match gw.routes.decide(&normalized) {

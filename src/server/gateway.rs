@@ -2,7 +2,7 @@
 //!
 //! | phase          | may do                                                            |
 //! |----------------|-------------------------------------------------------------------|
-//! | classify       | normalise the path once; pick reserved endpoint, native login or route |
+//! | classify       | the path normalised once (by the router); pick the route           |
 //! | load_session   | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
 //! | authorize      | public / role check / send to login (302 for browsers, 401 JSON)  |
 //! | rewrite        | decide the upgrade once (`headers::Upgrade`: WebSocket, or none);  |
@@ -14,11 +14,10 @@
 //! `headers::Upgrade::of` found to be a WebSocket handshake can become a tunnel; every response
 //! gets the edge headers (`edge_headers`, HSTS) on its way out of the public listener.
 
-use super::{endpoints, Gateway};
+use super::Gateway;
 use crate::auth::policy::{self, LocalPath, RouteDecision};
 use crate::config::{Access, RouteConfig};
-use crate::http::{respond, wants_html, Conn, GatewayError};
-use crate::metrics::RouteClass;
+use crate::http::{wants_html, Conn, GatewayError};
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::proxy::headers;
@@ -30,70 +29,16 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Answers one request. Never panics on client input; every refusal goes through `respond`.
-/// `html`: whether the client wants pages rather than JSON (`wants_html`, computed once by the
-/// caller, which also needs it should this handler panic).
-pub async fn handle(
-    gw: &Arc<Gateway>,
-    req: Request<Incoming>,
-    conn: Conn,
-    html: bool,
-) -> Response<GatewayBody> {
-    gw.panic_probe.check(req.uri().path());
-    let started = gw.config.server.access_log.then(Instant::now);
-    let method = gw.config.server.access_log.then(|| req.method().clone());
-    let raw_path = gw
-        .config
-        .server
-        .access_log
-        .then(|| req.uri().path().to_owned());
-    let mut user: Option<Arc<Session>> = None;
-    let class = {
-        let p = req.uri().path();
-        if p.starts_with(gw.config.server.prefix.as_str()) {
-            RouteClass::Gateway
-        } else if gw.is_native_path(p) {
-            RouteClass::Native
-        } else {
-            RouteClass::Proxy
-        }
-    };
-    let resp = match proxy(gw, req, conn, &mut user).await {
-        Ok(r) => r,
-        Err(e) => respond(gw, e, html),
-    };
-    gw.metrics.request(class, resp.status().as_u16());
-    if let (Some(t), Some(m), Some(p)) = (started, method, raw_path) {
-        tracing::info!(
-            target: "access",
-            method = %m,
-            path = %p,
-            status = resp.status().as_u16(),
-            user = user.as_ref().map_or("-", |s| s.identity.user.as_str()),
-            peer = %conn.peer.ip(),
-            ms = t.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
-    }
-    resp
-}
-
-async fn proxy(
+/// The proxy path for a request the router found to be `Endpoint::Proxy`, on its normalised
+/// path (the one routed on, and the one forwarded). `user` is set to the session, for the log.
+pub async fn proxy(
     gw: &Arc<Gateway>,
     mut req: Request<Incoming>,
     conn: Conn,
+    normalized: &str,
     user: &mut Option<Arc<Session>>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    // Phase: classify.
-    let normalized = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-    // The gateway's own pages are boxed: their futures are large, and inlined here they would
-    // make every proxied request's future (moved into place by hyper) as large as the largest.
-    if endpoints::is_reserved(gw, &normalized) {
-        return Ok(Box::pin(endpoints::handle(gw, req, conn, &normalized)).await);
-    }
-    if gw.is_native_path(&normalized) {
-        return Ok(Box::pin(super::native_entry(gw, req, conn, &normalized)).await);
-    }
+    // Phase: classify (the path was normalised and found not to be the gateway's own).
     let route = match gw.routes.decide(&normalized) {
         RouteDecision::Route(r) => r,
         RouteDecision::NoRoute => return Err(GatewayError::NoRoute),
@@ -427,7 +372,11 @@ mod future_size {
     #[test]
     fn the_proxy_path_future_stays_small() {
         let handle = returned(|(gw, r, c): (&Arc<Gateway>, Request<Incoming>, Conn)| {
-            super::super::contain::contained(gw, false, handle(gw, r, c, false))
+            super::super::contain::contained(
+                gw,
+                false,
+                super::super::router::handle(gw, r, c, false),
+            )
         });
         let load = returned(|(gw, r): (&Gateway, &Request<Incoming>)| load_session(gw, r));
         let send = returned(|(gw, r): (&Gateway, Request<Incoming>)| gw.upstream.send(r));
@@ -437,7 +386,7 @@ mod future_size {
                 Request<Incoming>,
                 Conn,
                 &mut Option<Arc<Session>>,
-            )| { proxy(gw, r, c, u) },
+            )| { proxy(gw, r, c, "/", u) },
         );
         eprintln!(
             "future sizes: contained(handle)={handle} proxy={proxy_f} load_session={load} send={send}"

@@ -6,6 +6,7 @@
 //! policy is satisfied, under a fresh cookie.
 
 use super::login_pages::{self, Challenge, LoginForm};
+use super::router::MfaStep;
 use crate::accounts::{native_principal, Accounts};
 use crate::audit::{self, Event};
 use crate::auth::native::{
@@ -765,7 +766,7 @@ pub async fn mfa_entry(
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
     conn: Conn,
-    sub: &str,
+    step: MfaStep,
 ) -> Response<GatewayBody> {
     let Some(acc) = accounts(gw) else {
         return pages::json_error(
@@ -792,19 +793,19 @@ pub async fn mfa_entry(
         Err(e) => return store_error(gw, e),
     }
     let enrolling = matches!(pending.stage, Stage::Enroll { .. });
-    match (sub, &method, enrolling) {
-        ("/mfa", &Method::GET, false) => {
+    match (step, &method, enrolling) {
+        (MfaStep::Challenge, &Method::GET, false) => {
             challenge_page(gw, acc, &pending, StatusCode::OK, None, None)
         }
-        ("/mfa/enroll", &Method::GET, true) => {
+        (MfaStep::Enroll, &Method::GET, true) => {
             enroll_page(gw, acc, &id, &pending, StatusCode::OK, None, ip).await
         }
         // The wrong page for this stage: go to the right one.
-        ("/mfa", &Method::GET, true) => pages::redirect(&format!(
+        (MfaStep::Challenge, &Method::GET, true) => pages::redirect(&format!(
             "{}{}/mfa/enroll",
             gw.config.server.public_origin, gw.config.server.prefix
         )),
-        ("/mfa/enroll", &Method::GET, false) => pages::redirect(&format!(
+        (MfaStep::Enroll, &Method::GET, false) => pages::redirect(&format!(
             "{}{}/mfa",
             gw.config.server.public_origin, gw.config.server.prefix
         )),
@@ -818,10 +819,14 @@ pub async fn mfa_entry(
             if !ct_eq(csrf.as_bytes(), pending.csrf.as_bytes()) {
                 return forbidden_form(gw);
             }
-            match (sub, enrolling) {
-                ("/mfa", false) => submit_challenge(gw, acc, &id, &pending, &form, ip, ua).await,
-                ("/mfa/enroll", true) => submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await,
-                ("/mfa/email", false) => send_email_code(gw, acc, &id, &pending, ip).await,
+            match (step, enrolling) {
+                (MfaStep::Challenge, false) => {
+                    submit_challenge(gw, acc, &id, &pending, &form, ip, ua).await
+                }
+                (MfaStep::Enroll, true) => {
+                    submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
+                }
+                (MfaStep::Email, false) => send_email_code(gw, acc, &id, &pending, ip).await,
                 // A step this stage does not have (e.g. enrolling from a challenge): refused
                 // from the stage alone, before any check runs; the login itself stays as it was.
                 _ => {

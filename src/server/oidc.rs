@@ -14,6 +14,7 @@
 //! authorization response counts only at the IdP its state was issued for. The principal of a
 //! login is `<idp-id>:<sub>` (`sso::principal`).
 
+use super::router::OidcStep;
 use super::sso::{self, hashed, sid_key, sub_key, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{self as rp};
@@ -32,7 +33,7 @@ use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use openidconnect::core::{CoreClient, CoreIdToken, CoreTokenResponse};
 use openidconnect::{
     AuthType, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, ClientId,
@@ -161,10 +162,9 @@ pub async fn entry(
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
     conn: Conn,
-    sub: &str,
+    idp: &str,
+    step: OidcStep,
 ) -> Response<GatewayBody> {
-    let rest = sub.strip_prefix("/oidc/").unwrap_or_default();
-    let (idp, action) = rest.split_once('/').unwrap_or((rest, ""));
     let Some(p) = gw.oidc.get(idp).cloned() else {
         return pages::json_error(
             StatusCode::NOT_FOUND,
@@ -172,19 +172,9 @@ pub async fn entry(
             "No such gateway endpoint.",
         );
     };
-    match (req.method(), action) {
-        (&Method::GET, "callback") => callback(gw, &p, req, conn).await,
-        (&Method::POST, "backchannel-logout") => backchannel_logout(gw, &p, req, conn).await,
-        (_, "callback" | "backchannel-logout") => pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
-        ),
-        _ => pages::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
-        ),
+    match step {
+        OidcStep::Callback => callback(gw, &p, req, conn).await,
+        OidcStep::BackchannelLogout => backchannel_logout(gw, &p, req, conn).await,
     }
 }
 

@@ -8,6 +8,7 @@
 //! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
+use super::router::SamlStep;
 use super::sso::{self, hashed, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{identity_value, Unusable};
@@ -24,7 +25,7 @@ use crate::state::Gateway;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,10 +140,9 @@ pub async fn entry(
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
     conn: Conn,
-    sub: &str,
+    idp: &str,
+    step: SamlStep,
 ) -> Response<GatewayBody> {
-    let rest = sub.strip_prefix("/saml/").unwrap_or_default();
-    let (idp, action) = rest.split_once('/').unwrap_or((rest, ""));
     let Some(p) = gw.saml.get(idp).cloned() else {
         return pages::json_error(
             StatusCode::NOT_FOUND,
@@ -150,20 +150,10 @@ pub async fn entry(
             "No such gateway endpoint.",
         );
     };
-    match (req.method(), action) {
-        (&Method::POST, "acs") => acs(gw, &p, req, conn).await,
-        (&Method::GET, "metadata") => metadata(&p),
-        (&Method::GET, "slo") => slo(gw, &p, req, conn).await,
-        (_, "acs" | "metadata" | "slo") => pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
-        ),
-        _ => pages::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
-        ),
+    match step {
+        SamlStep::Acs => acs(gw, &p, req, conn).await,
+        SamlStep::Metadata => metadata(&p),
+        SamlStep::Slo => slo(gw, &p, req, conn).await,
     }
 }
 
