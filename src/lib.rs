@@ -27,6 +27,7 @@ pub mod demo;
 pub mod fuzzing;
 pub mod http;
 pub mod idp;
+pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod pages;

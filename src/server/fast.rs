@@ -585,7 +585,7 @@ async fn read_more<IO: AsyncRead + Unpin>(
             }
         },
         // Shutdown closes idle keep-alive connections; a request under way is finished.
-        _ = super::until_stopped(stopped), if idle => false,
+        _ = super::limits::until_stopped(stopped), if idle => false,
     }
 }
 
@@ -643,7 +643,7 @@ where
             handoff!()
         };
         // The router's own parse: only what it sends to the proxy path is the lane's.
-        if super::router::Endpoint::parse(gw, &normalized) != super::router::Endpoint::Proxy {
+        if super::endpoint::Endpoint::parse(gw, &normalized) != super::endpoint::Endpoint::Proxy {
             handoff!();
         }
         let route = match gw.routes.decide(&normalized) {

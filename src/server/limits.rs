@@ -250,6 +250,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
     }
 }
 
+/// Resolves once the stop flag is set (or its sender is gone).
+pub async fn until_stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -2,7 +2,7 @@
 //! from groups, the MFA decision (`stepup.decision`), refusals, and the session ↔ IdP links
 //! that RP/SP-initiated, back-channel and IdP-initiated logout use.
 
-use super::native::{after_first_factor, finish, Next};
+use super::complete::{after_first_factor, finish, Next};
 use crate::audit::{self, Event};
 use crate::auth::native::{FirstFactorVerified, MfaVerified};
 use crate::auth::pending::{LoginMethod, PendingLogin, SsoLink, Stage};

@@ -5,10 +5,8 @@
 //! to the session and is refused when its `Origin` is another site's. "Your sessions" are the
 //! principal's, never everyone's who shares the display name.
 
-use super::gateway::load_session;
-use super::login_pages;
 use super::native::{cross_site, forbidden_form};
-use super::router::AccountStep;
+use super::views;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, Allowed, CodeCheck, Typing};
 use crate::auth::policy::LocalPath;
@@ -19,6 +17,8 @@ use crate::mfa::{qr, totp};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, TotpSeed};
+use crate::server::endpoint::AccountStep;
+use crate::server::gateway::load_session;
 use crate::session::{AuthMethod, Session, SessionId, SessionStore};
 use crate::state::Gateway;
 use crate::storage::UserStore;
@@ -495,7 +495,7 @@ async fn new_recovery_codes(
             )
             .await;
             let codes: Vec<String> = codes.iter().map(|c| c.expose().to_owned()).collect();
-            login_pages::recovery_codes(
+            views::recovery_codes(
                 &gw.chrome,
                 &codes,
                 &format!(
@@ -523,7 +523,7 @@ fn reenroll_page(
     let secret = totp::group_secret(&t.secret_base32());
     let token = csrf(gw, s);
     let action = format!("{}/account/totp/confirm", gw.config.server.prefix);
-    let view = login_pages::Enrollment {
+    let view = views::Enrollment {
         action: &action,
         csrf: &token,
         uri: &uri,
@@ -531,7 +531,7 @@ fn reenroll_page(
         grouped_secret: &secret,
         error,
     };
-    login_pages::enroll(
+    views::enroll(
         &gw.chrome,
         if error.is_some() {
             StatusCode::UNAUTHORIZED

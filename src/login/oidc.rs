@@ -14,7 +14,6 @@
 //! authorization response counts only at the IdP its state was issued for. The principal of a
 //! login is `<idp-id>:<sub>` (`sso::principal`).
 
-use super::router::OidcStep;
 use super::sso::{self, hashed, sid_key, sub_key, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{self as rp};
@@ -29,6 +28,7 @@ use crate::idp::oidc::{describe, Loaded, Provider};
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, SessionToken};
+use crate::server::endpoint::OidcStep;
 use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::body::Incoming;

@@ -8,7 +8,6 @@
 //! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
-use super::router::SamlStep;
 use super::sso::{self, hashed, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{identity_value, Unusable};
@@ -20,6 +19,7 @@ use crate::idp::saml::{Provider, MAX_RESPONSE_BYTES};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, SessionToken};
+use crate::server::endpoint::SamlStep;
 use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
 use crate::state::Gateway;
 use http_body_util::{BodyExt, Limited};

@@ -1,0 +1,338 @@
+//! How a login ends: the step after the first factor (a session, a remembered device, the
+//! challenge or enrollment), the pending login's storage under its own cookie, and the session
+//! itself under a fresh cookie. Shared by the native login and every SSO kind.
+
+use super::native::{accounts, audit_failure};
+use super::views::{self};
+use crate::accounts::Accounts;
+use crate::audit::{self, Event};
+use crate::auth::native::{self as login, EnrollGate, FirstFactorVerified, MfaVerified};
+use crate::auth::pending::{PendingLogin, Stage};
+use crate::auth::policy::{effective_policy, EffectivePolicy, LocalPath};
+use crate::http::{respond, set_cookie, store_error, GatewayError};
+use crate::mfa::email;
+use crate::pages;
+use crate::proxy::forward::GatewayBody;
+use crate::secret::SessionToken;
+use crate::session::{
+    cookie, new_token, random_id, Identity, IdentityValueError, Session, SessionId, SessionStore,
+};
+use crate::state::Gateway;
+use crate::storage::{RememberedDevice, StoreError, UserStore};
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What the browser brought to the first factor, for the steps after it.
+pub struct Next<'a> {
+    /// The remembered-device cookie, if any.
+    pub device: Option<&'a str>,
+    /// The enrollment invitation the password step came through, if any.
+    pub invite: Option<&'a str>,
+    pub ip: IpAddr,
+    pub ua: Option<String>,
+}
+
+/// Decides the next step once the first factor (password or SSO) is proven: a session when no
+/// second factor is needed (or a remembered device satisfies it), else the challenge or, for a
+/// principal without any factor, enrollment (through an invitation where the config asks).
+pub async fn after_first_factor(
+    gw: &Gateway,
+    _proof: FirstFactorVerified,
+    mut pending: PendingLogin,
+    policy: &EffectivePolicy,
+    next: Next<'_>,
+) -> Response<GatewayBody> {
+    let Next {
+        device,
+        invite,
+        ip,
+        ua,
+    } = next;
+    // DESIGN.md §6: an identity value that cannot be sent exactly refuses the login here,
+    // before any second factor is asked for.
+    let probe = SessionId::of(&SessionToken::new(String::new()));
+    if let Err(e) = pending
+        .identity(crate::session::MfaUsed::None)
+        .check_values(&probe)
+    {
+        return refuse_identity(gw, &pending, e, ip).await;
+    }
+    if let Some(v) = MfaVerified::not_required(policy) {
+        return finish(gw, &pending, v, None, ip, ua).await;
+    }
+    let Some(acc) = accounts(gw) else {
+        return respond(gw, GatewayError::NoLogin, true);
+    };
+    let now = gw.clock.now();
+    if let Some(token) = device.filter(|_| pending.remember_secs > 0) {
+        match login::device_remembered(acc, &pending.principal, token, pending.remember_secs, now)
+            .await
+        {
+            Ok(Some(v)) => {
+                audit::record(
+                    gw,
+                    Event {
+                        kind: "mfa.success",
+                        user: Some(&pending.user),
+                        method: Some("remembered_device"),
+                        outcome: "success",
+                        ip: Some(ip),
+                        ..Default::default()
+                    },
+                )
+                .await;
+                return finish(gw, &pending, v, None, ip, ua).await;
+            }
+            Ok(None) => {}
+            Err(e) => return store_error(gw, e),
+        }
+    }
+    // Enrollment is for principals with nothing at all; recovery codes alone still let one in.
+    let has_factor = match login::has_factor(acc, &pending.principal, now).await {
+        Ok(b) => b,
+        Err(e) => return store_error(gw, e),
+    };
+    if !has_factor {
+        match login::enroll_gate(acc, &gw.config, &pending, invite, now).await {
+            Ok(EnrollGate::Open(invite)) => {
+                pending.stage = match login::enroll_stage(acc, &pending.principal, invite) {
+                    Ok(s) => s,
+                    Err(e) => return store_error(gw, e),
+                };
+            }
+            Ok(EnrollGate::NeedsInvite) => {
+                audit_failure(gw, &pending.user, "refused", "enrollment_needs_invite", ip).await;
+                return gw.chrome.error_page(
+                    StatusCode::FORBIDDEN,
+                    "Use your enrollment link",
+                    "Your account has no two-step verification yet. It is set up through the enrollment link sent to you, not from this page.",
+                    "Open the enrollment link from your email, or ask your administrator for a new one.",
+                    &random_id(9),
+                );
+            }
+            Err(e) => return store_error(gw, e),
+        }
+    }
+    let next = match pending.stage {
+        Stage::Challenge => "/mfa",
+        Stage::Enroll { .. } => "/mfa/enroll",
+    };
+    match save_pending(gw, &pending).await {
+        Ok(cookie) => {
+            let mut r = pages::redirect(&format!(
+                "{}{}{next}",
+                gw.config.server.public_origin, gw.config.server.prefix
+            ));
+            set_cookie(&mut r, &cookie);
+            r
+        }
+        Err(e) => store_error(gw, e),
+    }
+}
+
+/// A login whose identity cannot be sent upstream exactly (DESIGN.md §6).
+pub(crate) async fn refuse_identity(
+    gw: &Gateway,
+    p: &PendingLogin,
+    e: IdentityValueError,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    let reason = e.to_string();
+    let method = p.method.as_header();
+    let correlation = random_id(9);
+    tracing::warn!(correlation = %correlation, error = %e, "login refused: identity value cannot be forwarded");
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            // The name itself may be what cannot be shown; the principal is safe to store.
+            user: Some(&p.principal),
+            method: Some(&method),
+            outcome: "refused",
+            reason: Some(&reason),
+            ip: Some(ip),
+            detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
+            ..Default::default()
+        },
+    )
+    .await;
+    gw.chrome.error_page(
+        StatusCode::FORBIDDEN,
+        "Account cannot be used here",
+        "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+        "Ask your administrator to check your account details, and quote the reference.",
+        &correlation,
+    )
+}
+
+pub(crate) fn pending_key(id: &SessionId) -> String {
+    format!("pending:{}", id.as_str())
+}
+
+/// Stores a pending login under a new cookie; returns the Set-Cookie.
+pub(crate) async fn save_pending(gw: &Gateway, p: &PendingLogin) -> Result<String, StoreError> {
+    let token = new_token()?;
+    let id = SessionId::of(&token);
+    gw.store
+        .put_ephemeral(
+            &pending_key(&id),
+            p.to_bytes(),
+            gw.config.session.pending_ttl,
+        )
+        .await?;
+    Ok(gw.cookies.set(
+        gw.cookies.pending,
+        token.expose(),
+        Some(gw.config.session.pending_ttl.as_secs()),
+    ))
+}
+
+pub(crate) async fn load_pending(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Option<(SessionId, PendingLogin)>, StoreError> {
+    let Some(token) = cookie::get(headers, gw.cookies.pending) else {
+        return Ok(None);
+    };
+    let id = SessionId::of(&SessionToken::new(token.to_owned()));
+    let Some(bytes) = gw.store.get_ephemeral(&pending_key(&id)).await? else {
+        return Ok(None);
+    };
+    Ok(PendingLogin::from_bytes(&bytes).map(|p| (id, p)))
+}
+
+/// Creates the session (new cookie), optionally remembers the device, and leaves the login.
+pub(crate) async fn finish(
+    gw: &Gateway,
+    pending: &PendingLogin,
+    mfa: MfaVerified,
+    remember: Option<&Accounts>,
+    ip: IpAddr,
+    ua: Option<String>,
+) -> Response<GatewayBody> {
+    finish_with(gw, pending, mfa, remember, ip, ua, Landing::Redirect).await
+}
+
+/// What the browser sees once the session exists.
+pub(crate) enum Landing {
+    /// Straight to the return path.
+    Redirect,
+    /// A message first (e.g. recovery codes left), then on.
+    Notice {
+        title: &'static str,
+        message: String,
+    },
+    /// The new recovery codes, shown once.
+    RecoveryCodes(Vec<String>),
+}
+
+pub(crate) async fn finish_with(
+    gw: &Gateway,
+    pending: &PendingLogin,
+    mfa: MfaVerified,
+    remember: Option<&Accounts>,
+    ip: IpAddr,
+    ua: Option<String>,
+    landing: Landing,
+) -> Response<GatewayBody> {
+    let used = mfa.used();
+    let identity = pending.identity(used);
+    let (token, session) = match create_session(gw, identity, ip, ua.clone()).await {
+        Ok(x) => x,
+        Err(CreateError::Store(e)) => return store_error(gw, e),
+        Err(CreateError::Identity(e)) => return refuse_identity(gw, pending, e, ip).await,
+    };
+    if let Some(link) = &pending.sso {
+        super::sso::link_session(gw, &session, link).await;
+    }
+    let method = pending.method.as_header();
+    audit::record(
+        gw,
+        Event {
+            kind: "login.success",
+            user: Some(&pending.user),
+            method: Some(&method),
+            outcome: "success",
+            reason: Some(used.as_str()),
+            ip: Some(ip),
+            session: Some(session.id.as_str()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let next = LocalPath::parse(&pending.rd)
+        .unwrap_or_else(LocalPath::root)
+        .absolute(&gw.config.server.public_origin);
+    let mut r = match landing {
+        Landing::Redirect => pages::redirect(&next),
+        Landing::Notice { title, message } => {
+            views::notice(&gw.chrome, title, &message, &next, "Continue")
+        }
+        Landing::RecoveryCodes(codes) => views::recovery_codes(&gw.chrome, &codes, &next),
+    };
+    set_cookie(
+        &mut r,
+        &gw.cookies.set(gw.cookies.session, token.expose(), None),
+    );
+    set_cookie(&mut r, &gw.cookies.clear(gw.cookies.pending));
+    if let Some(acc) = remember.filter(|_| pending.remember_secs > 0) {
+        let device_token = random_id(32);
+        let now = gw.clock.now();
+        let secs = i64::try_from(pending.remember_secs).unwrap_or(i64::MAX);
+        let d = RememberedDevice {
+            id: random_id(12),
+            principal: pending.principal.clone(),
+            token_hash: email::hash_email_code(&device_token),
+            created_at: now,
+            expires_at: now.saturating_add(secs),
+            user_agent: ua,
+        };
+        match acc.users.add_device(&d).await {
+            Ok(()) => set_cookie(
+                &mut r,
+                &gw.cookies.set(
+                    gw.cookies.device,
+                    &device_token,
+                    Some(pending.remember_secs),
+                ),
+            ),
+            Err(e) => tracing::warn!(error = %e, "remembered device not stored"),
+        }
+    }
+    r
+}
+
+/// Why a session could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An identity value cannot be sent upstream exactly: the login is refused.
+    #[error(transparent)]
+    Identity(#[from] IdentityValueError),
+}
+
+/// A new session for `identity` under the strictest policy of its roles.
+pub async fn create_session(
+    gw: &Gateway,
+    identity: Identity,
+    ip: IpAddr,
+    ua: Option<String>,
+) -> Result<(SessionToken, Arc<Session>), CreateError> {
+    let policy = effective_policy(&gw.config, &identity.roles);
+    let token = new_token()?;
+    let id = SessionId::of(&token);
+    let s = Session::new(
+        id,
+        identity,
+        gw.clock.now(),
+        policy.max_lifetime,
+        policy.idle_timeout,
+        Some(ip.to_string()),
+        ua,
+    )?;
+    let s = gw.store.insert(s).await?;
+    Ok((token, s))
+}

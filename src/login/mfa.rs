@@ -1,0 +1,524 @@
+//! The second-factor steps of a pending login over HTTP (`/mfa`, `/mfa/enroll`,
+//! `/mfa/email`): each re-validates the login first (`auth::native::revalidate`), takes only
+//! the step its stage has, and hands a verified factor to `complete`.
+
+use super::complete::{finish, finish_with, load_pending, pending_key, Landing};
+use super::native::{
+    accounts, audit_failure, cross_site, expired_page, forbidden_form, stale, BAD_CODE, LOCKED,
+};
+use super::views::{self, Challenge};
+use crate::accounts::Accounts;
+use crate::audit::{self, Event};
+use crate::auth::native::{self as login, CodeCheck, Stale, Typing};
+use crate::auth::pending::{PendingLogin, Stage};
+use crate::config::MfaMethod;
+use crate::http::{client_ip, form_value, origin_ok, read_body, store_error, user_agent, Conn};
+use crate::mfa::{email, qr, totp, MfaError};
+use crate::pages;
+use crate::proxy::forward::GatewayBody;
+use crate::secret::ct_eq;
+use crate::server::endpoint::MfaStep;
+use crate::session::{SessionId, SessionStore};
+use crate::state::Gateway;
+use crate::storage::UserStore;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// `/mfa`, `/mfa/enroll`, `/mfa/email`: the steps of a pending login, each re-validated first.
+pub async fn entry(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+    step: MfaStep,
+) -> Response<GatewayBody> {
+    let Some(acc) = accounts(gw) else {
+        return pages::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such gateway endpoint.",
+        );
+    };
+    let method = req.method().clone();
+    if method == Method::POST && !origin_ok(gw, req.headers()) {
+        return cross_site(gw);
+    }
+    let (id, pending) = match load_pending(gw, req.headers()).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return expired_page(gw),
+        Err(e) => return store_error(gw, e),
+    };
+    let ip = client_ip(gw, req.headers(), conn);
+    let ua = user_agent(req.headers());
+    // DESIGN.md §6: every step re-checks the user (exists, enabled, same roles, no admin action).
+    match login::revalidate(acc, &gw.store, &gw.config, &pending).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return stale(gw, &id, &pending, why, ip).await,
+        Err(e) => return store_error(gw, e),
+    }
+    let enrolling = matches!(pending.stage, Stage::Enroll { .. });
+    match (step, &method, enrolling) {
+        (MfaStep::Challenge, &Method::GET, false) => {
+            challenge_page(gw, acc, &pending, StatusCode::OK, None, None)
+        }
+        (MfaStep::Enroll, &Method::GET, true) => {
+            enroll_page(gw, acc, &id, &pending, StatusCode::OK, None, ip).await
+        }
+        // The wrong page for this stage: go to the right one.
+        (MfaStep::Challenge, &Method::GET, true) => pages::redirect(&format!(
+            "{}{}/mfa/enroll",
+            gw.config.server.public_origin, gw.config.server.prefix
+        )),
+        (MfaStep::Enroll, &Method::GET, false) => pages::redirect(&format!(
+            "{}{}/mfa",
+            gw.config.server.public_origin, gw.config.server.prefix
+        )),
+        (_, &Method::POST, _) => {
+            let body = match read_body(gw, req.into_body()).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let form = String::from_utf8_lossy(&body).into_owned();
+            let csrf = form_value(&form, "csrf_token").unwrap_or_default();
+            if !ct_eq(csrf.as_bytes(), pending.csrf.as_bytes()) {
+                return forbidden_form(gw);
+            }
+            match (step, enrolling) {
+                (MfaStep::Challenge, false) => {
+                    submit_challenge(gw, acc, &id, &pending, &form, ip, ua).await
+                }
+                (MfaStep::Enroll, true) => {
+                    submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
+                }
+                (MfaStep::Email, false) => send_email_code(gw, acc, &id, &pending, ip).await,
+                // A step this stage does not have (e.g. enrolling from a challenge): refused
+                // from the stage alone, before any check runs; the login itself stays as it was.
+                _ => {
+                    audit_failure(gw, &pending.user, "refused", "illegal_step", ip).await;
+                    expired_page(gw)
+                }
+            }
+        }
+        _ => pages::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not allowed here.",
+        ),
+    }
+}
+
+pub(crate) fn mask_email(e: &str) -> String {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "your address".into(),
+    }
+}
+
+pub(crate) fn challenge_page(
+    gw: &Gateway,
+    acc: &Accounts,
+    p: &PendingLogin,
+    status: StatusCode,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response<GatewayBody> {
+    let remember_days = (p.remember_secs > 0).then(|| (p.remember_secs / 86_400).max(1));
+    let allowed = login::allowed(&gw.config, acc, p);
+    let email_hint = allowed
+        .email
+        .then(|| p.email.as_deref().map(mask_email))
+        .flatten();
+    views::challenge(
+        &gw.chrome,
+        status,
+        &Challenge {
+            prefix: &gw.config.server.prefix,
+            csrf: &p.csrf,
+            remember_days,
+            email_hint: email_hint.as_deref(),
+            recovery: allowed.recovery,
+            error,
+            notice,
+        },
+    )
+}
+
+pub(crate) async fn submit_challenge(
+    gw: &Gateway,
+    acc: &Accounts,
+    id: &SessionId,
+    p: &PendingLogin,
+    form: &str,
+    ip: IpAddr,
+    ua: Option<String>,
+) -> Response<GatewayBody> {
+    let code = form_value(form, "code").unwrap_or_default();
+    let remember = form_value(form, "remember").is_some_and(|v| v == "1" || v == "on");
+    let typed_name = login::classify(&code).name();
+    let allowed = login::allowed(&gw.config, acc, p);
+    let typing = Typing {
+        code: &code,
+        now: gw.clock.now(),
+        ip,
+    };
+    let checked = login::check_code(
+        acc,
+        &gw.store,
+        &p.principal,
+        &p.user,
+        Some(id.as_str()),
+        &allowed,
+        typing,
+    )
+    .await;
+    let (verified, left) = match checked {
+        Ok(CodeCheck::Verified(v, left)) => (v, left),
+        Ok(CodeCheck::Locked) => {
+            return challenge_page(
+                gw,
+                acc,
+                p,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(LOCKED),
+                None,
+            )
+        }
+        Ok(CodeCheck::Refused { error, locked_now }) => {
+            return refused_code(gw, acc, p, typed_name, &error, locked_now, ip).await
+        }
+        // DESIGN.md §6: a store failing mid-check is a 503, never "wrong code".
+        Err(e) => return store_error(gw, e),
+    };
+    // Single use of the pending login itself: a second tab cannot finish it again.
+    match gw.store.take_ephemeral(&pending_key(id)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired_page(gw),
+        Err(e) => return store_error(gw, e),
+    }
+    audit::record(
+        gw,
+        Event {
+            kind: "mfa.success",
+            user: Some(&p.user),
+            method: Some(verified.used().as_str()),
+            outcome: "success",
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    let remember_acc = (remember && p.remember_secs > 0).then_some(acc);
+    match left {
+        Some(left) => {
+            audit::record(
+                gw,
+                Event {
+                    kind: "recovery_code.used",
+                    user: Some(&p.user),
+                    method: Some("recovery_code"),
+                    outcome: "success",
+                    ip: Some(ip),
+                    detail: Some(format!("{{\"remaining\":{left}}}")),
+                    ..Default::default()
+                },
+            )
+            .await;
+            let message = format!(
+                "Recovery code accepted. You have {left} recovery code{} left.{}",
+                if left == 1 { "" } else { "s" },
+                if left <= 3 {
+                    " Set up your authenticator again or ask for new codes soon."
+                } else {
+                    ""
+                }
+            );
+            let landing = Landing::Notice {
+                title: "Signed in with a recovery code",
+                message,
+            };
+            finish_with(gw, p, verified, remember_acc, ip, ua, landing).await
+        }
+        None => finish(gw, p, verified, remember_acc, ip, ua).await,
+    }
+}
+
+/// A refused code: audited (and the lockout it started), answered on the challenge page.
+pub(crate) async fn refused_code(
+    gw: &Gateway,
+    acc: &Accounts,
+    p: &PendingLogin,
+    typed_name: &str,
+    error: &MfaError,
+    locked_now: bool,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    let reason = error.to_string();
+    audit::record(
+        gw,
+        Event {
+            kind: "mfa.failure",
+            user: Some(&p.user),
+            method: Some(typed_name),
+            outcome: "failure",
+            reason: Some(&reason),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    if locked_now {
+        audit::record(
+            gw,
+            Event {
+                kind: "lockout",
+                user: Some(&p.user),
+                outcome: "locked",
+                ip: Some(ip),
+                ..Default::default()
+            },
+        )
+        .await;
+        return challenge_page(
+            gw,
+            acc,
+            p,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(LOCKED),
+            None,
+        );
+    }
+    let msg = match error {
+        MfaError::CodeReused => "That code was already used. Wait for the next code and try again.",
+        _ => BAD_CODE,
+    };
+    challenge_page(gw, acc, p, StatusCode::UNAUTHORIZED, Some(msg), None)
+}
+
+pub(crate) async fn send_email_code(
+    gw: &Gateway,
+    acc: &Accounts,
+    id: &SessionId,
+    p: &PendingLogin,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    let unavailable = || {
+        challenge_page(
+            gw,
+            acc,
+            p,
+            StatusCode::BAD_REQUEST,
+            Some("Email codes are not available for this account."),
+            None,
+        )
+    };
+    let (Some(to), Some(sender), Some(cfg)) = (
+        p.email.as_deref(),
+        acc.email.as_ref(),
+        gw.config.mfa.email.as_ref(),
+    ) else {
+        return unavailable();
+    };
+    if !login::allowed(&gw.config, acc, p).email {
+        return unavailable();
+    }
+    match gw
+        .store
+        .claim_once(
+            &format!("email-resend:{}", p.principal),
+            cfg.resend_interval,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return challenge_page(
+                gw,
+                acc,
+                p,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("A code was sent a moment ago. Wait a little before asking for another."),
+                None,
+            )
+        }
+        Err(e) => return store_error(gw, e),
+    }
+    let code = email::generate_email_code();
+    // Bound to this pending login: a code never completes another login of the same user.
+    if let Err(e) = gw
+        .store
+        .put_ephemeral(
+            &login::email_code_key(id.as_str()),
+            email::hash_email_code(&code).into_bytes(),
+            cfg.code_ttl,
+        )
+        .await
+    {
+        return store_error(gw, e);
+    }
+    let minutes = (cfg.code_ttl.as_secs() / 60).max(1);
+    match sender
+        .send_code(to, &code, &gw.config.mfa.issuer, minutes)
+        .await
+    {
+        Ok(()) => {
+            audit::record(
+                gw,
+                Event {
+                    kind: "mfa.email_sent",
+                    user: Some(&p.user),
+                    method: Some("email"),
+                    outcome: "success",
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
+            let msg = format!(
+                "We sent a code to {}. It is valid for {minutes} minutes.",
+                mask_email(to)
+            );
+            challenge_page(gw, acc, p, StatusCode::OK, None, Some(&msg))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, user = %p.user, "email code could not be sent");
+            challenge_page(
+                gw,
+                acc,
+                p,
+                StatusCode::BAD_GATEWAY,
+                Some("The email could not be sent. Use another method or try again later."),
+                None,
+            )
+        }
+    }
+}
+
+/// The enrollment page of an `Enroll` pending login: always the secret made for it.
+pub(crate) async fn enroll_page(
+    gw: &Gateway,
+    acc: &Accounts,
+    id: &SessionId,
+    p: &PendingLogin,
+    status: StatusCode,
+    error: Option<&str>,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    // Someone enrolled this principal since the login started: never show a secret that could
+    // replace their factor.
+    match acc.users.get_totp(&p.principal).await {
+        Ok(Some(f)) if f.confirmed => {
+            return stale(gw, id, p, Stale::FactorsChanged, ip).await;
+        }
+        Ok(_) => {}
+        Err(e) => return store_error(gw, e),
+    }
+    let Some(seed) = login::enrollment_seed(acc, p) else {
+        return expired_page(gw);
+    };
+    let t = acc.totp_for(seed, &p.user);
+    let uri = t.otpauth_uri();
+    let svg = qr::svg(&uri).unwrap_or_default();
+    let secret = totp::group_secret(&t.secret_base32());
+    let action = format!("{}/mfa/enroll", gw.config.server.prefix);
+    let view = views::Enrollment {
+        action: &action,
+        csrf: &p.csrf,
+        uri: &uri,
+        qr_svg: &svg,
+        grouped_secret: &secret,
+        error,
+    };
+    views::enroll(&gw.chrome, status, &view)
+}
+
+pub(crate) async fn submit_enroll(
+    gw: &Gateway,
+    acc: &Accounts,
+    id: &SessionId,
+    p: &PendingLogin,
+    form: &str,
+    ip: IpAddr,
+    ua: Option<String>,
+) -> Response<GatewayBody> {
+    let code = form_value(form, "code").unwrap_or_default();
+    let now = gw.clock.now();
+    let verified = match login::confirm_enrollment(acc, &gw.store, p, &code, now, ip).await {
+        Ok(Ok(CodeCheck::Verified(v, _))) => v,
+        Ok(Ok(CodeCheck::Locked)) => {
+            return enroll_page(
+                gw,
+                acc,
+                id,
+                p,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(LOCKED),
+                ip,
+            )
+            .await
+        }
+        Ok(Ok(CodeCheck::Refused { .. })) => {
+            audit::record(
+                gw,
+                Event {
+                    kind: "mfa.enroll",
+                    user: Some(&p.user),
+                    method: Some("totp"),
+                    outcome: "failure",
+                    reason: Some("wrong_code"),
+                    ip: Some(ip),
+                    ..Default::default()
+                },
+            )
+            .await;
+            return enroll_page(gw, acc, id, p, StatusCode::UNAUTHORIZED, Some(BAD_CODE), ip).await;
+        }
+        Ok(Err(why)) => return stale(gw, id, p, why, ip).await,
+        Err(e) => return store_error(gw, e),
+    };
+    match gw.store.take_ephemeral(&pending_key(id)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired_page(gw),
+        Err(e) => return store_error(gw, e),
+    }
+    let codes = if gw.config.mfa.allows(MfaMethod::RecoveryCode) {
+        match acc
+            .issue_recovery_codes(
+                &p.principal,
+                gw.config.mfa.recovery_count,
+                gw.config.mfa.recovery_ttl,
+                now,
+            )
+            .await
+        {
+            Ok(c) => c.iter().map(|c| c.expose().to_owned()).collect(),
+            Err(e) => return store_error(gw, e),
+        }
+    } else {
+        Vec::new()
+    };
+    audit::record(
+        gw,
+        Event {
+            kind: "mfa.enroll",
+            user: Some(&p.user),
+            method: Some("totp"),
+            outcome: "success",
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    let landing = if codes.is_empty() {
+        Landing::Notice {
+            title: "Two-step verification is on",
+            message: "Your authenticator app is set up.".into(),
+        }
+    } else {
+        Landing::RecoveryCodes(codes)
+    };
+    finish_with(gw, p, verified, None, ip, ua, landing).await
+}

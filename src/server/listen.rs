@@ -1,0 +1,315 @@
+//! The accept loop of both listeners: the connection cap and per-address limit, rustls
+//! (ALPN h2/http1.1), header limits and a head timeout, graceful drain on shutdown. An HTTP/1.x
+//! connection of the public listener starts in the fast lane (`fast`), which hands it to hyper
+//! and the router at the first request it does not take.
+
+use super::limits::until_stopped;
+use super::{contain, fast, gateway, limits, router, tls};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::Conn;
+use crate::state::{Gateway, StartError};
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listener {
+    Public,
+    Admin,
+}
+
+/// A started gateway: its bound addresses, its state, and the handle that stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Triggers a graceful shutdown of every listener of a `Running` gateway.
+pub struct Stopper(tokio::sync::watch::Sender<bool>);
+
+impl Stopper {
+    pub fn stop(self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to `server.shutdown_grace`), returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the server tasks end (after a shutdown signal).
+    pub async fn wait(mut self) {
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// A handle that triggers the graceful shutdown.
+    pub fn take_stop(&mut self) -> Option<Stopper> {
+        self.stop.take().map(Stopper)
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+    let bound = l.local_addr().map_err(|e| StartError::Bind {
+        addr,
+        reason: e.to_string(),
+    })?;
+    Ok((l, bound))
+}
+
+/// Binds the public (and admin) listeners and starts serving. Background tasks start too.
+pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> {
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?;
+    let admin_tls = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.tls.as_ref())
+        .map(tls::server_config)
+        .transpose()?;
+    let gw = Arc::new(Gateway::new(config, clock).await?);
+    gw.store.spawn_background();
+    gw.oidc.spawn_discovery();
+    gw.saml.spawn_refresh();
+    let (listener, addr) = bind(gw.config.server.listen).await?;
+    let admin = match &gw.config.admin {
+        Some(a) => Some(bind(a.listen).await?),
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = vec![tokio::spawn(serve(
+        listener,
+        tls,
+        Arc::clone(&gw),
+        stopped.clone(),
+        Listener::Public,
+    ))];
+    tracing::info!(%addr, tls = gw.config.server.tls.is_some(), "listening");
+    let admin_addr = admin.map(|(l, a)| {
+        tasks.push(tokio::spawn(serve(
+            l,
+            admin_tls,
+            Arc::clone(&gw),
+            stopped.clone(),
+            Listener::Admin,
+        )));
+        tracing::info!(addr = %a, "admin API listening");
+        a
+    });
+    Ok(Running {
+        addr,
+        admin_addr,
+        gateway: gw,
+        stop: Some(stop),
+        tasks,
+    })
+}
+
+fn builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
+    let s = &gw.config.server;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .max_headers(s.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    b
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    gw: Arc<Gateway>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    kind: Listener,
+) {
+    let builder = Arc::new(builder(&gw));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    // A connection the fast lane hands over is HTTP/1 (its first request is already read):
+    // served as such, it is not cancelled mid-request by a shutdown, as version detection is.
+    let h1_builder = Arc::new(self::builder(&gw).http1_only());
+    let slots = Arc::new(Semaphore::new(gw.config.server.max_connections));
+    let per_ip = limits::PerIp::new(gw.config.server.max_connections_per_ip);
+    loop {
+        // Backpressure: at the connection cap, stop accepting until one closes.
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = until_stopped(&mut stopped) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = until_stopped(&mut stopped) => break,
+        };
+        let Some(ip_slot) = per_ip.try_acquire(peer.ip()) else {
+            // Closed at once: one address cannot take every slot.
+            gw.metrics.refused_per_ip();
+            tracing::debug!(%peer, "connection refused: per-IP connection limit");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let gw = Arc::clone(&gw);
+        let builder = Arc::clone(&builder);
+        let h1_builder = Arc::clone(&h1_builder);
+        let acceptor = acceptor.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ip_slot = ip_slot;
+            // A connection that sends nothing at all never reaches hyper's header timeout (the
+            // HTTP/2 preface detection waits first): it gets `header_timeout` for a first byte.
+            let mut first = [0u8; 1];
+            if tokio::time::timeout(gw.config.server.header_timeout, stream.peek(&mut first))
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "connection closed: nothing sent within the header timeout");
+                return;
+            }
+            let metrics_gw = Arc::clone(&gw);
+            let stream = limits::SendGuard::new(
+                stream,
+                gw.config.server.send_timeout,
+                Box::new(move || {
+                    metrics_gw.metrics.send_timeout();
+                    tracing::info!(%peer, "connection cut: the client stopped reading");
+                }),
+            );
+            let conn = Conn {
+                peer,
+                tls: acceptor.is_some(),
+            };
+            let svc_gw = Arc::clone(&gw);
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let gw = Arc::clone(&svc_gw);
+                async move {
+                    // A panic in a handler is answered (500) here, so the connection lives on.
+                    Ok::<_, Infallible>(match kind {
+                        Listener::Public => {
+                            let html = crate::http::wants_html(&req);
+                            let mut resp =
+                                contain::contained(&gw, html, router::handle(&gw, req, conn, html))
+                                    .await;
+                            gateway::edge_headers(&gw, &mut resp);
+                            resp
+                        }
+                        Listener::Admin => {
+                            // Boxed: the admin API is not the hot path and its future is large.
+                            let admin = Box::pin(crate::admin::handle(&gw, req, conn));
+                            contain::contained(&gw, false, admin).await
+                        }
+                    })
+                }
+            });
+            // The fast lane first (when `$lane`), then hyper for what it hands over, or for the
+            // whole connection. A panic in the lane ends that connection only, counted and logged.
+            macro_rules! serve_io {
+                ($io:expr, $lane:expr) => {{
+                    let (io, pre) = if $lane {
+                        let lane = fast::serve(&gw, $io, conn, &mut stopped);
+                        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(lane)).await {
+                            Ok(fast::Outcome::Closed) => return,
+                            Ok(fast::Outcome::Handoff(io, pre)) => (io, pre),
+                            Err(_) => {
+                                gw.metrics.panic();
+                                tracing::error!(%peer, "fast lane panicked; connection closed");
+                                return;
+                            }
+                        }
+                    } else {
+                        ($io, bytes::Bytes::new())
+                    };
+                    // After a hand-over the bytes are HTTP/1 unless they are the HTTP/2 preface.
+                    let b = if pre.is_empty() || pre.starts_with(b"PRI ") { &builder } else { &h1_builder };
+                    let io = limits::FirstBytes::new(
+                        fast::Replay::new(io, pre),
+                        gw.config.server.header_timeout,
+                    );
+                    let c = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
+                    if let Err(e) = watcher.watch(c).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                }};
+            }
+            match acceptor {
+                Some(acc) => {
+                    let hs =
+                        tokio::time::timeout(gw.config.server.header_timeout, acc.accept(stream))
+                            .await;
+                    let tls_stream = match hs {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "tls handshake timed out");
+                            return;
+                        }
+                    };
+                    // HTTP/1.1 requests go to the fast lane first; HTTP/2 straight to hyper.
+                    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    serve_io!(tls_stream, kind == Listener::Public && !h2);
+                }
+                None => serve_io!(stream, kind == Listener::Public),
+            }
+        });
+    }
+    drop(listener);
+    // Every connection task holds a watcher from its start, the fast lane's too, so this waits
+    // for them all.
+    tracing::info!(listener = ?kind, connections = graceful.count(), "shutting down: draining in-flight requests");
+    let grace = gw.config.server.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
