@@ -1,7 +1,8 @@
 //! Behaviour checks every `UserStore` must pass, written once against `&impl UserStore` and
-//! run by each implementation's tests (`sqlite.rs` through [`run_all`], `postgres.rs` one
-//! named test per check). Each check expects a fresh, empty store. Implementation-specific
-//! behaviour (files, schemas, corrupt rows, outages) is tested beside each implementation.
+//! run by each implementation's tests as one named test per check ([`conformance_tests!`]:
+//! SQLite in memory, PostgreSQL when `DATABASE_URL` is set). Each check expects a fresh, empty
+//! store. Implementation-specific behaviour (files, schemas, corrupt rows, outages) is tested
+//! beside each implementation.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,41 +11,53 @@
     clippy::panic
 )] // test code: a failure aborts the test
 
-use std::future::Future;
-
 use futures_util::future::join_all;
 
+use super::error::StoreError;
 use super::model::{
     AuditEvent, AuditQuery, AuditRecord, EnrollmentInvite, NewUser, RememberedDevice, TotpFactor,
     User, MAX_PAGE,
 };
-use super::{StoreError, UserStore};
+use super::user_store::UserStore;
 
-/// Runs every check, each against a new store from `fresh`.
-pub(crate) async fn run_all<S, F, Fut>(mut fresh: F)
-where
-    S: UserStore,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = S>,
-{
-    users_are_created_read_listed_and_disabled(&fresh().await).await;
-    users_are_listed_in_byte_order(&fresh().await).await;
-    creating_an_existing_user_is_a_conflict(&fresh().await).await;
-    totp_code_is_rejected_when_its_step_is_the_same_or_older(&fresh().await).await;
-    concurrent_totp_step_advances_with_the_same_step_have_exactly_one_winner(&fresh().await).await;
-    recovery_code_works_once_and_not_after_expiry_or_replacement(&fresh().await).await;
-    concurrent_uses_of_one_recovery_code_have_exactly_one_winner(&fresh().await).await;
-    concurrent_recovery_code_replacements_leave_exactly_one_set(&fresh().await).await;
-    second_factor_presence_counts_confirmed_totp_and_usable_codes(&fresh().await).await;
-    concurrent_enrollments_have_exactly_one_winner_and_never_replace_a_confirmed_factor(
-        &fresh().await,
-    )
-    .await;
-    invites_are_single_use_expire_and_are_replaced_by_the_next(&fresh().await).await;
-    remembered_devices_are_valid_until_expiry_or_revocation(&fresh().await).await;
-    audit_queries_filter_and_paginate_by_id(&fresh().await).await;
-    audit_limit_is_capped_at_max_page(&fresh().await).await;
+/// One `#[tokio::test]` per check, named after it, so a failure names the check and both
+/// implementations run the same list. The caller writes the body once, with `$check` bound to
+/// the check (an `async fn(&impl UserStore)`) and its own fresh, empty store:
+///
+/// ```ignore
+/// conformance_tests!(|check| {
+///     let store = SqliteUserStore::open_in_memory().await.unwrap();
+///     check(&store).await;
+/// });
+/// ```
+macro_rules! conformance_tests {
+    (|$check:ident| $body:block) => {
+        $crate::storage::conformance::conformance_tests!(@each |$check| $body;
+            users_are_created_read_listed_and_disabled,
+            users_are_listed_in_byte_order,
+            creating_an_existing_user_is_a_conflict,
+            totp_code_is_rejected_when_its_step_is_the_same_or_older,
+            concurrent_totp_step_advances_with_the_same_step_have_exactly_one_winner,
+            recovery_code_works_once_and_not_after_expiry_or_replacement,
+            concurrent_uses_of_one_recovery_code_have_exactly_one_winner,
+            concurrent_recovery_code_replacements_leave_exactly_one_set,
+            second_factor_presence_counts_confirmed_totp_and_usable_codes,
+            concurrent_enrollments_have_exactly_one_winner_and_never_replace_a_confirmed_factor,
+            invites_are_single_use_expire_and_are_replaced_by_the_next,
+            remembered_devices_are_valid_until_expiry_or_revocation,
+            audit_queries_filter_and_paginate_by_id,
+            audit_limit_is_capped_at_max_page,
+        );
+    };
+    (@each |$check:ident| $body:block; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let $check = $crate::storage::conformance::$name;
+            $body
+        }
+    )*};
 }
+pub(crate) use conformance_tests;
 
 pub(crate) fn new_user(name: &str) -> NewUser {
     NewUser {
