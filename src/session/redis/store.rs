@@ -33,6 +33,44 @@ pub(super) const RETRY_MAX_DELAY_MS: u64 = 500;
 /// Ids fetched per round trip by `list`.
 const LIST_BATCH: usize = 200;
 
+/// The key namespaces of the layout table in `redis.rs`; every key is `{prefix}{tag}{rest}`.
+/// Named once here, so a value lands only in the namespace its operation owns (an ephemeral
+/// value can never be read as a counter, nor a counter be mistaken for a session).
+#[derive(Clone, Copy, Debug)]
+enum Space {
+    /// `s:{id}`: one session's hash.
+    Session,
+    /// `u:{principal}`: the ids of one principal's sessions.
+    Principal,
+    /// `ids`: every session id, for `list`.
+    Ids,
+    /// `exp`: session id → when its key expires, for pruning `ids`.
+    Expiry,
+    /// `e:{key}`: short-lived values and `claim_once` markers.
+    Ephemeral,
+    /// `c:{key}`: counters.
+    Counter,
+    /// `z:{key}`: small sets (`set_add`).
+    Set,
+    /// `probe:`: the key `connect` reads to check the server (it never exists).
+    Probe,
+}
+
+impl Space {
+    const fn tag(self) -> &'static str {
+        match self {
+            Space::Session => "s:",
+            Space::Principal => "u:",
+            Space::Ids => "ids",
+            Space::Expiry => "exp",
+            Space::Ephemeral => "e:",
+            Space::Counter => "c:",
+            Space::Set => "z:",
+            Space::Probe => "probe:",
+        }
+    }
+}
+
 /// The Redis-backed [`SessionStore`]. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -131,19 +169,20 @@ impl RedisStore {
         };
         // GETDEL of a key that never exists: proves the server answers and is new enough for
         // atomic single-use reads.
-        let probe = store.key("probe:", "");
+        let probe = store.key(Space::Probe, "");
         store
             .query::<Option<Vec<u8>>>("getdel", redis::cmd("GETDEL").arg(&probe))
             .await?;
         Ok(store)
     }
 
-    pub(super) fn key(&self, kind: &str, rest: &str) -> String {
-        format!("{}{kind}{rest}", self.inner.prefix)
+    /// The full key of `rest` in `space`: `{prefix}{tag}{rest}`.
+    fn key(&self, space: Space, rest: &str) -> String {
+        format!("{}{}{rest}", self.inner.prefix, space.tag())
     }
 
     pub(super) fn session_key(&self, id: &SessionId) -> String {
-        self.key("s:", id.as_str())
+        self.key(Space::Session, id.as_str())
     }
 
     /// Sends one command; a slow or unreachable server is `Unavailable` after
@@ -207,8 +246,8 @@ impl RedisStore {
                 "count",
                 self.inner
                     .count
-                    .key(self.key("ids", ""))
-                    .key(self.key("exp", "")),
+                    .key(self.key(Space::Ids, ""))
+                    .key(self.key(Space::Expiry, "")),
             )
             .await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
@@ -287,16 +326,16 @@ impl SessionStore for RedisStore {
         let data = encode(&session)?;
         let ttl = session_ttl_ms(&session, session.last_seen());
         let mut inv = self.inner.insert.key(self.session_key(&session.id));
-        inv.key(self.key("ids", ""))
-            .key(self.key("exp", ""))
-            .key(self.key("u:", &session.identity.principal))
+        inv.key(self.key(Space::Ids, ""))
+            .key(self.key(Space::Expiry, ""))
+            .key(self.key(Space::Principal, &session.identity.principal))
             .arg(session.id.as_str())
             .arg(&session.identity.principal)
             .arg(data)
             .arg(session.last_seen())
             .arg(ttl)
             .arg(u64::try_from(self.inner.max_sessions).unwrap_or(u64::MAX))
-            .arg(self.key("s:", ""))
+            .arg(self.key(Space::Session, ""))
             .arg(&self.inner.channel);
         let stored: u8 = self.invoke("insert session", &inv).await?;
         if stored == 0 {
@@ -308,9 +347,9 @@ impl SessionStore for RedisStore {
 
     async fn touch(&self, session: &Session, now: UnixTime) -> Result<(), StoreError> {
         let mut inv = self.inner.touch.key(self.session_key(&session.id));
-        inv.key(self.key("ids", ""))
-            .key(self.key("exp", ""))
-            .key(self.key("u:", &session.identity.principal))
+        inv.key(self.key(Space::Ids, ""))
+            .key(self.key(Space::Expiry, ""))
+            .key(self.key(Space::Principal, &session.identity.principal))
             .arg(session.id.as_str())
             .arg(now)
             .arg(session_ttl_ms(session, now))
@@ -327,10 +366,10 @@ impl SessionStore for RedisStore {
         // Here at once; elsewhere through the script's PUBLISH.
         self.inner.cache.invalidate(id);
         let mut inv = self.inner.remove.key(self.session_key(id));
-        inv.key(self.key("ids", ""))
-            .key(self.key("exp", ""))
+        inv.key(self.key(Space::Ids, ""))
+            .key(self.key(Space::Expiry, ""))
             .arg(id.as_str())
-            .arg(self.key("u:", ""))
+            .arg(self.key(Space::Principal, ""))
             .arg(&self.inner.channel);
         let row: Option<SessionFields> = self.invoke("remove session", &inv).await?;
         match row {
@@ -340,10 +379,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove_principal(&self, principal: &str) -> Result<Vec<SessionId>, StoreError> {
-        let mut inv = self.inner.remove_user.key(self.key("u:", principal));
-        inv.key(self.key("ids", ""))
-            .key(self.key("exp", ""))
-            .arg(self.key("s:", ""))
+        let mut inv = self
+            .inner
+            .remove_user
+            .key(self.key(Space::Principal, principal));
+        inv.key(self.key(Space::Ids, ""))
+            .key(self.key(Space::Expiry, ""))
+            .arg(self.key(Space::Session, ""))
             .arg(principal)
             .arg(&self.inner.channel);
         let ids: Vec<String> = self.invoke("remove user sessions", &inv).await?;
@@ -370,7 +412,7 @@ impl SessionStore for RedisStore {
             let ids: Vec<String> = self
                 .query(
                     "list user sessions",
-                    redis::cmd("SMEMBERS").arg(self.key("u:", principal)),
+                    redis::cmd("SMEMBERS").arg(self.key(Space::Principal, principal)),
                 )
                 .await?;
             let mut ids: Vec<SessionId> = ids
@@ -401,7 +443,7 @@ impl SessionStore for RedisStore {
                 .query(
                     "list sessions",
                     redis::cmd("ZRANGEBYLEX")
-                        .arg(self.key("ids", ""))
+                        .arg(self.key(Space::Ids, ""))
                         .arg(min)
                         .arg("+")
                         .arg("LIMIT")
@@ -446,7 +488,7 @@ impl SessionStore for RedisStore {
             .query(
                 "put ephemeral",
                 redis::cmd("SET")
-                    .arg(self.key("e:", key))
+                    .arg(self.key(Space::Ephemeral, key))
                     .arg(value)
                     .arg("PX")
                     .arg(ttl_ms(ttl)),
@@ -456,8 +498,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn get_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.query("get ephemeral", redis::cmd("GET").arg(self.key("e:", key)))
-            .await
+        self.query(
+            "get ephemeral",
+            redis::cmd("GET").arg(self.key(Space::Ephemeral, key)),
+        )
+        .await
     }
 
     async fn take_ephemeral(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -465,7 +510,7 @@ impl SessionStore for RedisStore {
         // gets the value.
         self.query(
             "take ephemeral",
-            redis::cmd("GETDEL").arg(self.key("e:", key)),
+            redis::cmd("GETDEL").arg(self.key(Space::Ephemeral, key)),
         )
         .await
     }
@@ -474,34 +519,40 @@ impl SessionStore for RedisStore {
         let _: u64 = self
             .query(
                 "delete ephemeral",
-                redis::cmd("DEL").arg(self.key("e:", key)),
+                redis::cmd("DEL").arg(self.key(Space::Ephemeral, key)),
             )
             .await?;
         Ok(())
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
-        let mut inv = self.inner.incr.key(self.key("c:", key));
+        let mut inv = self.inner.incr.key(self.key(Space::Counter, key));
         inv.arg(ttl_ms(window));
         self.invoke("incr", &inv).await
     }
 
     async fn counter(&self, key: &str) -> Result<u64, StoreError> {
         let n: Option<u64> = self
-            .query("counter", redis::cmd("GET").arg(self.key("c:", key)))
+            .query(
+                "counter",
+                redis::cmd("GET").arg(self.key(Space::Counter, key)),
+            )
             .await?;
         Ok(n.unwrap_or(0))
     }
 
     async fn decr(&self, key: &str) -> Result<(), StoreError> {
-        let inv = self.inner.decr.key(self.key("c:", key));
+        let inv = self.inner.decr.key(self.key(Space::Counter, key));
         let _: i64 = self.invoke("decr", &inv).await?;
         Ok(())
     }
 
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
         let _: u64 = self
-            .query("reset counter", redis::cmd("DEL").arg(self.key("c:", key)))
+            .query(
+                "reset counter",
+                redis::cmd("DEL").arg(self.key(Space::Counter, key)),
+            )
             .await?;
         Ok(())
     }
@@ -513,14 +564,14 @@ impl SessionStore for RedisStore {
         ttl: Duration,
         cap: usize,
     ) -> Result<(), StoreError> {
-        let mut inv = self.inner.set_add.key(self.key("z:", key));
+        let mut inv = self.inner.set_add.key(self.key(Space::Set, key));
         inv.arg(member).arg(ttl_ms(ttl)).arg(cap.max(1));
         let _: i64 = self.invoke("set add", &inv).await?;
         Ok(())
     }
 
     async fn set_take(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let inv = self.inner.set_take.key(self.key("z:", key));
+        let inv = self.inner.set_take.key(self.key(Space::Set, key));
         self.invoke("set take", &inv).await
     }
 
@@ -531,7 +582,7 @@ impl SessionStore for RedisStore {
             .query(
                 "claim once",
                 redis::cmd("SET")
-                    .arg(self.key("e:", key))
+                    .arg(self.key(Space::Ephemeral, key))
                     .arg("")
                     .arg("NX")
                     .arg("PX")
