@@ -1,7 +1,7 @@
 //! Turns `RawConfig` into `Config`: defaults, `${ENV}` interpolation, relative paths, and the
 //! cross-checks (unknown roles/IdPs, duplicates, missing files, overlapping listeners). This
 //! file is the entry (`Config::load`, `Config::from_str`) and the order of the sections; each
-//! section is checked in a child of its own, all sharing one [`Ctx`](ctx::Ctx):
+//! section is checked in a child of its own, all sharing one [`Ctx`]:
 //!
 //! | child        | sections                                   |
 //! |--------------|--------------------------------------------|
