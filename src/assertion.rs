@@ -1,6 +1,11 @@
 //! `X-Portcullis-Assertion`: a short-lived ES256 JWT with the session's identity, so an app can
 //! prove a request came through the gateway; the public key is served as a JWKS. The private
 //! key is read from disk or generated once and written with mode 0600.
+//!
+//! Dependency direction: this module reads a [`Session`] and fills its
+//! [`CachedAssertion`](crate::session::CachedAssertion) with the value and the deadline
+//! (`REUSE_SECS`) until which it may be sent again; `session/` never imports this module
+//! (signing keys and claims are not the store's business; the store only empties stale slots).
 
 use crate::clock::UnixTime;
 use crate::session::Session;
@@ -137,31 +142,14 @@ impl Signer {
 
     /// The session's current assertion, re-signed only when the cached one is older than 30 s.
     pub fn for_session(&self, session: &Session, now: UnixTime) -> Option<HeaderValue> {
-        if let Ok(cached) = session.assertion.read() {
-            if let Some((at, v)) = cached.as_ref() {
-                if now.saturating_sub(*at) < REUSE_SECS && now >= *at {
-                    return Some(v.clone());
-                }
-            }
+        if let Some(v) = session.assertion.reusable(now) {
+            return Some(v);
         }
         let value = HeaderValue::from_str(&self.sign(session, now)?).ok()?;
-        if let Ok(mut slot) = session.assertion.write() {
-            *slot = Some((now, value.clone()));
-        }
+        session
+            .assertion
+            .put(now, now.saturating_add(REUSE_SECS), value.clone());
         Some(value)
-    }
-}
-
-/// Forgets a session's cached assertion once it can no longer be reused (the store's sweep).
-pub fn drop_stale(session: &Session, now: UnixTime) {
-    let stale = session.assertion.read().is_ok_and(|c| {
-        c.as_ref()
-            .is_some_and(|(at, _)| now.saturating_sub(*at) >= REUSE_SECS || now < *at)
-    });
-    if stale {
-        if let Ok(mut slot) = session.assertion.write() {
-            *slot = None;
-        }
     }
 }
 

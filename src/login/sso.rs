@@ -1,6 +1,7 @@
 //! What every single sign-on kind shares once an IdP's answer is verified (DESIGN.md §4): roles
-//! from groups, the MFA decision (`stepup.decision`), refusals, and the session ↔ IdP links
-//! that RP/SP-initiated, back-channel and IdP-initiated logout use.
+//! from groups, the MFA decision (`stepup.decision`), refusals, and the gateway's side (logging,
+//! audit events) of the session ↔ IdP links that RP/SP-initiated, back-channel and
+//! IdP-initiated logout use; the links themselves are `session::links`.
 
 use super::complete::{after_first_factor, finish, Next};
 use crate::audit::{self, Event};
@@ -9,14 +10,10 @@ use crate::auth::pending::{LoginMethod, PendingLogin, SsoLink, Stage};
 use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
 use crate::config::{IdpConfig, IdpKind, OnMissingMfa};
 use crate::proxy::forward::GatewayBody;
-use crate::session::{random_id, Session, SessionId, SessionStore};
+use crate::session::{links, random_id, Session, SessionId};
 use crate::state::Gateway;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use hyper::{Response, StatusCode};
-use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// A refused login: an audit event, a log line with the correlation id, a clear page.
 pub struct Refusal {
@@ -279,89 +276,30 @@ async fn respond_deny(gw: &Gateway, method: &str, user: &str, ip: IpAddr) -> Res
     .await
 }
 
-pub fn hashed(s: &str) -> String {
-    B64.encode(
-        ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-            .as_ref()
-            .get(..18)
-            .unwrap_or_default(),
-    )
-}
-
-/// The store key listing the sessions of an IdP session (`sid`, SAML `SessionIndex`).
-pub fn sid_key(idp: &str, sid: &str) -> String {
-    format!("oidc-sid:{idp}:{}", hashed(sid))
-}
-
-/// The store key listing the sessions of an IdP subject (`sub`, SAML `NameID`).
-pub fn sub_key(idp: &str, sub: &str) -> String {
-    format!("oidc-sub:{idp}:{}", hashed(sub))
-}
-
-pub fn session_key(id: &SessionId) -> String {
-    format!("oidc-session:{}", id.as_str())
-}
-
-/// What logout needs of a session's IdP login.
-#[derive(Serialize, Deserialize)]
-pub struct SessionLink {
-    pub idp: String,
-    pub id_token: String,
-    #[serde(default)]
-    pub sub: String,
-    #[serde(default)]
-    pub sid: Option<String>,
-    #[serde(default)]
-    pub name_id_format: Option<String>,
-}
+// The session <-> IdP links live in `session::links` (keys, the record, atomic add/take);
+// here only the gateway's side of them: logging and audit events.
+pub use crate::session::keys::hashed;
+pub use crate::session::links::{sid_key, sub_key, SessionLink};
 
 /// Records which IdP login a new session came from (for every kind of logout). Failures are
 /// logged: the session stays valid and can still be ended locally and by the admin API.
 pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
-    let ttl = Duration::from_secs(
-        u64::try_from(session.expires_at.saturating_sub(gw.clock.now())).unwrap_or(0),
-    )
-    .max(Duration::from_secs(60));
-    let value = serde_json::to_vec(&SessionLink {
+    let record = SessionLink {
         idp: link.idp.clone(),
         id_token: link.id_token.clone(),
         sub: link.sub.clone(),
         sid: link.sid.clone(),
         name_id_format: link.name_id_format.clone(),
-    })
-    .unwrap_or_default();
-    let mut keys = vec![sub_key(&link.idp, &link.sub)];
-    if let Some(sid) = &link.sid {
-        keys.push(sid_key(&link.idp, sid));
-    }
-    let mut result = gw
-        .store
-        .put_ephemeral(&session_key(&session.id), value, ttl)
-        .await;
-    for key in keys {
-        if result.is_err() {
-            break;
-        }
-        // One atomic add per index (never get-push-put): two replicas linking the same subject
-        // at once both stay listed, so back-channel logout ends both sessions.
-        result = gw
-            .store
-            .set_add(&key, session.id.as_str(), ttl, MAX_LINKS)
-            .await;
-    }
-    if let Err(e) = result {
+    };
+    if let Err(e) = links::add(&gw.store, gw.clock.now(), session, &record).await {
         tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
     }
 }
 
-/// Sessions kept per IdP subject or session; the oldest links go first (their sessions still
-/// end by expiry or locally).
-const MAX_LINKS: usize = 64;
-
-/// The link of a session, taken (logout consumes it).
+/// The link of a session, taken (logout consumes it). A store error or an undecodable record
+/// is no link: the local logout goes ahead without the IdP's.
 pub async fn take_link(gw: &Gateway, id: &SessionId) -> Option<SessionLink> {
-    let bytes = gw.store.take_ephemeral(&session_key(id)).await.ok()??;
-    serde_json::from_slice(&bytes).ok()
+    links::take(&gw.store, id).await.ok().flatten()
 }
 
 /// Ends every session listed under `key` (IdP-initiated or back-channel logout of a subject or
@@ -373,11 +311,9 @@ pub async fn end_listed(
     method: &str,
     ip: IpAddr,
 ) -> Result<usize, crate::storage::StoreError> {
-    let ids = gw.store.set_take(key).await?;
     let mut ended = 0;
-    for id in ids.iter().filter_map(|i| SessionId::parse(i)) {
-        if let Some(s) = gw.store.remove(&id).await? {
-            let _ = gw.store.delete_ephemeral(&session_key(&id)).await;
+    for id in links::take_listed(&gw.store, key).await? {
+        if let Some(s) = links::end_session(&gw.store, &id).await? {
             ended += 1;
             audit::record(
                 gw,

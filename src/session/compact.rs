@@ -2,7 +2,9 @@
 //! million sessions under 600 MB). Length-prefixed fields in a fixed order; only this process
 //! reads what it wrote, but decoding still checks every length and never panics.
 
-use super::{AuthMethod, Identity, MfaUsed, Session, SessionId};
+use super::id::SessionId;
+use super::identity::{AuthMethod, Identity, MfaUsed};
+use super::model::Session;
 use crate::clock::UnixTime;
 use dashmap::DashMap;
 use std::sync::{Arc, RwLock};

@@ -240,7 +240,7 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod props {
     use super::*;
-    use crate::session::{token_of, SessionId};
+    use crate::session::id::{token_of, SessionId};
     use proptest::prelude::*;
 
     proptest! {

@@ -7,7 +7,10 @@
 //! its compact entry exists; removal takes the compact entry first, then the hot one, and a
 //! lookup that decoded concurrently checks the compact entry again after publishing its result.
 
-use super::{compact, Session, SessionId, SessionStore};
+use super::compact;
+use super::id::SessionId;
+use super::model::Session;
+use super::store::SessionStore;
 use crate::clock::{Clock, UnixTime};
 use crate::storage::StoreError;
 use dashmap::DashMap;
@@ -141,10 +144,11 @@ impl MemoryStore {
         for k in &dead {
             self.take(k);
         }
-        // A signed assertion is reused for 30 s only; a session that went quiet need not keep
-        // its ~700 bytes until the next request (memory budget, DESIGN.md §7).
+        // A signed assertion is reused only until the deadline its signer set (30 s); a session
+        // that went quiet need not keep its ~700 bytes until the next request (memory budget,
+        // DESIGN.md §7).
         for e in self.inner.hot.iter() {
-            crate::assertion::drop_stale(e.value(), now);
+            e.value().assertion.drop_stale(now);
         }
         self.inner.ephemeral.retain(|_, (end, _)| *end > now);
         self.inner.counters.retain(|_, (end, _)| *end > now);
@@ -585,8 +589,9 @@ mod tests {
         let clock = Clock::manual(1000);
         let st = MemoryStore::new(clock.clone(), 10);
         let s = st.insert(session("a", "ann", 1000)).await.unwrap();
-        let cached = |s: &Session| s.assertion.read().unwrap().is_some();
-        *s.assertion.write().unwrap() = Some((1000, HeaderValue::from_static("jwt")));
+        let cached = |s: &Session| s.assertion.is_cached();
+        // As the signer caches one: reusable for 30 s (`crate::assertion`).
+        s.assertion.put(1000, 1030, HeaderValue::from_static("jwt"));
         clock.advance(29);
         st.sweep();
         assert!(cached(&s), "still reusable: kept");

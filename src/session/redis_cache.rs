@@ -6,7 +6,8 @@
 //! Every change to a session in Redis publishes its id (inside the same Lua script); losing the
 //! subscription empties the cache, and every lookup goes to Redis until it is live again.
 
-use super::{Session, SessionId};
+use super::id::SessionId;
+use super::model::Session;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,382 @@
+//! The validated configuration: one typed [`Config`] and the settings it is made of. Only the
+//! validator (`validate.rs`) builds one; nothing here knows about TOML or serde (`raw.rs`).
+//! Invariants: paths are absolute, `${ENV}` references are resolved, secrets are newtypes.
+
+use super::error::ConfigError;
+use super::ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The validated configuration. Paths are absolute; secrets are interpolated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub admin: Option<AdminConfig>,
+    pub session: SessionConfig,
+    pub storage: Option<StorageConfig>,
+    pub native: Option<NativeConfig>,
+    pub mfa: MfaConfig,
+    pub idps: Vec<IdpConfig>,
+    pub roles: BTreeMap<String, RoleConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub branding: Branding,
+    /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
+    pub warnings: Vec<ConfigError>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Origin of the public URL, without a trailing slash (`https://helpdesk.example.com`).
+    pub public_origin: String,
+    pub public_host: String,
+    pub https: bool,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub default_login: Option<LoginTarget>,
+    pub workers: usize,
+    pub access_log: bool,
+    /// Reserved prefix for the gateway's own endpoints, e.g. `/_portcullis`.
+    pub prefix: String,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    /// Connections at once from one client address; 0: no limit (behind a load balancer every
+    /// connection comes from its address).
+    pub max_connections_per_ip: usize,
+    /// A request body of the gateway's own endpoints must arrive within this (`408`).
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection (a client
+    /// that stops reading cannot hold a connection, an upstream connection and buffers forever).
+    pub send_timeout: Duration,
+    /// PKCS#8 file of the key that signs `X-Portcullis-Assertion`; generated when missing.
+    pub signing_key: PathBuf,
+    /// `Strict-Transport-Security` sent on every public response (DESIGN.md §6): a checked
+    /// header value, `max-age=31536000` by default with an https `public_url`; `None` with an
+    /// http one or `hsts = "off"`.
+    pub hsts: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// `http` only in this build.
+    pub scheme: String,
+    /// `host:port` of the upstream.
+    pub authority: String,
+    /// Path prefix of the upstream URL without a trailing slash ("" for the root).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub tokens: Vec<AdminTokenHash>,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminTokenHash {
+    pub name: String,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub store: SessionStoreKind,
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several deployments can share one Redis).
+    pub redis_prefix: String,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    /// How often at most the idle timestamp of one session is written.
+    pub touch_interval: Duration,
+    pub max_sessions: usize,
+    /// Lifetime of a pending login (between the password and the second factor, or an SSO round trip).
+    pub pending_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    pub url: String,
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NativeConfig {
+    pub paths: Vec<String>,
+    pub lockout: LockoutConfig,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutConfig {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MfaMethod {
+    Totp,
+    Email,
+    RecoveryCode,
+}
+
+#[derive(Clone, Debug)]
+pub struct MfaConfig {
+    pub issuer: String,
+    pub methods: Vec<MfaMethod>,
+    pub email: Option<EmailConfig>,
+    pub recovery_count: usize,
+    /// Zero: recovery codes never expire.
+    pub recovery_ttl: Duration,
+    /// How a user without any second factor gets a first one (DESIGN.md §6).
+    pub enrollment: Enrollment,
+    /// How long an enrollment link stays valid.
+    pub invite_ttl: Duration,
+}
+
+/// `[mfa] enrollment`: what proves a user may enroll a first second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enrollment {
+    /// A single-use, expiring link (mailed, or handed over by an admin) and then the password.
+    Invite,
+    /// The password alone, right after it: whoever holds it picks the factor (small setups).
+    FirstLogin,
+}
+
+impl MfaConfig {
+    pub fn allows(&self, m: MfaMethod) -> bool {
+        self.methods.contains(&m)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    pub smtp_url: String,
+    pub from: String,
+    pub code_ttl: Duration,
+    pub resend_interval: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnMissingMfa {
+    Deny,
+    StepUp,
+    Trust,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdpKind {
+    Oidc,
+    Saml,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdpConfig {
+    pub id: String,
+    pub kind: IdpKind,
+    pub display_name: String,
+    pub on_missing_mfa: OnMissingMfa,
+    /// The roles this IdP may grant (`roles = [...]`); None: every role. Roles its groups map
+    /// to outside this list are dropped at login (DESIGN.md §6: a partner IdP cannot make its
+    /// users admins).
+    pub roles: Option<Vec<String>>,
+    /// The OpenID Connect settings of a `kind = "oidc"` IdP.
+    pub oidc: Option<OidcSettings>,
+    /// The SAML settings of a `kind = "saml"` IdP.
+    pub saml: Option<SamlSettings>,
+}
+
+impl IdpConfig {
+    /// Whether this IdP may grant `role` (its `roles` list, when set, names it).
+    pub fn may_grant(&self, role: &str) -> bool {
+        self.roles
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|r| r == role))
+    }
+}
+
+/// Where a SAML IdP's metadata comes from.
+#[derive(Clone, Debug)]
+pub enum SamlMetadata {
+    /// Read and checked at load time (a file without a signing certificate is a config error).
+    File { path: PathBuf, xml: String },
+    /// Fetched at start and every `refresh`; a fetched document without a signing certificate is
+    /// refused and the last good one kept.
+    Url { url: String, refresh: Duration },
+}
+
+/// One SAML 2.0 IdP (issue 5): SP-initiated login over the HTTP-Redirect binding, responses
+/// over HTTP-POST at `/saml/{id}/acs`, Single Logout over HTTP-Redirect.
+#[derive(Clone, Debug)]
+pub struct SamlSettings {
+    pub metadata: SamlMetadata,
+    pub sp_entity_id: String,
+    /// PEM private key and certificate: AuthnRequests and LogoutRequests are signed when set.
+    pub sp_key: Option<PathBuf>,
+    pub sp_cert: Option<PathBuf>,
+    /// None: the subject (below) is the username.
+    pub username_attribute: Option<String>,
+    /// The attribute whose single value is the stable subject of the principal
+    /// (`<idp-id>:<subject>`). None: the NameID, which must then be persistent or emailAddress.
+    pub subject_attribute: Option<String>,
+    pub email_attribute: String,
+    pub groups_attribute: String,
+    pub allow_idp_initiated: bool,
+    /// Signature algorithm names (`rsa-sha256`, …); `rsa-sha1` only when listed explicitly.
+    pub allowed_algorithms: Vec<String>,
+    pub clock_skew: Duration,
+    pub authn_context_any: Vec<String>,
+    /// `RequestedAuthnContext` of the AuthnRequest (exact comparison); empty: none sent.
+    pub requested_authn_context: Vec<String>,
+    pub force_authn: bool,
+    pub http_timeout: Duration,
+}
+
+/// The signature algorithms a SAML IdP may use when `allowed_algorithms` is not set.
+pub const SAML_DEFAULT_ALGORITHMS: &[&str] = &[
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+];
+
+/// Every algorithm name `allowed_algorithms` accepts.
+pub const SAML_KNOWN_ALGORITHMS: &[&str] = &[
+    "rsa-sha256",
+    "rsa-sha384",
+    "rsa-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "ecdsa-sha512",
+    "rsa-sha1",
+];
+
+/// How the gateway authenticates to an OpenID Provider's token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// One OpenID Provider (issue 4): discovery from `issuer`, code flow with PKCE.
+#[derive(Clone, Debug)]
+pub struct OidcSettings {
+    /// The issuer exactly as discovered and as the `iss` claim must read.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: crate::secret::ClientSecret,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    /// None: `preferred_username`, then `email`, then `sub`.
+    pub username_claim: Option<String>,
+    pub groups_claim: String,
+    pub acr_values: Vec<String>,
+    /// Merge the userinfo endpoint's claims into the ID token's.
+    pub userinfo: bool,
+    /// RP-initiated logout at the provider's `end_session_endpoint`.
+    pub logout: bool,
+    pub amr_any: Vec<String>,
+    pub acr_any: Vec<String>,
+    /// Bound on every request to the provider (discovery, JWKS, token, userinfo).
+    pub http_timeout: Duration,
+}
+
+/// Where an unauthenticated browser is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginTarget {
+    /// The native login form (the first of `native.paths`).
+    Native,
+    /// An `[[idp]]` by id.
+    Idp(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct RoleConfig {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub require_mfa: bool,
+    /// Zero: a second factor at every login, no "remember this device".
+    pub remember_mfa: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Roles(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub access: Access,
+    pub login: Option<LoginTarget>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Branding {
+    pub product_name: String,
+    pub logo: Option<PathBuf>,
+}
+
+impl Config {
+    /// The role configs for role names; unknown names are skipped.
+    pub fn role(&self, name: &str) -> Option<&RoleConfig> {
+        self.roles.get(name)
+    }
+
+    /// True when `ip` may set X-Forwarded-For.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.server.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idp_without_roles_may_grant_every_role_and_one_with_roles_only_those() {
+        let mut idp = IdpConfig {
+            id: "p".into(),
+            kind: IdpKind::Oidc,
+            display_name: "p".into(),
+            on_missing_mfa: OnMissingMfa::Deny,
+            roles: None,
+            oidc: None,
+            saml: None,
+        };
+        assert!(idp.may_grant("admin"));
+        idp.roles = Some(vec!["agent".into()]);
+        assert!(idp.may_grant("agent"));
+        assert!(!idp.may_grant("admin"));
+    }
+}
