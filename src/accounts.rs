@@ -151,6 +151,11 @@ pub struct Accounts {
     issuer: String,
 }
 
+/// The stored form of an enrollment invitation's token (only its hash is kept).
+pub fn invite_hash(token: &str) -> String {
+    crate::mfa::email::hash_email_code(token)
+}
+
 /// Normalises a user name as typed: trimmed, lower-case; `None` when it cannot be a user name.
 pub fn normalise_user(name: &str) -> Option<String> {
     let n = name.trim().to_lowercase();
@@ -340,7 +345,7 @@ impl Accounts {
         let ttl = i64::try_from(config.mfa.invite_ttl.as_secs()).unwrap_or(i64::MAX);
         self.users
             .put_invite(&crate::storage::EnrollmentInvite {
-                token_hash: crate::auth::native::invite_hash(&token),
+                token_hash: invite_hash(&token),
                 username: username.to_owned(),
                 created_at: now,
                 expires_at: now.saturating_add(ttl),

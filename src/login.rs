@@ -7,6 +7,7 @@
 pub mod account;
 pub mod complete;
 pub mod entry;
+pub mod error;
 pub mod mfa;
 pub mod native;
 pub mod oidc;

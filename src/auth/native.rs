@@ -318,10 +318,7 @@ pub async fn enroll_gate(
     })
 }
 
-/// The stored form of an invitation token.
-pub fn invite_hash(token: &str) -> String {
-    email::hash_email_code(token)
-}
+pub use crate::accounts::invite_hash;
 
 /// The `Enroll` stage for a pending login: a fresh secret, sealed under the principal, kept in
 /// the pending login alone (never in the user store before it is confirmed).

@@ -5,7 +5,7 @@
 //! to the session and is refused when its `Origin` is another site's. "Your sessions" are the
 //! principal's, never everyone's who shares the display name.
 
-use super::native::{cross_site, forbidden_form};
+use super::error::{form_status, page as login_page, LoginError};
 use super::views;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, Allowed, CodeCheck, Typing};
@@ -25,7 +25,7 @@ use crate::storage::UserStore;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use std::sync::Arc;
 
 fn csrf(gw: &Gateway, s: &Session) -> String {
@@ -70,14 +70,10 @@ pub async fn entry(
         return page(gw, &session, None, None).await;
     }
     if *req.method() != Method::POST {
-        return pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
-        );
+        return login_page(gw, LoginError::MethodNotAllowed);
     }
     if !origin_ok(gw, req.headers()) {
-        return cross_site(gw);
+        return login_page(gw, LoginError::CrossSite);
     }
     let body = match read_body(gw, req.into_body()).await {
         Ok(b) => b,
@@ -86,7 +82,7 @@ pub async fn entry(
     let form = String::from_utf8_lossy(&body).into_owned();
     let token = form_value(&form, "csrf_token").unwrap_or_default();
     if !ct_eq(token.as_bytes(), csrf(gw, &session).as_bytes()) {
-        return forbidden_form(gw);
+        return login_page(gw, LoginError::FormExpired);
     }
     let ip = conn.peer.ip();
     match step {
@@ -95,11 +91,7 @@ pub async fn entry(
         AccountStep::RecoveryCodes => new_recovery_codes(gw, &session, &form, ip).await,
         AccountStep::Totp => start_reenroll(gw, &session, &form, ip).await,
         AccountStep::TotpConfirm => confirm_reenroll(gw, &session, &form, ip).await,
-        AccountStep::Page => pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
-        ),
+        AccountStep::Page => login_page(gw, LoginError::MethodNotAllowed),
     }
 }
 
@@ -220,12 +212,10 @@ async fn page(
         }
     }
     body.push_str(&format!("<p><a href=\"{p}/logout\">Sign out</a></p>"));
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
-    pages::html_response(status, gw.chrome.layout("Your account", &body, true))
+    pages::html_response(
+        form_status(error.is_some()),
+        gw.chrome.layout("Your account", &body, true),
+    )
 }
 
 async fn end_sessions(
@@ -531,15 +521,7 @@ fn reenroll_page(
         grouped_secret: &secret,
         error,
     };
-    views::enroll(
-        &gw.chrome,
-        if error.is_some() {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::OK
-        },
-        &view,
-    )
+    views::enroll(&gw.chrome, form_status(error.is_some()), &view)
 }
 
 async fn start_reenroll(

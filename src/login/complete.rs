@@ -2,11 +2,13 @@
 //! challenge or enrollment), the pending login's storage under its own cookie, and the session
 //! itself under a fresh cookie. Shared by the native login and every SSO kind.
 
-use super::native::{accounts, audit_failure};
+use super::error::{accounts, audit_failure, page, LoginError};
 use super::views::{self};
 use crate::accounts::Accounts;
 use crate::audit::{self, Event};
+use crate::auth::native::Stale;
 use crate::auth::native::{self as login, EnrollGate, FirstFactorVerified, MfaVerified};
+use crate::auth::pending::SsoLink;
 use crate::auth::pending::{PendingLogin, Stage};
 use crate::auth::policy::{effective_policy, EffectivePolicy, LocalPath};
 use crate::http::{respond, set_cookie, store_error, GatewayError};
@@ -14,13 +16,14 @@ use crate::mfa::email;
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::SessionToken;
+use crate::session::links::{self, SessionLink};
 use crate::session::{
     cookie, new_token, random_id, Identity, IdentityValueError, Session, SessionId, SessionStore,
 };
 use crate::state::Gateway;
 use crate::storage::{RememberedDevice, StoreError, UserStore};
 use hyper::header::HeaderMap;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -104,13 +107,7 @@ pub async fn after_first_factor(
             }
             Ok(EnrollGate::NeedsInvite) => {
                 audit_failure(gw, &pending.user, "refused", "enrollment_needs_invite", ip).await;
-                return gw.chrome.error_page(
-                    StatusCode::FORBIDDEN,
-                    "Use your enrollment link",
-                    "Your account has no two-step verification yet. It is set up through the enrollment link sent to you, not from this page.",
-                    "Open the enrollment link from your email, or ask your administrator for a new one.",
-                    &random_id(9),
-                );
+                return page(gw, LoginError::NeedsInvite);
             }
             Err(e) => return store_error(gw, e),
         }
@@ -141,8 +138,7 @@ pub(crate) async fn refuse_identity(
 ) -> Response<GatewayBody> {
     let reason = e.to_string();
     let method = p.method.as_header();
-    let correlation = random_id(9);
-    tracing::warn!(correlation = %correlation, error = %e, "login refused: identity value cannot be forwarded");
+    tracing::warn!(error = %e, "login refused: identity value cannot be forwarded");
     audit::record(
         gw,
         Event {
@@ -153,18 +149,11 @@ pub(crate) async fn refuse_identity(
             outcome: "refused",
             reason: Some(&reason),
             ip: Some(ip),
-            detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
             ..Default::default()
         },
     )
     .await;
-    gw.chrome.error_page(
-        StatusCode::FORBIDDEN,
-        "Account cannot be used here",
-        "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
-        "Ask your administrator to check your account details, and quote the reference.",
-        &correlation,
-    )
+    page(gw, LoginError::UnusableIdentity)
 }
 
 pub(crate) fn pending_key(id: &SessionId) -> String {
@@ -245,7 +234,7 @@ pub(crate) async fn finish_with(
         Err(CreateError::Identity(e)) => return refuse_identity(gw, pending, e, ip).await,
     };
     if let Some(link) = &pending.sso {
-        super::sso::link_session(gw, &session, link).await;
+        link_session(gw, &session, link).await;
     }
     let method = pending.method.as_header();
     audit::record(
@@ -335,4 +324,50 @@ pub async fn create_session(
     )?;
     let s = gw.store.insert(s).await?;
     Ok((token, s))
+}
+
+/// A pending login that can no longer go on (user disabled, roles changed, an admin action):
+/// it is ended, audited, and the person is told to start again.
+pub(crate) async fn stale(
+    gw: &Gateway,
+    id: &SessionId,
+    p: &PendingLogin,
+    why: Stale,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    // Ended for good: a later request with the same cookie finds nothing.
+    if let Err(e) = gw.store.take_ephemeral(&pending_key(id)).await {
+        return store_error(gw, e);
+    }
+    let reason = why.to_string();
+    let method = p.method.as_header();
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            user: Some(&p.user),
+            method: Some(&method),
+            outcome: "refused",
+            reason: Some(&reason),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+    page(gw, LoginError::Stale)
+}
+
+/// Records which IdP login a new session came from (for every kind of logout). Failures are
+/// logged: the session stays valid and can still be ended locally and by the admin API.
+pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
+    let record = SessionLink {
+        idp: link.idp.clone(),
+        id_token: link.id_token.clone(),
+        sub: link.sub.clone(),
+        sid: link.sid.clone(),
+        name_id_format: link.name_id_format.clone(),
+    };
+    if let Err(e) = links::add(&gw.store, gw.clock.now(), session, &record).await {
+        tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
+    }
 }

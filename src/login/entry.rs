@@ -11,7 +11,7 @@ use crate::session::{cookie, SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SET_COOKIE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 
 /// `GET|POST /logout`; a POST from another site is refused (DESIGN.md §6).
 pub async fn logout_entry(
@@ -20,7 +20,7 @@ pub async fn logout_entry(
     conn: Conn,
 ) -> Response<GatewayBody> {
     if *req.method() == Method::POST && !crate::http::origin_ok(gw, req.headers()) {
-        return super::native::cross_site(gw);
+        return super::error::page(gw, super::error::LoginError::CrossSite);
     }
     logout(gw, req, conn).await
 }
@@ -45,13 +45,9 @@ pub async fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBod
     match target {
         Some(LoginTarget::Native) => pages::redirect(&gw.login_url(&LoginTarget::Native, &rd)),
         Some(LoginTarget::Idp(id)) => start_sso(gw, &id, &rd).await,
-        None if idp.is_some() => gw.chrome.error_page(
-            StatusCode::NOT_FOUND,
-            "Unknown sign-in",
-            "The sign-in method in this link does not exist.",
-            "Go back and choose a sign-in method.",
-            &crate::session::random_id(9),
-        ),
+        None if idp.is_some() => {
+            super::error::page(gw, super::error::LoginError::MethodUnavailable)
+        }
         None => chooser(gw, &targets, &rd),
     }
 }
@@ -81,7 +77,7 @@ fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<Ga
         ));
     }
     let body = format!("<h1>Choose how to sign in</h1><ul class=\"choices\">{items}</ul>");
-    gw.chrome.page(StatusCode::OK, "Sign in", &body)
+    gw.chrome.page(super::error::ok_status(), "Sign in", &body)
 }
 
 /// `GET|POST /logout`: ends the local session and clears the cookie; for an SSO session whose
@@ -110,7 +106,9 @@ async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<G
     );
     let mut r = match idp_logout {
         Some(url) => pages::redirect(&url),
-        None => gw.chrome.page(StatusCode::OK, "Signed out", &body),
+        None => gw
+            .chrome
+            .page(super::error::ok_status(), "Signed out", &body),
     };
     if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
         r.headers_mut().append(SET_COOKIE, v);

@@ -2,10 +2,9 @@
 //! `/mfa/email`): each re-validates the login first (`auth::native::revalidate`), takes only
 //! the step its stage has, and hands a verified factor to `complete`.
 
+use super::complete::stale;
 use super::complete::{finish, finish_with, load_pending, pending_key, Landing};
-use super::native::{
-    accounts, audit_failure, cross_site, expired_page, forbidden_form, stale, BAD_CODE, LOCKED,
-};
+use super::error::{accounts, audit_failure, page, LoginError, Shown};
 use super::views::{self, Challenge};
 use crate::accounts::Accounts;
 use crate::audit::{self, Event};
@@ -22,7 +21,7 @@ use crate::session::{SessionId, SessionStore};
 use crate::state::Gateway;
 use crate::storage::UserStore;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -34,19 +33,15 @@ pub async fn entry(
     step: MfaStep,
 ) -> Response<GatewayBody> {
     let Some(acc) = accounts(gw) else {
-        return pages::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
-        );
+        return page(gw, LoginError::NotFound);
     };
     let method = req.method().clone();
     if method == Method::POST && !origin_ok(gw, req.headers()) {
-        return cross_site(gw);
+        return page(gw, LoginError::CrossSite);
     }
     let (id, pending) = match load_pending(gw, req.headers()).await {
         Ok(Some(x)) => x,
-        Ok(None) => return expired_page(gw),
+        Ok(None) => return page(gw, LoginError::Expired),
         Err(e) => return store_error(gw, e),
     };
     let ip = client_ip(gw, req.headers(), conn);
@@ -60,10 +55,10 @@ pub async fn entry(
     let enrolling = matches!(pending.stage, Stage::Enroll { .. });
     match (step, &method, enrolling) {
         (MfaStep::Challenge, &Method::GET, false) => {
-            challenge_page(gw, acc, &pending, StatusCode::OK, None, None)
+            challenge_page(gw, acc, &pending, Shown::Fresh, None)
         }
         (MfaStep::Enroll, &Method::GET, true) => {
-            enroll_page(gw, acc, &id, &pending, StatusCode::OK, None, ip).await
+            enroll_page(gw, acc, &id, &pending, Shown::Fresh, ip).await
         }
         // The wrong page for this stage: go to the right one.
         (MfaStep::Challenge, &Method::GET, true) => pages::redirect(&format!(
@@ -82,7 +77,7 @@ pub async fn entry(
             let form = String::from_utf8_lossy(&body).into_owned();
             let csrf = form_value(&form, "csrf_token").unwrap_or_default();
             if !ct_eq(csrf.as_bytes(), pending.csrf.as_bytes()) {
-                return forbidden_form(gw);
+                return page(gw, LoginError::FormExpired);
             }
             match (step, enrolling) {
                 (MfaStep::Challenge, false) => {
@@ -96,15 +91,11 @@ pub async fn entry(
                 // from the stage alone, before any check runs; the login itself stays as it was.
                 _ => {
                     audit_failure(gw, &pending.user, "refused", "illegal_step", ip).await;
-                    expired_page(gw)
+                    page(gw, LoginError::Expired)
                 }
             }
         }
-        _ => pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
-        ),
+        _ => page(gw, LoginError::MethodNotAllowed),
     }
 }
 
@@ -118,14 +109,15 @@ pub(crate) fn mask_email(e: &str) -> String {
     }
 }
 
+/// The challenge page as `shown`, with an optional notice (an email code sent).
 pub(crate) fn challenge_page(
     gw: &Gateway,
     acc: &Accounts,
     p: &PendingLogin,
-    status: StatusCode,
-    error: Option<&str>,
+    shown: Shown,
     notice: Option<&str>,
 ) -> Response<GatewayBody> {
+    let (status, error) = (shown.status(), shown.message());
     let remember_days = (p.remember_secs > 0).then(|| (p.remember_secs / 86_400).max(1));
     let allowed = login::allowed(&gw.config, acc, p);
     let email_hint = allowed
@@ -177,16 +169,7 @@ pub(crate) async fn submit_challenge(
     .await;
     let (verified, left) = match checked {
         Ok(CodeCheck::Verified(v, left)) => (v, left),
-        Ok(CodeCheck::Locked) => {
-            return challenge_page(
-                gw,
-                acc,
-                p,
-                StatusCode::TOO_MANY_REQUESTS,
-                Some(LOCKED),
-                None,
-            )
-        }
+        Ok(CodeCheck::Locked) => return challenge_page(gw, acc, p, Shown::Locked, None),
         Ok(CodeCheck::Refused { error, locked_now }) => {
             return refused_code(gw, acc, p, typed_name, &error, locked_now, ip).await
         }
@@ -196,7 +179,7 @@ pub(crate) async fn submit_challenge(
     // Single use of the pending login itself: a second tab cannot finish it again.
     match gw.store.take_ephemeral(&pending_key(id)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return expired_page(gw),
+        Ok(None) => return page(gw, LoginError::Expired),
         Err(e) => return store_error(gw, e),
     }
     audit::record(
@@ -282,20 +265,13 @@ pub(crate) async fn refused_code(
             },
         )
         .await;
-        return challenge_page(
-            gw,
-            acc,
-            p,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(LOCKED),
-            None,
-        );
+        return challenge_page(gw, acc, p, Shown::Locked, None);
     }
-    let msg = match error {
-        MfaError::CodeReused => "That code was already used. Wait for the next code and try again.",
-        _ => BAD_CODE,
+    let shown = match error {
+        MfaError::CodeReused => Shown::CodeReused,
+        _ => Shown::WrongCode,
     };
-    challenge_page(gw, acc, p, StatusCode::UNAUTHORIZED, Some(msg), None)
+    challenge_page(gw, acc, p, shown, None)
 }
 
 pub(crate) async fn send_email_code(
@@ -305,16 +281,7 @@ pub(crate) async fn send_email_code(
     p: &PendingLogin,
     ip: IpAddr,
 ) -> Response<GatewayBody> {
-    let unavailable = || {
-        challenge_page(
-            gw,
-            acc,
-            p,
-            StatusCode::BAD_REQUEST,
-            Some("Email codes are not available for this account."),
-            None,
-        )
-    };
+    let unavailable = || challenge_page(gw, acc, p, Shown::EmailUnavailable, None);
     let (Some(to), Some(sender), Some(cfg)) = (
         p.email.as_deref(),
         acc.email.as_ref(),
@@ -334,16 +301,7 @@ pub(crate) async fn send_email_code(
         .await
     {
         Ok(true) => {}
-        Ok(false) => {
-            return challenge_page(
-                gw,
-                acc,
-                p,
-                StatusCode::TOO_MANY_REQUESTS,
-                Some("A code was sent a moment ago. Wait a little before asking for another."),
-                None,
-            )
-        }
+        Ok(false) => return challenge_page(gw, acc, p, Shown::EmailTooSoon, None),
         Err(e) => return store_error(gw, e),
     }
     let code = email::generate_email_code();
@@ -381,18 +339,11 @@ pub(crate) async fn send_email_code(
                 "We sent a code to {}. It is valid for {minutes} minutes.",
                 mask_email(to)
             );
-            challenge_page(gw, acc, p, StatusCode::OK, None, Some(&msg))
+            challenge_page(gw, acc, p, Shown::Fresh, Some(&msg))
         }
         Err(e) => {
             tracing::warn!(error = %e, user = %p.user, "email code could not be sent");
-            challenge_page(
-                gw,
-                acc,
-                p,
-                StatusCode::BAD_GATEWAY,
-                Some("The email could not be sent. Use another method or try again later."),
-                None,
-            )
+            challenge_page(gw, acc, p, Shown::EmailFailed, None)
         }
     }
 }
@@ -403,10 +354,10 @@ pub(crate) async fn enroll_page(
     acc: &Accounts,
     id: &SessionId,
     p: &PendingLogin,
-    status: StatusCode,
-    error: Option<&str>,
+    shown: Shown,
     ip: IpAddr,
 ) -> Response<GatewayBody> {
+    let (status, error) = (shown.status(), shown.message());
     // Someone enrolled this principal since the login started: never show a secret that could
     // replace their factor.
     match acc.users.get_totp(&p.principal).await {
@@ -417,7 +368,7 @@ pub(crate) async fn enroll_page(
         Err(e) => return store_error(gw, e),
     }
     let Some(seed) = login::enrollment_seed(acc, p) else {
-        return expired_page(gw);
+        return page(gw, LoginError::Expired);
     };
     let t = acc.totp_for(seed, &p.user);
     let uri = t.otpauth_uri();
@@ -448,18 +399,7 @@ pub(crate) async fn submit_enroll(
     let now = gw.clock.now();
     let verified = match login::confirm_enrollment(acc, &gw.store, p, &code, now, ip).await {
         Ok(Ok(CodeCheck::Verified(v, _))) => v,
-        Ok(Ok(CodeCheck::Locked)) => {
-            return enroll_page(
-                gw,
-                acc,
-                id,
-                p,
-                StatusCode::TOO_MANY_REQUESTS,
-                Some(LOCKED),
-                ip,
-            )
-            .await
-        }
+        Ok(Ok(CodeCheck::Locked)) => return enroll_page(gw, acc, id, p, Shown::Locked, ip).await,
         Ok(Ok(CodeCheck::Refused { .. })) => {
             audit::record(
                 gw,
@@ -474,14 +414,14 @@ pub(crate) async fn submit_enroll(
                 },
             )
             .await;
-            return enroll_page(gw, acc, id, p, StatusCode::UNAUTHORIZED, Some(BAD_CODE), ip).await;
+            return enroll_page(gw, acc, id, p, Shown::WrongCode, ip).await;
         }
         Ok(Err(why)) => return stale(gw, id, p, why, ip).await,
         Err(e) => return store_error(gw, e),
     };
     match gw.store.take_ephemeral(&pending_key(id)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return expired_page(gw),
+        Ok(None) => return page(gw, LoginError::Expired),
         Err(e) => return store_error(gw, e),
     }
     let codes = if gw.config.mfa.allows(MfaMethod::RecoveryCode) {

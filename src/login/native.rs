@@ -5,149 +5,32 @@
 //! its `Origin` is another site's; every decision is audited; the session exists only once the
 //! policy is satisfied, under a fresh cookie.
 
-use super::complete::{after_first_factor, pending_key, Next};
+use super::complete::{after_first_factor, Next};
+use super::error::{accounts, audit_failure, page, LoginError, Shown};
 use super::views::{self, LoginForm};
-use crate::accounts::{native_principal, Accounts};
+use crate::accounts::native_principal;
 use crate::audit::{self, Event};
-use crate::auth::native::{self as login, configured_roles, ChosenPassword, PasswordCheck, Stale};
+use crate::auth::native::{self as login, configured_roles, ChosenPassword, PasswordCheck};
 use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
 use crate::auth::policy::{effective_policy, LocalPath};
 use crate::http::{
     client_ip, form_value, origin_ok, query_param, read_body, respond, set_cookie, store_error,
     user_agent, Conn, GatewayError,
 };
-use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, Password};
-use crate::session::{cookie, random_id, SessionId, SessionStore};
+use crate::session::{cookie, random_id, SessionStore};
 use crate::state::Gateway;
 use crate::storage::UserStore;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
-use std::net::IpAddr;
+use hyper::{Method, Request, Response};
 use std::sync::Arc;
-
-pub(crate) const BAD_CREDENTIALS: &str = "Incorrect username or password.";
-pub(crate) const LOCKED: &str =
-    "Too many failed attempts. For your security, sign-in is paused for a while; try again later.";
-pub(crate) const BAD_CODE: &str = "That code is not valid. Check it and try again.";
-pub(crate) const EXPIRED: &str = "Your sign-in attempt has expired or was already completed.";
 
 pub(crate) fn csrf_for(gw: &Gateway, nonce: &str) -> String {
     let tag = ring::hmac::sign(&gw.csrf_key, nonce.as_bytes());
     B64.encode(tag.as_ref().get(..24).unwrap_or_default())
-}
-
-pub(crate) fn accounts(gw: &Gateway) -> Option<&Accounts> {
-    gw.accounts.as_ref()
-}
-
-pub(crate) fn first_native_path(gw: &Gateway) -> String {
-    gw.config
-        .native
-        .as_ref()
-        .and_then(|n| n.paths.first())
-        .cloned()
-        .unwrap_or_else(|| "/".into())
-}
-
-pub(crate) fn expired_page(gw: &Gateway) -> Response<GatewayBody> {
-    gw.chrome.error_page(
-        StatusCode::BAD_REQUEST,
-        "Sign-in expired",
-        EXPIRED,
-        &format!("Start again at {}.", first_native_path(gw)),
-        &random_id(9),
-    )
-}
-
-/// The answer to a cross-site form POST (logged: someone's page tried to use our forms).
-pub(crate) fn cross_site(gw: &Gateway) -> Response<GatewayBody> {
-    tracing::info!(target: "audit", kind = "csrf.refused", reason = "origin", "form posted from another site refused");
-    gw.chrome.error_page(
-        StatusCode::FORBIDDEN,
-        "Form refused",
-        "This form was sent from another website, so it was not accepted.",
-        "Open the sign-in page of this site directly and try again.",
-        &random_id(9),
-    )
-}
-
-pub(crate) fn forbidden_form(gw: &Gateway) -> Response<GatewayBody> {
-    tracing::info!(target: "audit", kind = "csrf.refused", "form without a valid csrf token refused");
-    gw.chrome.error_page(
-        StatusCode::FORBIDDEN,
-        "Form expired",
-        "This form was not accepted because its security token is missing or out of date.",
-        "Go back, reload the page and try again.",
-        &random_id(9),
-    )
-}
-
-pub(crate) fn busy(gw: &Gateway) -> Response<GatewayBody> {
-    let mut r = gw.chrome.error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Busy",
-        "The sign-in service is handling too many requests right now.",
-        "Wait a few seconds and try again.",
-        &random_id(9),
-    );
-    r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-    r
-}
-
-pub(crate) fn invalid_link_page(gw: &Gateway) -> Response<GatewayBody> {
-    gw.chrome.error_page(
-        StatusCode::BAD_REQUEST,
-        "Link not valid",
-        "This enrollment link is not valid: it was already used, it expired, or a newer one replaced it.",
-        "Ask your administrator for a new enrollment link.",
-        &random_id(9),
-    )
-}
-
-/// A pending login that can no longer go on (user disabled, roles changed, an admin action):
-/// it is ended, audited, and the person is told to start again.
-pub(crate) async fn stale(
-    gw: &Gateway,
-    id: &SessionId,
-    p: &PendingLogin,
-    why: Stale,
-    ip: IpAddr,
-) -> Response<GatewayBody> {
-    // Ended for good: a later request with the same cookie finds nothing.
-    if let Err(e) = gw.store.take_ephemeral(&pending_key(id)).await {
-        return store_error(gw, e);
-    }
-    let reason = why.to_string();
-    let method = p.method.as_header();
-    audit::record(
-        gw,
-        Event {
-            kind: "login.failure",
-            user: Some(&p.user),
-            method: Some(&method),
-            outcome: "refused",
-            reason: Some(&reason),
-            ip: Some(ip),
-            ..Default::default()
-        },
-    )
-    .await;
-    gw.chrome.error_page(
-        StatusCode::FORBIDDEN,
-        "Sign in again",
-        "Your account changed while you were signing in, so this sign-in was stopped.",
-        &format!(
-            "Start again at {}. If it keeps failing, ask your administrator.",
-            first_native_path(gw)
-        ),
-        &random_id(9),
-    )
 }
 
 /// `GET|POST` a native path.
@@ -159,13 +42,9 @@ pub async fn entry(
 ) -> Response<GatewayBody> {
     match *req.method() {
         Method::GET | Method::HEAD => show_login(gw, &req, path).await,
-        Method::POST if !origin_ok(gw, req.headers()) => cross_site(gw),
+        Method::POST if !origin_ok(gw, req.headers()) => page(gw, LoginError::CrossSite),
         Method::POST => submit_login(gw, req, conn, path).await,
-        _ => pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET or POST.",
-        ),
+        _ => page(gw, LoginError::MethodNotAllowed),
     }
 }
 
@@ -180,10 +59,10 @@ pub(crate) async fn show_login(
         .and_then(|r| LocalPath::parse(&r))
         .unwrap_or_else(LocalPath::root);
     let Some(token) = query_param(req.uri().query(), "invite") else {
-        return login_form_response(gw, StatusCode::OK, path, &rd, "", None, None);
+        return login_form_response(gw, Shown::Fresh, None, path, &rd, "", None);
     };
     let Some(acc) = accounts(gw) else {
-        return invalid_link_page(gw);
+        return page(gw, LoginError::InvalidLink);
     };
     let now = gw.clock.now();
     let invite = match acc
@@ -192,7 +71,7 @@ pub(crate) async fn show_login(
         .await
     {
         Ok(Some(i)) => i,
-        Ok(None) => return invalid_link_page(gw),
+        Ok(None) => return page(gw, LoginError::InvalidLink),
         Err(e) => return store_error(gw, e),
     };
     match acc.users.get_user(&invite.username).await {
@@ -200,28 +79,36 @@ pub(crate) async fn show_login(
             let choose = u.password_hash.is_none();
             login_form_response(
                 gw,
-                StatusCode::OK,
+                Shown::Fresh,
+                None,
                 path,
                 &rd,
                 &u.username,
-                None,
                 Some((&token, choose)),
             )
         }
-        Ok(_) => invalid_link_page(gw),
+        Ok(_) => page(gw, LoginError::InvalidLink),
         Err(e) => store_error(gw, e),
     }
 }
 
+/// The sign-in form as `shown` (with a log reference for the helpdesk when given), with a fresh
+/// pre-login cookie and the CSRF token bound to it.
 pub(crate) fn login_form_response(
     gw: &Gateway,
-    status: StatusCode,
+    shown: Shown,
+    reference: Option<&str>,
     path: &str,
     rd: &LocalPath,
     username: &str,
-    error: Option<&str>,
     invite: Option<(&str, bool)>,
 ) -> Response<GatewayBody> {
+    let message = shown.message().map(|m| match reference {
+        Some(r) => format!("{m} Reference: {r}"),
+        None => m.to_owned(),
+    });
+    let error = message.as_deref();
+    let status = shown.status();
     let nonce = random_id(32);
     let csrf = csrf_for(gw, &nonce);
     let mut r = views::login_form(
@@ -245,28 +132,6 @@ pub(crate) fn login_form_response(
         ),
     );
     r
-}
-
-pub(crate) async fn audit_failure(
-    gw: &Gateway,
-    user: &str,
-    outcome: &str,
-    reason: &str,
-    ip: IpAddr,
-) {
-    audit::record(
-        gw,
-        Event {
-            kind: "login.failure",
-            user: Some(user),
-            method: Some("native"),
-            outcome,
-            reason: Some(reason),
-            ip: Some(ip),
-            ..Default::default()
-        },
-    )
-    .await;
 }
 
 pub(crate) async fn submit_login(
@@ -315,7 +180,7 @@ pub(crate) async fn submit_login(
             ip,
         )
         .await;
-        return forbidden_form(gw);
+        return page(gw, LoginError::FormExpired);
     }
 
     let invite = Some(field("invite")).filter(|t| !t.is_empty());
@@ -331,15 +196,15 @@ pub(crate) async fn submit_login(
                 Ok(ChosenPassword::Unacceptable(why)) => {
                     return login_form_response(
                         gw,
-                        StatusCode::BAD_REQUEST,
+                        Shown::Unacceptable(why),
+                        None,
                         path,
                         &rd,
                         typed,
-                        Some(why),
                         Some((token, true)),
                     )
                 }
-                Ok(ChosenPassword::InvalidLink) => return invalid_link_page(gw),
+                Ok(ChosenPassword::InvalidLink) => return page(gw, LoginError::InvalidLink),
                 Err(e) => return store_error(gw, e),
             }
         }
@@ -356,14 +221,13 @@ pub(crate) async fn submit_login(
                     // The page names a reference that matches this log line, for the helpdesk.
                     let correlation = random_id(9);
                     tracing::info!(correlation = %correlation, ip = %ip, "sign-in refused: locked");
-                    let msg = format!("{LOCKED} Reference: {correlation}");
                     return login_form_response(
                         gw,
-                        StatusCode::TOO_MANY_REQUESTS,
+                        Shown::Locked,
+                        Some(&correlation),
                         path,
                         &rd,
                         typed,
-                        Some(&msg),
                         invite.as_deref().map(|t| (t, false)),
                     );
                 }
@@ -390,15 +254,15 @@ pub(crate) async fn submit_login(
                     }
                     return login_form_response(
                         gw,
-                        StatusCode::UNAUTHORIZED,
+                        Shown::WrongPassword,
+                        None,
                         path,
                         &rd,
                         typed,
-                        Some(BAD_CREDENTIALS),
                         invite.as_deref().map(|t| (t, false)),
                     );
                 }
-                Ok(PasswordCheck::Busy) => return busy(gw),
+                Ok(PasswordCheck::Busy) => return page(gw, LoginError::Busy),
                 Err(e) => return store_error(gw, e),
             }
         }
@@ -407,13 +271,7 @@ pub(crate) async fn submit_login(
     let roles = configured_roles(&gw.config, &user);
     if roles.is_empty() {
         audit_failure(gw, &user.username, "refused", "no_role", ip).await;
-        return gw.chrome.error_page(
-            StatusCode::FORBIDDEN,
-            "No access",
-            "Your account is valid but has no role that gives access to this site.",
-            "Ask an administrator to give your account a role.",
-            &random_id(9),
-        );
+        return page(gw, LoginError::NoRole);
     }
     let policy = effective_policy(&gw.config, &roles);
     let pending = PendingLogin {

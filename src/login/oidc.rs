@@ -14,6 +14,11 @@
 //! authorization response counts only at the IdP its state was issued for. The principal of a
 //! login is `<idp-id>:<sub>` (`sso::principal`).
 
+use super::error::{backchannel_refused, page as login_page, LoginError};
+use super::error::{
+    OIDC_BAD_ANSWER, OIDC_EXPIRED, OIDC_IDP_ERROR, OIDC_MIXED_UP, OIDC_TOKEN_ENDPOINT,
+    OIDC_TOKEN_TIMEOUT, OIDC_UNUSABLE_IDENTITY,
+};
 use super::sso::{self, hashed, sid_key, sub_key, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{self as rp};
@@ -33,7 +38,7 @@ use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use openidconnect::core::{CoreClient, CoreIdToken, CoreTokenResponse};
 use openidconnect::{
     AuthType, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, ClientId,
@@ -60,46 +65,17 @@ fn state_key(state: &str) -> String {
     format!("oidc-state:{state}")
 }
 
-fn page(
-    gw: &Gateway,
-    status: StatusCode,
-    title: &str,
-    what: &str,
-    next: &str,
-    correlation: &str,
-) -> Response<GatewayBody> {
-    gw.chrome.error_page(status, title, what, next, correlation)
-}
-
-fn unavailable(gw: &Gateway) -> Response<GatewayBody> {
-    page(
-        gw,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in temporarily unavailable",
-        "The identity provider for this sign-in cannot be reached right now.",
-        "Try again in a minute.",
-        &random_id(9),
-    )
-}
-
 /// `GET /login?idp=ID&rd=PATH` for an OIDC IdP: authorization code request with PKCE (S256),
 /// fresh `state` and `nonce` (256 bits each), bound to this browser by the pending cookie.
 pub async fn start(gw: &Gateway, idp: &str, rd: &LocalPath) -> Response<GatewayBody> {
     let Some(p) = gw.oidc.get(idp) else {
-        return page(
-            gw,
-            StatusCode::NOT_FOUND,
-            "Sign-in unavailable",
-            "This sign-in method is not available.",
-            "Go back and choose another sign-in method.",
-            &random_id(9),
-        );
+        return login_page(gw, LoginError::MethodUnavailable);
     };
     let Some(l) = p.loaded() else {
-        return unavailable(gw);
+        return login_page(gw, LoginError::IdpUnavailable);
     };
     let Ok(redirect) = RedirectUrl::new(p.redirect_uri(&gw.config)) else {
-        return unavailable(gw);
+        return login_page(gw, LoginError::IdpUnavailable);
     };
     let state = random_id(32);
     let nonce = random_id(32);
@@ -166,42 +142,13 @@ pub async fn entry(
     step: OidcStep,
 ) -> Response<GatewayBody> {
     let Some(p) = gw.oidc.get(idp).cloned() else {
-        return pages::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
-        );
+        return login_page(gw, LoginError::NotFound);
     };
     match step {
         OidcStep::Callback => callback(gw, &p, req, conn).await,
         OidcStep::BackchannelLogout => backchannel_logout(gw, &p, req, conn).await,
     }
 }
-
-const EXPIRED: Refusal = Refusal {
-    status: StatusCode::BAD_REQUEST,
-    reason: "state",
-    title: "Sign-in expired",
-    what: "This sign-in attempt is unknown, has expired or was already completed.",
-    next: "Start the sign-in again.",
-};
-
-const BAD_ANSWER: Refusal = Refusal {
-    status: StatusCode::BAD_GATEWAY,
-    reason: "id_token",
-    title: "Sign-in failed",
-    what: "The answer of the identity provider could not be verified, so you were not signed in.",
-    next: "Try again. If this keeps happening, tell the administrator and quote the reference.",
-};
-
-/// DESIGN.md §6: an identity value that cannot be forwarded exactly refuses the login.
-const UNUSABLE_IDENTITY: Refusal = Refusal {
-    status: StatusCode::FORBIDDEN,
-    reason: "identity_value",
-    title: "Account cannot be used here",
-    what: "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
-    next: "Ask your administrator to check your account details, and quote the reference.",
-};
 
 async fn refuse(
     gw: &Gateway,
@@ -213,14 +160,6 @@ async fn refuse(
 ) -> Response<GatewayBody> {
     sso::refuse(gw, &format!("oidc:{}", p.idp.id), r, detail, user, conn_ip).await
 }
-
-const MIXED_UP: Refusal = Refusal {
-    status: StatusCode::BAD_REQUEST,
-    reason: "authorization_response",
-    title: "Sign-in failed",
-    what: "The sign-in answer that reached this site is not the answer of the identity provider this sign-in was started with, so you were not signed in.",
-    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
-};
 
 /// How often `name` appears in a query (keys compared decoded, as `query_param` reads them).
 fn occurrences(q: Option<&str>, name: &str) -> usize {
@@ -252,7 +191,7 @@ async fn callback(
 
     // State first: single use, bound to this browser. Nothing reaches the IdP without it.
     let Some(state) = query_param(q, "state").filter(|s| valid_state(s)) else {
-        return refuse(gw, p, EXPIRED, "state missing or malformed", None, ip).await;
+        return refuse(gw, p, OIDC_EXPIRED, "state missing or malformed", None, ip).await;
     };
     let st = match gw.store.take_ephemeral(&state_key(&state)).await {
         Ok(Some(b)) => serde_json::from_slice::<LoginState>(&b).ok(),
@@ -260,14 +199,30 @@ async fn callback(
         Err(e) => return store_error(gw, e),
     };
     let Some(st) = st.filter(|s| s.idp == p.idp.id) else {
-        return refuse(gw, p, EXPIRED, "state unknown or already used", None, ip).await;
+        return refuse(
+            gw,
+            p,
+            OIDC_EXPIRED,
+            "state unknown or already used",
+            None,
+            ip,
+        )
+        .await;
     };
     let bound = cookie::get(req.headers(), gw.cookies.pending).is_some_and(|t| {
         let id = SessionId::of(&SessionToken::new(t.to_owned()));
         ct_eq(id.as_str().as_bytes(), st.binding.as_bytes())
     });
     if !bound {
-        return refuse(gw, p, EXPIRED, "state not bound to this browser", None, ip).await;
+        return refuse(
+            gw,
+            p,
+            OIDC_EXPIRED,
+            "state not bound to this browser",
+            None,
+            ip,
+        )
+        .await;
     }
     // RFC 6749 §3.1: no parameter twice. Two `code`s or `iss`es would let what is checked
     // differ from what is used.
@@ -275,10 +230,18 @@ async fn callback(
         .into_iter()
         .find(|n| occurrences(q, n) > 1)
     {
-        return refuse(gw, p, MIXED_UP, &format!("{dup} appears twice"), None, ip).await;
+        return refuse(
+            gw,
+            p,
+            OIDC_MIXED_UP,
+            &format!("{dup} appears twice"),
+            None,
+            ip,
+        )
+        .await;
     }
     let Some(l) = p.loaded() else {
-        return unavailable(gw);
+        return login_page(gw, LoginError::IdpUnavailable);
     };
     // RFC 9207 §2.4: the authorization response names its issuer. When it does, it must be
     // the issuer of the IdP this state was issued for (the state already had to be this
@@ -293,11 +256,11 @@ async fn callback(
         Some(iss) if iss != p.settings.issuer => {
             let shown: String = iss.chars().filter(|c| !c.is_control()).take(200).collect();
             let detail = format!("authorization response iss {shown:?} is not this idp's issuer");
-            return refuse(gw, p, MIXED_UP, &detail, None, ip).await;
+            return refuse(gw, p, OIDC_MIXED_UP, &detail, None, ip).await;
         }
         None if promised => {
             let detail = "authorization response without iss, which the idp promises (RFC 9207)";
-            return refuse(gw, p, MIXED_UP, detail, None, ip).await;
+            return refuse(gw, p, OIDC_MIXED_UP, detail, None, ip).await;
         }
         _ => {}
     }
@@ -307,27 +270,13 @@ async fn callback(
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(64)
             .collect();
-        return refuse(
-            gw,
-            p,
-            Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "idp_error",
-                title: "Sign-in not completed",
-                what: "The identity provider did not sign you in (the sign-in was refused or cancelled there).",
-                next: "Start the sign-in again, or ask your administrator whether you have access.",
-            },
-            &format!("error={code}"),
-            None,
-            ip,
-        )
-        .await;
+        return refuse(gw, p, OIDC_IDP_ERROR, &format!("error={code}"), None, ip).await;
     }
     let Some(code) = query_param(q, "code").filter(|c| !c.is_empty() && c.len() <= 4096) else {
-        return refuse(gw, p, EXPIRED, "callback without code", None, ip).await;
+        return refuse(gw, p, OIDC_EXPIRED, "callback without code", None, ip).await;
     };
     let Ok(redirect) = RedirectUrl::new(p.redirect_uri(&gw.config)) else {
-        return unavailable(gw);
+        return login_page(gw, LoginError::IdpUnavailable);
     };
 
     // Token request: client authentication as configured, the PKCE verifier, a bounded wait.
@@ -345,7 +294,7 @@ async fn callback(
     });
     let request = match client.exchange_code(AuthorizationCode::new(code)) {
         Ok(r) => r,
-        Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
+        Err(e) => return refuse(gw, p, OIDC_BAD_ANSWER, &e.to_string(), None, ip).await,
     };
     let tokens: CoreTokenResponse = match request
         .set_pkce_verifier(PkceCodeVerifier::new(st.verifier.clone()))
@@ -357,42 +306,20 @@ async fn callback(
             return refuse(
                 gw,
                 p,
-                Refusal {
-                    status: StatusCode::GATEWAY_TIMEOUT,
-                    reason: "token_timeout",
-                    title: "Sign-in failed",
-                    what: "The identity provider did not answer in time, so you were not signed in.",
-                    next: "Try again in a minute.",
-                },
+                OIDC_TOKEN_TIMEOUT,
                 "token endpoint timed out",
                 None,
                 ip,
             )
             .await
         }
-        Err(e) => {
-            return refuse(
-                gw,
-                p,
-                Refusal {
-                    status: StatusCode::BAD_GATEWAY,
-                    reason: "token_endpoint",
-                    title: "Sign-in failed",
-                    what: "The identity provider could not complete the sign-in, so you were not signed in.",
-                    next: "Try again in a minute. If this keeps happening, tell the administrator and quote the reference.",
-                },
-                &describe(&e),
-                None,
-                ip,
-            )
-            .await
-        }
+        Err(e) => return refuse(gw, p, OIDC_TOKEN_ENDPOINT, &describe(&e), None, ip).await,
     };
     let Some(id_token) = tokens.id_token() else {
         return refuse(
             gw,
             p,
-            BAD_ANSWER,
+            OIDC_BAD_ANSWER,
             "no id_token in the token response",
             None,
             ip,
@@ -406,7 +333,7 @@ async fn callback(
         .await
     {
         Ok(v) => v,
-        Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
+        Err(e) => return refuse(gw, p, OIDC_BAD_ANSWER, &e.to_string(), None, ip).await,
     };
     // Replay cache: one login per nonce, even if state handling were bypassed.
     match gw
@@ -418,7 +345,7 @@ async fn callback(
         .await
     {
         Ok(true) => {}
-        Ok(false) => return refuse(gw, p, BAD_ANSWER, "nonce reused", None, ip).await,
+        Ok(false) => return refuse(gw, p, OIDC_BAD_ANSWER, "nonce reused", None, ip).await,
         Err(e) => return store_error(gw, e),
     }
     let mut claims = verified.claims;
@@ -432,7 +359,7 @@ async fn callback(
         )
         .await
         {
-            return refuse(gw, p, BAD_ANSWER, &e, None, ip).await;
+            return refuse(gw, p, OIDC_BAD_ANSWER, &e, None, ip).await;
         }
     }
     login(
@@ -494,9 +421,9 @@ async fn login(
     let id = match rp::identity(claims, sub, s.username_claim.as_deref(), &s.groups_claim) {
         Ok(id) => id,
         Err(e @ rp::OidcError::UnusableIdentity(_)) => {
-            return refuse(gw, p, UNUSABLE_IDENTITY, &e.to_string(), None, ip).await
+            return refuse(gw, p, OIDC_UNUSABLE_IDENTITY, &e.to_string(), None, ip).await
         }
-        Err(e) => return refuse(gw, p, BAD_ANSWER, &e.to_string(), None, ip).await,
+        Err(e) => return refuse(gw, p, OIDC_BAD_ANSWER, &e.to_string(), None, ip).await,
     };
     let evidence = rp::has_mfa_evidence(&id, &s.amr_any, &s.acr_any);
     sso::complete(
@@ -550,11 +477,6 @@ pub fn end_session_with(gw: &Gateway, link: &sso::SessionLink) -> Option<String>
     Some(url.to_string())
 }
 
-fn logout_error(status: StatusCode, detail: &str) -> Response<GatewayBody> {
-    // OIDC Back-Channel Logout §2.8: 400 with an OAuth-style error body.
-    pages::json_error(status, "invalid_request", detail)
-}
-
 /// `POST /oidc/{idp}/backchannel-logout` (form `logout_token`): verifies the token, then ends
 /// every session of that `sid` (or, without `sid`, of that `sub`) at once.
 async fn backchannel_logout(
@@ -570,7 +492,7 @@ async fn backchannel_logout(
     };
     let form = String::from_utf8_lossy(&body);
     let Some(token) = form_value(&form, "logout_token") else {
-        return logout_error(StatusCode::BAD_REQUEST, "logout_token is missing.");
+        return backchannel_refused("logout_token is missing.");
     };
     let method = format!("oidc:{}", p.idp.id);
     let now = gw.clock.now();
@@ -593,7 +515,7 @@ async fn backchannel_logout(
                 },
             )
             .await;
-            return logout_error(StatusCode::BAD_REQUEST, "The logout token is not valid.");
+            return backchannel_refused("The logout token is not valid.");
         }
     };
     // Every token is claimed once, for as long as it is valid (a shorter cache would reopen
@@ -622,17 +544,14 @@ async fn backchannel_logout(
                 },
             )
             .await;
-            return logout_error(
-                StatusCode::BAD_REQUEST,
-                "The logout token was already used.",
-            );
+            return backchannel_refused("The logout token was already used.");
         }
         Err(e) => return store_error(gw, e),
     }
     let key = match (&verified.sid, &verified.sub) {
         (Some(sid), _) => sid_key(&p.idp.id, sid),
         (None, Some(sub)) => sub_key(&p.idp.id, sub),
-        (None, None) => return logout_error(StatusCode::BAD_REQUEST, "No sid or sub."),
+        (None, None) => return backchannel_refused("No sid or sub."),
     };
     let ended = match sso::end_listed(gw, &key, "logout.backchannel", &method, ip).await {
         Ok(n) => n,

@@ -8,12 +8,17 @@
 //! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
+use super::error::{idp_refused_status, ok_status, page as login_page, LoginError};
+use super::error::{
+    SAML_BAD_RESPONSE, SAML_EXPIRED, SAML_IDENTITY_VALUE, SAML_MALFORMED, SAML_NO_STABLE_SUBJECT,
+};
 use super::sso::{self, hashed, Refusal};
 use crate::audit::{self, Event};
 use crate::auth::oidc::{identity_value, Unusable};
 use crate::auth::pending::SsoLink;
 use crate::auth::policy::LocalPath;
 use crate::auth::saml::{self as sp, Expect, SamlError, SloMessage};
+use crate::http::body::{read_body_up_to, BodyError};
 use crate::http::{client_ip, form_value, set_cookie, store_error, user_agent, Conn};
 use crate::idp::saml::{Provider, MAX_RESPONSE_BYTES};
 use crate::pages::{self, esc};
@@ -22,10 +27,9 @@ use crate::secret::{ct_eq, SessionToken};
 use crate::server::endpoint::SamlStep;
 use crate::session::{cookie, new_token, random_id, SessionId, SessionStore};
 use crate::state::Gateway;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,26 +51,9 @@ fn logout_key(id: &str) -> String {
     format!("saml-logout:{}", hashed(id))
 }
 
-fn not_available(gw: &Gateway) -> Response<GatewayBody> {
-    gw.chrome.error_page(
-        StatusCode::NOT_FOUND,
-        "Sign-in unavailable",
-        "This sign-in method is not available.",
-        "Go back and choose another sign-in method.",
-        &random_id(9),
-    )
-}
-
 fn unavailable(gw: &Gateway, p: &Provider) -> Response<GatewayBody> {
-    let correlation = random_id(9);
-    tracing::warn!(idp = %p.idp.id, correlation = %correlation, "saml metadata not loaded; sign-in refused");
-    gw.chrome.error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in temporarily unavailable",
-        "The identity provider for this sign-in cannot be reached right now.",
-        "Try again in a minute.",
-        &correlation,
-    )
+    tracing::warn!(idp = %p.idp.id, "saml metadata not loaded; sign-in refused");
+    login_page(gw, LoginError::IdpUnavailable)
 }
 
 /// `GET /login?idp=ID&rd=PATH` for a SAML IdP: an AuthnRequest over the HTTP-Redirect binding
@@ -74,7 +61,7 @@ fn unavailable(gw: &Gateway, p: &Provider) -> Response<GatewayBody> {
 /// browser. RelayState is not used: nothing the user controls travels through the IdP.
 pub async fn start(gw: &Gateway, idp: &str, rd: &LocalPath) -> Response<GatewayBody> {
     let Some(p) = gw.saml.get(idp) else {
-        return not_available(gw);
+        return login_page(gw, LoginError::MethodUnavailable);
     };
     let Some(meta) = p.meta() else {
         return unavailable(gw, p);
@@ -144,11 +131,7 @@ pub async fn entry(
     step: SamlStep,
 ) -> Response<GatewayBody> {
     let Some(p) = gw.saml.get(idp).cloned() else {
-        return pages::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such gateway endpoint.",
-        );
+        return login_page(gw, LoginError::NotFound);
     };
     match step {
         SamlStep::Acs => acs(gw, &p, req, conn).await,
@@ -173,30 +156,6 @@ fn metadata(p: &Provider) -> Response<GatewayBody> {
     r
 }
 
-const BAD_RESPONSE: Refusal = Refusal {
-    status: StatusCode::FORBIDDEN,
-    reason: "saml_response",
-    title: "Sign-in failed",
-    what: "The answer of the identity provider could not be verified, so you were not signed in.",
-    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
-};
-
-const MALFORMED: Refusal = Refusal {
-    status: StatusCode::BAD_REQUEST,
-    reason: "saml_malformed",
-    title: "Sign-in failed",
-    what: "The sign-in answer that reached this site is not a valid SAML response.",
-    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
-};
-
-const EXPIRED: Refusal = Refusal {
-    status: StatusCode::FORBIDDEN,
-    reason: "in_response_to",
-    title: "Sign-in expired",
-    what: "This sign-in answer does not belong to a sign-in started here, has expired or was already used.",
-    next: "Start the sign-in again.",
-};
-
 /// `POST /saml/{idp}/acs`: the response pipeline, then the request it answers (single use,
 /// bound to this browser), the replay cache, the identity and the MFA decision.
 async fn acs(
@@ -211,52 +170,32 @@ async fn acs(
     let binding = cookie::get(req.headers(), gw.cookies.saml).map(str::to_owned);
     let method = p.method();
     // The size limit comes before any parsing: a multi-megabyte body is never held whole.
-    let collected = tokio::time::timeout(
-        gw.config.server.body_timeout,
-        Limited::new(req.into_body(), MAX_RESPONSE_BYTES).collect(),
-    )
-    .await;
-    let Ok(collected) = collected else {
-        return pages::json_error(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "The request body did not arrive in time.",
-        );
-    };
-    let body = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            tracing::warn!(idp = %p.idp.id, too_large, "saml response body refused");
-            return if too_large {
-                gw.chrome.error_page(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Sign-in failed",
-                    "The sign-in answer is larger than this site accepts.",
-                    "Start the sign-in again. If this keeps happening, tell the administrator.",
-                    &random_id(9),
-                )
-            } else {
-                pages::json_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "The request body could not be read.",
-                )
-            };
+    let body = match read_body_up_to(gw, req.into_body(), MAX_RESPONSE_BYTES).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            tracing::warn!(idp = %p.idp.id, "saml response body over the limit refused");
+            return login_page(gw, LoginError::AnswerTooLarge);
         }
+        Err(e) => return e.response(),
     };
     let form = String::from_utf8_lossy(&body);
     let Some(encoded) = form_value(&form, "SAMLResponse") else {
-        return sso::refuse(gw, &method, MALFORMED, "SAMLResponse missing", None, ip).await;
+        return sso::refuse(
+            gw,
+            &method,
+            SAML_MALFORMED,
+            "SAMLResponse missing",
+            None,
+            ip,
+        )
+        .await;
     };
     let Some(meta) = p.meta() else {
         return unavailable(gw, p);
     };
     let xml = match sp::decode_post(&encoded) {
         Ok(x) => x,
-        Err(e) => return sso::refuse(gw, &method, MALFORMED, &e.to_string(), None, ip).await,
+        Err(e) => return sso::refuse(gw, &method, SAML_MALFORMED, &e.to_string(), None, ip).await,
     };
     let now = gw.clock.now();
     let skew = i64::try_from(p.settings.clock_skew.as_secs()).unwrap_or(60);
@@ -287,18 +226,26 @@ async fn acs(
         }
         Ok(Err(e)) => {
             let r = if e.is_malformed() {
-                MALFORMED
+                SAML_MALFORMED
             } else {
                 Refusal {
                     reason: e.reason(),
-                    ..BAD_RESPONSE
+                    ..SAML_BAD_RESPONSE
                 }
             };
             return sso::refuse(gw, &method, r, &e.to_string(), None, ip).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "saml verification task failed");
-            return sso::refuse(gw, &method, BAD_RESPONSE, "verification failed", None, ip).await;
+            return sso::refuse(
+                gw,
+                &method,
+                SAML_BAD_RESPONSE,
+                "verification failed",
+                None,
+                ip,
+            )
+            .await;
         }
     };
     // The request this answers: single use and bound to this browser; unsolicited responses
@@ -314,7 +261,7 @@ async fn acs(
                 return sso::refuse(
                     gw,
                     &method,
-                    EXPIRED,
+                    SAML_EXPIRED,
                     "InResponseTo unknown or already used",
                     None,
                     ip,
@@ -329,7 +276,7 @@ async fn acs(
                 return sso::refuse(
                     gw,
                     &method,
-                    EXPIRED,
+                    SAML_EXPIRED,
                     "the request was started in another browser",
                     None,
                     ip,
@@ -345,7 +292,7 @@ async fn acs(
                 &method,
                 Refusal {
                     reason: "unsolicited",
-                    ..EXPIRED
+                    ..SAML_EXPIRED
                 },
                 "no InResponseTo and allow_idp_initiated = false",
                 None,
@@ -371,7 +318,7 @@ async fn acs(
                 &method,
                 Refusal {
                     reason: "replay",
-                    ..EXPIRED
+                    ..SAML_EXPIRED
                 },
                 "assertion id already used",
                 None,
@@ -396,11 +343,8 @@ async fn acs(
                 gw,
                 &method,
                 Refusal {
-                    status: StatusCode::FORBIDDEN,
                     reason: e.reason(),
-                    title: "Sign-in failed",
-                    what: "Your identity provider did not say who you are in a way this site can rely on, so you were not signed in.",
-                    next: "Tell the administrator and quote the reference: the identity provider must send a persistent NameID or the configured subject attribute.",
+                    ..SAML_NO_STABLE_SUBJECT
                 },
                 &e.to_string(),
                 None,
@@ -427,13 +371,7 @@ async fn acs(
             return sso::refuse(
                 gw,
                 &method,
-                Refusal {
-                    status: StatusCode::FORBIDDEN,
-                    reason: "identity_value",
-                    title: "Account cannot be used here",
-                    what: "Your account's email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
-                    next: "Ask your administrator to check your account details, and quote the reference.",
-                },
+                SAML_IDENTITY_VALUE,
                 "an email or group value has a control character or is over 8 KiB",
                 Some(&username),
                 ip,
@@ -523,7 +461,7 @@ async fn idp_status(
         esc(&correlation)
     );
     gw.chrome
-        .page(StatusCode::FORBIDDEN, "Sign-in not completed", &body)
+        .page(idp_refused_status(), "Sign-in not completed", &body)
 }
 
 /// After a local logout of a session from this IdP: the IdP's SLO URL with a LogoutRequest
@@ -564,15 +502,8 @@ pub async fn logout_url(gw: &Gateway, link: &sso::SessionLink) -> Option<String>
 }
 
 fn slo_error(gw: &Gateway, p: &Provider, detail: &str) -> Response<GatewayBody> {
-    let correlation = random_id(9);
-    tracing::warn!(idp = %p.idp.id, correlation = %correlation, error = %detail, "saml logout message refused");
-    gw.chrome.error_page(
-        StatusCode::BAD_REQUEST,
-        "Sign-out message refused",
-        "A sign-out message from the identity provider could not be verified.",
-        "If you meant to sign out, use the sign-out link of this site.",
-        &correlation,
-    )
+    tracing::warn!(idp = %p.idp.id, error = %detail, "saml logout message refused");
+    login_page(gw, LoginError::LogoutRefused)
 }
 
 /// `GET /saml/{idp}/slo`: an IdP-initiated LogoutRequest (verified, its sessions ended, a
@@ -700,13 +631,7 @@ async fn slo(
             if ok {
                 signed_out_page(gw)
             } else {
-                gw.chrome.error_page(
-                    StatusCode::OK,
-                    "Signed out here only",
-                    "You are signed out of this site, but your identity provider did not confirm signing you out there.",
-                    "Close the browser to end your session at the identity provider.",
-                    &random_id(9),
-                )
+                login_page(gw, LoginError::SignedOutHereOnly)
             }
         }
     }
@@ -717,5 +642,5 @@ fn signed_out_page(gw: &Gateway) -> Response<GatewayBody> {
         "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
         esc(&gw.config.server.prefix)
     );
-    gw.chrome.page(StatusCode::OK, "Signed out", &body)
+    gw.chrome.page(ok_status(), "Signed out", &body)
 }

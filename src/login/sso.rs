@@ -4,26 +4,21 @@
 //! IdP-initiated logout use; the links themselves are `session::links`.
 
 use super::complete::{after_first_factor, finish, Next};
+use super::error::{SSO_MFA_EVIDENCE_MISSING, SSO_NO_ROLE};
 use crate::audit::{self, Event};
 use crate::auth::native::{FirstFactorVerified, MfaVerified};
 use crate::auth::pending::{LoginMethod, PendingLogin, SsoLink, Stage};
 use crate::auth::policy::{effective_policy, roles_for_groups, LocalPath};
 use crate::config::{IdpConfig, IdpKind, OnMissingMfa};
 use crate::proxy::forward::GatewayBody;
-use crate::session::{links, random_id, Session, SessionId};
+use crate::session::{links, random_id, SessionId};
 use crate::state::Gateway;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use std::net::IpAddr;
 
-/// A refused login: an audit event, a log line with the correlation id, a clear page.
-pub struct Refusal {
-    pub status: StatusCode,
-    pub reason: &'static str,
-    pub title: &'static str,
-    pub what: &'static str,
-    pub next: &'static str,
-}
+pub use super::error::Refusal;
 
+/// A refused login: an audit event, a log line with the correlation id, a clear page.
 pub async fn refuse(
     gw: &Gateway,
     method: &str,
@@ -155,13 +150,7 @@ pub async fn complete(
         return refuse(
             gw,
             &l.method,
-            Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "no_role",
-                title: "No access",
-                what: "You signed in, but your account has no role that gives access to this site.",
-                next: "Ask an administrator to add you to a group that has access.",
-            },
+            SSO_NO_ROLE,
             if dropped.is_empty() {
                 "no configured role matches the user's groups"
             } else {
@@ -262,13 +251,7 @@ async fn respond_deny(gw: &Gateway, method: &str, user: &str, ip: IpAddr) -> Res
     refuse(
         gw,
         method,
-        Refusal {
-            status: StatusCode::FORBIDDEN,
-            reason: "mfa_evidence_missing",
-            title: "Two-step verification required",
-            what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
-            next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
-        },
+        SSO_MFA_EVIDENCE_MISSING,
         "mfa evidence missing and on_missing_mfa = deny",
         Some(user),
         ip,
@@ -280,21 +263,6 @@ async fn respond_deny(gw: &Gateway, method: &str, user: &str, ip: IpAddr) -> Res
 // here only the gateway's side of them: logging and audit events.
 pub use crate::session::keys::hashed;
 pub use crate::session::links::{sid_key, sub_key, SessionLink};
-
-/// Records which IdP login a new session came from (for every kind of logout). Failures are
-/// logged: the session stays valid and can still be ended locally and by the admin API.
-pub async fn link_session(gw: &Gateway, session: &Session, link: &SsoLink) {
-    let record = SessionLink {
-        idp: link.idp.clone(),
-        id_token: link.id_token.clone(),
-        sub: link.sub.clone(),
-        sid: link.sid.clone(),
-        name_id_format: link.name_id_format.clone(),
-    };
-    if let Err(e) = links::add(&gw.store, gw.clock.now(), session, &record).await {
-        tracing::warn!(error = %e, idp = %link.idp, "session not linked to its idp login");
-    }
-}
 
 /// The link of a session, taken (logout consumes it). A store error or an undecodable record
 /// is no link: the local logout goes ahead without the IdP's.

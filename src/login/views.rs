@@ -197,7 +197,7 @@ they will not be shown again.</p><ol class=\"codes\" id=\"recovery-codes\">{item
 <a class=\"button\" href=\"{next}\">I have saved them, continue</a>",
         next = esc(next_url)
     );
-    chrome.page(StatusCode::OK, "Recovery codes", &body)
+    chrome.page(super::error::ok_status(), "Recovery codes", &body)
 }
 
 /// A page with a message and a way on.
@@ -215,5 +215,5 @@ pub fn notice(
         esc(next_url),
         esc(next_label)
     );
-    chrome.page(StatusCode::OK, title, &body)
+    chrome.page(super::error::ok_status(), title, &body)
 }

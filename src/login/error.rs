@@ -1,0 +1,471 @@
+//! The one place a login's refusals and re-shown forms get their status and text:
+//! [`LoginError`] (the login cannot go on: a page with a reference, and a log line), [`Shown`]
+//! (a form shown again: its status and message), and the SSO refusals ([`Refusal`]). Fixed texts
+//! only: IdP, store and library errors go to the log, never to the page.
+
+use crate::accounts::Accounts;
+use crate::audit::{self, Event};
+use crate::http::{respond, store_error, GatewayError};
+use crate::proxy::forward::GatewayBody;
+use crate::session::random_id;
+use crate::state::Gateway;
+use crate::storage::StoreError;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use std::net::IpAddr;
+
+/// Why a login stops here.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The pending login is gone: expired, finished, or never begun.
+    #[error("sign-in expired or already completed")]
+    Expired,
+    /// A form posted from another site (`Origin` not ours, or `null`).
+    #[error("form posted from another site")]
+    CrossSite,
+    /// A form whose CSRF token is missing, wrong or already used.
+    #[error("form token missing, wrong or used")]
+    FormExpired,
+    /// No password-hashing slot within the queue wait.
+    #[error("password hashing saturated")]
+    Busy,
+    /// An enrollment link that is unknown, used, replaced or expired.
+    #[error("enrollment link not valid")]
+    InvalidLink,
+    /// Valid credentials, but no configured role.
+    #[error("no role")]
+    NoRole,
+    /// No second factor yet, and enrollment needs the invitation link.
+    #[error("enrollment needs the invitation")]
+    NeedsInvite,
+    /// The account changed while the login was pending (disabled, roles, an admin action).
+    #[error("the account changed during the sign-in")]
+    Stale,
+    /// An identity value cannot be forwarded exactly (DESIGN.md §6).
+    #[error("identity value cannot be forwarded")]
+    UnusableIdentity,
+    /// The IdP of this sign-in is not reachable or not loaded yet.
+    #[error("identity provider unavailable")]
+    IdpUnavailable,
+    /// No such sign-in method.
+    #[error("sign-in method not available")]
+    MethodUnavailable,
+    /// An IdP's answer (a SAMLResponse) over the size limit.
+    #[error("identity provider answer too large")]
+    AnswerTooLarge,
+    /// An IdP's sign-out message that does not verify.
+    #[error("logout message refused")]
+    LogoutRefused,
+    /// Signed out locally; the IdP did not confirm its own sign-out.
+    #[error("signed out here only")]
+    SignedOutHereOnly,
+    /// A method this endpoint does not answer.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No such endpoint, or the feature is not configured.
+    #[error("not found")]
+    NotFound,
+    /// A store failed: fail closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The page for a login that cannot go on, with a reference that matches its log line.
+pub fn page(gw: &Gateway, e: LoginError) -> Response<GatewayBody> {
+    // Fail closed: the proxy path's mapping, so a store outage reads the same everywhere.
+    let e = match e {
+        LoginError::Store(err) => return store_error(gw, err),
+        other => other,
+    };
+    let start = first_native_path(gw);
+    let (status, title, what, next) = match &e {
+        LoginError::Expired => (
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "Your sign-in attempt has expired or was already completed.",
+            format!("Start again at {start}."),
+        ),
+        LoginError::CrossSite => (
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "This form was sent from another website, so it was not accepted.",
+            "Open the sign-in page of this site directly and try again.".to_owned(),
+        ),
+        LoginError::FormExpired => (
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form was not accepted because its security token is missing or out of date.",
+            "Go back, reload the page and try again.".to_owned(),
+        ),
+        LoginError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "The sign-in service is handling too many requests right now.",
+            "Wait a few seconds and try again.".to_owned(),
+        ),
+        LoginError::InvalidLink => (
+            StatusCode::BAD_REQUEST,
+            "Link not valid",
+            "This enrollment link is not valid: it was already used, it expired, or a newer one replaced it.",
+            "Ask your administrator for a new enrollment link.".to_owned(),
+        ),
+        LoginError::NoRole => (
+            StatusCode::FORBIDDEN,
+            "No access",
+            "Your account is valid but has no role that gives access to this site.",
+            "Ask an administrator to give your account a role.".to_owned(),
+        ),
+        LoginError::NeedsInvite => (
+            StatusCode::FORBIDDEN,
+            "Use your enrollment link",
+            "Your account has no two-step verification yet. It is set up through the enrollment link sent to you, not from this page.",
+            "Open the enrollment link from your email, or ask your administrator for a new one.".to_owned(),
+        ),
+        LoginError::Stale => (
+            StatusCode::FORBIDDEN,
+            "Sign in again",
+            "Your account changed while you were signing in, so this sign-in was stopped.",
+            format!("Start again at {start}. If it keeps failing, ask your administrator."),
+        ),
+        LoginError::UnusableIdentity => (
+            StatusCode::FORBIDDEN,
+            "Account cannot be used here",
+            "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+            "Ask your administrator to check your account details, and quote the reference.".to_owned(),
+        ),
+        LoginError::IdpUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in temporarily unavailable",
+            "The identity provider for this sign-in cannot be reached right now.",
+            "Try again in a minute.".to_owned(),
+        ),
+        LoginError::MethodUnavailable => (
+            StatusCode::NOT_FOUND,
+            "Sign-in unavailable",
+            "This sign-in method is not available.",
+            "Go back and choose another sign-in method.".to_owned(),
+        ),
+        LoginError::AnswerTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Sign-in failed",
+            "The sign-in answer is larger than this site accepts.",
+            "Start the sign-in again. If this keeps happening, tell the administrator.".to_owned(),
+        ),
+        LoginError::LogoutRefused => (
+            StatusCode::BAD_REQUEST,
+            "Sign-out message refused",
+            "A sign-out message from the identity provider could not be verified.",
+            "If you meant to sign out, use the sign-out link of this site.".to_owned(),
+        ),
+        // A success page all the same: the local session did end.
+        LoginError::SignedOutHereOnly => (
+            StatusCode::OK,
+            "Signed out here only",
+            "You are signed out of this site, but your identity provider did not confirm signing you out there.",
+            "Close the browser to end your session at the identity provider.".to_owned(),
+        ),
+        LoginError::MethodNotAllowed => {
+            return crate::pages::json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This method is not allowed here.",
+            )
+        }
+        LoginError::NotFound => {
+            return crate::pages::json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such gateway endpoint.",
+            )
+        }
+        LoginError::Store(_) => return respond(gw, GatewayError::NoLogin, true),
+    };
+    let correlation = random_id(9);
+    match e {
+        LoginError::CrossSite | LoginError::FormExpired => {
+            tracing::info!(target: "audit", kind = "csrf.refused", correlation = %correlation, error = %e, "form refused")
+        }
+        _ => tracing::info!(correlation = %correlation, error = %e, "sign-in stopped"),
+    }
+    let mut r = gw
+        .chrome
+        .error_page(status, title, what, &next, &correlation);
+    if matches!(e, LoginError::Busy) {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// An OIDC back-channel logout refused (OIDC Back-Channel Logout §2.8: 400 with an
+/// OAuth-style error body, for the IdP, not a person).
+pub fn backchannel_refused(detail: &'static str) -> Response<GatewayBody> {
+    crate::pages::json_error(StatusCode::BAD_REQUEST, "invalid_request", detail)
+}
+
+/// The status of a form shown again: refused (`401`) or not.
+pub fn form_status(refused: bool) -> StatusCode {
+    if refused {
+        Shown::Refused("").status()
+    } else {
+        Shown::Fresh.status()
+    }
+}
+
+/// The status of a page shown after success (sign-in chooser, signed out, recovery codes).
+pub fn ok_status() -> StatusCode {
+    Shown::Fresh.status()
+}
+
+/// The status of the page that shows the IdP's own refusal (a SAML status that is not Success).
+pub fn idp_refused_status() -> StatusCode {
+    StatusCode::FORBIDDEN
+}
+
+/// Why a form is shown (again): its status and, when refused, the message above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// First display, or a success notice.
+    Fresh,
+    /// Wrong password, unknown or disabled user (indistinguishable).
+    WrongPassword,
+    /// Inside a lock period.
+    Locked,
+    /// A value the user chose that is not acceptable (the message says why).
+    Unacceptable(&'static str),
+    /// A second-factor code that does not match.
+    WrongCode,
+    /// A TOTP code of a time step already used.
+    CodeReused,
+    /// Email codes are not offered to this login.
+    EmailUnavailable,
+    /// An email code was sent a moment ago.
+    EmailTooSoon,
+    /// The mail server refused or did not answer.
+    EmailFailed,
+    /// An action on the account page was refused (the message says why).
+    Refused(&'static str),
+}
+
+/// Shown on a locked form.
+pub const LOCKED: &str =
+    "Too many failed attempts. For your security, sign-in is paused for a while; try again later.";
+
+impl Shown {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Shown::Fresh => StatusCode::OK,
+            Shown::WrongPassword | Shown::WrongCode | Shown::CodeReused | Shown::Refused(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Shown::Locked | Shown::EmailTooSoon => StatusCode::TOO_MANY_REQUESTS,
+            Shown::Unacceptable(_) | Shown::EmailUnavailable => StatusCode::BAD_REQUEST,
+            Shown::EmailFailed => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn message(self) -> Option<&'static str> {
+        match self {
+            Shown::Fresh => None,
+            Shown::WrongPassword => Some("Incorrect username or password."),
+            Shown::Locked => Some(LOCKED),
+            Shown::Unacceptable(m) | Shown::Refused(m) => Some(m),
+            Shown::WrongCode => Some("That code is not valid. Check it and try again."),
+            Shown::CodeReused => {
+                Some("That code was already used. Wait for the next code and try again.")
+            }
+            Shown::EmailUnavailable => Some("Email codes are not available for this account."),
+            Shown::EmailTooSoon => {
+                Some("A code was sent a moment ago. Wait a little before asking for another.")
+            }
+            Shown::EmailFailed => {
+                Some("The email could not be sent. Use another method or try again later.")
+            }
+        }
+    }
+}
+
+/// An SSO login refused: the audit reason and the page's status and texts.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub title: &'static str,
+    pub what: &'static str,
+    pub next: &'static str,
+}
+
+/// A role mapping that left no role.
+pub const SSO_NO_ROLE: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "no_role",
+    title: "No access",
+    what: "You signed in, but your account has no role that gives access to this site.",
+    next: "Ask an administrator to add you to a group that has access.",
+};
+
+/// `on_missing_mfa = "deny"` and no evidence.
+pub const SSO_MFA_DENIED: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "mfa_evidence_missing",
+    title: "Two-step verification required",
+    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
+    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+};
+
+/// An identity value that cannot be forwarded exactly (DESIGN.md §6).
+pub const SSO_UNUSABLE_IDENTITY: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "identity_value",
+    title: "Account cannot be used here",
+    what: "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+    next: "Ask your administrator to check your account details, and quote the reference.",
+};
+
+/// The `login.failure` audit line of a native login.
+pub async fn audit_failure(gw: &Gateway, user: &str, outcome: &str, reason: &str, ip: IpAddr) {
+    audit::record(
+        gw,
+        Event {
+            kind: "login.failure",
+            user: Some(user),
+            method: Some("native"),
+            outcome,
+            reason: Some(reason),
+            ip: Some(ip),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+/// The user store, when one is configured (native login and step-up need it).
+pub fn accounts(gw: &Gateway) -> Option<&Accounts> {
+    gw.accounts.as_ref()
+}
+
+/// The first native login path (where "start again" points).
+pub fn first_native_path(gw: &Gateway) -> String {
+    gw.config
+        .native
+        .as_ref()
+        .and_then(|n| n.paths.first())
+        .cloned()
+        .unwrap_or_else(|| "/".into())
+}
+
+/// OIDC refusal.
+pub const OIDC_EXPIRED: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    reason: "state",
+    title: "Sign-in expired",
+    what: "This sign-in attempt is unknown, has expired or was already completed.",
+    next: "Start the sign-in again.",
+};
+
+/// OIDC refusal.
+pub const OIDC_BAD_ANSWER: Refusal = Refusal {
+    status: StatusCode::BAD_GATEWAY,
+    reason: "id_token",
+    title: "Sign-in failed",
+    what: "The answer of the identity provider could not be verified, so you were not signed in.",
+    next: "Try again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+/// DESIGN.md §6: an identity value that cannot be forwarded exactly refuses the login.
+pub const OIDC_UNUSABLE_IDENTITY: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "identity_value",
+    title: "Account cannot be used here",
+    what: "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+    next: "Ask your administrator to check your account details, and quote the reference.",
+};
+
+/// OIDC refusal.
+pub const OIDC_MIXED_UP: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    reason: "authorization_response",
+    title: "Sign-in failed",
+    what: "The sign-in answer that reached this site is not the answer of the identity provider this sign-in was started with, so you were not signed in.",
+    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+/// OIDC refusal: idp_error.
+pub const OIDC_IDP_ERROR: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "idp_error",
+    title: "Sign-in not completed",
+    what: "The identity provider did not sign you in (the sign-in was refused or cancelled there).",
+    next: "Start the sign-in again, or ask your administrator whether you have access.",
+};
+
+/// OIDC refusal: token_timeout.
+pub const OIDC_TOKEN_TIMEOUT: Refusal = Refusal {
+    status: StatusCode::GATEWAY_TIMEOUT,
+    reason: "token_timeout",
+    title: "Sign-in failed",
+    what: "The identity provider did not answer in time, so you were not signed in.",
+    next: "Try again in a minute.",
+};
+
+/// OIDC refusal: token_endpoint.
+pub const OIDC_TOKEN_ENDPOINT: Refusal = Refusal {
+    status: StatusCode::BAD_GATEWAY,
+    reason: "token_endpoint",
+    title: "Sign-in failed",
+    what: "The identity provider could not complete the sign-in, so you were not signed in.",
+    next: "Try again in a minute. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+/// SAML refusal.
+pub const SAML_BAD_RESPONSE: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "saml_response",
+    title: "Sign-in failed",
+    what: "The answer of the identity provider could not be verified, so you were not signed in.",
+    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+/// SAML refusal.
+pub const SAML_MALFORMED: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    reason: "saml_malformed",
+    title: "Sign-in failed",
+    what: "The sign-in answer that reached this site is not a valid SAML response.",
+    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+};
+
+/// No stable subject (finding 9): a transient or unspecified NameID and no subject attribute.
+pub const SAML_NO_STABLE_SUBJECT: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "no_stable_subject",
+    title: "Sign-in failed",
+    what: "Your identity provider did not say who you are in a way this site can rely on, so you were not signed in.",
+    next: "Tell the administrator and quote the reference: the identity provider must send a persistent NameID or the configured subject attribute.",
+};
+
+/// SAML refusal.
+pub const SAML_EXPIRED: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "in_response_to",
+    title: "Sign-in expired",
+    what: "This sign-in answer does not belong to a sign-in started here, has expired or was already used.",
+    next: "Start the sign-in again.",
+};
+
+/// SAML refusal: identity_value.
+pub const SAML_IDENTITY_VALUE: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "identity_value",
+    title: "Account cannot be used here",
+    what: "Your account's email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
+    next: "Ask your administrator to check your account details, and quote the reference.",
+};
+
+/// SSO refusal: mfa_evidence_missing.
+pub const SSO_MFA_EVIDENCE_MISSING: Refusal = Refusal {
+    status: StatusCode::FORBIDDEN,
+    reason: "mfa_evidence_missing",
+    title: "Two-step verification required",
+    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
+    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+};
