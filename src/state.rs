@@ -193,23 +193,6 @@ impl Gateway {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::panic)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_fires_only_when_armed_for_that_path() {
-        let p = PanicProbe::default();
-        p.check("/boom");
-        p.set(Some("/boom".into()));
-        p.check("/other");
-        assert!(std::panic::catch_unwind(|| p.check("/boom")).is_err());
-        p.set(None);
-        p.check("/boom");
-    }
-}
-
 impl Gateway {
     /// Every way in: native login (when configured), then each IdP in config order.
     pub fn login_targets(&self) -> Vec<crate::config::LoginTarget> {
@@ -254,4 +237,21 @@ impl Gateway {
 /// Percent-encodes a query component.
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_fires_only_when_armed_for_that_path() {
+        let p = PanicProbe::default();
+        p.check("/boom");
+        p.set(Some("/boom".into()));
+        p.check("/other");
+        assert!(std::panic::catch_unwind(|| p.check("/boom")).is_err());
+        p.set(None);
+        p.check("/boom");
+    }
 }

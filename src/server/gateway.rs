@@ -39,7 +39,7 @@ pub async fn proxy(
     user: &mut Option<Arc<Session>>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     // Phase: classify (the path was normalised and found not to be the gateway's own).
-    let route = match gw.routes.decide(&normalized) {
+    let route = match gw.routes.decide(normalized) {
         RouteDecision::Route(r) => r,
         RouteDecision::NoRoute => return Err(GatewayError::NoRoute),
         RouteDecision::Ambiguous => return Err(GatewayError::AmbiguousPath),
@@ -58,7 +58,7 @@ pub async fn proxy(
                 return Err(GatewayError::RoleNotAllowed);
             }
         }
-        (Access::Roles(_), None) => return login_redirect(gw, &req, route, &normalized),
+        (Access::Roles(_), None) => return login_redirect(gw, &req, route, normalized),
     }
     user.clone_from(&session);
 
@@ -112,11 +112,7 @@ pub async fn proxy(
             h.insert(gw.ids.assertion.clone(), a);
         }
     }
-    *req.uri_mut() = upstream_target(
-        &gw.upstream.config.base_path,
-        &normalized,
-        req.uri().query(),
-    )?;
+    *req.uri_mut() = upstream_target(&gw.upstream.config.base_path, normalized, req.uri().query())?;
     // HTTP/2 clients arrive with version 2; the upstream connection is HTTP/1.1.
     *req.version_mut() = hyper::Version::HTTP_11;
 
