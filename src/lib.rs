@@ -1,16 +1,35 @@
 //! portcullis: an identity gateway. A reverse proxy that decides who reaches the app behind it
-//! and tells the app who they are. DESIGN.md is the contract; this is the map.
+//! and tells the app who they are. DESIGN.md is the contract; this is the map, in layers (a file
+//! only imports files of its own layer or below; `tests/layout.rs` proves the graph has no cycle).
 //!
-//! * `config`   — TOML schema (`config/raw.rs`), validation into one typed `Config`, errors with file/line/key.
-//! * `server`   — listeners (plain and rustls), connection limits, graceful shutdown, reserved-path routing.
-//! * `proxy`    — the proxy path: path normalisation, header hygiene, forwarding, websockets.
-//! * `session`  — the `Session` model, cookies, `SessionStore` (memory now, Redis later) and ephemeral state.
-//! * `auth`     — route policy, return paths, passwords, native login, OIDC token checks (`auth::oidc`).
+//! Entry and routing:
+//! * `server`   — listeners (`listen`: accept loop, rustls, limits, drain), the HTTP/1.1 fast lane
+//!   (`fast`), the one router (`endpoint` parses the path once, `router` dispatches), the proxy
+//!   path's phases (`gateway`), static answers (`assets`), panic containment.
+//! * `admin`    — the admin API on its own listener (tokens, sessions, users, audit, metrics).
+//!
+//! Handlers:
+//! * `login`    — every way in over HTTP: native password form, second-factor steps, OIDC and
+//!   SAML SSO, the account page, login start and logout; `login::error` maps refusals to pages.
+//!
+//! Shared state and leaf helpers:
+//! * `state`    — `Gateway`, the state every connection shares, built once; imports no handler.
+//! * `http`     — connection facts, form values, bounded bodies, the proxy path's error mapping.
+//! * `audit`    — audit events (log line + audit table) and their metrics.
+//! * `pages`    — HTML/JSON responses and the page chrome.
+//!
+//! Domain (no HTTP types):
+//! * `auth`     — route policy and return paths, passwords, lockout, the login state machine
+//!   (`auth::native`), OIDC token checks, SAML checks.
+//! * `accounts` — native users, sealed seeds, password hashing admission, enrollment invitations.
 //! * `mfa`      — second factors: TOTP, recovery codes, email codes, QR rendering.
-//! * `storage`  — `UserStore` (SQLite now, PostgreSQL later) and encryption of seeds at rest.
+//! * `idp`      — IdP connectors: OIDC discovery and keys, SAML metadata, their HTTP client.
+//! * `proxy`    — path normalisation, header hygiene, upstream forwarding, pools, websockets.
+//! * `session`  — the `Session` model, cookies, `SessionStore` (memory and Redis), IdP links.
+//! * `storage`  — `UserStore` (one sqlx implementation for SQLite and PostgreSQL), sealing.
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.
-//! * `pages`    — HTML/JSON responses for errors and gateway pages.
-//! * `secret`, `clock` — secret newtypes and injectable time.
+//! * `config`   — TOML schema (`config/raw.rs`), validation into one typed `Config`, file/line/key errors.
+//! * `secret`, `clock`, `metrics` — secret newtypes, injectable time, Prometheus counters.
 //! * `fuzzing`  — fuzz targets over every parser of untrusted input (driven by `tests/fuzz_corpus.rs`).
 
 #![forbid(unsafe_code)]
