@@ -1,5 +1,6 @@
 //! The OpenAPI 3 document of the admin API, generated from the route table at start.
 
+use super::reply::set;
 use super::routes::ROUTES;
 use serde_json::{json, Map, Value};
 
@@ -66,13 +67,6 @@ fn schemas() -> Value {
             "detail": {"type": "string", "nullable": true}}},
         "AuditPage": page("AuditEvent")
     })
-}
-
-/// Sets `key` on a JSON object (a no-op on anything else).
-pub fn set(v: &mut Value, key: &str, val: Value) {
-    if let Some(o) = v.as_object_mut() {
-        o.insert(key.to_owned(), val);
-    }
 }
 
 /// The document, built from `ROUTES`.

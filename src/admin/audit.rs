@@ -1,0 +1,77 @@
+//! The admin side of the audit log: the event every admin action records (blamed on the
+//! acting token), and `GET /api/v1/audit`, which reads the audit table back oldest first.
+
+use super::error::AdminError;
+use super::page;
+use super::reply::ok;
+use crate::audit::{self, Event};
+use crate::clock::{parse_rfc3339, rfc3339};
+use crate::http::{query_param, Conn};
+use crate::proxy::forward::GatewayBody;
+use crate::state::Gateway;
+use crate::storage::{AuditQuery, UserStore};
+use hyper::Response;
+use serde_json::{json, Value};
+
+/// Records a successful admin action `kind` on `user` by the token named `actor`.
+pub async fn record_admin(
+    gw: &Gateway,
+    kind: &str,
+    user: Option<&str>,
+    actor: &str,
+    conn: Conn,
+    detail: Option<String>,
+) {
+    let reason = format!("token:{actor}");
+    audit::record(
+        gw,
+        Event {
+            kind,
+            user,
+            method: Some("admin"),
+            outcome: "success",
+            reason: Some(&reason),
+            ip: Some(conn.peer.ip()),
+            detail,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+/// `GET /api/v1/audit?since=&user=&type=`: a page of audit events, oldest first.
+pub async fn audit_events(
+    gw: &Gateway,
+    q: Option<&str>,
+) -> Result<Response<GatewayBody>, AdminError> {
+    let acc = gw.accounts.as_ref().ok_or(AdminError::NoUserStore)?;
+    let limit = page::limit(q)?;
+    let since = match query_param(q, "since") {
+        Some(s) => Some(parse_rfc3339(&s).ok_or(AdminError::BadSince)?),
+        None => None,
+    };
+    let after_id = match query_param(q, "cursor") {
+        Some(c) => Some(c.parse::<i64>().map_err(|_| AdminError::BadCursor)?),
+        None => None,
+    };
+    let query = AuditQuery {
+        since,
+        user: query_param(q, "user"),
+        kind: query_param(q, "type"),
+        after_id,
+        limit: page::fetch(limit),
+    };
+    let mut rows = acc.users.query_audit(&query).await?;
+    let next = page::cut(&mut rows, limit, |r| r.id.to_string());
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "at": rfc3339(r.event.at), "type": r.event.kind, "user": r.event.user,
+                "method": r.event.method, "outcome": r.event.outcome, "reason": r.event.reason,
+                "ip": r.event.ip, "session": r.event.session, "detail": r.event.detail,
+            })
+        })
+        .collect();
+    Ok(ok(&page::body(items, next)))
+}

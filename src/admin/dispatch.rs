@@ -1,0 +1,68 @@
+//! One admin request, from route to answer: find the route in `routes::ROUTES` (404 or 405
+//! otherwise), require a bearer token where the route does, run the handler, and turn its
+//! `AdminError` into a response in `error::respond`, the only place that does.
+
+use super::error::{respond, AdminError};
+use super::routes::{self, Op};
+use super::{audit, auth, health, openapi, reply, sessions, users};
+use crate::http::{query_param, Conn};
+use crate::proxy::forward::GatewayBody;
+use crate::state::Gateway;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use std::sync::Arc;
+
+/// Answers one admin request.
+pub async fn handle(
+    gw: &Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Response<GatewayBody> {
+    match route(gw, req, conn).await {
+        Ok(r) => r,
+        Err(e) => respond(&gw.metrics, e),
+    }
+}
+
+async fn route(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    conn: Conn,
+) -> Result<Response<GatewayBody>, AdminError> {
+    let path = req.uri().path().to_owned();
+    let (route, caps) = routes::find(req.method().as_str(), &path).map_err(|path_exists| {
+        if path_exists {
+            AdminError::MethodNotAllowed
+        } else {
+            AdminError::NoSuchEndpoint
+        }
+    })?;
+    let actor = if route.auth {
+        auth::actor(gw, &req, conn, &path)?
+    } else {
+        String::new()
+    };
+    let cap = |i: usize| caps.get(i).cloned().unwrap_or_default();
+    let q = req.uri().query().map(str::to_owned);
+    let q = q.as_deref();
+    match route.op {
+        Op::Healthz => Ok(health::healthz()),
+        Op::Readyz => Ok(health::readyz(gw).await),
+        Op::Metrics => Ok(health::metrics(gw).await),
+        Op::OpenApi => Ok(reply::ok(&openapi::document())),
+        Op::ListSessions => sessions::list_sessions(gw, q).await,
+        Op::DeleteSession => sessions::delete_session(gw, &cap(0), &actor, conn).await,
+        Op::DeleteUserSessions => {
+            let devices = query_param(q, "devices").is_some_and(|v| v == "true" || v == "1");
+            sessions::delete_user_sessions(gw, &cap(0), devices, &actor, conn).await
+        }
+        Op::ListUsers => users::list_users(gw, q).await,
+        Op::CreateUser => users::create_user(gw, req, &actor, conn).await,
+        Op::GetUser => users::get_user(gw, &cap(0)).await,
+        Op::DisableUser => users::set_disabled(gw, &cap(0), true, &actor, conn).await,
+        Op::EnableUser => users::set_disabled(gw, &cap(0), false, &actor, conn).await,
+        Op::ResetMfa => users::reset_mfa(gw, &cap(0), &actor, conn).await,
+        Op::IssueRecoveryCodes => users::recovery_codes(gw, req, &cap(0), &actor, conn).await,
+        Op::Audit => audit::audit_events(gw, q).await,
+    }
+}
