@@ -1,57 +1,185 @@
 //! Audit events: every authentication decision is written as a structured log line on the
-//! `audit` target and, when a user store is configured, as a row in the audit table.
+//! `audit` target and, when a user store is configured, as a row in the audit table. Kinds and
+//! outcomes are closed enums: a typo is a compile error, and the metrics follow from the kind.
 
 use crate::state::Gateway;
 use crate::storage::{AuditEvent, UserStore};
 use std::net::IpAddr;
 
-/// One decision to record. `kind` is a dotted name such as `login.failure` or `mfa.success`.
-#[derive(Debug, Default)]
+/// What happened. Stored and logged as its dotted name (`Kind::as_str`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `login.password`: the password step passed.
+    LoginPassword,
+    /// `login.success`: a session was made.
+    LoginSuccess,
+    /// `login.failure`: a login was refused or failed.
+    LoginFailure,
+    /// `login.roles_dropped`: an IdP asserted roles beyond its `roles`.
+    LoginRolesDropped,
+    /// `mfa.success`: a second factor was verified.
+    MfaSuccess,
+    /// `mfa.failure`: a second factor was refused.
+    MfaFailure,
+    /// `mfa.enroll`: a second factor was enrolled (or its confirmation refused).
+    MfaEnroll,
+    /// `mfa.email_sent`: an email code was sent.
+    MfaEmailSent,
+    /// `recovery_code.used`: a recovery code signed someone in.
+    RecoveryCodeUsed,
+    /// `recovery_codes.issued`: new recovery codes were issued.
+    RecoveryCodesIssued,
+    /// `lockout`: a lock period started.
+    Lockout,
+    /// `logout`: a session ended by its owner.
+    Logout,
+    /// `logout.idp`: a session ended by an IdP-initiated logout.
+    LogoutIdp,
+    /// `logout.backchannel`: a session ended by an OIDC back-channel logout.
+    LogoutBackchannel,
+    /// `session.terminated`: a session ended by an admin or from the account page.
+    SessionTerminated,
+    /// `session.terminated_all`: all of a principal's sessions ended by an admin.
+    SessionTerminatedAll,
+    /// `stepup.decision`: what an SSO login's MFA evidence led to.
+    StepupDecision,
+    /// `admin.user_created`: an admin created a user.
+    AdminUserCreated,
+    /// `admin.user_disabled`: an admin disabled a user.
+    AdminUserDisabled,
+    /// `admin.user_enabled`: an admin enabled a user.
+    AdminUserEnabled,
+    /// `admin.mfa_reset`: an admin reset a user's second factors.
+    AdminMfaReset,
+    /// `admin.recovery_codes_issued`: an admin issued recovery codes.
+    AdminRecoveryCodesIssued,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::LoginPassword => "login.password",
+            Kind::LoginSuccess => "login.success",
+            Kind::LoginFailure => "login.failure",
+            Kind::LoginRolesDropped => "login.roles_dropped",
+            Kind::MfaSuccess => "mfa.success",
+            Kind::MfaFailure => "mfa.failure",
+            Kind::MfaEnroll => "mfa.enroll",
+            Kind::MfaEmailSent => "mfa.email_sent",
+            Kind::RecoveryCodeUsed => "recovery_code.used",
+            Kind::RecoveryCodesIssued => "recovery_codes.issued",
+            Kind::Lockout => "lockout",
+            Kind::Logout => "logout",
+            Kind::LogoutIdp => "logout.idp",
+            Kind::LogoutBackchannel => "logout.backchannel",
+            Kind::SessionTerminated => "session.terminated",
+            Kind::SessionTerminatedAll => "session.terminated_all",
+            Kind::StepupDecision => "stepup.decision",
+            Kind::AdminUserCreated => "admin.user_created",
+            Kind::AdminUserDisabled => "admin.user_disabled",
+            Kind::AdminUserEnabled => "admin.user_enabled",
+            Kind::AdminMfaReset => "admin.mfa_reset",
+            Kind::AdminRecoveryCodesIssued => "admin.recovery_codes_issued",
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Refused,
+    Locked,
+    Dropped,
+    IdpEvidence,
+    NotRequired,
+    Deny,
+    StepUp,
+    Trust,
+}
+
+impl Outcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Refused => "refused",
+            Outcome::Locked => "locked",
+            Outcome::Dropped => "dropped",
+            Outcome::IdpEvidence => "idp_evidence",
+            Outcome::NotRequired => "not_required",
+            Outcome::Deny => "deny",
+            Outcome::StepUp => "step_up",
+            Outcome::Trust => "trust",
+        }
+    }
+}
+
+/// One decision to record.
+#[derive(Debug)]
 pub struct Event<'a> {
-    pub kind: &'a str,
+    pub kind: Kind,
     pub user: Option<&'a str>,
     pub method: Option<&'a str>,
-    pub outcome: &'a str,
+    pub outcome: Outcome,
     pub reason: Option<&'a str>,
     pub ip: Option<IpAddr>,
     pub session: Option<&'a str>,
     pub detail: Option<String>,
 }
 
+impl Event<'_> {
+    /// An event of `kind` ending in `outcome`, every other field empty.
+    pub fn new(kind: Kind, outcome: Outcome) -> Self {
+        Event {
+            kind,
+            user: None,
+            method: None,
+            outcome,
+            reason: None,
+            ip: None,
+            session: None,
+            detail: None,
+        }
+    }
+}
+
 /// Logs the event and stores it. A store failure is logged, never turned into success.
 pub async fn record(gw: &Gateway, ev: Event<'_>) {
+    let (kind, outcome) = (ev.kind.as_str(), ev.outcome.as_str());
     tracing::info!(
         target: "audit",
-        kind = ev.kind,
+        kind,
         user = ev.user.unwrap_or("-"),
         method = ev.method.unwrap_or("-"),
-        outcome = ev.outcome,
+        outcome,
         reason = ev.reason.unwrap_or("-"),
         ip = %ev.ip.map_or_else(|| "-".to_owned(), |i| i.to_string()),
         session = ev.session.unwrap_or("-"),
         "audit"
     );
     match ev.kind {
-        "login.success" => gw.metrics.login(ev.method.unwrap_or("native"), true),
-        "login.failure" => gw.metrics.login(ev.method.unwrap_or("native"), false),
-        "mfa.success" => gw.metrics.mfa(ev.method.unwrap_or(""), true),
-        "mfa.failure" => gw.metrics.mfa(ev.method.unwrap_or(""), false),
-        "lockout" => gw.metrics.lockout(),
+        Kind::LoginSuccess => gw.metrics.login(ev.method.unwrap_or("native"), true),
+        Kind::LoginFailure => gw.metrics.login(ev.method.unwrap_or("native"), false),
+        Kind::MfaSuccess => gw.metrics.mfa(ev.method.unwrap_or(""), true),
+        Kind::MfaFailure => gw.metrics.mfa(ev.method.unwrap_or(""), false),
+        Kind::Lockout => gw.metrics.lockout(),
         _ => {}
     }
     let Some(acc) = &gw.accounts else { return };
     let row = AuditEvent {
         at: gw.clock.now(),
-        kind: ev.kind.to_owned(),
+        kind: kind.to_owned(),
         user: ev.user.map(str::to_owned),
         method: ev.method.map(str::to_owned),
-        outcome: ev.outcome.to_owned(),
+        outcome: outcome.to_owned(),
         reason: ev.reason.map(str::to_owned),
         ip: ev.ip.map(|i| i.to_string()),
         session: ev.session.map(str::to_owned),
         detail: ev.detail,
     };
     if let Err(e) = acc.users.append_audit(&row).await {
-        tracing::error!(error = %e, kind = ev.kind, "audit event could not be stored");
+        tracing::error!(error = %e, kind, "audit event could not be stored");
     }
 }

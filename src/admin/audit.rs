@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 /// Records a successful admin action `kind` on `user` by the token named `actor`.
 pub async fn record_admin(
     gw: &Gateway,
-    kind: &str,
+    kind: audit::Kind,
     user: Option<&str>,
     actor: &str,
     conn: Conn,
@@ -26,14 +26,12 @@ pub async fn record_admin(
     audit::record(
         gw,
         Event {
-            kind,
             user,
             method: Some("admin"),
-            outcome: "success",
             reason: Some(&reason),
             ip: Some(conn.peer.ip()),
             detail,
-            ..Default::default()
+            ..Event::new(kind, audit::Outcome::Success)
         },
     )
     .await;

@@ -9,6 +9,7 @@ use super::error::AdminError;
 use super::page;
 use super::reply::{no_content, ok, set};
 use crate::accounts::{native_principal, normalise_user};
+use crate::audit;
 use crate::clock::rfc3339;
 use crate::http::{query_param, Conn};
 use crate::proxy::forward::GatewayBody;
@@ -96,7 +97,7 @@ pub async fn delete_session(
         .ok_or(AdminError::NoSuchSession)?;
     record_admin(
         gw,
-        "session.terminated",
+        audit::Kind::SessionTerminated,
         Some(&s.identity.user),
         actor,
         conn,
@@ -125,7 +126,7 @@ pub async fn delete_user_sessions(
     }
     record_admin(
         gw,
-        "session.terminated_all",
+        audit::Kind::SessionTerminatedAll,
         Some(user),
         actor,
         conn,

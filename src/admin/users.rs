@@ -11,6 +11,7 @@ use super::page;
 use super::reply::{created, no_content, ok, set};
 use super::sessions::end_principal;
 use crate::accounts::{native_principal, normalise_user, Accounts};
+use crate::audit;
 use crate::clock::rfc3339;
 use crate::config::Enrollment;
 use crate::http::{query_param, read_body, Conn};
@@ -130,7 +131,7 @@ pub async fn create_user(
         .map_err(AdminError::from_creation)?;
     record_admin(
         gw,
-        "admin.user_created",
+        audit::Kind::AdminUserCreated,
         Some(&user.username),
         actor,
         conn,
@@ -172,9 +173,9 @@ pub async fn set_disabled(
     }
     u.disabled = disabled;
     let kind = if disabled {
-        "admin.user_disabled"
+        audit::Kind::AdminUserDisabled
     } else {
-        "admin.user_enabled"
+        audit::Kind::AdminUserEnabled
     };
     record_admin(gw, kind, Some(&u.username), actor, conn, None).await;
     Ok(ok(&user_json(gw, &u).await))
@@ -200,7 +201,15 @@ pub async fn reset_mfa(
     .await?;
     acc.users.delete_factors(&p).await?;
     acc.users.delete_devices(&p).await?;
-    record_admin(gw, "admin.mfa_reset", Some(&u.username), actor, conn, None).await;
+    record_admin(
+        gw,
+        audit::Kind::AdminMfaReset,
+        Some(&u.username),
+        actor,
+        conn,
+        None,
+    )
+    .await;
     Ok(match invite_for(gw, acc, &u).await? {
         Some(body) => ok(&body),
         None => no_content(),
@@ -259,7 +268,7 @@ pub async fn recovery_codes(
         .await?;
     record_admin(
         gw,
-        "admin.recovery_codes_issued",
+        audit::Kind::AdminRecoveryCodesIssued,
         Some(&u.username),
         actor,
         conn,

@@ -247,14 +247,12 @@ async fn end_sessions(
     audit::record(
         gw,
         Event {
-            kind: "session.terminated",
             user: Some(&s.identity.user),
             method: Some("account"),
-            outcome: "success",
             ip: Some(ip),
             session: Some(s.id.as_str()),
             detail: Some(format!("{{\"ended\":{ended}}}")),
-            ..Default::default()
+            ..Event::new(audit::Kind::SessionTerminated, audit::Outcome::Success)
         },
     )
     .await;
@@ -370,26 +368,33 @@ async fn check_fresh(
     )
     .await;
     let (outcome, method, reason) = match &checked {
-        Ok(CodeCheck::Verified(v, _)) => ("success", v.used().as_str(), "account".to_owned()),
-        Ok(CodeCheck::Refused { error, .. }) => ("failure", "code", error.to_string()),
-        Ok(CodeCheck::Locked) => ("refused", "code", "locked".to_owned()),
+        Ok(CodeCheck::Verified(v, _)) => (
+            audit::Outcome::Success,
+            v.used().as_str(),
+            "account".to_owned(),
+        ),
+        Ok(CodeCheck::Refused { error, .. }) => {
+            (audit::Outcome::Failure, "code", error.to_string())
+        }
+        Ok(CodeCheck::Locked) => (audit::Outcome::Refused, "code", "locked".to_owned()),
         Err(e) => return Some(store_error(gw, clone_store_error(e))),
     };
     audit::record(
         gw,
         Event {
-            kind: if outcome == "success" {
-                "mfa.success"
-            } else {
-                "mfa.failure"
-            },
             user: Some(&s.identity.user),
             method: Some(method),
-            outcome,
             reason: Some(&reason),
             ip: Some(ip),
             session: Some(s.id.as_str()),
-            ..Default::default()
+            ..Event::new(
+                if outcome == audit::Outcome::Success {
+                    audit::Kind::MfaSuccess
+                } else {
+                    audit::Kind::MfaFailure
+                },
+                outcome,
+            )
         },
     )
     .await;
@@ -475,12 +480,10 @@ async fn new_recovery_codes(
             audit::record(
                 gw,
                 Event {
-                    kind: "recovery_codes.issued",
                     user: Some(&s.identity.user),
                     method: Some("account"),
-                    outcome: "success",
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::RecoveryCodesIssued, audit::Outcome::Success)
                 },
             )
             .await;
@@ -614,13 +617,11 @@ async fn confirm_reenroll(
     audit::record(
         gw,
         Event {
-            kind: "mfa.enroll",
             user: Some(&s.identity.user),
             method: Some("totp"),
-            outcome: "success",
             reason: Some("account"),
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::MfaEnroll, audit::Outcome::Success)
         },
     )
     .await;

@@ -77,12 +77,10 @@ pub async fn after_first_factor(
                 audit::record(
                     gw,
                     Event {
-                        kind: "mfa.success",
                         user: Some(&pending.user),
                         method: Some("remembered_device"),
-                        outcome: "success",
                         ip: Some(ip),
-                        ..Default::default()
+                        ..Event::new(audit::Kind::MfaSuccess, audit::Outcome::Success)
                     },
                 )
                 .await;
@@ -106,7 +104,14 @@ pub async fn after_first_factor(
                 };
             }
             Ok(EnrollGate::NeedsInvite) => {
-                audit_failure(gw, &pending.user, "refused", "enrollment_needs_invite", ip).await;
+                audit_failure(
+                    gw,
+                    &pending.user,
+                    audit::Outcome::Refused,
+                    "enrollment_needs_invite",
+                    ip,
+                )
+                .await;
                 return page(gw, LoginError::NeedsInvite);
             }
             Err(e) => return store_error(gw, e),
@@ -142,14 +147,12 @@ pub(crate) async fn refuse_identity(
     audit::record(
         gw,
         Event {
-            kind: "login.failure",
             // The name itself may be what cannot be shown; the principal is safe to store.
             user: Some(&p.principal),
             method: Some(&method),
-            outcome: "refused",
             reason: Some(&reason),
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginFailure, audit::Outcome::Refused)
         },
     )
     .await;
@@ -240,14 +243,12 @@ pub(crate) async fn finish_with(
     audit::record(
         gw,
         Event {
-            kind: "login.success",
             user: Some(&pending.user),
             method: Some(&method),
-            outcome: "success",
             reason: Some(used.as_str()),
             ip: Some(ip),
             session: Some(session.id.as_str()),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginSuccess, audit::Outcome::Success)
         },
     )
     .await;
@@ -344,13 +345,11 @@ pub(crate) async fn stale(
     audit::record(
         gw,
         Event {
-            kind: "login.failure",
             user: Some(&p.user),
             method: Some(&method),
-            outcome: "refused",
             reason: Some(&reason),
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginFailure, audit::Outcome::Refused)
         },
     )
     .await;

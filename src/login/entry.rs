@@ -135,13 +135,11 @@ async fn audit_logout(gw: &Gateway, s: &crate::session::Session, conn: Conn) {
     crate::audit::record(
         gw,
         crate::audit::Event {
-            kind: "logout",
             user: Some(&s.identity.user),
             method: Some(&method),
-            outcome: "success",
             ip: Some(conn.peer.ip()),
             session: Some(s.id.as_str()),
-            ..Default::default()
+            ..crate::audit::Event::new(crate::audit::Kind::Logout, crate::audit::Outcome::Success)
         },
     )
     .await;

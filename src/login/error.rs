@@ -322,17 +322,21 @@ pub const SSO_UNUSABLE_IDENTITY: Refusal = Refusal {
 };
 
 /// The `login.failure` audit line of a native login.
-pub async fn audit_failure(gw: &Gateway, user: &str, outcome: &str, reason: &str, ip: IpAddr) {
+pub async fn audit_failure(
+    gw: &Gateway,
+    user: &str,
+    outcome: audit::Outcome,
+    reason: &str,
+    ip: IpAddr,
+) {
     audit::record(
         gw,
         Event {
-            kind: "login.failure",
             user: Some(user),
             method: Some("native"),
-            outcome,
             reason: Some(reason),
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginFailure, outcome)
         },
     )
     .await;

@@ -90,7 +90,14 @@ pub async fn entry(
                 // A step this stage does not have (e.g. enrolling from a challenge): refused
                 // from the stage alone, before any check runs; the login itself stays as it was.
                 _ => {
-                    audit_failure(gw, &pending.user, "refused", "illegal_step", ip).await;
+                    audit_failure(
+                        gw,
+                        &pending.user,
+                        audit::Outcome::Refused,
+                        "illegal_step",
+                        ip,
+                    )
+                    .await;
                     page(gw, LoginError::Expired)
                 }
             }
@@ -185,12 +192,10 @@ pub(crate) async fn submit_challenge(
     audit::record(
         gw,
         Event {
-            kind: "mfa.success",
             user: Some(&p.user),
             method: Some(verified.used().as_str()),
-            outcome: "success",
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::MfaSuccess, audit::Outcome::Success)
         },
     )
     .await;
@@ -200,13 +205,11 @@ pub(crate) async fn submit_challenge(
             audit::record(
                 gw,
                 Event {
-                    kind: "recovery_code.used",
                     user: Some(&p.user),
                     method: Some("recovery_code"),
-                    outcome: "success",
                     ip: Some(ip),
                     detail: Some(format!("{{\"remaining\":{left}}}")),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::RecoveryCodeUsed, audit::Outcome::Success)
                 },
             )
             .await;
@@ -243,13 +246,11 @@ pub(crate) async fn refused_code(
     audit::record(
         gw,
         Event {
-            kind: "mfa.failure",
             user: Some(&p.user),
             method: Some(typed_name),
-            outcome: "failure",
             reason: Some(&reason),
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::MfaFailure, audit::Outcome::Failure)
         },
     )
     .await;
@@ -257,11 +258,9 @@ pub(crate) async fn refused_code(
         audit::record(
             gw,
             Event {
-                kind: "lockout",
                 user: Some(&p.user),
-                outcome: "locked",
                 ip: Some(ip),
-                ..Default::default()
+                ..Event::new(audit::Kind::Lockout, audit::Outcome::Locked)
             },
         )
         .await;
@@ -326,12 +325,10 @@ pub(crate) async fn send_email_code(
             audit::record(
                 gw,
                 Event {
-                    kind: "mfa.email_sent",
                     user: Some(&p.user),
                     method: Some("email"),
-                    outcome: "success",
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::MfaEmailSent, audit::Outcome::Success)
                 },
             )
             .await;
@@ -404,13 +401,11 @@ pub(crate) async fn submit_enroll(
             audit::record(
                 gw,
                 Event {
-                    kind: "mfa.enroll",
                     user: Some(&p.user),
                     method: Some("totp"),
-                    outcome: "failure",
                     reason: Some("wrong_code"),
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::MfaEnroll, audit::Outcome::Failure)
                 },
             )
             .await;
@@ -443,12 +438,10 @@ pub(crate) async fn submit_enroll(
     audit::record(
         gw,
         Event {
-            kind: "mfa.enroll",
             user: Some(&p.user),
             method: Some("totp"),
-            outcome: "success",
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::MfaEnroll, audit::Outcome::Success)
         },
     )
     .await;

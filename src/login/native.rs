@@ -175,7 +175,7 @@ pub(crate) async fn submit_login(
         audit_failure(
             gw,
             "-",
-            "refused",
+            audit::Outcome::Refused,
             if csrf_ok { "csrf_reused" } else { "csrf" },
             ip,
         )
@@ -217,7 +217,7 @@ pub(crate) async fn submit_login(
             match login::check_password(acc, &gw.store, typed, password, ip).await {
                 Ok(PasswordCheck::Verified(user, proof)) => (user, proof),
                 Ok(PasswordCheck::Locked) => {
-                    audit_failure(gw, typed, "refused", "locked", ip).await;
+                    audit_failure(gw, typed, audit::Outcome::Refused, "locked", ip).await;
                     // The page names a reference that matches this log line, for the helpdesk.
                     let correlation = random_id(9);
                     tracing::info!(correlation = %correlation, ip = %ip, "sign-in refused: locked");
@@ -237,17 +237,15 @@ pub(crate) async fn submit_login(
                     } else {
                         "bad_credentials"
                     };
-                    audit_failure(gw, typed, "failure", reason, ip).await;
+                    audit_failure(gw, typed, audit::Outcome::Failure, reason, ip).await;
                     if locked_now {
                         audit::record(
                             gw,
                             Event {
-                                kind: "lockout",
                                 user: Some(typed),
                                 method: Some("native"),
-                                outcome: "locked",
                                 ip: Some(ip),
-                                ..Default::default()
+                                ..Event::new(audit::Kind::Lockout, audit::Outcome::Locked)
                             },
                         )
                         .await;
@@ -270,7 +268,7 @@ pub(crate) async fn submit_login(
 
     let roles = configured_roles(&gw.config, &user);
     if roles.is_empty() {
-        audit_failure(gw, &user.username, "refused", "no_role", ip).await;
+        audit_failure(gw, &user.username, audit::Outcome::Refused, "no_role", ip).await;
         return page(gw, LoginError::NoRole);
     }
     let policy = effective_policy(&gw.config, &roles);
@@ -291,12 +289,10 @@ pub(crate) async fn submit_login(
     audit::record(
         gw,
         Event {
-            kind: "login.password",
             user: Some(&user.username),
             method: Some("native"),
-            outcome: "success",
             ip: Some(ip),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginPassword, audit::Outcome::Success)
         },
     )
     .await;

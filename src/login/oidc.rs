@@ -506,12 +506,10 @@ async fn backchannel_logout(
             audit::record(
                 gw,
                 Event {
-                    kind: "logout.backchannel",
                     method: Some(&method),
-                    outcome: "refused",
                     reason: Some("logout_token"),
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::LogoutBackchannel, audit::Outcome::Refused)
                 },
             )
             .await;
@@ -535,12 +533,10 @@ async fn backchannel_logout(
             audit::record(
                 gw,
                 Event {
-                    kind: "logout.backchannel",
                     method: Some(&method),
-                    outcome: "refused",
                     reason: Some("replay"),
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::LogoutBackchannel, audit::Outcome::Refused)
                 },
             )
             .await;
@@ -553,7 +549,7 @@ async fn backchannel_logout(
         (None, Some(sub)) => sub_key(&p.idp.id, sub),
         (None, None) => return backchannel_refused("No sid or sub."),
     };
-    let ended = match sso::end_listed(gw, &key, "logout.backchannel", &method, ip).await {
+    let ended = match sso::end_listed(gw, &key, audit::Kind::LogoutBackchannel, &method, ip).await {
         Ok(n) => n,
         Err(e) => return store_error(gw, e),
     };

@@ -437,15 +437,13 @@ async fn idp_status(
     audit::record(
         gw,
         Event {
-            kind: "login.failure",
             method: Some(&method),
-            outcome: "refused",
             reason: Some("idp_status"),
             ip: Some(ip),
             detail: Some(
                 serde_json::json!({ "correlation": correlation, "status": code }).to_string(),
             ),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginFailure, audit::Outcome::Refused)
         },
     )
     .await;
@@ -531,12 +529,10 @@ async fn slo(
             audit::record(
                 gw,
                 Event {
-                    kind: "logout.idp",
                     method: Some(&method),
-                    outcome: "refused",
                     reason: Some(e.reason()),
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(audit::Kind::LogoutIdp, audit::Outcome::Refused)
                 },
             )
             .await;
@@ -571,7 +567,7 @@ async fn slo(
                 Some(si) => sso::sid_key(&p.idp.id, si.trim()),
                 None => sso::sub_key(&p.idp.id, &name_id),
             };
-            let ended = match sso::end_listed(gw, &key, "logout.idp", &method, ip).await {
+            let ended = match sso::end_listed(gw, &key, audit::Kind::LogoutIdp, &method, ip).await {
                 Ok(n) => n,
                 Err(e) => return store_error(gw, e),
             };
@@ -619,12 +615,17 @@ async fn slo(
             audit::record(
                 gw,
                 Event {
-                    kind: "logout.idp",
                     method: Some(&method),
-                    outcome: if ok { "success" } else { "refused" },
                     reason: Some("logout_response"),
                     ip: Some(ip),
-                    ..Default::default()
+                    ..Event::new(
+                        audit::Kind::LogoutIdp,
+                        if ok {
+                            audit::Outcome::Success
+                        } else {
+                            audit::Outcome::Refused
+                        },
+                    )
                 },
             )
             .await;

@@ -32,14 +32,12 @@ pub async fn refuse(
     audit::record(
         gw,
         Event {
-            kind: "login.failure",
             user,
             method: Some(method),
-            outcome: "refused",
             reason: Some(r.reason),
             ip: Some(ip),
             detail: Some(serde_json::json!({ "correlation": correlation }).to_string()),
-            ..Default::default()
+            ..Event::new(audit::Kind::LoginFailure, audit::Outcome::Refused)
         },
     )
     .await;
@@ -63,13 +61,13 @@ enum Decision {
 }
 
 impl Decision {
-    fn as_str(self) -> &'static str {
+    fn outcome(self) -> audit::Outcome {
         match self {
-            Decision::IdpEvidence => "idp_evidence",
-            Decision::NotRequired => "not_required",
-            Decision::Deny => "deny",
-            Decision::StepUp => "step_up",
-            Decision::Trust => "trust",
+            Decision::IdpEvidence => audit::Outcome::IdpEvidence,
+            Decision::NotRequired => audit::Outcome::NotRequired,
+            Decision::Deny => audit::Outcome::Deny,
+            Decision::StepUp => audit::Outcome::StepUp,
+            Decision::Trust => audit::Outcome::Trust,
         }
     }
 }
@@ -131,17 +129,15 @@ pub async fn complete(
         audit::record(
             gw,
             Event {
-                kind: "login.roles_dropped",
                 user: Some(&l.username),
                 method: Some(&l.method),
-                outcome: "dropped",
                 reason: Some("idp_roles"),
                 ip: Some(ip),
                 detail: Some(
                     serde_json::json!({ "principal": l.principal, "dropped": dropped, "dropped_groups": dropped_groups, "kept": roles })
                         .to_string(),
                 ),
-                ..Default::default()
+                ..Event::new(audit::Kind::LoginRolesDropped, audit::Outcome::Dropped)
             },
         )
         .await;
@@ -197,10 +193,8 @@ pub async fn complete(
     audit::record(
         gw,
         Event {
-            kind: "stepup.decision",
             user: Some(&l.username),
             method: Some(&l.method),
-            outcome: decision.as_str(),
             reason: Some(if l.evidence {
                 "evidence_present"
             } else {
@@ -208,7 +202,7 @@ pub async fn complete(
             }),
             ip: Some(ip),
             detail: Some(detail.to_string()),
-            ..Default::default()
+            ..Event::new(audit::Kind::StepupDecision, decision.outcome())
         },
     )
     .await;
@@ -275,7 +269,7 @@ pub async fn take_link(gw: &Gateway, id: &SessionId) -> Option<SessionLink> {
 pub async fn end_listed(
     gw: &Gateway,
     key: &str,
-    kind: &'static str,
+    kind: audit::Kind,
     method: &str,
     ip: IpAddr,
 ) -> Result<usize, crate::storage::StoreError> {
@@ -286,13 +280,11 @@ pub async fn end_listed(
             audit::record(
                 gw,
                 Event {
-                    kind,
                     user: Some(&s.identity.user),
                     method: Some(method),
-                    outcome: "success",
                     ip: Some(ip),
                     session: Some(id.as_str()),
-                    ..Default::default()
+                    ..Event::new(kind, audit::Outcome::Success)
                 },
             )
             .await;
