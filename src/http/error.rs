@@ -40,6 +40,12 @@ pub enum GatewayError {
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] ProxyError),
+    /// `/static/logo` without `branding.logo`.
+    #[error("no logo is configured")]
+    NoLogo,
+    /// `branding.logo` names a file that cannot be read (logged where it happened).
+    #[error("the logo could not be read")]
+    LogoUnreadable,
     /// A request handler panicked (a bug); contained by `server::contain`.
     #[error("request handler panicked: {0}")]
     Panicked(String),
@@ -132,6 +138,20 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
             "The application is unavailable",
             "The application behind this gateway cannot be reached.",
             "Try again in a minute.",
+        ),
+        GatewayError::NoLogo => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "No logo is configured.",
+            "Nothing to do: the page works without it.",
+        ),
+        GatewayError::LogoUnreadable => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "The logo could not be read.",
+            "Tell the administrator of this site.",
         ),
         GatewayError::Panicked(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,

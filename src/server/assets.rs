@@ -1,11 +1,12 @@
 //! The gateway's static answers: the assertion keys (`/jwks.json`), the stylesheet and the
 //! configured logo.
 
+use crate::http::GatewayError;
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::state::Gateway;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
+use hyper::Response;
 
 /// `GET /jwks.json`: the keys of the signed assertion.
 pub fn jwks(gw: &Gateway) -> Response<GatewayBody> {
@@ -33,10 +34,14 @@ pub fn stylesheet() -> Response<GatewayBody> {
     r
 }
 
-pub fn logo(gw: &Gateway) -> Response<GatewayBody> {
-    let Some(path) = &gw.config.branding.logo else {
-        return pages::json_error(StatusCode::NOT_FOUND, "not_found", "No logo is configured.");
-    };
+/// `GET /_portcullis/static/logo`: `branding.logo`, read at each request (an operator may replace it).
+pub fn logo(gw: &Gateway) -> Result<Response<GatewayBody>, GatewayError> {
+    let path = gw
+        .config
+        .branding
+        .logo
+        .as_ref()
+        .ok_or(GatewayError::NoLogo)?;
     match std::fs::read(path) {
         Ok(bytes) => {
             let ct = match path.extension().and_then(|e| e.to_str()) {
@@ -51,15 +56,11 @@ pub fn logo(gw: &Gateway) -> Response<GatewayBody> {
                 "content-security-policy",
                 HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
             );
-            r
+            Ok(r)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "logo unreadable");
-            pages::json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "The logo could not be read.",
-            )
+            tracing::warn!(error = %e, path = %path.display(), "logo unreadable");
+            Err(GatewayError::LogoUnreadable)
         }
     }
 }

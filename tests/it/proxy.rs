@@ -1192,3 +1192,30 @@ async fn a_websocket_on_a_route_the_sessions_role_does_not_admit_is_refused_befo
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_logo_is_served_from_its_file_and_a_missing_one_is_a_plain_404() {
+    let http = Http::new();
+    let none = TestGateway::start().await;
+    let r = http
+        .get(&none.url("/_portcullis/static/logo"), &[BROWSER])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"], "not_found");
+    assert_eq!(r.json()["detail"], "No logo is configured.");
+
+    let png: &[u8] = b"\x89PNG\r\n\x1a\nnot-really-a-png";
+    let gw = TestGateway::start_with("[branding]\nlogo = \"logo.png\"\n", |dir| {
+        std::fs::write(dir.join("logo.png"), png).unwrap()
+    })
+    .await;
+    let r = http.get(&gw.url("/_portcullis/static/logo"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(&r.body[..], png);
+    // Removed after start: refused, never a partial or stale answer.
+    std::fs::remove_file(gw.dir.path().join("logo.png")).unwrap();
+    let r = http.get(&gw.url("/_portcullis/static/logo"), &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["detail"], "The logo could not be read.");
+}
