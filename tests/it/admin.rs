@@ -25,11 +25,10 @@ struct Admin {
 
 impl Admin {
     async fn start() -> Admin {
-        let port = free_port();
         let extra = format!(
             r#"
 [admin]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 tokens = [{{ name = "ops", sha256 = "{}" }}]
 
 [roles.contractor]
