@@ -683,7 +683,20 @@ async fn the_sessions_cli_lists_and_revokes_through_the_admin_api() {
     a.add_user("cliuser", &["end_user"]).await;
     let mut b = a.login("cliuser").await;
     let bin = env!("CARGO_BIN_EXE_portcullis");
-    let cfg = a.gw.config_path.clone();
+    // The CLI finds the admin API through the config; the gateway's says port 0 (the system
+    // picked one), so the CLI gets a copy naming the port actually bound.
+    let admin_addr = a.gw.running.as_ref().unwrap().admin_addr.unwrap();
+    let cfg = a.gw.dir.path().join("cli.toml");
+    let text = std::fs::read_to_string(&a.gw.config_path).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:0\""));
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{admin_addr}\""),
+        ),
+    )
+    .unwrap();
     let out = tokio::process::Command::new(bin)
         .args(["sessions", "list", "--user", "cliuser", "--config"])
         .arg(&cfg)
