@@ -9,14 +9,6 @@ use portcullis::secret::Password;
 const TOKEN: &str = "test-admin-token-0123456789";
 const PW: &str = "correct horse battery staple";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 struct Admin {
     gw: TestGateway,
     base: String,

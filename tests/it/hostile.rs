@@ -16,14 +16,6 @@ use std::sync::{Arc, Mutex};
 
 const TOKEN: &str = "hostile-admin-token-0123456789";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Log output of the gateway tasks running on this test's thread.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

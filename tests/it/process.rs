@@ -49,7 +49,15 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     let (mut proc_, base) = spawn_gateway(&dir, up.addr).await;
     let url = format!("{base}/hc/slow?ms=1500");
     let inflight = tokio::spawn(async move { Http::new().get(&url, &[]).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SIGTERM once the request is in flight (the upstream has it), not after a guessed delay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     sigterm(&proc_);
     let r = inflight.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "the in-flight request finished");

@@ -4,6 +4,7 @@
 //! skipped, and fail under CI (`support::require`).
 
 use crate::support::browser::*;
+use crate::support::login::{password_step, submit_code};
 use crate::support::*;
 use hyper::StatusCode;
 use portcullis::mfa::totp::code_at;
@@ -67,14 +68,6 @@ impl Drop for Replica {
             let _ = c.wait();
         }
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Cluster {
@@ -262,26 +255,9 @@ allow_roles = ["contractor", "end_user"]
     }
 }
 
+/// The password step at `/normal`, returning to `/app` (the shared harness's step).
 async fn password(b: &mut Browser, user: &str, pw: &str) -> Resp {
-    let form = b.get("/normal").await;
-    let csrf = input_value(&form.text(), "csrf_token").unwrap();
-    b.post(
-        "/normal",
-        &[
-            ("username", user),
-            ("password", pw),
-            ("csrf_token", &csrf),
-            ("rd", "/app"),
-        ],
-    )
-    .await
-}
-
-async fn totp(b: &mut Browser, code: &str) -> Resp {
-    let page = b.get("/_portcullis/mfa").await;
-    let csrf = input_value(&page.text(), "csrf_token").unwrap();
-    b.post("/_portcullis/mfa", &[("code", code), ("csrf_token", &csrf)])
-        .await
+    password_step(b, "/normal?rd=%2Fapp", user, pw).await
 }
 
 /// The same browser (cookie jar) talking to another replica.
@@ -304,7 +280,7 @@ async fn a_session_made_on_one_replica_works_on_another_and_dies_everywhere_when
     let r = password(&mut a, "rosa", PW).await;
     assert_eq!(r.status, StatusCode::FOUND);
     let mut b = moved(&a, &c.replicas[1].base());
-    let r = totp(&mut b, &code_at(&seed, now())).await;
+    let r = submit_code(&mut b, &code_at(&seed, now())).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let mut a = moved(&b, &c.replicas[0].base());
     let on_a = a.get("/app").await;
@@ -357,8 +333,8 @@ async fn a_totp_code_accepted_at_one_replica_is_refused_at_another() {
     password(&mut a, "tom", PW).await;
     let mut b = Browser::new(&c.replicas[1].base());
     password(&mut b, "tom", PW).await;
-    let first = totp(&mut a, &code).await;
-    let second = totp(&mut b, &code).await;
+    let first = submit_code(&mut a, &code).await;
+    let second = submit_code(&mut b, &code).await;
     // If the 30 s step rolled over between the two, the second is a different step's code
     // check: the stored step only moves forward, so the same code is still refused.
     assert_eq!(first.status, StatusCode::FOUND);

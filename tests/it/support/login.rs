@@ -42,14 +42,6 @@ pub struct LoginEnv {
     store: Option<Store>,
 }
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl LoginEnv {
     pub async fn start(opts: LoginOpts) -> LoginEnv {
         let smtp = TestSmtp::start().await.unwrap();
