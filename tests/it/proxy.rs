@@ -1138,9 +1138,8 @@ async fn every_response_of_an_https_gateway_carries_hsts() {
     }
     run.shutdown().await;
     // An error page the fast lane writes itself: no upstream behind a second gateway.
-    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = nothing.local_addr().unwrap();
-    drop(nothing);
+    // Port 1 (privileged, never bound by a test): nothing listens there.
+    let down: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let dir = TempDir::new("hsts-down");
     let (run, port, roots) = tls_gateway(down, "", "", &dir).await;
     let mut s = tls_connect(run.addr, &roots, b"http/1.1").await;
