@@ -31,6 +31,7 @@
 //! * `config`   — TOML schema (`config/raw.rs`), validation into one typed `Config`, file/line/key errors.
 //! * `secret`, `clock`, `metrics` — secret newtypes, injectable time, Prometheus counters.
 //! * `fuzzing`  — fuzz targets over every parser of untrusted input (driven by `tests/fuzz_corpus.rs`).
+//! * `testing`  — test support only: whether a test without its Redis/PostgreSQL/server skips or fails.
 
 #![forbid(unsafe_code)]
 
@@ -56,3 +57,5 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod storage;
+#[doc(hidden)]
+pub mod testing;

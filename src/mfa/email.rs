@@ -246,14 +246,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_server_is_an_smtp_error() {
-        // A port that was just free: nothing listens there, so the connect is refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("smtp://127.0.0.1:{port}");
-        let sender = EmailSender::new(&url, "helpdesk@example.com").unwrap();
+        // Port 1 (privileged, never bound by a test): nothing listens, the connect is refused.
+        let url = "smtp://127.0.0.1:1";
+        let sender = EmailSender::new(url, "helpdesk@example.com").unwrap();
         let err = sender
             .send_code("alice@example.com", "12345678", "Helpdesk", 10)
             .await

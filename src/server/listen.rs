@@ -85,8 +85,42 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
     Ok((l, bound))
 }
 
+/// A listener bound before the config was written, handed to `start_on` as it is: a test
+/// that binds port 0 and writes that port into `public_url` never releases it in between.
+fn adopt(
+    l: std::net::TcpListener,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |e: std::io::Error| StartError::Bind {
+        addr,
+        reason: e.to_string(),
+    };
+    l.set_nonblocking(true).map_err(failed)?;
+    let l = TcpListener::from_std(l).map_err(failed)?;
+    let bound = l.local_addr().map_err(failed)?;
+    Ok((l, bound))
+}
+
 /// Binds the public (and admin) listeners and starts serving. Background tasks start too.
 pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> {
+    start_listening(config, clock, None).await
+}
+
+/// As `start`, serving the public listener on `public` (already bound) instead of binding
+/// `server.listen`; the admin listener is bound as configured.
+pub async fn start_on(
+    config: Config,
+    clock: Clock,
+    public: std::net::TcpListener,
+) -> Result<Running, StartError> {
+    start_listening(config, clock, Some(public)).await
+}
+
+async fn start_listening(
+    config: Config,
+    clock: Clock,
+    public: Option<std::net::TcpListener>,
+) -> Result<Running, StartError> {
     let tls = config
         .server
         .tls
@@ -103,7 +137,10 @@ pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> 
     gw.store.spawn_background();
     gw.oidc.spawn_discovery();
     gw.saml.spawn_refresh();
-    let (listener, addr) = bind(gw.config.server.listen).await?;
+    let (listener, addr) = match public {
+        Some(l) => adopt(l, gw.config.server.listen)?,
+        None => bind(gw.config.server.listen).await?,
+    };
     let admin = match &gw.config.admin {
         Some(a) => Some(bind(a.listen).await?),
         None => None,

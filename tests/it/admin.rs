@@ -9,14 +9,6 @@ use portcullis::secret::Password;
 const TOKEN: &str = "test-admin-token-0123456789";
 const PW: &str = "correct horse battery staple";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 struct Admin {
     gw: TestGateway,
     base: String,
@@ -25,11 +17,10 @@ struct Admin {
 
 impl Admin {
     async fn start() -> Admin {
-        let port = free_port();
         let extra = format!(
             r#"
 [admin]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 tokens = [{{ name = "ops", sha256 = "{}" }}]
 
 [roles.contractor]
@@ -684,7 +675,20 @@ async fn the_sessions_cli_lists_and_revokes_through_the_admin_api() {
     a.add_user("cliuser", &["end_user"]).await;
     let mut b = a.login("cliuser").await;
     let bin = env!("CARGO_BIN_EXE_portcullis");
-    let cfg = a.gw.config_path.clone();
+    // The CLI finds the admin API through the config; the gateway's says port 0 (the system
+    // picked one), so the CLI gets a copy naming the port actually bound.
+    let admin_addr = a.gw.running.as_ref().unwrap().admin_addr.unwrap();
+    let cfg = a.gw.dir.path().join("cli.toml");
+    let text = std::fs::read_to_string(&a.gw.config_path).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:0\""));
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{admin_addr}\""),
+        ),
+    )
+    .unwrap();
     let out = tokio::process::Command::new(bin)
         .args(["sessions", "list", "--user", "cliuser", "--config"])
         .arg(&cfg)

@@ -3,7 +3,7 @@
 use crate::support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
@@ -15,7 +15,7 @@ fn config_in(dir: &TempDir) -> std::path::PathBuf {
     std::fs::write(
         &p,
         base_config(
-            free_port(),
+            UNSERVED_PORT,
             up,
             "[storage]\nurl = \"sqlite://users.db\"\n[native]\n",
         ),
@@ -115,7 +115,7 @@ fn with_invitations_the_cli_prints_a_single_use_enrollment_link_and_check_warns_
     let dir = TempDir::new("cli-invite");
     let p = dir.path().join("portcullis.toml");
     let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let port = free_port();
+    let port = UNSERVED_PORT;
     let text = |mode: &str| {
         base_config(
             port,
@@ -200,33 +200,48 @@ fn certs_dev_writes_a_certificate_and_a_private_key() {
 #[tokio::test]
 async fn the_demo_serves_a_login_and_prints_what_a_newcomer_needs() {
     let dir = TempDir::new("demo");
-    let port = free_port();
-    let mut child = Command::new(bin())
-        .args(["demo", "--port", &port.to_string(), "--dir"])
-        .arg(dir.path().join("d"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let done = l.contains("Press Ctrl-C");
-            seen.push(l);
-            if done {
+    // The demo binds `--port` itself: a port taken between probe and bind makes it exit
+    // before its banner, and it is started again on another port.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = loopback_listener().1;
+        let mut child = Command::new(bin())
+            .args(["demo", "--port", &port.to_string(), "--dir"])
+            .arg(dir.path().join(format!("d{port}")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let done = l.contains("Press Ctrl-C");
+                seen.push(l);
+                if done {
+                    return Some(seen);
+                }
+            }
+            None // exited before its banner
+        });
+        match tokio::time::timeout(Duration::from_secs(60), lines).await {
+            Ok(Ok(Some(seen))) => {
+                started = Some((child, port, seen.join("\n")));
                 break;
             }
+            Ok(Ok(None)) => {
+                let _ = child.wait();
+                eprintln!("demo exited before listening on {port}; retrying");
+            }
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("demo did not start");
+            }
         }
-        seen
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !lines.is_finished() {
-        assert!(Instant::now() < deadline, "demo did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = lines.join().unwrap().join("\n");
+    let (mut child, port, text) = started.expect("the demo got a port in five tries");
     assert!(
         text.contains(&format!("open http://127.0.0.1:{port}/")),
         "{text}"

@@ -311,13 +311,12 @@ impl RawUpstream {
 }
 
 pub(crate) async fn gateway_to(up: SocketAddr, dir: &TempDir) -> portcullis::server::Running {
-    let port = free_port();
-    let cfg_path = dir.path().join("c.toml");
-    std::fs::write(&cfg_path, base_config(port, up, "")).unwrap();
-    let cfg = portcullis::config::Config::load(&cfg_path).unwrap();
-    portcullis::server::start(cfg, portcullis::clock::Clock::system())
-        .await
-        .unwrap()
+    start_gateway(
+        &dir.path().join("c.toml"),
+        portcullis::clock::Clock::system(),
+        |port| base_config(port, up, ""),
+    )
+    .await
 }
 
 #[tokio::test]

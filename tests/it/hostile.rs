@@ -16,14 +16,6 @@ use std::sync::{Arc, Mutex};
 
 const TOKEN: &str = "hostile-admin-token-0123456789";
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Log output of the gateway tasks running on this test's thread.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -87,12 +79,7 @@ async fn a_panicking_request_gets_a_500_page_and_the_gateway_keeps_serving() {
         .finish();
     let _logging = tracing::subscriber::set_default(subscriber);
 
-    let port = free_port();
-    let extra = format!(
-        "\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n",
-        sha256_hex(TOKEN)
-    );
-    let gw = TestGateway::start_with(&extra, |_| {}).await;
+    let gw = TestGateway::start_with(&admin_extra(), |_| {}).await;
     let admin = format!(
         "http://{}",
         gw.running.as_ref().unwrap().admin_addr.unwrap()
@@ -246,9 +233,10 @@ fn encoded_paths_reach_the_upstream_only_as_the_path_the_policy_checked() {
     }
 }
 
-fn admin_extra(port: u16) -> String {
+/// An admin listener on a port the system picks (read back from `Running::admin_addr`).
+fn admin_extra() -> String {
     format!(
-        "\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n",
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n",
         sha256_hex(TOKEN)
     )
 }
@@ -380,8 +368,7 @@ async fn a_slow_post_to_a_gateway_endpoint_gets_408() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_after_send_timeout() {
     use tokio::io::AsyncWriteExt;
-    let port = free_port();
-    let gw = TestGateway::start_tuned("send_timeout = \"1s\"", &admin_extra(port), |_| {}).await;
+    let gw = TestGateway::start_tuned("send_timeout = \"1s\"", &admin_extra(), |_| {}).await;
     let (cookie, _) = gw.session_for("reader", &["agent"]).await;
     let total: u64 = 256 * 1024 * 1024;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -415,9 +402,7 @@ async fn a_client_that_stops_reading_is_cut_after_send_timeout() {
 
 #[tokio::test]
 async fn connections_per_ip_are_limited_and_given_back() {
-    let port = free_port();
-    let gw =
-        TestGateway::start_tuned("max_connections_per_ip = 3", &admin_extra(port), |_| {}).await;
+    let gw = TestGateway::start_tuned("max_connections_per_ip = 3", &admin_extra(), |_| {}).await;
     let (cookie, _) = gw.session_for("ip", &["agent"]).await;
     let mut held = Vec::new();
     for _ in 0..3 {

@@ -1,6 +1,7 @@
 //! Native login at /normal with the gateway's own second factor, over real HTTP.
 
 use crate::support::browser::*;
+use crate::support::login::{mfa_csrf, password_step};
 use crate::support::smtp::TestSmtp;
 use crate::support::*;
 use hyper::StatusCode;
@@ -102,33 +103,6 @@ impl Env {
     fn code(&self, seed: &portcullis::secret::TotpSeed) -> String {
         code_at(seed, self.gw.clock.now())
     }
-}
-
-/// GET the form, POST the password; returns the POST response. A form bound to an enrollment
-/// invitation (`?invite=`) posts its invitation too.
-async fn password_step(b: &mut Browser, path: &str, user: &str, pw: &str) -> Resp {
-    let form = b.get(path).await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
-    let csrf = input_value(&form.text(), "csrf_token").unwrap();
-    let rd = input_value(&form.text(), "rd").unwrap();
-    let invite = input_value(&form.text(), "invite").unwrap_or_default();
-    let mut fields = vec![
-        ("username", user),
-        ("password", pw),
-        ("csrf_token", csrf.as_str()),
-        ("rd", rd.as_str()),
-    ];
-    if !invite.is_empty() {
-        fields.push(("invite", invite.as_str()));
-    }
-    b.post(path.split('?').next().unwrap(), &fields).await
-}
-
-/// The CSRF token on the current MFA page.
-async fn mfa_csrf(b: &mut Browser, path: &str) -> (Resp, String) {
-    let page = b.get(path).await;
-    let csrf = input_value(&page.text(), "csrf_token").unwrap_or_default();
-    (page, csrf)
 }
 
 #[tokio::test]

@@ -16,29 +16,21 @@ impl Drop for Proc {
 }
 
 async fn spawn_gateway(dir: &TempDir, upstream: std::net::SocketAddr) -> (Proc, String) {
-    let port = free_port();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, base_config(port, upstream, "")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // The child binds the port itself: a port taken meanwhile is retried on another.
+    let (child, port) = spawn_listening("portcullis run", Duration::from_secs(20), |port| {
+        std::fs::write(&cfg, base_config(port, upstream, "")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    })
+    .await;
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     (Proc(child), base)
 }
 
@@ -57,7 +49,15 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     let (mut proc_, base) = spawn_gateway(&dir, up.addr).await;
     let url = format!("{base}/hc/slow?ms=1500");
     let inflight = tokio::spawn(async move { Http::new().get(&url, &[]).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SIGTERM once the request is in flight (the upstream has it), not after a guessed delay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     sigterm(&proc_);
     let r = inflight.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "the in-flight request finished");

@@ -290,7 +290,7 @@ async fn a_path_matching_no_route_is_refused() {
     // A config without a catch-all route.
     let up = TestUpstream::start().await;
     let dir = TempDir::new("noroute");
-    let port = free_port();
+    let (listener, port) = loopback_listener();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\naccess_log = false\n\
 [upstream]\nurl = \"http://{}\"\n[[routes]]\nprefix = \"/hc\"\naccess = \"public\"\n",
@@ -299,7 +299,7 @@ async fn a_path_matching_no_route_is_refused() {
     let p = dir.path().join("c.toml");
     std::fs::write(&p, text).unwrap();
     let cfg = portcullis::config::Config::load(&p).unwrap();
-    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+    let run = portcullis::server::start_on(cfg, portcullis::clock::Clock::system(), listener)
         .await
         .unwrap();
     let http = Http::new();
@@ -430,11 +430,11 @@ async fn upstream_down_gives_502_and_service_resumes_when_it_returns() {
     drop(probe);
     let up_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = TempDir::new("down");
-    let gport = free_port();
+    let (listener, gport) = loopback_listener();
     let cfg_path = dir.path().join("c.toml");
     std::fs::write(&cfg_path, base_config(gport, up_addr, "")).unwrap();
     let cfg = portcullis::config::Config::load(&cfg_path).unwrap();
-    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+    let run = portcullis::server::start_on(cfg, portcullis::clock::Clock::system(), listener)
         .await
         .unwrap();
     let http = Http::new();
@@ -506,7 +506,7 @@ async fn http2_over_tls_works() {
     let (cert, _) =
         portcullis::server::tls::write_dev_cert(&dir.path().join("certs"), &["localhost".into()])
             .unwrap();
-    let port = free_port();
+    let (listener, port) = loopback_listener();
     let text = base_config(port, up.addr, "").replacen(
         "access_log = false",
         "access_log = false\ntls = { cert = \"certs/gateway.crt\", key = \"certs/gateway.key\" }",
@@ -515,7 +515,7 @@ async fn http2_over_tls_works() {
     let p = dir.path().join("c.toml");
     std::fs::write(&p, text).unwrap();
     let cfg = portcullis::config::Config::load(&p).unwrap();
-    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+    let run = portcullis::server::start_on(cfg, portcullis::clock::Clock::system(), listener)
         .await
         .unwrap();
 
@@ -954,7 +954,7 @@ async fn tls_gateway(
     let (cert, _) =
         portcullis::server::tls::write_dev_cert(&dir.path().join("certs"), &["localhost".into()])
             .unwrap();
-    let port = free_port();
+    let (listener, port) = loopback_listener();
     let text = base_config(port, up, extra)
         .replacen(
             "access_log = false",
@@ -968,7 +968,7 @@ async fn tls_gateway(
     let p = dir.path().join("c.toml");
     std::fs::write(&p, text).unwrap();
     let cfg = portcullis::config::Config::load(&p).unwrap();
-    let run = portcullis::server::start(cfg, portcullis::clock::Clock::system())
+    let run = portcullis::server::start_on(cfg, portcullis::clock::Clock::system(), listener)
         .await
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -1138,9 +1138,8 @@ async fn every_response_of_an_https_gateway_carries_hsts() {
     }
     run.shutdown().await;
     // An error page the fast lane writes itself: no upstream behind a second gateway.
-    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = nothing.local_addr().unwrap();
-    drop(nothing);
+    // Port 1 (privileged, never bound by a test): nothing listens there.
+    let down: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let dir = TempDir::new("hsts-down");
     let (run, port, roots) = tls_gateway(down, "", "", &dir).await;
     let mut s = tls_connect(run.addr, &roots, b"http/1.1").await;

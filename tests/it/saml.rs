@@ -296,7 +296,7 @@ async fn unsigned_config_metadata_without_a_signing_certificate_is_refused_at_st
         idp.metadata_xml_without_certs(),
     )
     .unwrap();
-    let toml = base_config(free_port(), "127.0.0.1:9".parse().unwrap(), &idp_toml(""));
+    let toml = base_config(UNSERVED_PORT, "127.0.0.1:9".parse().unwrap(), &idp_toml(""));
     let path = dir.path().join("p.toml");
     std::fs::write(&path, &toml).unwrap();
     let line = toml

@@ -1,8 +1,10 @@
 //! Scale-out: three gateway processes sharing the Redis and PostgreSQL that CI provides
 //! (`REDIS_URL`, `DATABASE_URL`). Each test has its own Redis key prefix and PostgreSQL
-//! schema and removes them at the end. Without those variables the tests say they skipped.
+//! schema and removes them at the end. Without them (unset or unreachable) the tests say they
+//! skipped, and fail under CI (`support::require`).
 
 use crate::support::browser::*;
+use crate::support::login::{password_step, submit_code};
 use crate::support::*;
 use hyper::StatusCode;
 use portcullis::mfa::totp::code_at;
@@ -13,16 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const PW: &str = "correct horse battery staple";
 const ADMIN_TOKEN: &str = "scale-admin-token-42";
 
+/// Both shared stores, or `None` (skip; a failure under CI) when one is missing or down.
 fn env_urls() -> Option<(String, String)> {
-    match (std::env::var("REDIS_URL"), std::env::var("DATABASE_URL")) {
-        (Ok(r), Ok(d)) if !r.is_empty() && !d.is_empty() => Some((r, d)),
-        _ => {
-            eprintln!(
-                "skipped: REDIS_URL and DATABASE_URL must both be set for the scale-out tests"
-            );
-            None
-        }
-    }
+    Some((redis_url()?, database_url()?))
 }
 
 fn now() -> i64 {
@@ -50,6 +45,8 @@ struct Cluster {
 
 struct Replica {
     config: std::path::PathBuf,
+    redis_url: String,
+    /// The ports it listens on; new ones are chosen when another process took these.
     port: u16,
     admin_port: u16,
     child: Option<Child>,
@@ -71,14 +68,6 @@ impl Drop for Replica {
             let _ = c.wait();
         }
     }
-}
-
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Cluster {
@@ -107,9 +96,18 @@ impl Cluster {
     }
 
     fn replica_config(&self, i: usize, redis_url: &str) -> Replica {
-        let port = free_port();
-        let admin_port = free_port();
-        let text = format!(
+        Replica {
+            config: self.dir.path().join(format!("replica-{i}.toml")),
+            redis_url: redis_url.into(),
+            port: 0,
+            admin_port: 0,
+            child: None,
+        }
+    }
+
+    /// The config of a replica listening on `port` (admin API on `admin_port`).
+    fn replica_text(&self, port: u16, admin_port: u16, redis_url: &str) -> String {
+        format!(
             r#"
 [server]
 listen = "127.0.0.1:{port}"
@@ -154,15 +152,7 @@ allow_roles = ["contractor", "end_user"]
             prefix = self.prefix,
             db = with_schema(&self.db_url, &self.schema),
             key = "ab".repeat(32),
-        );
-        let config = self.dir.path().join(format!("replica-{i}.toml"));
-        std::fs::write(&config, text).unwrap();
-        Replica {
-            config,
-            port,
-            admin_port,
-            child: None,
-        }
+        )
     }
 
     async fn start_all(&mut self) {
@@ -171,31 +161,41 @@ allow_roles = ["contractor", "end_user"]
         }
     }
 
+    /// Starts replica `i` on its ports (new ones the first time, or when another process
+    /// took them since: the replica then exits at once and is started again elsewhere).
     async fn start(&mut self, i: usize) {
-        let r = &mut self.replicas[i];
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["run", "--config"])
-            .arg(&r.config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        r.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", r.port))
-                .await
-                .is_ok()
-            {
-                break;
+        for _ in 0..5 {
+            let (mut port, mut admin_port) = (self.replicas[i].port, self.replicas[i].admin_port);
+            if port == 0 {
+                (port, admin_port) = (loopback_listener().1, loopback_listener().1);
             }
-            if let Some(s) = r.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("replica {i} exited at start: {s}");
+            let text = self.replica_text(port, admin_port, &self.replicas[i].redis_url);
+            let r = &mut self.replicas[i];
+            std::fs::write(&r.config, text).unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .args(["run", "--config"])
+                .arg(&r.config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let what = format!("replica {i}");
+            let up = wait_listening(
+                &mut child,
+                &[port, admin_port],
+                &what,
+                Duration::from_secs(30),
+            )
+            .await;
+            (r.port, r.admin_port) = if up { (port, admin_port) } else { (0, 0) };
+            if up {
+                r.child = Some(child);
+                return;
             }
-            assert!(Instant::now() < deadline, "replica {i} did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            eprintln!("replica {i} exited at start (ports {port}, {admin_port} taken?); retrying");
         }
+        panic!("replica {i} did not start in five tries");
     }
 
     fn stop(&mut self, i: usize) {
@@ -255,26 +255,9 @@ allow_roles = ["contractor", "end_user"]
     }
 }
 
+/// The password step at `/normal`, returning to `/app` (the shared harness's step).
 async fn password(b: &mut Browser, user: &str, pw: &str) -> Resp {
-    let form = b.get("/normal").await;
-    let csrf = input_value(&form.text(), "csrf_token").unwrap();
-    b.post(
-        "/normal",
-        &[
-            ("username", user),
-            ("password", pw),
-            ("csrf_token", &csrf),
-            ("rd", "/app"),
-        ],
-    )
-    .await
-}
-
-async fn totp(b: &mut Browser, code: &str) -> Resp {
-    let page = b.get("/_portcullis/mfa").await;
-    let csrf = input_value(&page.text(), "csrf_token").unwrap();
-    b.post("/_portcullis/mfa", &[("code", code), ("csrf_token", &csrf)])
-        .await
+    password_step(b, "/normal?rd=%2Fapp", user, pw).await
 }
 
 /// The same browser (cookie jar) talking to another replica.
@@ -297,7 +280,7 @@ async fn a_session_made_on_one_replica_works_on_another_and_dies_everywhere_when
     let r = password(&mut a, "rosa", PW).await;
     assert_eq!(r.status, StatusCode::FOUND);
     let mut b = moved(&a, &c.replicas[1].base());
-    let r = totp(&mut b, &code_at(&seed, now())).await;
+    let r = submit_code(&mut b, &code_at(&seed, now())).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let mut a = moved(&b, &c.replicas[0].base());
     let on_a = a.get("/app").await;
@@ -350,8 +333,8 @@ async fn a_totp_code_accepted_at_one_replica_is_refused_at_another() {
     password(&mut a, "tom", PW).await;
     let mut b = Browser::new(&c.replicas[1].base());
     password(&mut b, "tom", PW).await;
-    let first = totp(&mut a, &code).await;
-    let second = totp(&mut b, &code).await;
+    let first = submit_code(&mut a, &code).await;
+    let second = submit_code(&mut b, &code).await;
     // If the 30 s step rolled over between the two, the second is a different step's code
     // check: the stored step only moves forward, so the same code is still refused.
     assert_eq!(first.status, StatusCode::FOUND);
@@ -415,42 +398,14 @@ async fn sessions_survive_restarting_every_replica() {
 
 #[tokio::test]
 async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() {
-    let Some((_, db)) = env_urls() else { return };
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: redis-server is not installed");
+    let Some((redis, db)) = env_urls() else {
         return;
-    }
-    let port = free_port();
-    let start_redis = || {
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
     };
-    let mut server = start_redis();
-    let own = format!("redis://127.0.0.1:{port}/0");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The replica reaches the shared Redis through a relay the test takes down and back up:
+    // an outage for this replica only, on a port bound once.
+    let (_, target) = relay::via(&redis, "127.0.0.1:1".parse().unwrap(), 6379).unwrap();
+    let relay = relay::Relay::start(target).await;
+    let (own, _) = relay::via(&redis, relay.addr, 6379).unwrap();
     let mut c = Cluster::new(1, &own, &db).await;
     c.start_all().await;
     c.add_user("dan", "end_user", false).await;
@@ -461,8 +416,7 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     let ready = format!("{}/readyz", c.replicas[0].admin());
     assert_eq!(http.get(&ready, &[]).await.status, StatusCode::OK);
 
-    let _ = server.kill();
-    let _ = server.wait();
+    relay.down();
     let started = Instant::now();
     // The replica's session cache is trusted only while its invalidation subscription is
     // proven live (its own heartbeat back through Redis within the last second): once the
@@ -520,8 +474,8 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
         "nothing reached the app"
     );
 
-    // Redis comes back (empty: it keeps nothing on disk); the gateway recovers by itself.
-    let mut server = start_redis();
+    // Redis comes back; the gateway recovers by itself.
+    relay.up();
     wait_ready(&http, &ready).await;
     let mut fresh = Browser::new(&c.replicas[0].base());
     assert_eq!(
@@ -530,28 +484,6 @@ async fn redis_down_fails_closed_with_503_and_service_resumes_when_it_returns() 
     );
     assert_eq!(fresh.get("/app").await.status, StatusCode::OK);
     c.cleanup().await;
-    let _ = server.kill();
-    let _ = server.wait();
-}
-
-/// A TCP forwarder to the shared PostgreSQL that a test can cut and restore: the database goes
-/// away for one gateway without touching the server other tests use.
-async fn forward_to(port: u16, target: String) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        // Dropped with this task when it is aborted: every forwarded connection ends with it.
-        let mut conns = tokio::task::JoinSet::new();
-        while let Ok((mut client, _)) = listener.accept().await {
-            let target = target.clone();
-            conns.spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    })
 }
 
 #[tokio::test]
@@ -559,20 +491,14 @@ async fn postgres_down_fails_logins_closed_with_503_and_service_resumes_when_it_
     let Some((redis, db)) = env_urls() else {
         return;
     };
-    // postgres://user@HOST:PORT/db...: the forwarder stands in for HOST:PORT.
-    let Some((head, rest)) = db.split_once('@') else {
-        eprintln!("skipped: DATABASE_URL has no user@host part");
+    // postgres://user@HOST:PORT/db...: a relay the test takes down stands in for HOST:PORT.
+    let tcp = relay::via(&db, "127.0.0.1:1".parse().unwrap(), 5432)
+        .ok_or_else(|| "DATABASE_URL has no user@host part for the relay".to_owned());
+    let Some((_, target)) = require("PostgreSQL over TCP", tcp) else {
         return;
     };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let target = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:5432")
-    };
-    let port = free_port();
-    let mut forwarder = forward_to(port, target.clone()).await;
-    let via = format!("{head}@127.0.0.1:{port}{tail}");
+    let relay = relay::Relay::start(target).await;
+    let (via, _) = relay::via(&db, relay.addr, 5432).unwrap();
 
     let mut c = Cluster::new(1, &redis, &via).await;
     c.start_all().await;
@@ -584,9 +510,8 @@ async fn postgres_down_fails_logins_closed_with_503_and_service_resumes_when_it_
     let ready = format!("{}/readyz", c.replicas[0].admin());
     assert_eq!(http.get(&ready, &[]).await.status, StatusCode::OK);
 
-    // The database goes away: every connection to it is cut and new ones are refused.
-    forwarder.abort();
-    let _ = (&mut forwarder).await;
+    // The database goes away: every connection to it is cut and new ones are closed at once.
+    relay.down();
     let started = Instant::now();
     let mut x = Browser::new(&c.replicas[0].base());
     let login = password(&mut x, "erin", PW).await;
@@ -610,7 +535,7 @@ async fn postgres_down_fails_logins_closed_with_503_and_service_resumes_when_it_
     assert_eq!(a.get("/app").await.status, StatusCode::OK);
 
     // It comes back; the pool reconnects by itself.
-    let _forwarder = forward_to(port, target).await;
+    relay.up();
     wait_ready(&http, &ready).await;
     let mut fresh = Browser::new(&c.replicas[0].base());
     assert_eq!(

@@ -2,8 +2,8 @@
 //! of its own: the shared conformance checks, then what is PostgreSQL's own (schemas, corrupt
 //! rows, concurrent replicas, outages through a TCP forwarder, URL parsing and scrubbing).
 //!
-//! Without `DATABASE_URL` a test says it skipped, except under CI (`CI` set): there it fails,
-//! so a CI run can never pass by skipping PostgreSQL.
+//! Without `DATABASE_URL` (unset or unreachable) a test says it skipped, except under CI (`CI`
+//! set): there it fails, so a CI run can never pass by skipping PostgreSQL.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,18 +29,9 @@ use crate::storage::conformance;
 use crate::storage::user_store::UserStore;
 
 /// The test server (CI: `postgres://postgres@127.0.0.1:5432/test`), or `None` with a note.
-/// Under CI (`CI` set) a missing `DATABASE_URL` panics: the test fails instead of skipping.
+/// Under CI (`CI` set) a missing server fails the test instead (`crate::testing::require`).
 fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but DATABASE_URL is not; this test must run against PostgreSQL in CI")
-        }
-        _ => {
-            println!("skipped: DATABASE_URL not set");
-            None
-        }
-    }
+    crate::testing::database_url()
 }
 
 fn with_param(url: &str, param: &str) -> String {
@@ -349,8 +340,12 @@ impl FlakyServer {
 async fn requests_fail_closed_while_the_server_is_down_and_work_again_when_it_is_back() {
     let Some(db) = Scratch::new() else { return };
     let options = PgConnectOptions::from_str(&db.database_url).unwrap();
-    if options.get_host().starts_with('/') {
-        println!("skipped: DATABASE_URL names a unix socket");
+    let tcp = if options.get_host().starts_with('/') {
+        Err("DATABASE_URL names a unix socket; the outage is made with a TCP forwarder".into())
+    } else {
+        Ok(())
+    };
+    if crate::testing::require("PostgreSQL over TCP", tcp).is_none() {
         return;
     }
     let target = format!("{}:{}", options.get_host(), options.get_port());

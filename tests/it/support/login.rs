@@ -42,18 +42,9 @@ pub struct LoginEnv {
     store: Option<Store>,
 }
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl LoginEnv {
     pub async fn start(opts: LoginOpts) -> LoginEnv {
         let smtp = TestSmtp::start().await.unwrap();
-        let admin_port = free_port();
         let session_extra = opts.store.session_toml();
         let server_extra = if opts.trusted_proxy {
             "trusted_proxies = [\"127.0.0.1/32\"]"
@@ -72,7 +63,7 @@ require_mfa = true
 remember_mfa = "7d"
 
 [admin]
-listen = "127.0.0.1:{admin_port}"
+listen = "127.0.0.1:0"
 tokens = [{{ name = "ops", sha256 = "{hash}" }}]
 
 [storage]

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod login;
 pub mod oidc_provider;
+pub mod relay;
 pub mod saml_idp;
 pub mod smtp;
 pub mod stores;
@@ -21,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use portcullis::clock::Clock;
 use portcullis::config::Config;
-use portcullis::server::{start, Running};
+use portcullis::server::Running;
 use portcullis::session::{
     new_token, AuthMethod, Identity, MfaUsed, Session, SessionId, SessionStore,
 };
@@ -55,13 +56,85 @@ impl Drop for TempDir {
     }
 }
 
-/// A reserved free port on loopback (bound then released; fine for tests on one machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The one decision "skip or fail" for a missing service (Redis, PostgreSQL, an installed
+/// server or browser): fails under CI (`CI` set), prints `skipped: …` elsewhere.
+pub use portcullis::testing::{database_url, redis_url, require};
+
+/// A port number for configs that are validated or used by the CLI but never served.
+pub const UNSERVED_PORT: u16 = 9;
+
+/// A loopback listener on a port of its own, bound once: its port goes into the config and
+/// the listener itself into `start_gateway`, so the port is never free for someone else.
+pub fn loopback_listener() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+/// The gateway in this process on a listener bound once: `config_for(port)` is the config text
+/// (written to `config_path`), served on that very port.
+pub async fn start_gateway(
+    config_path: &Path,
+    clock: Clock,
+    config_for: impl FnOnce(u16) -> String,
+) -> Running {
+    let (listener, port) = loopback_listener();
+    std::fs::write(config_path, config_for(port)).unwrap();
+    let config = Config::load(config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+    portcullis::server::start_on(config, clock, listener)
+        .await
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+}
+
+/// A child process that binds a port itself: `spawn(port)` starts it on a port just probed
+/// free. The probe releases the port, so a child that exits before the port accepts (another
+/// process took it: EADDRINUSE) is started again on a new one, up to five times.
+pub async fn spawn_listening(
+    what: &str,
+    wait: Duration,
+    mut spawn: impl FnMut(u16) -> std::process::Child,
+) -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = loopback_listener().1;
+        let mut child = spawn(port);
+        if wait_listening(&mut child, &[port], what, wait).await {
+            return (child, port);
+        }
+        eprintln!("{what} exited before listening on {port}; retrying on another port");
+    }
+    panic!("{what} did not get a port in five tries");
+}
+
+/// Waits until every one of `ports` accepts while `child` runs; false when the child exited
+/// first (its port was taken). Panics (killing the child) after `wait`.
+pub async fn wait_listening(
+    child: &mut std::process::Child,
+    ports: &[u16],
+    what: &str,
+    wait: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let mut all = true;
+        for p in ports {
+            all &= tokio::net::TcpStream::connect(("127.0.0.1", *p))
+                .await
+                .is_ok();
+        }
+        // A connect that succeeds while the child has exited reached someone else.
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if all {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not listen on {ports:?} within {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The base config the tests share; `extra` is appended (more roles, routes, sections).
@@ -179,21 +252,10 @@ impl TestGateway {
         prepare(dir.path());
         let config_path = dir.path().join("portcullis.toml");
         let clock = Clock::manual(1_800_000_000);
-        // `free_port` releases the port before the gateway binds it; another test can take it
-        // in between, so a failed bind is retried on a new port.
-        let mut attempt = 0;
-        let running = loop {
-            let port = free_port();
-            let text = base_config_full(port, upstream.addr, server_extra, session_extra, extra);
-            std::fs::write(&config_path, &text).unwrap();
-            let config =
-                Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-            match start(config, clock.clone()).await {
-                Ok(r) => break r,
-                Err(portcullis::server::StartError::Bind { .. }) if attempt < 5 => attempt += 1,
-                Err(e) => panic!("gateway did not start: {e}"),
-            }
-        };
+        let running = start_gateway(&config_path, clock.clone(), |port| {
+            base_config_full(port, upstream.addr, server_extra, session_extra, extra)
+        })
+        .await;
         let addr = running.addr;
         TestGateway {
             dir,
@@ -206,23 +268,16 @@ impl TestGateway {
     }
 
     /// The base config with `upstream.url` on `upstream`, a server the test started itself
-    /// (the test upstream still runs, unused). A failed bind is retried as in `start_tuned`.
+    /// (the test upstream still runs, unused).
     pub async fn in_front_of(upstream: SocketAddr) -> TestGateway {
         let unused = TestUpstream::start().await;
         let dir = TempDir::new("gw");
         let config_path = dir.path().join("portcullis.toml");
         let clock = Clock::manual(1_800_000_000);
-        let mut attempt = 0;
-        let running = loop {
-            std::fs::write(&config_path, base_config(free_port(), upstream, "")).unwrap();
-            let config =
-                Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-            match start(config, clock.clone()).await {
-                Ok(r) => break r,
-                Err(portcullis::server::StartError::Bind { .. }) if attempt < 5 => attempt += 1,
-                Err(e) => panic!("gateway did not start: {e}"),
-            }
-        };
+        let running = start_gateway(&config_path, clock.clone(), |port| {
+            base_config(port, upstream, "")
+        })
+        .await;
         let addr = running.addr;
         TestGateway {
             dir,
@@ -415,6 +470,15 @@ impl Http {
 
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Lower-case hex SHA-256 of `s`: what `[admin] tokens` holds for a bearer token.
+pub fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Resident set size of a process in KiB, from /proc.

@@ -1,7 +1,7 @@
 //! A tiny W3C WebDriver client: chromedriver as a child process, headless Chromium sessions
 //! driven with JSON over the harness's hyper client. Only what the browser tests use.
 
-use super::{free_port, Http, TempDir};
+use super::{require, spawn_listening, Http, TempDir};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -14,13 +14,15 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The key under which WebDriver returns an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// True when both binaries are installed; otherwise prints the skip line the tests promise.
+/// True when both binaries are installed; otherwise the test skips, or fails under CI
+/// (`support::require`).
 pub fn available() -> bool {
-    let ok = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
-    if !ok {
-        println!("skipped: chromium/chromedriver not installed");
-    }
-    ok
+    let found = if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        Ok(())
+    } else {
+        Err(format!("{CHROMIUM} or {CHROMEDRIVER} is not installed"))
+    };
+    require("chromium and chromedriver", found).is_some()
 }
 
 /// Where screenshots go: `target/screenshots/` beside the manifest.
@@ -40,30 +42,24 @@ pub struct ChromeDriver {
 impl ChromeDriver {
     pub async fn start() -> ChromeDriver {
         use std::os::unix::process::CommandExt;
-        let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so drop can end chromedriver and its browsers together.
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
+        let (child, port) = spawn_listening("chromedriver", Duration::from_secs(20), |port| {
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                // Its own process group, so drop can end chromedriver and its browsers together.
+                .process_group(0)
+                .spawn()
+                .expect("chromedriver starts")
+        })
+        .await;
         let d = ChromeDriver {
             child,
             base: format!("http://127.0.0.1:{port}"),
             http: Http::new(),
         };
-        // Wait for the port to accept (the harness client panics on a refused connect), then
-        // for /status to say ready.
+        // The port accepts; wait for /status to say ready.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "chromedriver never listened");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         loop {
             let r = d.http.get(&format!("{}/status", d.base), &[]).await;
             if r.status == StatusCode::OK && r.json()["value"]["ready"] == true {
