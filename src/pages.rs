@@ -228,6 +228,7 @@ pub fn redirect(location: &str) -> Response<GatewayBody> {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
@@ -256,5 +257,60 @@ mod tests {
             Some(&b"no-store"[..])
         );
         assert!(r.headers().contains_key("content-security-policy"));
+    }
+
+    #[test]
+    fn an_answer_written_as_bytes_is_the_response_hyper_would_send() {
+        let c = Chrome {
+            product: "Helpdesk".into(),
+            prefix: "/_portcullis".into(),
+            has_logo: false,
+        };
+        let answers = || {
+            [
+                c.error_answer(StatusCode::BAD_GATEWAY, "Down", "x", "y", "abc"),
+                Answer::json(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &serde_json::json!({"error": "e"}),
+                ),
+            ]
+        };
+        for (answer, want) in answers().into_iter().zip(answers()) {
+            let want = want.into_response();
+            let mut out = Vec::new();
+            answer.write_h1(&mut out, false, true, Some(b"max-age=1"));
+            let mut fields = [httparse::EMPTY_HEADER; 16];
+            let mut parsed = httparse::Response::new(&mut fields);
+            let Ok(httparse::Status::Complete(len)) = parsed.parse(&out) else {
+                panic!("not a complete response head");
+            };
+            assert_eq!(parsed.code, Some(want.status().as_u16()));
+            assert_eq!(parsed.reason, want.status().canonical_reason());
+            let got: Vec<(String, Vec<u8>)> = parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            // The response's own headers in its order, then the edge and framing headers.
+            let mut expected: Vec<(String, Vec<u8>)> = want
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            expected.push(("strict-transport-security".into(), b"max-age=1".to_vec()));
+            let date = got.iter().find(|(n, _)| n == "date").cloned();
+            assert!(date.is_some(), "a Date header");
+            expected.extend(date);
+            expected.push((
+                "content-length".into(),
+                answer.body.len().to_string().into_bytes(),
+            ));
+            expected.push(("connection".into(), b"close".to_vec()));
+            assert_eq!(got, expected);
+            assert_eq!(out.get(len..), Some(answer.body.as_bytes()));
+            let mut head_only = Vec::new();
+            answer.write_h1(&mut head_only, true, false, None);
+            assert!(head_only.ends_with(b"\r\n\r\n"), "HEAD: no body");
+        }
     }
 }

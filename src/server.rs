@@ -17,4 +17,4 @@ pub mod router;
 pub mod tls;
 
 pub use crate::state::{Gateway, StartError};
-pub use listen::{start, Running, Stopper};
+pub use listen::{start, start_prepared, Running, Stopper};

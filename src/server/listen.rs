@@ -87,6 +87,17 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 
 /// Binds the public (and admin) listeners and starts serving. Background tasks start too.
 pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> {
+    start_prepared(config, clock, |_| {}).await
+}
+
+/// `start`, with `prepare` given the state before any connection shares it: a test seam for
+/// what the config does not set (other identity header names, `Gateway::ids`).
+#[doc(hidden)]
+pub async fn start_prepared(
+    config: Config,
+    clock: Clock,
+    prepare: impl FnOnce(&mut Gateway),
+) -> Result<Running, StartError> {
     let tls = config
         .server
         .tls
@@ -99,7 +110,9 @@ pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> 
         .and_then(|a| a.tls.as_ref())
         .map(tls::server_config)
         .transpose()?;
-    let gw = Arc::new(Gateway::new(config, clock).await?);
+    let mut gw = Gateway::new(config, clock).await?;
+    prepare(&mut gw);
+    let gw = Arc::new(gw);
     gw.store.spawn_background();
     gw.oidc.spawn_discovery();
     gw.saml.spawn_refresh();

@@ -174,6 +174,22 @@ impl TestGateway {
         extra: &str,
         prepare: impl FnOnce(&Path),
     ) -> TestGateway {
+        Self::start_state(server_extra, session_extra, extra, prepare, |_| {}).await
+    }
+
+    /// The base config, with `state` given the gateway's state before it serves (for what
+    /// the config does not set, such as `Gateway::ids`).
+    pub async fn start_with_state(state: impl Fn(&mut portcullis::server::Gateway)) -> TestGateway {
+        Self::start_state("", "", "", |_| {}, state).await
+    }
+
+    async fn start_state(
+        server_extra: &str,
+        session_extra: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+        state: impl Fn(&mut portcullis::server::Gateway),
+    ) -> TestGateway {
         let upstream = TestUpstream::start().await;
         let dir = TempDir::new("gw");
         prepare(dir.path());
@@ -188,7 +204,7 @@ impl TestGateway {
             std::fs::write(&config_path, &text).unwrap();
             let config =
                 Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-            match start(config, clock.clone()).await {
+            match portcullis::server::start_prepared(config, clock.clone(), &state).await {
                 Ok(r) => break r,
                 Err(portcullis::server::StartError::Bind { .. }) if attempt < 5 => attempt += 1,
                 Err(e) => panic!("gateway did not start: {e}"),
