@@ -75,7 +75,6 @@ fn upstream_head(
 
 /// Answers an upstream failure from the one error mapping (`http::error::answer`), written
 /// straight as bytes. Returns the status and whether the connection is done.
-#[allow(clippy::too_many_arguments)] // two call sites; the request's facts as the lane has them
 async fn write_failure<IO: AsyncWrite + Unpin>(
     gw: &Gateway,
     io: &mut IO,

@@ -1,14 +1,16 @@
-//! The proxy path as one fixed list of phases (DESIGN.md §2):
+//! The proxy path on hyper, as one fixed list of phases (DESIGN.md §2). The phases marked *
+//! are `server::phases`, the same code the fast lane (`fast`) runs; `rewrite` adds what
+//! `phases::plan` decided (`ForwardPlan::apply`), after this lane's own header hygiene.
 //!
 //! | phase          | may do                                                            |
 //! |----------------|-------------------------------------------------------------------|
-//! | classify       | the path normalised once (by the router); pick the route           |
-//! | load_session   | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
-//! | authorize      | public / role check / send to login (302 for browsers, 401 JSON)  |
+//! | classify *     | the path normalised once (by the router); pick the route           |
+//! | load_session * | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
+//! | authorize *    | public / role check / send to login (302 for browsers, 401 JSON)  |
 //! | rewrite        | decide the upgrade once (`headers::Upgrade`: WebSocket, or none);  |
 //! |                | strip hop-by-hop, other upgrades, spoofed identity, our cookies; add ours |
 //! | forward        | stream to the upstream, splice WebSocket upgrades, map failures to 502/504 |
-//! | log            | one access line when `server.access_log` is on                    |
+//! | log *          | one access line when `server.access_log` is on (by the router)    |
 //!
 //! Invariants: the path that `authorize` checked is the path `forward` sends; only a request
 //! `headers::Upgrade::of` found to be a WebSocket handshake can become a tunnel; every response
@@ -29,8 +31,6 @@ use hyper::{Method, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use super::phases::load_session;
-
 /// The proxy path for a request the router found to be `Endpoint::Proxy`, on its normalised
 /// path (the one routed on, and the one forwarded). `user` is set to the session, for the log.
 pub async fn proxy(
@@ -44,7 +44,7 @@ pub async fn proxy(
     let route = phases::classify(gw, normalized)?;
 
     // Phase: load_session.
-    let session = load_session(gw, &req).await?;
+    let session = phases::load_session(gw, &req).await?;
 
     // Phase: authorize.
     match phases::authorize(route, session.as_deref()) {
@@ -241,7 +241,7 @@ mod future_size {
                 super::super::router::handle(gw, r, c, false),
             )
         });
-        let load = returned(|(gw, r): (&Gateway, &Request<Incoming>)| load_session(gw, r));
+        let load = returned(|(gw, r): (&Gateway, &Request<Incoming>)| phases::load_session(gw, r));
         let send = returned(|(gw, r): (&Gateway, Request<Incoming>)| gw.upstream.send(r));
         let proxy_f = returned(
             |(gw, r, c, u): (
