@@ -5,7 +5,8 @@
 //! Entry and routing:
 //! * `server`   — listeners (`listen`: accept loop, rustls, limits, drain), the HTTP/1.1 fast lane
 //!   (`fast`), the one router (`endpoint` parses the path once, `router` dispatches), the proxy
-//!   path's phases (`gateway`), static answers (`assets`), panic containment.
+//!   path's phases both lanes share (`phases`) and its hyper lane (`gateway`), static answers
+//!   (`assets`), panic containment.
 //! * `admin`    — the admin API on its own listener (tokens, sessions, users, audit, metrics).
 //!
 //! Handlers:
@@ -24,7 +25,8 @@
 //! * `accounts` — native users, sealed seeds, password hashing admission, enrollment invitations.
 //! * `mfa`      — second factors: TOTP, recovery codes, email codes, QR rendering.
 //! * `idp`      — IdP connectors: OIDC discovery and keys, SAML metadata, their HTTP client.
-//! * `proxy`    — path normalisation, header hygiene, upstream forwarding, pools, websockets.
+//! * `proxy`    — path normalisation, header hygiene, the `ForwardPlan` both lanes write,
+//!   upstream forwarding (hyper, and the lane's raw HTTP/1.1), pools, websockets, `ProxyError`.
 //! * `session`  — the `Session` model, cookies, `SessionStore` (memory and Redis), IdP links.
 //! * `storage`  — `UserStore` (one sqlx implementation for SQLite and PostgreSQL), sealing.
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.

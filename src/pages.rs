@@ -2,7 +2,7 @@
 //! JSON errors for API clients, and the security headers every such response carries.
 
 use crate::proxy::forward::GatewayBody;
-use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 pub const STYLESHEET: &str = include_str!("../templates/style.css");
@@ -25,24 +25,111 @@ pub fn esc(s: &str) -> String {
 
 /// Headers for every page and JSON answer the gateway writes: no framing, no caching,
 /// no sniffing, no referrer, and a CSP that allows only the gateway's own stylesheet and images.
-pub fn security_headers(h: &mut HeaderMap) {
-    h.insert(
+/// One list for both ways a response is written (`security_headers`, `Answer::write_h1`).
+// `same-origin`, not `no-referrer`: our own form POSTs then carry our real `Origin` (under
+// `no-referrer` browsers send `Origin: null`, which the form check must refuse), while no
+// other site ever sees a URL of ours (return paths, enrollment links) as a referrer.
+pub const SECURITY_HEADERS: [(&str, &str); 6] = [
+    (
         "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("pragma", HeaderValue::from_static("no-cache"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    // `same-origin`, not `no-referrer`: our own form POSTs then carry our real `Origin` (under
-    // `no-referrer` browsers send `Origin: null`, which the form check must refuse), while no
-    // other site ever sees a URL of ours (return paths, enrollment links) as a referrer.
-    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
+    ("pragma", "no-cache"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+];
+
+/// Sets `SECURITY_HEADERS` on a response's headers.
+pub fn security_headers(h: &mut HeaderMap) {
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// A page or JSON answer the gateway made, before it is written: as a hyper response
+/// (`into_response`), or as raw HTTP/1.1 bytes by the fast lane (`write_h1`), with the same
+/// status, headers and body either way.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    content_type: &'static str,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn html(status: StatusCode, body: String) -> Answer {
+        Answer {
+            status,
+            content_type: HTML,
+            body,
+        }
+    }
+
+    pub fn json(status: StatusCode, v: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            content_type: JSON,
+            body: v.to_string(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<GatewayBody> {
+        let mut r = Response::new(GatewayBody::from(self.body));
+        *r.status_mut() = self.status;
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        security_headers(r.headers_mut());
+        r
+    }
+
+    /// The whole response as HTTP/1.1 bytes into `out`: the head `into_response` would get,
+    /// then `hsts` (the edge header, `server::gateway::edge_headers`), `Date`, the length and,
+    /// with `close`, `Connection: close`; the body unless `head_request`.
+    pub fn write_h1(
+        &self,
+        out: &mut Vec<u8>,
+        head_request: bool,
+        close: bool,
+        hsts: Option<&[u8]>,
+    ) {
+        let field = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        field(out, "content-type", self.content_type.as_bytes());
+        for (name, value) in SECURITY_HEADERS {
+            field(out, name, value.as_bytes());
+        }
+        if let Some(v) = hsts {
+            field(out, "strict-transport-security", v);
+        }
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        field(out, "date", date.as_bytes());
+        field(
+            out,
+            "content-length",
+            self.body.len().to_string().as_bytes(),
+        );
+        if close {
+            field(out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_request {
+            out.extend_from_slice(self.body.as_bytes());
+        }
+    }
 }
 
 /// Page chrome shared by every gateway page.
@@ -88,6 +175,19 @@ impl Chrome {
         next: &str,
         correlation: &str,
     ) -> Response<GatewayBody> {
+        self.error_answer(status, title, what, next, correlation)
+            .into_response()
+    }
+
+    /// `error_page`, not yet written.
+    pub fn error_answer(
+        &self,
+        status: StatusCode,
+        title: &str,
+        what: &str,
+        next: &str,
+        correlation: &str,
+    ) -> Answer {
         let body = format!(
             "<h1>{}</h1><div class=\"error\" role=\"alert\">{}</div><p>{}</p>\
 <p class=\"muted\">Reference: <code id=\"correlation-id\">{}</code></p>",
@@ -96,19 +196,12 @@ impl Chrome {
             esc(next),
             esc(correlation)
         );
-        self.page(status, title, &body)
+        Answer::html(status, self.layout(title, &body, false))
     }
 }
 
 pub fn html_response(status: StatusCode, html: String) -> Response<GatewayBody> {
-    let mut r = Response::new(GatewayBody::from(html));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    security_headers(r.headers_mut());
-    r
+    Answer::html(status, html).into_response()
 }
 
 /// `{"error": ..., "detail": ...}` with the given status.
@@ -120,12 +213,7 @@ pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response<Gat
 }
 
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<GatewayBody> {
-    let mut r = Response::new(GatewayBody::from(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    security_headers(r.headers_mut());
-    r
+    Answer::json(status, v).into_response()
 }
 
 /// A `302 Found` to `location` (always an absolute URL on our origin or a configured IdP).
@@ -140,6 +228,7 @@ pub fn redirect(location: &str) -> Response<GatewayBody> {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
@@ -168,5 +257,60 @@ mod tests {
             Some(&b"no-store"[..])
         );
         assert!(r.headers().contains_key("content-security-policy"));
+    }
+
+    #[test]
+    fn an_answer_written_as_bytes_is_the_response_hyper_would_send() {
+        let c = Chrome {
+            product: "Helpdesk".into(),
+            prefix: "/_portcullis".into(),
+            has_logo: false,
+        };
+        let answers = || {
+            [
+                c.error_answer(StatusCode::BAD_GATEWAY, "Down", "x", "y", "abc"),
+                Answer::json(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &serde_json::json!({"error": "e"}),
+                ),
+            ]
+        };
+        for (answer, want) in answers().into_iter().zip(answers()) {
+            let want = want.into_response();
+            let mut out = Vec::new();
+            answer.write_h1(&mut out, false, true, Some(b"max-age=1"));
+            let mut fields = [httparse::EMPTY_HEADER; 16];
+            let mut parsed = httparse::Response::new(&mut fields);
+            let Ok(httparse::Status::Complete(len)) = parsed.parse(&out) else {
+                panic!("not a complete response head");
+            };
+            assert_eq!(parsed.code, Some(want.status().as_u16()));
+            assert_eq!(parsed.reason, want.status().canonical_reason());
+            let got: Vec<(String, Vec<u8>)> = parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            // The response's own headers in its order, then the edge and framing headers.
+            let mut expected: Vec<(String, Vec<u8>)> = want
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            expected.push(("strict-transport-security".into(), b"max-age=1".to_vec()));
+            let date = got.iter().find(|(n, _)| n == "date").cloned();
+            assert!(date.is_some(), "a Date header");
+            expected.extend(date);
+            expected.push((
+                "content-length".into(),
+                answer.body.len().to_string().into_bytes(),
+            ));
+            expected.push(("connection".into(), b"close".to_vec()));
+            assert_eq!(got, expected);
+            assert_eq!(out.get(len..), Some(answer.body.as_bytes()));
+            let mut head_only = Vec::new();
+            answer.write_h1(&mut head_only, true, false, None);
+            assert!(head_only.ends_with(b"\r\n\r\n"), "HEAD: no body");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The public and admin listeners: the accept loop with its limits and rustls (`listen`),
 //! the HTTP/1.1 fast lane that serves the common request from raw bytes (`fast`), the one
 //! router of every other request (`endpoint` parses, `router` dispatches), the proxy path's
-//! phases (`gateway`), the static answers (`assets`), panic containment (`contain`),
+//! phases both lanes share (`phases`) and its hyper lane (`gateway`), the static answers
+//! (`assets`), panic containment (`contain`),
 //! connection limits (`limits`) and TLS (`tls`).
 
 pub mod assets;
@@ -11,8 +12,9 @@ pub mod fast;
 pub mod gateway;
 pub mod limits;
 pub mod listen;
+pub mod phases;
 pub mod router;
 pub mod tls;
 
 pub use crate::state::{Gateway, StartError};
-pub use listen::{start, start_on, Running, Stopper};
+pub use listen::{start, start_on, start_prepared, Running, Stopper};

@@ -35,7 +35,9 @@ mod store;
 
 pub use any_store::AnySessionStore;
 pub use id::{new_token, random_id, SessionId};
-pub use identity::{AuthMethod, HeaderValues, Identity, IdentityValueError, MfaUsed};
+pub use identity::{
+    AuthMethod, HeaderValues, Identity, IdentityField, IdentityValueError, MfaUsed,
+};
 pub use memory::MemoryStore;
 pub use model::{CachedAssertion, Expiry, Session};
 pub use store::SessionStore;

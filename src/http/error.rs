@@ -2,8 +2,9 @@
 //! fixed texts per variant (never upstream, IdP or database text), a page for browsers and JSON
 //! for the rest; blame goes to the source (client 4xx, upstream 502/504, store 503, bug 500).
 
-use crate::pages;
-use crate::proxy::forward::{GatewayBody, ProxyError};
+use crate::pages::Answer;
+use crate::proxy::error::{ProxyError, Reply};
+use crate::proxy::forward::GatewayBody;
 use crate::proxy::path;
 use crate::state::Gateway;
 use crate::storage::StoreError;
@@ -60,107 +61,118 @@ pub fn wants_html<B>(req: &Request<B>) -> bool {
         .any(|v| v.contains("text/html"))
 }
 
-/// The one place a `GatewayError` becomes a response. Fixed texts only; details go to the log.
-pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
+impl GatewayError {
+    /// The fixed answer to this error: one exhaustive match (an upstream failure answers as
+    /// `ProxyError::reply` says, in both lanes).
+    pub fn reply(&self) -> Reply {
+        let r = |status, code, title, what, next| Reply {
+            status,
+            code,
+            title,
+            what,
+            next,
+        };
+        match self {
+            GatewayError::BadPath(_) => r(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Bad request",
+                "The address of this request is not valid.",
+                "Check the link you followed.",
+            ),
+            GatewayError::AmbiguousPath => r(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Bad request",
+                "The address of this request can be read in more than one way, so it was refused.",
+                "Check the link you followed.",
+            ),
+            GatewayError::BadUpgrade(_) => r(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Bad request",
+                "This request asks to switch protocols in a way this gateway does not allow.",
+                "Only WebSocket connections (GET, HTTP/1.1, a complete handshake) are passed on.",
+            ),
+            GatewayError::NoRoute => r(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not available",
+                "Nothing is published at this address.",
+                "Check the link you followed, or go to the home page.",
+            ),
+            GatewayError::RoleNotAllowed => r(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Access denied",
+                "You are signed in, but your role does not give access to this page.",
+                "Ask an administrator for access, or sign out and sign in with another account.",
+            ),
+            GatewayError::Unauthenticated => r(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Sign-in required",
+                "You need to sign in to reach this page.",
+                "Sign in and try again.",
+            ),
+            GatewayError::NoLogin => r(
+                StatusCode::FORBIDDEN,
+                "no_login",
+                "Sign-in unavailable",
+                "This page needs a sign-in, but no sign-in method is configured for it.",
+                "Tell the administrator of this site.",
+            ),
+            GatewayError::Store(_) => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                "The sign-in service cannot check your session right now.",
+                "Try again in a minute.",
+            ),
+            GatewayError::Upstream(e) => e.reply(),
+            GatewayError::NoLogo => r(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                "No logo is configured.",
+                "Nothing to do: the page works without it.",
+            ),
+            GatewayError::LogoUnreadable => r(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                "The logo could not be read.",
+                "Tell the administrator of this site.",
+            ),
+            GatewayError::Panicked(_) => r(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong",
+                "The gateway hit an internal error while answering this request.",
+                "Try again. If this keeps happening, tell the administrator and quote the reference.",
+            ),
+        }
+    }
+}
+
+/// The one place a `GatewayError` becomes an answer: counted, logged once with a correlation
+/// id, and rendered from its fixed `reply` (a page for browsers, else JSON). Fixed texts only;
+/// details go to the log. Both lanes send this: hyper as a `Response` (`respond`), the fast
+/// lane as raw bytes (`pages::Answer::write_h1`).
+pub fn answer(gw: &Gateway, e: GatewayError, html: bool) -> Answer {
     let correlation = crate::session::random_id(9);
     match &e {
         GatewayError::Store(_) => gw.metrics.store_error(),
         GatewayError::Panicked(_) => gw.metrics.panic(),
         _ => {}
     }
-    let (status, code, title, what, next) = match &e {
-        GatewayError::BadPath(_) => (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Bad request",
-            "The address of this request is not valid.",
-            "Check the link you followed.",
-        ),
-        GatewayError::AmbiguousPath => (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Bad request",
-            "The address of this request can be read in more than one way, so it was refused.",
-            "Check the link you followed.",
-        ),
-        GatewayError::BadUpgrade(_) => (
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Bad request",
-            "This request asks to switch protocols in a way this gateway does not allow.",
-            "Only WebSocket connections (GET, HTTP/1.1, a complete handshake) are passed on.",
-        ),
-        GatewayError::NoRoute => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Not available",
-            "Nothing is published at this address.",
-            "Check the link you followed, or go to the home page.",
-        ),
-        GatewayError::RoleNotAllowed => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Access denied",
-            "You are signed in, but your role does not give access to this page.",
-            "Ask an administrator for access, or sign out and sign in with another account.",
-        ),
-        GatewayError::Unauthenticated => (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Sign-in required",
-            "You need to sign in to reach this page.",
-            "Sign in and try again.",
-        ),
-        GatewayError::NoLogin => (
-            StatusCode::FORBIDDEN,
-            "no_login",
-            "Sign-in unavailable",
-            "This page needs a sign-in, but no sign-in method is configured for it.",
-            "Tell the administrator of this site.",
-        ),
-        GatewayError::Store(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Temporarily unavailable",
-            "The sign-in service cannot check your session right now.",
-            "Try again in a minute.",
-        ),
-        GatewayError::Upstream(ProxyError::Timeout) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "The application did not answer",
-            "The application behind this gateway did not answer in time.",
-            "Try again in a minute.",
-        ),
-        GatewayError::Upstream(ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_)) => (
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            "The application is unavailable",
-            "The application behind this gateway cannot be reached.",
-            "Try again in a minute.",
-        ),
-        GatewayError::NoLogo => (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            "No logo is configured.",
-            "Nothing to do: the page works without it.",
-        ),
-        GatewayError::LogoUnreadable => (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            "The logo could not be read.",
-            "Tell the administrator of this site.",
-        ),
-        GatewayError::Panicked(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Something went wrong",
-            "The gateway hit an internal error while answering this request.",
-            "Try again. If this keeps happening, tell the administrator and quote the reference.",
-        ),
-    };
+    let Reply {
+        status,
+        code,
+        title,
+        what,
+        next,
+    } = e.reply();
     if matches!(e, GatewayError::Panicked(_)) {
         tracing::error!(correlation = %correlation, error = %e, status = status.as_u16(), "request handler panicked");
     } else if status.is_server_error() {
@@ -170,16 +182,21 @@ pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBod
     }
     if html {
         gw.chrome
-            .error_page(status, title, what, next, &correlation)
+            .error_answer(status, title, what, next, &correlation)
     } else if status.is_server_error() {
         // Our fault, not the client's: API clients get the log line's reference too.
-        pages::json_response(
+        Answer::json(
             status,
             &serde_json::json!({"error": code, "detail": what, "reference": correlation}),
         )
     } else {
-        pages::json_error(status, code, what)
+        Answer::json(status, &serde_json::json!({"error": code, "detail": what}))
     }
+}
+
+/// `answer` as a response of the general path.
+pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
+    answer(gw, e, html).into_response()
 }
 
 /// A store failure on a gateway page: fail closed with `503`.

@@ -18,7 +18,7 @@ use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, TotpSeed};
 use crate::server::endpoint::AccountStep;
-use crate::server::gateway::load_session;
+use crate::server::phases::load_session;
 use crate::session::{AuthMethod, Session, SessionId, SessionStore};
 use crate::state::Gateway;
 use crate::storage::UserStore;

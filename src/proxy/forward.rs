@@ -7,6 +7,7 @@
 //! response (never after a HEAD, whose announced body a faulty upstream may still send), and is
 //! taken again only if nothing arrived on it meanwhile (`idle::IdlePool::take`).
 
+use super::error::ProxyError;
 use crate::config::UpstreamConfig;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -116,21 +117,6 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// Why forwarding failed. Details go to the log; the client gets a fixed message.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// The upstream refused or reset the connection, or sent something unparseable.
-    #[error("upstream unavailable: {0}")]
-    Unavailable(String),
-    /// The upstream did not answer within `upstream.timeout`.
-    #[error("upstream timed out")]
-    Timeout,
-    /// The upstream answered 101 to a request that asked for no WebSocket upgrade, or
-    /// switched to something other than the WebSocket the client asked for.
-    #[error("upstream switched protocols unasked: {0}")]
-    UnexpectedSwitch(&'static str),
 }
 
 /// A keep-alive HTTP/1.1 connection to the upstream: hyper's sender, and the socket its
@@ -353,7 +339,8 @@ impl Upstream {
     /// `upstream.timeout` counts from the end of the request body: an upload is not cut off
     /// for being large, only an upstream that then does not answer.
     /// A 101 here is a 502: the request asked for no upgrade (`headers::Upgrade::None`), so
-    /// whatever the upstream switched to must not reach the client or be spliced.
+    /// whatever the upstream switched to must not reach the client or be spliced. The
+    /// response's hop-by-hop headers are removed (`headers::strip_response`).
     pub async fn send(&self, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
         let mut resp = self.send_inner(req, true).await?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -363,6 +350,7 @@ impl Upstream {
                 "101 to a request without an upgrade",
             ));
         }
+        super::headers::strip_response(resp.headers_mut(), false);
         Ok(resp)
     }
 
@@ -398,6 +386,7 @@ impl Upstream {
 
     /// Sends a WebSocket handshake (`headers::Upgrade::WebSocket`); splices both connections
     /// on a 101 that answers it (`accepts_websocket`), and answers any other 101 with a 502.
+    /// The response's hop-by-hop headers are removed, as in `send`.
     pub async fn send_websocket(
         &self,
         mut req: Request<Incoming>,
@@ -409,10 +398,13 @@ impl Upstream {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let mut resp = self.send_inner(req, false).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            super::headers::strip_response(resp.headers_mut(), false);
             return Ok(resp.map(GatewayBody::Upstream));
         }
         // Fail closed: dropping the response drops its upgraded connection, never spliced.
         accepts_websocket(resp.headers(), expected.as_deref())?;
+        // This 101 answers the handshake: exactly `Connection: upgrade`, `Upgrade: websocket`.
+        super::headers::strip_response(resp.headers_mut(), true);
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let (parts, body) = resp.into_parts();
         tokio::spawn(async move {

@@ -8,7 +8,7 @@
 //! nothing one response sent can be read as part of the next. A 101 is a 502: the lane forwards
 //! no upgrade.
 
-use super::forward::ProxyError;
+use super::error::ProxyError;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 //! header goes (any case, `_` for `-`, any number of times), the gateway's own are added.
 //! Invariant: after `strip_inbound`, no header the client sent can be read as an identity header.
 
+use crate::session::IdentityField;
 use base64::Engine as _;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Method, Version};
@@ -57,7 +58,21 @@ fn same_name(candidate: &str, canonical: &str) -> bool {
 }
 
 impl IdentityHeaders {
-    pub(crate) fn names(&self) -> [&HeaderName; 8] {
+    /// The header an identity value is sent under (the assertion's is `assertion`).
+    pub fn name(&self, field: IdentityField) -> &HeaderName {
+        match field {
+            IdentityField::User => &self.user,
+            IdentityField::Email => &self.email,
+            IdentityField::Groups => &self.groups,
+            IdentityField::Roles => &self.roles,
+            IdentityField::Method => &self.method,
+            IdentityField::Mfa => &self.mfa,
+            IdentityField::Session => &self.session,
+        }
+    }
+
+    /// Every name of ours, for `is_reserved`.
+    fn names(&self) -> [&HeaderName; 8] {
         [
             &self.user,
             &self.email,

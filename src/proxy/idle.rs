@@ -12,7 +12,7 @@
 //! Under load that gap is when connections are reused. `quiet` asks the kernel (one
 //! non-blocking `recv(MSG_PEEK)`, about a third of a microsecond when there is nothing).
 
-use super::forward::ProxyError;
+use super::error::ProxyError;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;

@@ -103,7 +103,7 @@ fn adopt(
 
 /// Binds the public (and admin) listeners and starts serving. Background tasks start too.
 pub async fn start(config: Config, clock: Clock) -> Result<Running, StartError> {
-    start_listening(config, clock, None).await
+    start_listening(config, clock, None, |_| {}).await
 }
 
 /// As `start`, serving the public listener on `public` (already bound) instead of binding
@@ -113,13 +113,27 @@ pub async fn start_on(
     clock: Clock,
     public: std::net::TcpListener,
 ) -> Result<Running, StartError> {
-    start_listening(config, clock, Some(public)).await
+    start_listening(config, clock, Some(public), |_| {}).await
+}
+
+/// `start_on` (or `start` without a listener), with `prepare` given the state before any
+/// connection shares it: a test seam for what the config does not set (other identity header
+/// names, `Gateway::ids`).
+#[doc(hidden)]
+pub async fn start_prepared(
+    config: Config,
+    clock: Clock,
+    public: Option<std::net::TcpListener>,
+    prepare: impl FnOnce(&mut Gateway),
+) -> Result<Running, StartError> {
+    start_listening(config, clock, public, prepare).await
 }
 
 async fn start_listening(
     config: Config,
     clock: Clock,
     public: Option<std::net::TcpListener>,
+    prepare: impl FnOnce(&mut Gateway),
 ) -> Result<Running, StartError> {
     let tls = config
         .server
@@ -133,7 +147,9 @@ async fn start_listening(
         .and_then(|a| a.tls.as_ref())
         .map(tls::server_config)
         .transpose()?;
-    let gw = Arc::new(Gateway::new(config, clock).await?);
+    let mut gw = Gateway::new(config, clock).await?;
+    prepare(&mut gw);
+    let gw = Arc::new(gw);
     gw.store.spawn_background();
     gw.oidc.spawn_discovery();
     gw.saml.spawn_refresh();

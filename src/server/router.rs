@@ -9,6 +9,7 @@
 use super::assets;
 use super::endpoint::Endpoint;
 use super::gateway;
+use super::phases;
 use crate::http::{respond, Conn, GatewayError};
 use crate::login::{account, entry as endpoints, mfa, native, oidc, saml};
 use crate::metrics::RouteClass;
@@ -63,19 +64,17 @@ pub async fn handle(
             (class, resp)
         }
     };
-    gw.metrics.request(class, resp.status().as_u16());
-    if let (Some(t), Some(m), Some(p)) = (started, method, raw_path) {
-        tracing::info!(
-            target: "access",
-            method = %m,
-            path = %p,
-            status = resp.status().as_u16(),
-            user = user.as_ref().map_or("-", |s| s.identity.user.as_str()),
-            peer = %conn.peer.ip(),
-            ms = t.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
-    }
+    let line = match (started, &method, &raw_path) {
+        (Some(started), Some(m), Some(p)) => Some(phases::AccessLine {
+            started,
+            method: m.as_str(),
+            path: p,
+            user: user.as_deref(),
+            peer: conn.peer.ip(),
+        }),
+        _ => None,
+    };
+    phases::log(gw, class, resp.status().as_u16(), line);
     resp
 }
 

@@ -105,13 +105,39 @@ pub struct Identity {
     pub mfa: MfaUsed,
 }
 
+/// One identity value, by name. The header each is sent under is configured apart
+/// (`proxy::headers::IdentityHeaders::name`); values are read by this name, never by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityField {
+    User = 0,
+    Email = 1,
+    Groups = 2,
+    Roles = 3,
+    Method = 4,
+    Mfa = 5,
+    Session = 6,
+}
+
+impl IdentityField {
+    /// Every field, in the order the identity headers are written upstream.
+    pub const ALL: [IdentityField; 7] = [
+        IdentityField::User,
+        IdentityField::Email,
+        IdentityField::Groups,
+        IdentityField::Roles,
+        IdentityField::Method,
+        IdentityField::Mfa,
+        IdentityField::Session,
+    ];
+}
+
 /// Identity header values, rendered once at login into one buffer: the proxy path takes
 /// slices of it (a reference count each), and a session holds one allocation instead of seven
 /// (DESIGN.md §7: a million sessions in memory).
 #[derive(Clone, Debug)]
 pub struct HeaderValues {
     buf: bytes::Bytes,
-    /// End offset of each part in `buf`: user, email, groups, roles, method, mfa, session.
+    /// End offset of each part in `buf`, indexed by `IdentityField`.
     ends: [u16; 7],
     has_email: bool,
 }
@@ -199,19 +225,28 @@ impl HeaderValues {
             .unwrap_or_else(|| HeaderValue::from_static(""))
     }
 
-    /// The values as bytes, in the order user, email (None when the identity has none), groups,
-    /// roles, method, mfa, session. Each was checked as a header value when rendered.
-    pub fn raw(&self) -> [Option<&[u8]>; 7] {
-        let mut out = [None; 7];
-        let mut start = 0;
-        for (i, (slot, &end)) in out.iter_mut().zip(self.ends.iter()).enumerate() {
-            let end = usize::from(end);
-            if i != 1 || self.has_email {
-                *slot = self.buf.get(start..end);
-            }
-            start = end;
+    /// The bytes of one value (None: the identity has no email). Checked as a header value
+    /// when rendered.
+    pub fn bytes(&self, field: IdentityField) -> Option<&[u8]> {
+        let i = field as usize;
+        if field == IdentityField::Email && !self.has_email {
+            return None;
         }
-        out
+        let start = i
+            .checked_sub(1)
+            .and_then(|p| self.ends.get(p))
+            .map_or(0, |&e| usize::from(e));
+        let end = self.ends.get(i).map_or(0, |&e| usize::from(e));
+        self.buf.get(start..end)
+    }
+
+    /// One value as a header value sharing the session's buffer (a reference count, no copy);
+    /// None: the identity has no email.
+    pub fn value(&self, field: IdentityField) -> Option<HeaderValue> {
+        if field == IdentityField::Email && !self.has_email {
+            return None;
+        }
+        Some(self.part(field as usize))
     }
 
     pub fn user(&self) -> HeaderValue {

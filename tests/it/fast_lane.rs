@@ -69,6 +69,103 @@ async fn the_lane_and_the_general_path_forward_the_same_request() {
     gw.stop().await;
 }
 
+/// Identity header names other than the defaults, each named after the next field: a value
+/// written by position instead of by name would land under another field's name.
+fn rotated_identity_headers() -> portcullis::proxy::headers::IdentityHeaders {
+    let n = hyper::header::HeaderName::from_static;
+    portcullis::proxy::headers::IdentityHeaders {
+        user: n("x-id-email"),
+        email: n("x-id-groups"),
+        groups: n("x-id-roles"),
+        roles: n("x-id-method"),
+        method: n("x-id-mfa"),
+        mfa: n("x-id-session"),
+        session: n("x-id-user"),
+        assertion: n("x-id-proof"),
+    }
+}
+
+#[tokio::test]
+async fn both_lanes_send_renamed_identity_headers_by_name() {
+    // Not a config key (`Gateway::ids` is always the defaults from config): set on the state.
+    let gw = TestGateway::start_with_state(|g| g.ids = rotated_identity_headers()).await;
+    let (cookie, id) = gw.session_for("ann", &["agent"]).await;
+    let headers: Vec<(&str, &str)> = vec![
+        ("cookie", &cookie),
+        // Spoofs of the configured names, in other spellings: never forwarded.
+        ("x-id-email", "mallory@example.com"),
+        ("X_Id_Method", "admin"),
+        ("x-id-proof", "forged"),
+        ("accept", "application/json"),
+    ];
+    let http = Http::new();
+    let url = gw.url("/agent/page");
+    let before = handoffs(&gw);
+    let lane = http.get(&url, &headers).await;
+    assert_eq!(lane.status, StatusCode::OK);
+    assert_eq!(handoffs(&gw), before, "a signed-in GET stays in the lane");
+    let mut general_headers = headers.clone();
+    general_headers.push(("content-length", "0"));
+    let general = http.get(&url, &general_headers).await;
+    assert_eq!(general.status, StatusCode::OK);
+    assert_eq!(handoffs(&gw), before + 1, "handed to hyper");
+
+    let want = [
+        ("x-id-email", "ann"),
+        ("x-id-groups", "ann@example.com"),
+        ("x-id-roles", "agents"),
+        ("x-id-method", "agent"),
+        ("x-id-mfa", "native"),
+        ("x-id-session", "totp"),
+        ("x-id-user", id.as_str()),
+    ];
+    for (lane_name, resp) in [("lane", &lane), ("general path", &general)] {
+        let seen = resp.upstream_headers();
+        for (name, value) in want {
+            let values: Vec<&str> = seen
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert_eq!(values, vec![value], "{name} from the {lane_name}");
+        }
+        let proofs: Vec<&str> = seen
+            .iter()
+            .filter(|(n, _)| n == "x-id-proof")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(proofs.len(), 1, "one assertion from the {lane_name}");
+        assert_eq!(
+            proofs[0].split('.').count(),
+            3,
+            "a JWT from the {lane_name}"
+        );
+        for default in [
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-auth-roles",
+            "x-portcullis-assertion",
+        ] {
+            assert!(
+                seen.iter().all(|(n, _)| n != default),
+                "{default} sent by the {lane_name} under renamed headers"
+            );
+        }
+    }
+    let a = sorted_without(lane.upstream_headers(), &["content-length", "x-id-proof"]);
+    let b = sorted_without(
+        general.upstream_headers(),
+        &["content-length", "x-id-proof"],
+    );
+    assert_eq!(a, b, "the upstream sees the same request from both paths");
+    assert_eq!(
+        lane.upstream_header("x-id-proof"),
+        general.upstream_header("x-id-proof"),
+        "the same cached assertion"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn requests_the_lane_does_not_take_are_answered_by_the_general_path() {
     let gw = TestGateway::start().await;

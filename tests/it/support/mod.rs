@@ -78,10 +78,20 @@ pub async fn start_gateway(
     clock: Clock,
     config_for: impl FnOnce(u16) -> String,
 ) -> Running {
+    start_gateway_with(config_path, clock, config_for, |_| {}).await
+}
+
+/// As `start_gateway`, with `state` given the gateway's state before it serves.
+pub async fn start_gateway_with(
+    config_path: &Path,
+    clock: Clock,
+    config_for: impl FnOnce(u16) -> String,
+    state: impl FnOnce(&mut portcullis::server::Gateway),
+) -> Running {
     let (listener, port) = loopback_listener();
     std::fs::write(config_path, config_for(port)).unwrap();
     let config = Config::load(config_path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-    portcullis::server::start_on(config, clock, listener)
+    portcullis::server::start_prepared(config, clock, Some(listener), state)
         .await
         .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
 }
@@ -247,14 +257,33 @@ impl TestGateway {
         extra: &str,
         prepare: impl FnOnce(&Path),
     ) -> TestGateway {
+        Self::start_state(server_extra, session_extra, extra, prepare, |_| {}).await
+    }
+
+    /// The base config, with `state` given the gateway's state before it serves (for what
+    /// the config does not set, such as `Gateway::ids`).
+    pub async fn start_with_state(state: impl Fn(&mut portcullis::server::Gateway)) -> TestGateway {
+        Self::start_state("", "", "", |_| {}, state).await
+    }
+
+    async fn start_state(
+        server_extra: &str,
+        session_extra: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+        state: impl Fn(&mut portcullis::server::Gateway),
+    ) -> TestGateway {
         let upstream = TestUpstream::start().await;
         let dir = TempDir::new("gw");
         prepare(dir.path());
         let config_path = dir.path().join("portcullis.toml");
         let clock = Clock::manual(1_800_000_000);
-        let running = start_gateway(&config_path, clock.clone(), |port| {
-            base_config_full(port, upstream.addr, server_extra, session_extra, extra)
-        })
+        let running = start_gateway_with(
+            &config_path,
+            clock.clone(),
+            |port| base_config_full(port, upstream.addr, server_extra, session_extra, extra),
+            &state,
+        )
         .await;
         let addr = running.addr;
         TestGateway {

@@ -1,0 +1,139 @@
+//! The proxy path's phases that both lanes run (DESIGN.md §2), written once: classify the
+//! route, load the session, authorize, plan what goes upstream, log. `gateway` (hyper) and
+//! `fast` (raw HTTP/1.1) call these; each lane only reads its own representation of a request.
+//! Invariant: a request the lane takes gets the decisions `gateway` would make for it.
+
+use crate::auth::policy::{self, RouteDecision};
+use crate::config::{Access, RouteConfig};
+use crate::http::{Conn, GatewayError};
+use crate::metrics::RouteClass;
+use crate::proxy::plan::{ForwardPlan, IdentityPlan};
+use crate::session::{cookie, Session, SessionId, SessionStore};
+use crate::state::Gateway;
+use hyper::Request;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Phase classify: the route for the normalised path (the one routed on and forwarded).
+pub fn classify<'g>(gw: &'g Gateway, normalized: &str) -> Result<&'g RouteConfig, GatewayError> {
+    match gw.routes.decide(normalized) {
+        RouteDecision::Route(r) => Ok(r),
+        RouteDecision::NoRoute => Err(GatewayError::NoRoute),
+        RouteDecision::Ambiguous => Err(GatewayError::AmbiguousPath),
+    }
+}
+
+/// Reads the session cookie and returns the live session, if any (see `session_for_token`).
+pub async fn load_session<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+) -> Result<Option<Arc<Session>>, GatewayError> {
+    let Some(token) = cookie::get(req.headers(), gw.cookies.session) else {
+        return Ok(None);
+    };
+    session_for_token(gw, token).await
+}
+
+/// Phase load_session, for a session cookie's value: the live session, if any. Expired
+/// sessions are removed; the idle timestamp is written at most once per touch interval.
+pub async fn session_for_token(
+    gw: &Gateway,
+    token: &str,
+) -> Result<Option<Arc<Session>>, GatewayError> {
+    // Hashed from the borrowed value: no copy of the secret is made.
+    let id = SessionId::of_str(token);
+    // Fail closed: a store error is a 503, never "no session" and never "allowed".
+    let Some(s) = gw.store.get(&id).await? else {
+        return Ok(None);
+    };
+    let now = gw.clock.now();
+    if let Err(why) = s.check(now) {
+        Box::pin(gw.store.remove(&id)).await?;
+        tracing::info!(target: "audit", event = "session.expired", user = %s.identity.user, reason = ?why, "session expired");
+        return Ok(None);
+    }
+    if s.needs_touch(now, gw.config.session.touch_interval) {
+        // Boxed, as `remove` above: rare, and kept out of the per-request future.
+        Box::pin(gw.store.touch(&s, now)).await?;
+    }
+    Ok(Some(s))
+}
+
+/// What phase authorize decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authorized {
+    /// A public route, or a session with a role the route admits.
+    Pass,
+    /// A protected route and no session: the client is sent to sign in (or gets 401).
+    SignIn,
+    /// A session, but none of its roles is admitted (403).
+    Refused,
+}
+
+/// Phase authorize: public routes pass; protected ones need a session with an admitted role.
+pub fn authorize(route: &RouteConfig, session: Option<&Session>) -> Authorized {
+    match (&route.access, session) {
+        (Access::Public, _) => Authorized::Pass,
+        (Access::Roles(_), Some(s)) if policy::admits(route, &s.identity.roles) => Authorized::Pass,
+        (Access::Roles(_), Some(_)) => Authorized::Refused,
+        (Access::Roles(_), None) => Authorized::SignIn,
+    }
+}
+
+/// Phase rewrite, the part both lanes share: what the gateway adds to the request (target,
+/// forwarding and identity headers). `chain`: the client's first `X-Forwarded-For` as text,
+/// kept only from a trusted proxy; `host`: the client's `Host`.
+pub fn plan<'a, V>(
+    gw: &'a Gateway,
+    conn: Conn,
+    normalized: &'a str,
+    query: Option<&'a str>,
+    host: Option<V>,
+    chain: Option<&'a str>,
+    session: Option<&'a Session>,
+) -> ForwardPlan<'a, V> {
+    let peer = conn.peer.ip();
+    let trusted = gw.config.is_trusted_proxy(peer);
+    ForwardPlan {
+        base_path: &gw.upstream.config.base_path,
+        path: normalized,
+        query,
+        chain: chain.filter(|_| trusted),
+        peer,
+        https: conn.tls || (trusted && gw.config.server.https),
+        host,
+        identity: session.map(|s| IdentityPlan {
+            names: &gw.ids,
+            values: &s.headers,
+            assertion: gw.signer.for_session(s, gw.clock.now()),
+        }),
+    }
+}
+
+/// One request's access line (`server.access_log`): `started` is when its head was read.
+pub struct AccessLine<'a> {
+    pub started: Instant,
+    pub method: &'a str,
+    /// The path as the client sent it.
+    pub path: &'a str,
+    pub user: Option<&'a Session>,
+    pub peer: IpAddr,
+}
+
+/// Phase log: one metric per request, and its access line when `server.access_log` is on.
+pub fn log(gw: &Gateway, class: RouteClass, status: u16, line: Option<AccessLine<'_>>) {
+    gw.metrics.request(class, status);
+    if let Some(l) = line {
+        tracing::info!(
+            target: "access",
+            method = %l.method,
+            path = %l.path,
+            status,
+            user = l.user.map_or("-", |s| s.identity.user.as_str()),
+            peer = %l.peer,
+            ms = l.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
