@@ -27,6 +27,22 @@ use hyper::Response;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The cookies an SSO callback reads before its body: the remembered-MFA device and the
+/// known device of the new-device notice (signature checked).
+pub struct BrowserCookies {
+    pub remembered: Option<String>,
+    pub known: Option<String>,
+}
+
+impl BrowserCookies {
+    pub fn of(gw: &Gateway, headers: &HeaderMap) -> BrowserCookies {
+        BrowserCookies {
+            remembered: cookie::get(headers, gw.cookies.device).map(str::to_owned),
+            known: crate::alerts::known_device(gw, headers),
+        }
+    }
+}
+
 /// What the browser brought to the first factor, for the steps after it.
 pub struct Next<'a> {
     /// The remembered-device cookie, if any.
@@ -267,6 +283,10 @@ pub(crate) async fn finish_with(
         &gw.cookies.set(gw.cookies.session, token.expose(), None),
     );
     set_cookie(&mut r, &gw.cookies.clear(gw.cookies.pending));
+    // DESIGN.md §12: the new-device and recovery-code notices; never block the sign-in.
+    if let Some(c) = crate::alerts::signed_in(gw, pending, used, ip, ua.as_deref()).await {
+        set_cookie(&mut r, &c);
+    }
     if let Some(acc) = remember.filter(|_| pending.remember_secs > 0) {
         let device_token = random_id(32);
         let now = gw.clock.now();

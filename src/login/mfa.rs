@@ -445,6 +445,12 @@ pub(crate) async fn submit_enroll(
         },
     )
     .await;
+    crate::alerts::factor_changed(
+        gw,
+        &p.user,
+        p.email.as_deref(),
+        crate::notify::mail::FactorChange::Added,
+    );
     let landing = if codes.is_empty() {
         Landing::Notice {
             title: "Two-step verification is on",

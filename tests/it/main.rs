@@ -17,6 +17,7 @@ mod fast_lane;
 mod hostile;
 mod login_attacks;
 mod native;
+mod notify;
 mod oidc;
 mod process;
 mod proxy;
