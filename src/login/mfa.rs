@@ -52,6 +52,14 @@ pub async fn entry(
         Ok(Err(why)) => return stale(gw, &id, &pending, why, ip).await,
         Err(e) => return store_error(gw, e),
     }
+    // A break-glass login goes on only while its user is armed (disarm, window end).
+    if pending.method == crate::auth::pending::LoginMethod::BreakGlass {
+        match crate::auth::break_glass::armed_for(&gw.store, &pending.user, gw.clock.now()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return stale(gw, &id, &pending, Stale::Revoked, ip).await,
+            Err(e) => return store_error(gw, e),
+        }
+    }
     let enrolling = matches!(pending.stage, Stage::Enroll { .. });
     match (step, &method, enrolling) {
         (MfaStep::Challenge, &Method::GET, false) => {

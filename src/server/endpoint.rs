@@ -144,7 +144,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Mfa(MfaStep::Email) => post,
             Endpoint::Mfa(_) => get || post,
             Endpoint::Account(AccountStep::Page) | Endpoint::Report => get || post,
-            Endpoint::BreakGlass => get,
+            Endpoint::BreakGlass => get || post,
             Endpoint::Account(_) => post,
             Endpoint::Oidc(_, OidcStep::Callback) => get,
             Endpoint::Oidc(_, OidcStep::BackchannelLogout) => post,

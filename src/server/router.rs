@@ -10,7 +10,7 @@ use super::assets;
 use super::endpoint::Endpoint;
 use super::gateway;
 use crate::http::{respond, Conn, GatewayError};
-use crate::login::{account, entry as endpoints, mfa, native, oidc, report, saml};
+use crate::login::{account, break_glass, entry as endpoints, mfa, native, oidc, report, saml};
 use crate::metrics::RouteClass;
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
@@ -102,7 +102,7 @@ async fn dispatch(
         Endpoint::Mfa(step) => mfa::entry(gw, req, conn, step).await,
         Endpoint::Account(step) => account::entry(gw, req, conn, step).await,
         Endpoint::Report => report::entry(gw, req, conn).await,
-        Endpoint::BreakGlass => not_found(),
+        Endpoint::BreakGlass => break_glass::entry(gw, req, conn).await,
         Endpoint::Oidc(idp, step) => oidc::entry(gw, req, conn, idp, step).await,
         Endpoint::Saml(idp, step) => saml::entry(gw, req, conn, idp, step).await,
         Endpoint::NativeLogin(path) => native::entry(gw, req, conn, path).await,
