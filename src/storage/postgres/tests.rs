@@ -221,6 +221,7 @@ async fn reopening_the_same_schema_keeps_data_and_applies_migrations_once() {
                 "_sqlx_migrations",
                 "audit_log",
                 "enrollment_invites",
+                "known_devices",
                 "recovery_codes",
                 "remembered_devices",
                 "totp_factors",
