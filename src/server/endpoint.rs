@@ -50,6 +50,10 @@ pub enum Endpoint<'a> {
     Logout,
     Mfa(MfaStep),
     Account(AccountStep),
+    /// The "this was not me" link of a notice (DESIGN.md §12).
+    Report,
+    /// A break-glass link (DESIGN.md §12).
+    BreakGlass,
     Oidc(&'a str, OidcStep),
     Saml(&'a str, SamlStep),
     /// Under the reserved prefix, but nothing is there.
@@ -93,6 +97,8 @@ impl<'a> Endpoint<'a> {
             "/mfa" => Endpoint::Mfa(MfaStep::Challenge),
             "/mfa/enroll" => Endpoint::Mfa(MfaStep::Enroll),
             "/mfa/email" => Endpoint::Mfa(MfaStep::Email),
+            "/not-me" => Endpoint::Report,
+            "/break-glass" => Endpoint::BreakGlass,
             "/account" => Endpoint::Account(AccountStep::Page),
             "/account/sessions/end" => Endpoint::Account(AccountStep::SessionsEnd),
             "/account/devices/forget" => Endpoint::Account(AccountStep::DevicesForget),
@@ -137,7 +143,8 @@ impl<'a> Endpoint<'a> {
             Endpoint::Logout | Endpoint::NativeLogin(_) => get || post,
             Endpoint::Mfa(MfaStep::Email) => post,
             Endpoint::Mfa(_) => get || post,
-            Endpoint::Account(AccountStep::Page) => get || post,
+            Endpoint::Account(AccountStep::Page) | Endpoint::Report => get || post,
+            Endpoint::BreakGlass => get || post,
             Endpoint::Account(_) => post,
             Endpoint::Oidc(_, OidcStep::Callback) => get,
             Endpoint::Oidc(_, OidcStep::BackchannelLogout) => post,

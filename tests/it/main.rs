@@ -10,6 +10,7 @@
 
 mod account;
 mod admin;
+mod break_glass;
 mod browser_e2e;
 mod cli;
 mod config;
@@ -17,6 +18,7 @@ mod fast_lane;
 mod hostile;
 mod login_attacks;
 mod native;
+mod notify;
 mod oidc;
 mod process;
 mod proxy;
