@@ -52,18 +52,11 @@ pub struct Env {
     store: Option<Store>,
 }
 
-pub fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl Env {
     pub async fn start(o: Opts) -> Env {
         let smtp = TestSmtp::start().await.unwrap();
-        let admin_port = free_port();
+        // Port 0: the admin listener binds a port of its own (read back from `admin_addr`).
+        let admin_port = 0;
         let smtp_url = o.smtp_url.clone().unwrap_or_else(|| smtp.url());
         let storage = o
             .storage_url
@@ -574,8 +567,8 @@ async fn adding_and_removing_a_factor_sends_notices() {
 
 #[tokio::test]
 async fn a_mail_server_that_is_down_does_not_block_sign_in_and_is_counted() {
-    // A port that was just free: nothing listens there.
-    let down = format!("smtp://127.0.0.1:{}", free_port());
+    // Nothing listens on the discard port: every connection is refused.
+    let down = format!("smtp://127.0.0.1:{UNSERVED_PORT}");
     let env = Env::start(Opts {
         smtp_url: Some(down),
         ..Default::default()
