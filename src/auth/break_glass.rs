@@ -7,10 +7,14 @@
 //! | `break-glass:state`         | the armed users (JSON)                  | to the last end |
 //! | `break-glass:link:<sha256>` | the user a link is for (taken once)     | to its window's end |
 //! | `break-glass:sessions`      | ids of the sessions break-glass gave    | to the last end |
+//! | `break-glass:lock`          | a counter: arming and disarming hold it | 5 s at most     |
 //!
 //! Invariants: a link is taken atomically (`take_ephemeral`: of two uses one wins) and is only
 //! good while its user is armed with that very link (re-arming replaces it); a session it gives
-//! never outlives the window; disarming takes the state and the session list atomically.
+//! never outlives the window; arming and disarming are serialised by one store-wide lock, so a
+//! disarm is never undone by an arming that read the state before it; a session is kept only if
+//! its arming still holds after the session was recorded (`still_armed`), so one made while a
+//! disarm ran is ended by the disarm or by its own login.
 
 use crate::session::{random_id, AnySessionStore, SessionStore};
 use crate::storage::StoreError;
@@ -19,6 +23,9 @@ use std::time::Duration;
 
 const STATE_KEY: &str = "break-glass:state";
 const SESSIONS_KEY: &str = "break-glass:sessions";
+const LOCK_KEY: &str = "break-glass:lock";
+/// A holder that died releases the lock when its counter expires.
+const LOCK_TTL: Duration = Duration::from_secs(5);
 /// The most sessions one arming is expected to give; the set keeps its newest this many.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -82,11 +89,45 @@ async fn save(store: &AnySessionStore, st: &State, now: i64) -> Result<(), Store
     store.put_ephemeral(STATE_KEY, bytes, ttl).await
 }
 
+/// Takes the lock (the first `incr` of the counter wins; others wait and retry for up to 2 s,
+/// then fail closed as unavailable).
+async fn lock(store: &AnySessionStore) -> Result<(), StoreError> {
+    for _ in 0..100 {
+        if store.incr(LOCK_KEY, LOCK_TTL).await? == 1 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(StoreError::Unavailable(
+        "another break-glass change is in progress".into(),
+    ))
+}
+
+/// Runs `change` under the lock and releases it, also when `change` failed.
+async fn locked<T>(
+    store: &AnySessionStore,
+    change: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    lock(store).await?;
+    let out = change.await;
+    let released = store.reset_counter(LOCK_KEY).await;
+    let out = out?;
+    released?;
+    Ok(out)
+}
+
 /// Arms `a.users` for `a.window` from `now`; returns each user's armed entry and link token
 /// (shown once). An armed user armed again gets a new window and link; the old link dies.
-/// Read-modify-write of the state: admin actions are rare and serial; two admins arming at the
-/// same instant may lose one arming, never grant more than asked.
+/// A read-modify-write of the state, under the lock.
 pub async fn arm(
+    store: &AnySessionStore,
+    now: i64,
+    a: &Arming<'_>,
+) -> Result<Vec<(Armed, String)>, StoreError> {
+    locked(store, arm_locked(store, now, a)).await
+}
+
+async fn arm_locked(
     store: &AnySessionStore,
     now: i64,
     a: &Arming<'_>,
@@ -156,6 +197,15 @@ pub async fn take_link(
         .filter(|a| crate::secret::ct_eq(a.link.as_bytes(), hash.as_bytes())))
 }
 
+/// Whether `a` (the arming a session was made under) still holds: its user is armed with the
+/// same link and window. Checked after `record_session`: a disarm takes the state before the
+/// session list, so a session recorded too late for the disarm sees the state gone here.
+pub async fn still_armed(store: &AnySessionStore, a: &Armed, now: i64) -> Result<bool, StoreError> {
+    Ok(armed_for(store, &a.user, now)
+        .await?
+        .is_some_and(|b| b.link == a.link && b.until == a.until))
+}
+
 /// Remembers a session break-glass gave (so disarming can end it on every replica).
 pub async fn record_session(
     store: &AnySessionStore,
@@ -176,6 +226,13 @@ pub async fn record_session(
 /// Ends every arming at once: returns who was armed and the ids of the sessions it gave (the
 /// caller removes them). Links die with the state: `take_link` needs the user armed.
 pub async fn disarm(
+    store: &AnySessionStore,
+    now: i64,
+) -> Result<(Vec<Armed>, Vec<String>), StoreError> {
+    locked(store, disarm_locked(store, now)).await
+}
+
+async fn disarm_locked(
     store: &AnySessionStore,
     now: i64,
 ) -> Result<(Vec<Armed>, Vec<String>), StoreError> {
@@ -211,6 +268,60 @@ mod tests {
             reason: "idp down",
             actor: "token:ops",
         }
+    }
+
+    /// Arming and disarming racing on Redis (real I/O between their steps): a disarm is never
+    /// undone by an arming that read the state before it (fails without the lock: the arming
+    /// writes back the users it read).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disarm_is_never_undone_by_a_racing_arming_on_redis() {
+        let Some(url) = crate::testing::redis_url() else {
+            return;
+        };
+        let prefix = format!("pctest:{}:", random_id(9));
+        let redis =
+            crate::session::redis::RedisStore::connect(&url, &prefix, Clock::manual(1_000), 100)
+                .await
+                .unwrap();
+        let s = AnySessionStore::Redis(redis);
+        let roles = vec!["agent".to_owned()];
+        let (ann, bob) = (vec!["ann".to_owned()], vec!["bob".to_owned()]);
+        for round in 0..40 {
+            arm(&s, 1_000, &arming(&ann, &roles)).await.unwrap();
+            let bob_arming = arming(&bob, &roles);
+            let (a, d) = tokio::join!(arm(&s, 1_000, &bob_arming), disarm(&s, 1_000));
+            a.unwrap();
+            d.unwrap();
+            let left: Vec<String> = status(&s, 1_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|x| x.user)
+                .collect();
+            // ann was armed before both: the disarm ends her whichever of the two ran first.
+            assert!(
+                !left.contains(&"ann".to_owned()),
+                "round {round}: disarm undone: {left:?}"
+            );
+            disarm(&s, 1_000).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_is_kept_only_while_the_arming_it_was_made_under_holds() {
+        let (s, _) = store();
+        let users = vec!["ann".to_owned()];
+        let roles = vec!["agent".to_owned()];
+        let links = arm(&s, 1_000, &arming(&users, &roles)).await.unwrap();
+        let a = take_link(&s, &links[0].1, 1_001).await.unwrap().unwrap();
+        assert!(still_armed(&s, &a, 1_002).await.unwrap());
+        // Re-armed: a new link and window; the old arming no longer holds.
+        arm(&s, 1_003, &arming(&users, &roles)).await.unwrap();
+        assert!(!still_armed(&s, &a, 1_004).await.unwrap());
+        let links = arm(&s, 1_005, &arming(&users, &roles)).await.unwrap();
+        let a = take_link(&s, &links[0].1, 1_006).await.unwrap().unwrap();
+        disarm(&s, 1_007).await.unwrap();
+        assert!(!still_armed(&s, &a, 1_008).await.unwrap());
     }
 
     #[tokio::test]

@@ -270,10 +270,18 @@ pub(crate) async fn finish_with(
         link_session(gw, &session, link).await;
     }
     if let Some(a) = &armed {
-        if let Err(e) = break_glass_session(gw, a, &session, ip).await {
-            // Without the record a disarm could not end it: no session rather than that one.
-            let _ = gw.store.remove(&session.id).await;
-            return store_error(gw, e);
+        match break_glass_session(gw, a, &session, ip).await {
+            Ok(true) => {}
+            // Disarmed (or re-armed) while this session was made: it must not outlive that.
+            Ok(false) => {
+                let _ = gw.store.remove(&session.id).await;
+                return page(gw, LoginError::BreakGlassInvalid);
+            }
+            Err(e) => {
+                // Without the record a disarm could not end it: no session rather than that one.
+                let _ = gw.store.remove(&session.id).await;
+                return store_error(gw, e);
+            }
         }
     }
     let method = pending.method.as_header();
@@ -377,14 +385,18 @@ pub async fn create_session(
     Ok((token, s))
 }
 
-/// A break-glass session exists: recorded for disarming, audited, mailed to the admins.
+/// A break-glass session exists: recorded for disarming, then kept only if its arming still
+/// holds (`Ok(false)`: a disarm ran meanwhile), audited, mailed to the admins.
 async fn break_glass_session(
     gw: &Gateway,
     a: &break_glass::Armed,
     s: &Session,
     ip: IpAddr,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     break_glass::record_session(&gw.store, s.id.as_str(), a, gw.clock.now()).await?;
+    if !break_glass::still_armed(&gw.store, a, gw.clock.now()).await? {
+        return Ok(false);
+    }
     let detail = serde_json::json!({ "until": crate::clock::rfc3339(a.until), "roles": a.roles });
     audit::record(
         gw,
@@ -408,7 +420,7 @@ async fn break_glass_session(
             a.roles.join(", ")
         ),
     );
-    Ok(())
+    Ok(true)
 }
 
 /// A pending login that can no longer go on (user disabled, roles changed, an admin action):
