@@ -227,3 +227,75 @@ async fn disarm_ends_the_sessions_it_gave_on_every_replica() {
     assert_eq!(st.json()["armed"], false);
     assert_eq!(a.audit("break_glass.disarmed").await.len(), 1);
 }
+
+/// `portcullis break-glass arm|status|disarm` goes through the admin API: arming prints one
+/// link per user, status shows who is armed, disarming ends it; a wrong token is refused.
+#[tokio::test]
+async fn the_break_glass_cli_arms_shows_and_disarms_through_the_admin_api() {
+    let env = Env::start(opts(Store::Memory)).await;
+    // The gateway's config says admin port 0; the CLI gets a copy naming the bound port.
+    let admin_addr = env.gw.running.as_ref().unwrap().admin_addr.unwrap();
+    let text = std::fs::read_to_string(&env.gw.config_path).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:0\""));
+    let cfg = env.gw.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{admin_addr}\""),
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str], token: &str| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        c.arg("break-glass")
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("PORTCULLIS_ADMIN_TOKEN", token);
+        async move {
+            let out = c.output().await.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let token = crate::support::login::ADMIN_TOKEN;
+    let (ok, out, err) = cli(
+        &[
+            "arm",
+            "--user",
+            "ann",
+            "--duration",
+            "1h",
+            "--reason",
+            "IdP outage",
+        ],
+        token,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let url = v["links"][0]["url"].as_str().unwrap();
+    assert!(url.contains("/_portcullis/break-glass?t="), "{url}");
+    let (ok, out, err) = cli(&["status"], token).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["armed"], true);
+    assert_eq!(v["users"][0]["user"], "ann");
+    let (ok, _, err) = cli(&["disarm"], token).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&["status"], token).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["armed"], false);
+    // The link died with the disarm.
+    let origin = format!("http://{}", env.gw.addr);
+    let mut b = env.browser();
+    let r = use_link(&mut b, url.strip_prefix(&origin).unwrap()).await;
+    assert_ne!(r.status, StatusCode::OK);
+    let (ok, _, err) = cli(&["status"], "wrong").await;
+    assert!(!ok);
+    assert!(err.contains("401"), "{err}");
+}
