@@ -28,8 +28,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
     Access, AdminConfig, AdminTokenHash, Branding, BreakGlassConfig, ClientAuth, Config,
-    EmailConfig, Enrollment, IdpConfig, IdpKind, LockoutConfig, LoginTarget, MfaConfig, MfaMethod,
-    NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata,
-    SamlSettings, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
-    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind, LockoutConfig, LoginTarget,
+    MfaConfig, MfaMethod, NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig,
+    RouteConfig, SamlMetadata, SamlSettings, ServerConfig, SessionConfig, SessionStoreKind,
+    StorageConfig, TlsFiles, UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

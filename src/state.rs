@@ -125,7 +125,7 @@ impl Gateway {
             upstream: Upstream::new(config.upstream.clone()),
             signer,
             cookies: CookieNames::new(config.server.https),
-            ids: IdentityHeaders::default(),
+            ids: IdentityHeaders::configured(&config.identity_headers),
             chrome: Chrome {
                 product: config.branding.product_name.clone(),
                 prefix: config.server.prefix.clone(),

@@ -29,6 +29,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[break_glass]`: emergency access when the IdP is down (DESIGN.md §12).
     pub break_glass: BreakGlassConfig,
+    /// `[identity_headers]`: the names identity values go upstream under (DESIGN.md §2).
+    pub identity_headers: IdentityHeaderNames,
     /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -367,6 +369,35 @@ pub struct RouteConfig {
     pub prefix: String,
     pub access: Access,
     pub login: Option<LoginTarget>,
+}
+
+/// The identity header names, validated (lower-case header tokens, distinct, none a name the
+/// gateway or HTTP already gives another meaning). Defaults are DESIGN.md §2's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityHeaderNames {
+    pub user: String,
+    pub email: String,
+    pub groups: String,
+    pub roles: String,
+    pub method: String,
+    pub mfa: String,
+    pub session: String,
+    pub assertion: String,
+}
+
+impl Default for IdentityHeaderNames {
+    fn default() -> Self {
+        Self {
+            user: "x-forwarded-user".into(),
+            email: "x-forwarded-email".into(),
+            groups: "x-forwarded-groups".into(),
+            roles: "x-auth-roles".into(),
+            method: "x-auth-method".into(),
+            mfa: "x-auth-mfa".into(),
+            session: "x-auth-session".into(),
+            assertion: "x-portcullis-assertion".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

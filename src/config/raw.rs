@@ -25,6 +25,21 @@ pub struct RawConfig {
     pub branding: Option<RawBranding>,
     pub notify: Option<RawNotify>,
     pub break_glass: Option<RawBreakGlass>,
+    pub identity_headers: Option<RawIdentityHeaders>,
+}
+
+/// `[identity_headers]`: the names identity values are sent upstream under.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityHeaders {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub groups: Option<String>,
+    pub roles: Option<String>,
+    pub method: Option<String>,
+    pub mfa: Option<String>,
+    pub session: Option<String>,
+    pub assertion: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,7 @@
 //! never returned; nothing panics on any input (fuzzed: `fuzzing::config`).
 
 mod ctx;
+mod headers;
 mod idp;
 mod mfa;
 mod native;
@@ -141,6 +142,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let mfa = mfa::mfa(cx, &raw, native.is_some());
     let notify = safety::notify(cx, &raw, &mfa);
     let break_glass = safety::break_glass(cx, &raw, &roles);
+    let identity_headers = headers::identity_headers(cx, raw.identity_headers.as_ref());
     let logins = Logins {
         native: native.is_some(),
         idps: &seen,
@@ -180,5 +182,6 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         branding,
         notify,
         break_glass,
+        identity_headers,
     })
 }

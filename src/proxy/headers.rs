@@ -57,7 +57,38 @@ fn same_name(candidate: &str, canonical: &str) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
+/// The default names (DESIGN.md §2). Reserved whatever the config names: an app that used
+/// them before a rename may still read them, so a client must never be able to send them.
+const DEFAULT_NAMES: [&str; 8] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-auth-roles",
+    "x-auth-method",
+    "x-auth-mfa",
+    "x-auth-session",
+    "x-portcullis-assertion",
+];
+
 impl IdentityHeaders {
+    /// The names `[identity_headers]` configured (validated there; a name that still did not
+    /// parse keeps its default).
+    pub fn configured(n: &crate::config::IdentityHeaderNames) -> Self {
+        let d = Self::default();
+        let name =
+            |s: &str, default: HeaderName| HeaderName::from_bytes(s.as_bytes()).unwrap_or(default);
+        Self {
+            user: name(&n.user, d.user),
+            email: name(&n.email, d.email),
+            groups: name(&n.groups, d.groups),
+            roles: name(&n.roles, d.roles),
+            method: name(&n.method, d.method),
+            mfa: name(&n.mfa, d.mfa),
+            session: name(&n.session, d.session),
+            assertion: name(&n.assertion, d.assertion),
+        }
+    }
+
     /// The header an identity value is sent under (the assertion's is `assertion`).
     pub fn name(&self, field: IdentityField) -> &HeaderName {
         match field {
@@ -88,6 +119,7 @@ impl IdentityHeaders {
     /// True when a client-sent header name could be read as one of ours or as a forwarding header.
     pub fn is_reserved(&self, name: &str) -> bool {
         self.names().iter().any(|n| same_name(name, n.as_str()))
+            || DEFAULT_NAMES.iter().any(|n| same_name(name, n))
             || [
                 "x-forwarded-for",
                 "x-forwarded-proto",

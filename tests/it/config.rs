@@ -342,3 +342,61 @@ fn server_hsts_is_a_year_with_https_can_be_turned_off_and_is_validated() {
         vec!["/etc/portcullis/test.toml:3: server.hsts: Strict-Transport-Security is sent only when public_url is https; remove this key (or write \"off\")"]
     );
 }
+
+#[test]
+fn identity_header_names_are_configurable_and_checked() {
+    let p = Path::new("/etc/portcullis/test.toml");
+    let names = |text: &str| {
+        Config::from_str_with_env(p, text, &|_| None)
+            .unwrap()
+            .identity_headers
+    };
+    let d = names(MINIMAL);
+    assert_eq!(d.user, "x-forwarded-user");
+    assert_eq!(d.assertion, "x-portcullis-assertion");
+    let with = |table: &str| format!("{MINIMAL}\n[identity_headers]\n{table}\n");
+    let n = names(&with(
+        "user = \"X-Remote-User\"\nroles = \"x-remote-roles\"",
+    ));
+    assert_eq!(n.user, "x-remote-user", "lower-cased");
+    assert_eq!(n.roles, "x-remote-roles");
+    assert_eq!(
+        n.email, "x-forwarded-email",
+        "unset names keep their default"
+    );
+    for (table, why) in [
+        (
+            "user = \"x remote\"",
+            "identity_headers.user: must be a header name",
+        ),
+        (
+            "user = \"\"",
+            "identity_headers.user: must be a header name",
+        ),
+        (
+            "email = \"cookie\"",
+            "identity_headers.email: \"cookie\" already has a meaning",
+        ),
+        (
+            "mfa = \"X_Forwarded_For\"",
+            "identity_headers.mfa: \"x_forwarded_for\" already has a meaning",
+        ),
+        (
+            "session = \"x-auth-roles\"",
+            "identity_headers.session: \"x-auth-roles\" is also the name for roles",
+        ),
+        (
+            "user = \"a-b\"\ngroups = \"A_B\"",
+            "identity_headers.groups: \"a_b\" is also the name for user",
+        ),
+        ("colour = \"x\"", "identity_headers.colour: unknown field"),
+    ] {
+        let errors = errors_of(&with(table));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(why) && e.starts_with("/etc/portcullis/test.toml:")),
+            "{table}: {errors:?}"
+        );
+    }
+}

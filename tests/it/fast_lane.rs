@@ -70,6 +70,61 @@ async fn the_lane_and_the_general_path_forward_the_same_request() {
     gw.stop().await;
 }
 
+/// `[identity_headers]` renames what goes upstream, on both lanes; a client can send neither
+/// the configured names nor the defaults (an app may still read those from before the rename).
+#[tokio::test]
+async fn configured_identity_header_names_are_sent_by_both_lanes_and_defaults_stay_reserved() {
+    let gw = TestGateway::start_with(
+        "[identity_headers]\nuser = \"X-Remote-User\"\nroles = \"x-remote-roles\"\n",
+        |_| {},
+    )
+    .await;
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let spoof: Vec<(&str, &str)> = vec![
+        ("cookie", &cookie),
+        ("x-remote-user", "mallory"),
+        ("X_Remote_Roles", "admin"),
+        ("x-forwarded-user", "mallory"),
+        ("x-auth-roles", "admin"),
+    ];
+    let http = Http::new();
+    let url = gw.url("/agent/page");
+    let before = handoffs(&gw);
+    let lane = http.get(&url, &spoof).await;
+    assert_eq!(handoffs(&gw), before, "stayed in the lane");
+    let mut general_headers = spoof.clone();
+    general_headers.push(("content-length", "0"));
+    let general = http.get(&url, &general_headers).await;
+    assert_eq!(handoffs(&gw), before + 1, "handed to hyper");
+    for r in [&lane, &general] {
+        assert_eq!(r.status, StatusCode::OK);
+        let h = r.upstream_headers();
+        let all = |n: &str| -> Vec<&str> {
+            h.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(all("x-remote-user"), vec!["ann"]);
+        assert_eq!(all("x-remote-roles"), vec!["agent"]);
+        assert!(
+            all("x-forwarded-user").is_empty(),
+            "a default name reached the app"
+        );
+        assert!(
+            all("x-auth-roles").is_empty(),
+            "a default name reached the app"
+        );
+        assert!(all("x_remote_roles").is_empty());
+        assert_eq!(
+            all("x-forwarded-email"),
+            vec!["ann@example.com"],
+            "unrenamed stays"
+        );
+    }
+    gw.stop().await;
+}
+
 /// Identity header names other than the defaults, each named after the next field: a value
 /// written by position instead of by name would land under another field's name.
 fn rotated_identity_headers() -> portcullis::proxy::headers::IdentityHeaders {
