@@ -248,7 +248,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
     .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        // Registered before the listeners open: a SIGHUP is never the default "terminate".
+        let hangups = hangups()?;
         let mut running = portcullis::server::start(config, Clock::system()).await?;
+        reload_on(hangups, &running);
         println!("portcullis listening on {}", running.addr);
         shutdown_signal().await;
         tracing::info!("shutdown signal received");
@@ -281,6 +284,37 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// The SIGHUP stream (`systemctl reload`, logrotate); within the runtime.
+fn hangups() -> anyhow::Result<Hangups> {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// Each SIGHUP reloads the config live (DESIGN.md §11); `Live::reload` logs and audits it.
+fn reload_on(hangups: Hangups, running: &portcullis::server::Running) {
+    #[cfg(unix)]
+    {
+        let (mut hangups, live) = (hangups, std::sync::Arc::clone(&running.live));
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let _ = live.reload("sighup").await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (hangups, running);
 }
 
 fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -428,7 +462,9 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
             .await?;
         let link = acc.create_invite(&config, &newcomer.username, now).await?;
         acc.users.close().await;
+        let hangups = hangups()?;
         let mut running = portcullis::server::start(config, Clock::system()).await?;
+        reload_on(hangups, &running);
         let url = format!("http://127.0.0.1:{port}/");
         println!();
         println!("  portcullis demo is running: open {url}");

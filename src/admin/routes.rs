@@ -19,6 +19,7 @@ pub enum Op {
     ResetMfa,
     IssueRecoveryCodes,
     Audit,
+    Reload,
 }
 
 /// One query parameter: name, schema type, description.
@@ -249,6 +250,29 @@ pub const ROUTES: &[Route] = &[
             (200, "a page of events", "AuditPage"),
             (400, "invalid filter", "Error"),
             AUTH_ERRORS[0],
+        ],
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/reload",
+        op: Op::Reload,
+        summary:
+            "Read the config file and every file it names again, and apply it live (as SIGHUP).",
+        auth: true,
+        query: &[],
+        body: None,
+        responses: &[
+            (
+                200,
+                "applied; restart_required names what was not",
+                "Reloaded",
+            ),
+            AUTH_ERRORS[0],
+            (
+                422,
+                "refused: the running config stays in force",
+                "ReloadRefused",
+            ),
         ],
     },
 ];

@@ -81,6 +81,8 @@ pub struct RawAdmin {
 pub struct RawAdminToken {
     pub name: String,
     pub sha256: String,
+    /// `metrics`, `read`, `write`; absent: all three (DESIGN.md §11).
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,7 @@
 
 use super::endpoint::Endpoint;
 use super::phases::{self, AccessLine, Authorized};
+use super::reload::Live;
 use crate::http::{Conn, GatewayError};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1::Framing;
@@ -23,7 +24,6 @@ use crate::proxy::request_head::{
 };
 use crate::state::Gateway;
 use bytes::{Buf, Bytes, BytesMut};
-use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -127,7 +127,7 @@ async fn read_more<IO: AsyncRead + Unpin>(
 
 /// Serves one HTTP/1.x connection while its requests suit the lane.
 pub async fn serve<IO>(
-    gw: &Arc<Gateway>,
+    live: &Live,
     mut io: IO,
     conn: Conn,
     stopped: &mut tokio::sync::watch::Receiver<bool>,
@@ -135,18 +135,22 @@ pub async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let cfg = &gw.config.server;
     let mut inbuf = BytesMut::with_capacity(4096);
     let mut fields: Vec<Field> = Vec::new();
     let mut up: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     macro_rules! handoff {
         () => {{
-            gw.metrics.handoff();
+            // The counters are shared by every state, so any one counts it.
+            live.gateway().metrics.handoff();
             return Outcome::Handoff(io, inbuf.freeze());
         }};
     }
     loop {
+        // Each request reads the state in force: a reload applies from the next request on.
+        let current = live.gateway();
+        let gw = &current;
+        let cfg = &gw.config.server;
         // Phase: a complete request head, within the header timeout (idle time included, as
         // hyper counts it).
         let deadline = tokio::time::Instant::now() + cfg.header_timeout;
