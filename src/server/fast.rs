@@ -147,16 +147,15 @@ where
         }};
     }
     loop {
-        // Each request reads the state in force: a reload applies from the next request on.
-        let current = live.gateway();
-        let gw = &current;
-        let cfg = &gw.config.server;
+        // The head is read with the state in force while waiting (its limits need a restart).
+        let waiting = live.gateway();
+        let cfg = &waiting.config.server;
         // Phase: a complete request head, within the header timeout (idle time included, as
         // hyper counts it).
         let deadline = tokio::time::Instant::now() + cfg.header_timeout;
         let req = loop {
             if !inbuf.is_empty() {
-                match parse(&inbuf, &mut fields, cfg.max_headers, &gw.ids) {
+                match parse(&inbuf, &mut fields, cfg.max_headers, &waiting.ids) {
                     // Over the size limit: hyper answers it (431), as for any other request.
                     Parse::Fast(r) if r.len > cfg.max_header_bytes => handoff!(),
                     Parse::Fast(r) => break r,
@@ -169,7 +168,11 @@ where
                 return Outcome::Closed;
             }
         };
-        let started = cfg.access_log.then(Instant::now);
+        // Each request is served by the state in force once its head is in: a reload applies
+        // from the next request on, on a keep-alive connection too.
+        let current = live.gateway();
+        let gw = &current;
+        let started = gw.config.server.access_log.then(Instant::now);
 
         // Phase: classify (as the router and `gateway::proxy`); gateway paths and login go
         // to hyper.

@@ -21,6 +21,7 @@ mod oidc;
 mod process;
 mod proxy;
 mod real_servers;
+mod reload;
 mod saml;
 mod scale;
 mod support;
