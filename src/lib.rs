@@ -32,6 +32,7 @@
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.
 //! * `config`   — TOML schema (`config/raw.rs`), validation into one typed `Config`, file/line/key errors.
 //! * `secret`, `clock`, `metrics` — secret newtypes, injectable time, Prometheus counters.
+//! * `logging`  — the process log (text or JSON lines) and the audit stream's own file.
 //! * `fuzzing`  — fuzz targets over every parser of untrusted input (driven by `tests/fuzz_corpus.rs`).
 //! * `testing`  — test support only: whether a test without its Redis/PostgreSQL/server skips or fails.
 
@@ -49,6 +50,7 @@ pub mod demo;
 pub mod fuzzing;
 pub mod http;
 pub mod idp;
+pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod mfa;

@@ -161,7 +161,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            init_tracing();
+            if let Err(e) = portcullis::logging::init(&config.log, &config.audit) {
+                eprintln!("portcullis: {e}");
+                return ExitCode::FAILURE;
+            }
             for w in &config.warnings {
                 tracing::warn!(warning = %w, "configuration warning");
             }
@@ -174,7 +177,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { port, dir } => {
-            init_tracing();
+            portcullis::logging::init_default();
             match demo(port, &dir) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -223,15 +226,6 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .try_init();
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

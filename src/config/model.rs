@@ -25,6 +25,8 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     pub routes: Vec<RouteConfig>,
     pub branding: Branding,
+    pub log: LogConfig,
+    pub audit: AuditConfig,
     /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -404,6 +406,37 @@ pub struct RouteConfig {
     pub prefix: String,
     pub access: Access,
     pub login: Option<LoginTarget>,
+}
+
+/// `[log]` (DESIGN.md §11): how the process log is written. `RUST_LOG` wins over `level`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive (`info`, `warn,portcullis=debug`); checked at load.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (colour only on a terminal).
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `message` and the fields.
+    Json,
+}
+
+/// `[audit]`: where the audit stream goes besides the log and the audit table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub file: Option<AuditSink>,
+}
+
+/// An audit stream of JSON lines, for a SIEM to tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditSink {
+    /// `file = "-"`.
+    Stdout,
+    /// Appended to (absolute; relative paths are resolved against the config's directory).
+    File(PathBuf),
 }
 
 #[derive(Clone, Debug)]

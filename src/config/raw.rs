@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub branding: Option<RawBranding>,
+    pub log: Option<RawLog>,
+    pub audit: Option<RawAudit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,4 +230,17 @@ pub struct RawRoute {
 pub struct RawBranding {
     pub product_name: Option<String>,
     pub logo: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub file: Option<String>,
 }

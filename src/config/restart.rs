@@ -68,6 +68,9 @@ pub fn pin(old: &Config, new: &mut Config) -> Vec<&'static str> {
     pin!("storage", storage);
     pin!("mfa.issuer", mfa.issuer);
     pin!("mfa.email", mfa.email);
+    // The log subscriber and the audit file are set up once, at start.
+    pin!("log", log);
+    pin!("audit.file", audit);
     let lockout = |c: &Config| c.native.as_ref().map(|n| format!("{:?}", n.lockout));
     if lockout(old) != lockout(new) {
         if let (Some(o), Some(n)) = (&old.native, &mut new.native) {

@@ -12,6 +12,7 @@
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
 //! | `mfa.rs`     | `[mfa]`                                    |
+//! | `ops.rs`     | `[log]`, `[audit]`                         |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
 //! in file-schema order, so problems on one line keep that order); a config with any error is
@@ -21,6 +22,7 @@ mod ctx;
 mod idp;
 mod mfa;
 mod native;
+mod ops;
 mod routes;
 mod server;
 mod stores;
@@ -157,6 +159,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             .map(|l| cx.existing_file(&[k("branding"), k("logo")], l)),
     };
 
+    let log = ops::log(cx, raw.log.as_ref());
+    let audit = ops::audit(cx, raw.audit.as_ref());
     server::check_timeouts(cx, s);
     let listen = srv.listen?;
     Some(Config {
@@ -174,5 +178,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         roles,
         routes,
         branding,
+        log,
+        audit,
     })
 }

@@ -16,6 +16,7 @@ mod config;
 mod fast_lane;
 mod hostile;
 mod login_attacks;
+mod logs;
 mod native;
 mod oidc;
 mod process;
