@@ -87,6 +87,8 @@ enum SessionsCommand {
     },
     /// Terminate one session by id, or all of a user's sessions with --user.
     Revoke {
+        // A session id is base64url: one in 64 starts with `-`, which is still an id.
+        #[arg(allow_hyphen_values = true)]
         id: Option<String>,
         #[arg(long, conflicts_with = "id")]
         user: Option<String>,
