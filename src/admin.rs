@@ -17,6 +17,7 @@
 //! | `users.rs` | native users, factor resets, recovery codes, invitations |
 //! | `audit.rs` | the event each admin action records, and the audit query |
 //! | `health.rs` | `/healthz`, `/readyz`, `/metrics` |
+//! | `reload.rs` | `POST /api/v1/reload`: the live reload's answer |
 
 mod audit;
 mod auth;
@@ -26,6 +27,7 @@ mod error;
 mod health;
 pub mod openapi;
 mod page;
+mod reload;
 mod reply;
 pub mod routes;
 mod sessions;

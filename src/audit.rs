@@ -63,6 +63,8 @@ pub enum Kind {
     BreakGlassLink,
     /// `break_glass.session`: a break-glass session was made.
     BreakGlassSession,
+    /// `config.reload`: the config was reloaded live, or the reload refused.
+    ConfigReload,
 }
 
 impl Kind {
@@ -95,6 +97,7 @@ impl Kind {
             Kind::BreakGlassDisarmed => "break_glass.disarmed",
             Kind::BreakGlassLink => "break_glass.link",
             Kind::BreakGlassSession => "break_glass.session",
+            Kind::ConfigReload => "config.reload",
         }
     }
 }

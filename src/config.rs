@@ -13,6 +13,7 @@
 //! | `ipnet.rs`     | `IpNet` (trusted proxies)                                          |
 //! | `duration.rs`  | durations as written in the file (`"15m"`)                         |
 //! | `locate.rs`    | line numbers and key paths of TOML positions                       |
+//! | `restart.rs`   | the keys a live reload cannot apply (`restart::pin`)               |
 //! | `validate.rs`, `validate/` | `Config::load`: defaults, `${ENV}`, paths, cross-checks |
 
 pub mod duration;
@@ -21,15 +22,17 @@ mod ipnet;
 pub mod locate;
 mod model;
 pub mod raw;
+pub mod restart;
 mod validate;
 
 pub use duration::{parse_duration, Dur};
 pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
-    Access, AdminConfig, AdminTokenHash, Branding, BreakGlassConfig, ClientAuth, Config,
-    EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind, LockoutConfig, LoginTarget,
-    MfaConfig, MfaMethod, NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig,
-    RouteConfig, SamlMetadata, SamlSettings, ServerConfig, SessionConfig, SessionStoreKind,
-    StorageConfig, TlsFiles, UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, Branding, BreakGlassConfig,
+    ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind,
+    LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
+    NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
+    Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
+    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

@@ -36,6 +36,7 @@
 //! * `notify`   — account-safety notices: the known-device cookie, signed single-use links,
 //!   the mails and their background mailer (DESIGN.md §12).
 //! * `secret`, `clock`, `metrics` — secret newtypes, injectable time, Prometheus counters.
+//! * `logging`  — the process log (text or JSON lines) and the audit stream's own file.
 //! * `fuzzing`  — fuzz targets over every parser of untrusted input (driven by `tests/fuzz_corpus.rs`).
 //! * `testing`  — test support only: whether a test without its Redis/PostgreSQL/server skips or fails.
 
@@ -54,6 +55,7 @@ pub mod demo;
 pub mod fuzzing;
 pub mod http;
 pub mod idp;
+pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod mfa;

@@ -102,6 +102,8 @@ enum SessionsCommand {
     },
     /// Terminate one session by id, or all of a user's sessions with --user.
     Revoke {
+        // A session id is base64url: one in 64 starts with `-`, which is still an id.
+        #[arg(allow_hyphen_values = true)]
         id: Option<String>,
         #[arg(long, conflicts_with = "id")]
         user: Option<String>,
@@ -200,7 +202,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            init_tracing();
+            if let Err(e) = portcullis::logging::init(&config.log, &config.audit) {
+                eprintln!("portcullis: {e}");
+                return ExitCode::FAILURE;
+            }
             for w in &config.warnings {
                 tracing::warn!(warning = %w, "configuration warning");
             }
@@ -213,7 +218,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { port, dir } => {
-            init_tracing();
+            portcullis::logging::init_default();
             code(demo(port, &dir))
         }
         Command::AdminToken { name } => {
@@ -262,15 +267,6 @@ fn code(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .try_init();
-}
-
 fn run(config: Config) -> anyhow::Result<()> {
     // One worker: a single-threaded runtime, like one nginx worker (no work-stealing overhead).
     let rt = if config.server.workers == 1 {
@@ -285,7 +281,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     }
     .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        // Registered before the listeners open: a SIGHUP is never the default "terminate".
+        let hangups = hangups()?;
         let mut running = portcullis::server::start(config, Clock::system()).await?;
+        reload_on(hangups, &running);
         println!("portcullis listening on {}", running.addr);
         shutdown_signal().await;
         tracing::info!("shutdown signal received");
@@ -318,6 +317,37 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// The SIGHUP stream (`systemctl reload`, logrotate); within the runtime.
+fn hangups() -> anyhow::Result<Hangups> {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// Each SIGHUP reloads the config live (DESIGN.md §11); `Live::reload` logs and audits it.
+fn reload_on(hangups: Hangups, running: &portcullis::server::Running) {
+    #[cfg(unix)]
+    {
+        let (mut hangups, live) = (hangups, std::sync::Arc::clone(&running.live));
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let _ = live.reload("sighup").await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (hangups, running);
 }
 
 fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -465,7 +495,9 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
             .await?;
         let link = acc.create_invite(&config, &newcomer.username, now).await?;
         acc.users.close().await;
+        let hangups = hangups()?;
         let mut running = portcullis::server::start(config, Clock::system()).await?;
+        reload_on(hangups, &running);
         let url = format!("http://127.0.0.1:{port}/");
         println!();
         println!("  portcullis demo is running: open {url}");

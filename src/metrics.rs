@@ -80,6 +80,8 @@ pub struct Metrics {
     send_timeouts: AtomicU64,
     /// HTTP/1.1 connections the fast lane handed to hyper (`server::fast`).
     handoffs: AtomicU64,
+    /// Live reloads (`server::reload`): [applied, refused].
+    reloads: [AtomicU64; 2],
 }
 
 fn bump(c: &AtomicU64) {
@@ -173,6 +175,13 @@ impl Metrics {
             .get(kind.index())
             .and_then(|r| r.get(usize::from(!ok)))
         {
+            bump(cell);
+        }
+    }
+
+    /// A live reload, applied or refused (`portcullis_config_reloads_total{result}`).
+    pub fn reload(&self, success: bool) {
+        if let Some(cell) = self.reloads.get(usize::from(!success)) {
             bump(cell);
         }
     }
@@ -317,6 +326,18 @@ impl Metrics {
                 );
             }
         }
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_config_reloads_total Live config reloads, applied or refused."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_config_reloads_total counter");
+        for (r, cell) in RESULTS.iter().zip(self.reloads.iter()) {
+            let _ = writeln!(
+                o,
+                "portcullis_config_reloads_total{{result=\"{r}\"}} {}",
+                get(cell)
+            );
+        }
         if let Some(n) = active_sessions {
             let _ = writeln!(
                 o,
@@ -342,7 +363,10 @@ mod tests {
         m.mfa("totp", false);
         m.upstream_latency(Duration::from_millis(3));
         m.panic();
+        m.reload(false);
         let t = m.render(Some(7));
+        assert!(t.contains("portcullis_config_reloads_total{result=\"success\"} 0\n"));
+        assert!(t.contains("portcullis_config_reloads_total{result=\"failure\"} 1\n"));
         assert!(t.contains("portcullis_panics_total 1\n"));
         assert!(t.contains("portcullis_http_requests_total{class=\"proxy\",status=\"2xx\"} 1"));
         assert!(t.contains("portcullis_http_requests_total{class=\"proxy\",status=\"5xx\"} 1"));

@@ -10,7 +10,9 @@ pub mod mail;
 
 use mail::Mailer;
 
-/// The keys and the mailer of the notices, built once at start-up.
+/// The keys and the mailer of the notices, built once at start-up (a live reload keeps them:
+/// they follow the signing key and `mfa.email`, both restart-only).
+#[derive(Clone)]
 pub struct Notifier {
     /// Signs the known-device cookie.
     pub device_key: ring::hmac::Key,

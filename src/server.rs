@@ -3,7 +3,7 @@
 //! router of every other request (`endpoint` parses, `router` dispatches), the proxy path's
 //! phases both lanes share (`phases`) and its hyper lane (`gateway`), the static answers
 //! (`assets`), panic containment (`contain`),
-//! connection limits (`limits`) and TLS (`tls`).
+//! connection limits (`limits`), TLS (`tls`) and the live reload of the config (`reload`).
 
 pub mod assets;
 pub mod contain;
@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod limits;
 pub mod listen;
 pub mod phases;
+pub mod reload;
 pub mod router;
 pub mod tls;
 

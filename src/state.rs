@@ -39,13 +39,15 @@ pub struct Gateway {
     pub routes: Routes,
     pub store: AnySessionStore,
     pub upstream: Upstream,
-    pub signer: Signer,
+    /// Shared with every config reloaded after the start (the assertion key needs a restart).
+    pub signer: Arc<Signer>,
     pub cookies: CookieNames,
     pub ids: IdentityHeaders,
     pub chrome: Chrome,
     pub clock: Clock,
     /// Native users, factors and audit; present when `[storage]` is configured.
-    pub accounts: Option<crate::accounts::Accounts>,
+    /// Shared across reloads, as the session store is (`server::reload`).
+    pub accounts: Option<Arc<crate::accounts::Accounts>>,
     /// Keys the CSRF token of the password form to its pre-login cookie.
     pub csrf_key: ring::hmac::Key,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -59,6 +61,9 @@ pub struct Gateway {
     pub(crate) panic_probe: PanicProbe,
     /// `Strict-Transport-Security` for every public response (`server.hsts`), parsed once.
     pub hsts: Option<hyper::header::HeaderValue>,
+    /// When this state replaced another by a live reload (`server::reload`); `None` as started.
+    /// Sessions made up to then are judged again by this config's role policies.
+    pub reloaded_at: Option<crate::clock::UnixTime>,
 }
 
 impl Gateway {
@@ -105,32 +110,23 @@ impl Gateway {
         let oidc = crate::idp::oidc::Providers::new(&config)
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         let saml = crate::idp::saml::Providers::new(&config).map_err(StartError::Unsupported)?;
-        // Checked as a header value by `config::validate`: `ok()` never drops a configured one.
-        let hsts = config
-            .server
-            .hsts
-            .as_deref()
-            .and_then(|v| hyper::header::HeaderValue::from_str(v).ok());
         Ok(Gateway {
-            hsts,
+            hsts: hsts_of(&config),
+            reloaded_at: None,
             oidc,
             saml,
             panic_probe: PanicProbe::default(),
-            accounts,
+            accounts: accounts.map(Arc::new),
             csrf_key,
             metrics,
             notifier,
             routes: Routes::new(config.routes.clone()),
             store,
             upstream: Upstream::new(config.upstream.clone()),
-            signer,
+            signer: Arc::new(signer),
             cookies: CookieNames::new(config.server.https),
             ids: IdentityHeaders::configured(&config.identity_headers),
-            chrome: Chrome {
-                product: config.branding.product_name.clone(),
-                prefix: config.server.prefix.clone(),
-                has_logo: config.branding.logo.is_some(),
-            },
+            chrome: chrome_of(&config),
             clock,
             config: Arc::new(config),
         })
@@ -142,6 +138,25 @@ impl Gateway {
             .native
             .as_ref()
             .is_some_and(|n| n.paths.iter().any(|p| p == path))
+    }
+}
+
+/// `Strict-Transport-Security` of a config. Checked as a header value by `config::validate`:
+/// `ok()` never drops a configured one.
+pub(crate) fn hsts_of(config: &Config) -> Option<hyper::header::HeaderValue> {
+    config
+        .server
+        .hsts
+        .as_deref()
+        .and_then(|v| hyper::header::HeaderValue::from_str(v).ok())
+}
+
+/// The page chrome a config names.
+pub(crate) fn chrome_of(config: &Config) -> Chrome {
+    Chrome {
+        product: config.branding.product_name.clone(),
+        prefix: config.server.prefix.clone(),
+        has_logo: config.branding.logo.is_some(),
     }
 }
 

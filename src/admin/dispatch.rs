@@ -4,27 +4,30 @@
 
 use super::error::{respond, AdminError};
 use super::routes::{self, Op};
-use super::{audit, auth, break_glass, health, openapi, reply, sessions, users};
+use super::{audit, auth, break_glass, health, openapi, reload, reply, sessions, users};
 use crate::http::{query_param, Conn};
 use crate::proxy::forward::GatewayBody;
+use crate::server::reload::Live;
 use crate::state::Gateway;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
 
-/// Answers one admin request.
+/// Answers one admin request with `gw`, the state in force (`live` only for a reload).
 pub async fn handle(
+    live: &Live,
     gw: &Arc<Gateway>,
     req: Request<Incoming>,
     conn: Conn,
 ) -> Response<GatewayBody> {
-    match route(gw, req, conn).await {
+    match route(live, gw, req, conn).await {
         Ok(r) => r,
         Err(e) => respond(&gw.metrics, e),
     }
 }
 
 async fn route(
+    live: &Live,
     gw: &Gateway,
     req: Request<Incoming>,
     conn: Conn,
@@ -38,7 +41,7 @@ async fn route(
         }
     })?;
     let actor = if route.auth {
-        auth::actor(gw, &req, conn, &path)?
+        auth::actor(gw, &req, conn, route)?
     } else {
         String::new()
     };
@@ -67,5 +70,6 @@ async fn route(
         Op::ArmBreakGlass => break_glass::arm(gw, req, &actor, conn).await,
         Op::BreakGlassStatus => break_glass::status(gw).await,
         Op::DisarmBreakGlass => break_glass::disarm(gw, &actor, conn).await,
+        Op::Reload => Ok(reload::reload(live, &actor).await),
     }
 }

@@ -27,6 +27,9 @@ pub enum AdminError {
     /// No `Authorization: Bearer` header names a configured token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// The token is valid but lacks the scope the endpoint needs.
+    #[error("token lacks the scope")]
+    Forbidden,
     /// `limit` is not a number from 1 to 500.
     #[error("invalid page limit")]
     BadLimit,
@@ -129,6 +132,11 @@ pub fn respond(metrics: &Metrics, e: AdminError) -> Response<GatewayBody> {
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
+        AdminError::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This token's scopes do not include this endpoint.",
+        ),
         AdminError::BadLimit => (bad, "bad_request", "limit must be between 1 and 500."),
         AdminError::BadCursor => (bad, "bad_request", "Invalid cursor."),
         AdminError::BadSince => (bad, "bad_request", "since must be an RFC 3339 time."),

@@ -72,7 +72,14 @@ fn schemas() -> Value {
             "outcome": {"type": "string"}, "reason": {"type": "string", "nullable": true},
             "ip": {"type": "string", "nullable": true}, "session": {"type": "string", "nullable": true},
             "detail": {"type": "string", "nullable": true}}},
-        "AuditPage": page("AuditEvent")
+        "AuditPage": page("AuditEvent"),
+        "Reloaded": {"type": "object", "required": ["status", "restart_required", "warnings"], "properties": {
+            "status": {"type": "string", "enum": ["reloaded"]},
+            "restart_required": {"type": "array", "items": {"type": "string"}, "description": "changed keys that need a restart; not applied"},
+            "warnings": {"type": "array", "items": {"type": "string"}}}},
+        "ReloadRefused": {"type": "object", "required": ["error", "detail", "errors"], "properties": {
+            "error": {"type": "string"}, "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "string"}, "description": "file:line: key: message, as `portcullis check` prints them"}}}
     })
 }
 
@@ -107,7 +114,14 @@ pub fn document() -> Value {
             "parameters": params,
             "responses": responses,
         });
-        if !r.auth {
+        if r.auth {
+            let scope = super::auth::scope_of(r).as_str();
+            responses.insert(
+                "403".into(),
+                json!({"description": format!("the token lacks the `{scope}` scope"), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+            set(&mut op, "x-portcullis-scope", json!(scope));
+        } else {
             set(&mut op, "security", json!([]));
         }
         if let Some(body) = r.body {

@@ -22,6 +22,7 @@ pub enum Op {
     ArmBreakGlass,
     BreakGlassStatus,
     DisarmBreakGlass,
+    Reload,
 }
 
 /// One query parameter: name, schema type, description.
@@ -288,6 +289,29 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         responses: &[(200, "disarmed", "BreakGlassDisarmed"), AUTH_ERRORS[0]],
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/reload",
+        op: Op::Reload,
+        summary:
+            "Read the config file and every file it names again, and apply it live (as SIGHUP).",
+        auth: true,
+        query: &[],
+        body: None,
+        responses: &[
+            (
+                200,
+                "applied; restart_required names what was not",
+                "Reloaded",
+            ),
+            AUTH_ERRORS[0],
+            (
+                422,
+                "refused: the running config stays in force",
+                "ReloadRefused",
+            ),
+        ],
     },
 ];
 

@@ -49,7 +49,7 @@ async fn user_json(gw: &Gateway, u: &User) -> Value {
 
 /// The user store, which every user endpoint needs.
 fn accounts(gw: &Gateway) -> Result<&Accounts, AdminError> {
-    gw.accounts.as_ref().ok_or(AdminError::NoUserStore)
+    gw.accounts.as_deref().ok_or(AdminError::NoUserStore)
 }
 
 /// The user store and the native user `name` names.

@@ -31,6 +31,8 @@ pub struct Config {
     pub break_glass: BreakGlassConfig,
     /// `[identity_headers]`: the names identity values go upstream under (DESIGN.md §2).
     pub identity_headers: IdentityHeaderNames,
+    pub log: LogConfig,
+    pub audit: AuditConfig,
     /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -102,6 +104,71 @@ pub struct AdminConfig {
 pub struct AdminTokenHash {
     pub name: String,
     pub sha256: [u8; 32],
+    /// What the token may do; every scope unless the config lists some.
+    pub scopes: Scopes,
+}
+
+/// One scope of an admin token (DESIGN.md §11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `GET /metrics`.
+    Metrics,
+    /// Every other `GET` of the admin API.
+    Read,
+    /// Every request that changes something (`POST`, `PATCH`, `DELETE`).
+    Write,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Metrics, Scope::Read, Scope::Write];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Metrics => "metrics",
+            Scope::Read => "read",
+            Scope::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A set of scopes. No scope implies another: a `write` token without `read` cannot list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Scopes {
+    metrics: bool,
+    read: bool,
+    write: bool,
+}
+
+impl Scopes {
+    /// Every scope: what a token without a `scopes` list has, as before scopes existed.
+    pub const fn all() -> Scopes {
+        Scopes {
+            metrics: true,
+            read: true,
+            write: true,
+        }
+    }
+
+    pub fn with(mut self, s: Scope) -> Scopes {
+        match s {
+            Scope::Metrics => self.metrics = true,
+            Scope::Read => self.read = true,
+            Scope::Write => self.write = true,
+        }
+        self
+    }
+
+    pub fn allows(self, s: Scope) -> bool {
+        match s {
+            Scope::Metrics => self.metrics,
+            Scope::Read => self.read,
+            Scope::Write => self.write,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,6 +465,37 @@ impl Default for IdentityHeaderNames {
             assertion: "x-portcullis-assertion".into(),
         }
     }
+}
+
+/// `[log]` (DESIGN.md §11): how the process log is written. `RUST_LOG` wins over `level`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive (`info`, `warn,portcullis=debug`); checked at load.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (colour only on a terminal).
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `message` and the fields.
+    Json,
+}
+
+/// `[audit]`: where the audit stream goes besides the log and the audit table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub file: Option<AuditSink>,
+}
+
+/// An audit stream of JSON lines, for a SIEM to tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditSink {
+    /// `file = "-"`.
+    Stdout,
+    /// Appended to (absolute; relative paths are resolved against the config's directory).
+    File(PathBuf),
 }
 
 #[derive(Clone, Debug)]

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub notify: Option<RawNotify>,
     pub break_glass: Option<RawBreakGlass>,
     pub identity_headers: Option<RawIdentityHeaders>,
+    pub log: Option<RawLog>,
+    pub audit: Option<RawAudit>,
 }
 
 /// `[identity_headers]`: the names identity values are sent upstream under.
@@ -98,6 +100,8 @@ pub struct RawAdmin {
 pub struct RawAdminToken {
     pub name: String,
     pub sha256: String,
+    /// `metrics`, `read`, `write`; absent: all three (DESIGN.md §11).
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,9 +260,24 @@ pub struct RawNotify {
     pub admins: Vec<String>,
 }
 
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBreakGlass {
     pub max_window: Option<Dur>,
     pub roles: Option<Vec<String>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub file: Option<String>,
 }

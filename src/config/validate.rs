@@ -13,6 +13,7 @@
 //! | `native.rs`  | `[native]`                                 |
 //! | `mfa.rs`     | `[mfa]`                                    |
 //! | `safety.rs`  | `[notify]`, `[break_glass]`                |
+//! | `ops.rs`     | `[log]`, `[audit]`                         |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
 //! in file-schema order, so problems on one line keep that order); a config with any error is
@@ -23,6 +24,7 @@ mod headers;
 mod idp;
 mod mfa;
 mod native;
+mod ops;
 mod routes;
 mod safety;
 mod server;
@@ -163,6 +165,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             .map(|l| cx.existing_file(&[k("branding"), k("logo")], l)),
     };
 
+    let log = ops::log(cx, raw.log.as_ref());
+    let audit = ops::audit(cx, raw.audit.as_ref());
     server::check_timeouts(cx, s);
     let listen = srv.listen?;
     Some(Config {
@@ -183,5 +187,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         notify,
         break_glass,
         identity_headers,
+        log,
+        audit,
     })
 }

@@ -113,25 +113,68 @@ impl Providers {
     /// gateway serves (and reports not-ready) while an IdP is down.
     pub fn spawn_discovery(&self) {
         for p in &self.list {
-            let p = Arc::clone(p);
-            tokio::spawn(async move {
-                let mut wait = DISCOVERY_BACKOFF_START;
-                loop {
-                    match p.discover().await {
-                        Ok(()) => {
-                            tracing::info!(idp = %p.idp.id, "oidc provider loaded");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "oidc discovery failed");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(DISCOVERY_BACKOFF_MAX);
-                        }
-                    }
-                }
-            });
+            spawn_discovery(Arc::clone(p));
         }
     }
+
+    /// The providers of a reloaded `config`: one whose settings did not change is the running
+    /// one, so its discovered metadata and keys carry over; the others are new.
+    pub fn renew(config: &Config, old: &Providers) -> Result<Providers, String> {
+        let mut new = Providers::new(config)?;
+        for p in &mut new.list {
+            if let Some(o) = old.list.iter().find(|o| unchanged(o, p)) {
+                *p = Arc::clone(o);
+            }
+        }
+        Ok(new)
+    }
+
+    /// Discovers the providers that are not `old`'s, once each and all at once (each bounded
+    /// by its `http_timeout`), so a login right after a reload finds them loaded; one that
+    /// fails keeps trying in the background, as at start.
+    pub async fn discover_fresh(&self, old: &Providers) {
+        let fresh = self
+            .list
+            .iter()
+            .filter(|p| !old.list.iter().any(|o| Arc::ptr_eq(o, p)));
+        let tries = fresh.map(|p| async move {
+            if let Err(e) = p.discover().await {
+                tracing::warn!(idp = %p.idp.id, error = %e, "oidc discovery failed");
+                spawn_discovery(Arc::clone(p));
+            } else {
+                tracing::info!(idp = %p.idp.id, "oidc provider loaded");
+            }
+        });
+        futures_util::future::join_all(tries).await;
+    }
+}
+
+/// Whether a reloaded provider is the running one: the same settings and the same secret (which
+/// `Debug` does not show).
+fn unchanged(a: &Provider, b: &Provider) -> bool {
+    format!("{:?}", a.idp) == format!("{:?}", b.idp)
+        && a.settings.client_secret.expose() == b.settings.client_secret.expose()
+}
+
+/// Discovery in the background until it succeeds, or until a reload dropped the provider (the
+/// task then holds its last reference).
+fn spawn_discovery(p: Arc<Provider>) {
+    tokio::spawn(async move {
+        let mut wait = DISCOVERY_BACKOFF_START;
+        while Arc::strong_count(&p) > 1 {
+            match p.discover().await {
+                Ok(()) => {
+                    tracing::info!(idp = %p.idp.id, "oidc provider loaded");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "oidc discovery failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(DISCOVERY_BACKOFF_MAX);
+                }
+            }
+        }
+    });
 }
 
 impl Provider {

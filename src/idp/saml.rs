@@ -87,32 +87,62 @@ impl Providers {
     /// good one in place.
     pub fn spawn_refresh(&self) {
         for p in &self.list {
-            let SamlMetadata::Url { url, refresh } = &p.settings.metadata else {
-                continue;
-            };
-            let (p, url, refresh) = (Arc::clone(p), url.clone(), *refresh);
-            tokio::spawn(async move {
-                let mut wait = RETRY_START;
-                loop {
-                    match p.fetch(&url).await {
-                        Ok(m) => {
-                            tracing::info!(idp = %p.idp.id, entity = %m.entity_id, "saml metadata loaded");
-                            if let Ok(mut g) = p.meta.write() {
-                                *g = Some(Arc::new(m));
-                            }
-                            wait = RETRY_START;
-                            tokio::time::sleep(refresh).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "saml metadata fetch failed");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(RETRY_MAX);
-                        }
-                    }
-                }
-            });
+            spawn_refresh(p);
         }
     }
+
+    /// The IdPs of a reloaded `config`. Metadata files are read again (the config load read
+    /// them); an IdP with URL metadata and unchanged settings is the running one, so its fetched
+    /// metadata carries over.
+    pub fn renew(config: &Config, old: &Providers) -> Result<Providers, String> {
+        let mut new = Providers::new(config)?;
+        for p in &mut new.list {
+            let by_url = matches!(p.settings.metadata, SamlMetadata::Url { .. });
+            let same = |o: &&Arc<Provider>| format!("{:?}", o.idp) == format!("{:?}", p.idp);
+            if let Some(o) = old.list.iter().find(same).filter(|_| by_url) {
+                *p = Arc::clone(o);
+            }
+        }
+        Ok(new)
+    }
+
+    /// Starts the refresh of the URL metadata that is not `old`'s (a reload).
+    pub fn spawn_refresh_fresh(&self, old: &Providers) {
+        for p in &self.list {
+            if !old.list.iter().any(|o| Arc::ptr_eq(o, p)) {
+                spawn_refresh(p);
+            }
+        }
+    }
+}
+
+/// The refresh loop of one IdP with URL metadata; it ends once a reload dropped the IdP (the
+/// task then holds its last reference).
+fn spawn_refresh(p: &Arc<Provider>) {
+    let SamlMetadata::Url { url, refresh } = &p.settings.metadata else {
+        return;
+    };
+    let (p, url, refresh) = (Arc::clone(p), url.clone(), *refresh);
+    tokio::spawn(async move {
+        let mut wait = RETRY_START;
+        while Arc::strong_count(&p) > 1 {
+            match p.fetch(&url).await {
+                Ok(m) => {
+                    tracing::info!(idp = %p.idp.id, entity = %m.entity_id, "saml metadata loaded");
+                    if let Ok(mut g) = p.meta.write() {
+                        *g = Some(Arc::new(m));
+                    }
+                    wait = RETRY_START;
+                    tokio::time::sleep(refresh).await;
+                }
+                Err(e) => {
+                    tracing::warn!(idp = %p.idp.id, error = %e, retry_in_ms = wait.as_millis() as u64, "saml metadata fetch failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    });
 }
 
 impl Provider {

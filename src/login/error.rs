@@ -380,7 +380,7 @@ pub async fn audit_failure(
 
 /// The user store, when one is configured (native login and step-up need it).
 pub fn accounts(gw: &Gateway) -> Option<&Accounts> {
-    gw.accounts.as_ref()
+    gw.accounts.as_deref()
 }
 
 /// The first native login path (where "start again" points).

@@ -12,6 +12,7 @@
 
 use super::endpoint::Endpoint;
 use super::phases::{self, AccessLine, Authorized};
+use super::reload::Live;
 use crate::http::{Conn, GatewayError};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1::Framing;
@@ -24,7 +25,6 @@ use crate::proxy::request_head::{
 use crate::session::LastToken;
 use crate::state::Gateway;
 use bytes::{Buf, Bytes, BytesMut};
-use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -128,7 +128,7 @@ async fn read_more<IO: AsyncRead + Unpin>(
 
 /// Serves one HTTP/1.x connection while its requests suit the lane.
 pub async fn serve<IO>(
-    gw: &Arc<Gateway>,
+    live: &Live,
     mut io: IO,
     conn: Conn,
     stopped: &mut tokio::sync::watch::Receiver<bool>,
@@ -136,7 +136,6 @@ pub async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let cfg = &gw.config.server;
     let mut inbuf = BytesMut::with_capacity(4096);
     let mut fields: Vec<Field> = Vec::new();
     let mut up: Vec<u8> = Vec::with_capacity(2048);
@@ -144,17 +143,21 @@ where
     let mut last_token = LastToken::default();
     macro_rules! handoff {
         () => {{
-            gw.metrics.handoff();
+            // The counters are shared by every state, so any one counts it.
+            live.gateway().metrics.handoff();
             return Outcome::Handoff(io, inbuf.freeze());
         }};
     }
     loop {
+        // The head is read with the state in force while waiting (its limits need a restart).
+        let waiting = live.gateway();
+        let cfg = &waiting.config.server;
         // Phase: a complete request head, within the header timeout (idle time included, as
         // hyper counts it).
         let deadline = tokio::time::Instant::now() + cfg.header_timeout;
         let req = loop {
             if !inbuf.is_empty() {
-                match parse(&inbuf, &mut fields, cfg.max_headers, &gw.ids) {
+                match parse(&inbuf, &mut fields, cfg.max_headers, &waiting.ids) {
                     // Over the size limit: hyper answers it (431), as for any other request.
                     Parse::Fast(r) if r.len > cfg.max_header_bytes => handoff!(),
                     Parse::Fast(r) => break r,
@@ -167,7 +170,11 @@ where
                 return Outcome::Closed;
             }
         };
-        let started = cfg.access_log.then(Instant::now);
+        // Each request is served by the state in force once its head is in: a reload applies
+        // from the next request on, on a keep-alive connection too.
+        let current = live.gateway();
+        let gw = &current;
+        let started = gw.config.server.access_log.then(Instant::now);
 
         // Phase: classify (as the router and `gateway::proxy`); gateway paths and login go
         // to hyper.

@@ -4,6 +4,7 @@
 //! and the router at the first request it does not take.
 
 use super::limits::until_stopped;
+use super::reload::Live;
 use super::{contain, fast, gateway, limits, router, tls};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -33,7 +34,11 @@ enum Listener {
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// The state as started. A reload replaces what `live` serves; the stores, keys and metrics
+    /// of this one are shared with every later state.
     pub gateway: Arc<Gateway>,
+    /// The state in force, which `Live::reload` replaces (`SIGHUP`, `POST /api/v1/reload`).
+    pub live: Arc<Live>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -150,6 +155,7 @@ async fn start_listening(
     let mut gw = Gateway::new(config, clock).await?;
     prepare(&mut gw);
     let gw = Arc::new(gw);
+    let live = Arc::new(Live::new(Arc::clone(&gw), tls, admin_tls));
     gw.store.spawn_background();
     gw.oidc.spawn_discovery();
     gw.saml.spawn_refresh();
@@ -164,7 +170,7 @@ async fn start_listening(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(serve(
         listener,
-        tls,
+        Arc::clone(&live),
         Arc::clone(&gw),
         stopped.clone(),
         Listener::Public,
@@ -173,7 +179,7 @@ async fn start_listening(
     let admin_addr = admin.map(|(l, a)| {
         tasks.push(tokio::spawn(serve(
             l,
-            admin_tls,
+            Arc::clone(&live),
             Arc::clone(&gw),
             stopped.clone(),
             Listener::Admin,
@@ -185,6 +191,7 @@ async fn start_listening(
         addr,
         admin_addr,
         gateway: gw,
+        live,
         stop: Some(stop),
         tasks,
     })
@@ -205,15 +212,17 @@ fn builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Accepts on one listener until stopped. `gw` is the state as started: what it sets for the
+/// listener itself (limits, hyper's builder, the drain) needs a restart (`config::restart`);
+/// each connection reads `live` for its TLS certificate, each request for its state.
 async fn serve(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    live: Arc<Live>,
     gw: Arc<Gateway>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
     kind: Listener,
 ) {
     let builder = Arc::new(builder(&gw));
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     // A connection the fast lane hands over is HTTP/1 (its first request is already read):
     // served as such, it is not cancelled mid-request by a shutdown, as version detection is.
@@ -247,10 +256,11 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
-        let gw = Arc::clone(&gw);
+        let gw = live.gateway();
+        let live = Arc::clone(&live);
         let builder = Arc::clone(&builder);
         let h1_builder = Arc::clone(&h1_builder);
-        let acceptor = acceptor.clone();
+        let acceptor = live.tls(kind == Listener::Admin);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -278,9 +288,11 @@ async fn serve(
                 peer,
                 tls: acceptor.is_some(),
             };
-            let svc_gw = Arc::clone(&gw);
+            let svc_live = Arc::clone(&live);
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let gw = Arc::clone(&svc_gw);
+                // Each request reads the state in force (a reload applies from the next one).
+                let gw = svc_live.gateway();
+                let live = Arc::clone(&svc_live);
                 async move {
                     // A panic in a handler is answered (500) here, so the connection lives on.
                     Ok::<_, Infallible>(match kind {
@@ -294,7 +306,7 @@ async fn serve(
                         }
                         Listener::Admin => {
                             // Boxed: the admin API is not the hot path and its future is large.
-                            let admin = Box::pin(crate::admin::handle(&gw, req, conn));
+                            let admin = Box::pin(crate::admin::handle(&live, &gw, req, conn));
                             contain::contained(&gw, false, admin).await
                         }
                     })
@@ -305,7 +317,7 @@ async fn serve(
             macro_rules! serve_io {
                 ($io:expr, $lane:expr) => {{
                     let (io, pre) = if $lane {
-                        let lane = fast::serve(&gw, $io, conn, &mut stopped);
+                        let lane = fast::serve(&live, $io, conn, &mut stopped);
                         match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(lane)).await {
                             Ok(fast::Outcome::Closed) => return,
                             Ok(fast::Outcome::Handoff(io, pre)) => (io, pre),

@@ -4,11 +4,12 @@
 //! Invariant: a request the lane takes gets the decisions `gateway` would make for it.
 
 use crate::auth::policy::{self, RouteDecision};
-use crate::config::{Access, RouteConfig};
+use crate::clock::UnixTime;
+use crate::config::{Access, OnMissingMfa, RouteConfig};
 use crate::http::{Conn, GatewayError};
 use crate::metrics::RouteClass;
 use crate::proxy::plan::{ForwardPlan, IdentityPlan};
-use crate::session::{cookie, Session, SessionId, SessionStore};
+use crate::session::{cookie, AuthMethod, MfaUsed, Session, SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::Request;
 use std::net::IpAddr;
@@ -61,11 +62,51 @@ pub async fn session_for_id(
         tracing::info!(target: "audit", event = "session.expired", user = %s.identity.user, reason = ?why, "session expired");
         return Ok(None);
     }
+    // After a live reload, a session made under an older config is judged by this one's role
+    // policies too (DESIGN.md §11): a stricter policy applies from its next request.
+    if gw.reloaded_at.is_some_and(|t| s.created_at <= t) {
+        if let Err(why) = within_policy(gw, &s, now) {
+            Box::pin(gw.store.remove(id)).await?;
+            tracing::info!(target: "audit", event = "session.policy_changed", user = %s.identity.user, reason = why, "session ended: its roles' policy changed");
+            return Ok(None);
+        }
+    }
     if s.needs_touch(now, gw.config.session.touch_interval) {
         // Boxed, as `remove` above: rare, and kept out of the per-request future.
         Box::pin(gw.store.touch(&s, now)).await?;
     }
     Ok(Some(s))
+}
+
+/// Whether a session still meets its roles' strictest policy in the config in force: a second
+/// factor where one is now required (unless its IdP is trusted without one), and the lifetime
+/// and idle timeout, which a reload may have shortened (never lengthened: `Session::check`).
+fn within_policy(gw: &Gateway, s: &Session, now: UnixTime) -> Result<(), &'static str> {
+    let p = policy::effective_policy(&gw.config, &s.identity.roles);
+    if p.require_mfa && s.identity.mfa == MfaUsed::None {
+        let trusted = match &s.identity.method {
+            AuthMethod::Oidc(id) | AuthMethod::Saml(id) => gw
+                .config
+                .idps
+                .iter()
+                .any(|i| i.id == *id && i.on_missing_mfa == OnMissingMfa::Trust),
+            // The demo's sample login has no second factor by design.
+            AuthMethod::Demo => true,
+            // Both pass the gateway's own factor; a session without one is not theirs.
+            AuthMethod::Native | AuthMethod::BreakGlass => false,
+        };
+        if !trusted {
+            return Err("mfa_required");
+        }
+    }
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if now >= s.created_at.saturating_add(secs(p.max_lifetime)) {
+        return Err("max_lifetime");
+    }
+    if now.saturating_sub(s.last_seen()) >= secs(p.idle_timeout) {
+        return Err("idle_timeout");
+    }
+    Ok(())
 }
 
 /// What phase authorize decided.

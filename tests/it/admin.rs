@@ -714,7 +714,11 @@ async fn the_sessions_cli_lists_and_revokes_through_the_admin_api() {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "revoke {id}: {}\nlisted:\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(b.get("/app").await.status, StatusCode::FOUND);
     let out = tokio::process::Command::new(bin)
         .args(["sessions", "list", "--config"])

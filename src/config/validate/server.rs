@@ -4,8 +4,9 @@
 
 use super::ctx::{i, is_clean_path, k, Ctx};
 use crate::config::ipnet::IpNet;
+use crate::config::locate::Seg;
 use crate::config::model::{
-    AdminConfig, AdminTokenHash, LoginTarget, ServerConfig, TlsFiles, UpstreamConfig,
+    AdminConfig, AdminTokenHash, LoginTarget, Scope, Scopes, ServerConfig, TlsFiles, UpstreamConfig,
 };
 use crate::config::raw::{RawAdmin, RawServer, RawUpstream};
 use std::collections::BTreeSet;
@@ -258,8 +259,9 @@ pub(super) fn admin(
                         "token names must be unique and non-empty",
                     );
                 }
+                let scopes = token_scopes(cx, &p, t.scopes.as_deref());
                 match decode_sha256(&t.sha256) {
-                    Some(sha256) => tokens.push(AdminTokenHash { name: t.name.clone(), sha256 }),
+                    Some(sha256) => tokens.push(AdminTokenHash { name: t.name.clone(), sha256, scopes }),
                     None => cx.err(
                         &[&p[..], &[k("sha256")]].concat(),
                         "must be 64 hex characters: the SHA-256 of the token (`portcullis admin-token NAME` prints one)",
@@ -275,6 +277,32 @@ pub(super) fn admin(
         }
         None => None,
     }
+}
+
+/// `scopes = ["metrics", "read", "write"]`: absent means all three; an empty list or an
+/// unknown name is an error (a token that may do nothing is a typo).
+fn token_scopes(cx: &mut Ctx<'_>, token: &[Seg], raw: Option<&[String]>) -> Scopes {
+    let Some(list) = raw else {
+        return Scopes::all();
+    };
+    let key = [token, &[k("scopes")]].concat();
+    if list.is_empty() {
+        cx.err(
+            &key,
+            "must name at least one scope: metrics, read, write (omit it for all three)",
+        );
+    }
+    let mut scopes = Scopes::default();
+    for (n, s) in list.iter().enumerate() {
+        match Scope::parse(s) {
+            Some(s) => scopes = scopes.with(s),
+            None => cx.err(
+                &[&key[..], &[i(n)]].concat(),
+                format!("unknown scope {s:?}: the scopes are metrics, read, write"),
+            ),
+        }
+    }
+    scopes
 }
 
 fn decode_sha256(s: &str) -> Option<[u8; 32]> {

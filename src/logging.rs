@@ -1,0 +1,227 @@
+//! The process log and the audit stream (DESIGN.md §11): text or JSON lines on stderr, colour
+//! codes only when stderr is a terminal, `RUST_LOG` over `[log] level`; with `[audit] file` the
+//! `audit` target is also written, whatever the level, as JSON lines to that file or stdout.
+//! Set up once per process, at start (a reload names `[log]` and `[audit]` as needing a restart).
+
+use crate::config::{AuditConfig, AuditSink, LogConfig, LogFormat};
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer;
+
+/// Why the log could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The `[audit] file` cannot be opened for appending.
+    #[error("cannot open the audit file {path}: {reason}")]
+    AuditFile { path: String, reason: String },
+}
+
+/// The subscriber of a command without a config (the demo): text at `info`, or `RUST_LOG`.
+pub fn init_default() {
+    let log = LogConfig {
+        format: LogFormat::Text,
+        level: "info".into(),
+    };
+    let _ = init(&log, &AuditConfig::default());
+}
+
+/// Installs the process-wide subscriber for `log` and `audit`. A second call changes nothing.
+pub fn init(log: &LogConfig, audit: &AuditConfig) -> Result<(), LogError> {
+    // RUST_LOG wins (DESIGN.md §11); the config's level was checked when it was loaded.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::builder().parse(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let main = match log.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            // A file or a journal gets no escape codes; a person at a terminal gets colour.
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(true)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(JsonLines)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let audit_only = || filter_fn(|m| m.target() == "audit");
+    let audit = match &audit.file {
+        None => None,
+        Some(AuditSink::Stdout) => Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stdout)
+                .event_format(JsonLines)
+                .with_filter(audit_only())
+                .boxed(),
+        ),
+        Some(AuditSink::File(path)) => {
+            // Appended to, so `logrotate` with `copytruncate` and a SIEM tailing it both work.
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| LogError::AuditFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .event_format(JsonLines)
+                    .with_filter(audit_only())
+                    .boxed(),
+            )
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(main)
+        .with(audit)
+        .try_init();
+    Ok(())
+}
+
+/// One JSON object per event: `ts` (RFC 3339, milliseconds, UTC), `level`, `target`,
+/// `message`, then the event's fields (a field named like one of those gets a `field.` prefix).
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        writeln!(writer, "{}", json_line(event, now_rfc3339()))
+    }
+}
+
+/// The JSON object of one event at time `ts`.
+fn json_line(event: &Event<'_>, ts: String) -> serde_json::Value {
+    let meta = event.metadata();
+    let mut fields = Fields(serde_json::Map::new());
+    event.record(&mut fields);
+    let mut fields = fields.0;
+    let mut line = serde_json::Map::new();
+    line.insert("ts".into(), ts.into());
+    line.insert(
+        "level".into(),
+        meta.level().as_str().to_ascii_lowercase().into(),
+    );
+    line.insert("target".into(), meta.target().into());
+    line.insert(
+        "message".into(),
+        fields.remove("message").unwrap_or_else(|| "".into()),
+    );
+    for (k, v) in fields {
+        if line.contains_key(&k) {
+            line.insert(format!("field.{k}"), v);
+        } else {
+            line.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(line)
+}
+
+/// Now as `2026-01-02T03:04:05.678Z`.
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let mut s = crate::clock::rfc3339(secs);
+    s.pop(); // the `Z`
+    let _ = write!(s, ".{:03}Z", now.subsec_millis());
+    s
+}
+
+/// The fields of one event as JSON values: numbers and booleans as such, the rest as text.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_ts_level_target_message_and_typed_fields() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || out.clone())
+                .event_format(JsonLines),
+        );
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!(target: "audit", kind = "login.failure", n = 3_u64, ok = false, ip = %"192.0.2.1", level = "x", "audit \"quoted\"");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["target"], "audit");
+        assert_eq!(v["message"], "audit \"quoted\"");
+        assert_eq!(v["kind"], "login.failure");
+        assert_eq!(v["n"], 3);
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["ip"], "192.0.2.1");
+        assert_eq!(v["field.level"], "x");
+        let ts = v["ts"].as_str().unwrap();
+        assert_eq!(ts.len(), "2026-01-02T03:04:05.678Z".len());
+        assert!(crate::clock::parse_rfc3339(ts).is_some(), "{ts}");
+    }
+}

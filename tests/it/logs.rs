@@ -1,0 +1,155 @@
+//! Logs (DESIGN.md §11, issue 18 item 4), on the real binary: `[log] format = "json"` writes one
+//! JSON object per line on stderr, text logs carry no colour codes when stderr is not a
+//! terminal, and `[audit] file` receives the audit events as JSON lines.
+
+use crate::support::*;
+use hyper::{Method, StatusCode};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "logs-admin-token-0123456789";
+
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the binary on `base_config` plus `extra`, with stderr kept in `dir/stderr`; returns it
+/// and its port.
+async fn run(dir: &TempDir, up: std::net::SocketAddr, extra: &str) -> (Proc, u16) {
+    let cfg = dir.path().join("c.toml");
+    let err = dir.path().join("stderr");
+    let (child, port) = spawn_listening("portcullis run", Duration::from_secs(20), |port| {
+        std::fs::write(&cfg, base_config(port, up, extra)).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap()
+    })
+    .await;
+    (Proc(child), port)
+}
+
+/// Stops the process with SIGTERM and waits for it (its logs are then complete).
+fn stop(mut p: Proc) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status();
+    let _ = p.0.wait();
+}
+
+#[tokio::test]
+async fn json_logs_parse_line_by_line_and_the_audit_file_carries_the_events() {
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("logs-json");
+    let admin_port = loopback_listener().1;
+    let extra = format!(
+        "\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n\n[audit]\nfile = \"audit.jsonl\"\n",
+        sha256_hex(TOKEN)
+    );
+    let (p, port) = run(&dir, up.addr, &extra).await;
+    let http = Http::new();
+    assert_eq!(
+        http.get(&format!("http://127.0.0.1:{port}/hc/x"), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let wrong = http
+        .send(
+            Method::GET,
+            &format!("{admin}/api/v1/sessions"),
+            &[("authorization", "Bearer wrong")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let auth = format!("Bearer {TOKEN}");
+    let r = http
+        .send(
+            Method::POST,
+            &format!("{admin}/api/v1/reload"),
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    stop(p);
+
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        for key in ["ts", "level", "target", "message"] {
+            assert!(l[key].is_string(), "{key} missing: {l}");
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "listening" && l["addr"].as_str().is_some()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "no escape codes");
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(events.iter().all(|e| e["target"] == "audit"), "{audit}");
+    assert!(
+        events.iter().any(|e| e["kind"] == "admin.unauthorized"),
+        "{audit}"
+    );
+    let reload = events
+        .iter()
+        .find(|e| e["kind"] == "config.reload")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(reload["outcome"], "success");
+    assert_eq!(reload["user"], "ops");
+}
+
+#[tokio::test]
+async fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("logs-text");
+    let (p, port) = run(&dir, up.addr, "\n[log]\nlevel = \"info\"\n").await;
+    let http = Http::new();
+    assert_eq!(
+        http.get(&format!("http://127.0.0.1:{port}/hc/x"), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    stop(p);
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(stderr.contains("listening"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in: {stderr:?}");
+}
+
+#[test]
+fn an_unknown_log_format_or_level_is_a_config_error() {
+    let dir = TempDir::new("logs-bad");
+    let p = dir.path().join("c.toml");
+    let text = base_config(UNSERVED_PORT, "127.0.0.1:9".parse().unwrap(), "")
+        + "\n[log]\nformat = \"xml\"\nlevel = \"loud[\"\n\n[audit]\nfile = \"no-such-dir/a.jsonl\"\n";
+    std::fs::write(&p, text).unwrap();
+    let e = portcullis::config::Config::load(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("log.format: unknown log format \"xml\""), "{e}");
+    assert!(e.contains("log.level: invalid level"), "{e}");
+    assert!(e.contains("audit.file: the directory of"), "{e}");
+}
