@@ -307,16 +307,23 @@ async fn a_session_made_on_one_replica_works_on_another_and_dies_everywhere_when
         )
         .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        a.get("/app").await.status,
-        StatusCode::FOUND,
-        "refused at A on the next request"
-    );
-    assert_eq!(
-        b.get("/app").await.status,
-        StatusCode::FOUND,
-        "refused at B on the next request"
-    );
+    // A and B answer known sessions from their pub/sub-invalidated caches: the revocation
+    // reaches them as fast as Redis delivers the message (well under a millisecond here), and
+    // never later than the cache's trust window. A request that races the message on a loaded
+    // machine may still be served; the bound is what is asserted.
+    let revoked = std::time::Instant::now();
+    for (who, br) in [("A", &mut a), ("B", &mut b)] {
+        loop {
+            if br.get("/app").await.status == StatusCode::FOUND {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < portcullis::session::redis_cache::LIVE_FOR,
+                "still served at {who} after the cache's trust window"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     c.cleanup().await;
 }
 
