@@ -20,6 +20,7 @@ mod login_attacks;
 mod native;
 mod notify;
 mod oidc;
+mod pages;
 mod process;
 mod proxy;
 mod real_servers;
