@@ -261,3 +261,95 @@ async fn the_account_page_shortens_agents_and_shows_times_in_words() {
     let token = input_value(&html, "csrf_token");
     assert!(token.is_some());
 }
+
+/// The elements of the current page wider than the viewport or reaching past its edges
+/// (tag, id, left..right), and the page's own scroll width when it is wider.
+async fn overflowing(wd: &crate::support::webdriver::WebDriver) -> Vec<String> {
+    let v = wd
+        .execute(
+            "const w = document.documentElement.clientWidth; const bad = []; \
+             for (const e of document.querySelectorAll('body *')) { \
+               const r = e.getBoundingClientRect(); \
+               if (r.width > w + 0.5 || r.right > w + 0.5 || r.left < -0.5) \
+                 bad.push(e.tagName + '#' + e.id + ' ' + Math.round(r.left) + '..' + Math.round(r.right) + ' of ' + w); } \
+             if (document.documentElement.scrollWidth > w) bad.push('scrollWidth ' + document.documentElement.scrollWidth + ' of ' + w); \
+             return bad;",
+            serde_json::json!([]),
+        )
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn at_390_px_no_element_is_wider_than_the_viewport() {
+    use crate::support::webdriver::{available, ChromeDriver};
+    if !available() {
+        return;
+    }
+    let env = env().await;
+    let seed = env.add_enrolled("pia").await;
+    env.acc()
+        .issue_recovery_codes(
+            &native_principal("pia"),
+            10,
+            Duration::from_secs(86_400),
+            env.gw.clock.now(),
+        )
+        .await
+        .unwrap();
+    // Another session with a long agent, so the account page lists two.
+    let mut other = env.browser();
+    other.user_agent = format!("{FIREFOX} {}", "Extension/1.0 ".repeat(12));
+    password_step(&mut other, "/normal", "pia", PW).await;
+    let (_, csrf) = mfa_csrf(&mut other, "/_portcullis/mfa").await;
+    other
+        .post(
+            "/_portcullis/mfa",
+            &[("code", &env.code(&seed)), ("csrf_token", &csrf)],
+        )
+        .await;
+    env.gw.clock.advance(30);
+    let driver = ChromeDriver::start().await;
+    let wd = driver.session().await;
+    wd.set_window_size(390, 844).await;
+    let check = |name: &'static str| {
+        let wd = &wd;
+        async move {
+            wd.screenshot(&format!("{name}-390")).await;
+            let bad = overflowing(wd).await;
+            assert!(bad.is_empty(), "{name} at 390 px: {bad:?}");
+        }
+    };
+    wd.goto(&env.gw.url("/normal?rd=%2F_portcullis%2Faccount"))
+        .await;
+    check("pages-login").await;
+    wd.fill("#username", "pia").await;
+    wd.fill("#password", PW).await;
+    let button = wd.find("button[type=submit]").await;
+    wd.click(&button).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/mfa")).await;
+    check("pages-mfa").await;
+    let switch = wd.find("#use-recovery-code").await;
+    wd.click(&switch).await;
+    wd.wait_for_url(|u| u.ends_with("?recovery=1")).await;
+    check("pages-mfa-recovery").await;
+    let back = wd.find("#use-app-code").await;
+    wd.click(&back).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/mfa")).await;
+    wd.fill("#code", &env.code(&seed)).await;
+    let verify = wd.find("#code ~ button[type=submit]").await;
+    wd.click(&verify).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/account"))
+        .await;
+    wd.wait_for_text("this device").await;
+    check("pages-account").await;
+    wd.goto(&env.gw.url("/_portcullis/no-such-page")).await;
+    check("pages-not-found").await;
+    wd.goto(&env.gw.url("/_portcullis/logout")).await;
+    check("pages-sign-out").await;
+    wd.quit().await;
+}
