@@ -37,6 +37,16 @@ pub enum MfaError {
     Qr,
 }
 
+/// A typed code as the checks read it: every space and dash removed, whatever kind (ASCII or
+/// the Unicode ones phones and copied text bring), so "123 456", "123-456" and "abcd-ef…" all
+/// match. The one place codes are normalised before their shape is looked at.
+pub fn compact_code(input: &str) -> String {
+    input
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}'))
+        .collect()
+}
+
 /// Fills `buf` from the operating system's CSPRNG.
 ///
 /// A failing OS random source leaves no safe way to continue: returning predictable codes or
@@ -107,6 +117,17 @@ mod tests {
         let s = random_string(b"ab", 64);
         assert_eq!(s.len(), 64);
         assert!(s.bytes().all(|b| b == b'a' || b == b'b'));
+    }
+
+    #[test]
+    fn codes_are_read_without_spaces_and_dashes() {
+        assert_eq!(compact_code(" 123 456 "), "123456");
+        assert_eq!(compact_code("123-456"), "123456");
+        assert_eq!(compact_code("1234\u{2013}5678"), "12345678");
+        assert_eq!(
+            compact_code("abcdef - ghjkmn\t234567"),
+            "abcdefghjkmn234567"
+        );
     }
 
     #[test]

@@ -161,6 +161,18 @@ impl Chrome {
         )
     }
 
+    /// The links under every refusal, so no page is a dead end: sign in again, the account page,
+    /// sign out (its confirmation page: a link never signs anyone out by itself).
+    pub fn ways_on(&self) -> String {
+        format!(
+            "<nav class=\"ways-on\" aria-label=\"Where to go next\"><ul>\
+<li><a id=\"next-login\" href=\"{p}/login\">Sign in again</a></li>\
+<li><a id=\"next-account\" href=\"{p}/account\">Your account</a></li>\
+<li><a id=\"next-logout\" href=\"{p}/logout\">Sign out</a></li></ul></nav>",
+            p = esc(&self.prefix)
+        )
+    }
+
     /// A full page response with the security headers.
     pub fn page(&self, status: StatusCode, title: &str, body: &str) -> Response<GatewayBody> {
         html_response(status, self.layout(title, body, false))
@@ -189,11 +201,12 @@ impl Chrome {
         correlation: &str,
     ) -> Answer {
         let body = format!(
-            "<h1>{}</h1><div class=\"error\" role=\"alert\">{}</div><p>{}</p>\
+            "<h1>{}</h1><div class=\"error\" role=\"alert\">{}</div><p>{}</p>{}\
 <p class=\"muted\">Reference: <code id=\"correlation-id\">{}</code></p>",
             esc(title),
             esc(what),
             esc(next),
+            self.ways_on(),
             esc(correlation)
         );
         Answer::html(status, self.layout(title, &body, false))
@@ -257,6 +270,19 @@ mod tests {
             Some(&b"no-store"[..])
         );
         assert!(r.headers().contains_key("content-security-policy"));
+    }
+
+    #[test]
+    fn every_refusal_page_links_to_the_ways_on() {
+        let c = Chrome {
+            product: "Helpdesk".into(),
+            prefix: "/p".into(),
+            has_logo: false,
+        };
+        let a = c.error_answer(StatusCode::FORBIDDEN, "No", "x", "y", "abc");
+        for href in ["/p/login", "/p/account", "/p/logout"] {
+            assert!(a.body.contains(&format!("href=\"{href}\"")), "{href}");
+        }
     }
 
     #[test]

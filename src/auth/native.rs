@@ -379,12 +379,12 @@ impl Typed {
 }
 
 pub fn classify(code: &str) -> Typed {
-    let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact = crate::mfa::compact_code(code);
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
         Typed::Totp(compact)
     } else if let Some(c) = email::normalise_email_code(&compact) {
         Typed::Email(c)
-    } else if let Some(c) = recovery::normalise(code) {
+    } else if let Some(c) = recovery::normalise(&compact) {
         Typed::Recovery(c)
     } else {
         Typed::Unknown
@@ -502,7 +502,7 @@ pub async fn confirm_enrollment(
         Admission::Admitted(a) => a,
         Admission::Locked => return Ok(Ok(CodeCheck::Locked)),
     };
-    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let code = crate::mfa::compact_code(code);
     let step = enrollment_seed(acc, p)
         .ok_or(MfaError::WrongCode)
         .and_then(|seed| acc.totp_for(seed, &p.user).verify(&code, now, None))
@@ -630,5 +630,37 @@ pub fn allowed(config: &Config, acc: &Accounts, p: &PendingLogin) -> Allowed {
         totp: config.mfa.allows(MfaMethod::Totp),
         email: config.mfa.allows(MfaMethod::Email) && acc.email.is_some() && p.email.is_some(),
         recovery: config.mfa.allows(MfaMethod::RecoveryCode),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified_with_or_without_spaces_and_dashes() {
+        for t in ["123456", "123 456", "123-456", " 12 34 56 "] {
+            assert!(
+                matches!(classify(t), Typed::Totp(c) if c == "123456"),
+                "{t}"
+            );
+        }
+        for t in ["1234-5678", "1234 5678"] {
+            assert!(
+                matches!(classify(t), Typed::Email(c) if c == "12345678"),
+                "{t}"
+            );
+        }
+        for t in [
+            "ABCDEF-GHJKMN-234567",
+            "abcdef ghjkmn 234567",
+            "abcdefghjkmn234567",
+        ] {
+            assert!(
+                matches!(classify(t), Typed::Recovery(c) if c == "abcdefghjkmn234567"),
+                "{t}"
+            );
+        }
+        assert!(matches!(classify("12-34-5"), Typed::Unknown));
     }
 }

@@ -5,12 +5,12 @@
 //! to the session and is refused when its `Origin` is another site's. "Your sessions" are the
 //! principal's, never everyone's who shares the display name.
 
+use super::display::{agent_html, time_html};
 use super::error::{form_status, page as login_page, LoginError};
 use super::views;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, Allowed, CodeCheck, Typing};
 use crate::auth::policy::LocalPath;
-use crate::clock::rfc3339;
 use crate::config::{LoginTarget, MfaMethod};
 use crate::http::{form_value, origin_ok, read_body, respond, store_error, Conn, GatewayError};
 use crate::mfa::{qr, totp};
@@ -131,6 +131,7 @@ async fn page(
         Ok(v) => v,
         Err(e) => return store_error(gw, e),
     };
+    let now = gw.clock.now();
     body.push_str("<h2>Where you are signed in</h2><table id=\"sessions\"><thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Address</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>");
     for other in &sessions {
         let action = if other.id == s.id {
@@ -145,9 +146,9 @@ async fn page(
         };
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-            esc(other.user_agent.as_deref().unwrap_or("unknown")),
+            agent_html(other.user_agent.as_deref()),
             esc(other.ip.as_deref().unwrap_or("-")),
-            esc(&rfc3339(other.created_at)),
+            time_html(now, other.created_at),
         ));
     }
     body.push_str("</tbody></table>");
@@ -173,7 +174,7 @@ async fn page(
             "<h2>Two-step verification</h2><p>Authenticator app: <strong>{}</strong>. Recovery codes left: <strong id=\"codes-left\">{left}</strong>.</p>\
 <p class=\"muted\">To change these, confirm it is you with a current code from your authenticator app or a recovery code.</p>\
 <form method=\"post\" action=\"{p}/account/totp\">{tok}<label for=\"code-totp\">Current code</label>\
-<input id=\"code-totp\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
+<input id=\"code-totp\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>\
 <button type=\"submit\" class=\"secondary\">Set up a new authenticator app</button></form>",
             if has_totp { "set up" } else { "not set up" },
             tok = hidden(&token),
@@ -181,7 +182,7 @@ async fn page(
         if gw.config.mfa.allows(MfaMethod::RecoveryCode) {
             body.push_str(&format!(
                 "<form method=\"post\" action=\"{p}/account/recovery-codes\">{}<label for=\"code-rc\">Current code</label>\
-<input id=\"code-rc\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
+<input id=\"code-rc\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>\
 <button type=\"submit\" class=\"secondary\">Get new recovery codes</button></form>",
                 hidden(&token)
             ));
@@ -199,8 +200,8 @@ async fn page(
             for d in &devices {
                 body.push_str(&format!(
                     "<li>{} — until {} <form method=\"post\" action=\"{p}/account/devices/forget\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button type=\"submit\" class=\"secondary\">Forget</button></form></li>",
-                    esc(d.user_agent.as_deref().unwrap_or("unknown device")),
-                    esc(&rfc3339(d.expires_at)),
+                    agent_html(d.user_agent.as_deref()),
+                    time_html(now, d.expires_at),
                     hidden(&token),
                     esc(&d.id)
                 ));
@@ -211,7 +212,7 @@ async fn page(
             ));
         }
     }
-    body.push_str(&format!("<p><a href=\"{p}/logout\">Sign out</a></p>"));
+    body.push_str(&super::entry::logout_form(gw, &s.id, "Sign out"));
     pages::html_response(
         form_status(error.is_some()),
         gw.chrome.layout("Your account", &body, true),

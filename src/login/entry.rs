@@ -1,28 +1,104 @@
-//! The gateway's own endpoints under the reserved prefix (DESIGN.md §3): JWKS, stylesheet,
-//! login start, logout. Request bodies here are capped at `server.max_body_bytes`.
+//! The gateway's own endpoints under the reserved prefix (DESIGN.md §3): login start, and
+//! logout (asked by GET, done by POST with a session-bound token). Request bodies here are capped at `server.max_body_bytes`.
 
 use crate::auth::policy::LocalPath;
 use crate::config::LoginTarget;
-use crate::http::{query_param, respond, Conn, GatewayError};
+use crate::http::{form_value, query_param, read_body, respond, Conn, GatewayError};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
-use crate::secret::SessionToken;
-use crate::session::{cookie, SessionId, SessionStore};
+use crate::secret::ct_eq;
+use crate::server::phases::load_session;
+use crate::session::{Session, SessionId, SessionStore};
 use crate::state::Gateway;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SET_COOKIE};
 use hyper::{Method, Request, Response};
 
-/// `GET|POST /logout`; a POST from another site is refused (DESIGN.md §6).
+/// `GET /logout` asks, `POST /logout` signs out: a link, a prefetch or an image on another
+/// site can never end a session. The POST carries the session's logout token and is refused
+/// when its `Origin` is another site's (DESIGN.md §6), like every other form.
 pub async fn logout_entry(
     gw: &Gateway,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
     conn: Conn,
 ) -> Response<GatewayBody> {
-    if *req.method() == Method::POST && !crate::http::origin_ok(gw, req.headers()) {
+    let session = match load_session(gw, &req).await {
+        Ok(s) => s,
+        Err(e) => return respond(gw, e, true),
+    };
+    if *req.method() != Method::POST {
+        return match session {
+            Some(s) => confirm_logout(gw, &s),
+            None => signed_out(gw, None),
+        };
+    }
+    if !crate::http::origin_ok(gw, req.headers()) {
         return super::error::page(gw, super::error::LoginError::CrossSite);
     }
-    logout(gw, req, conn).await
+    let Some(s) = session else {
+        // Nothing to end (expired, or signed out in another tab): the same page all the same.
+        return signed_out(gw, None);
+    };
+    let body = match read_body(gw, req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let form = String::from_utf8_lossy(&body);
+    let token = form_value(&form, "csrf_token").unwrap_or_default();
+    if !ct_eq(token.as_bytes(), logout_token(gw, &s.id).as_bytes()) {
+        return super::error::page(gw, super::error::LoginError::FormExpired);
+    }
+    logout(gw, &s.id, conn).await
+}
+
+/// The CSRF token of the sign-out form, bound to the session it ends.
+pub(crate) fn logout_token(gw: &Gateway, id: &SessionId) -> String {
+    let tag = ring::hmac::sign(&gw.csrf_key, format!("logout:{}", id.as_str()).as_bytes());
+    B64.encode(tag.as_ref().get(..24).unwrap_or_default())
+}
+
+/// The sign-out form of a session (the confirmation page and the account page show it).
+pub(crate) fn logout_form(gw: &Gateway, id: &SessionId, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{p}/logout\">\
+<input type=\"hidden\" name=\"csrf_token\" value=\"{t}\">\
+<button type=\"submit\" id=\"logout-confirm\">{label}</button></form>",
+        p = esc(&gw.config.server.prefix),
+        t = esc(&logout_token(gw, id)),
+        label = esc(label),
+    )
+}
+
+/// `GET /logout` with a session: asks before signing out.
+fn confirm_logout(gw: &Gateway, s: &Session) -> Response<GatewayBody> {
+    let body = format!(
+        "<h1>Sign out?</h1><p>You are signed in as <strong>{user}</strong>.</p>{form}\
+<p><a href=\"{p}/account\">Stay signed in and go to your account</a></p>",
+        user = esc(&s.identity.user),
+        form = logout_form(gw, &s.id, "Sign out"),
+        p = esc(&gw.config.server.prefix),
+    );
+    gw.chrome.page(super::error::ok_status(), "Sign out", &body)
+}
+
+/// The signed-out page (or the IdP's sign-out, when it continues there); clears the cookie.
+fn signed_out(gw: &Gateway, idp_logout: Option<String>) -> Response<GatewayBody> {
+    let body = format!(
+        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
+        esc(&gw.config.server.prefix)
+    );
+    let mut r = match idp_logout {
+        Some(url) => pages::redirect(&url),
+        None => gw
+            .chrome
+            .page(super::error::ok_status(), "Signed out", &body),
+    };
+    if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
 }
 
 /// `GET /login?idp=ID&rd=PATH`: start the named login, or show a chooser.
@@ -80,40 +156,24 @@ fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<Ga
     gw.chrome.page(super::error::ok_status(), "Sign in", &body)
 }
 
-/// `GET|POST /logout`: ends the local session and clears the cookie; for an SSO session whose
-/// IdP has `logout = true`, continues to the IdP's end-session endpoint (RP-initiated logout).
-async fn logout(gw: &Gateway, req: &Request<Incoming>, conn: Conn) -> Response<GatewayBody> {
+/// Ends the local session and clears the cookie; for an SSO session whose IdP has
+/// `logout = true`, continues to the IdP's end-session endpoint (RP-initiated logout).
+async fn logout(gw: &Gateway, id: &SessionId, conn: Conn) -> Response<GatewayBody> {
     let mut idp_logout = None;
-    if let Some(token) = cookie::get(req.headers(), gw.cookies.session) {
-        let id = SessionId::of(&SessionToken::new(token.to_owned()));
-        match gw.store.remove(&id).await {
-            Ok(Some(s)) => {
-                audit_logout(gw, &s, conn).await;
-                if let Some(link) = super::sso::take_link(gw, &s.id).await {
-                    idp_logout = match super::oidc::end_session_with(gw, &link) {
-                        Some(u) => Some(u),
-                        None => super::saml::logout_url(gw, &link).await,
-                    };
-                }
+    match gw.store.remove(id).await {
+        Ok(Some(s)) => {
+            audit_logout(gw, &s, conn).await;
+            if let Some(link) = super::sso::take_link(gw, &s.id).await {
+                idp_logout = match super::oidc::end_session_with(gw, &link) {
+                    Some(u) => Some(u),
+                    None => super::saml::logout_url(gw, &link).await,
+                };
             }
-            Ok(None) => {}
-            Err(e) => return respond(gw, GatewayError::Store(e), true),
         }
+        Ok(None) => {}
+        Err(e) => return respond(gw, GatewayError::Store(e), true),
     }
-    let body = format!(
-        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
-        esc(&gw.config.server.prefix)
-    );
-    let mut r = match idp_logout {
-        Some(url) => pages::redirect(&url),
-        None => gw
-            .chrome
-            .page(super::error::ok_status(), "Signed out", &body),
-    };
-    if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
-        r.headers_mut().append(SET_COOKIE, v);
-    }
-    r
+    signed_out(gw, idp_logout)
 }
 
 /// Starts single sign-on with an IdP of either kind (an unknown id gets a "not available" page).

@@ -63,7 +63,9 @@ pub async fn entry(
     let enrolling = matches!(pending.stage, Stage::Enroll { .. });
     match (step, &method, enrolling) {
         (MfaStep::Challenge, &Method::GET, false) => {
-            challenge_page(gw, acc, &pending, Shown::Fresh, None)
+            // `?recovery=1`: the "use a recovery code" link, the field for letters.
+            let recovery = crate::http::query_param(req.uri().query(), "recovery").is_some();
+            challenge_page_as(gw, acc, &pending, Shown::Fresh, None, recovery)
         }
         (MfaStep::Enroll, &Method::GET, true) => {
             enroll_page(gw, acc, &id, &pending, Shown::Fresh, ip).await
@@ -132,6 +134,18 @@ pub(crate) fn challenge_page(
     shown: Shown,
     notice: Option<&str>,
 ) -> Response<GatewayBody> {
+    challenge_page_as(gw, acc, p, shown, notice, false)
+}
+
+/// `challenge_page`, its field for a recovery code when `recovery_mode`.
+pub(crate) fn challenge_page_as(
+    gw: &Gateway,
+    acc: &Accounts,
+    p: &PendingLogin,
+    shown: Shown,
+    notice: Option<&str>,
+    recovery_mode: bool,
+) -> Response<GatewayBody> {
     let (status, error) = (shown.status(), shown.message());
     let remember_days = (p.remember_secs > 0).then(|| (p.remember_secs / 86_400).max(1));
     let allowed = login::allowed(&gw.config, acc, p);
@@ -148,6 +162,7 @@ pub(crate) fn challenge_page(
             remember_days,
             email_hint: email_hint.as_deref(),
             recovery: allowed.recovery,
+            recovery_mode,
             error,
             notice,
         },
@@ -165,7 +180,10 @@ pub(crate) async fn submit_challenge(
 ) -> Response<GatewayBody> {
     let code = form_value(form, "code").unwrap_or_default();
     let remember = form_value(form, "remember").is_some_and(|v| v == "1" || v == "on");
-    let typed_name = login::classify(&code).name();
+    let typed = Attempt {
+        name: login::classify(&code).name(),
+        recovery_mode: form_value(form, "mode").is_some_and(|m| m == "recovery"),
+    };
     let allowed = login::allowed(&gw.config, acc, p);
     let typing = Typing {
         code: &code,
@@ -184,9 +202,11 @@ pub(crate) async fn submit_challenge(
     .await;
     let (verified, left) = match checked {
         Ok(CodeCheck::Verified(v, left)) => (v, left),
-        Ok(CodeCheck::Locked) => return challenge_page(gw, acc, p, Shown::Locked, None),
+        Ok(CodeCheck::Locked) => {
+            return challenge_page_as(gw, acc, p, Shown::Locked, None, typed.recovery_mode)
+        }
         Ok(CodeCheck::Refused { error, locked_now }) => {
-            return refused_code(gw, acc, p, typed_name, &error, locked_now, ip).await
+            return refused_code(gw, acc, p, &typed, &error, locked_now, ip).await
         }
         // DESIGN.md §6: a store failing mid-check is a 503, never "wrong code".
         Err(e) => return store_error(gw, e),
@@ -240,12 +260,19 @@ pub(crate) async fn submit_challenge(
     }
 }
 
+/// What was typed at the challenge: the kind of code, and whether in the recovery-code field
+/// (a refusal shows that field again).
+pub(crate) struct Attempt {
+    name: &'static str,
+    recovery_mode: bool,
+}
+
 /// A refused code: audited (and the lockout it started), answered on the challenge page.
 pub(crate) async fn refused_code(
     gw: &Gateway,
     acc: &Accounts,
     p: &PendingLogin,
-    typed_name: &str,
+    typed: &Attempt,
     error: &MfaError,
     locked_now: bool,
     ip: IpAddr,
@@ -255,7 +282,7 @@ pub(crate) async fn refused_code(
         gw,
         Event {
             user: Some(&p.user),
-            method: Some(typed_name),
+            method: Some(typed.name),
             reason: Some(&reason),
             ip: Some(ip),
             ..Event::new(audit::Kind::MfaFailure, audit::Outcome::Failure)
@@ -272,13 +299,13 @@ pub(crate) async fn refused_code(
             },
         )
         .await;
-        return challenge_page(gw, acc, p, Shown::Locked, None);
+        return challenge_page_as(gw, acc, p, Shown::Locked, None, typed.recovery_mode);
     }
     let shown = match error {
         MfaError::CodeReused => Shown::CodeReused,
         _ => Shown::WrongCode,
     };
-    challenge_page(gw, acc, p, shown, None)
+    challenge_page_as(gw, acc, p, shown, None, typed.recovery_mode)
 }
 
 pub(crate) async fn send_email_code(

@@ -88,6 +88,8 @@ pub struct Challenge<'a> {
     pub remember_days: Option<u64>,
     pub email_hint: Option<&'a str>,
     pub recovery: bool,
+    /// The field takes a recovery code (the "use a recovery code" link was followed).
+    pub recovery_mode: bool,
     pub error: Option<&'a str>,
     pub notice: Option<&'a str>,
 }
@@ -101,16 +103,40 @@ Remember this device for {d} day{s}</label>",
             s = if d == 1 { "" } else { "s" }
         )
     });
-    let hint = if c.recovery {
-        "Enter the 6-digit code from your authenticator app. If you cannot use it, enter one of your recovery codes."
+    let p = esc(c.prefix);
+    // Recovery codes have letters: their field must not bring up a digits-only keyboard, so the
+    // page switches fields by a link (no script: the CSP allows none).
+    let recovery_mode = c.recovery && c.recovery_mode;
+    let (hint, label, inputmode, autocomplete, switch) = if recovery_mode {
+        (
+            "Enter one of your recovery codes. Spaces and dashes do not matter.",
+            "Recovery code",
+            "",
+            "off",
+            format!("<p><a id=\"use-app-code\" href=\"{p}/mfa\">Use the code from your authenticator app</a></p>"),
+        )
     } else {
-        "Enter the 6-digit code from your authenticator app."
+        (
+            "Enter the 6-digit code from your authenticator app.",
+            "Verification code",
+            " inputmode=\"numeric\"",
+            "one-time-code",
+            if c.recovery {
+                format!("<p><a id=\"use-recovery-code\" href=\"{p}/mfa?recovery=1\">Use a recovery code</a></p>")
+            } else {
+                String::new()
+            },
+        )
+    };
+    let mode = if recovery_mode {
+        "<input type=\"hidden\" name=\"mode\" value=\"recovery\">"
+    } else {
+        ""
     };
     let email = c.email_hint.map_or_else(String::new, |to| {
         format!(
             "<form method=\"post\" action=\"{p}/mfa/email\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
 <button type=\"submit\" class=\"secondary\">Email a code to {to}</button></form>",
-            p = esc(c.prefix),
             csrf = esc(c.csrf),
             to = esc(to)
         )
@@ -123,13 +149,12 @@ Remember this device for {d} day{s}</label>",
     let body = format!(
         "<h1>Two-step verification</h1>{notice}{err}<p id=\"code-hint\">{hint}</p>\
 <form method=\"post\" action=\"{p}/mfa\">\
-<input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-<label for=\"code\">Verification code</label>\
-<input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus aria-describedby=\"code-hint\"{described}>\
-{remember}<button type=\"submit\">Verify</button></form>{email}",
+<input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">{mode}\
+<label for=\"code\">{label}</label>\
+<input id=\"code\" name=\"code\" type=\"text\"{inputmode} autocomplete=\"{autocomplete}\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus aria-describedby=\"code-hint\"{described}>\
+{remember}<button type=\"submit\">Verify</button></form>{switch}{email}",
         notice = notice_block(c.notice),
         err = error_block(c.error),
-        p = esc(c.prefix),
         csrf = esc(c.csrf),
     );
     chrome.page(status, "Two-step verification", &body)

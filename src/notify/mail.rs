@@ -205,6 +205,16 @@ pub fn browser(ua: Option<&str>) -> String {
     let Some(ua) = ua.filter(|u| !u.trim().is_empty()) else {
         return "unknown".into();
     };
+    let shown: String = printable(ua).chars().take(MAX_UA_CHARS).collect();
+    match agent_name(ua) {
+        Some(n) => format!("{n} ({shown})"),
+        None => shown,
+    }
+}
+
+/// The browser and system of a User-Agent in words ("Firefox on Windows"), when the browser is
+/// recognised; the one table of names, for the mails and the account page.
+pub fn agent_name(ua: &str) -> Option<String> {
     let name = [
         ("Edg/", "Edge"),
         ("OPR/", "Opera"),
@@ -215,7 +225,7 @@ pub fn browser(ua: Option<&str>) -> String {
     ]
     .iter()
     .find(|(needle, _)| ua.contains(needle))
-    .map(|(_, n)| *n);
+    .map(|(_, n)| *n)?;
     let os = [
         ("Windows", "Windows"),
         ("Android", "Android"),
@@ -227,12 +237,10 @@ pub fn browser(ua: Option<&str>) -> String {
     .iter()
     .find(|(needle, _)| ua.contains(needle))
     .map(|(_, n)| *n);
-    let shown: String = printable(ua).chars().take(MAX_UA_CHARS).collect();
-    match (name, os) {
-        (Some(n), Some(o)) => format!("{n} on {o} ({shown})"),
-        (Some(n), None) => format!("{n} ({shown})"),
-        _ => shown,
-    }
+    Some(match os {
+        Some(o) => format!("{name} on {o}"),
+        None => name.to_owned(),
+    })
 }
 
 /// Printable ASCII only: anything else (controls, line breaks, non-ASCII) becomes `?`.

@@ -59,7 +59,7 @@ pub async fn handle(
                 }
                 // The gateway's own pages are boxed: their futures are large, and inlined here
                 // they would make every proxied request's future as large as the largest.
-                ep => Box::pin(dispatch(gw, req, conn, ep)).await,
+                ep => Box::pin(dispatch(gw, req, conn, ep, html)).await,
             };
             (class, resp)
         }
@@ -84,6 +84,7 @@ async fn dispatch(
     req: Request<Incoming>,
     conn: Conn,
     ep: Endpoint<'_>,
+    html: bool,
 ) -> Response<GatewayBody> {
     if !ep.allows(req.method()) {
         return pages::json_error(
@@ -97,7 +98,7 @@ async fn dispatch(
         Endpoint::Stylesheet => assets::stylesheet(),
         Endpoint::Logo => assets::logo(gw).unwrap_or_else(|e| respond(gw, e, false)),
         Endpoint::LoginStart => endpoints::login(gw, &req).await,
-        Endpoint::Logout => endpoints::logout_entry(gw, &req, conn).await,
+        Endpoint::Logout => endpoints::logout_entry(gw, req, conn).await,
         Endpoint::Mfa(step) => mfa::entry(gw, req, conn, step).await,
         Endpoint::Account(step) => account::entry(gw, req, conn, step).await,
         Endpoint::Report => report::entry(gw, req, conn).await,
@@ -105,12 +106,21 @@ async fn dispatch(
         Endpoint::Oidc(idp, step) => oidc::entry(gw, req, conn, idp, step).await,
         Endpoint::Saml(idp, step) => saml::entry(gw, req, conn, idp, step).await,
         Endpoint::NativeLogin(path) => native::entry(gw, req, conn, path).await,
-        Endpoint::Unknown | Endpoint::Proxy => not_found(),
+        Endpoint::Unknown | Endpoint::Proxy => not_found(gw, html),
     }
 }
 
-/// An unknown gateway path.
-fn not_found() -> Response<GatewayBody> {
+/// An unknown gateway path: a page with the ways on for a browser, JSON for API clients.
+fn not_found(gw: &Gateway, html: bool) -> Response<GatewayBody> {
+    if html {
+        return gw.chrome.error_page(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is no page at this address.",
+            "Check the address, or go on from one of these pages.",
+            &crate::session::random_id(9),
+        );
+    }
     pages::json_error(
         StatusCode::NOT_FOUND,
         "not_found",

@@ -292,7 +292,7 @@ async fn forgetting_remembered_devices_brings_the_challenge_back() {
         )
         .await;
     assert!(r.text().contains("No device is remembered"));
-    a.get("/_portcullis/logout").await;
+    a.logout().await;
     let form = a.get("/normal").await;
     let t = input_value(&form.text(), "csrf_token").unwrap();
     let r = a

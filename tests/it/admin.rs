@@ -468,7 +468,7 @@ async fn every_audited_action_appears_in_the_audit_api() {
     let a = Admin::start().await;
     a.add_user("yuri", &["end_user"]).await;
     let mut b = a.login("yuri").await;
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     // A failure, a lockout.
     for _ in 0..3 {
         let mut x = Browser::new(&format!("http://{}", a.gw.addr));

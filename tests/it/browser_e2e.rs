@@ -192,6 +192,10 @@ async fn a_contractor_enrolls_totp_sees_recovery_codes_and_signs_in_again_with_a
     assert!(app.contains("\"path\":\"/contract/home\""), "{app}");
     // Log out, then sign in again: now a challenge, answered with a fresh code.
     wd.goto(&gw.url("/_portcullis/logout")).await;
+    wd.screenshot("sign-out").await;
+    let confirm = wd.find("#logout-confirm").await;
+    wd.click(&confirm).await;
+    wd.wait_for_text("You are signed out").await;
     wd.screenshot("signed-out").await;
     gw.clock.advance(30);
     wd.goto(&gw.url("/contract/home")).await;
@@ -399,7 +403,7 @@ async fn all_pages() -> Vec<(&'static str, Resp)> {
         .await;
     pages.push(("recovery-codes", codes));
     pages.push(("account", b.get("/_portcullis/account").await));
-    pages.push(("signed-out", b.get("/_portcullis/logout").await));
+    pages.push(("signed-out", b.logout().await));
     gw.clock.advance(30);
     let form = b.get("/normal").await;
     let csrf = input_value(&form.text(), "csrf_token").unwrap();

@@ -21,6 +21,7 @@ mod logs;
 mod native;
 mod notify;
 mod oidc;
+mod pages;
 mod process;
 mod proxy;
 mod real_servers;

@@ -167,7 +167,7 @@ async fn password_and_totp_login_reaches_the_upstream_with_the_right_headers() {
         Some("carla@example.com")
     );
     // Logout ends it.
-    let out = b.get("/_portcullis/logout").await;
+    let out = b.logout().await;
     assert_eq!(out.status, StatusCode::OK);
     let again = b
         .http
@@ -285,7 +285,7 @@ async fn enrollment_through_the_invitation_then_login_with_a_code() {
     assert_eq!(app.status, StatusCode::OK);
     assert_eq!(app.upstream_header("x-auth-mfa").as_deref(), Some("totp"));
     // Log out, log in again: now a challenge, not enrollment.
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     env.gw.clock.advance(30);
     let r = password_step(&mut b, "/normal", "nico", PW).await;
     assert_eq!(
@@ -301,7 +301,7 @@ async fn enrollment_through_the_invitation_then_login_with_a_code() {
         .await;
     assert_eq!(r.status, StatusCode::FOUND);
     // And a recovery code from the page works.
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     password_step(&mut b, "/normal", "nico", PW).await;
     let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
     let r = b
@@ -668,7 +668,7 @@ async fn remember_is_absent_when_the_role_says_0s() {
         .await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert!(!b.jar.contains_key("portcullis-device"));
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     let r = password_step(&mut b, "/normal", "agnes", PW).await;
     assert_eq!(
         r.header("location").unwrap(),
@@ -696,7 +696,7 @@ async fn remember_is_offered_honoured_for_its_duration_and_ignored_once_revoked(
         .await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert!(b.jar.contains_key("portcullis-device"));
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     // Within 7 days: password only.
     env.gw.clock.advance(6 * 86_400);
     let r = password_step(&mut b, "/normal?rd=%2Fcontract%2Fx", "rob", PW).await;
@@ -709,7 +709,7 @@ async fn remember_is_offered_honoured_for_its_duration_and_ignored_once_revoked(
         app.upstream_header("x-auth-mfa").as_deref(),
         Some("remembered_device")
     );
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     // After 7 days: challenged again.
     env.gw.clock.advance(86_400 + 1);
     let r = password_step(&mut b, "/normal", "rob", PW).await;
@@ -728,7 +728,7 @@ async fn remember_is_offered_honoured_for_its_duration_and_ignored_once_revoked(
         ],
     )
     .await;
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     env.gw
         .gateway()
         .accounts

@@ -588,7 +588,7 @@ async fn missing_mfa_evidence_under_step_up_enrolls_then_challenges_the_gateway_
         Some("oidc:corp")
     );
     // The factor belongs to the SSO subject: next time, a challenge instead of enrollment.
-    b.get("/_portcullis/logout").await;
+    b.logout().await;
     env.gw.clock.advance(60);
     let cb = to_callback(&mut b, "/agent/tickets").await;
     let r = b.get(&cb).await;
@@ -689,7 +689,7 @@ async fn rp_initiated_logout_ends_the_session_and_redirects_to_the_op() {
     let r = login(&mut b, "/agent/tickets").await;
     assert_eq!(r.status, StatusCode::OK);
     let id_token = env.op.with(|s| s.last_id_token.clone()).unwrap();
-    let out = b.get("/_portcullis/logout").await;
+    let out = b.logout().await;
     assert_eq!(out.status, StatusCode::FOUND);
     let to = location(&out);
     assert!(
@@ -727,7 +727,7 @@ async fn logout_without_rp_initiated_logout_stays_local() {
     env.ready().await;
     let mut b = env.browser();
     login(&mut b, "/agent/tickets").await;
-    let out = b.get("/_portcullis/logout").await;
+    let out = b.logout().await;
     assert_eq!(out.status, StatusCode::OK);
     assert!(out.text().contains("You are signed out"));
 }

@@ -728,7 +728,7 @@ async fn sp_initiated_single_logout_sends_a_logout_request_and_verifies_the_resp
         &env.idp.response(&env.spec(Some(&id), "sam@corp.example")),
     )
     .await;
-    let r = b.get("/_portcullis/logout").await;
+    let r = b.logout().await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let url = location(&r);
     assert!(url.starts_with("https://idp.test/slo?"), "{url}");
@@ -1041,7 +1041,7 @@ async fn a_response_without_name_id_is_refused_unless_a_subject_attribute_names_
         Some("ann")
     );
     // No NameID to name at the IdP: the logout stays local.
-    let out = b.get("/_portcullis/logout").await;
+    let out = b.logout().await;
     assert_eq!(out.status, StatusCode::OK, "{}", out.text());
 }
 
@@ -1136,7 +1136,7 @@ async fn two_logins_with_different_transient_name_ids_and_one_subject_attribute_
         Some("sam")
     );
     // Single Logout echoes this login's own (transient) NameID and its format.
-    let out = b.get("/_portcullis/logout").await;
+    let out = b.logout().await;
     let lr = decode_redirect(&location(&out), "SAMLRequest");
     assert_eq!(first_text(&lr, "NameID").as_deref(), Some("_transient-1"));
     assert!(lr.contains(NAMEID_TRANSIENT), "{lr}");

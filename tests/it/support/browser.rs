@@ -76,6 +76,19 @@ impl Browser {
         r
     }
 
+    /// Signs out as a person does: the confirmation page (GET), then its form (POST). Without a
+    /// session there is no form: the signed-out page is the answer.
+    pub async fn logout(&mut self) -> Resp {
+        let ask = self.get("/_portcullis/logout").await;
+        match input_value(&ask.text(), "csrf_token") {
+            Some(t) => {
+                self.post("/_portcullis/logout", &[("csrf_token", &t)])
+                    .await
+            }
+            None => ask,
+        }
+    }
+
     /// Follows a redirect chain from `r` (GETs), returning the final response.
     pub async fn follow(&mut self, mut r: Resp) -> Resp {
         for _ in 0..10 {

@@ -1,0 +1,85 @@
+//! How the account page shows values that would overflow a phone screen: a User-Agent in words
+//! ("Firefox on Windows") and a time as "3 minutes ago", each with the exact value in a `title`.
+
+use crate::clock::rfc3339;
+use crate::notify::mail::agent_name;
+use crate::pages::esc;
+
+/// Longest text of an unrecognised User-Agent shown in the page itself (the rest is in `title`).
+const MAX_SHOWN_UA: usize = 32;
+
+/// A User-Agent as a short phrase, the full value in its `title` (escaped HTML).
+pub fn agent_html(ua: Option<&str>) -> String {
+    let Some(ua) = ua.filter(|u| !u.trim().is_empty()) else {
+        return "unknown".into();
+    };
+    let shown = agent_name(ua).unwrap_or_else(|| {
+        let mut s: String = ua.chars().take(MAX_SHOWN_UA).collect();
+        if s.len() < ua.len() {
+            s.push('…');
+        }
+        s
+    });
+    format!("<span title=\"{}\">{}</span>", esc(ua), esc(&shown))
+}
+
+/// `then` relative to `now` in words: "just now", "3 minutes ago", "in 2 days".
+pub fn ago(now: i64, then: i64) -> String {
+    let d = now.saturating_sub(then);
+    let s = d.saturating_abs();
+    if s < 60 {
+        return "just now".into();
+    }
+    let (n, unit) = match s {
+        s if s < 3_600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3_600, "hour"),
+        s if s < 86_400 * 60 => (s / 86_400, "day"),
+        s if s < 86_400 * 730 => (s / (86_400 * 30), "month"),
+        s => (s / (86_400 * 365), "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if d > 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
+/// A time as `ago` in a `<time>` element, the exact UTC time in its `title` and `datetime`.
+pub fn time_html(now: i64, t: i64) -> String {
+    let exact = rfc3339(t);
+    format!(
+        "<time datetime=\"{e}\" title=\"{t}\">{}</time>",
+        esc(&ago(now, t)),
+        e = esc(&exact),
+        t = esc(&exact.replace('T', " ").replace('Z', " UTC")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_words_with_the_exact_time_in_the_title() {
+        assert_eq!(ago(1_000, 990), "just now");
+        assert_eq!(ago(1_000, 1_000 - 180), "3 minutes ago");
+        assert_eq!(ago(10_000, 10_000 - 3_600), "1 hour ago");
+        assert_eq!(ago(0, 2 * 86_400), "in 2 days");
+        let h = time_html(180, 0);
+        assert!(h.contains(">3 minutes ago</time>"), "{h}");
+        assert!(h.contains("title=\"1970-01-01 00:00:00 UTC\""), "{h}");
+    }
+
+    #[test]
+    fn long_agents_are_shortened_to_browser_and_system() {
+        let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        let h = agent_html(Some(ua));
+        assert!(h.contains(">Firefox on Windows</span>"), "{h}");
+        assert!(h.contains(&format!("title=\"{ua}\"")), "{h}");
+        let odd = agent_html(Some(&"x<".repeat(40)));
+        assert!(odd.contains(">x&lt;x&lt;"), "{odd}");
+        assert!(odd.contains("…</span>"), "{odd}");
+        assert_eq!(agent_html(None), "unknown");
+    }
+}

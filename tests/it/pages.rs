@@ -1,0 +1,355 @@
+//! Pages a person can use (issue 21): the recovery-code field, codes typed with spaces and
+//! dashes, no dead ends (an HTML 404, links on refusals), logout by POST only, and the account
+//! page's short user agents and relative times.
+
+use crate::support::browser::*;
+use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
+use hyper::StatusCode;
+use portcullis::accounts::native_principal;
+use std::time::Duration;
+
+const FIREFOX: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+async fn env() -> LoginEnv {
+    LoginEnv::start(LoginOpts::default()).await
+}
+
+/// A signed-in browser of an enrolled `name`.
+async fn signed_in(env: &LoginEnv, name: &str) -> Browser {
+    let seed = env.add_enrolled(name).await;
+    let mut b = env.browser();
+    b.user_agent = FIREFOX.into();
+    password_step(&mut b, "/normal", name, PW).await;
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[("code", &env.code(&seed)), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    b
+}
+
+/// The `<input id="code" …>` tag of a page.
+fn code_input(html: &str) -> String {
+    let start = html.find("<input id=\"code\"").expect("a code field");
+    let end = html[start..].find('>').unwrap() + start;
+    html[start..=end].to_owned()
+}
+
+#[tokio::test]
+async fn the_recovery_code_field_takes_letters_and_codes_may_have_spaces_or_dashes() {
+    let env = env().await;
+    env.add_enrolled("rhea").await;
+    let codes = env
+        .acc()
+        .issue_recovery_codes(
+            &native_principal("rhea"),
+            10,
+            Duration::from_secs(86_400),
+            env.gw.clock.now(),
+        )
+        .await
+        .unwrap();
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "rhea", PW).await;
+    // The app-code field brings up digits, and offers the switch (a plain link, no script).
+    let page = b.get("/_portcullis/mfa").await;
+    let html = page.text();
+    assert!(code_input(&html).contains("inputmode=\"numeric\""));
+    assert!(
+        html.contains("href=\"/_portcullis/mfa?recovery=1\">Use a recovery code</a>"),
+        "{html}"
+    );
+    // The recovery-code field does not.
+    let page = b.get("/_portcullis/mfa?recovery=1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(!code_input(&html).contains("inputmode"), "{html}");
+    assert!(html.contains("<label for=\"code\">Recovery code</label>"));
+    assert!(html.contains("href=\"/_portcullis/mfa\">Use the code from your authenticator app"));
+    // A wrong code there shows the recovery field again.
+    let csrf = input_value(&html, "csrf_token").unwrap();
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[
+                ("code", "nope"),
+                ("mode", "recovery"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!code_input(&r.text()).contains("inputmode"));
+    // Typed in capitals with spaces for dashes: accepted.
+    let typed = codes[0].expose().to_uppercase().replace('-', " ");
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[
+                ("code", &typed),
+                ("mode", "recovery"),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("You have 9 recovery codes left"));
+}
+
+#[tokio::test]
+async fn an_app_code_typed_with_a_dash_or_spaces_is_accepted() {
+    let env = env().await;
+    let seed = env.add_enrolled("tess").await;
+    for (i, shape) in ["dash", "spaces"].into_iter().enumerate() {
+        env.gw.clock.advance(30 * (i as i64 + 1));
+        let code = env.code(&seed);
+        let typed = match shape {
+            "dash" => format!("{}-{}", &code[..3], &code[3..]),
+            _ => format!(" {} {} ", &code[..3], &code[3..]),
+        };
+        let mut b = env.browser();
+        password_step(&mut b, "/normal", "tess", PW).await;
+        let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+        let r = b
+            .post(
+                "/_portcullis/mfa",
+                &[("code", &typed), ("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FOUND, "{shape}: {}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_gateway_path_is_a_page_for_browsers_and_json_for_the_rest() {
+    let env = env().await;
+    let mut b = env.browser();
+    let r = b.get("/_portcullis/no-such-page").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let html = r.text();
+    assert!(html.contains("<h1>Page not found</h1>"), "{html}");
+    for href in [
+        "/_portcullis/login",
+        "/_portcullis/account",
+        "/_portcullis/logout",
+    ] {
+        assert!(html.contains(&format!("href=\"{href}\"")), "{href}: {html}");
+    }
+    let r = env
+        .http
+        .get(
+            &env.gw.url("/_portcullis/no-such-page"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(r.text().contains("\"not_found\""));
+}
+
+#[tokio::test]
+async fn a_refusal_page_links_to_where_the_person_can_go_next() {
+    let env = env().await;
+    let mut b = env.browser();
+    // No pending login: "Sign-in expired".
+    let r = b.post("/_portcullis/mfa", &[("code", "123456")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let html = r.text();
+    assert!(html.contains("Sign-in expired"), "{html}");
+    for (id, href) in [
+        ("next-login", "/_portcullis/login"),
+        ("next-account", "/_portcullis/account"),
+        ("next-logout", "/_portcullis/logout"),
+    ] {
+        assert!(
+            html.contains(&format!("id=\"{id}\" href=\"{href}\"")),
+            "{id}: {html}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_is_asked_by_get_and_done_by_post_with_its_token() {
+    let env = env().await;
+    let mut b = signed_in(&env, "lou").await;
+    let app = |b: &mut Browser| {
+        let cookie = b.cookie_header();
+        let http = &env.http;
+        let url = env.gw.url("/contract/x");
+        async move {
+            http.get(&url, &[("cookie", &cookie), ("accept", "application/json")])
+                .await
+                .status
+        }
+    };
+    // A GET (a link, a prefetch) only asks.
+    let ask = b.get("/_portcullis/logout").await;
+    assert_eq!(ask.status, StatusCode::OK);
+    assert!(ask.text().contains("<h1>Sign out?</h1>"), "{}", ask.text());
+    assert!(ask.header("set-cookie").is_none(), "the cookie stays");
+    assert_eq!(app(&mut b).await, StatusCode::OK, "still signed in");
+    let token = input_value(&ask.text(), "csrf_token").unwrap();
+    // A POST without the token, or from another site, is refused.
+    let r = b.post("/_portcullis/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = b
+        .post("/_portcullis/logout", &[("csrf_token", "forged")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let cookie = b.cookie_header();
+    let r = env
+        .http
+        .post_form(
+            &env.gw.url("/_portcullis/logout"),
+            &[
+                ("cookie", &cookie),
+                ("origin", "https://evil.example"),
+                ("accept", "text/html"),
+            ],
+            &[("csrf_token", &token)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(app(&mut b).await, StatusCode::OK, "still signed in");
+    assert!(env.audit_of("logout", "lou").await.is_empty());
+    // The form itself signs out.
+    let r = b
+        .post("/_portcullis/logout", &[("csrf_token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("You are signed out"));
+    assert_eq!(app(&mut b).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(env.audit_of("logout", "lou").await.len(), 1);
+    // Asked again without a session: nothing to confirm, the signed-out page.
+    let again = b.get("/_portcullis/logout").await;
+    assert!(again.text().contains("You are signed out"));
+}
+
+#[tokio::test]
+async fn the_account_page_shortens_agents_and_shows_times_in_words() {
+    let env = env().await;
+    let mut b = signed_in(&env, "ada").await;
+    env.gw.clock.advance(180);
+    let page = b.get("/_portcullis/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains(&format!(
+            "<span title=\"{FIREFOX}\">Firefox on Windows</span>"
+        )),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!(">{FIREFOX}<")),
+        "the long agent is not shown as text"
+    );
+    assert!(html.contains(">3 minutes ago</time>"), "{html}");
+    assert!(
+        html.contains(" UTC\">3 minutes ago"),
+        "the exact time in a title: {html}"
+    );
+    // The sign-out there is the POST form, not a link.
+    assert!(html.contains("id=\"logout-confirm\""));
+    let token = input_value(&html, "csrf_token");
+    assert!(token.is_some());
+}
+
+/// The elements of the current page wider than the viewport or reaching past its edges
+/// (tag, id, left..right), and the page's own scroll width when it is wider.
+async fn overflowing(wd: &crate::support::webdriver::WebDriver) -> Vec<String> {
+    let v = wd
+        .execute(
+            "const w = document.documentElement.clientWidth; const bad = []; \
+             for (const e of document.querySelectorAll('body *')) { \
+               const r = e.getBoundingClientRect(); \
+               if (r.width > w + 0.5 || r.right > w + 0.5 || r.left < -0.5) \
+                 bad.push(e.tagName + '#' + e.id + ' ' + Math.round(r.left) + '..' + Math.round(r.right) + ' of ' + w); } \
+             if (document.documentElement.scrollWidth > w) bad.push('scrollWidth ' + document.documentElement.scrollWidth + ' of ' + w); \
+             return bad;",
+            serde_json::json!([]),
+        )
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn at_390_px_no_element_is_wider_than_the_viewport() {
+    use crate::support::webdriver::{available, ChromeDriver};
+    if !available() {
+        return;
+    }
+    let env = env().await;
+    let seed = env.add_enrolled("pia").await;
+    env.acc()
+        .issue_recovery_codes(
+            &native_principal("pia"),
+            10,
+            Duration::from_secs(86_400),
+            env.gw.clock.now(),
+        )
+        .await
+        .unwrap();
+    // Another session with a long agent, so the account page lists two.
+    let mut other = env.browser();
+    other.user_agent = format!("{FIREFOX} {}", "Extension/1.0 ".repeat(12));
+    password_step(&mut other, "/normal", "pia", PW).await;
+    let (_, csrf) = mfa_csrf(&mut other, "/_portcullis/mfa").await;
+    other
+        .post(
+            "/_portcullis/mfa",
+            &[("code", &env.code(&seed)), ("csrf_token", &csrf)],
+        )
+        .await;
+    env.gw.clock.advance(30);
+    let driver = ChromeDriver::start().await;
+    let wd = driver.session().await;
+    wd.set_window_size(390, 844).await;
+    let check = |name: &'static str| {
+        let wd = &wd;
+        async move {
+            wd.screenshot(&format!("{name}-390")).await;
+            let bad = overflowing(wd).await;
+            assert!(bad.is_empty(), "{name} at 390 px: {bad:?}");
+        }
+    };
+    wd.goto(&env.gw.url("/normal?rd=%2F_portcullis%2Faccount"))
+        .await;
+    check("pages-login").await;
+    wd.fill("#username", "pia").await;
+    wd.fill("#password", PW).await;
+    let button = wd.find("button[type=submit]").await;
+    wd.click(&button).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/mfa")).await;
+    check("pages-mfa").await;
+    let switch = wd.find("#use-recovery-code").await;
+    wd.click(&switch).await;
+    wd.wait_for_url(|u| u.ends_with("?recovery=1")).await;
+    check("pages-mfa-recovery").await;
+    let back = wd.find("#use-app-code").await;
+    wd.click(&back).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/mfa")).await;
+    wd.fill("#code", &env.code(&seed)).await;
+    let verify = wd.find("#code ~ button[type=submit]").await;
+    wd.click(&verify).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/account"))
+        .await;
+    wd.wait_for_text("this device").await;
+    check("pages-account").await;
+    wd.goto(&env.gw.url("/_portcullis/no-such-page")).await;
+    check("pages-not-found").await;
+    wd.goto(&env.gw.url("/_portcullis/logout")).await;
+    check("pages-sign-out").await;
+    wd.quit().await;
+}
