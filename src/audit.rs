@@ -53,6 +53,8 @@ pub enum Kind {
     AdminMfaReset,
     /// `admin.recovery_codes_issued`: an admin issued recovery codes.
     AdminRecoveryCodesIssued,
+    /// `forward_auth.untrusted`: a forward-auth check from a peer not in `trusted_proxies`.
+    ForwardAuthUntrusted,
 }
 
 impl Kind {
@@ -80,6 +82,7 @@ impl Kind {
             Kind::AdminUserEnabled => "admin.user_enabled",
             Kind::AdminMfaReset => "admin.mfa_reset",
             Kind::AdminRecoveryCodesIssued => "admin.recovery_codes_issued",
+            Kind::ForwardAuthUntrusted => "forward_auth.untrusted",
         }
     }
 }

@@ -23,6 +23,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub branding: Option<RawBranding>,
+    pub forward_auth: Option<RawForwardAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,4 +227,14 @@ pub struct RawRoute {
 pub struct RawBranding {
     pub product_name: Option<String>,
     pub logo: Option<String>,
+}
+
+/// `[forward_auth]` (issue 17, DESIGN.md §9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }

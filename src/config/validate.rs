@@ -12,12 +12,14 @@
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
 //! | `mfa.rs`     | `[mfa]`                                    |
+//! | `forward_auth.rs` | `[forward_auth]`                      |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
 //! in file-schema order, so problems on one line keep that order); a config with any error is
 //! never returned; nothing panics on any input (fuzzed: `fuzzing::config`).
 
 mod ctx;
+mod forward_auth;
 mod idp;
 mod mfa;
 mod native;
@@ -157,6 +159,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             .map(|l| cx.existing_file(&[k("branding"), k("logo")], l)),
     };
 
+    let forward_auth = forward_auth::forward_auth(cx, raw.forward_auth.as_ref(), &srv);
+
     server::check_timeouts(cx, s);
     let listen = srv.listen?;
     Some(Config {
@@ -174,5 +178,6 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         roles,
         routes,
         branding,
+        forward_auth,
     })
 }

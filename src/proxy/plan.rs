@@ -1,8 +1,9 @@
 //! What one request sends upstream beyond the client's own cleaned headers (`ForwardPlan`): the
 //! target, the forwarding headers and the identity headers, decided once per request by shared
-//! code (`server::phases::plan`) and written by one of two serialisers: into a `HeaderMap` for
-//! the general path (`apply`), or as raw HTTP/1.1 bytes for the fast lane (`write_*`).
-//! Invariant: both serialisers write the same names with the same values in the same order;
+//! code (`server::phases::plan`) and written by one of three serialisers: into a `HeaderMap` for
+//! the general path (`apply`), as raw HTTP/1.1 bytes for the fast lane (`write_*`), or as the
+//! response headers of a forward-auth answer (`identity_response`, the identity part only).
+//! Invariant: the serialisers write the same names with the same values in the same order;
 //! identity headers go by name (`IdentityField` to `IdentityHeaders::name`), never by position.
 
 use super::headers::{IdentityHeaders, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
@@ -94,14 +95,32 @@ impl ForwardPlan<'_, HeaderValue> {
             h.insert(HOST, host);
         }
         if let Some(id) = self.identity {
-            for field in IdentityField::ALL {
-                if let Some(v) = id.values.value(field) {
-                    h.insert(id.names.name(field).clone(), v);
-                }
+            id.insert(h);
+        }
+    }
+}
+
+impl<V> ForwardPlan<'_, V> {
+    /// The identity headers alone (and the assertion), as the response headers of a
+    /// forward-auth answer, for the proxy in front to copy onto its request: the same names and
+    /// values `apply` sends upstream in proxy mode. Nothing without a session.
+    pub fn identity_response(self, h: &mut HeaderMap) {
+        if let Some(id) = self.identity {
+            id.insert(h);
+        }
+    }
+}
+
+impl IdentityPlan<'_> {
+    /// Inserts the identity headers by name, then the assertion.
+    fn insert(self, h: &mut HeaderMap) {
+        for field in IdentityField::ALL {
+            if let Some(v) = self.values.value(field) {
+                h.insert(self.names.name(field).clone(), v);
             }
-            if let Some(a) = id.assertion {
-                h.insert(id.names.assertion.clone(), a);
-            }
+        }
+        if let Some(a) = self.assertion {
+            h.insert(self.names.assertion.clone(), a);
         }
     }
 }
