@@ -18,7 +18,8 @@ impl ReturnUrl {
     /// Parses an absolute URL, refusing any whose host is not allowed by `config` (compared
     /// case-insensitively, the port aside: cookies do not tell ports apart either).
     pub fn parse(config: &Config, s: &str) -> Option<ReturnUrl> {
-        if s.len() > MAX_URL_LEN {
+        // A request target is visible ASCII (RFC 9112 §3.2), and so is a `Location` value.
+        if s.len() > MAX_URL_LEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
             return None;
         }
         let (scheme, rest) = s.split_once("://")?;
@@ -195,6 +196,8 @@ allow_roles = ["agent"]
             "https://[::2]/",
             "https://app.example.com]/",
             "https://.app.example.com/",
+            "https://app.example.com/\u{3031}x",
+            "https://app.example.com/a b",
         ] {
             assert_eq!(ReturnUrl::parse(&c, bad), None, "{bad:?} must be refused");
         }

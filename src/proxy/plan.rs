@@ -103,8 +103,14 @@ impl ForwardPlan<'_, HeaderValue> {
 impl<V> ForwardPlan<'_, V> {
     /// The identity headers alone (and the assertion), as the response headers of a
     /// forward-auth answer, for the proxy in front to copy onto its request: the same names and
-    /// values `apply` sends upstream in proxy mode. Nothing without a session.
-    pub fn identity_response(self, h: &mut HeaderMap) {
+    /// values `apply` sends upstream in proxy mode. A name without a value (no session, no
+    /// email) is sent empty: proxies copy named headers unconditionally (Caddy 2.6 writes its
+    /// placeholder's text for a missing one), and nginx drops an empty one.
+    pub fn identity_response(self, names: &IdentityHeaders, h: &mut HeaderMap) {
+        for field in IdentityField::ALL {
+            h.insert(names.name(field).clone(), HeaderValue::from_static(""));
+        }
+        h.insert(names.assertion.clone(), HeaderValue::from_static(""));
         if let Some(id) = self.identity {
             id.insert(h);
         }

@@ -10,6 +10,7 @@
 //! | no session          | 401, `X-Portcullis-Login` (browsers)  | 302 to the login (browsers), else 401 |
 //! | role refused        | 403                                   | 403                                   |
 //! | bad original request| 403 (nginx relays only 401 and 403)   | 400                                   |
+//! | `.`, `..`, `//` path| 403, as above                         | 400 (the proxy forwards the raw path) |
 //! | untrusted peer      | 403 + audit                           | 403 + audit                           |
 
 use super::endpoint::{AuthStep, Endpoint};
@@ -162,7 +163,15 @@ async fn check<B>(
     let original = Original::read(req.headers(), step)?;
 
     // Phase: classify, on the path normalised exactly as the proxy path normalises its own.
-    let normalized = path::normalize(original.target.path()).map_err(GatewayError::BadPath)?;
+    let raw = original.target.path();
+    let normalized = path::normalize(raw).map_err(GatewayError::BadPath)?;
+    // The proxy in front forwards the path as sent, not the normalised one: a path whose
+    // segments normalisation removed (`.`, `..`, `//`; the proxy path resolves and forwards
+    // those) would name other segments at the app than the ones decided on. Normalisation
+    // only decodes or removes segments, so an equal count means none was removed.
+    if raw.split('/').count() != normalized.split('/').count() {
+        return Err(GatewayError::AmbiguousPath);
+    }
     if Endpoint::parse(gw, &normalized) != Endpoint::Proxy {
         // The gateway's own paths are never the app's: the proxy must send them here instead.
         tracing::info!(path = %normalized, "forward-auth check of a gateway path refused");
@@ -197,7 +206,7 @@ async fn check<B>(
         session.as_deref(),
     );
     let mut r = Response::new(GatewayBody::empty());
-    plan.identity_response(r.headers_mut());
+    plan.identity_response(&gw.ids, r.headers_mut());
     r.headers_mut().insert(
         hyper::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),

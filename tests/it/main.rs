@@ -14,6 +14,7 @@ mod browser_e2e;
 mod cli;
 mod config;
 mod fast_lane;
+mod forward_auth;
 mod hostile;
 mod login_attacks;
 mod native;
