@@ -330,6 +330,31 @@ mod tests {
     }
 
     #[test]
+    fn the_forward_auth_answer_carries_the_identity_headers_apply_sends() {
+        for names in [IdentityHeaders::default(), swapped()] {
+            let v = values(None);
+            let mut sent = HeaderMap::new();
+            plan(&names, &v, None::<HeaderValue>, None).apply(&mut sent);
+            let mut answer = HeaderMap::new();
+            plan(&names, &v, None::<HeaderValue>, None).identity_response(&names, &mut answer);
+            // Every identity name and the assertion: equal where `apply` sends one, and empty
+            // where it sends none (no email here); never a forwarding header.
+            assert_eq!(answer.len(), IdentityField::ALL.len() + 1);
+            for (n, a) in &answer {
+                let want = sent.get(n).map_or("", |s| s.to_str().unwrap());
+                assert_eq!(a.to_str().unwrap(), want, "{n}");
+            }
+            assert_eq!(answer.get(&names.email).unwrap(), "");
+            let mut anonymous = HeaderMap::new();
+            let mut p = plan(&names, &v, None::<HeaderValue>, None);
+            p.identity = None;
+            p.identity_response(&names, &mut anonymous);
+            assert!(anonymous.values().all(|v| v.is_empty()));
+            assert_eq!(anonymous.len(), answer.len());
+        }
+    }
+
+    #[test]
     fn the_request_line_carries_the_routed_path_under_the_base_path() {
         let names = IdentityHeaders::default();
         let v = values(None);

@@ -509,3 +509,52 @@ async fn a_login_returns_to_the_original_url_only_on_an_allowed_host() {
     }
     assert!(tried > 2000, "{tried}");
 }
+
+#[test]
+fn forward_auth_config_errors_name_file_line_and_key() {
+    let text = r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://helpdesk.example.com"
+
+[upstream]
+url = "http://127.0.0.1:3000"
+
+[roles.agent]
+groups = ["agents"]
+
+[[routes]]
+prefix = "/"
+allow_roles = ["agent"]
+
+[forward_auth]
+enabled = true
+allowed_hosts = ["app.example.com", "https://evil.example", "*.example.com", "a.example:8080"]
+"#;
+    let p = Path::new("/etc/portcullis/test.toml");
+    let errors: Vec<String> =
+        match portcullis::config::Config::from_str_with_env(p, text, &|_| None) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        };
+    let host = |n: usize, h: &str| {
+        format!("/etc/portcullis/test.toml:17: forward_auth.allowed_hosts[{n}]: {h:?} must be a host name such as \"app.example.com\" (no scheme, port, path or wildcard)")
+    };
+    assert_eq!(
+        errors,
+        vec![
+            "/etc/portcullis/test.toml:16: forward_auth.enabled: forward-auth needs server.trusted_proxies: the addresses of the proxies that call it".to_owned(),
+            host(1, "https://evil.example"),
+            host(2, "*.example.com"),
+            host(3, "a.example:8080"),
+        ]
+    );
+    let unknown = text.replace("enabled = true", "enabled = true\nmode = \"x\"");
+    let errors = portcullis::config::Config::from_str_with_env(p, &unknown, &|_| None)
+        .err()
+        .map(|e| e.0[0].to_string())
+        .unwrap_or_default();
+    assert!(
+        errors.starts_with("/etc/portcullis/test.toml:17: forward_auth.mode: unknown field `mode`"),
+        "{errors}"
+    );
+}
