@@ -11,6 +11,8 @@
 #   SESSION_STORE=redis  sessions in Redis (REDIS_URL, default redis://127.0.0.1:6379/0; a key
 #                        prefix of its own, removed at the end); budget 0.80 (issue: scale-out)
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
+#   BIN=path      (with SKIP_BUILD=1) measure that portcullis binary instead, e.g. an older build
+#                 for a before/after comparison against the same nginx
 #
 # Output: a table on stdout and the same as markdown in bench/out/results.md.
 # Everything it starts listens on 127.0.0.1 only and is stopped on exit (also on Ctrl-C).
@@ -29,7 +31,7 @@ WARMUP=1
 BUDGET=0.90
 PASSWORD=bench-password-123
 OUT=$ROOT/bench/out
-BIN=$ROOT/target/release/portcullis
+BIN=${BIN:-$ROOT/target/release/portcullis}
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }

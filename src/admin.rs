@@ -20,6 +20,7 @@
 
 mod audit;
 mod auth;
+mod break_glass;
 mod dispatch;
 mod error;
 mod health;

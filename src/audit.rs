@@ -53,6 +53,16 @@ pub enum Kind {
     AdminMfaReset,
     /// `admin.recovery_codes_issued`: an admin issued recovery codes.
     AdminRecoveryCodesIssued,
+    /// `account.reported`: a "this was not me" link was confirmed (or refused).
+    AccountReported,
+    /// `break_glass.armed`: an admin armed emergency access for a user.
+    BreakGlassArmed,
+    /// `break_glass.disarmed`: an admin disarmed emergency access (its sessions ended).
+    BreakGlassDisarmed,
+    /// `break_glass.link`: a break-glass link was opened (or refused).
+    BreakGlassLink,
+    /// `break_glass.session`: a break-glass session was made.
+    BreakGlassSession,
     /// `forward_auth.untrusted`: a forward-auth check from a peer not in `trusted_proxies`.
     ForwardAuthUntrusted,
 }
@@ -82,6 +92,11 @@ impl Kind {
             Kind::AdminUserEnabled => "admin.user_enabled",
             Kind::AdminMfaReset => "admin.mfa_reset",
             Kind::AdminRecoveryCodesIssued => "admin.recovery_codes_issued",
+            Kind::AccountReported => "account.reported",
+            Kind::BreakGlassArmed => "break_glass.armed",
+            Kind::BreakGlassDisarmed => "break_glass.disarmed",
+            Kind::BreakGlassLink => "break_glass.link",
+            Kind::BreakGlassSession => "break_glass.session",
             Kind::ForwardAuthUntrusted => "forward_auth.untrusted",
         }
     }

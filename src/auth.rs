@@ -1,6 +1,7 @@
 //! Authentication: who the user is (passwords, native login) and what they may reach (route policy).
 //! No HTTP types live in here except in the native-login handlers.
 
+pub mod break_glass;
 pub mod lockout;
 pub mod native;
 pub mod oidc;

@@ -27,9 +27,9 @@ pub use duration::{parse_duration, Dur};
 pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
-    Access, AdminConfig, AdminTokenHash, Branding, ClientAuth, Config, EmailConfig, Enrollment,
-    IdpConfig, IdpKind, LockoutConfig, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
-    OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings, ServerConfig,
-    SessionConfig, SessionStoreKind, StorageConfig, TlsFiles, UpstreamConfig,
-    SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    Access, AdminConfig, AdminTokenHash, Branding, BreakGlassConfig, ClientAuth, Config,
+    EmailConfig, Enrollment, IdpConfig, IdpKind, LockoutConfig, LoginTarget, MfaConfig, MfaMethod,
+    NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata,
+    SamlSettings, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
+    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

@@ -18,6 +18,8 @@
 //! * `state`    — `Gateway`, the state every connection shares, built once; imports no handler.
 //! * `http`     — connection facts, form values, bounded bodies, the proxy path's error mapping.
 //! * `audit`    — audit events (log line + audit table) and their metrics.
+//! * `alerts`   — which account-safety mails go out when (new device, recovery code, factor
+//!   change, reports and break-glass to the admins), built from `notify`'s parts.
 //! * `pages`    — HTML/JSON responses and the page chrome.
 //!
 //! Domain (no HTTP types):
@@ -32,6 +34,8 @@
 //! * `storage`  — `UserStore` (one sqlx implementation for SQLite and PostgreSQL), sealing.
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.
 //! * `config`   — TOML schema (`config/raw.rs`), validation into one typed `Config`, file/line/key errors.
+//! * `notify`   — account-safety notices: the known-device cookie, signed single-use links,
+//!   the mails and their background mailer (DESIGN.md §12).
 //! * `secret`, `clock`, `metrics` — secret newtypes, injectable time, Prometheus counters.
 //! * `fuzzing`  — fuzz targets over every parser of untrusted input (driven by `tests/fuzz_corpus.rs`).
 //! * `testing`  — test support only: whether a test without its Redis/PostgreSQL/server skips or fails.
@@ -40,6 +44,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod alerts;
 pub mod assertion;
 pub mod audit;
 pub mod auth;
@@ -53,6 +58,7 @@ pub mod idp;
 pub mod login;
 pub mod metrics;
 pub mod mfa;
+pub mod notify;
 pub mod pages;
 pub mod proxy;
 pub mod secret;

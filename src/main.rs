@@ -69,6 +69,21 @@ enum Command {
         #[command(subcommand)]
         what: SessionsCommand,
     },
+    /// Emergency access while the IdP is down, through the admin API (DESIGN.md §12).
+    BreakGlass {
+        #[arg(long, global = true, default_value = "config/portcullis.toml")]
+        config: PathBuf,
+        /// Admin token (default: $PORTCULLIS_ADMIN_TOKEN).
+        #[arg(
+            long,
+            global = true,
+            env = "PORTCULLIS_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        #[command(subcommand)]
+        what: BreakGlassCommand,
+    },
     /// Manage native users in the configured user store.
     Users {
         #[arg(long, global = true, default_value = "config/portcullis.toml")]
@@ -91,6 +106,30 @@ enum SessionsCommand {
         #[arg(long, conflicts_with = "id")]
         user: Option<String>,
     },
+}
+
+/// What `break-glass arm` sends: the admin API's body, field for field.
+#[derive(clap::Args, serde::Serialize)]
+struct ArmArgs {
+    #[arg(long = "user", required = true)]
+    users: Vec<String>,
+    #[arg(
+        long,
+        help = "The window, e.g. \"2h\" (at most [break_glass] max_window)"
+    )]
+    duration: String,
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Subcommand)]
+enum BreakGlassCommand {
+    /// Arm access for users (repeat --user); prints one single-use link each.
+    Arm(ArmArgs),
+    /// Disarm at once, ending every session it gave.
+    Disarm,
+    /// Who is armed, until when.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -175,13 +214,7 @@ fn main() -> ExitCode {
         }
         Command::Demo { port, dir } => {
             init_tracing();
-            match demo(port, &dir) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("portcullis: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            code(demo(port, &dir))
         }
         Command::AdminToken { name } => {
             let token = portcullis::session::random_id(32);
@@ -196,20 +229,13 @@ fn main() -> ExitCode {
             config,
             token,
             what,
-        } => match sessions(&config, token, what) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("portcullis: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Users { config, what } => match users(&config, what) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("portcullis: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        } => code(sessions(&config, token, what)),
+        Command::BreakGlass {
+            config,
+            token,
+            what,
+        } => code(break_glass(&config, token, what)),
+        Command::Users { config, what } => code(users(&config, what)),
         Command::Certs {
             what: CertsCommand::Dev { dir, names },
         } => match portcullis::server::tls::write_dev_cert(&dir, &names) {
@@ -222,6 +248,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// The exit code of a CLI action; its error is printed.
+fn code(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -494,6 +531,17 @@ async fn admin_call(
     method: hyper::Method,
     path_and_query: &str,
 ) -> anyhow::Result<(hyper::StatusCode, serde_json::Value)> {
+    admin_send(config, token, method, path_and_query, None).await
+}
+
+/// `admin_call` with an optional JSON body.
+async fn admin_send(
+    config: &Config,
+    token: &str,
+    method: hyper::Method,
+    path_and_query: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(hyper::StatusCode, serde_json::Value)> {
     use http_body_util::BodyExt;
     let admin = config
         .admin
@@ -508,12 +556,14 @@ async fn admin_call(
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path_and_query}"))
         .header("authorization", format!("Bearer {token}"))
-        .body(http_body_util::Empty::new())?;
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
         .await
         .context("the admin API did not answer in time")?
@@ -622,6 +672,26 @@ fn sessions(
             }
             SessionsCommand::Revoke { .. } => anyhow::bail!("name a session id, or --user USER"),
         }
+        Ok(())
+    })
+}
+
+fn break_glass(
+    config_path: &std::path::Path,
+    token: Option<String>,
+    what: BreakGlassCommand,
+) -> anyhow::Result<()> {
+    let config = load(config_path)?;
+    let token = token.context("an admin token is needed: --token or PORTCULLIS_ADMIN_TOKEN")?;
+    let (method, body) = match what {
+        BreakGlassCommand::Arm(a) => (hyper::Method::POST, Some(serde_json::to_value(a)?)),
+        BreakGlassCommand::Disarm => (hyper::Method::DELETE, None),
+        BreakGlassCommand::Status => (hyper::Method::GET, None),
+    };
+    small_runtime()?.block_on(async move {
+        let (status, v) = admin_send(&config, &token, method, "/api/v1/break-glass", body).await?;
+        anyhow::ensure!(status.is_success(), "admin API answered {status}: {v}");
+        println!("{}", serde_json::to_string_pretty(&v)?);
         Ok(())
     })
 }

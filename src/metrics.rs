@@ -25,8 +25,46 @@ pub const LOGIN_METHODS: [&str; 3] = ["native", "oidc", "saml"];
 pub const RESULTS: [&str; 2] = ["success", "failure"];
 pub const MFA_METHODS: [&str; 5] = ["totp", "email", "recovery_code", "remembered_device", "idp"];
 
+/// Account-safety mails (DESIGN.md §12), for `portcullis_notify_mails_total{kind}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailKind {
+    NewDevice,
+    RecoveryCode,
+    FactorChanged,
+    Reported,
+    BreakGlass,
+}
+
+impl MailKind {
+    const ALL: [MailKind; 5] = [
+        MailKind::NewDevice,
+        MailKind::RecoveryCode,
+        MailKind::FactorChanged,
+        MailKind::Reported,
+        MailKind::BreakGlass,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MailKind::NewDevice => "new_device",
+            MailKind::RecoveryCode => "recovery_code",
+            MailKind::FactorChanged => "factor_changed",
+            MailKind::Reported => "reported",
+            MailKind::BreakGlass => "break_glass",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const MAIL_RESULTS: [&str; 2] = ["sent", "failed"];
+
 #[derive(Default)]
 pub struct Metrics {
+    /// Notices by kind: [sent, failed].
+    notify_mails: [[AtomicU64; 2]; 5],
     requests: [[AtomicU64; 5]; 3],
     upstream_buckets: [AtomicU64; 12],
     upstream_count: AtomicU64,
@@ -126,6 +164,25 @@ impl Metrics {
     /// An HTTP/1.1 connection the fast lane handed to the general path.
     pub fn handoff(&self) {
         bump(&self.handoffs);
+    }
+
+    /// A notice mail was sent (`ok`) or failed; failures never block what caused the mail.
+    pub fn notify_mail(&self, kind: MailKind, ok: bool) {
+        if let Some(cell) = self
+            .notify_mails
+            .get(kind.index())
+            .and_then(|r| r.get(usize::from(!ok)))
+        {
+            bump(cell);
+        }
+    }
+
+    /// How many notices of `kind` were sent (`ok`) or failed.
+    pub fn notify_mails(&self, kind: MailKind, ok: bool) -> u64 {
+        self.notify_mails
+            .get(kind.index())
+            .and_then(|r| r.get(usize::from(!ok)))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// How many connections the fast lane has handed to the general path.
@@ -245,6 +302,21 @@ impl Metrics {
             "portcullis_fast_lane_handoffs_total {}",
             get(&self.handoffs)
         );
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_notify_mails_total Account-safety mails, by kind and result."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_notify_mails_total counter");
+        for kind in MailKind::ALL {
+            for (ri, r) in MAIL_RESULTS.iter().enumerate() {
+                let v = self.notify_mails(kind, ri == 0);
+                let _ = writeln!(
+                    o,
+                    "portcullis_notify_mails_total{{kind=\"{}\",result=\"{r}\"}} {v}",
+                    kind.as_str()
+                );
+            }
+        }
         if let Some(n) = active_sessions {
             let _ = writeln!(
                 o,

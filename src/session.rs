@@ -34,7 +34,7 @@ pub mod redis_cache;
 mod store;
 
 pub use any_store::AnySessionStore;
-pub use id::{new_token, random_id, SessionId};
+pub use id::{new_token, random_id, LastToken, SessionId};
 pub use identity::{
     AuthMethod, HeaderValues, Identity, IdentityField, IdentityValueError, MfaUsed,
 };

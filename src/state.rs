@@ -48,7 +48,9 @@ pub struct Gateway {
     pub accounts: Option<crate::accounts::Accounts>,
     /// Keys the CSRF token of the password form to its pre-login cookie.
     pub csrf_key: ring::hmac::Key,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Account-safety notices: device and link keys, the background mailer (DESIGN.md §12).
+    pub notifier: crate::notify::Notifier,
     /// The OIDC providers (discovered in the background; see `oidc::Providers::ready`).
     pub oidc: crate::idp::oidc::Providers,
     /// The SAML IdPs (metadata from files now, from URLs in the background).
@@ -94,6 +96,12 @@ impl Gateway {
         let accounts = crate::accounts::Accounts::open(&config)
             .await
             .map_err(|e| StartError::Accounts(e.to_string()))?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let mailer = crate::notify::mail::Mailer::new(
+            accounts.as_ref().and_then(|a| a.email.clone()),
+            Arc::clone(&metrics),
+        );
+        let notifier = crate::notify::Notifier::new(&key_bytes, mailer);
         let oidc = crate::idp::oidc::Providers::new(&config)
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         let saml = crate::idp::saml::Providers::new(&config).map_err(StartError::Unsupported)?;
@@ -110,7 +118,8 @@ impl Gateway {
             panic_probe: PanicProbe::default(),
             accounts,
             csrf_key,
-            metrics: crate::metrics::Metrics::default(),
+            metrics,
+            notifier,
             routes: Routes::new(config.routes.clone()),
             store,
             upstream: Upstream::new(config.upstream.clone()),

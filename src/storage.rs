@@ -11,6 +11,7 @@
 //! * `sqlite`      — `SqliteUserStore`: opening the embedded file, its migrations, its dialect.
 //! * `postgres`    — `PostgresUserStore`: URL, pool and schema, its migrations, its dialect.
 //! * `any`         — `AnyUserStore`, the implementation chosen at start-up from the URL.
+//! * `known`       — known devices per principal (the new-device notice, DESIGN.md §12).
 //! * `seal`        — encryption of TOTP seeds at rest.
 //! * `conformance` — (tests) the checks every implementation passes.
 //!
@@ -24,6 +25,7 @@ mod any;
 pub(crate) mod conformance;
 mod dialect;
 mod error;
+mod known;
 pub mod model;
 pub mod postgres;
 pub mod seal;

@@ -4,7 +4,7 @@
 
 use super::error::{respond, AdminError};
 use super::routes::{self, Op};
-use super::{audit, auth, health, openapi, reply, sessions, users};
+use super::{audit, auth, break_glass, health, openapi, reply, sessions, users};
 use crate::http::{query_param, Conn};
 use crate::proxy::forward::GatewayBody;
 use crate::state::Gateway;
@@ -64,5 +64,8 @@ async fn route(
         Op::ResetMfa => users::reset_mfa(gw, &cap(0), &actor, conn).await,
         Op::IssueRecoveryCodes => users::recovery_codes(gw, req, &cap(0), &actor, conn).await,
         Op::Audit => audit::audit_events(gw, q).await,
+        Op::ArmBreakGlass => break_glass::arm(gw, req, &actor, conn).await,
+        Op::BreakGlassStatus => break_glass::status(gw).await,
+        Op::DisarmBreakGlass => break_glass::disarm(gw, &actor, conn).await,
     }
 }

@@ -54,6 +54,9 @@ pub enum AdminError {
     /// `ttl` is not a duration.
     #[error("invalid ttl")]
     BadTtl,
+    /// A break-glass `duration` that is not a duration, zero, or over `[break_glass] max_window`.
+    #[error("invalid break-glass window")]
+    BadWindow,
     /// The session id names no live session.
     #[error("no such session")]
     NoSuchSession,
@@ -154,6 +157,11 @@ pub fn respond(metrics: &Metrics, e: AdminError) -> Response<GatewayBody> {
             bad,
             "bad_request",
             "ttl must be a duration such as \"30d\" (units ms, s, m, h, d, w).",
+        ),
+        AdminError::BadWindow => (
+            bad,
+            "bad_request",
+            "duration must be a duration such as \"2h\", above zero and at most [break_glass] max_window.",
         ),
         AdminError::NoSuchSession => (not_found, "not_found", "No such session."),
         AdminError::NoSuchUser => (not_found, "not_found", "No such user."),

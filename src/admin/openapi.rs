@@ -57,6 +57,13 @@ fn schemas() -> Value {
             "roles": {"type": "array", "items": {"type": "string"}}}},
         "CreatedUser": {"type": "object", "required": ["user"], "properties": {"user": {"$ref": "#/components/schemas/User"}, "password": {"type": "string", "description": "only when generated"}}},
         "Terminated": {"type": "object", "required": ["terminated"], "properties": {"terminated": {"type": "integer"}, "devices_forgotten": {"type": "integer"}}},
+        "BreakGlassRequest": {"type": "object", "required": ["users", "duration", "reason"], "additionalProperties": false, "properties": {
+            "users": {"type": "array", "items": {"type": "string"}}, "duration": {"type": "string", "example": "2h"},
+            "reason": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}}}},
+        "BreakGlassLinks": {"type": "object", "required": ["links"], "properties": {"links": {"type": "array", "items": {"type": "object", "properties": {
+            "user": {"type": "string"}, "url": {"type": "string"}, "until": {"type": "string", "format": "date-time"}}}}}},
+        "BreakGlassStatus": {"type": "object", "required": ["armed", "users"], "properties": {"armed": {"type": "boolean"}, "users": {"type": "array", "items": {"type": "object"}}}},
+        "BreakGlassDisarmed": {"type": "object", "required": ["users", "sessions_ended"], "properties": {"users": {"type": "array", "items": {"type": "string"}}, "sessions_ended": {"type": "integer"}}},
         "RecoveryCodeRequest": {"type": "object", "additionalProperties": false, "properties": {"ttl": {"type": "string", "example": "30d"}}},
         "RecoveryCodes": {"type": "object", "required": ["codes"], "properties": {"codes": {"type": "array", "items": {"type": "string"}}, "expires_at": {"type": "string", "format": "date-time", "nullable": true}}},
         "AuditEvent": {"type": "object", "required": ["id", "at", "type", "outcome"], "properties": {

@@ -19,6 +19,9 @@ pub enum Op {
     ResetMfa,
     IssueRecoveryCodes,
     Audit,
+    ArmBreakGlass,
+    BreakGlassStatus,
+    DisarmBreakGlass,
 }
 
 /// One query parameter: name, schema type, description.
@@ -250,6 +253,41 @@ pub const ROUTES: &[Route] = &[
             (400, "invalid filter", "Error"),
             AUTH_ERRORS[0],
         ],
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/break-glass",
+        op: Op::ArmBreakGlass,
+        summary:
+            "Arm emergency access for named users; answers one single-use link each (shown once).",
+        auth: true,
+        query: &[],
+        body: Some("BreakGlassRequest"),
+        responses: &[
+            (201, "armed", "BreakGlassLinks"),
+            (400, "invalid users, duration, reason or roles", "Error"),
+            AUTH_ERRORS[0],
+        ],
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/break-glass",
+        op: Op::BreakGlassStatus,
+        summary: "Who is armed for emergency access, until when.",
+        auth: true,
+        query: &[],
+        body: None,
+        responses: &[(200, "status", "BreakGlassStatus"), AUTH_ERRORS[0]],
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/v1/break-glass",
+        op: Op::DisarmBreakGlass,
+        summary: "Disarm at once: links stop working and every session it gave ends.",
+        auth: true,
+        query: &[],
+        body: None,
+        responses: &[(200, "disarmed", "BreakGlassDisarmed"), AUTH_ERRORS[0]],
     },
 ];
 

@@ -210,6 +210,12 @@ pub async fn reset_mfa(
         None,
     )
     .await;
+    crate::alerts::factor_changed(
+        gw,
+        &u.username,
+        u.email.as_deref(),
+        crate::notify::mail::FactorChange::RemovedByAdmin,
+    );
     Ok(match invite_for(gw, acc, &u).await? {
         Some(body) => ok(&body),
         None => no_content(),

@@ -49,6 +49,11 @@ pub struct PendingLogin {
     /// For an SSO login: what logout needs once the session exists.
     #[serde(default)]
     pub sso: Option<SsoLink>,
+    /// The id of the known-device cookie the browser brought (signature checked), if any: a
+    /// sign-in without one, or with one this principal has not used, sends the new-device
+    /// notice (DESIGN.md §12).
+    #[serde(default)]
+    pub known_device: Option<String>,
 }
 
 /// The first factor of a login, kept typed (never re-parsed from a string).
@@ -57,6 +62,8 @@ pub enum LoginMethod {
     Native,
     Oidc(String),
     Saml(String),
+    /// Emergency access through a break-glass link (DESIGN.md §12).
+    BreakGlass,
 }
 
 impl LoginMethod {
@@ -65,6 +72,7 @@ impl LoginMethod {
             LoginMethod::Native => AuthMethod::Native,
             LoginMethod::Oidc(i) => AuthMethod::Oidc(i.clone()),
             LoginMethod::Saml(i) => AuthMethod::Saml(i.clone()),
+            LoginMethod::BreakGlass => AuthMethod::BreakGlass,
         }
     }
 

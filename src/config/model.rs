@@ -25,6 +25,10 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     pub routes: Vec<RouteConfig>,
     pub branding: Branding,
+    /// `[notify]`: account-safety mails (DESIGN.md §12).
+    pub notify: NotifyConfig,
+    /// `[break_glass]`: emergency access when the IdP is down (DESIGN.md §12).
+    pub break_glass: BreakGlassConfig,
     /// `[forward_auth]`: off unless enabled.
     pub forward_auth: ForwardAuthConfig,
     /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
@@ -167,6 +171,30 @@ pub struct MfaConfig {
     pub enrollment: Enrollment,
     /// How long an enrollment link stays valid.
     pub invite_ttl: Duration,
+}
+
+/// `[notify]`: which account-safety mails are sent (each needs `[mfa.email]` and `[storage]`).
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// A sign-in from a browser the user has not used before (default: on when mail is set).
+    pub new_device: bool,
+    /// A recovery code was used to sign in.
+    pub recovery_code_used: bool,
+    /// A second factor was added or removed (enrollment, re-enrollment, admin reset).
+    pub factor_changed: bool,
+    /// How long a "this was not me" link works.
+    pub report_ttl: Duration,
+    /// Who is told about reports and every break-glass step.
+    pub admins: Vec<String>,
+}
+
+/// `[break_glass]`: emergency access for named staff while the IdP is down.
+#[derive(Clone, Debug)]
+pub struct BreakGlassConfig {
+    /// The longest window an admin may arm.
+    pub max_window: Duration,
+    /// The roles a break-glass session carries (an arming request may name fewer).
+    pub roles: Vec<String>,
 }
 
 /// `[mfa] enrollment`: what proves a user may enroll a first second factor.

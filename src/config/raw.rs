@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub branding: Option<RawBranding>,
+    pub notify: Option<RawNotify>,
+    pub break_glass: Option<RawBreakGlass>,
     pub forward_auth: Option<RawForwardAuth>,
 }
 
@@ -227,6 +229,24 @@ pub struct RawRoute {
 pub struct RawBranding {
     pub product_name: Option<String>,
     pub logo: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub new_device: Option<bool>,
+    pub recovery_code_used: Option<bool>,
+    pub factor_changed: Option<bool>,
+    pub report_ttl: Option<Dur>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreakGlass {
+    pub max_window: Option<Dur>,
+    pub roles: Option<Vec<String>>,
 }
 
 /// `[forward_auth]` (issue 17, DESIGN.md §9).

@@ -12,6 +12,7 @@
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
 //! | `mfa.rs`     | `[mfa]`                                    |
+//! | `safety.rs`  | `[notify]`, `[break_glass]`                |
 //! | `forward_auth.rs` | `[forward_auth]`                      |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
@@ -24,6 +25,7 @@ mod idp;
 mod mfa;
 mod native;
 mod routes;
+mod safety;
 mod server;
 mod stores;
 
@@ -139,6 +141,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let storage = stores::storage(cx, &raw);
     let native = native::native(cx, raw.native.as_ref(), &srv.prefix);
     let mfa = mfa::mfa(cx, &raw, native.is_some());
+    let notify = safety::notify(cx, &raw, &mfa);
+    let break_glass = safety::break_glass(cx, &raw, &roles);
     let logins = Logins {
         native: native.is_some(),
         idps: &seen,
@@ -178,6 +182,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         roles,
         routes,
         branding,
+        notify,
+        break_glass,
         forward_auth,
     })
 }

@@ -625,6 +625,12 @@ async fn confirm_reenroll(
         },
     )
     .await;
+    crate::alerts::factor_changed(
+        gw,
+        &s.identity.user,
+        s.identity.email.as_deref(),
+        crate::notify::mail::FactorChange::Replaced,
+    );
     page(
         gw,
         s,

@@ -6,10 +6,11 @@ use super::error::{accounts, audit_failure, page, LoginError};
 use super::views::{self};
 use crate::accounts::Accounts;
 use crate::audit::{self, Event};
+use crate::auth::break_glass;
 use crate::auth::native::Stale;
 use crate::auth::native::{self as login, EnrollGate, FirstFactorVerified, MfaVerified};
 use crate::auth::pending::SsoLink;
-use crate::auth::pending::{PendingLogin, Stage};
+use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
 use crate::auth::policy::{effective_policy, EffectivePolicy, LocalPath};
 use crate::http::{respond, set_cookie, store_error, GatewayError};
 use crate::mfa::email;
@@ -26,6 +27,23 @@ use hyper::header::HeaderMap;
 use hyper::Response;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The cookies an SSO callback reads before its body: the remembered-MFA device and the
+/// known device of the new-device notice (signature checked).
+pub struct BrowserCookies {
+    pub remembered: Option<String>,
+    pub known: Option<String>,
+}
+
+impl BrowserCookies {
+    pub fn of(gw: &Gateway, headers: &HeaderMap) -> BrowserCookies {
+        BrowserCookies {
+            remembered: cookie::get(headers, gw.cookies.device).map(str::to_owned),
+            known: crate::alerts::known_device(gw, headers),
+        }
+    }
+}
 
 /// What the browser brought to the first factor, for the steps after it.
 pub struct Next<'a> {
@@ -231,13 +249,40 @@ pub(crate) async fn finish_with(
 ) -> Response<GatewayBody> {
     let used = mfa.used();
     let identity = pending.identity(used);
-    let (token, session) = match create_session(gw, identity, ip, ua.clone()).await {
+    // Break-glass (DESIGN.md §12): only while armed, and never past the window's end.
+    let armed = match &pending.method {
+        LoginMethod::BreakGlass => {
+            match break_glass::armed_for(&gw.store, &pending.user, gw.clock.now()).await {
+                Ok(Some(a)) => Some(a),
+                Ok(None) => return page(gw, LoginError::BreakGlassInvalid),
+                Err(e) => return store_error(gw, e),
+            }
+        }
+        _ => None,
+    };
+    let until = armed.as_ref().map(|a| a.until);
+    let (token, session) = match create_session(gw, identity, ip, ua.clone(), until).await {
         Ok(x) => x,
         Err(CreateError::Store(e)) => return store_error(gw, e),
         Err(CreateError::Identity(e)) => return refuse_identity(gw, pending, e, ip).await,
     };
     if let Some(link) = &pending.sso {
         link_session(gw, &session, link).await;
+    }
+    if let Some(a) = &armed {
+        match break_glass_session(gw, a, &session, ip).await {
+            Ok(true) => {}
+            // Disarmed (or re-armed) while this session was made: it must not outlive that.
+            Ok(false) => {
+                let _ = gw.store.remove(&session.id).await;
+                return page(gw, LoginError::BreakGlassInvalid);
+            }
+            Err(e) => {
+                // Without the record a disarm could not end it: no session rather than that one.
+                let _ = gw.store.remove(&session.id).await;
+                return store_error(gw, e);
+            }
+        }
     }
     let method = pending.method.as_header();
     audit::record(
@@ -267,6 +312,10 @@ pub(crate) async fn finish_with(
         &gw.cookies.set(gw.cookies.session, token.expose(), None),
     );
     set_cookie(&mut r, &gw.cookies.clear(gw.cookies.pending));
+    // DESIGN.md §12: the new-device and recovery-code notices; never block the sign-in.
+    if let Some(c) = crate::alerts::signed_in(gw, pending, used, ip, ua.as_deref()).await {
+        set_cookie(&mut r, &c);
+    }
     if let Some(acc) = remember.filter(|_| pending.remember_secs > 0) {
         let device_token = random_id(32);
         let now = gw.clock.now();
@@ -304,27 +353,74 @@ pub enum CreateError {
     Identity(#[from] IdentityValueError),
 }
 
-/// A new session for `identity` under the strictest policy of its roles.
+/// A new session for `identity` under the strictest policy of its roles, ending at `until`
+/// at the latest (a break-glass window).
 pub async fn create_session(
     gw: &Gateway,
     identity: Identity,
     ip: IpAddr,
     ua: Option<String>,
+    until: Option<i64>,
 ) -> Result<(SessionToken, Arc<Session>), CreateError> {
     let policy = effective_policy(&gw.config, &identity.roles);
     let token = new_token()?;
     let id = SessionId::of(&token);
+    let now = gw.clock.now();
+    let max_lifetime = match until {
+        Some(end) => policy.max_lifetime.min(Duration::from_secs(
+            u64::try_from(end.saturating_sub(now)).unwrap_or(0),
+        )),
+        None => policy.max_lifetime,
+    };
     let s = Session::new(
         id,
         identity,
-        gw.clock.now(),
-        policy.max_lifetime,
+        now,
+        max_lifetime,
         policy.idle_timeout,
         Some(ip.to_string()),
         ua,
     )?;
     let s = gw.store.insert(s).await?;
     Ok((token, s))
+}
+
+/// A break-glass session exists: recorded for disarming, then kept only if its arming still
+/// holds (`Ok(false)`: a disarm ran meanwhile), audited, mailed to the admins.
+async fn break_glass_session(
+    gw: &Gateway,
+    a: &break_glass::Armed,
+    s: &Session,
+    ip: IpAddr,
+) -> Result<bool, StoreError> {
+    break_glass::record_session(&gw.store, s.id.as_str(), a, gw.clock.now()).await?;
+    if !break_glass::still_armed(&gw.store, a, gw.clock.now()).await? {
+        return Ok(false);
+    }
+    let detail = serde_json::json!({ "until": crate::clock::rfc3339(a.until), "roles": a.roles });
+    audit::record(
+        gw,
+        Event {
+            user: Some(&a.user),
+            method: Some("break_glass"),
+            ip: Some(ip),
+            session: Some(s.id.as_str()),
+            detail: Some(detail.to_string()),
+            ..Event::new(audit::Kind::BreakGlassSession, audit::Outcome::Success)
+        },
+    )
+    .await;
+    crate::alerts::break_glass(
+        gw,
+        &format!("session for {}", a.user),
+        &format!(
+            "{} passed the second factor from {ip} and has a session until {}\r\n(roles: {}).",
+            a.user,
+            crate::clock::rfc3339(a.until),
+            a.roles.join(", ")
+        ),
+    );
+    Ok(true)
 }
 
 /// A pending login that can no longer go on (user disabled, roles changed, an admin action):

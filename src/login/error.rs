@@ -65,6 +65,18 @@ pub enum LoginError {
     /// No such endpoint, or the feature is not configured.
     #[error("not found")]
     NotFound,
+    /// A "this was not me" link that is not the gateway's or was changed.
+    #[error("report link not valid")]
+    ReportInvalid,
+    /// A "this was not me" link past `[notify] report_ttl`.
+    #[error("report link expired")]
+    ReportExpired,
+    /// A "this was not me" link that was already used.
+    #[error("report link already used")]
+    ReportUsed,
+    /// A break-glass link that is unknown, used, or whose access was disarmed or ended.
+    #[error("break-glass link not valid")]
+    BreakGlassInvalid,
     /// A store failed: fail closed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -163,6 +175,30 @@ pub fn page(gw: &Gateway, e: LoginError) -> Response<GatewayBody> {
             "Signed out here only",
             "You are signed out of this site, but your identity provider did not confirm signing you out there.",
             "Close the browser to end your session at the identity provider.".to_owned(),
+        ),
+        LoginError::ReportInvalid => (
+            StatusCode::BAD_REQUEST,
+            "Link not valid",
+            "This link is not valid. Nothing was changed.",
+            "Use the link exactly as it is in the email, or tell your administrator.".to_owned(),
+        ),
+        LoginError::ReportExpired => (
+            StatusCode::GONE,
+            "Link expired",
+            "This link has expired. Nothing was changed.",
+            "If a sign-in was not yours, tell your administrator now.".to_owned(),
+        ),
+        LoginError::ReportUsed => (
+            StatusCode::CONFLICT,
+            "Already reported",
+            "This link was already used: the sessions of this account were ended then.",
+            "If you still see sign-ins that are not yours, tell your administrator now.".to_owned(),
+        ),
+        LoginError::BreakGlassInvalid => (
+            StatusCode::FORBIDDEN,
+            "Emergency access not available",
+            "This emergency access link is not valid: it was already used, it expired, or the access was withdrawn.",
+            "Ask the administrator who armed the access for a new link.".to_owned(),
         ),
         LoginError::MethodNotAllowed => {
             return crate::pages::json_error(

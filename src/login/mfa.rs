@@ -52,6 +52,14 @@ pub async fn entry(
         Ok(Err(why)) => return stale(gw, &id, &pending, why, ip).await,
         Err(e) => return store_error(gw, e),
     }
+    // A break-glass login goes on only while its user is armed (disarm, window end).
+    if pending.method == crate::auth::pending::LoginMethod::BreakGlass {
+        match crate::auth::break_glass::armed_for(&gw.store, &pending.user, gw.clock.now()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return stale(gw, &id, &pending, Stale::Revoked, ip).await,
+            Err(e) => return store_error(gw, e),
+        }
+    }
     let enrolling = matches!(pending.stage, Stage::Enroll { .. });
     match (step, &method, enrolling) {
         (MfaStep::Challenge, &Method::GET, false) => {
@@ -445,6 +453,12 @@ pub(crate) async fn submit_enroll(
         },
     )
     .await;
+    crate::alerts::factor_changed(
+        gw,
+        &p.user,
+        p.email.as_deref(),
+        crate::notify::mail::FactorChange::Added,
+    );
     let landing = if codes.is_empty() {
         Landing::Notice {
             title: "Two-step verification is on",

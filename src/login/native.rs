@@ -148,6 +148,7 @@ pub(crate) async fn submit_login(
     let ua = user_agent(req.headers());
     let nonce = cookie::get(req.headers(), gw.cookies.pending).map(str::to_owned);
     let device = cookie::get(req.headers(), gw.cookies.device).map(str::to_owned);
+    let known = crate::alerts::known_device(gw, req.headers());
     let body = match read_body(gw, req.into_body()).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -286,6 +287,7 @@ pub(crate) async fn submit_login(
         remember_secs: policy.remember_mfa.as_secs(),
         created_at: now,
         sso: None,
+        known_device: known,
     };
     audit::record(
         gw,

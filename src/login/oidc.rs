@@ -14,6 +14,7 @@
 //! authorization response counts only at the IdP its state was issued for. The principal of a
 //! login is `<idp-id>:<sub>` (`sso::principal`).
 
+use super::complete::BrowserCookies;
 use super::error::{backchannel_refused, page as login_page, LoginError};
 use super::error::{
     OIDC_BAD_ANSWER, OIDC_EXPIRED, OIDC_IDP_ERROR, OIDC_MIXED_UP, OIDC_TOKEN_ENDPOINT,
@@ -186,7 +187,7 @@ async fn callback(
 ) -> Response<GatewayBody> {
     let ip = client_ip(gw, req.headers(), conn);
     let ua = user_agent(req.headers());
-    let device = cookie::get(req.headers(), gw.cookies.device).map(str::to_owned);
+    let device = BrowserCookies::of(gw, req.headers());
     let q = req.uri().query();
 
     // State first: single use, bound to this browser. Nothing reaches the IdP without it.
@@ -413,7 +414,7 @@ async fn login(
     sub: &str,
     id_token: String,
     rd: String,
-    device: Option<String>,
+    device: BrowserCookies,
     ip: std::net::IpAddr,
     ua: Option<String>,
 ) -> Response<GatewayBody> {

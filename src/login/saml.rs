@@ -8,6 +8,7 @@
 //! | response | `POST /saml/{idp}/acs`      | request taken once; `saml-assertion:<id>` kept until the assertion expires; a stable subject or no login |
 //! | logout   | `/logout` → IdP; `GET /saml/{idp}/slo` | `saml-logout:<id>` for our LogoutRequest; the session links of `sso` |
 
+use super::complete::BrowserCookies;
 use super::error::{idp_refused_status, ok_status, page as login_page, LoginError};
 use super::error::{
     SAML_BAD_RESPONSE, SAML_EXPIRED, SAML_IDENTITY_VALUE, SAML_MALFORMED, SAML_NO_STABLE_SUBJECT,
@@ -166,7 +167,7 @@ async fn acs(
 ) -> Response<GatewayBody> {
     let ip = client_ip(gw, req.headers(), conn);
     let ua = user_agent(req.headers());
-    let device = cookie::get(req.headers(), gw.cookies.device).map(str::to_owned);
+    let device = BrowserCookies::of(gw, req.headers());
     let binding = cookie::get(req.headers(), gw.cookies.saml).map(str::to_owned);
     let method = p.method();
     // The size limit comes before any parsing: a multi-megabyte body is never held whole.

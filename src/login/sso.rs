@@ -3,7 +3,7 @@
 //! audit events) of the session ↔ IdP links that RP/SP-initiated, back-channel and
 //! IdP-initiated logout use; the links themselves are `session::links`.
 
-use super::complete::{after_first_factor, finish, Next};
+use super::complete::{after_first_factor, finish, BrowserCookies, Next};
 use super::error::{SSO_MFA_EVIDENCE_MISSING, SSO_NO_ROLE};
 use crate::audit::{self, Event};
 use crate::auth::native::{FirstFactorVerified, MfaVerified};
@@ -103,7 +103,7 @@ pub struct SsoLogin<'a> {
 pub async fn complete(
     gw: &Gateway,
     mut l: SsoLogin<'_>,
-    device: Option<String>,
+    device: BrowserCookies,
     ip: IpAddr,
     ua: Option<String>,
 ) -> Response<GatewayBody> {
@@ -178,6 +178,7 @@ pub async fn complete(
         remember_secs: policy.remember_mfa.as_secs(),
         created_at: gw.clock.now(),
         sso: Some(l.link),
+        known_device: device.known,
     };
     let decision = match (l.evidence, policy.require_mfa, l.idp.on_missing_mfa) {
         (true, _, _) => Decision::IdpEvidence,
@@ -228,7 +229,7 @@ pub async fn complete(
         }
         Decision::StepUp => {
             let next = Next {
-                device: device.as_deref(),
+                device: device.remembered.as_deref(),
                 invite: None,
                 ip,
                 ua,

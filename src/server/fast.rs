@@ -21,6 +21,7 @@ use crate::proxy::relay::{client_head, relay, Broken};
 use crate::proxy::request_head::{
     field, parse, session_token, text, texts, wants_html, Field, Kind, Parse, Request,
 };
+use crate::session::LastToken;
 use crate::state::Gateway;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
@@ -140,6 +141,7 @@ where
     let mut fields: Vec<Field> = Vec::new();
     let mut up: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut last_token = LastToken::default();
     macro_rules! handoff {
         () => {{
             gw.metrics.handoff();
@@ -191,7 +193,7 @@ where
         // Phases: load_session, authorize. No session, a refusal or a store error: hyper's.
         let session = match session_token(&inbuf, &fields, gw.cookies.session) {
             None => None,
-            Some(token) => match phases::session_for_token(gw, token).await {
+            Some(token) => match phases::session_for_id(gw, last_token.id_of(token)).await {
                 Ok(s) => s,
                 Err(_) => handoff!(),
             },

@@ -42,14 +42,22 @@ pub async fn session_for_token(
     token: &str,
 ) -> Result<Option<Arc<Session>>, GatewayError> {
     // Hashed from the borrowed value: no copy of the secret is made.
-    let id = SessionId::of_str(token);
+    session_for_id(gw, &SessionId::of_str(token)).await
+}
+
+/// Phase load_session, for the id of a session cookie (the lane hashes it once per connection
+/// and token: `session::LastToken`).
+pub async fn session_for_id(
+    gw: &Gateway,
+    id: &SessionId,
+) -> Result<Option<Arc<Session>>, GatewayError> {
     // Fail closed: a store error is a 503, never "no session" and never "allowed".
-    let Some(s) = gw.store.get(&id).await? else {
+    let Some(s) = gw.store.get(id).await? else {
         return Ok(None);
     };
     let now = gw.clock.now();
     if let Err(why) = s.check(now) {
-        Box::pin(gw.store.remove(&id)).await?;
+        Box::pin(gw.store.remove(id)).await?;
         tracing::info!(target: "audit", event = "session.expired", user = %s.identity.user, reason = ?why, "session expired");
         return Ok(None);
     }

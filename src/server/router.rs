@@ -12,7 +12,7 @@ use super::forward_auth;
 use super::gateway;
 use super::phases;
 use crate::http::{respond, Conn, GatewayError};
-use crate::login::{account, entry as endpoints, mfa, native, oidc, saml};
+use crate::login::{account, break_glass, entry as endpoints, mfa, native, oidc, report, saml};
 use crate::metrics::RouteClass;
 use crate::pages;
 use crate::proxy::forward::GatewayBody;
@@ -101,6 +101,8 @@ async fn dispatch(
         Endpoint::Logout => endpoints::logout_entry(gw, &req, conn).await,
         Endpoint::Mfa(step) => mfa::entry(gw, req, conn, step).await,
         Endpoint::Account(step) => account::entry(gw, req, conn, step).await,
+        Endpoint::Report => report::entry(gw, req, conn).await,
+        Endpoint::BreakGlass => break_glass::entry(gw, req, conn).await,
         Endpoint::Oidc(idp, step) => oidc::entry(gw, req, conn, idp, step).await,
         Endpoint::Saml(idp, step) => saml::entry(gw, req, conn, idp, step).await,
         Endpoint::NativeLogin(path) => native::entry(gw, req, conn, path).await,

@@ -13,6 +13,12 @@ pub struct CookieNames {
     /// Binds a SAML request to the browser. The IdP answers with a cross-site POST, which a
     /// `SameSite=Lax` cookie would not accompany, so this one alone is `SameSite=None` on https.
     pub saml: &'static str,
+    /// The known-device cookie of the new-device notice (DESIGN.md §12): recognises a browser,
+    /// proves nothing. Sent like `saml` (`SameSite=None` on https) so that a SAML sign-in,
+    /// which ends in the IdP's cross-site POST, still recognises the browser.
+    pub known: &'static str,
+    /// Binds the confirm form of a "this was not me" link to the browser that opened it.
+    pub report: &'static str,
     pub secure: bool,
 }
 
@@ -24,6 +30,8 @@ impl CookieNames {
                 pending: "__Host-portcullis-login",
                 device: "__Host-portcullis-device",
                 saml: "__Host-portcullis-saml",
+                known: "__Host-portcullis-known",
+                report: "__Host-portcullis-report",
                 secure: true,
             }
         } else {
@@ -32,13 +40,23 @@ impl CookieNames {
                 pending: "portcullis-login",
                 device: "portcullis-device",
                 saml: "portcullis-saml",
+                known: "portcullis-known",
+                report: "portcullis-report",
                 secure: false,
             }
         }
     }
 
     fn is_ours(&self, name: &str) -> bool {
-        name == self.session || name == self.pending || name == self.device || name == self.saml
+        [
+            self.session,
+            self.pending,
+            self.device,
+            self.saml,
+            self.known,
+            self.report,
+        ]
+        .contains(&name)
     }
 
     /// A `Set-Cookie` value for a cookie that must come back on the IdP's cross-site POST:

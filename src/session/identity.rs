@@ -14,6 +14,8 @@ pub enum AuthMethod {
     Saml(String),
     /// Demo mode only: a session made by the built-in sample login.
     Demo,
+    /// Emergency access armed by an admin (DESIGN.md §12): `X-Auth-Method: break_glass`.
+    BreakGlass,
 }
 
 impl AuthMethod {
@@ -23,6 +25,7 @@ impl AuthMethod {
             AuthMethod::Oidc(i) => format!("oidc:{i}"),
             AuthMethod::Saml(i) => format!("saml:{i}"),
             AuthMethod::Demo => "demo".into(),
+            AuthMethod::BreakGlass => "break_glass".into(),
         }
     }
 
@@ -31,6 +34,7 @@ impl AuthMethod {
         match s {
             "native" => Some(AuthMethod::Native),
             "demo" => Some(AuthMethod::Demo),
+            "break_glass" => Some(AuthMethod::BreakGlass),
             _ => s
                 .strip_prefix("oidc:")
                 .map(|idp| AuthMethod::Oidc(idp.to_owned()))

@@ -58,6 +58,11 @@ const MIGRATIONS: MigrationList = &[
         "enrollment invites",
         include_str!("../../migrations/postgres/0002_enrollment_invites.sql"),
     ),
+    (
+        3,
+        "known devices",
+        include_str!("../../migrations/postgres/0003_known_devices.sql"),
+    ),
 ];
 
 /// The PostgreSQL user store. Cheap to clone (a pool handle).

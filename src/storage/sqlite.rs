@@ -40,6 +40,11 @@ const MIGRATIONS: MigrationList = &[
         "enrollment invites",
         include_str!("../../migrations/sqlite/0002_enrollment_invites.sql"),
     ),
+    (
+        3,
+        "known devices",
+        include_str!("../../migrations/sqlite/0003_known_devices.sql"),
+    ),
 ];
 
 /// The SQLite user store. Cheap to clone (a pool handle).
@@ -266,7 +271,7 @@ mod tests {
                     .fetch_all(&store.pool)
                     .await
                     .unwrap();
-            assert_eq!(applied, [1, 2]);
+            assert_eq!(applied, [1, 2, 3]);
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(&store.pool)
                 .await

@@ -4,6 +4,7 @@
 
 use crate::support::*;
 use hyper::{Method, StatusCode};
+use portcullis::session::SessionStore;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -272,6 +273,46 @@ async fn pipelined_requests_and_a_mid_connection_handoff_are_answered_in_order()
         1
     );
     assert_eq!(handoffs(&gw), before + 1);
+    gw.stop().await;
+}
+
+/// The lane hashes a connection's session cookie once (`session::LastToken`): a connection that
+/// changes cookie gets the new cookie's session on the very next request, never the previous
+/// one's, and a revoked session is refused on its next request although its id was cached.
+#[tokio::test]
+async fn a_connection_that_changes_cookie_gets_that_cookies_session_and_revocation_still_holds() {
+    let gw = TestGateway::start().await;
+    let (ann, ann_id) = gw.session_for("ann", &["agent"]).await;
+    let (bob, _) = gw.session_for("bob", &["agent"]).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let host = gw.addr.to_string();
+    let get = |cookie: &str| {
+        format!("GET /agent/p HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: application/json\r\n\r\n")
+    };
+    let user_of = |body: &[u8]| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        v["headers"]
+            .as_array()?
+            .iter()
+            .find(|h| h[0] == "x-forwarded-user")
+            .and_then(|h| h[1].as_str().map(str::to_owned))
+    };
+    let before = handoffs(&gw);
+    let mut buf = Vec::new();
+    for (cookie, user) in [(&ann, "ann"), (&ann, "ann"), (&bob, "bob"), (&ann, "ann")] {
+        s.write_all(get(cookie).as_bytes()).await.unwrap();
+        let (status, body) = read_response(&mut s, &mut buf).await;
+        assert_eq!(status, 200);
+        assert_eq!(user_of(&body).as_deref(), Some(user));
+    }
+    assert_eq!(handoffs(&gw), before, "all four stayed in the lane");
+    gw.gateway().store.remove(&ann_id).await.unwrap();
+    s.write_all(get(&ann).as_bytes()).await.unwrap();
+    let (status, _) = read_response(&mut s, &mut buf).await;
+    assert_eq!(
+        status, 401,
+        "a revoked session is refused on its next request"
+    );
     gw.stop().await;
 }
 

@@ -10,6 +10,7 @@
 
 mod account;
 mod admin;
+mod break_glass;
 mod browser_e2e;
 mod cli;
 mod config;
@@ -18,6 +19,7 @@ mod forward_auth;
 mod hostile;
 mod login_attacks;
 mod native;
+mod notify;
 mod oidc;
 mod process;
 mod proxy;

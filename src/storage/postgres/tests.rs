@@ -187,7 +187,7 @@ async fn reopening_the_same_schema_keeps_data_and_applies_migrations_once() {
                 .fetch_all(&store.pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, [1, 2]);
+        assert_eq!(applied, [1, 2, 3]);
         let current: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&store.pool)
             .await
@@ -212,6 +212,7 @@ async fn reopening_the_same_schema_keeps_data_and_applies_migrations_once() {
                 "_sqlx_migrations",
                 "audit_log",
                 "enrollment_invites",
+                "known_devices",
                 "recovery_codes",
                 "remembered_devices",
                 "totp_factors",
