@@ -65,6 +65,8 @@ pub enum Kind {
     BreakGlassSession,
     /// `config.reload`: the config was reloaded live, or the reload refused.
     ConfigReload,
+    /// `forward_auth.untrusted`: a forward-auth check from a peer not in `trusted_proxies`.
+    ForwardAuthUntrusted,
 }
 
 impl Kind {
@@ -98,6 +100,7 @@ impl Kind {
             Kind::BreakGlassLink => "break_glass.link",
             Kind::BreakGlassSession => "break_glass.session",
             Kind::ConfigReload => "config.reload",
+            Kind::ForwardAuthUntrusted => "forward_auth.untrusted",
         }
     }
 }

@@ -8,4 +8,5 @@ pub mod oidc;
 pub mod password;
 pub mod pending;
 pub mod policy;
+pub mod return_to;
 pub mod saml;

@@ -5,7 +5,8 @@
 //! Entry and routing:
 //! * `server`   — listeners (`listen`: accept loop, rustls, limits, drain), the HTTP/1.1 fast lane
 //!   (`fast`), the one router (`endpoint` parses the path once, `router` dispatches), the proxy
-//!   path's phases both lanes share (`phases`) and its hyper lane (`gateway`), static answers
+//!   path's phases both lanes share (`phases`) and its hyper lane (`gateway`), the forward-auth
+//!   answers for nginx, Caddy and Traefik on those same phases (`forward_auth`), static answers
 //!   (`assets`), panic containment.
 //! * `admin`    — the admin API on its own listener (tokens, sessions, users, audit, metrics).
 //!
@@ -22,7 +23,7 @@
 //! * `pages`    — HTML/JSON responses and the page chrome.
 //!
 //! Domain (no HTTP types):
-//! * `auth`     — route policy and return paths, passwords, lockout, the login state machine
+//! * `auth`     — route policy and return paths (`return_to`: absolute ones on allowed hosts), passwords, lockout, the login state machine
 //!   (`auth::native`), OIDC token checks, SAML checks.
 //! * `accounts` — native users, sealed seeds, password hashing admission, enrollment invitations.
 //! * `mfa`      — second factors: TOTP, recovery codes, email codes, QR rendering.

@@ -2,13 +2,15 @@
 //! the HTTP/1.1 fast lane that serves the common request from raw bytes (`fast`), the one
 //! router of every other request (`endpoint` parses, `router` dispatches), the proxy path's
 //! phases both lanes share (`phases`) and its hyper lane (`gateway`), the static answers
-//! (`assets`), panic containment (`contain`),
-//! connection limits (`limits`), TLS (`tls`) and the live reload of the config (`reload`).
+//! (`assets`), the forward-auth answers for a proxy in front (`forward_auth`), panic
+//! containment (`contain`), connection limits (`limits`), TLS (`tls`) and the live reload of
+//! the config (`reload`).
 
 pub mod assets;
 pub mod contain;
 pub mod endpoint;
 pub mod fast;
+pub mod forward_auth;
 pub mod gateway;
 pub mod limits;
 pub mod listen;

@@ -33,6 +33,8 @@ pub struct Config {
     pub identity_headers: IdentityHeaderNames,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    /// `[forward_auth]`: off unless enabled.
+    pub forward_auth: ForwardAuthConfig,
     /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -71,6 +73,14 @@ pub struct ServerConfig {
     /// header value, `max-age=31536000` by default with an https `public_url`; `None` with an
     /// http one or `hsts = "off"`.
     pub hsts: Option<String>,
+}
+
+/// `[forward_auth]` (DESIGN.md §9): the auth endpoints for nginx, Caddy and Traefik.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardAuthConfig {
+    pub enabled: bool,
+    /// Hosts (lower case, no port) a login may return to besides `server.public_url`'s.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Clone, Debug)]

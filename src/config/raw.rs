@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub identity_headers: Option<RawIdentityHeaders>,
     pub log: Option<RawLog>,
     pub audit: Option<RawAudit>,
+    pub forward_auth: Option<RawForwardAuth>,
 }
 
 /// `[identity_headers]`: the names identity values are sent upstream under.
@@ -280,4 +281,14 @@ pub struct RawBreakGlass {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub file: Option<String>,
+}
+
+/// `[forward_auth]` (issue 17, DESIGN.md §9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }

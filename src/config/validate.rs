@@ -14,12 +14,15 @@
 //! | `mfa.rs`     | `[mfa]`                                    |
 //! | `safety.rs`  | `[notify]`, `[break_glass]`                |
 //! | `ops.rs`     | `[log]`, `[audit]`                         |
+//! | `forward_auth.rs` | `[forward_auth]`                      |
+//! | `headers.rs` | `[identity_headers]`                       |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
 //! in file-schema order, so problems on one line keep that order); a config with any error is
 //! never returned; nothing panics on any input (fuzzed: `fuzzing::config`).
 
 mod ctx;
+mod forward_auth;
 mod headers;
 mod idp;
 mod mfa;
@@ -167,6 +170,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
 
     let log = ops::log(cx, raw.log.as_ref());
     let audit = ops::audit(cx, raw.audit.as_ref());
+    let forward_auth = forward_auth::forward_auth(cx, raw.forward_auth.as_ref(), &srv);
+
     server::check_timeouts(cx, s);
     let listen = srv.listen?;
     Some(Config {
@@ -189,5 +194,6 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         identity_headers,
         log,
         audit,
+        forward_auth,
     })
 }

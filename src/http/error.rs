@@ -47,6 +47,12 @@ pub enum GatewayError {
     /// `branding.logo` names a file that cannot be read (logged where it happened).
     #[error("the logo could not be read")]
     LogoUnreadable,
+    /// A forward-auth check from a peer that is not in `server.trusted_proxies`.
+    #[error("forward-auth check from an untrusted peer")]
+    UntrustedProxy,
+    /// A forward-auth check whose original method, host or URI headers are missing or invalid.
+    #[error("forward-auth check without a valid original request")]
+    BadOriginal,
     /// A request handler panicked (a bug); contained by `server::contain`.
     #[error("request handler panicked: {0}")]
     Panicked(String),
@@ -142,6 +148,20 @@ impl GatewayError {
                 "not_found",
                 "Not found",
                 "The logo could not be read.",
+                "Tell the administrator of this site.",
+            ),
+            GatewayError::UntrustedProxy => r(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Access denied",
+                "This endpoint answers only the proxies this gateway trusts.",
+                "Send requests through the site's proxy.",
+            ),
+            GatewayError::BadOriginal => r(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Bad request",
+                "The proxy did not say which request to check.",
                 "Tell the administrator of this site.",
             ),
             GatewayError::Panicked(_) => r(

@@ -104,8 +104,9 @@ fn signed_out(gw: &Gateway, idp_logout: Option<String>) -> Response<GatewayBody>
 /// `GET /login?idp=ID&rd=PATH`: start the named login, or show a chooser.
 pub async fn login(gw: &Gateway, req: &Request<Incoming>) -> Response<GatewayBody> {
     let q = req.uri().query();
+    // With forward-auth on, an absolute URL on an allowed host too (`auth::return_to`).
     let rd = query_param(q, "rd")
-        .and_then(|r| LocalPath::parse(&r))
+        .map(|r| crate::auth::return_to::rd_param(&gw.config, &r))
         .unwrap_or_else(LocalPath::root);
     let idp = query_param(q, "idp");
     let targets = gw.login_targets();

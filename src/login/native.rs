@@ -55,8 +55,9 @@ pub(crate) async fn show_login(
     req: &Request<Incoming>,
     path: &str,
 ) -> Response<GatewayBody> {
+    // With forward-auth on, an absolute URL on an allowed host too (`auth::return_to`).
     let rd = query_param(req.uri().query(), "rd")
-        .and_then(|r| LocalPath::parse(&r))
+        .map(|r| crate::auth::return_to::rd_param(&gw.config, &r))
         .unwrap_or_else(LocalPath::root);
     let Some(token) = query_param(req.uri().query(), "invite") else {
         return login_form_response(gw, Shown::Fresh, None, path, &rd, "", None);

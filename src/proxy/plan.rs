@@ -1,8 +1,9 @@
 //! What one request sends upstream beyond the client's own cleaned headers (`ForwardPlan`): the
 //! target, the forwarding headers and the identity headers, decided once per request by shared
-//! code (`server::phases::plan`) and written by one of two serialisers: into a `HeaderMap` for
-//! the general path (`apply`), or as raw HTTP/1.1 bytes for the fast lane (`write_*`).
-//! Invariant: both serialisers write the same names with the same values in the same order;
+//! code (`server::phases::plan`) and written by one of three serialisers: into a `HeaderMap` for
+//! the general path (`apply`), as raw HTTP/1.1 bytes for the fast lane (`write_*`), or as the
+//! response headers of a forward-auth answer (`identity_response`, the identity part only).
+//! Invariant: the serialisers write the same names with the same values in the same order;
 //! identity headers go by name (`IdentityField` to `IdentityHeaders::name`), never by position.
 
 use super::headers::{IdentityHeaders, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
@@ -94,14 +95,38 @@ impl ForwardPlan<'_, HeaderValue> {
             h.insert(HOST, host);
         }
         if let Some(id) = self.identity {
-            for field in IdentityField::ALL {
-                if let Some(v) = id.values.value(field) {
-                    h.insert(id.names.name(field).clone(), v);
-                }
+            id.insert(h);
+        }
+    }
+}
+
+impl<V> ForwardPlan<'_, V> {
+    /// The identity headers alone (and the assertion), as the response headers of a
+    /// forward-auth answer, for the proxy in front to copy onto its request: the same names and
+    /// values `apply` sends upstream in proxy mode. A name without a value (no session, no
+    /// email) is sent empty: proxies copy named headers unconditionally (Caddy 2.6 writes its
+    /// placeholder's text for a missing one), and nginx drops an empty one.
+    pub fn identity_response(self, names: &IdentityHeaders, h: &mut HeaderMap) {
+        for field in IdentityField::ALL {
+            h.insert(names.name(field).clone(), HeaderValue::from_static(""));
+        }
+        h.insert(names.assertion.clone(), HeaderValue::from_static(""));
+        if let Some(id) = self.identity {
+            id.insert(h);
+        }
+    }
+}
+
+impl IdentityPlan<'_> {
+    /// Inserts the identity headers by name, then the assertion.
+    fn insert(self, h: &mut HeaderMap) {
+        for field in IdentityField::ALL {
+            if let Some(v) = self.values.value(field) {
+                h.insert(self.names.name(field).clone(), v);
             }
-            if let Some(a) = id.assertion {
-                h.insert(id.names.assertion.clone(), a);
-            }
+        }
+        if let Some(a) = self.assertion {
+            h.insert(self.names.assertion.clone(), a);
         }
     }
 }
@@ -301,6 +326,31 @@ mod tests {
             assert_eq!(get(&X_FORWARDED_FOR), Some(want_xff));
             assert_eq!(get(&X_FORWARDED_PROTO).as_deref(), Some("https"));
             assert_eq!(get(&HOST).as_deref(), Some("app.example"));
+        }
+    }
+
+    #[test]
+    fn the_forward_auth_answer_carries_the_identity_headers_apply_sends() {
+        for names in [IdentityHeaders::default(), swapped()] {
+            let v = values(None);
+            let mut sent = HeaderMap::new();
+            plan(&names, &v, None::<HeaderValue>, None).apply(&mut sent);
+            let mut answer = HeaderMap::new();
+            plan(&names, &v, None::<HeaderValue>, None).identity_response(&names, &mut answer);
+            // Every identity name and the assertion: equal where `apply` sends one, and empty
+            // where it sends none (no email here); never a forwarding header.
+            assert_eq!(answer.len(), IdentityField::ALL.len() + 1);
+            for (n, a) in &answer {
+                let want = sent.get(n).map_or("", |s| s.to_str().unwrap());
+                assert_eq!(a.to_str().unwrap(), want, "{n}");
+            }
+            assert_eq!(answer.get(&names.email).unwrap(), "");
+            let mut anonymous = HeaderMap::new();
+            let mut p = plan(&names, &v, None::<HeaderValue>, None);
+            p.identity = None;
+            p.identity_response(&names, &mut anonymous);
+            assert!(anonymous.values().all(|v| v.is_empty()));
+            assert_eq!(anonymous.len(), answer.len());
         }
     }
 

@@ -40,6 +40,15 @@ pub enum SamlStep {
     Slo,
 }
 
+/// A forward-auth endpoint (`/auth/…`, DESIGN.md §9): the checks of nginx `auth_request`, of
+/// Traefik's and Caddy's forward auth, and the return after a login they started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthStep {
+    Nginx,
+    Forward,
+    Return,
+}
+
 /// What a normalised request path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint<'a> {
@@ -56,6 +65,7 @@ pub enum Endpoint<'a> {
     BreakGlass,
     Oidc(&'a str, OidcStep),
     Saml(&'a str, SamlStep),
+    ForwardAuth(AuthStep),
     /// Under the reserved prefix, but nothing is there.
     Unknown,
     /// One of `[native] paths` (the path itself: the form posts back to it).
@@ -105,6 +115,9 @@ impl<'a> Endpoint<'a> {
             "/account/recovery-codes" => Endpoint::Account(AccountStep::RecoveryCodes),
             "/account/totp" => Endpoint::Account(AccountStep::Totp),
             "/account/totp/confirm" => Endpoint::Account(AccountStep::TotpConfirm),
+            "/auth/nginx" => Endpoint::ForwardAuth(AuthStep::Nginx),
+            "/auth/forward" => Endpoint::ForwardAuth(AuthStep::Forward),
+            "/auth/return" => Endpoint::ForwardAuth(AuthStep::Return),
             _ => {
                 if let Some((idp, step)) = idp_step("/oidc/") {
                     match step {
@@ -150,6 +163,10 @@ impl<'a> Endpoint<'a> {
             Endpoint::Oidc(_, OidcStep::BackchannelLogout) => post,
             Endpoint::Saml(_, SamlStep::Acs) => post,
             Endpoint::Saml(_, SamlStep::Metadata | SamlStep::Slo) => get,
+            // nginx's auth subrequest keeps the original request's method; the check reads
+            // no body and changes nothing, whatever the method.
+            Endpoint::ForwardAuth(AuthStep::Nginx | AuthStep::Forward) => true,
+            Endpoint::ForwardAuth(AuthStep::Return) => get,
             Endpoint::Unknown | Endpoint::Proxy => true,
         }
     }
@@ -192,6 +209,13 @@ mod tests {
                 "/_portcullis/saml/okta/metadata",
                 E::Saml("okta", SamlStep::Metadata),
             ),
+            ("/_portcullis/auth/nginx", E::ForwardAuth(AuthStep::Nginx)),
+            (
+                "/_portcullis/auth/forward",
+                E::ForwardAuth(AuthStep::Forward),
+            ),
+            ("/_portcullis/auth/return", E::ForwardAuth(AuthStep::Return)),
+            ("/_portcullis/auth", E::Unknown),
             ("/_portcullis/oidc/corp/other", E::Unknown),
             ("/_portcullis/oidc/corp", E::Unknown),
             ("/_portcullis", E::Unknown),

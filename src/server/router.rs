@@ -8,6 +8,7 @@
 
 use super::assets;
 use super::endpoint::Endpoint;
+use super::forward_auth;
 use super::gateway;
 use super::phases;
 use crate::http::{respond, Conn, GatewayError};
@@ -106,7 +107,10 @@ async fn dispatch(
         Endpoint::Oidc(idp, step) => oidc::entry(gw, req, conn, idp, step).await,
         Endpoint::Saml(idp, step) => saml::entry(gw, req, conn, idp, step).await,
         Endpoint::NativeLogin(path) => native::entry(gw, req, conn, path).await,
-        Endpoint::Unknown | Endpoint::Proxy => not_found(gw, html),
+        Endpoint::ForwardAuth(step) if gw.config.forward_auth.enabled => {
+            forward_auth::entry(gw, &req, conn, step).await
+        }
+        Endpoint::ForwardAuth(_) | Endpoint::Unknown | Endpoint::Proxy => not_found(gw, html),
     }
 }
 

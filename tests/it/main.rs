@@ -15,6 +15,7 @@ mod browser_e2e;
 mod cli;
 mod config;
 mod fast_lane;
+mod forward_auth;
 mod hostile;
 mod login_attacks;
 mod logs;

@@ -22,7 +22,7 @@ pub(super) struct Server {
     public_host: String,
     https: bool,
     tls: Option<TlsFiles>,
-    trusted_proxies: Vec<IpNet>,
+    pub(super) trusted_proxies: Vec<IpNet>,
     workers: usize,
     pub(super) prefix: String,
     max_header_bytes: usize,

@@ -21,6 +21,8 @@ pub struct LoginOpts {
     pub max_failures: u32,
     /// Trust X-Forwarded-For from loopback, so one test can speak for many client addresses.
     pub trusted_proxy: bool,
+    /// More config sections, appended.
+    pub extra: &'static str,
 }
 
 impl Default for LoginOpts {
@@ -30,6 +32,7 @@ impl Default for LoginOpts {
             store: Store::Memory,
             max_failures: 3,
             trusted_proxy: false,
+            extra: "",
         }
     }
 }
@@ -78,7 +81,9 @@ methods = ["totp", "email", "recovery_code"]
 enrollment = "{enrollment}"
 email = {{ smtp_url = "smtp://127.0.0.1:{smtp}", from = "gateway@example.com", code_ttl = "10m", resend_interval = "1s" }}
 recovery_codes = {{ count = 10, ttl = "30d" }}
+{more}
 "#,
+            more = opts.extra,
             hash = sha256_hex(ADMIN_TOKEN),
             max = opts.max_failures,
             enrollment = opts.enrollment,
