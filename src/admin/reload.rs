@@ -2,11 +2,10 @@
 //! is an answer, not an `AdminError`: its body carries the `check` lines, which the operator on
 //! the admin listener needs and which never reach the public listener.
 
-use super::reply::ok;
-use crate::pages::json_response;
+use super::reply::{config_refused, ok};
 use crate::proxy::forward::GatewayBody;
 use crate::server::reload::Live;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use serde_json::json;
 
 /// `200` with what needs a restart, or `422` with every error; the old config stays then.
@@ -17,13 +16,6 @@ pub async fn reload(live: &Live, actor: &str) -> Response<GatewayBody> {
             "restart_required": r.restart_required,
             "warnings": r.warnings,
         })),
-        Err(e) => json_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &json!({
-                "error": "config_invalid",
-                "detail": "The configuration was refused; the running one stays in force.",
-                "errors": e.lines(),
-            }),
-        ),
+        Err(e) => config_refused(e.lines()),
     }
 }

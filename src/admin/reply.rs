@@ -1,5 +1,6 @@
 //! The success answers of the admin API: JSON with 200 or 201, an empty 204, the readiness
-//! answer, plain text for metrics. Errors are not built here but in `error::respond`.
+//! answer, plain text for metrics, and the one refusal that carries details (a reload's config
+//! errors, for the operator). Other errors are not built here but in `error::respond`.
 
 use crate::pages::json_response;
 use crate::proxy::forward::GatewayBody;
@@ -28,6 +29,20 @@ pub fn no_content() -> Response<GatewayBody> {
 /// a load balancer reads.
 pub fn not_ready(body: &Value) -> Response<GatewayBody> {
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+/// `422 Unprocessable Entity` for a reload whose config was refused: the answer carries the
+/// `check` lines, which the operator on the admin listener needs (not an `AdminError`, whose
+/// details are fixed strings).
+pub fn config_refused(lines: Vec<String>) -> Response<GatewayBody> {
+    json_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &serde_json::json!({
+            "error": "config_invalid",
+            "detail": "The configuration was refused; the running one stays in force.",
+            "errors": lines,
+        }),
+    )
 }
 
 /// `200 OK` with a text `body` of the given content type.
