@@ -45,7 +45,8 @@ enum Command {
         /// Port of the gateway on 127.0.0.1.
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// Directory for the demo's config, database and keys (wiped at start).
+        /// Directory for the demo's config, database and keys (wiped at start if the demo
+        /// made it; any other non-empty directory is refused).
         #[arg(long, default_value = "demo-data")]
         dir: PathBuf,
     },
@@ -451,6 +452,36 @@ fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()
     })
 }
 
+/// The file that marks a directory as the demo's own: only such a directory is wiped.
+const DEMO_MARKER: &str = ".portcullis-demo";
+
+/// Makes `dir` an empty demo directory. It is wiped only if an earlier demo made it (its marker
+/// file is there) or it is empty: `--dir ~` or `--dir /etc` must never delete anything.
+fn clear_demo_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let ours = dir.join(DEMO_MARKER).is_file();
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(
+            ours || empty,
+            "{} is not empty and was not made by `portcullis demo`: refusing to wipe it (choose another --dir)",
+            dir.display()
+        );
+        if ours {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        "made by `portcullis demo`; the next demo run wipes this directory\n",
+    )?;
+    Ok(())
+}
+
 fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
     use portcullis::accounts::Accounts;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -458,11 +489,7 @@ fn demo(port: u16, dir: &std::path::Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(dir)?;
+        clear_demo_dir(dir)?;
         let app = portcullis::demo::start_sample_app().await?;
         let config_path = dir.join("portcullis.toml");
         std::fs::write(&config_path, portcullis::demo::config_text(port, app))?;

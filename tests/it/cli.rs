@@ -336,3 +336,19 @@ async fn the_demo_serves_a_login_and_prints_what_a_newcomer_needs() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_demo_refuses_to_wipe_a_directory_it_did_not_make() {
+    let dir = TempDir::new("demo-foreign");
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    let out = Command::new(bin())
+        .args(["demo", "--port", &UNSERVED_PORT.to_string(), "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was not made by `portcullis demo`"), "{err}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+}
