@@ -141,6 +141,24 @@ pub async fn status(gw: &Gateway) -> Result<Response<GatewayBody>, AdminError> {
     Ok(ok(&json!({ "armed": !items.is_empty(), "users": items })))
 }
 
+/// Ends the pending break-glass logins of `users` (`auth::native::revalidate` refuses every
+/// step of a login begun before the mark).
+async fn end_pending<'a>(
+    gw: &Gateway,
+    users: impl Iterator<Item = &'a str>,
+) -> Result<(), AdminError> {
+    for user in users {
+        crate::auth::native::revoke_pending(
+            &gw.store,
+            &bg::principal(user),
+            gw.clock.now(),
+            gw.config.session.pending_ttl,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// `DELETE /api/v1/break-glass`: disarms and ends the sessions it gave.
 pub async fn disarm(
     gw: &Gateway,
@@ -148,6 +166,8 @@ pub async fn disarm(
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
     let (was, sessions) = bg::disarm(&gw.store, gw.clock.now()).await?;
+    // Logins begun with a link and not finished end too, also if the user is armed again later.
+    end_pending(gw, was.iter().map(|a| a.user.as_str())).await?;
     let mut ended = 0usize;
     for id in &sessions {
         if let Some(id) = SessionId::parse(id) {

@@ -54,9 +54,17 @@ pub fn pin(old: &Config, new: &mut Config) -> Vec<&'static str> {
             }
         }
         (None, None) => {}
-        // Adding or removing the admin listener needs a restart; the running one keeps its tokens.
-        (o, n) => {
-            *n = o.clone();
+        // Removing the section: the listener stays until a restart, but with no token left, so
+        // removing `[admin]` revokes every admin token at once (fail closed).
+        (Some(o), n @ None) => {
+            let mut kept = o.clone();
+            kept.tokens.clear();
+            *n = Some(kept);
+            keys.push("admin");
+        }
+        // Adding the admin listener needs a restart.
+        (None, n @ Some(_)) => {
+            *n = None;
             keys.push("admin");
         }
     }
@@ -88,7 +96,15 @@ mod tests {
     use std::path::Path;
 
     fn config(listen: &str, route_role: &str, max_sessions: u32) -> Config {
-        let text = format!(
+        Config::from_str(
+            Path::new("/tmp/restart-test.toml"),
+            &base_text(listen, route_role, max_sessions),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn base_text(listen: &str, route_role: &str, max_sessions: u32) -> String {
+        format!(
             r#"
 [server]
 listen = "{listen}"
@@ -105,9 +121,7 @@ groups = ["admins"]
 prefix = "/"
 allow_roles = ["{route_role}"]
 "#
-        );
-        Config::from_str(Path::new("/tmp/restart-test.toml"), &text)
-            .unwrap_or_else(|e| panic!("{e}"))
+        )
     }
 
     #[test]
@@ -123,6 +137,27 @@ allow_roles = ["{route_role}"]
         assert_eq!(
             new.routes[0].access,
             crate::config::Access::Roles(vec!["admin".into()])
+        );
+    }
+
+    #[test]
+    fn removing_the_admin_section_keeps_the_listener_but_revokes_every_token() {
+        let with = config("127.0.0.1:8443", "agent", 100);
+        let old_text = base_text("127.0.0.1:8443", "agent", 100)
+            + "[admin]\nlisten = \"127.0.0.1:9090\"\ntokens = [{ name = \"ops\", sha256 = \""
+            + &"a".repeat(64)
+            + "\" }]\n";
+        let old = Config::from_str(Path::new("/tmp/restart-test.toml"), &old_text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(old.admin.as_ref().map(|a| a.tokens.len()), Some(1));
+        let mut new = with;
+        let keys = pin(&old, &mut new);
+        assert!(keys.contains(&"admin"));
+        let a = new.admin.unwrap_or_else(|| panic!("the listener stays until a restart"));
+        assert_eq!(a.listen.to_string(), "127.0.0.1:9090");
+        assert!(
+            a.tokens.is_empty(),
+            "a removed [admin] still accepted its tokens"
         );
     }
 

@@ -49,12 +49,21 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Compares a header name with a canonical lower-case, dash-separated name, reading `_` as `-`
 /// (many frameworks map `X_Forwarded_User` to the same variable as `X-Forwarded-User`).
+/// Both sides are folded the same way, so a configured name written with `_` is matched by a
+/// client's `-` too.
 fn same_name(candidate: &str, canonical: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
     candidate.len() == canonical.len()
         && candidate
             .bytes()
             .zip(canonical.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+            .all(|(a, b)| fold(a) == fold(b))
 }
 
 /// The default names (DESIGN.md §2). Reserved whatever the config names: an app that used

@@ -141,16 +141,18 @@ where
     let mut up: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut last_token = LastToken::default();
+    let mut held = live.hold();
     macro_rules! handoff {
         () => {{
             // The counters are shared by every state, so any one counts it.
-            live.gateway().metrics.handoff();
+            held.gateway.metrics.handoff();
             return Outcome::Handoff(io, inbuf.freeze());
         }};
     }
     loop {
         // The head is read with the state in force while waiting (its limits need a restart).
-        let waiting = live.gateway();
+        live.refresh(&mut held);
+        let waiting = &held.gateway;
         let cfg = &waiting.config.server;
         // Phase: a complete request head, within the header timeout (idle time included, as
         // hyper counts it).
@@ -172,8 +174,8 @@ where
         };
         // Each request is served by the state in force once its head is in: a reload applies
         // from the next request on, on a keep-alive connection too.
-        let current = live.gateway();
-        let gw = &current;
+        live.refresh(&mut held);
+        let gw = &held.gateway;
         let started = gw.config.server.access_log.then(Instant::now);
 
         // Phase: classify (as the router and `gateway::proxy`); gateway paths and login go

@@ -11,6 +11,7 @@ use crate::config::{restart, Config, ConfigErrors};
 use crate::proxy::forward::Upstream;
 use crate::proxy::headers::IdentityHeaders;
 use crate::state::{chrome_of, hsts_of, Gateway, PanicProbe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio_rustls::TlsAcceptor;
 
@@ -19,6 +20,9 @@ use tokio_rustls::TlsAcceptor;
 /// across an await.
 pub struct Live {
     current: RwLock<Current>,
+    /// Bumped after every swap: a connection that holds a state (`Held`) re-reads it only
+    /// when this moved, so the fast lane takes no lock per request.
+    generation: AtomicU64,
     /// One reload at a time: two racing reloads would each start from the same old state.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -37,6 +41,12 @@ pub struct Reloaded {
     pub restart_required: Vec<&'static str>,
     /// The new config's warnings, as `check` prints them.
     pub warnings: Vec<String>,
+}
+
+/// A connection's copy of the state in force and the generation it was read at.
+pub struct Held {
+    generation: u64,
+    pub gateway: Arc<Gateway>,
 }
 
 /// Why a reload was refused; the running config stays in force.
@@ -73,6 +83,26 @@ impl Live {
                 admin_tls: admin_tls.map(TlsAcceptor::from),
             }),
             reloading: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The state in force, held by one connection (see `refresh`).
+    pub fn hold(&self) -> Held {
+        Held {
+            generation: self.generation.load(Ordering::Acquire),
+            gateway: self.gateway(),
+        }
+    }
+
+    /// Brings `held` up to the state in force: one atomic load while nothing was reloaded.
+    pub fn refresh(&self, held: &mut Held) {
+        let now = self.generation.load(Ordering::Acquire);
+        if now != held.generation {
+            *held = Held {
+                generation: now,
+                gateway: self.gateway(),
+            };
         }
     }
 
@@ -122,6 +152,8 @@ impl Live {
                     Ok(mut c) => *c = next,
                     Err(poisoned) => *poisoned.into_inner() = next,
                 }
+                // After the swap: whoever sees the new generation reads the new state.
+                self.generation.fetch_add(1, Ordering::Release);
                 gw.metrics.reload(true);
                 for w in &reloaded.warnings {
                     tracing::warn!(warning = %w, "configuration warning");

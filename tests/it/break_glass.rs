@@ -179,9 +179,12 @@ async fn a_link_used_twice_or_never_armed_or_over_the_window_is_refused() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
     }
-    // A login past the link stops once disarmed.
+    // A login past the link stops once disarmed, and stays ended when the user is armed again
+    // later (a fresh link for the real person): only the new link leads in.
     let r = env.admin(Method::DELETE, "/api/v1/break-glass", None).await;
     assert_eq!(r.status, StatusCode::OK);
+    env.gw.clock.advance(2);
+    let _ = arm(&env, &["jay"], "1h").await;
     let page = b.get("/_portcullis/mfa/enroll").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.text());
 }

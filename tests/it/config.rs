@@ -390,6 +390,11 @@ fn identity_header_names_are_configurable_and_checked() {
             "identity_headers.groups: \"a_b\" is also the name for user",
         ),
         ("colour = \"x\"", "identity_headers.colour: unknown field"),
+        ("mfa = \"Accept\"", "identity_headers.mfa: \"accept\" already has a meaning"),
+        (
+            "user = \"x-auth-roles\"",
+            "identity_headers.roles: the default name \"x-auth-roles\" is already the name for user",
+        ),
     ] {
         let errors = errors_of(&with(table));
         assert!(

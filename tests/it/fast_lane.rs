@@ -125,6 +125,35 @@ async fn configured_identity_header_names_are_sent_by_both_lanes_and_defaults_st
     gw.stop().await;
 }
 
+/// A configured name written with `_` is reserved in every spelling a framework folds to it:
+/// a client's `X-App-User` never reaches an app that reads `HTTP_X_APP_USER`.
+#[tokio::test]
+async fn a_configured_name_with_underscores_is_reserved_in_its_dash_spelling_too() {
+    let gw = TestGateway::start_with("[identity_headers]\nuser = \"x_app_user\"\n", |_| {}).await;
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let http = Http::new();
+    let url = gw.url("/agent/page");
+    let spoof = [
+        ("cookie", cookie.as_str()),
+        ("X-App-User", "mallory"),
+        ("x_APP-user", "eve"),
+    ];
+    let lane = http.get(&url, &spoof).await;
+    let mut general_headers = spoof.to_vec();
+    general_headers.push(("content-length", "0"));
+    let general = http.get(&url, &general_headers).await;
+    for r in [&lane, &general] {
+        assert_eq!(r.status, StatusCode::OK);
+        let values: Vec<(String, String)> = r
+            .upstream_headers()
+            .into_iter()
+            .filter(|(k, _)| k.replace('_', "-") == "x-app-user")
+            .collect();
+        assert_eq!(values, vec![("x_app_user".to_owned(), "ann".to_owned())]);
+    }
+    gw.stop().await;
+}
+
 /// Identity header names other than the defaults, each named after the next field: a value
 /// written by position instead of by name would land under another field's name.
 fn rotated_identity_headers() -> portcullis::proxy::headers::IdentityHeaders {

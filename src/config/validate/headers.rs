@@ -30,6 +30,8 @@ const TAKEN: &[&str] = &[
     "x-real-ip",
     "forwarded",
     "via",
+    // The fast lane reads these itself before it looks for identity names.
+    "accept",
 ];
 
 fn canonical(name: &str) -> String {
@@ -45,6 +47,17 @@ pub(super) fn identity_headers(
     let mut seen: Vec<(String, &'static str)> = Vec::new();
     let mut pick = |cx: &mut Ctx<'_>, key: &'static str, v: &Option<String>, default: String| {
         let Some(v) = v else {
+            // A default is checked like a configured name: `user = "x-auth-roles"` with
+            // `roles` unset would send two values under one name.
+            if let Some((_, other)) = seen
+                .iter()
+                .find(|(n, _)| canonical(n) == canonical(&default))
+            {
+                cx.err(
+                    &[k("identity_headers"), k(key)],
+                    format!("the default name {default:?} is already the name for {other}: give {key} a name of its own"),
+                );
+            }
             seen.push((default.clone(), key));
             return default;
         };
