@@ -153,7 +153,9 @@ allow_roles = ["{route_role}"]
         let mut new = with;
         let keys = pin(&old, &mut new);
         assert!(keys.contains(&"admin"));
-        let a = new.admin.unwrap_or_else(|| panic!("the listener stays until a restart"));
+        let a = new
+            .admin
+            .unwrap_or_else(|| panic!("the listener stays until a restart"));
         assert_eq!(a.listen.to_string(), "127.0.0.1:9090");
         assert!(
             a.tokens.is_empty(),

@@ -154,7 +154,15 @@ async fn confirm(
         .await;
         return Err(LoginError::ReportUsed);
     }
-    let (ended, devices) = end_everything(gw, &r.principal).await?;
+    let (ended, devices) = match end_everything(gw, &r.principal).await {
+        Ok(x) => x,
+        Err(e) => {
+            // Nothing may be left half-done behind a used link: the claim is given back, so
+            // the person can confirm again once the store answers (the error page says 503).
+            let _ = gw.store.delete_ephemeral(&claim_key(r)).await;
+            return Err(e.into());
+        }
+    };
     audit::record(
         gw,
         Event {
