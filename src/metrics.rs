@@ -5,16 +5,53 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Which part of the gateway answered a request.
+mod process;
+
+/// Which part of the gateway answered a request (the `class` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteClass {
+    /// The route table's: proxied upstream (public and protected routes alike).
     Proxy,
+    /// The gateway's own pages and SSO endpoints (login start, MFA, account, OIDC, SAML, …).
     Gateway,
+    /// The native login paths (`[native] paths`).
     Native,
+    /// The forward-auth checks a proxy in front asks (`/auth/…`, DESIGN.md §9).
+    ForwardAuth,
 }
 
-const CLASSES: [&str; 3] = ["proxy", "gateway", "native"];
+impl RouteClass {
+    const ALL: [RouteClass; 4] = [
+        RouteClass::Proxy,
+        RouteClass::Gateway,
+        RouteClass::Native,
+        RouteClass::ForwardAuth,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RouteClass::Proxy => "proxy",
+            RouteClass::Gateway => "gateway",
+            RouteClass::Native => "native",
+            RouteClass::ForwardAuth => "forward_auth",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 const STATUS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Upper bounds of the request-duration histogram, in microseconds and as their `le` labels.
+const REQUEST_BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+const REQUEST_LE: [&str; 14] = [
+    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+    "2.5", "5", "10",
+];
 /// Upper bounds (seconds) of the upstream latency histogram.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -65,7 +102,12 @@ const MAIL_RESULTS: [&str; 2] = ["sent", "failed"];
 pub struct Metrics {
     /// Notices by kind: [sent, failed].
     notify_mails: [[AtomicU64; 2]; 5],
-    requests: [[AtomicU64; 5]; 3],
+    requests: [[AtomicU64; 5]; 4],
+    /// Request durations by class: one cell per bucket (not cumulative: one add per request),
+    /// the last one above every bound; summed into `le` buckets when rendered.
+    durations: [[AtomicU64; 15]; 4],
+    /// Request durations by class, summed in microseconds.
+    duration_sum_us: [AtomicU64; 4],
     upstream_buckets: [AtomicU64; 12],
     upstream_count: AtomicU64,
     upstream_sum_us: AtomicU64,
@@ -89,17 +131,24 @@ fn bump(c: &AtomicU64) {
 }
 
 impl Metrics {
-    pub fn request(&self, class: RouteClass, status: u16) {
-        let c = match class {
-            RouteClass::Proxy => 0,
-            RouteClass::Gateway => 1,
-            RouteClass::Native => 2,
-        };
+    /// One answered request: its status class, and its duration (head read to response head
+    /// written) in the class's histogram. Two relaxed adds and a few compares; no lock.
+    pub fn request(&self, class: RouteClass, status: u16, took: Duration) {
+        let c = class.index();
         let s = usize::from(status / 100).saturating_sub(1).min(4);
-        if let Some(row) = self.requests.get(c) {
-            if let Some(cell) = row.get(s) {
-                bump(cell);
-            }
+        if let Some(cell) = self.requests.get(c).and_then(|r| r.get(s)) {
+            bump(cell);
+        }
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let b = REQUEST_BUCKETS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(REQUEST_BUCKETS_US.len());
+        if let Some(cell) = self.durations.get(c).and_then(|r| r.get(b)) {
+            bump(cell);
+        }
+        if let Some(sum) = self.duration_sum_us.get(c) {
+            sum.fetch_add(us, Ordering::Relaxed);
         }
     }
 
@@ -199,21 +248,75 @@ impl Metrics {
         self.handoffs.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, active_sessions: Option<usize>) -> String {
+    /// `portcullis_request_duration_seconds`, one histogram per route class.
+    fn render_durations(&self, o: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut o = String::with_capacity(4096);
-        let _ = writeln!(o, "# HELP portcullis_http_requests_total Requests answered, by route class and status class.");
-        let _ = writeln!(o, "# TYPE portcullis_http_requests_total counter");
-        for (ci, class) in CLASSES.iter().enumerate() {
-            for (si, status) in STATUS.iter().enumerate() {
-                let v = self.requests.get(ci).and_then(|r| r.get(si)).map_or(0, get);
+        let _ = writeln!(o, "# HELP portcullis_request_duration_seconds Time from a request's head read to its response head written, by route class.");
+        let _ = writeln!(o, "# TYPE portcullis_request_duration_seconds histogram");
+        for class in RouteClass::ALL {
+            let name = class.as_str();
+            let Some(cells) = self.durations.get(class.index()) else {
+                continue;
+            };
+            // Each cell read once, so every bucket, `+Inf` and `_count` agree.
+            let mut cumulative = 0_u64;
+            for (le, cell) in REQUEST_LE.iter().zip(cells.iter()) {
+                cumulative = cumulative.saturating_add(get(cell));
                 let _ = writeln!(
                     o,
-                    "portcullis_http_requests_total{{class=\"{class}\",status=\"{status}\"}} {v}"
+                    "portcullis_request_duration_seconds_bucket{{class=\"{name}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = cumulative.saturating_add(cells.last().map_or(0, get));
+            let sum = self.duration_sum_us.get(class.index()).map_or(0, get) as f64 / 1e6;
+            let _ = writeln!(
+                o,
+                "portcullis_request_duration_seconds_bucket{{class=\"{name}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                o,
+                "portcullis_request_duration_seconds_sum{{class=\"{name}\"}} {sum}"
+            );
+            let _ = writeln!(
+                o,
+                "portcullis_request_duration_seconds_count{{class=\"{name}\"}} {count}"
+            );
+        }
+    }
+
+    /// The Prometheus text exposition (version 0.0.4): the gateway's own metrics, its build,
+    /// and (on Linux) the standard `process_*` ones.
+    pub fn render(&self, active_sessions: Option<usize>) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut o = String::with_capacity(8192);
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_build_info The running build; the value is always 1."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_build_info gauge");
+        let _ = writeln!(
+            o,
+            "portcullis_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        process::render(&mut o);
+        let _ = writeln!(o, "# HELP portcullis_http_requests_total Requests answered, by route class and status class.");
+        let _ = writeln!(o, "# TYPE portcullis_http_requests_total counter");
+        for class in RouteClass::ALL {
+            for (si, status) in STATUS.iter().enumerate() {
+                let v = self
+                    .requests
+                    .get(class.index())
+                    .and_then(|r| r.get(si))
+                    .map_or(0, get);
+                let _ = writeln!(
+                    o,
+                    "portcullis_http_requests_total{{class=\"{}\",status=\"{status}\"}} {v}",
+                    class.as_str()
                 );
             }
         }
+        self.render_durations(&mut o);
         let _ = writeln!(
             o,
             "# HELP portcullis_upstream_latency_seconds Time to the upstream's response head."
@@ -357,8 +460,8 @@ mod tests {
     #[test]
     fn counters_render_with_closed_labels() {
         let m = Metrics::default();
-        m.request(RouteClass::Proxy, 200);
-        m.request(RouteClass::Proxy, 503);
+        m.request(RouteClass::Proxy, 200, Duration::from_micros(700));
+        m.request(RouteClass::Proxy, 503, Duration::from_secs(60));
         m.login("oidc:okta", true);
         m.mfa("totp", false);
         m.upstream_latency(Duration::from_millis(3));

@@ -144,7 +144,19 @@ impl<'a> Endpoint<'a> {
         match self {
             Endpoint::Proxy => RouteClass::Proxy,
             Endpoint::NativeLogin(_) => RouteClass::Native,
-            _ => RouteClass::Gateway,
+            Endpoint::ForwardAuth(_) => RouteClass::ForwardAuth,
+            Endpoint::Jwks
+            | Endpoint::Stylesheet
+            | Endpoint::Logo
+            | Endpoint::LoginStart
+            | Endpoint::Logout
+            | Endpoint::Mfa(_)
+            | Endpoint::Account(_)
+            | Endpoint::Report
+            | Endpoint::BreakGlass
+            | Endpoint::Oidc(..)
+            | Endpoint::Saml(..)
+            | Endpoint::Unknown => RouteClass::Gateway,
         }
     }
 

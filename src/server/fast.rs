@@ -10,8 +10,9 @@
 //! mapping; every refusal and redirect is made on the hyper path. The raw pieces live in
 //! `proxy::request_head` (the client's head), `proxy::h1` (upstream) and `proxy::relay`.
 
+use super::access::{self, AccessLine, Lane};
 use super::endpoint::Endpoint;
-use super::phases::{self, AccessLine, Authorized};
+use super::phases::{self, Authorized};
 use super::reload::Live;
 use crate::http::{Conn, GatewayError};
 use crate::proxy::error::ProxyError;
@@ -75,7 +76,7 @@ fn upstream_head(
 }
 
 /// Answers an upstream failure from the one error mapping (`http::error::answer`), written
-/// straight as bytes. Returns the status and whether the connection is done.
+/// straight as bytes. Returns the status, the body's length and whether the connection is done.
 async fn write_failure<IO: AsyncWrite + Unpin>(
     gw: &Gateway,
     io: &mut IO,
@@ -84,14 +85,19 @@ async fn write_failure<IO: AsyncWrite + Unpin>(
     head_request: bool,
     close: bool,
     out: &mut Vec<u8>,
-) -> (u16, bool) {
+) -> (u16, Option<u64>, bool) {
     let answer = crate::http::error::answer(gw, GatewayError::Upstream(e), html);
     out.clear();
     let hsts = gw.hsts.as_ref().map(hyper::header::HeaderValue::as_bytes);
     answer.write_h1(out, head_request, close, hsts);
     let written = io.write_all(out).await;
     out.clear();
-    (answer.status.as_u16(), written.is_err() || close)
+    let bytes = if head_request { 0 } else { answer.body.len() };
+    (
+        answer.status.as_u16(),
+        u64::try_from(bytes).ok(),
+        written.is_err() || close,
+    )
 }
 
 /// Waits for more request bytes within `deadline`; false: the connection is done (closed by
@@ -176,7 +182,7 @@ where
         // from the next request on, on a keep-alive connection too.
         live.refresh(&mut held);
         let gw = &held.gateway;
-        let started = gw.config.server.access_log.then(Instant::now);
+        let started = Instant::now();
 
         // Phase: classify (as the router and `gateway::proxy`); gateway paths and login go
         // to hyper.
@@ -241,7 +247,7 @@ where
                 client_head(&mut out, status, fields, head, close, hsts)
             })
             .await;
-        let (status, done) = match exchanged {
+        let (status, bytes, done) = match exchanged {
             Ok((mut uc, head)) => {
                 gw.metrics.upstream_latency(sent.elapsed());
                 match relay(&mut io, &mut uc, head.framing, &mut out).await {
@@ -249,7 +255,8 @@ where
                         if head.keep_alive {
                             gw.upstream.lane.release(uc, sent);
                         }
-                        (head.status, close || head.framing == Framing::Close)
+                        let done = close || head.framing == Framing::Close;
+                        (head.status, declared(head.framing), done)
                     }
                     Err(Broken { why, sent: false }) => {
                         // Nothing reached the client yet: it gets a clean 502, not a torn
@@ -260,7 +267,7 @@ where
                     }
                     Err(Broken { why, sent: true }) => {
                         tracing::warn!(peer = %conn.peer, why, "response relay ended early; connection closed");
-                        (head.status, true)
+                        (head.status, declared(head.framing), true)
                     }
                 }
             }
@@ -271,19 +278,29 @@ where
         };
 
         // Phase: log.
-        let line = started.map(|started| AccessLine {
-            started,
+        let line = access::enabled(gw.config.server.access_log).then(|| AccessLine {
+            lane: Lane::Fast,
             method: if req.head { "HEAD" } else { "GET" },
             path: raw_path,
-            user: session.as_deref(),
             peer: conn.peer.ip(),
+            session: session.as_deref(),
         });
-        phases::log(gw, endpoint.class(), status, line);
+        phases::log(gw, endpoint.class(), status, bytes, started, line);
         if done {
             let _ = io.shutdown().await;
             return Outcome::Closed;
         }
         inbuf.advance(req.len);
+    }
+}
+
+/// The body length a response head declares, as the general path reads it from hyper's size
+/// hint: none for a body streamed without a length.
+fn declared(framing: Framing) -> Option<u64> {
+    match framing {
+        Framing::Empty => Some(0),
+        Framing::Length(n) => Some(n),
+        Framing::Chunked | Framing::Close => None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! `fast` (raw HTTP/1.1) call these; each lane only reads its own representation of a request.
 //! Invariant: a request the lane takes gets the decisions `gateway` would make for it.
 
+use super::access::{self, AccessLine};
 use crate::auth::policy::{self, RouteDecision};
 use crate::clock::UnixTime;
 use crate::config::{Access, OnMissingMfa, RouteConfig};
@@ -12,7 +13,6 @@ use crate::proxy::plan::{ForwardPlan, IdentityPlan};
 use crate::session::{cookie, AuthMethod, MfaUsed, Session, SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::Request;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -160,29 +160,19 @@ pub fn plan<'a, V>(
     }
 }
 
-/// One request's access line (`server.access_log`): `started` is when its head was read.
-pub struct AccessLine<'a> {
-    pub started: Instant,
-    pub method: &'a str,
-    /// The path as the client sent it.
-    pub path: &'a str,
-    pub user: Option<&'a Session>,
-    pub peer: IpAddr,
-}
-
-/// Phase log: one metric per request, and its access line when `server.access_log` is on.
-pub fn log(gw: &Gateway, class: RouteClass, status: u16, line: Option<AccessLine<'_>>) {
-    gw.metrics.request(class, status);
+/// Phase log: the request's metrics (status class, duration histogram: always), and its
+/// access line (`access::emit`) when the lane built one (`access::enabled`). `bytes`: the
+/// response body's declared length; `started`: when the request head was read.
+pub fn log(
+    gw: &Gateway,
+    class: RouteClass,
+    status: u16,
+    bytes: Option<u64>,
+    started: Instant,
+    line: Option<AccessLine<'_>>,
+) {
+    gw.metrics.request(class, status, started.elapsed());
     if let Some(l) = line {
-        tracing::info!(
-            target: "access",
-            method = %l.method,
-            path = %l.path,
-            status,
-            user = l.user.map_or("-", |s| s.identity.user.as_str()),
-            peer = %l.peer,
-            ms = l.started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        access::emit(&l, class, status, bytes, started);
     }
 }

@@ -6,6 +6,7 @@
 //! Invariant: a path under the reserved prefix never reaches the upstream, whatever follows the
 //! prefix (an unknown one is `404`); the native login paths are the gateway's too.
 
+use super::access;
 use super::assets;
 use super::endpoint::Endpoint;
 use super::forward_auth;
@@ -35,13 +36,11 @@ pub async fn handle(
     html: bool,
 ) -> Response<GatewayBody> {
     gw.panic_probe.check(req.uri().path());
-    let started = gw.config.server.access_log.then(Instant::now);
-    let method = gw.config.server.access_log.then(|| req.method().clone());
-    let raw_path = gw
-        .config
-        .server
-        .access_log
-        .then(|| req.uri().path().to_owned());
+    let started = Instant::now();
+    // Copied for the access line only when one will be written (`access::enabled`).
+    let logged = access::enabled(gw.config.server.access_log)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let head = req.method() == hyper::Method::HEAD;
     let mut user: Option<Arc<Session>> = None;
     let (class, resp) = match path::normalize(req.uri().path()) {
         Err(e) => (
@@ -65,17 +64,20 @@ pub async fn handle(
             (class, resp)
         }
     };
-    let line = match (started, &method, &raw_path) {
-        (Some(started), Some(m), Some(p)) => Some(phases::AccessLine {
-            started,
-            method: m.as_str(),
-            path: p,
-            user: user.as_deref(),
-            peer: conn.peer.ip(),
-        }),
-        _ => None,
+    let line = logged.as_ref().map(|(method, path)| access::AccessLine {
+        lane: access::Lane::General,
+        method: method.as_str(),
+        path,
+        peer: conn.peer.ip(),
+        session: user.as_deref(),
+    });
+    // A HEAD answer carries no body, whatever its head declares.
+    let bytes = if head {
+        Some(0)
+    } else {
+        hyper::body::Body::size_hint(resp.body()).exact()
     };
-    phases::log(gw, class, resp.status().as_u16(), line);
+    phases::log(gw, class, resp.status().as_u16(), bytes, started, line);
     resp
 }
 

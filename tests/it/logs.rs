@@ -21,10 +21,22 @@ impl Drop for Proc {
 /// Runs the binary on `base_config` plus `extra`, with stderr kept in `dir/stderr`; returns it
 /// and its port.
 async fn run(dir: &TempDir, up: std::net::SocketAddr, extra: &str) -> (Proc, u16) {
+    run_with(dir, up, extra, false).await
+}
+
+/// `run`, with `server.access_log` on or off.
+async fn run_with(
+    dir: &TempDir,
+    up: std::net::SocketAddr,
+    extra: &str,
+    access_log: bool,
+) -> (Proc, u16) {
     let cfg = dir.path().join("c.toml");
     let err = dir.path().join("stderr");
     let (child, port) = spawn_listening("portcullis run", Duration::from_secs(20), |port| {
-        std::fs::write(&cfg, base_config(port, up, extra)).unwrap();
+        let text = base_config(port, up, extra)
+            .replace("access_log = false", &format!("access_log = {access_log}"));
+        std::fs::write(&cfg, text).unwrap();
         Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["run", "--config"])
             .arg(&cfg)
@@ -119,6 +131,129 @@ async fn json_logs_parse_line_by_line_and_the_audit_file_carries_the_events() {
         .unwrap_or_else(|| panic!("{audit}"));
     assert_eq!(reload["outcome"], "success");
     assert_eq!(reload["user"], "ops");
+}
+
+/// The JSON lines of `target` in `dir/stderr`.
+fn lines_of(dir: &TempDir, target: &str) -> (String, Vec<serde_json::Value>) {
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    let lines = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["target"] == target)
+        .collect();
+    (stderr, lines)
+}
+
+#[tokio::test]
+async fn both_lanes_write_the_same_access_line_fields_and_never_the_query_string() {
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("logs-access");
+    let extra = "\n[log]\nformat = \"json\"\nlevel = \"info\"\n";
+    let (p, port) = run_with(&dir, up.addr, extra, true).await;
+    let http = Http::new();
+    let url = format!("http://127.0.0.1:{port}/hc/x?token=s3cret-in-query");
+    // A bodiless GET on a public route is the fast lane's; a POST is handed to hyper.
+    assert_eq!(http.get(&url, &[]).await.status, StatusCode::OK);
+    let posted = http.send(Method::POST, &url, &[], b"a=1".to_vec()).await;
+    assert_eq!(posted.status, StatusCode::OK);
+    // A refusal the gateway makes itself (no session on a protected route), general lane.
+    let refused = http
+        .get(&format!("http://127.0.0.1:{port}/agent/y"), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    stop(p);
+
+    let (stderr, lines) = lines_of(&dir, "access");
+    assert_eq!(lines.len(), 3, "{stderr}");
+    let keys = |l: &serde_json::Value| {
+        let mut k: Vec<String> = l.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let expected: Vec<String> = [
+        "bytes",
+        "class",
+        "duration_ms",
+        "lane",
+        "level",
+        "message",
+        "method",
+        "path",
+        "peer",
+        "principal",
+        "request_id",
+        "session",
+        "status",
+        "target",
+        "ts",
+        "user",
+    ]
+    .map(String::from)
+    .to_vec();
+    for l in &lines {
+        assert_eq!(keys(l), expected, "{l}");
+        assert_eq!(l["message"], "request");
+        assert_eq!(l["peer"], "127.0.0.1");
+        assert_eq!(l["user"], "-");
+        assert!(l["duration_ms"].as_f64().unwrap() >= 0.0, "{l}");
+        assert!(l["request_id"].as_u64().unwrap() >= 1, "{l}");
+    }
+    let fast = &lines[0];
+    assert_eq!(
+        (
+            &fast["lane"],
+            &fast["method"],
+            &fast["path"],
+            &fast["status"],
+            &fast["class"]
+        ),
+        (
+            &"fast".into(),
+            &"GET".into(),
+            &"/hc/x".into(),
+            &200.into(),
+            &"proxy".into()
+        )
+    );
+    let general = &lines[1];
+    assert_eq!(
+        (
+            &general["lane"],
+            &general["method"],
+            &general["path"],
+            &general["status"]
+        ),
+        (
+            &"general".into(),
+            &"POST".into(),
+            &"/hc/x".into(),
+            &200.into()
+        )
+    );
+    let refusal = &lines[2];
+    assert_eq!(
+        (&refusal["lane"], &refusal["path"], &refusal["status"]),
+        (&"general".into(), &"/agent/y".into(), &401.into())
+    );
+    assert!(refusal["bytes"].as_i64().unwrap() > 0, "{refusal}");
+    assert!(
+        !stderr.contains("s3cret-in-query"),
+        "the query was logged: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn no_access_line_is_written_when_the_level_leaves_info_out() {
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("logs-access-off");
+    let extra = "\n[log]\nformat = \"json\"\nlevel = \"warn\"\n";
+    let (p, port) = run_with(&dir, up.addr, extra, true).await;
+    let http = Http::new();
+    let url = format!("http://127.0.0.1:{port}/hc/x");
+    assert_eq!(http.get(&url, &[]).await.status, StatusCode::OK);
+    stop(p);
+    let (stderr, lines) = lines_of(&dir, "access");
+    assert!(lines.is_empty(), "{stderr}");
 }
 
 #[tokio::test]
