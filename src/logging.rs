@@ -1,16 +1,20 @@
 //! The process log and the audit stream (DESIGN.md §11): text or JSON lines on stderr, colour
 //! codes only when stderr is a terminal, `RUST_LOG` over `[log] level`; with `[audit] file` the
 //! `audit` target is also written, whatever the level, as JSON lines to that file or stdout.
-//! Set up once per process, at start (a reload names `[log]` and `[audit]` as needing a restart).
+//! Set up once per process, at start (a reload names `[log]` and `[audit]` as needing a restart);
+//! every reload reopens the audit file at its path (`reopen_audit_file`), for logrotate.
 
 use crate::config::{AuditConfig, AuditSink, LogConfig, LogFormat};
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -64,18 +68,21 @@ pub fn init(log: &LogConfig, audit: &AuditConfig) -> Result<(), LogError> {
                 .boxed(),
         ),
         Some(AuditSink::File(path)) => {
-            // Appended to, so `logrotate` with `copytruncate` and a SIEM tailing it both work.
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| LogError::AuditFile {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+            let file = open_append(path).map_err(|e| LogError::AuditFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let sink = Arc::new(AuditFile {
+                path: path.clone(),
+                file: Mutex::new(file),
+            });
+            if AUDIT_FILE.set(Arc::clone(&sink)).is_err() {
+                // A second `init` installs nothing (see below), so the first file stays.
+                return Ok(());
+            }
             Some(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::sync::Mutex::new(file))
+                    .with_writer(AuditWriter(sink))
                     .event_format(JsonLines)
                     .with_filter(audit_only())
                     .boxed(),
@@ -87,6 +94,67 @@ pub fn init(log: &LogConfig, audit: &AuditConfig) -> Result<(), LogError> {
         .with(audit)
         .try_init();
     Ok(())
+}
+
+/// Opens `path` for appending, so `logrotate` with `copytruncate` and a SIEM tailing it both work.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// The `[audit] file` the audit layer writes to, and the path it is reopened at.
+struct AuditFile {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+/// The process's audit file, once `init` opened one.
+static AUDIT_FILE: OnceLock<Arc<AuditFile>> = OnceLock::new();
+
+/// Reopens the `[audit] file` at its path (called at every reload: `SIGHUP`, the admin API).
+/// logrotate renames the file and then sends `SIGHUP`; without this the gateway would keep
+/// writing to the renamed file. If the path cannot be opened, the old file is kept and
+/// the error is logged: audit lines are never dropped for want of a file.
+pub fn reopen_audit_file() {
+    let Some(sink) = AUDIT_FILE.get() else {
+        return;
+    };
+    match open_append(&sink.path) {
+        Ok(new) => *lock(&sink.file) = new,
+        Err(e) => {
+            tracing::error!(path = %sink.path.display(), error = %e, "cannot reopen the audit file; still writing to the old one")
+        }
+    }
+}
+
+/// The file, even after a panic while it was held (a line may be torn; the file is fine).
+fn lock(m: &Mutex<File>) -> MutexGuard<'_, File> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `MakeWriter` over the reopenable audit file: one lock per event, as `Mutex<File>` had.
+struct AuditWriter(Arc<AuditFile>);
+
+/// The locked audit file, for one event.
+struct AuditLine<'a>(MutexGuard<'a, File>);
+
+impl std::io::Write for AuditLine<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for AuditWriter {
+    type Writer = AuditLine<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        AuditLine(lock(&self.0.file))
+    }
 }
 
 /// One JSON object per event: `ts` (RFC 3339, milliseconds, UTC), `level`, `target`,

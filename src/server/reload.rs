@@ -138,6 +138,9 @@ impl Live {
     /// `actor` as the user) and logged either way.
     pub async fn reload(&self, actor: &str) -> Result<Reloaded, ReloadError> {
         let _one = self.reloading.lock().await;
+        // First, and whatever the new config holds: logrotate's `postrotate` reload expects
+        // the next audit line (this reload's own) in a new file at the path.
+        crate::logging::reopen_audit_file();
         let old = self.current();
         let result = successor(&old).await;
         let gw = match &result {

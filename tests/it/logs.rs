@@ -256,6 +256,74 @@ async fn no_access_line_is_written_when_the_level_leaves_info_out() {
     assert!(lines.is_empty(), "{stderr}");
 }
 
+/// The audit events in `path` (one JSON object per line).
+fn events_in(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn sighup_reopens_the_audit_file_so_lines_after_a_rotation_land_in_a_new_file() {
+    let up = TestUpstream::start().await;
+    let dir = TempDir::new("logs-rotate");
+    let admin_port = loopback_listener().1;
+    let extra = format!(
+        "\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n\n[audit]\nfile = \"audit.jsonl\"\n",
+        sha256_hex(TOKEN)
+    );
+    let (p, _port) = run(&dir, up.addr, &extra).await;
+    let http = Http::new();
+    let sessions = format!("http://127.0.0.1:{admin_port}/api/v1/sessions");
+    let refused = || async {
+        let r = http
+            .send(
+                Method::GET,
+                &sessions,
+                &[("authorization", "Bearer wrong")],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    };
+    refused().await;
+    let live = dir.path().join("audit.jsonl");
+    let rotated = dir.path().join("audit.jsonl.1");
+    // As logrotate does: rename, then `postrotate` sends SIGHUP (the config is unchanged).
+    std::fs::rename(&live, &rotated).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !events_in(&live)
+        .iter()
+        .any(|e| e["kind"] == "config.reload")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload event in a new file"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    refused().await;
+    stop(p);
+
+    let old = events_in(&rotated);
+    assert_eq!(
+        old.iter().map(|e| e["kind"].clone()).collect::<Vec<_>>(),
+        vec![serde_json::Value::from("admin.unauthorized")],
+        "only the line before the rotation stays in the rotated file"
+    );
+    let new = events_in(&live);
+    let kinds: Vec<&str> = new.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["config.reload", "admin.unauthorized"], "{new:?}");
+    assert_eq!(new[0]["user"], "sighup");
+}
+
 #[tokio::test]
 async fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
     let up = TestUpstream::start().await;
