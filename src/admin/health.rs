@@ -37,5 +37,8 @@ pub async fn readyz(gw: &Gateway) -> Response<GatewayBody> {
 /// store answers.
 pub async fn metrics(gw: &Gateway) -> Response<GatewayBody> {
     let active = gw.store.count().await.ok();
-    text("text/plain; version=0.0.4", gw.metrics.render(active))
+    text(
+        "text/plain; version=0.0.4; charset=utf-8",
+        gw.metrics.render(active),
+    )
 }

@@ -583,7 +583,7 @@ async fn metrics_change_after_a_login_and_health_endpoints_answer() {
     let before = a.call(Method::GET, "/metrics", None).await;
     assert_eq!(
         before.header("content-type"),
-        Some("text/plain; version=0.0.4")
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let before = before.text();
     let mut b = a.login("mia").await;

@@ -19,6 +19,7 @@ mod forward_auth;
 mod hostile;
 mod login_attacks;
 mod logs;
+mod metrics;
 mod native;
 mod notify;
 mod oidc;
