@@ -1,7 +1,7 @@
 //! The `portcullis` command: run, check, demo, certs. Thin: parsing arguments, printing, exit codes.
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use portcullis::clock::Clock;
 use portcullis::config::Config;
 use std::path::PathBuf;
@@ -92,6 +92,13 @@ enum Command {
         #[command(subcommand)]
         what: UsersCommand,
     },
+    /// Print a shell completion script to stdout (bash, zsh, fish, elvish or powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff, section 1) to stdout.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +249,15 @@ fn main() -> ExitCode {
             what,
         } => code(break_glass(&config, token, what)),
         Command::Users { config, what } => code(users(&config, what)),
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "portcullis", &mut out);
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command()).title("PORTCULLIS");
+            code(man.render(&mut std::io::stdout()).map_err(Into::into))
+        }
         Command::Certs {
             what: CertsCommand::Dev { dir, names },
         } => match portcullis::server::tls::write_dev_cert(&dir, &names) {

@@ -23,6 +23,7 @@ mod metrics;
 mod native;
 mod notify;
 mod oidc;
+mod package;
 mod pages;
 mod process;
 mod proxy;
