@@ -10,7 +10,7 @@
 //! | rewrite        | decide the upgrade once (`headers::Upgrade`: WebSocket, or none);  |
 //! |                | strip hop-by-hop, other upgrades, spoofed identity, our cookies; add ours |
 //! | forward        | stream to the upstream, splice WebSocket upgrades, map failures to 502/504 |
-//! | log *          | one access line when `server.access_log` is on (by the router)    |
+//! | log *          | metrics (status, duration); one `access::emit` line (by the router) |
 //!
 //! Invariants: the path that `authorize` checked is the path `forward` sends; only a request
 //! `headers::Upgrade::of` found to be a WebSocket handshake can become a tunnel; every response
