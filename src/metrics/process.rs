@@ -2,8 +2,6 @@
 //! scrape (Linux only; elsewhere they are left out, as the client libraries do). A file that
 //! cannot be read leaves its metric out of that scrape rather than reporting a made-up zero.
 
-use std::fmt::Write as _;
-
 /// Appends `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
 /// `process_max_fds` and `process_start_time_seconds`.
 pub fn render(o: &mut String) {
@@ -13,20 +11,20 @@ pub fn render(o: &mut String) {
     let _ = o;
 }
 
-/// One metric with its `# HELP` and `# TYPE` lines.
-fn metric(o: &mut String, name: &str, kind: &str, help: &str, value: f64) {
-    let _ = writeln!(o, "# HELP {name} {help}");
-    let _ = writeln!(o, "# TYPE {name} {kind}");
-    let _ = writeln!(o, "{name} {value}");
-}
-
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::metric;
+    use std::fmt::Write as _;
 
     /// `/proc` counts CPU time and start time in USER_HZ ticks, which the kernel ABI fixes at
     /// 100 per second on every architecture Linux exposes to user space (`man 5 proc`).
     const TICKS_PER_SECOND: f64 = 100.0;
+
+    /// One metric with its `# HELP` and `# TYPE` lines.
+    fn metric(o: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        let _ = writeln!(o, "{name} {value}");
+    }
 
     pub fn render(o: &mut String) {
         let stat = std::fs::read_to_string("/proc/self/stat").ok();
@@ -112,9 +110,10 @@ mod linux {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #[cfg(target_os = "linux")]
     #[test]
     fn process_metrics_are_read_from_proc_self_and_are_plausible() {
         let mut o = String::new();
