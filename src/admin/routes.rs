@@ -77,7 +77,8 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/metrics",
         op: Op::Metrics,
-        summary: "Prometheus metrics (text format 0.0.4).",
+        summary:
+            "Prometheus metrics (text format 0.0.4: `text/plain; version=0.0.4; charset=utf-8`).",
         auth: true,
         query: &[],
         body: None,
