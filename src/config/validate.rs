@@ -5,7 +5,9 @@
 //!
 //! | child        | sections                                   |
 //! |--------------|--------------------------------------------|
-//! | `ctx.rs`     | the context: errors, warnings, `${ENV}`, paths, shared checks |
+//! | `document.rs`| text → `RawConfig`: `${ENV}` in every string, every refused key reported |
+//! | `ctx.rs`     | the context: errors, warnings, placeholders, paths, files, secrets |
+//! | `files.rs`   | what `run` reads at start: signing key, user store, SMTP, Redis URL |
 //! | `server.rs`  | `[server]`, `[upstream]`, `[admin]`        |
 //! | `stores.rs`  | `[session]`, `[storage]`                   |
 //! | `routes.rs`  | `[roles]`, login targets, `[[routes]]`     |
@@ -22,6 +24,8 @@
 //! never returned; nothing panics on any input (fuzzed: `fuzzing::config`).
 
 mod ctx;
+mod document;
+mod files;
 mod forward_auth;
 mod headers;
 mod idp;
@@ -34,7 +38,7 @@ mod server;
 mod stores;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::locate::{render, Locator};
+use super::locate::Locator;
 use super::model::{Branding, Config};
 use super::raw::RawConfig;
 use ctx::{k, Ctx};
@@ -45,20 +49,18 @@ use std::path::Path;
 impl Config {
     /// Reads, parses and validates a config file. Every error found is returned at once.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_owned(),
-                line: None,
-                key: String::new(),
-                message: format!("cannot read the config file: {e}"),
-            }])
-        })?;
-        Self::from_str(path, &text)
+        Self::from_str(path, &read_file(path)?)
+    }
+
+    /// As `load`, for `check --no-env`: the environment is not read; each `${NAME}` holds a
+    /// placeholder, and the checks that need its real value are skipped with a warning saying so.
+    pub fn load_without_env(path: &Path) -> Result<Config, ConfigErrors> {
+        validate(path, &read_file(path)?, &|_| None, true)
     }
 
     /// Parses and validates config text as if read from `path`.
     pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        validate(path, text, &|k| std::env::var(k).ok())
+        validate(path, text, &|k| std::env::var(k).ok(), false)
     }
 
     /// As `from_str`, with a custom environment (tests).
@@ -67,38 +69,32 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        validate(path, text, env)
+        validate(path, text, env, false)
     }
+
+    /// As `from_str`, without an environment (`check --no-env`).
+    pub fn from_str_without_env(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        validate(path, text, &|_| None, true)
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })
 }
 
 fn validate(
     file: &Path,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    no_env: bool,
 ) -> Result<Config, ConfigErrors> {
-    let loc = Locator::new(text);
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let (line, key) = match e.span() {
-                Some(span) => (
-                    Some(loc.line_of(span.start)),
-                    render(&loc.path_at(span.start)),
-                ),
-                None => (None, String::new()),
-            };
-            return Err(ConfigErrors(vec![ConfigError {
-                file: file.to_owned(),
-                line,
-                key,
-                // toml leaves the message empty for some syntax errors (found by fuzzing).
-                message: match e.message().trim() {
-                    "" => "invalid TOML syntax".to_owned(),
-                    m => m.to_owned(),
-                },
-            }]));
-        }
-    };
     let base_dir = file
         .parent()
         .map(|p| {
@@ -114,12 +110,14 @@ fn validate(
     let mut cx = Ctx {
         file: file.to_owned(),
         base_dir,
-        loc,
+        loc: Locator::new(text),
         env,
+        no_env,
         errors: Vec::new(),
         warnings: Vec::new(),
+        unchecked: Vec::new(),
     };
-    let config = build(&mut cx, raw);
+    let config = document::read(&mut cx, text).and_then(|raw| build(&mut cx, raw));
     if cx.errors.is_empty() {
         cx.warnings.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         config
@@ -127,7 +125,17 @@ fn validate(
                 warnings: std::mem::take(&mut cx.warnings),
                 ..c
             })
-            .ok_or_else(|| ConfigErrors(Vec::new()))
+            .ok_or_else(|| {
+                // Only a value that needed the environment can stop the reading unreported.
+                ConfigErrors(vec![ConfigError {
+                    file: cx.file.clone(),
+                    line: None,
+                    key: String::new(),
+                    message: "cannot be checked further without the environment: a required \
+                              key holds an unset ${NAME}"
+                        .to_owned(),
+                }])
+            })
     } else {
         cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         Err(ConfigErrors(cx.errors))
