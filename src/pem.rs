@@ -14,7 +14,10 @@ pub enum TlsError {
     /// The key file is unreadable or holds no PEM private key.
     #[error("cannot load private key {path}: {reason}")]
     Key { path: String, reason: String },
-    /// rustls refused the pair (key does not match, unsupported algorithm).
+    /// The private key is not the one of the end-entity certificate.
+    #[error("private key {key} does not match certificate {cert}")]
+    Mismatch { cert: String, key: String },
+    /// rustls refused the pair (unsupported algorithm).
     #[error("TLS configuration refused: {0}")]
     Config(String),
     /// Generating or writing the development certificate failed.
@@ -37,8 +40,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
             reason: "no certificate found".into(),
         });
     }
+    let (cert_path, key_path) = (cert.display().to_string(), key.display().to_string());
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
+        path: key_path.clone(),
         reason: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -47,7 +51,17 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .map_err(|e| match e {
+            rustls::Error::InvalidCertificate(why) => TlsError::Cert {
+                path: cert_path,
+                reason: format!("not a valid X.509 certificate ({why:?})"),
+            },
+            rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
+                cert: cert_path,
+                key: key_path,
+            },
+            other => TlsError::Config(other.to_string()),
+        })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -50,7 +50,7 @@ fn a_bad_duration_names_its_key() {
     let text = MINIMAL.replace("[upstream]\n", "[upstream]\ntimeout = \"ten\"\n");
     assert_eq!(
         errors_of(&text),
-        vec!["/etc/portcullis/test.toml:6: upstream.timeout: invalid duration \"ten\"; write e.g. \"30s\", \"15m\", \"12h\", \"30d\""]
+        vec!["/etc/portcullis/test.toml:6: upstream.timeout: invalid duration \"ten\": expected a duration like \"90m\" or \"1h30m\" (units: ms, s, m, h, d, w)"]
     );
 }
 

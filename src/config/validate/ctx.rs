@@ -235,11 +235,7 @@ impl Ctx<'_> {
             match crate::pem::server_config(&cert, &key) {
                 Ok(_) => {}
                 Err(e @ TlsError::Cert { .. }) => self.err(&at_cert, e.to_string()),
-                Err(e @ TlsError::Key { .. }) => self.err(&at_key, e.to_string()),
-                Err(e) => self.err(
-                    &at_key,
-                    format!("{e} (is {} the key of {}?)", key.display(), cert.display()),
-                ),
+                Err(e) => self.err(&at_key, e.to_string()),
             }
         }
         TlsFiles { cert, key }
