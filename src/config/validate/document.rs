@@ -49,14 +49,18 @@ pub(super) fn read(cx: &mut Ctx<'_>, text: &str) -> Option<RawConfig> {
         let here = Locator::new(&current);
         let at = e.span().map(|s| s.start);
         let mut path = at.map(|o| here.path_at(o)).unwrap_or_default();
+        let table = e
+            .span()
+            .and_then(|s| here.table_starting_at(s.start, s.end));
         let message = e.message().trim().to_owned();
         if let Some(field) = message
             .strip_prefix("missing field `")
             .and_then(|m| m.split('`').next())
         {
-            // The span is the table that lacks the key.
+            // The span is the table that lacks the key (empty at the top level).
+            let mut path = table.unwrap_or_default();
+            let line = cx.loc.line_of_path(&path);
             path.push(Seg::Key(field.to_owned()));
-            let line = cx.loc.line_of_path(&path[..path.len().saturating_sub(1)]);
             if !cx.suppressed(&path) {
                 cx.err_at(line, render(&path), message);
             }
