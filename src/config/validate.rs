@@ -205,3 +205,107 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         forward_auth,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[server]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://h.example.com\"\n\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[roles.agent]\ngroups = []\n\n[[routes]]\nprefix = \"/\"\nallow_roles = [\"agent\"]\n";
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("portcullis-validate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn errors(path: &Path, text: &str) -> Vec<String> {
+        match Config::from_str_with_env(path, text, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_secret_file_gives_its_text_less_one_trailing_newline() {
+        let d = dir("secret");
+        let key = "ab".repeat(32);
+        std::fs::write(d.join("k"), format!("{key}\n")).unwrap();
+        std::fs::write(d.join("crlf"), format!("{key}\r\n")).unwrap();
+        for name in ["k", "crlf"] {
+            let text = format!(
+                "{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key_file = \"{name}\"\n"
+            );
+            let c = Config::from_str_with_env(&d.join("c.toml"), &text, &|_| None).unwrap();
+            assert_eq!(
+                c.storage.unwrap().encryption_key.as_deref(),
+                Some(key.as_str())
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_secret_given_twice_or_from_a_missing_file_is_an_error() {
+        let d = dir("secret-bad");
+        let both = format!("{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key = \"x\"\nencryption_key_file = \"k\"\n");
+        assert_eq!(
+            errors(&d.join("c.toml"), &both),
+            vec![format!(
+                "{}:18: storage.encryption_key_file: set either encryption_key or encryption_key_file, not both",
+                d.join("c.toml").display()
+            )]
+        );
+        let missing = format!(
+            "{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key_file = \"nope\"\n"
+        );
+        let e = errors(&d.join("c.toml"), &missing);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("storage.encryption_key_file: file ")
+                && e[0].ends_with("nope does not exist"),
+            "{e:?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn without_the_environment_a_secret_file_named_by_a_variable_is_not_read() {
+        let text = format!("{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key_file = \"${{SECRETS}}/key\"\n");
+        let c = Config::from_str_without_env(Path::new("/nonexistent/c.toml"), &text).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.key == "storage.encryption_key_file"
+                    && w.message.contains("${SECRETS} unset")),
+            "{:?}",
+            c.warnings
+        );
+        // With the environment, the same file is an error naming the variable.
+        let e = errors(Path::new("/nonexistent/c.toml"), &text);
+        assert_eq!(e, vec!["/nonexistent/c.toml:17: storage.encryption_key_file: environment variable SECRETS is not set".to_owned()]);
+    }
+
+    #[test]
+    fn several_unknown_keys_and_bad_values_are_all_reported() {
+        let text = MINIMAL
+            .replace("[upstream]\n", "[upstream]\ntimout = \"5s\"\n")
+            .replace(
+                "groups = []",
+                "groups = []\nremember_mfa = \"soon\"\nrequire_mfa = \"yes\"",
+            );
+        let e = errors(Path::new("/e/c.toml"), &text);
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].starts_with("/e/c.toml:6: upstream.timout: unknown key \"timout\" in [upstream] — did you mean \"timeout\"?"), "{e:#?}");
+        assert!(
+            e[1].starts_with("/e/c.toml:11: roles.agent.remember_mfa: invalid duration \"soon\""),
+            "{e:#?}"
+        );
+        assert!(
+            e[2].starts_with("/e/c.toml:12: roles.agent.require_mfa: invalid type"),
+            "{e:#?}"
+        );
+    }
+}

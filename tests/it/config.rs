@@ -209,6 +209,26 @@ fn the_shipped_configs_pass_check() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(stdout.trim(), "ok", "{name}: {stderr}");
+        // The CI of a config repository has none of the secrets: --no-env passes too.
+        let out = Command::new(bin)
+            .args(["check", "--no-env", "--config"])
+            .arg(&f)
+            .env_clear()
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stdout.trim(), "ok", "{name} --no-env: {stderr}");
+        let uses_vars = std::fs::read_to_string(&f)
+            .unwrap()
+            .lines()
+            .any(|l| l.split('#').next().unwrap_or("").contains("${"));
+        if uses_vars {
+            assert!(
+                stderr.contains("not fully checked (--no-env)"),
+                "{name}: {stderr}"
+            );
+        }
     }
 }
 
