@@ -207,7 +207,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
