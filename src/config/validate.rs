@@ -308,4 +308,23 @@ mod tests {
             "{e:#?}"
         );
     }
+
+    #[test]
+    fn a_required_key_of_the_wrong_type_does_not_hide_the_other_errors() {
+        let text = MINIMAL
+            .replace("listen = \"127.0.0.1:8443\"", "listen = 8443")
+            .replace("allow_roles = [\"agent\"]", "allow_roles = [\"ghost\"]");
+        let e = errors(Path::new("/e/c.toml"), &text);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with(
+                "/e/c.toml:2: server.listen: invalid type: integer `8443`, expected a string"
+            ),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].starts_with("/e/c.toml:13: routes[0].allow_roles[0]: unknown role \"ghost\""),
+            "{e:#?}"
+        );
+    }
 }

@@ -40,6 +40,7 @@ pub(super) fn read(cx: &mut Ctx<'_>, text: &str) -> Option<RawConfig> {
         path.pop();
     }
     let changed = cx.has_placeholders() || text != doc.to_string();
+    let mut stand_ins: Vec<Vec<Seg>> = Vec::new();
     for _ in 0..MAX_REFUSED_KEYS {
         let current = doc.to_string();
         let e = match toml::from_str::<RawConfig>(&current) {
@@ -63,8 +64,16 @@ pub(super) fn read(cx: &mut Ctx<'_>, text: &str) -> Option<RawConfig> {
             path.push(Seg::Key(field.to_owned()));
             if !cx.suppressed(&path) {
                 cx.err_at(line, render(&path), message);
+                return None;
             }
-            return None;
+            // A required key whose value was refused (reported already): a placeholder string
+            // lets the rest of the file be read and checked. Once only: a key that is not a
+            // string refuses it again, and then reading stops.
+            if stand_ins.contains(&path) || !insert(&mut doc, &path) {
+                return None;
+            }
+            stand_ins.push(path);
+            continue;
         }
         // Drop the whole key (not one element of its array: indices must keep their meaning).
         path.truncate(last_key(&path));
@@ -158,6 +167,46 @@ fn expand_value(cx: &mut Ctx<'_>, v: &mut Value, path: &mut Vec<Seg>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Sets the key at `path` (its table exists) to a placeholder string.
+fn insert(doc: &mut DocumentMut, path: &[Seg]) -> bool {
+    let Some((Seg::Key(last), parent)) = path.split_last() else {
+        return false;
+    };
+    let value = || Value::from(crate::config::env::PLACEHOLDER);
+    insert_in_table(doc.as_table_mut(), parent, last, value())
+}
+
+fn insert_in_table(t: &mut Table, parent: &[Seg], last: &str, v: Value) -> bool {
+    match parent {
+        [] => t.insert(last, Item::Value(v)).is_none(),
+        [Seg::Key(k), rest @ ..] => match t.get_mut(k) {
+            Some(Item::Table(sub)) => insert_in_table(sub, rest, last, v),
+            Some(Item::ArrayOfTables(a)) => match rest {
+                [Seg::Index(i), rest @ ..] => a
+                    .get_mut(*i)
+                    .is_some_and(|sub| insert_in_table(sub, rest, last, v)),
+                _ => false,
+            },
+            Some(Item::Value(inline)) => insert_in_value(inline, rest, last, v),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn insert_in_value(at: &mut Value, parent: &[Seg], last: &str, v: Value) -> bool {
+    match (at, parent) {
+        (Value::InlineTable(t), []) => t.insert(last, v).is_none(),
+        (Value::InlineTable(t), [Seg::Key(k), rest @ ..]) => t
+            .get_mut(k)
+            .is_some_and(|sub| insert_in_value(sub, rest, last, v)),
+        (Value::Array(a), [Seg::Index(i), rest @ ..]) => a
+            .get_mut(*i)
+            .is_some_and(|sub| insert_in_value(sub, rest, last, v)),
+        _ => false,
     }
 }
 
