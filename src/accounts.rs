@@ -11,7 +11,6 @@ use crate::mfa::{recovery, totp, MfaError};
 use crate::secret::{Password, RecoveryCode, TotpSeed};
 use crate::storage::seal::{self, SealError, Sealer};
 use crate::storage::{AnyUserStore, NewUser, StoreError, User, UserStore};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -181,7 +180,10 @@ impl Accounts {
         let users = AnyUserStore::open(&st.url, &config.base_dir).await?;
         let key = match &st.encryption_key {
             Some(k) => seal::parse_key(k)?,
-            None => seal::load_or_create_key_file(&key_file_for(&st.url, &config.base_dir))?,
+            None => seal::load_or_create_key_file(&crate::storage::sealing_key_file(
+                &st.url,
+                &config.base_dir,
+            ))?,
         };
         let email = match &config.mfa.email {
             Some(e) => Some(EmailSender::new(&e.smtp_url, &e.from)?),
@@ -394,21 +396,6 @@ impl Accounts {
 }
 
 /// Where the generated key lives when none is configured: beside the SQLite file.
-fn key_file_for(url: &str, base_dir: &std::path::Path) -> PathBuf {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or("portcullis.db");
-    let db = if path.is_empty() || path.starts_with(":memory:") {
-        base_dir.join("portcullis.db")
-    } else if std::path::Path::new(path).is_absolute() {
-        PathBuf::from(path)
-    } else {
-        base_dir.join(path)
-    };
-    db.with_extension("key")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

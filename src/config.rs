@@ -12,17 +12,21 @@
 //! | `error.rs`     | `ConfigError`, `ConfigErrors`                                      |
 //! | `ipnet.rs`     | `IpNet` (trusted proxies)                                          |
 //! | `duration.rs`  | durations as written in the file (`"15m"`)                         |
+//! | `env.rs`       | `${NAME}` expansion in string values (`$${` is a literal `${`)      |
+//! | `suggest.rs`   | "did you mean" for unknown keys (edit distance)                    |
 //! | `locate.rs`    | line numbers and key paths of TOML positions                       |
 //! | `restart.rs`   | the keys a live reload cannot apply (`restart::pin`)               |
 //! | `validate.rs`, `validate/` | `Config::load`: defaults, `${ENV}`, paths, cross-checks |
 
 pub mod duration;
+mod env;
 mod error;
 mod ipnet;
 pub mod locate;
 mod model;
 pub mod raw;
 pub mod restart;
+mod suggest;
 mod validate;
 
 pub use duration::{parse_duration, Dur};

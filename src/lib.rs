@@ -62,6 +62,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod notify;
 pub mod pages;
+pub mod pem;
 pub mod proxy;
 pub mod secret;
 pub mod server;

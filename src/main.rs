@@ -31,9 +31,14 @@ enum Command {
         config: PathBuf,
     },
     /// Check a config file: prints `ok`, or every error with file, line and key (exit 1).
+    /// Refuses everything `run` would refuse before serving; it does not connect to stores or IdPs.
     Check {
         #[arg(long, default_value = "config/portcullis.toml")]
         config: PathBuf,
+        /// Do not read the environment: each `${VAR}` is a placeholder and the checks that need
+        /// its value are skipped, each named in a warning (for CI of a config repository).
+        #[arg(long)]
+        no_env: bool,
     },
     /// Certificates for local use.
     Certs {
@@ -188,7 +193,11 @@ enum CertsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config, no_env } => match if no_env {
+            Config::load_without_env(&config)
+        } else {
+            Config::load(&config)
+        } {
             Ok(c) => {
                 for w in &c.warnings {
                     eprintln!("warning: {w}");

@@ -33,7 +33,7 @@ mod sql;
 pub mod sqlite;
 mod user_store;
 
-pub use any::AnyUserStore;
+pub use any::{check_url, sealing_key_file, AnyUserStore};
 pub use dialect::Dialect;
 pub use error::StoreError;
 pub use model::{

@@ -1,5 +1,5 @@
-//! Durations written as strings in the config: `"90s"`, `"30m"`, `"12h"`, `"30d"`, `"1h30m"`, `"0s"`.
-//! A bare number or an unknown unit is an error that names the value.
+//! Durations written as strings in the config: `"45s"`, `"90m"`, `"12h"`, `"7d"`, `"1h30m"`, `"0s"`.
+//! A bare number or an unknown unit is an error that names the value and shows an example.
 
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
@@ -20,25 +20,26 @@ impl Dur {
     }
 }
 
+/// What every duration error ends with.
+const EXAMPLE: &str = "expected a duration like \"90m\" or \"1h30m\" (units: ms, s, m, h, d, w)";
+
 /// Parses `"1h30m"`-style durations. Units: ms, s, m, h, d, w.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
-        return Err("empty duration; write e.g. \"30m\"".into());
+        return Err(format!("empty duration: {EXAMPLE}"));
     }
     let mut total: u128 = 0;
     let mut rest = t;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!(
-                "invalid duration {s:?}; write e.g. \"30s\", \"15m\", \"12h\", \"30d\""
-            ));
+            return Err(format!("invalid duration {s:?}: {EXAMPLE}"));
         }
         let (num, tail) = rest.split_at(digits);
         let n: u128 = num
             .parse()
-            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            .map_err(|_| format!("invalid duration {s:?}: the number is too large"))?;
         let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, tail) = tail.split_at(unit_len);
         let ms: u128 = match unit {
@@ -50,10 +51,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "w" => 604_800_000,
             "" => {
                 return Err(format!(
-                    "invalid duration {s:?}: a unit is required (ms, s, m, h, d, w)"
+                    "invalid duration {s:?}: a unit is missing; {EXAMPLE}"
                 ))
             }
-            other => return Err(format!("invalid duration {s:?}: unknown unit {other:?}")),
+            other => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {other:?}; {EXAMPLE}"
+                ))
+            }
         };
         total = total
             .checked_add(n.saturating_mul(ms))
@@ -68,25 +73,90 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
+        d.deserialize_any(DurVisitor)
+    }
+}
+
+/// A string parses; a bare number is refused with what to write instead.
+struct DurVisitor;
+
+impl serde::de::Visitor<'_> for DurVisitor {
+    type Value = Dur;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(EXAMPLE)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+        parse_duration(v).map(Dur).map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+        Err(E::custom(format!(
+            "{v} has no unit: write it as a string such as \"{v}s\" or \"{v}m\"; {EXAMPLE}"
+        )))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+        Err(E::custom(format!(
+            "{v} has no unit: write it as a string such as \"{v}s\" or \"{v}m\"; {EXAMPLE}"
+        )))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations_parse_with_units_and_combinations() {
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for (text, secs) in [
+            ("0s", 0),
+            ("45s", 45),
+            ("90m", 5400),
+            ("30m", 1800),
+            ("12h", 43_200),
+            ("7d", 604_800),
+            ("30d", 2_592_000),
+            ("2w", 1_209_600),
+            ("1h30m", 5400),
+            ("1d12h", 129_600),
+            ("1h30m15s", 5415),
+            (" 15m ", 900),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text:?}"
+            );
+        }
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_to_write() {
+        for bad in ["ten", "30", "30x", "", "m"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains("expected a duration like \"90m\" or \"1h30m\""),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_number_in_the_file_is_refused_with_an_example() {
+        #[derive(serde::Deserialize, Debug)]
+        struct T {
+            #[allow(dead_code)]
+            t: Dur,
+        }
+        let e = toml::from_str::<T>("t = 30").unwrap_err().to_string();
+        assert!(e.contains("30 has no unit"), "{e}");
+        assert!(e.contains("\"30s\""), "{e}");
+        let ok: T = toml::from_str("t = \"1h30m\"").unwrap();
+        assert_eq!(ok.t, Dur(Duration::from_secs(5400)));
     }
 
     #[test]

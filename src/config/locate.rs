@@ -99,6 +99,16 @@ impl Locator {
         best.map(|o| self.line_of(o))
     }
 
+    /// The table (header table, array-of-tables element or inline table) whose text starts at
+    /// `start`: where serde points when a key is missing from it. `None` for an empty span.
+    pub fn table_starting_at(&self, start: usize, end: usize) -> Option<Vec<Seg>> {
+        if end <= start {
+            return None;
+        }
+        let mut path = Vec::new();
+        tables_from(self.doc.as_ref()?.as_table(), start, &mut path).then_some(path)
+    }
+
     /// The dotted key whose key or value contains `offset` (deepest match).
     pub fn path_at(&self, offset: usize) -> Vec<Seg> {
         let mut path = Vec::new();
@@ -171,5 +181,59 @@ fn walk_value(v: &Value, offset: usize, path: &mut Vec<Seg>) -> bool {
             contains(v.span(), offset)
         }
         _ => contains(v.span(), offset),
+    }
+}
+
+fn starts_at(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|s| s.start == offset)
+}
+
+/// Finds the table starting at `offset` below `t`, leaving its path in `path`.
+fn tables_from(t: &Table, offset: usize, path: &mut Vec<Seg>) -> bool {
+    for (k, item) in t.iter() {
+        path.push(Seg::Key(k.to_owned()));
+        let found = match item {
+            Item::Table(sub) => starts_at(sub.span(), offset) || tables_from(sub, offset, path),
+            Item::ArrayOfTables(a) => a.iter().enumerate().any(|(i, sub)| {
+                path.push(Seg::Index(i));
+                let hit = starts_at(sub.span(), offset) || tables_from(sub, offset, path);
+                if !hit {
+                    path.pop();
+                }
+                hit
+            }),
+            Item::Value(v) => inline_from(v, offset, path),
+            Item::None => false,
+        };
+        if found {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn inline_from(v: &Value, offset: usize, path: &mut Vec<Seg>) -> bool {
+    match v {
+        Value::InlineTable(t) => {
+            starts_at(v.span(), offset)
+                || t.iter().any(|(k, v)| {
+                    path.push(Seg::Key(k.to_owned()));
+                    let hit = inline_from(v, offset, path);
+                    if !hit {
+                        path.pop();
+                    }
+                    hit
+                })
+        }
+        Value::Array(a) => a.iter().enumerate().any(|(i, v)| {
+            path.push(Seg::Index(i));
+            let hit = inline_from(v, offset, path);
+            if !hit {
+                path.pop();
+            }
+            hit
+        }),
+        _ => false,
     }
 }

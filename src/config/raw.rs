@@ -90,7 +90,8 @@ pub struct RawUpstream {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub listen: String,
+    /// Default `127.0.0.1:9090`: the admin API is never public by accident.
+    pub listen: Option<String>,
     #[serde(default)]
     pub tokens: Vec<RawAdminToken>,
     pub tls: Option<RawTls>,
@@ -110,6 +111,7 @@ pub struct RawAdminToken {
 pub struct RawSession {
     pub store: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_url_file: Option<String>,
     pub redis_prefix: Option<String>,
     pub idle_timeout: Option<Dur>,
     pub max_lifetime: Option<Dur>,
@@ -121,8 +123,10 @@ pub struct RawSession {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
-    pub url: String,
+    pub url: Option<String>,
+    pub url_file: Option<String>,
     pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,7 +159,8 @@ pub struct RawMfa {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
-    pub smtp_url: String,
+    pub smtp_url: Option<String>,
+    pub smtp_url_file: Option<String>,
     pub from: String,
     pub code_ttl: Option<Dur>,
     pub resend_interval: Option<Dur>,
@@ -180,6 +185,7 @@ pub struct RawIdp {
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
     pub client_auth: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub username_claim: Option<String>,

@@ -5,7 +5,9 @@
 //!
 //! | child        | sections                                   |
 //! |--------------|--------------------------------------------|
-//! | `ctx.rs`     | the context: errors, warnings, `${ENV}`, paths, shared checks |
+//! | `document.rs`| text → `RawConfig`: `${ENV}` in every string, every refused key reported |
+//! | `ctx.rs`     | the context: errors, warnings, placeholders, paths, files, secrets |
+//! | `files.rs`   | what `run` reads at start: signing key, user store, SMTP, Redis URL |
 //! | `server.rs`  | `[server]`, `[upstream]`, `[admin]`        |
 //! | `stores.rs`  | `[session]`, `[storage]`                   |
 //! | `routes.rs`  | `[roles]`, login targets, `[[routes]]`     |
@@ -22,6 +24,8 @@
 //! never returned; nothing panics on any input (fuzzed: `fuzzing::config`).
 
 mod ctx;
+mod document;
+mod files;
 mod forward_auth;
 mod headers;
 mod idp;
@@ -34,7 +38,7 @@ mod server;
 mod stores;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::locate::{render, Locator};
+use super::locate::Locator;
 use super::model::{Branding, Config};
 use super::raw::RawConfig;
 use ctx::{k, Ctx};
@@ -45,20 +49,18 @@ use std::path::Path;
 impl Config {
     /// Reads, parses and validates a config file. Every error found is returned at once.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_owned(),
-                line: None,
-                key: String::new(),
-                message: format!("cannot read the config file: {e}"),
-            }])
-        })?;
-        Self::from_str(path, &text)
+        Self::from_str(path, &read_file(path)?)
+    }
+
+    /// As `load`, for `check --no-env`: the environment is not read; each `${NAME}` holds a
+    /// placeholder, and the checks that need its real value are skipped with a warning saying so.
+    pub fn load_without_env(path: &Path) -> Result<Config, ConfigErrors> {
+        validate(path, &read_file(path)?, &|_| None, true)
     }
 
     /// Parses and validates config text as if read from `path`.
     pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        validate(path, text, &|k| std::env::var(k).ok())
+        validate(path, text, &|k| std::env::var(k).ok(), false)
     }
 
     /// As `from_str`, with a custom environment (tests).
@@ -67,38 +69,32 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        validate(path, text, env)
+        validate(path, text, env, false)
     }
+
+    /// As `from_str`, without an environment (`check --no-env`).
+    pub fn from_str_without_env(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        validate(path, text, &|_| None, true)
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })
 }
 
 fn validate(
     file: &Path,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    no_env: bool,
 ) -> Result<Config, ConfigErrors> {
-    let loc = Locator::new(text);
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let (line, key) = match e.span() {
-                Some(span) => (
-                    Some(loc.line_of(span.start)),
-                    render(&loc.path_at(span.start)),
-                ),
-                None => (None, String::new()),
-            };
-            return Err(ConfigErrors(vec![ConfigError {
-                file: file.to_owned(),
-                line,
-                key,
-                // toml leaves the message empty for some syntax errors (found by fuzzing).
-                message: match e.message().trim() {
-                    "" => "invalid TOML syntax".to_owned(),
-                    m => m.to_owned(),
-                },
-            }]));
-        }
-    };
     let base_dir = file
         .parent()
         .map(|p| {
@@ -114,12 +110,14 @@ fn validate(
     let mut cx = Ctx {
         file: file.to_owned(),
         base_dir,
-        loc,
+        loc: Locator::new(text),
         env,
+        no_env,
         errors: Vec::new(),
         warnings: Vec::new(),
+        unchecked: Vec::new(),
     };
-    let config = build(&mut cx, raw);
+    let config = document::read(&mut cx, text).and_then(|raw| build(&mut cx, raw));
     if cx.errors.is_empty() {
         cx.warnings.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         config
@@ -127,7 +125,17 @@ fn validate(
                 warnings: std::mem::take(&mut cx.warnings),
                 ..c
             })
-            .ok_or_else(|| ConfigErrors(Vec::new()))
+            .ok_or_else(|| {
+                // Only a value that needed the environment can stop the reading unreported.
+                ConfigErrors(vec![ConfigError {
+                    file: cx.file.clone(),
+                    line: None,
+                    key: String::new(),
+                    message: "cannot be checked further without the environment: a required \
+                              key holds an unset ${NAME}"
+                        .to_owned(),
+                }])
+            })
     } else {
         cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         Err(ConfigErrors(cx.errors))
@@ -196,4 +204,127 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         audit,
         forward_auth,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[server]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://h.example.com\"\n\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[roles.agent]\ngroups = []\n\n[[routes]]\nprefix = \"/\"\nallow_roles = [\"agent\"]\n";
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("portcullis-validate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn errors(path: &Path, text: &str) -> Vec<String> {
+        match Config::from_str_with_env(path, text, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_secret_file_gives_its_text_less_one_trailing_newline() {
+        let d = dir("secret");
+        let key = "ab".repeat(32);
+        std::fs::write(d.join("k"), format!("{key}\n")).unwrap();
+        std::fs::write(d.join("crlf"), format!("{key}\r\n")).unwrap();
+        for name in ["k", "crlf"] {
+            let text = format!(
+                "{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key_file = \"{name}\"\n"
+            );
+            let c = Config::from_str_with_env(&d.join("c.toml"), &text, &|_| None).unwrap();
+            assert_eq!(
+                c.storage.unwrap().encryption_key.as_deref(),
+                Some(key.as_str())
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_secret_given_twice_or_from_a_missing_file_is_an_error() {
+        let d = dir("secret-bad");
+        let both = format!("{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key = \"x\"\nencryption_key_file = \"k\"\n");
+        assert_eq!(
+            errors(&d.join("c.toml"), &both),
+            vec![format!(
+                "{}:18: storage.encryption_key_file: set either encryption_key or encryption_key_file, not both",
+                d.join("c.toml").display()
+            )]
+        );
+        let missing = format!(
+            "{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key_file = \"nope\"\n"
+        );
+        let e = errors(&d.join("c.toml"), &missing);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("storage.encryption_key_file: file ")
+                && e[0].ends_with("nope does not exist"),
+            "{e:?}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn without_the_environment_a_secret_file_named_by_a_variable_is_not_read() {
+        let text = format!("{MINIMAL}\n[storage]\nurl = \"sqlite://u.db\"\nencryption_key_file = \"${{SECRETS}}/key\"\n");
+        let c = Config::from_str_without_env(Path::new("/nonexistent/c.toml"), &text).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.key == "storage.encryption_key_file"
+                    && w.message.contains("${SECRETS} unset")),
+            "{:?}",
+            c.warnings
+        );
+        // With the environment, the same file is an error naming the variable.
+        let e = errors(Path::new("/nonexistent/c.toml"), &text);
+        assert_eq!(e, vec!["/nonexistent/c.toml:17: storage.encryption_key_file: environment variable SECRETS is not set".to_owned()]);
+    }
+
+    #[test]
+    fn several_unknown_keys_and_bad_values_are_all_reported() {
+        let text = MINIMAL
+            .replace("[upstream]\n", "[upstream]\ntimout = \"5s\"\n")
+            .replace(
+                "groups = []",
+                "groups = []\nremember_mfa = \"soon\"\nrequire_mfa = \"yes\"",
+            );
+        let e = errors(Path::new("/e/c.toml"), &text);
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].starts_with("/e/c.toml:6: upstream.timout: unknown key \"timout\" in [upstream] — did you mean \"timeout\"?"), "{e:#?}");
+        assert!(
+            e[1].starts_with("/e/c.toml:11: roles.agent.remember_mfa: invalid duration \"soon\""),
+            "{e:#?}"
+        );
+        assert!(
+            e[2].starts_with("/e/c.toml:12: roles.agent.require_mfa: invalid type"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn a_required_key_of_the_wrong_type_does_not_hide_the_other_errors() {
+        let text = MINIMAL
+            .replace("listen = \"127.0.0.1:8443\"", "listen = 8443")
+            .replace("allow_roles = [\"agent\"]", "allow_roles = [\"ghost\"]");
+        let e = errors(Path::new("/e/c.toml"), &text);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with(
+                "/e/c.toml:2: server.listen: invalid type: integer `8443`, expected a string"
+            ),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].starts_with("/e/c.toml:13: routes[0].allow_roles[0]: unknown role \"ghost\""),
+            "{e:#?}"
+        );
+    }
 }

@@ -92,6 +92,32 @@ fn parse_url(url: &str, base_dir: &Path) -> Result<StoreUrl, StoreError> {
     )))
 }
 
+/// Checks a storage URL as `open` reads it, without opening anything: the SQLite file it names
+/// (`None` for PostgreSQL and an in-memory database), or why `open` would refuse it.
+pub fn check_url(url: &str, base_dir: &Path) -> Result<Option<PathBuf>, StoreError> {
+    Ok(match parse_url(url, base_dir)? {
+        StoreUrl::SqliteFile(p) => Some(p),
+        StoreUrl::SqliteMemory | StoreUrl::Postgres(_) => None,
+    })
+}
+
+/// The generated sealing key file used when `storage.encryption_key` is not set: beside the
+/// SQLite file (`portcullis.db` → `portcullis.key`).
+pub fn sealing_key_file(url: &str, base_dir: &Path) -> PathBuf {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or("portcullis.db");
+    let db = if path.is_empty() || path.starts_with(":memory:") {
+        base_dir.join("portcullis.db")
+    } else if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        base_dir.join(path)
+    };
+    db.with_extension("key")
+}
+
 /// Runs `$call` on the chosen implementation, bound to `$store`.
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {

@@ -129,6 +129,20 @@ pub fn load_or_create_key_file(path: &Path) -> Result<DataKey, SealError> {
     }
 }
 
+/// Checks the key file `load_or_create_key_file` would use, without creating it: `Ok(false)`
+/// when it does not exist yet (it will be generated), an error when it exists but would be
+/// refused (readable by others, not a key).
+pub fn check_key_file(path: &Path) -> Result<bool, SealError> {
+    match std::fs::metadata(path) {
+        Ok(_) => read_key_file(path).map(|_| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(SealError::KeyFileIo {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn read_key_file(path: &Path) -> Result<DataKey, SealError> {
     let io = |source| SealError::KeyFileIo {
         path: path.to_path_buf(),

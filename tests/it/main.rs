@@ -14,6 +14,7 @@ mod break_glass;
 mod browser_e2e;
 mod cli;
 mod config;
+mod config_check;
 mod fast_lane;
 mod forward_auth;
 mod hostile;

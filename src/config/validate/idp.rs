@@ -156,15 +156,32 @@ fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> 
         match v {
             Some(v) if !v.trim().is_empty() => Some(v.clone()),
             _ => {
-                cx.err(&p(key), "is required for an OIDC IdP (kind = \"oidc\")");
+                let also = if key == "client_secret" {
+                    " (or client_secret_file)"
+                } else {
+                    ""
+                };
+                cx.err(
+                    &p(key),
+                    format!("is required for an OIDC IdP (kind = \"oidc\"){also}"),
+                );
                 None
             }
         }
     };
     let issuer = required(cx, "issuer", &idp.issuer);
     let client_id = required(cx, "client_id", &idp.client_id);
-    let secret = required(cx, "client_secret", &idp.client_secret);
-    let client_secret = secret.and_then(|s| cx.interpolate(&p("client_secret"), &s));
+    let client_secret = match (&idp.client_secret, &idp.client_secret_file) {
+        (None, None) => required(cx, "client_secret", &None),
+        (inline, file) => cx
+            .secret(
+                &[k("idp"), i(n)],
+                "client_secret",
+                inline.as_ref(),
+                file.as_ref(),
+            )
+            .and_then(|s| required(cx, "client_secret", &Some(s))),
+    };
     if let Some(iss) = &issuer {
         if !is_issuer_url(iss) {
             cx.err(
@@ -227,6 +244,7 @@ fn build_saml(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<SamlSettings> 
         ("issuer", idp.issuer.is_some()),
         ("client_id", idp.client_id.is_some()),
         ("client_secret", idp.client_secret.is_some()),
+        ("client_secret_file", idp.client_secret_file.is_some()),
         ("client_auth", idp.client_auth.is_some()),
         ("scopes", idp.scopes.is_some()),
         ("username_claim", idp.username_claim.is_some()),

@@ -59,18 +59,28 @@ fn build_mfa(cx: &mut Ctx<'_>, raw: &RawConfig) -> MfaConfig {
         }
     }
     let email = m.email.as_ref().and_then(|e| {
-        let url = cx.interpolate(&[k("mfa"), k("email"), k("smtp_url")], &e.smtp_url)?;
-        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+        let table = [k("mfa"), k("email")];
+        let at_url = [k("mfa"), k("email"), k("smtp_url")];
+        let at_from = [k("mfa"), k("email"), k("from")];
+        if e.smtp_url.is_none() && e.smtp_url_file.is_none() {
             cx.err(
-                &[k("mfa"), k("email"), k("smtp_url")],
-                "must start with smtp:// or smtps://",
+                &at_url,
+                "is required: \"smtp://relay:587\" or \"smtps://…\" (or smtp_url_file)",
             );
         }
+        let url = cx.secret(
+            &table,
+            "smtp_url",
+            e.smtp_url.as_ref(),
+            e.smtp_url_file.as_ref(),
+        )?;
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            cx.err(&at_url, "must start with smtp:// or smtps://");
+        } else {
+            super::files::smtp(cx, &at_url, &url, &at_from, &e.from);
+        }
         if !e.from.contains('@') {
-            cx.err(
-                &[k("mfa"), k("email"), k("from")],
-                "must be an email address",
-            );
+            cx.err(&at_from, "must be an email address");
         }
         Some(EmailConfig {
             smtp_url: url,

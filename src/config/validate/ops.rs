@@ -49,6 +49,15 @@ pub(super) fn audit(cx: &mut Ctx<'_>, raw: Option<&RawAudit>) -> AuditConfig {
                     &[k("audit"), k("file")],
                     format!("the directory of {} does not exist", p.display()),
                 );
+            } else if p.is_file() {
+                // As `run` opens it, minus `create`: nothing is written (a FIFO is not opened,
+                // that would block until a reader came).
+                if let Err(e) = std::fs::OpenOptions::new().append(true).open(&p) {
+                    cx.err(
+                        &[k("audit"), k("file")],
+                        format!("{} cannot be appended to: {e}", p.display()),
+                    );
+                }
             }
             Some(AuditSink::File(p))
         }

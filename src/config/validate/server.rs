@@ -123,6 +123,9 @@ pub(super) fn server(cx: &mut Ctx<'_>, s: &RawServer) -> Server {
             .as_deref()
             .unwrap_or("certs/assertion-signing.p8"),
     );
+    if !cx.suppressed(&srv("signing_key")) {
+        super::files::signing_key(cx, &srv("signing_key"), &signing_key);
+    }
     Server {
         listen,
         public_origin,
@@ -238,7 +241,10 @@ pub(super) fn admin(
 ) -> Option<AdminConfig> {
     match raw {
         Some(a) => {
-            let addr = cx.socket(&[k("admin"), k("listen")], &a.listen);
+            let addr = cx.socket(
+                &[k("admin"), k("listen")],
+                a.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+            );
             if let (Some(a), Some(l)) = (addr, listen) {
                 if listeners_overlap(a, l) {
                     cx.err(
@@ -322,6 +328,10 @@ fn listeners_overlap(a: SocketAddr, b: SocketAddr) -> bool {
         && a.port() != 0
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
+
+/// `admin.listen` when it is not set: loopback only (DESIGN.md §4), so the admin API is never
+/// reachable from the network unless someone says so.
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 
 /// `server.hsts` when it is not set and `public_url` is https: one year.
 const DEFAULT_HSTS: &str = "max-age=31536000";

@@ -19,34 +19,25 @@ pub(super) fn session(cx: &mut Ctx<'_>, rs: &RawSession) -> SessionConfig {
             SessionStoreKind::Memory
         }
     };
-    let redis_url = match &rs.redis_url {
-        Some(u) => {
-            if store != SessionStoreKind::Redis {
-                cx.err(
-                    &[k("session"), k("redis_url")],
-                    "is set but session.store is not \"redis\"",
-                );
-            }
-            cx.interpolate(&[k("session"), k("redis_url")], u)
-        }
-        None => None,
-    };
-    if store == SessionStoreKind::Redis && redis_url.is_none() && rs.redis_url.is_none() {
+    let at_url = [k("session"), k("redis_url")];
+    let redis_url = cx.secret(
+        &[k("session")],
+        "redis_url",
+        rs.redis_url.as_ref(),
+        rs.redis_url_file.as_ref(),
+    );
+    let redis_set = rs.redis_url.is_some() || rs.redis_url_file.is_some();
+    if redis_set && store != SessionStoreKind::Redis {
+        cx.err(&at_url, "is set but session.store is not \"redis\"");
+    }
+    if store == SessionStoreKind::Redis && !redis_set {
         cx.err(
             &[k("session"), k("store")],
-            "\"redis\" needs session.redis_url, e.g. \"redis://127.0.0.1:6379/0\"",
+            "\"redis\" needs session.redis_url (or redis_url_file), e.g. \"redis://127.0.0.1:6379/0\"",
         );
     }
     if let Some(u) = &redis_url {
-        if !(u.starts_with("redis://")
-            || u.starts_with("redis+unix://")
-            || u.starts_with("unix://"))
-        {
-            cx.err(
-                &[k("session"), k("redis_url")],
-                "must start with redis:// (TLS to Redis is not supported in this build)",
-            );
-        }
+        super::files::redis_url(cx, &at_url, u);
     }
     let redis_prefix = rs
         .redis_prefix
@@ -88,36 +79,52 @@ pub(super) fn session(cx: &mut Ctx<'_>, rs: &RawSession) -> SessionConfig {
 pub(super) fn storage(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<StorageConfig> {
     match &raw.storage {
         Some(st) => {
-            let url = cx
-                .interpolate(&[k("storage"), k("url")], &st.url)
-                .unwrap_or_default();
-            let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-            if !postgres && !url.starts_with("sqlite:") {
+            let at_url = [k("storage"), k("url")];
+            let url = cx.secret(
+                &[k("storage")],
+                "url",
+                st.url.as_ref(),
+                st.url_file.as_ref(),
+            );
+            if st.url.is_none() && st.url_file.is_none() {
                 cx.err(
-                    &[k("storage"), k("url")],
-                    "must start with sqlite:// or postgres://",
+                    &at_url,
+                    "is required: \"sqlite://FILE\" or \"postgres://…\" (or url_file)",
                 );
             }
-            if postgres && st.encryption_key.is_none() {
+            let url = url.unwrap_or_default();
+            let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !url.is_empty() && !postgres && !url.starts_with("sqlite:") {
+                cx.err(&at_url, "must start with sqlite:// or postgres://");
+            }
+            let key_set = st.encryption_key.is_some() || st.encryption_key_file.is_some();
+            if postgres && !key_set {
                 // A generated key file is per machine; replicas must share one key.
                 cx.err(
                     &[k("storage"), k("encryption_key")],
                     "is required with PostgreSQL, so every replica can open the same sealed seeds",
                 );
             }
-            let encryption_key = match &st.encryption_key {
-                Some(v) => cx.interpolate(&[k("storage"), k("encryption_key")], v),
-                None => None,
-            };
+            let encryption_key = cx.secret(
+                &[k("storage")],
+                "encryption_key",
+                st.encryption_key.as_ref(),
+                st.encryption_key_file.as_ref(),
+            );
+            super::files::user_store(cx, &url, encryption_key.as_deref(), key_set);
             Some(StorageConfig {
                 url,
                 encryption_key,
             })
         }
-        None if raw.native.is_some() => Some(StorageConfig {
-            url: "sqlite://data/portcullis.db".to_owned(),
-            encryption_key: None,
-        }),
+        None if raw.native.is_some() => {
+            let url = "sqlite://data/portcullis.db".to_owned();
+            super::files::user_store(cx, &url, None, false);
+            Some(StorageConfig {
+                url,
+                encryption_key: None,
+            })
+        }
         None => None,
     }
 }
