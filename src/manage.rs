@@ -263,9 +263,11 @@ pub async fn set_password(
     }
     let p = native_principal(&user.username);
     let sessions_ended = end_principal(ctx.store, ctx.config, ctx.now, &p).await?;
+    // The password step locks the account under `password_account` of the typed name.
+    let account = crate::auth::native::password_account(&user.username);
     ctx.accounts
         .lockout
-        .clear_account(ctx.store, &user.username)
+        .clear_account(ctx.store, &account)
         .await?;
     let detail = serde_json::json!({
         "generated": generated.is_some(),
