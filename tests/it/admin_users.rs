@@ -417,3 +417,42 @@ async fn the_audit_log_reads_newest_first_and_pages_both_ways() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_cli_disable_ends_a_live_session_in_a_shared_redis_store() {
+    let Some(url) = portcullis::testing::redis_url() else {
+        return;
+    };
+    let tag = portcullis::session::random_id(6).replace(['-', '_'], "x");
+    let a = Admin::start_with_sessions(&format!(
+        "store = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"pc-it-cli-{tag}:\""
+    ))
+    .await;
+    a.add_user("carol", &["end_user"]).await;
+    let mut b = a.login("carol").await;
+    let mut other = a.login_with("carol", PW).await;
+    assert!(passes(&mut b).await);
+    // The CLI runs on the gateway's own config: the same user store and the same Redis.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["users", "disable", "carol", "--config"])
+        .arg(&a.gw.config_path)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("NOT ended"),
+        "no memory warning with Redis: {err}"
+    );
+    assert!(!passes(&mut b).await, "the live session ended");
+    assert!(!passes(&mut other).await, "every one of them");
+    assert!(!try_login(&a, "carol", PW).await.1, "and no new one");
+    let ev = last_event(&a, "admin.user_disabled").await;
+    assert_eq!(ev["reason"], "cli");
+    assert!(ev["ip"].is_null());
+    assert!(ev["detail"]
+        .as_str()
+        .unwrap()
+        .contains("\"sessions_ended\":2"));
+}
