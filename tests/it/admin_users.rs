@@ -456,3 +456,69 @@ async fn the_cli_disable_ends_a_live_session_in_a_shared_redis_store() {
         .unwrap()
         .contains("\"sessions_ended\":2"));
 }
+
+/// Every `$ref` in `v`.
+fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x.as_str()) {
+                    ("$ref", Some(r)) => out.push(r.to_owned()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_the_user_changes_and_every_refusal() {
+    let a = Admin::start().await;
+    let doc = a
+        .call(Method::GET, "/api/v1/openapi.json", None)
+        .await
+        .json();
+    let paths = &doc["paths"];
+    for (path, method, body) in [
+        ("/api/v1/users/{user}/password", "post", "PasswordRequest"),
+        ("/api/v1/users/{user}", "patch", "UserUpdate"),
+    ] {
+        let op = &paths[path][method];
+        assert_eq!(
+            op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{body}")
+        );
+        assert_eq!(op["x-portcullis-scope"], "write");
+    }
+    assert_eq!(
+        paths["/api/v1/users/{user}"]["delete"]["x-portcullis-scope"],
+        "write"
+    );
+    let audit = paths["/api/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(
+        audit.iter().any(|p| p["name"] == "order"),
+        "order documented"
+    );
+    for (path, ops) in paths.as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let responses = &op["responses"];
+            assert!(responses["400"].is_object(), "{method} {path}: 400");
+            if op.get("security").is_none() {
+                assert!(responses["403"].is_object(), "{method} {path}: 403");
+            }
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} resolves"
+        );
+    }
+}
