@@ -403,23 +403,23 @@ pub fn find(method: &str, path: &str) -> Result<(&'static Route, Vec<String>), V
     Err(allowed)
 }
 
-/// Refuses a query naming a parameter the route does not list, or naming one twice: the one
-/// table (`Route::query`) says what each endpoint takes, and the OpenAPI document shows it.
-pub fn check_query(route: &Route, query: Option<&str>) -> Result<(), ()> {
+/// Whether a query names only parameters the route lists, each once: the one table
+/// (`Route::query`) says what each endpoint takes, and the OpenAPI document shows it.
+pub fn query_allowed(route: &Route, query: Option<&str>) -> bool {
     let mut seen: Vec<String> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let key = pair
             .split_once('=')
             .map_or(pair, |(k, _)| k)
             .replace('+', " ");
-        let key = percent_encoding::percent_decode_str(&key)
-            .decode_utf8()
-            .map_err(|_| ())?
-            .into_owned();
+        let Ok(key) = percent_encoding::percent_decode_str(&key).decode_utf8() else {
+            return false;
+        };
+        let key = key.into_owned();
         if !route.query.iter().any(|(name, _, _)| *name == key) || seen.contains(&key) {
-            return Err(());
+            return false;
         }
         seen.push(key);
     }
-    Ok(())
+    true
 }
