@@ -27,7 +27,7 @@ mod dialect;
 mod error;
 mod filtered;
 mod known;
-mod lifecycle;
+pub(crate) mod lifecycle;
 pub mod model;
 pub mod postgres;
 pub mod seal;

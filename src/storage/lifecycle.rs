@@ -90,7 +90,7 @@ impl AnyUserStore {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::{EnrollmentInvite, NewUser, UserStore};
 
@@ -99,6 +99,11 @@ mod tests {
         let s = AnyUserStore::open("sqlite::memory:", std::path::Path::new("."))
             .await
             .unwrap();
+        deletion_leaves_nothing_and_email_changes(&s).await;
+    }
+
+    /// The check, for each dialect (PostgreSQL's in `postgres/tests.rs`).
+    pub(crate) async fn deletion_leaves_nothing_and_email_changes(s: &AnyUserStore) {
         for name in ["ann", "bob"] {
             let p = format!("native:{name}");
             s.create_user(
