@@ -2,6 +2,8 @@
 //! `audit` target and, when a user store is configured, as a row in the audit table. Kinds and
 //! outcomes are closed enums: a typo is a compile error, and the metrics follow from the kind.
 
+use crate::accounts::Accounts;
+use crate::clock::UnixTime;
 use crate::state::Gateway;
 use crate::storage::{AuditEvent, UserStore};
 use std::net::IpAddr;
@@ -53,6 +55,12 @@ pub enum Kind {
     AdminMfaReset,
     /// `admin.recovery_codes_issued`: an admin issued recovery codes.
     AdminRecoveryCodesIssued,
+    /// `admin.user_password_set`: an admin set or generated a user's password.
+    AdminUserPasswordSet,
+    /// `admin.user_updated`: an admin changed a user's roles or email (detail: before/after).
+    AdminUserUpdated,
+    /// `admin.user_deleted`: an admin deleted a user and everything keyed to them.
+    AdminUserDeleted,
     /// `account.reported`: a "this was not me" link was confirmed (or refused).
     AccountReported,
     /// `break_glass.armed`: an admin armed emergency access for a user.
@@ -94,6 +102,9 @@ impl Kind {
             Kind::AdminUserEnabled => "admin.user_enabled",
             Kind::AdminMfaReset => "admin.mfa_reset",
             Kind::AdminRecoveryCodesIssued => "admin.recovery_codes_issued",
+            Kind::AdminUserPasswordSet => "admin.user_password_set",
+            Kind::AdminUserUpdated => "admin.user_updated",
+            Kind::AdminUserDeleted => "admin.user_deleted",
             Kind::AccountReported => "account.reported",
             Kind::BreakGlassArmed => "break_glass.armed",
             Kind::BreakGlassDisarmed => "break_glass.disarmed",
@@ -168,6 +179,20 @@ impl Event<'_> {
 
 /// Logs the event and stores it. A store failure is logged, never turned into success.
 pub async fn record(gw: &Gateway, ev: Event<'_>) {
+    match ev.kind {
+        Kind::LoginSuccess => gw.metrics.login(ev.method.unwrap_or("native"), true),
+        Kind::LoginFailure => gw.metrics.login(ev.method.unwrap_or("native"), false),
+        Kind::MfaSuccess => gw.metrics.mfa(ev.method.unwrap_or(""), true),
+        Kind::MfaFailure => gw.metrics.mfa(ev.method.unwrap_or(""), false),
+        Kind::Lockout => gw.metrics.lockout(),
+        _ => {}
+    }
+    record_in(gw.accounts.as_deref(), gw.clock.now(), ev).await;
+}
+
+/// As `record`, without a running gateway (the CLI): logs the event and stores it in `acc`.
+/// No metric follows from it (the CLI has no metrics to count in).
+pub async fn record_in(acc: Option<&Accounts>, now: UnixTime, ev: Event<'_>) {
     let (kind, outcome) = (ev.kind.as_str(), ev.outcome.as_str());
     tracing::info!(
         target: "audit",
@@ -180,17 +205,9 @@ pub async fn record(gw: &Gateway, ev: Event<'_>) {
         session = ev.session.unwrap_or("-"),
         "audit"
     );
-    match ev.kind {
-        Kind::LoginSuccess => gw.metrics.login(ev.method.unwrap_or("native"), true),
-        Kind::LoginFailure => gw.metrics.login(ev.method.unwrap_or("native"), false),
-        Kind::MfaSuccess => gw.metrics.mfa(ev.method.unwrap_or(""), true),
-        Kind::MfaFailure => gw.metrics.mfa(ev.method.unwrap_or(""), false),
-        Kind::Lockout => gw.metrics.lockout(),
-        _ => {}
-    }
-    let Some(acc) = &gw.accounts else { return };
+    let Some(acc) = acc else { return };
     let row = AuditEvent {
-        at: gw.clock.now(),
+        at: now,
         kind: kind.to_owned(),
         user: ev.user.map(str::to_owned),
         method: ev.method.map(str::to_owned),

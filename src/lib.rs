@@ -26,6 +26,8 @@
 //! * `auth`     — route policy and return paths (`return_to`: absolute ones on allowed hosts), passwords, lockout, the login state machine
 //!   (`auth::native`), OIDC token checks, SAML checks.
 //! * `accounts` — native users, sealed seeds, password hashing admission, enrollment invitations.
+//! * `manage`   — user and session actions, one function each, shared by the admin API and the
+//!   CLI, audited with the actor (a token or `cli`).
 //! * `mfa`      — second factors: TOTP, recovery codes, email codes, QR rendering.
 //! * `idp`      — IdP connectors: OIDC discovery and keys, SAML metadata, their HTTP client.
 //! * `proxy`    — path normalisation, header hygiene, the `ForwardPlan` both lanes write,
@@ -58,6 +60,7 @@ pub mod http;
 pub mod idp;
 pub mod logging;
 pub mod login;
+pub mod manage;
 pub mod metrics;
 pub mod mfa;
 pub mod notify;

@@ -163,7 +163,7 @@ enum UsersCommand {
     },
     /// List users.
     List,
-    /// Refuse all further logins of a user.
+    /// Refuse all further logins of a user and end their sessions.
     Disable { name: String },
     /// Allow a disabled user again.
     Enable { name: String },
@@ -176,6 +176,26 @@ enum UsersCommand {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Set a user's password (generated and printed once, or read with --password-stdin);
+    /// their sessions and pending logins end.
+    Password {
+        name: String,
+        /// Read the password from standard input (first line) instead of generating one.
+        #[arg(long, conflicts_with = "generate")]
+        password_stdin: bool,
+        /// Generate one (the default).
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Replace a user's roles; sessions carrying a role they no longer have end.
+    SetRoles {
+        name: String,
+        /// A role from the config (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// Delete a user: their sessions end, their factors, devices and invitations go.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -387,8 +407,34 @@ fn load(config: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(config).map_err(|e| anyhow::anyhow!("{e}\ninvalid configuration"))
 }
 
+/// The first line of standard input, as a password an admin chose.
+fn password_from_stdin() -> anyhow::Result<portcullis::secret::Password> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password")?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    Ok(portcullis::manage::chosen_password(p)?)
+}
+
+/// After an action that ends sessions: with memory sessions they live in the running gateway's
+/// memory, which this process cannot reach, so say so and name the way that can.
+fn warn_memory_sessions(config: &Config, user: &str) {
+    if config.session.store == portcullis::config::SessionStoreKind::Memory {
+        eprintln!(
+            "warning: session.store = \"memory\": the sessions of a running gateway live in its memory, \
+             which this command cannot reach; {user}'s live sessions were NOT ended. End them with the \
+             admin API: DELETE /api/v1/users/{user}/sessions (portcullis sessions revoke --user {user}), \
+             or use the admin API for this action instead"
+        );
+    }
+}
+
+/// `portcullis users …`: the same `manage` functions as the admin API, on the config's stores,
+/// audited with actor `cli`.
 fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()> {
-    use portcullis::accounts::{native_principal, normalise_user, Accounts};
+    use portcullis::accounts::Accounts;
+    use portcullis::manage::{self, Actor, Ctx};
     use portcullis::storage::UserStore;
     let config = load(config_path)?;
     let rt = small_runtime()?;
@@ -396,20 +442,19 @@ fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()
         let acc = Accounts::open(&config)
             .await?
             .context("this config has no [storage] section: there is no user store to manage")?;
+        let store = portcullis::state::open_session_store(&config, Clock::system()).await?;
         let now = Clock::system().now();
-        let name_of = |n: &str| normalise_user(n).with_context(|| format!("invalid user name {n:?}"));
+        let ctx = Ctx {
+            config: &config,
+            store: &store,
+            accounts: &acc,
+            now,
+            actor: Actor::Cli,
+        };
         match what {
             UsersCommand::Add { name, roles, email, password_stdin } => {
-                let password = if password_stdin {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).context("cannot read the password")?;
-                    let p = line.trim_end_matches(['\r', '\n']).to_owned();
-                    anyhow::ensure!(p.chars().count() >= 8, "the password must have at least 8 characters");
-                    Some(portcullis::secret::Password::new(p))
-                } else {
-                    None
-                };
-                let (user, generated) = acc.create_user(&config, &name, email, roles, password, now).await?;
+                let password = password_stdin.then(password_from_stdin).transpose()?;
+                let (user, generated) = manage::create_user(&ctx, &name, email, roles, password).await?;
                 println!("created user {} with roles {}", user.username, user.roles.join(","));
                 if let Some(p) = generated {
                     println!("password (shown once): {}", p.expose());
@@ -438,41 +483,55 @@ fn users(config_path: &std::path::Path, what: UsersCommand) -> anyhow::Result<()
                 }
             }
             UsersCommand::Disable { name } => {
-                let n = name_of(&name)?;
-                anyhow::ensure!(acc.users.set_disabled(&n, true).await?, "no user {n}");
-                println!("disabled {n}");
+                let u = manage::set_disabled(&ctx, &name, true).await?;
+                println!("disabled {}", u.username);
+                warn_memory_sessions(&config, &u.username);
             }
             UsersCommand::Enable { name } => {
-                let n = name_of(&name)?;
-                anyhow::ensure!(acc.users.set_disabled(&n, false).await?, "no user {n}");
-                println!("enabled {n}");
+                let u = manage::set_disabled(&ctx, &name, false).await?;
+                println!("enabled {}", u.username);
             }
             UsersCommand::ResetMfa { name } => {
-                let n = name_of(&name)?;
-                anyhow::ensure!(acc.users.get_user(&n).await?.is_some(), "no user {n}");
-                let p = native_principal(&n);
-                acc.users.delete_factors(&p).await?;
-                let devices = acc.users.delete_devices(&p).await?;
-                println!("reset second factors of {n} ({devices} remembered devices forgotten)");
-                let user = acc.users.get_user(&n).await?.context("the user vanished")?;
+                let (user, devices) = manage::reset_mfa(&ctx, &name).await?;
+                println!("reset second factors of {} ({devices} remembered devices forgotten)", user.username);
                 if !print_invite(&acc, &config, &user, now).await? {
                     println!("they enroll again at their next login");
                 }
             }
             UsersCommand::RecoveryCodes { name, ttl } => {
-                let n = name_of(&name)?;
-                anyhow::ensure!(acc.users.get_user(&n).await?.is_some(), "no user {n}");
                 let ttl = match ttl {
                     Some(t) => portcullis::config::parse_duration(&t).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?,
                     None => config.mfa.recovery_ttl,
                 };
-                let codes = acc.issue_recovery_codes(&native_principal(&n), config.mfa.recovery_count, ttl, now).await?;
-                println!("recovery codes for {n} (shown once; each works once; the old ones no longer work):");
+                let (user, codes) = manage::issue_recovery_codes(&ctx, &name, ttl).await?;
+                println!("recovery codes for {} (shown once; each works once; the old ones no longer work):", user.username);
                 for c in codes {
                     println!("  {}", c.expose());
                 }
             }
+            UsersCommand::Password { name, password_stdin, generate: _ } => {
+                let password = password_stdin.then(password_from_stdin).transpose()?;
+                let done = manage::set_password(&ctx, &name, password).await?;
+                println!("password of {} set; {} session(s) ended", done.user.username, done.sessions_ended);
+                if let Some(p) = done.generated {
+                    println!("password (shown once): {}", p.expose());
+                }
+                warn_memory_sessions(&config, &done.user.username);
+            }
+            UsersCommand::SetRoles { name, roles } => {
+                let change = manage::Update { roles: Some(roles), email: None };
+                let (user, ended) = manage::update_user(&ctx, &name, change).await?;
+                println!("roles of {} are now {}; {ended} session(s) ended", user.username, user.roles.join(","));
+                warn_memory_sessions(&config, &user.username);
+            }
+            UsersCommand::Delete { name } => {
+                let user = manage::find_user(&ctx, &name).await?;
+                let ended = manage::delete_user(&ctx, &user.username).await?;
+                println!("deleted {}; {ended} session(s) ended", user.username);
+                warn_memory_sessions(&config, &user.username);
+            }
         }
+        acc.users.close().await;
         Ok(())
     })
 }

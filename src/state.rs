@@ -68,27 +68,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
-        let store = match config.session.store {
-            SessionStoreKind::Memory => AnySessionStore::Memory(MemoryStore::new(
-                clock.clone(),
-                config.session.max_sessions,
-            )),
-            SessionStoreKind::Redis => {
-                let url = config.session.redis_url.as_deref().unwrap_or_default();
-                // Fail closed at start too: without the shared store no replica can check a session.
-                let store = crate::session::redis::RedisStore::connect(
-                    url,
-                    &config.session.redis_prefix,
-                    clock.clone(),
-                    config.session.max_sessions,
-                )
-                .await
-                .map_err(|e| {
-                    StartError::Unsupported(format!("cannot reach the Redis session store: {e}"))
-                })?;
-                AnySessionStore::Redis(store)
-            }
-        };
+        let store = open_session_store(&config, clock.clone()).await?;
         let signer =
             Signer::load_or_create(&config.server.signing_key, &config.server.public_origin)?;
         // Derived from the signing key so every replica sharing that key accepts the same forms.
@@ -139,6 +119,34 @@ impl Gateway {
             .as_ref()
             .is_some_and(|n| n.paths.iter().any(|p| p == path))
     }
+}
+
+/// The session store the config names. The CLI opens it too: with Redis it then ends the same
+/// sessions a running gateway checks; a memory store is only ever this process's own.
+pub async fn open_session_store(
+    config: &Config,
+    clock: Clock,
+) -> Result<AnySessionStore, StartError> {
+    Ok(match config.session.store {
+        SessionStoreKind::Memory => {
+            AnySessionStore::Memory(MemoryStore::new(clock.clone(), config.session.max_sessions))
+        }
+        SessionStoreKind::Redis => {
+            let url = config.session.redis_url.as_deref().unwrap_or_default();
+            // Fail closed at start too: without the shared store no replica can check a session.
+            let store = crate::session::redis::RedisStore::connect(
+                url,
+                &config.session.redis_prefix,
+                clock.clone(),
+                config.session.max_sessions,
+            )
+            .await
+            .map_err(|e| {
+                StartError::Unsupported(format!("cannot reach the Redis session store: {e}"))
+            })?;
+            AnySessionStore::Redis(store)
+        }
+    })
 }
 
 /// `Strict-Transport-Security` of a config. Checked as a header value by `config::validate`:

@@ -1,5 +1,5 @@
 //! The admin side of the audit log: the event every admin action records (blamed on the
-//! acting token), and `GET /api/v1/audit`, which reads the audit table back oldest first.
+//! acting token), and `GET /api/v1/audit`, which reads the audit table back, oldest or newest first.
 
 use super::error::AdminError;
 use super::page;
@@ -22,7 +22,11 @@ pub async fn record_admin(
     conn: Conn,
     detail: Option<String>,
 ) {
-    let reason = format!("token:{actor}");
+    let reason = crate::manage::Actor::Token {
+        name: actor,
+        ip: conn.peer.ip(),
+    }
+    .reason();
     audit::record(
         gw,
         Event {
@@ -37,7 +41,8 @@ pub async fn record_admin(
     .await;
 }
 
-/// `GET /api/v1/audit?since=&user=&type=`: a page of audit events, oldest first.
+/// `GET /api/v1/audit?since=&user=&type=&order=`: a page of audit events, oldest first, or
+/// with `order=desc` newest first (the cursor then pages back in time).
 pub async fn audit_events(
     gw: &Gateway,
     q: Option<&str>,
@@ -52,7 +57,13 @@ pub async fn audit_events(
         Some(c) => Some(c.parse::<i64>().map_err(|_| AdminError::BadCursor)?),
         None => None,
     };
+    let newest_first = match query_param(q, "order").as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(AdminError::BadOrder),
+    };
     let query = AuditQuery {
+        newest_first,
         since,
         user: query_param(q, "user"),
         kind: query_param(q, "type"),

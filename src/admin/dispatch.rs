@@ -1,6 +1,7 @@
-//! One admin request, from route to answer: find the route in `routes::ROUTES` (404 or 405
-//! otherwise), require a bearer token where the route does, run the handler, and turn its
-//! `AdminError` into a response in `error::respond`, the only place that does.
+//! One admin request, from route to answer: find the route in `routes::ROUTES` (404, or 405
+//! with `Allow`, otherwise), require a bearer token where the route does, refuse query
+//! parameters the route does not list (400), run the handler, and turn its `AdminError` into
+//! a response in `error::respond`, the only place that does.
 
 use super::error::{respond, AdminError};
 use super::routes::{self, Op};
@@ -33,11 +34,11 @@ async fn route(
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
     let path = req.uri().path().to_owned();
-    let (route, caps) = routes::find(req.method().as_str(), &path).map_err(|path_exists| {
-        if path_exists {
-            AdminError::MethodNotAllowed
-        } else {
+    let (route, caps) = routes::find(req.method().as_str(), &path).map_err(|allowed| {
+        if allowed.is_empty() {
             AdminError::NoSuchEndpoint
+        } else {
+            AdminError::MethodNotAllowed(allowed)
         }
     })?;
     let actor = if route.auth {
@@ -48,6 +49,10 @@ async fn route(
     let cap = |i: usize| caps.get(i).cloned().unwrap_or_default();
     let q = req.uri().query().map(str::to_owned);
     let q = q.as_deref();
+    // After the token: an unauthenticated caller learns nothing about an endpoint's parameters.
+    if !routes::query_allowed(route, q) {
+        return Err(AdminError::BadQuery);
+    }
     match route.op {
         Op::Healthz => Ok(health::healthz()),
         Op::Readyz => Ok(health::readyz(gw).await),
@@ -66,6 +71,9 @@ async fn route(
         Op::EnableUser => users::set_disabled(gw, &cap(0), false, &actor, conn).await,
         Op::ResetMfa => users::reset_mfa(gw, &cap(0), &actor, conn).await,
         Op::IssueRecoveryCodes => users::recovery_codes(gw, req, &cap(0), &actor, conn).await,
+        Op::SetPassword => users::set_password(gw, req, &cap(0), &actor, conn).await,
+        Op::UpdateUser => users::update_user(gw, req, &cap(0), &actor, conn).await,
+        Op::DeleteUser => users::delete_user(gw, &cap(0), &actor, conn).await,
         Op::Audit => audit::audit_events(gw, q).await,
         Op::ArmBreakGlass => break_glass::arm(gw, req, &actor, conn).await,
         Op::BreakGlassStatus => break_glass::status(gw).await,

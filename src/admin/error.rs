@@ -8,11 +8,12 @@
 //! a failure of our own is 500.
 
 use crate::accounts::AccountsError;
+use crate::manage::ManageError;
 use crate::metrics::Metrics;
 use crate::pages::json_error;
 use crate::proxy::forward::GatewayBody;
 use crate::storage::StoreError;
-use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 /// What went wrong in an admin request.
@@ -21,9 +22,19 @@ pub enum AdminError {
     /// The path is not an admin endpoint.
     #[error("no such admin endpoint")]
     NoSuchEndpoint,
-    /// The path exists, but not with this method.
+    /// The path exists, but not with this method; the methods it has, for `Allow`.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(Vec<&'static str>),
+    /// A query parameter the endpoint does not take, or one given twice (two readers could
+    /// read a repeated one differently).
+    #[error("unknown or repeated query parameter")]
+    BadQuery,
+    /// `order` is neither `asc` nor `desc`.
+    #[error("invalid order")]
+    BadOrder,
+    /// An email address that is not one.
+    #[error("invalid email")]
+    BadEmail,
     /// No `Authorization: Bearer` header names a configured token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -95,18 +106,26 @@ impl std::fmt::Debug for BodyRefusal {
     }
 }
 
+impl From<ManageError> for AdminError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NoSuchUser => AdminError::NoSuchUser,
+            ManageError::BadUserName => AdminError::BadUserName,
+            ManageError::UnknownRole(_) => AdminError::UnknownRole,
+            ManageError::NoRoles => AdminError::NoRoles,
+            ManageError::ShortPassword => AdminError::ShortPassword,
+            ManageError::BadEmail => AdminError::BadEmail,
+            ManageError::UserExists => AdminError::UserExists,
+            ManageError::Store(e) => AdminError::Store(e),
+            ManageError::Failed(e) => AdminError::CreateFailed(e),
+        }
+    }
+}
+
 impl AdminError {
     /// The error a failed user creation is.
     pub fn from_creation(e: AccountsError) -> Self {
-        match e {
-            AccountsError::Store(StoreError::Conflict) => AdminError::UserExists,
-            AccountsError::Store(e) => AdminError::Store(e),
-            AccountsError::BadUserName(_) => AdminError::BadUserName,
-            AccountsError::UnknownRole(_) => AdminError::UnknownRole,
-            e @ (AccountsError::Key(_) | AccountsError::Email(_) | AccountsError::Hashing) => {
-                AdminError::CreateFailed(e)
-            }
-        }
+        AdminError::from(ManageError::from(e))
     }
 }
 
@@ -116,11 +135,25 @@ pub fn respond(metrics: &Metrics, e: AdminError) -> Response<GatewayBody> {
     let not_found = StatusCode::NOT_FOUND;
     let (status, error, detail) = match e {
         AdminError::NoSuchEndpoint => (not_found, "not_found", "No such admin endpoint."),
-        AdminError::MethodNotAllowed => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
+        AdminError::MethodNotAllowed(methods) => {
+            let mut r = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This method is not allowed here.",
+            );
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
+            if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+                r.headers_mut().insert(ALLOW, v);
+            }
+            return r;
+        }
+        AdminError::BadQuery => (
+            bad,
+            "bad_request",
+            "A query parameter is unknown to this endpoint or given twice.",
         ),
+        AdminError::BadOrder => (bad, "bad_request", "order must be asc or desc."),
+        AdminError::BadEmail => (bad, "bad_request", "Invalid email address."),
         AdminError::Unauthorized => {
             let mut r = json_error(
                 StatusCode::UNAUTHORIZED,
@@ -236,10 +269,22 @@ mod tests {
                 "No such admin endpoint.",
             ),
             (
-                AdminError::MethodNotAllowed,
-                405,
-                "method_not_allowed",
-                "This method is not allowed here.",
+                AdminError::BadQuery,
+                400,
+                "bad_request",
+                "A query parameter is unknown to this endpoint or given twice.",
+            ),
+            (
+                AdminError::BadOrder,
+                400,
+                "bad_request",
+                "order must be asc or desc.",
+            ),
+            (
+                AdminError::BadEmail,
+                400,
+                "bad_request",
+                "Invalid email address.",
             ),
             (
                 AdminError::BadLimit,

@@ -56,6 +56,14 @@ fn schemas() -> Value {
             "username": {"type": "string"}, "password": {"type": "string"}, "email": {"type": "string"},
             "roles": {"type": "array", "items": {"type": "string"}}}},
         "CreatedUser": {"type": "object", "required": ["user"], "properties": {"user": {"$ref": "#/components/schemas/User"}, "password": {"type": "string", "description": "only when generated"}}},
+        "PasswordRequest": {"type": "object", "additionalProperties": false, "description": "a password to set, or {} / {\"generate\": true} for a generated one", "properties": {
+            "password": {"type": "string", "minLength": 8}, "generate": {"type": "boolean"}}},
+        "PasswordSet": {"type": "object", "required": ["user", "sessions_ended"], "properties": {"user": {"$ref": "#/components/schemas/User"},
+            "password": {"type": "string", "description": "only when generated; shown once"}, "sessions_ended": {"type": "integer"}}},
+        "UserUpdate": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
+            "roles": {"type": "array", "items": {"type": "string"}, "minItems": 1}, "email": {"type": "string", "nullable": true, "description": "null clears it"}}},
+        "UpdatedUser": {"type": "object", "required": ["user", "sessions_ended"], "properties": {"user": {"$ref": "#/components/schemas/User"}, "sessions_ended": {"type": "integer", "description": "sessions that carried a role the user no longer has"}}},
+        "DeletedUser": {"type": "object", "required": ["deleted", "sessions_ended"], "properties": {"deleted": {"type": "string"}, "sessions_ended": {"type": "integer"}}},
         "Terminated": {"type": "object", "required": ["terminated"], "properties": {"terminated": {"type": "integer"}, "devices_forgotten": {"type": "integer"}}},
         "BreakGlassRequest": {"type": "object", "required": ["users", "duration", "reason"], "additionalProperties": false, "properties": {
             "users": {"type": "array", "items": {"type": "string"}}, "duration": {"type": "string", "example": "2h"},
@@ -108,6 +116,18 @@ pub fn document() -> Value {
             }
             responses.insert(code.to_string(), resp);
         }
+        let scope = super::auth::scope_of(r).as_str();
+        if r.auth {
+            // Before the operation is built from `responses`: inserted after, it would be lost.
+            responses.insert(
+                "403".into(),
+                json!({"description": format!("the token lacks the `{scope}` scope"), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+        }
+        // Every endpoint refuses a query parameter it does not list (`routes::check_query`).
+        responses.entry("400").or_insert_with(|| {
+            json!({"description": "an unknown or repeated query parameter, or an invalid value", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        });
         let mut op = json!({
             "operationId": format!("{:?}", r.op),
             "summary": r.summary,
@@ -115,11 +135,6 @@ pub fn document() -> Value {
             "responses": responses,
         });
         if r.auth {
-            let scope = super::auth::scope_of(r).as_str();
-            responses.insert(
-                "403".into(),
-                json!({"description": format!("the token lacks the `{scope}` scope"), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
-            );
             set(&mut op, "x-portcullis-scope", json!(scope));
         } else {
             set(&mut op, "security", json!([]));

@@ -18,6 +18,9 @@ pub enum Op {
     EnableUser,
     ResetMfa,
     IssueRecoveryCodes,
+    SetPassword,
+    UpdateUser,
+    DeleteUser,
     Audit,
     ArmBreakGlass,
     BreakGlassStatus,
@@ -180,6 +183,50 @@ pub const ROUTES: &[Route] = &[
         ],
     },
     Route {
+        method: "PATCH",
+        path: "/api/v1/users/{user}",
+        op: Op::UpdateUser,
+        summary: "Change a user's roles and/or email; sessions carrying a role the user no longer has end.",
+        auth: true,
+        query: &[],
+        body: Some("UserUpdate"),
+        responses: &[
+            (200, "updated", "UpdatedUser"),
+            (400, "invalid body, role or email", "Error"),
+            (404, "no such user", "Error"),
+            AUTH_ERRORS[0],
+        ],
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/v1/users/{user}",
+        op: Op::DeleteUser,
+        summary: "Delete a user: their sessions end, their factors, devices and invitations go.",
+        auth: true,
+        query: &[],
+        body: None,
+        responses: &[
+            (200, "deleted", "DeletedUser"),
+            (404, "no such user", "Error"),
+            AUTH_ERRORS[0],
+        ],
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/users/{user}/password",
+        op: Op::SetPassword,
+        summary: "Set a user's password, or generate one (returned once); all their sessions and pending logins end.",
+        auth: true,
+        query: &[],
+        body: Some("PasswordRequest"),
+        responses: &[
+            (200, "set", "PasswordSet"),
+            (400, "invalid body or password too short", "Error"),
+            (404, "no such user", "Error"),
+            AUTH_ERRORS[0],
+        ],
+    },
+    Route {
         method: "POST",
         path: "/api/v1/users/{user}/disable",
         op: Op::DisableUser,
@@ -240,9 +287,14 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/api/v1/audit",
         op: Op::Audit,
-        summary: "Audit events, oldest first.",
+        summary: "Audit events, oldest first; order=desc reads the newest first.",
         auth: true,
         query: &[
+            (
+                "order",
+                "string",
+                "desc: newest first, paging back in time; asc (default): oldest first",
+            ),
             ("since", "string", "RFC 3339 time"),
             ("user", "string", "only this user"),
             ("type", "string", "only this event type, e.g. login.failure"),
@@ -317,8 +369,9 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// The route for a method and path, with the captured `{…}` segments (percent-decoded).
-pub fn find(method: &str, path: &str) -> Result<(&'static Route, Vec<String>), bool> {
-    let mut path_matched = false;
+/// `Err` lists the methods the path has (empty: no such path, 404; otherwise 405 with `Allow`).
+pub fn find(method: &str, path: &str) -> Result<(&'static Route, Vec<String>), Vec<&'static str>> {
+    let mut allowed = Vec::new();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     for r in ROUTES {
         let tpl: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
@@ -343,9 +396,31 @@ pub fn find(method: &str, path: &str) -> Result<(&'static Route, Vec<String>), b
             if r.method == method {
                 return Ok((r, caps));
             }
-            path_matched = true;
+            if !allowed.contains(&r.method) {
+                allowed.push(r.method);
+            }
         }
     }
-    // Err(true): the path exists with another method (405); Err(false): no such path (404).
-    Err(path_matched)
+    Err(allowed)
+}
+
+/// Whether a query names only parameters the route lists, each once: the one table
+/// (`Route::query`) says what each endpoint takes, and the OpenAPI document shows it.
+pub fn query_allowed(route: &Route, query: Option<&str>) -> bool {
+    let mut seen: Vec<String> = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let key = pair
+            .split_once('=')
+            .map_or(pair, |(k, _)| k)
+            .replace('+', " ");
+        let Ok(key) = percent_encoding::percent_decode_str(&key).decode_utf8() else {
+            return false;
+        };
+        let key = key.into_owned();
+        if !route.query.iter().any(|(name, _, _)| *name == key) || seen.contains(&key) {
+            return false;
+        }
+        seen.push(key);
+    }
+    true
 }

@@ -49,17 +49,10 @@ fn owner_of(user: &str) -> String {
     }
 }
 
-/// Ends everything a principal has running: its sessions and its pending logins (a login past
-/// the password must not finish after an admin acted). Returns the ended sessions' count.
+/// Ends everything a principal has running (`manage::end_principal`): its sessions and its
+/// pending logins. Returns the ended sessions' count.
 pub async fn end_principal(gw: &Gateway, principal: &str) -> Result<usize, StoreError> {
-    crate::auth::native::revoke_pending(
-        &gw.store,
-        principal,
-        gw.clock.now(),
-        gw.config.session.pending_ttl,
-    )
-    .await?;
-    Ok(gw.store.remove_principal(principal).await?.len())
+    crate::manage::end_principal(&gw.store, &gw.config, gw.clock.now(), principal).await
 }
 
 /// `GET /api/v1/sessions?user=`: a page of live sessions, of one principal if named.

@@ -1,22 +1,18 @@
-//! Native users on the admin API (DESIGN.md §3): list, create, show, disable and enable,
-//! reset second factors, issue recovery codes. Every change is an audit event. Disabling a
-//! user or resetting their factors also ends their pending logins (through
-//! `auth::native::revoke_pending`), so a login already past the password cannot go on. With
+//! Native users on the admin API (DESIGN.md §3, §11): list, create, show, change, delete,
+//! disable and enable, set a password, reset second factors, issue recovery codes. Each change
+//! is one `manage` function, the same the CLI calls, which audits it with the acting token. With
 //! `[mfa] enrollment = "invite"`, creation and a factor reset answer a new enrollment link
 //! (`enrollment_url`) and whether it was mailed.
 
-use super::audit::record_admin;
 use super::error::{AdminError, BodyRefusal};
 use super::page;
 use super::reply::{created, no_content, ok, set};
-use super::sessions::end_principal;
 use crate::accounts::{native_principal, normalise_user, Accounts};
-use crate::audit;
 use crate::clock::rfc3339;
 use crate::config::Enrollment;
 use crate::http::{query_param, read_body, Conn};
+use crate::manage::{self, Actor, Ctx};
 use crate::proxy::forward::GatewayBody;
-use crate::secret::Password;
 use crate::state::Gateway;
 use crate::storage::{StoreError, User, UserStore};
 use bytes::Bytes;
@@ -101,6 +97,33 @@ struct NewUserBody {
     roles: Vec<String>,
 }
 
+/// What a change needs: the config, the stores, the time and the acting token.
+fn ctx<'g>(gw: &'g Gateway, actor: &'g str, conn: Conn) -> Result<Ctx<'g>, AdminError> {
+    Ok(Ctx {
+        config: &gw.config,
+        store: &gw.store,
+        accounts: accounts(gw)?,
+        now: gw.clock.now(),
+        actor: Actor::Token {
+            name: actor,
+            ip: conn.peer.ip(),
+        },
+    })
+}
+
+/// The JSON body of a request; an empty one is `empty`, when the endpoint has a default.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    empty: Option<T>,
+) -> Result<T, AdminError> {
+    let body = body(gw, req).await?;
+    match empty {
+        Some(d) if body.iter().all(u8::is_ascii_whitespace) => Ok(d),
+        _ => serde_json::from_slice(&body).map_err(|_| AdminError::BadBody),
+    }
+}
+
 /// `POST /api/v1/users`: creates a native user; a generated password is answered once.
 pub async fn create_user(
     gw: &Gateway,
@@ -108,41 +131,16 @@ pub async fn create_user(
     actor: &str,
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
-    let acc = accounts(gw)?;
-    let body = body(gw, req).await?;
-    let nu: NewUserBody = serde_json::from_slice(&body).map_err(|_| AdminError::BadBody)?;
-    if nu.roles.is_empty() {
-        return Err(AdminError::NoRoles);
-    }
-    if nu.password.as_ref().is_some_and(|p| p.chars().count() < 8) {
-        return Err(AdminError::ShortPassword);
-    }
-    let password = nu.password.map(Password::new);
-    let (user, generated) = acc
-        .create_user(
-            &gw.config,
-            &nu.username,
-            nu.email,
-            nu.roles,
-            password,
-            gw.clock.now(),
-        )
-        .await
-        .map_err(AdminError::from_creation)?;
-    record_admin(
-        gw,
-        audit::Kind::AdminUserCreated,
-        Some(&user.username),
-        actor,
-        conn,
-        None,
-    )
-    .await;
+    let ctx = ctx(gw, actor, conn)?;
+    let nu: NewUserBody = json_body(gw, req, None).await?;
+    let password = nu.password.map(manage::chosen_password).transpose()?;
+    let (user, generated) =
+        manage::create_user(&ctx, &nu.username, nu.email, nu.roles, password).await?;
     let mut body = json!({"user": user_json(gw, &user).await});
     if let Some(p) = generated {
         set(&mut body, "password", json!(p.expose()));
     }
-    if let Some(Value::Object(invite)) = invite_for(gw, acc, &user).await? {
+    if let Some(Value::Object(invite)) = invite_for(gw, ctx.accounts, &user).await? {
         for (k, v) in invite {
             set(&mut body, &k, v);
         }
@@ -165,19 +163,7 @@ pub async fn set_disabled(
     actor: &str,
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
-    let (acc, mut u) = find_user(gw, name).await?;
-    acc.users.set_disabled(&u.username, disabled).await?;
-    if disabled {
-        // A disabled account must not keep a way in.
-        end_principal(gw, &native_principal(&u.username)).await?;
-    }
-    u.disabled = disabled;
-    let kind = if disabled {
-        audit::Kind::AdminUserDisabled
-    } else {
-        audit::Kind::AdminUserEnabled
-    };
-    record_admin(gw, kind, Some(&u.username), actor, conn, None).await;
+    let u = manage::set_disabled(&ctx(gw, actor, conn)?, name, disabled).await?;
     Ok(ok(&user_json(gw, &u).await))
 }
 
@@ -189,37 +175,107 @@ pub async fn reset_mfa(
     actor: &str,
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
-    let (acc, u) = find_user(gw, name).await?;
-    let p = native_principal(&u.username);
-    // A login already past the password must not go on to enroll or use the old factors.
-    crate::auth::native::revoke_pending(
-        &gw.store,
-        &p,
-        gw.clock.now(),
-        gw.config.session.pending_ttl,
-    )
-    .await?;
-    acc.users.delete_factors(&p).await?;
-    acc.users.delete_devices(&p).await?;
-    record_admin(
-        gw,
-        audit::Kind::AdminMfaReset,
-        Some(&u.username),
-        actor,
-        conn,
-        None,
-    )
-    .await;
+    let ctx = ctx(gw, actor, conn)?;
+    let (u, _) = manage::reset_mfa(&ctx, name).await?;
     crate::alerts::factor_changed(
         gw,
         &u.username,
         u.email.as_deref(),
         crate::notify::mail::FactorChange::RemovedByAdmin,
     );
-    Ok(match invite_for(gw, acc, &u).await? {
+    Ok(match invite_for(gw, ctx.accounts, &u).await? {
         Some(body) => ok(&body),
         None => no_content(),
     })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: Option<String>,
+    #[serde(default)]
+    generate: bool,
+}
+
+/// `POST /api/v1/users/{user}/password`: `{"password": "..."}` sets it; `{}`, an empty body or
+/// `{"generate": true}` generates one, answered once. The user's sessions and pending logins end.
+pub async fn set_password(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    name: &str,
+    actor: &str,
+    conn: Conn,
+) -> Result<Response<GatewayBody>, AdminError> {
+    let ctx = ctx(gw, actor, conn)?;
+    let pb = json_body(gw, req, Some(PasswordBody::default())).await?;
+    let password = match (pb.password, pb.generate) {
+        // Both would leave it unclear which one is in force.
+        (Some(_), true) => return Err(AdminError::BadBody),
+        (Some(p), false) => Some(manage::chosen_password(p)?),
+        (None, _) => None,
+    };
+    let done = manage::set_password(&ctx, name, password).await?;
+    let mut body = json!({
+        "user": user_json(gw, &done.user).await,
+        "sessions_ended": done.sessions_ended,
+    });
+    if let Some(p) = &done.generated {
+        set(&mut body, "password", json!(p.expose()));
+    }
+    Ok(ok(&body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    roles: Option<Vec<String>>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/v1/users/{user}`: new roles and/or email. Sessions carrying a role the user no
+/// longer has end; the answer says how many.
+pub async fn update_user(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    name: &str,
+    actor: &str,
+    conn: Conn,
+) -> Result<Response<GatewayBody>, AdminError> {
+    let ctx = ctx(gw, actor, conn)?;
+    let ub: UpdateBody = json_body(gw, req, None).await?;
+    if ub.roles.is_none() && ub.email.is_none() {
+        return Err(AdminError::BadBody);
+    }
+    let change = manage::Update {
+        roles: ub.roles,
+        email: ub.email,
+    };
+    let (u, ended) = manage::update_user(&ctx, name, change).await?;
+    Ok(ok(&json!({
+        "user": user_json(gw, &u).await,
+        "sessions_ended": ended,
+    })))
+}
+
+/// `DELETE /api/v1/users/{user}`: the user's sessions end, then the user and everything keyed
+/// to them is deleted.
+pub async fn delete_user(
+    gw: &Gateway,
+    name: &str,
+    actor: &str,
+    conn: Conn,
+) -> Result<Response<GatewayBody>, AdminError> {
+    let ctx = ctx(gw, actor, conn)?;
+    let u = manage::find_user(&ctx, name).await?;
+    let ended = manage::delete_user(&ctx, &u.username).await?;
+    Ok(ok(&json!({"deleted": u.username, "sessions_ended": ended})))
 }
 
 /// With `[mfa] enrollment = "invite"`: a new single-use enrollment link for `u`, mailed when
@@ -250,39 +306,21 @@ pub async fn recovery_codes(
     actor: &str,
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
-    let body = body(gw, req).await?;
     // An empty body asks for the defaults.
-    let rb: RecoveryBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RecoveryBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|_| AdminError::BadBody)?
-    };
+    let rb = json_body(gw, req, Some(RecoveryBody::default())).await?;
     let ttl = match rb.ttl.as_deref().map(crate::config::parse_duration) {
         None => gw.config.mfa.recovery_ttl,
         Some(Ok(d)) => d,
         Some(Err(_)) => return Err(AdminError::BadTtl),
     };
-    let (acc, u) = find_user(gw, name).await?;
-    let now = gw.clock.now();
-    let codes = acc
-        .issue_recovery_codes(
-            &native_principal(&u.username),
-            gw.config.mfa.recovery_count,
-            ttl,
-            now,
+    let ctx = ctx(gw, actor, conn)?;
+    let (_, codes) = manage::issue_recovery_codes(&ctx, name, ttl).await?;
+    let expires = (!ttl.is_zero()).then(|| {
+        rfc3339(
+            ctx.now
+                .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
         )
-        .await?;
-    record_admin(
-        gw,
-        audit::Kind::AdminRecoveryCodesIssued,
-        Some(&u.username),
-        actor,
-        conn,
-        None,
-    )
-    .await;
-    let expires = (!ttl.is_zero())
-        .then(|| rfc3339(now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))));
+    });
     let codes: Vec<&str> = codes.iter().map(|c| c.expose()).collect();
     Ok(created(&json!({"codes": codes, "expires_at": expires})))
 }

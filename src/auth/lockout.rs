@@ -180,6 +180,18 @@ impl Lockout {
         let _ = store.decr(&ip_key(attempt.ip)).await;
     }
 
+    /// Forgets the account's failures and ends its lock period (an admin set a new password:
+    /// its owner may sign in with it at once). Locks of client addresses stay.
+    pub async fn clear_account(
+        &self,
+        store: &AnySessionStore,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        let key = account_key(account);
+        store.delete_ephemeral(&lock_key(&key)).await?;
+        store.reset_counter(&key).await
+    }
+
     /// How many attempts are counted against `account` now (for tests and the admin view).
     pub async fn count(&self, store: &AnySessionStore, account: &str) -> Result<u64, StoreError> {
         store.counter(&account_key(account)).await

@@ -545,6 +545,28 @@ pub(crate) async fn audit_queries_filter_and_paginate_by_id(store: &impl UserSto
         [vec![ids[0], ids[1]], vec![ids[2], ids[3]], vec![ids[4]]]
     );
 
+    // Newest first: pages run downwards from the cursor, the same events in reverse.
+    let mut pages = Vec::new();
+    let mut after_id = None;
+    loop {
+        let page = store
+            .query_audit(&AuditQuery {
+                after_id,
+                limit: 2,
+                newest_first: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after_id = Some(last.id);
+        pages.push(ids_of(page));
+    }
+    assert_eq!(
+        pages,
+        [vec![ids[4], ids[3]], vec![ids[2], ids[1]], vec![ids[0]]]
+    );
+
     let ann_after = AuditQuery {
         user: Some("ann".into()),
         after_id: Some(ids[0]),

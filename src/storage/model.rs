@@ -161,7 +161,7 @@ pub struct AuditRecord {
 }
 
 /// Filters for `query_audit`, ANDed. Results are in ascending id order, strictly after
-/// `after_id`, at most `limit` (capped at [`MAX_PAGE`]; `0` returns nothing).
+/// `after_id` (with `newest_first`: descending, strictly before it), at most `limit` (capped at [`MAX_PAGE`]; `0` returns nothing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Events at or after this time.
@@ -171,6 +171,8 @@ pub struct AuditQuery {
     /// Cursor: the id of the last record of the previous page.
     pub after_id: Option<i64>,
     pub limit: u32,
+    /// Descending id order: the newest events first.
+    pub newest_first: bool,
 }
 
 /// Prints `<redacted>` in place of a secret.

@@ -25,6 +25,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::dialect::Dialect;
 use super::error::{store_error, StoreError};
+use super::filtered::{Filtered, Param};
 use super::model::{
     AuditEvent, AuditQuery, AuditRecord, EnrollmentInvite, NewUser, RememberedDevice, TotpFactor,
     User, MAX_PAGE,
@@ -80,38 +81,6 @@ fn page_limit(limit: u32) -> i64 {
 
 fn encode_roles(roles: &[String]) -> Result<String, StoreError> {
     serde_json::to_string(roles).map_err(|e| StoreError::Corrupt(format!("encoding roles: {e}")))
-}
-
-/// A value bound into a statement whose text is built at run time.
-enum Param<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
-/// Statement text and its parameters, built together so each `$n` placeholder and its value
-/// cannot drift apart. Only fixed fragments are appended; every value is a bound parameter.
-/// (sqlx's `QueryBuilder` cannot be used over a generic database: its argument buffer would
-/// stay borrowed for its own lifetime.)
-struct Filtered<'a> {
-    text: String,
-    params: Vec<Param<'a>>,
-}
-
-impl<'a> Filtered<'a> {
-    fn new(text: &str) -> Self {
-        Self {
-            text: text.to_owned(),
-            params: Vec::new(),
-        }
-    }
-
-    /// Appends `fragment` and a placeholder for `value`.
-    fn push(&mut self, fragment: &str, value: Param<'a>) {
-        self.params.push(value);
-        self.text.push_str(fragment);
-        self.text.push('$');
-        self.text.push_str(&self.params.len().to_string());
-    }
 }
 
 // The decoders: a missing column or a value of another type is `Corrupt`, never a panic.
@@ -665,10 +634,16 @@ where
         if let Some(kind) = &query.kind {
             sql.push(" AND kind = ", Param::Text(kind));
         }
+        // Newest first pages downwards from the cursor; oldest first upwards.
+        let (after, order) = if query.newest_first {
+            (" AND id < ", " ORDER BY id DESC LIMIT ")
+        } else {
+            (" AND id > ", " ORDER BY id LIMIT ")
+        };
         if let Some(after_id) = query.after_id {
-            sql.push(" AND id > ", Param::Int(after_id));
+            sql.push(after, Param::Int(after_id));
         }
-        sql.push(" ORDER BY id LIMIT ", Param::Int(limit));
+        sql.push(order, Param::Int(limit));
         let mut select = sqlx::query(&sql.text);
         for param in sql.params {
             select = match param {

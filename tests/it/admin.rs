@@ -6,22 +6,29 @@ use crate::support::*;
 use hyper::{Method, StatusCode};
 use portcullis::secret::Password;
 
-const TOKEN: &str = "test-admin-token-0123456789";
-const PW: &str = "correct horse battery staple";
+pub(crate) const TOKEN: &str = "test-admin-token-0123456789";
+/// A token with the `read` scope only.
+pub(crate) const READ_TOKEN: &str = "test-admin-reader-0123456789";
+pub(crate) const PW: &str = "correct horse battery staple";
 
-struct Admin {
-    gw: TestGateway,
-    base: String,
-    http: Http,
+pub(crate) struct Admin {
+    pub(crate) gw: TestGateway,
+    pub(crate) base: String,
+    pub(crate) http: Http,
 }
 
 impl Admin {
-    async fn start() -> Admin {
+    pub(crate) async fn start() -> Admin {
+        Admin::start_with_sessions("").await
+    }
+
+    /// As `start`, with `session` keys in `[session]` (e.g. a Redis store).
+    pub(crate) async fn start_with_sessions(session: &str) -> Admin {
         let extra = format!(
             r#"
 [admin]
 listen = "127.0.0.1:0"
-tokens = [{{ name = "ops", sha256 = "{}" }}]
+tokens = [{{ name = "ops", sha256 = "{}" }}, {{ name = "reader", sha256 = "{}", scopes = ["read"] }}]
 
 [roles.contractor]
 groups = ["contractors"]
@@ -33,9 +40,10 @@ url = "sqlite://users.db"
 [native]
 lockout = {{ max_failures = 3, window = "15m", duration = "15m" }}
 "#,
-            sha256_hex(TOKEN)
+            sha256_hex(TOKEN),
+            sha256_hex(READ_TOKEN)
         );
-        let gw = TestGateway::start_with(&extra, |_| {}).await;
+        let gw = TestGateway::start_full("", session, &extra, |_| {}).await;
         let base = format!(
             "http://{}",
             gw.running.as_ref().unwrap().admin_addr.unwrap()
@@ -47,8 +55,24 @@ lockout = {{ max_failures = 3, window = "15m", duration = "15m" }}
         }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Resp {
-        let auth = format!("Bearer {TOKEN}");
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Resp {
+        self.call_as(TOKEN, method, path, body).await
+    }
+
+    /// `call` with another bearer token.
+    pub(crate) async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Resp {
+        let auth = format!("Bearer {token}");
         let mut h = vec![("authorization", auth.as_str())];
         if body.is_some() {
             h.push(("content-type", "application/json"));
@@ -63,7 +87,7 @@ lockout = {{ max_failures = 3, window = "15m", duration = "15m" }}
             .await
     }
 
-    async fn add_user(&self, name: &str, roles: &[&str]) {
+    pub(crate) async fn add_user(&self, name: &str, roles: &[&str]) {
         let g = self.gw.gateway();
         g.accounts
             .as_ref()
@@ -81,7 +105,12 @@ lockout = {{ max_failures = 3, window = "15m", duration = "15m" }}
     }
 
     /// A real native login (end_user: no second factor); returns the browser holding the session.
-    async fn login(&self, user: &str) -> Browser {
+    pub(crate) async fn login(&self, user: &str) -> Browser {
+        self.login_with(user, PW).await
+    }
+
+    /// A real native login with `password`; returns the browser holding the session.
+    pub(crate) async fn login_with(&self, user: &str, password: &str) -> Browser {
         let mut b = Browser::new(&format!("http://{}", self.gw.addr));
         let form = b.get("/normal").await;
         let csrf = input_value(&form.text(), "csrf_token").unwrap();
@@ -90,7 +119,7 @@ lockout = {{ max_failures = 3, window = "15m", duration = "15m" }}
                 "/normal",
                 &[
                     ("username", user),
-                    ("password", PW),
+                    ("password", password),
                     ("csrf_token", &csrf),
                     ("rd", "/"),
                 ],

@@ -221,6 +221,26 @@ async fn a_user_whose_roles_changed_after_the_password_cannot_finish_the_login()
     assert!(!b.jar.contains_key("portcullis"));
 }
 
+#[tokio::test]
+async fn a_role_change_through_the_admin_api_refuses_a_login_already_past_the_password() {
+    let env = env("invite").await;
+    let seed = env.add_enrolled("rhea").await;
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "rhea", PW).await;
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let r = env
+        .admin(
+            Method::PATCH,
+            "/api/v1/users/rhea",
+            Some(serde_json::json!({"roles": ["end_user"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = post_code(&mut b, &csrf, &env.code(&seed)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!b.jar.contains_key("portcullis"));
+}
+
 // Finding 4: factor reset by an admin mid-login.
 #[tokio::test]
 async fn a_factor_reset_ends_logins_already_past_the_password() {

@@ -187,6 +187,7 @@ async fn password_and_totp_login_reaches_the_upstream_with_the_right_headers() {
             kind: None,
             after_id: None,
             limit: 50,
+            newest_first: false,
         })
         .await
         .unwrap();
@@ -419,6 +420,7 @@ async fn recovery_codes_work_once_expire_and_die_on_reissue() {
             kind: Some("recovery_code.used".into()),
             after_id: None,
             limit: 10,
+            newest_first: false,
         })
         .await
         .unwrap();

@@ -809,6 +809,7 @@ async fn audit_details(gw: &TestGateway, kind: &str) -> Vec<serde_json::Value> {
             kind: Some(kind.into()),
             after_id: None,
             limit: 100,
+            newest_first: false,
         })
         .await
         .unwrap()

@@ -105,6 +105,14 @@ impl Drop for Scratch {
     }
 }
 
+#[tokio::test]
+async fn deleting_a_user_leaves_no_row_keyed_to_them_in_postgres() {
+    let Some(db) = Scratch::new() else { return };
+    let store = AnyUserStore::Postgres(db.open().await);
+    crate::storage::lifecycle::tests::deletion_leaves_nothing_and_email_changes(&store).await;
+    store.close().await;
+}
+
 conformance::conformance_tests!(|check| {
     let Some(db) = Scratch::new() else { return };
     let store = db.open().await;

@@ -191,6 +191,7 @@ recovery_codes = {{ count = 10, ttl = "30d" }}
                 kind: Some(kind.into()),
                 after_id: None,
                 limit: 500,
+                newest_first: false,
             })
             .await
             .unwrap()

@@ -366,6 +366,7 @@ impl TestGateway {
                 kind: Some(kind.into()),
                 after_id: None,
                 limit: 100,
+                newest_first: false,
             })
             .await
             .unwrap()
