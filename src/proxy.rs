@@ -13,3 +13,4 @@ pub mod path;
 pub mod plan;
 pub mod relay;
 pub mod request_head;
+pub mod tls;

@@ -6,7 +6,8 @@
 //! | child        | sections                                   |
 //! |--------------|--------------------------------------------|
 //! | `ctx.rs`     | the context: errors, warnings, `${ENV}`, paths, shared checks |
-//! | `server.rs`  | `[server]`, `[upstream]`, `[admin]`        |
+//! | `server.rs`  | `[server]`, `[admin]`                      |
+//! | `upstream.rs`| `[upstream]` and its TLS files             |
 //! | `stores.rs`  | `[session]`, `[storage]`                   |
 //! | `routes.rs`  | `[roles]`, login targets, `[[routes]]`     |
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
@@ -32,6 +33,7 @@ mod routes;
 mod safety;
 mod server;
 mod stores;
+mod upstream;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::{render, Locator};
@@ -137,7 +139,7 @@ fn validate(
 fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let s = &raw.server;
     let srv = server::server(cx, s);
-    let upstream = server::upstream(cx, &raw.upstream);
+    let upstream = upstream::upstream(cx, &raw.upstream);
     let admin = server::admin(cx, raw.admin.as_ref(), srv.listen);
     let session = stores::session(cx, &raw.session);
     let roles = routes::roles(cx, &raw.roles);

@@ -17,6 +17,10 @@ pub enum ProxyError {
     /// switched to something other than the WebSocket the client asked for.
     #[error("upstream switched protocols unasked: {0}")]
     UnexpectedSwitch(&'static str),
+    /// The TLS handshake with an https upstream failed: its certificate did not verify
+    /// (unknown CA, wrong name, expired), it refused ours, or the handshake timed out.
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(String),
 }
 
 /// What a client is told when a request stops: the status and fixed texts (the JSON `error`
@@ -41,7 +45,7 @@ impl ProxyError {
                 what: "The application behind this gateway did not answer in time.",
                 next: "Try again in a minute.",
             },
-            ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_) => Reply {
+            ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_) | ProxyError::Tls(_) => Reply {
                 status: StatusCode::BAD_GATEWAY,
                 code: "upstream_unavailable",
                 title: "The application is unavailable",
@@ -62,6 +66,11 @@ mod tests {
         assert_eq!(down.status, StatusCode::BAD_GATEWAY);
         assert!(!down.what.contains("10.0.0.7"));
         assert_eq!(ProxyError::UnexpectedSwitch("101").reply(), down);
+        // A certificate that did not verify says no more than any other upstream failure.
+        assert_eq!(
+            ProxyError::Tls("invalid peer certificate: UnknownIssuer".into()).reply(),
+            down
+        );
         assert_eq!(
             ProxyError::Timeout.reply().status,
             StatusCode::GATEWAY_TIMEOUT
