@@ -45,13 +45,15 @@ impl ProxyError {
                 what: "The application behind this gateway did not answer in time.",
                 next: "Try again in a minute.",
             },
-            ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_) | ProxyError::Tls(_) => Reply {
-                status: StatusCode::BAD_GATEWAY,
-                code: "upstream_unavailable",
-                title: "The application is unavailable",
-                what: "The application behind this gateway cannot be reached.",
-                next: "Try again in a minute.",
-            },
+            ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_) | ProxyError::Tls(_) => {
+                Reply {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "upstream_unavailable",
+                    title: "The application is unavailable",
+                    what: "The application behind this gateway cannot be reached.",
+                    next: "Try again in a minute.",
+                }
+            }
         }
     }
 }

@@ -29,5 +29,5 @@ mod real_servers;
 mod reload;
 mod saml;
 mod scale;
-mod upstream_tls;
 mod support;
+mod upstream_tls;

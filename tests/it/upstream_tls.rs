@@ -22,7 +22,8 @@ async fn gateway(url: &str, files: &[(&str, &str)], tls: &str) -> TestGateway {
     let clock = Clock::manual(1_800_000_000);
     let plain = format!("url = \"http://{}\"", unused.addr);
     let running = start_gateway(&config_path, clock.clone(), |port| {
-        let mut text = base_config(port, unused.addr, "").replace(&plain, &format!("url = \"{url}\""));
+        let mut text =
+            base_config(port, unused.addr, "").replace(&plain, &format!("url = \"{url}\""));
         if !tls.is_empty() {
             text = text.replace(
                 "connect_timeout = \"1s\"\n",
@@ -99,9 +100,14 @@ async fn requests_reach_an_h2_upstream_over_one_shared_tls_connection() {
     let r = http.get(&gw.url("/agent/x?q=1"), &c).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["path"], "/agent/x");
-    assert_eq!(r.upstream_header("x-forwarded-user").as_deref(), Some("ann"));
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("ann")
+    );
     // HTTP/2 carries the Host as :authority; the upstream sees it as the Host.
-    assert!(r.json()["headers"].to_string().contains(&gw.addr.to_string()));
+    assert!(r.json()["headers"]
+        .to_string()
+        .contains(&gw.addr.to_string()));
 
     let body = vec![b'u'; 300_000];
     let r = http
@@ -120,7 +126,10 @@ async fn requests_reach_an_h2_upstream_over_one_shared_tls_connection() {
         async move { http.get(&url, &[("cookie", &cookie)]).await.status }
     });
     let statuses = futures_util::future::join_all(many).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
 
     assert_eq!(up.versions().len(), 11);
     assert!(up.versions().iter().all(|v| *v == Version::HTTP_2));
@@ -145,7 +154,12 @@ async fn an_http1_only_tls_upstream_gets_pooled_connections_that_are_reused() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     }
     let r = http
-        .send(Method::POST, &gw.url("/agent/upload"), &c, vec![b'p'; 70_000])
+        .send(
+            Method::POST,
+            &gw.url("/agent/upload"),
+            &c,
+            vec![b'p'; 70_000],
+        )
         .await;
     assert_eq!(r.json(), serde_json::json!({"received": 70_000}));
     let r = http.get(&gw.url("/agent/big?n=500000"), &c).await;
@@ -205,7 +219,10 @@ async fn a_certificate_from_an_unknown_ca_is_a_502_and_counted() {
     let r = get(&gw, "/agent/x").await;
     assert_refused(&r, &up);
     assert_eq!(up.handshakes.load(Ordering::SeqCst), 0);
-    assert_eq!(tls_failures(&gw), "portcullis_upstream_tls_failures_total 1");
+    assert_eq!(
+        tls_failures(&gw),
+        "portcullis_upstream_tls_failures_total 1"
+    );
     gw.stop().await;
 }
 
@@ -245,12 +262,22 @@ async fn server_name_is_the_name_verified_instead_of_the_url_host() {
     let gw = gateway(&url, &files, r#"ca = "ca.pem""#).await;
     assert_refused(&get(&gw, "/agent/x").await, &up);
     gw.stop().await;
-    let gw = gateway(&url, &files, r#"ca = "ca.pem", server_name = "app.internal""#).await;
+    let gw = gateway(
+        &url,
+        &files,
+        r#"ca = "ca.pem", server_name = "app.internal""#,
+    )
+    .await;
     let r = get(&gw, "/agent/x").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     gw.stop().await;
     // ... and it is verified: another name does not pass.
-    let gw = gateway(&url, &files, r#"ca = "ca.pem", server_name = "wrong.internal""#).await;
+    let gw = gateway(
+        &url,
+        &files,
+        r#"ca = "ca.pem", server_name = "wrong.internal""#,
+    )
+    .await;
     let r = get(&gw, "/agent/x").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     gw.stop().await;
@@ -293,7 +320,11 @@ async fn the_client_certificate_is_presented_and_an_upstream_requiring_one_refus
         let gw = gateway(&url, &[("ca.pem", &ca.pem)], r#"ca = "ca.pem""#).await;
         let r = get(&gw, "/agent/x").await;
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
-        assert_eq!(up.requests.lock().unwrap().len(), 1, "only the mTLS request");
+        assert_eq!(
+            up.requests.lock().unwrap().len(),
+            1,
+            "only the mTLS request"
+        );
         gw.stop().await;
     }
 }
@@ -326,5 +357,72 @@ async fn a_rotated_ca_file_applies_to_new_upstream_connections_after_a_reload() 
     std::fs::write(gw.dir.path().join("ca.pem"), &old.pem).unwrap();
     live.reload("test").await.unwrap();
     assert_eq!(get(&gw, "/agent/x").await.status, StatusCode::BAD_GATEWAY);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_to_an_https_upstream_takes_keep_alive_connections_off_the_plain_fast_lane() {
+    let ca = TestCa::new("upstream ca");
+    let up = TlsUpstream::start(
+        &ca.server(&["127.0.0.1"], Validity::Now),
+        Alpn::Http11Only,
+        None,
+    )
+    .await;
+    let gw = TestGateway::start().await;
+    let live = std::sync::Arc::clone(&gw.running.as_ref().unwrap().live);
+    let (cookie, _) = gw.session_for("ann", &["agent"]).await;
+    let http = Http::new();
+    let c = [("cookie", cookie.as_str())];
+    // A bodiless GET with a session: the fast lane serves this keep-alive connection.
+    assert_eq!(
+        http.get(&gw.url("/agent/x"), &c).await.status,
+        StatusCode::OK
+    );
+    std::fs::write(gw.dir.path().join("ca.pem"), &ca.pem).unwrap();
+    let text = std::fs::read_to_string(&gw.config_path).unwrap().replace(
+        &format!("url = \"http://{}\"", gw.upstream.addr),
+        &format!("url = \"https://{}\"\ntls = {{ ca = \"ca.pem\" }}", up.addr),
+    );
+    std::fs::write(&gw.config_path, text).unwrap();
+    live.reload("test").await.unwrap();
+    // The same connection's next request goes over TLS, never in clear to the new upstream.
+    let r = http.get(&gw.url("/agent/y"), &c).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        up.requests.lock().unwrap().clone(),
+        vec![(Version::HTTP_11, "/agent/y".to_owned())]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_that_stalls_is_a_502_within_the_connect_timeout() {
+    // Accepts TCP, never answers the ClientHello.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let ca = TestCa::new("upstream ca");
+    let gw = gateway(
+        &format!("https://{addr}"),
+        &[("ca.pem", &ca.pem)],
+        r#"ca = "ca.pem""#,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let r = get(&gw, "/agent/x").await;
+    // connect_timeout is 1s, upstream.timeout 3s (a 504): the handshake is within the first.
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+    assert_eq!(
+        tls_failures(&gw),
+        "portcullis_upstream_tls_failures_total 1"
+    );
+    hold.abort();
     gw.stop().await;
 }

@@ -34,7 +34,10 @@ pub(super) fn upstream(cx: &mut Ctx<'_>, u: &RawUpstream) -> UpstreamConfig {
             } else {
                 auth
             };
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let auth = if has_port {
                 auth.to_owned()
             } else {
@@ -136,12 +139,18 @@ fn tls(cx: &mut Ctx<'_>, t: Option<&RawUpstreamTls>, host: &str) -> Option<Upstr
     let client = match (cert, client_key) {
         (None, None) => None,
         (Some(_), None) => {
-            cx.err(&key("client_cert"), "needs client_key as well (the private key of this certificate)");
+            cx.err(
+                &key("client_cert"),
+                "needs client_key as well (the private key of this certificate)",
+            );
             ok = false;
             None
         }
         (None, Some(_)) => {
-            cx.err(&key("client_key"), "needs client_cert as well (the certificate of this key)");
+            cx.err(
+                &key("client_key"),
+                "needs client_cert as well (the certificate of this key)",
+            );
             ok = false;
             None
         }
@@ -157,7 +166,10 @@ fn tls(cx: &mut Ctx<'_>, t: Option<&RawUpstreamTls>, host: &str) -> Option<Upstr
                 match parsed {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        cx.err(&key("client_key"), format!("{kf}: holds no PEM private key ({e})"));
+                        cx.err(
+                            &key("client_key"),
+                            format!("{kf}: holds no PEM private key ({e})"),
+                        );
                         None
                     }
                 }
@@ -183,7 +195,10 @@ fn tls(cx: &mut Ctx<'_>, t: Option<&RawUpstreamTls>, host: &str) -> Option<Upstr
     {
         Ok(b) => b.with_root_certificates(roots),
         Err(e) => {
-            cx.err(&[k("upstream"), k("tls")], format!("TLS configuration refused: {e}"));
+            cx.err(
+                &[k("upstream"), k("tls")],
+                format!("TLS configuration refused: {e}"),
+            );
             return None;
         }
     };
@@ -192,11 +207,17 @@ fn tls(cx: &mut Ctx<'_>, t: Option<&RawUpstreamTls>, host: &str) -> Option<Upstr
         Some((chain, private)) => match builder.with_client_auth_cert(chain, private) {
             Ok(c) => c,
             Err(rustls::Error::InconsistentKeys(_)) => {
-                cx.err(&key("client_key"), "does not match the certificate in client_cert");
+                cx.err(
+                    &key("client_key"),
+                    "does not match the certificate in client_cert",
+                );
                 return None;
             }
             Err(e) => {
-                cx.err(&key("client_key"), format!("cannot be used with client_cert: {e}"));
+                cx.err(
+                    &key("client_key"),
+                    format!("cannot be used with client_cert: {e}"),
+                );
                 return None;
             }
         },
@@ -217,7 +238,10 @@ fn tls(cx: &mut Ctx<'_>, t: Option<&RawUpstreamTls>, host: &str) -> Option<Upstr
 fn read(cx: &mut Ctx<'_>, key: &[Seg], rel: &str) -> Option<Vec<u8>> {
     let p = cx.path(rel);
     if p.is_dir() {
-        cx.err(key, format!("{} is a directory, not a PEM file", p.display()));
+        cx.err(
+            key,
+            format!("{} is a directory, not a PEM file", p.display()),
+        );
         return None;
     }
     match std::fs::read(&p) {
@@ -239,12 +263,195 @@ fn certs(
     match CertificateDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>() {
         Ok(v) if !v.is_empty() => Some(v),
         Ok(_) => {
-            cx.err(key, format!("{rel}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+            cx.err(
+                key,
+                format!("{rel}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            );
             None
         }
         Err(e) => {
             cx.err(key, format!("{rel}: is not valid PEM ({e})"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use crate::config::Config;
+    use std::path::PathBuf;
+
+    /// A directory with a CA, a server pair, a client pair and a second client key.
+    struct Files(PathBuf);
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn files() -> Files {
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-upstream-tls-{}",
+            crate::session::random_id(9)
+        ));
+        std::fs::create_dir_all(dir.join("a-directory.pem")).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.internal".to_owned()]).unwrap();
+        let client = rcgen::generate_simple_self_signed(vec!["gateway".to_owned()]).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        for (name, text) in [
+            ("ca.pem", ca.cert.pem()),
+            ("client.pem", client.cert.pem()),
+            ("client.key", client.signing_key.serialize_pem()),
+            ("other.key", other.serialize_pem()),
+            ("not-pem.pem", "just some text\n".to_owned()),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        Files(dir)
+    }
+
+    fn load(f: &Files, url: &str, tls: Option<&str>) -> Result<Config, String> {
+        let tls = tls
+            .map(|t| format!("tls = {{ {t} }}\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"http://127.0.0.1:8080\"\n\
+             [upstream]\nurl = \"{url}\"\n{tls}\
+             [roles.agent]\ngroups = [\"agents\"]\n[[routes]]\nprefix = \"/\"\nallow_roles = [\"agent\"]\n"
+        );
+        Config::from_str(&f.0.join("portcullis.toml"), &text).map_err(|e| e.to_string())
+    }
+
+    /// The one error of a refused config: `line: key: message` after the file name.
+    fn refused(f: &Files, url: &str, tls: &str) -> String {
+        let e = load(f, url, Some(tls)).map(|_| ()).unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let file = format!("{}:", f.0.join("portcullis.toml").display());
+        e.strip_prefix(&file)
+            .unwrap_or_else(|| panic!("{e}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn an_https_upstream_gets_a_verifying_client_for_the_url_host_or_server_name() {
+        let f = files();
+        let c = load(&f, "https://app.internal", None).unwrap();
+        assert_eq!(c.upstream.authority, "app.internal:443");
+        let tls = c.upstream.tls.unwrap();
+        assert_eq!(
+            format!("{:?}", tls.server_name),
+            "DnsName(\"app.internal\")"
+        );
+        assert_eq!(
+            tls.client.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert_eq!(tls.client_h1.alpn_protocols, [b"http/1.1".to_vec()]);
+        let c = load(&f, "https://10.0.0.7:8443/app", Some(r#"ca = "ca.pem""#)).unwrap();
+        let tls = c.upstream.tls.unwrap();
+        assert_eq!(
+            tls.server_name,
+            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([10, 0, 0, 7]).into()),
+            "an IP address is verified against an IP SAN"
+        );
+        let c = load(
+            &f,
+            "https://10.0.0.7:8443",
+            Some(r#"ca = "ca.pem", server_name = "app.internal", client_cert = "client.pem", client_key = "client.key""#),
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", c.upstream.tls.as_ref().unwrap().server_name),
+            "DnsName(\"app.internal\")"
+        );
+        assert!(c
+            .upstream
+            .tls
+            .unwrap()
+            .client
+            .client_auth_cert_resolver
+            .has_certs());
+        assert!(load(&f, "http://127.0.0.1:3000", None)
+            .unwrap()
+            .upstream
+            .tls
+            .is_none());
+    }
+
+    #[test]
+    fn check_refuses_bad_ca_cert_and_key_files_naming_line_and_key() {
+        let f = files();
+        let url = "https://app.internal";
+        for (tls, want) in [
+            (r#"ca = "missing.pem""#, "6: upstream.tls.ca: cannot read"),
+            (r#"ca = "a-directory.pem""#, "6: upstream.tls.ca: "),
+            (r#"ca = "not-pem.pem""#, "6: upstream.tls.ca: not-pem.pem: holds no PEM certificate"),
+            (r#"ca = "client.key""#, "6: upstream.tls.ca: client.key: holds no PEM certificate"),
+            (
+                r#"client_cert = "not-pem.pem", client_key = "client.key""#,
+                "6: upstream.tls.client_cert: not-pem.pem: holds no PEM certificate",
+            ),
+            (
+                r#"client_cert = "client.pem", client_key = "client.pem""#,
+                "6: upstream.tls.client_key: client.pem: holds no PEM private key",
+            ),
+            (
+                r#"client_cert = "client.pem", client_key = "missing.key""#,
+                "6: upstream.tls.client_key: cannot read",
+            ),
+            (
+                r#"client_cert = "client.pem""#,
+                "6: upstream.tls.client_cert: needs client_key as well",
+            ),
+            (
+                r#"client_key = "client.key""#,
+                "6: upstream.tls.client_key: needs client_cert as well",
+            ),
+            (
+                r#"client_cert = "client.pem", client_key = "other.key""#,
+                "6: upstream.tls.client_key: does not match the certificate in client_cert",
+            ),
+            (
+                r#"server_name = "not a name!""#,
+                "6: upstream.tls.server_name: \"not a name!\" is not a valid DNS name or IP address",
+            ),
+        ] {
+            let e = refused(&f, url, tls);
+            assert!(e.starts_with(want), "{tls}: {e}");
+        }
+        assert!(refused(&f, url, r#"ca = "a-directory.pem""#).contains("is a directory"));
+    }
+
+    #[test]
+    fn tls_on_a_plain_upstream_and_a_url_host_that_is_no_name_are_refused() {
+        let f = files();
+        let e = refused(&f, "http://127.0.0.1:3000", r#"ca = "ca.pem""#);
+        assert!(
+            e.starts_with("6: upstream.tls: is only for an https upstream"),
+            "{e}"
+        );
+        let e = load(&f, "https://bad_host!:443", None).unwrap_err();
+        assert!(
+            e.contains(": upstream.url: \"bad_host!\" is not a valid DNS name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_the_ca_file_and_never_shows_key_material() {
+        let f = files();
+        let tls = r#"ca = "ca.pem", client_cert = "client.pem", client_key = "client.key""#;
+        let a = load(&f, "https://app.internal", Some(tls)).unwrap();
+        let same = load(&f, "https://app.internal", Some(tls)).unwrap();
+        assert_eq!(format!("{:?}", a.upstream), format!("{:?}", same.upstream));
+        let rotated = rcgen::generate_simple_self_signed(vec!["ca2".to_owned()]).unwrap();
+        std::fs::write(f.0.join("ca.pem"), rotated.cert.pem()).unwrap();
+        let b = load(&f, "https://app.internal", Some(tls)).unwrap();
+        assert_ne!(format!("{:?}", a.upstream), format!("{:?}", b.upstream));
+        let key = std::fs::read_to_string(f.0.join("client.key")).unwrap();
+        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(!format!("{:?}", a).contains(&body[..20]));
     }
 }

@@ -126,9 +126,10 @@ impl TlsUpstream {
     /// Serves `leaf` with `alpn`; with `client_ca`, only clients with a certificate it signed.
     pub async fn start(leaf: &Leaf, alpn: Alpn, client_ca: Option<&TestCa>) -> TlsUpstream {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
         let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -214,6 +215,11 @@ impl TlsUpstream {
     }
 
     pub fn versions(&self) -> Vec<Version> {
-        self.requests.lock().unwrap().iter().map(|(v, _)| *v).collect()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(v, _)| *v)
+            .collect()
     }
 }
