@@ -21,6 +21,9 @@ pub enum ProxyError {
     /// (unknown CA, wrong name, expired), it refused ours, or the handshake timed out.
     #[error("upstream TLS handshake failed: {0}")]
     Tls(String),
+    /// The client's `Host` cannot be an HTTP/2 `:authority` (user info, bad syntax).
+    #[error("Host header cannot be sent upstream as :authority")]
+    BadHost,
 }
 
 /// What a client is told when a request stops: the status and fixed texts (the JSON `error`
@@ -35,7 +38,8 @@ pub struct Reply {
 }
 
 impl ProxyError {
-    /// The answer to this failure: blame the upstream (502, or 504 for a timeout).
+    /// The answer to this failure: blame the upstream (502, or 504 for a timeout), or the
+    /// client for a `Host` HTTP/2 cannot carry (400).
     pub fn reply(&self) -> Reply {
         match self {
             ProxyError::Timeout => Reply {
@@ -44,6 +48,14 @@ impl ProxyError {
                 title: "The application did not answer",
                 what: "The application behind this gateway did not answer in time.",
                 next: "Try again in a minute.",
+            },
+            // The client's fault, not the upstream's.
+            ProxyError::BadHost => Reply {
+                status: StatusCode::BAD_REQUEST,
+                code: "bad_request",
+                title: "Bad request",
+                what: "The Host header of this request is not a valid host name.",
+                next: "Check the address you used.",
             },
             ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_) | ProxyError::Tls(_) => {
                 Reply {

@@ -300,12 +300,16 @@ enum Link {
 
 /// The request as HTTP/2 sends it: the target in absolute form (`:scheme`, `:authority`
 /// from `Host`, which HTTP/2 does not carry; RFC 9113 §8.3.1).
-fn to_h2(mut req: Request<UpstreamBody>) -> Result<Request<UpstreamBody>, ProxyError> {
+fn to_h2<B>(mut req: Request<B>) -> Result<Request<B>, ProxyError> {
+    // RFC 9113 §8.3.1: no user info in :authority (an upstream could take the part after
+    // `@` as the host), and one is required.
     let authority = req
-        .headers_mut()
-        .remove(HOST)
+        .headers()
+        .get(HOST)
+        .filter(|h| !h.as_bytes().contains(&b'@'))
         .and_then(|h| hyper::http::uri::Authority::try_from(h.as_bytes()).ok())
-        .ok_or_else(|| ProxyError::Unavailable("no Host to send as :authority".into()))?;
+        .ok_or(ProxyError::BadHost)?;
+    req.headers_mut().remove(HOST);
     let mut parts = req.uri().clone().into_parts();
     parts.scheme = Some(hyper::http::uri::Scheme::HTTPS);
     parts.authority = Some(authority);
@@ -319,7 +323,7 @@ fn to_h2(mut req: Request<UpstreamBody>) -> Result<Request<UpstreamBody>, ProxyE
 }
 
 /// `to_h2` undone, for a request an HTTP/2 connection gave back unsent.
-fn to_h1(mut req: Request<UpstreamBody>) -> Request<UpstreamBody> {
+fn to_h1<B>(mut req: Request<B>) -> Request<B> {
     if let Some(a) = req.uri().authority() {
         if let Ok(h) = HeaderValue::from_str(a.as_str()) {
             req.headers_mut().insert(HOST, h);
@@ -657,6 +661,41 @@ mod tests {
             pool_max_idle: 4,
             tls: None,
         })
+    }
+
+    fn head(host: &str, target: &str) -> Request<()> {
+        Request::builder()
+            .uri(target)
+            .header(HOST, host)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_h2_request_carries_the_host_as_authority_and_converts_back() {
+        let r = to_h2(head("helpdesk.example.com:8443", "/a/b?c=d")).unwrap();
+        assert_eq!(
+            r.uri().to_string(),
+            "https://helpdesk.example.com:8443/a/b?c=d"
+        );
+        assert!(r.headers().get(HOST).is_none());
+        assert_eq!(r.version(), hyper::Version::HTTP_2);
+        let back = to_h1(r);
+        assert_eq!(back.uri().to_string(), "/a/b?c=d");
+        assert_eq!(back.headers()[HOST], "helpdesk.example.com:8443");
+        assert_eq!(back.version(), hyper::Version::HTTP_11);
+    }
+
+    #[test]
+    fn a_host_with_user_info_or_none_is_refused_for_h2_as_the_clients_error() {
+        for host in ["evil.example@helpdesk.example.com", "a b", ""] {
+            let e = to_h2(head(host, "/")).unwrap_err();
+            assert!(matches!(e, ProxyError::BadHost), "{host}: {e}");
+            assert_eq!(e.reply().status, StatusCode::BAD_REQUEST);
+        }
+        let mut no_host = head("x", "/");
+        no_host.headers_mut().remove(HOST);
+        assert!(matches!(to_h2(no_host), Err(ProxyError::BadHost)));
     }
 
     #[tokio::test]
