@@ -747,3 +747,115 @@ mod tests {
         assert!(up.pool.take().is_none());
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tls_tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use std::io::Write as _;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A CA-signed certificate for 127.0.0.1: (CA certificate, leaf chain, leaf key).
+    fn pki() -> (
+        CertificateDer<'static>,
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+    ) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        (
+            ca_cert.der().clone(),
+            vec![leaf.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pooled_tls_connection_with_late_records_its_task_has_not_read_is_not_reused() {
+        let (ca, chain, key) = pki();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        // No session tickets: this connection is pooled fresh, without a first response that
+        // would have carried them past the TLS layer (see `proxy::tls`).
+        server.send_tls13_tickets = 0;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = Arc::new(client);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = Upstream::new(UpstreamConfig {
+            scheme: "https".into(),
+            authority: listener.local_addr().unwrap().to_string(),
+            base_path: String::new(),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle: 4,
+            tls: Some(crate::config::UpstreamTls {
+                server_name: ServerName::try_from("127.0.0.1").unwrap(),
+                client: Arc::clone(&client),
+                client_h1: client,
+                fingerprint: [0; 32],
+            }),
+        });
+        let (handshaken_tx, handshaken) = mpsc::channel();
+        let (forge, forge_rx) = mpsc::channel::<()>();
+        let (forged_tx, forged) = mpsc::channel();
+        let peer = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+            }
+            handshaken_tx.send(()).unwrap();
+            forge_rx.recv().unwrap();
+            tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED")
+                .unwrap();
+            tls.flush().unwrap();
+            forged_tx.send(()).unwrap();
+            // Keeps the connection open until the test ends.
+            let _ = forge_rx.recv();
+        });
+        let Link::H1(mut pooled) = up.connect(false).await.unwrap() else {
+            panic!("the test upstream offers no h2")
+        };
+        pooled.sender.ready().await.unwrap();
+        handshaken.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        up.pool.put(pooled, Instant::now());
+        let quiet = up.pool.take();
+        assert!(quiet.is_some(), "a quiet TLS connection is reused");
+        up.pool.put(quiet.unwrap(), Instant::now());
+        // A TLS record on the idle connection: hyper's task has not run since (no await), so
+        // only the kernel knows, through the TCP socket under the TLS stream.
+        forge.send(()).unwrap();
+        forged.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            up.pool.take().is_none(),
+            "a TLS connection with unread records was reused"
+        );
+        drop(forge);
+        peer.join().unwrap();
+    }
+}
