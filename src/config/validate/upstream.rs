@@ -233,6 +233,9 @@ fn tls(cx: &mut Ctx<'_>, t: Option<&RawUpstreamTls>, host: &str) -> Option<Upstr
     })
 }
 
+/// The largest PEM file read (the web PKI's whole root set is about 250 KiB as PEM).
+const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
 /// The bytes of a PEM file named at `key`; `None` (reported) when it is missing, a directory
 /// or unreadable.
 fn read(cx: &mut Ctx<'_>, key: &[Seg], rel: &str) -> Option<Vec<u8>> {
@@ -243,6 +246,18 @@ fn read(cx: &mut Ctx<'_>, key: &[Seg], rel: &str) -> Option<Vec<u8>> {
             format!("{} is a directory, not a PEM file", p.display()),
         );
         return None;
+    }
+    // A device or pipe (`/dev/zero`) would never end; a real CA bundle is far below the cap.
+    match std::fs::metadata(&p) {
+        Ok(m) if !m.is_file() => {
+            cx.err(key, format!("{} is not a regular file", p.display()));
+            return None;
+        }
+        Ok(m) if m.len() > MAX_PEM_BYTES => {
+            cx.err(key, format!("{} is larger than {MAX_PEM_BYTES} bytes: not a PEM file of certificates or a key", p.display()));
+            return None;
+        }
+        _ => {}
     }
     match std::fs::read(&p) {
         Ok(b) => Some(b),
@@ -422,6 +437,8 @@ mod tests {
             assert!(e.starts_with(want), "{tls}: {e}");
         }
         assert!(refused(&f, url, r#"ca = "a-directory.pem""#).contains("is a directory"));
+        let e = refused(&f, url, r#"ca = "/dev/zero""#);
+        assert!(e.ends_with("/dev/zero is not a regular file"), "{e}");
     }
 
     #[test]
