@@ -453,7 +453,9 @@ impl Upstream {
         loop {
             if !upgrade {
                 if let Some(sender) = self.h2.current() {
-                    match self.send_h2(sender, req).await {
+                    // Boxed: keeps the request future small (HTTP/2 allocates per request
+                    // anyway: its stream and channels).
+                    match Box::pin(self.send_h2(sender, req)).await {
                         Ok(resp) => return Ok(resp),
                         Err(Ok(r)) if !h2_retried => {
                             h2_retried = true;

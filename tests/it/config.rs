@@ -40,7 +40,7 @@ fn an_unknown_key_names_file_line_and_key() {
     let text = MINIMAL.replace("[upstream]\n", "[upstream]\ncolour = \"blue\"\n");
     assert_eq!(
         errors_of(&text),
-        vec!["/etc/portcullis/test.toml:6: upstream.colour: unknown field `colour`, expected one of `url`, `connect_timeout`, `timeout`, `pool_idle_timeout`, `pool_max_idle`"]
+        vec!["/etc/portcullis/test.toml:6: upstream.colour: unknown field `colour`, expected one of `url`, `connect_timeout`, `timeout`, `pool_idle_timeout`, `pool_max_idle`, `tls`"]
     );
 }
 
