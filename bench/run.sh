@@ -399,15 +399,19 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
   if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 TARGETS=(direct nginx portcullis)
-[ "$UPSTREAM_TLS" != off ] && TARGETS+=(nginx-tls portcullis-tls)
-declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT)
-declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [nginx-tls]="" [portcullis-tls]="")
+# portcullis-hyper: the plain upstream through the general (hyper) path instead of the fast
+# lane, which hands a request with `Content-Length` to hyper: the path an https upstream takes.
+[ "$UPSTREAM_TLS" != off ] && TARGETS+=(portcullis-hyper nginx-tls portcullis-tls)
+declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [portcullis-hyper]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT)
+declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [portcullis-hyper]="" [nginx-tls]="" [portcullis-tls]="")
 declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)"
+  [portcullis-hyper]="portcullis (authenticated), general path, plain upstream"
   [nginx-tls]="nginx proxy, https upstream" [portcullis-tls]="portcullis (authenticated), https upstream ($UPSTREAM_TLS)")
 declare -A RPS P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
 PROXY_PID[portcullis]=$portcullis_PID
+PROXY_PID[portcullis-hyper]=$portcullis_PID
 PROXY_PID[nginx-tls]=$nginx_proxy_PID
 PROXY_PID[portcullis-tls]=$portcullis_tls_PID
 
@@ -417,6 +421,7 @@ PROXY_PID[portcullis-tls]=$portcullis_tls_PID
 wrk_run() {
   local t=$1 secs=$2 outf=$3 hdr=() pid rc=0
   [ "$t" = portcullis ] && hdr=(-H "$COOKIE")
+  [ "$t" = portcullis-hyper ] && hdr=(-H "$COOKIE" -H "Content-Length: 0")
   [ "$t" = portcullis-tls ] && hdr=(-H "$COOKIE_TLS")
   timeout -k 5 $((secs + 30)) "${PIN_WRK[@]}" \
     wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/app" >"$outf" 2>&1 &
@@ -511,6 +516,9 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     tls_ratio=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
     ngx_tls_ratio=$(awk -v a="${MED_RPS[nginx-tls]}" -v b="${MED_RPS[nginx]}" 'BEGIN { printf "%.3f", a / b }')
     tls_vs_ngx=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[nginx-tls]}" 'BEGIN { printf "%.3f", a / b }')
+    hyper_ratio=$(awk -v a="${MED_RPS[portcullis-hyper]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
+    tls_hyper=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[portcullis-hyper]}" 'BEGIN { printf "%.3f", a / b }')
+    echo "- portcullis general path / fast lane, plain upstream: $hyper_ratio; https upstream / general path plain: $tls_hyper (the https upstream always takes the general path)"
     echo "- https upstream ($UPSTREAM_TLS): portcullis https / plain **$tls_ratio**; nginx https / plain $ngx_tls_ratio; portcullis / nginx, both to the https upstream: $tls_vs_ngx (no budget: DESIGN.md §7 is about the plain path)"
   fi
   echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
