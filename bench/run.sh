@@ -10,6 +10,10 @@
 #   CPUS_WRK= CPUS_PROXY= CPUS_UPSTREAM=   optional taskset CPU lists (default: no pinning)
 #   SESSION_STORE=redis  sessions in Redis (REDIS_URL, default redis://127.0.0.1:6379/0; a key
 #                        prefix of its own, removed at the end); budget 0.80 (issue: scale-out)
+#   UPSTREAM_TLS=h2|h1  also measure an https upstream in the same run: the upstream nginx
+#                 serves TLS on UP_TLS_PORT (18083; h2: ALPN offers h2, h1: http/1.1 only), a
+#                 second portcullis (PC_TLS_PORT 18085) reaches it over TLS with its own CA file,
+#                 and nginx proxies to it too (NGX_TLS_PORT 18084, proxy_ssl, HTTP/1.1 keep-alive)
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
 #   BIN=path      (with SKIP_BUILD=1) measure that portcullis binary instead, e.g. an older build
 #                 for a before/after comparison against the same nginx
@@ -26,6 +30,10 @@ CONNECTIONS=${CONNECTIONS:-64}
 UP_PORT=${UP_PORT:-18080}
 NGX_PORT=${NGX_PORT:-18081}
 PC_PORT=${PC_PORT:-18082}
+UPSTREAM_TLS=${UPSTREAM_TLS:-off}
+UP_TLS_PORT=${UP_TLS_PORT:-18083}
+NGX_TLS_PORT=${NGX_TLS_PORT:-18084}
+PC_TLS_PORT=${PC_TLS_PORT:-18085}
 SESSION_STORE=${SESSION_STORE:-memory}
 WARMUP=1
 BUDGET=0.90
@@ -36,7 +44,8 @@ BIN=${BIN:-$ROOT/target/release/portcullis}
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
 
-for v in DURATION ROUNDS CONNECTIONS UP_PORT NGX_PORT PC_PORT; do
+case $UPSTREAM_TLS in off|h1|h2) ;; *) die "UPSTREAM_TLS must be off, h1 or h2 (got '$UPSTREAM_TLS')" ;; esac
+for v in DURATION ROUNDS CONNECTIONS UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
@@ -106,7 +115,9 @@ PIN_WRK=(); PIN_PROXY=(); PIN_UPSTREAM=()
 [ -n "$CPUS_UPSTREAM" ] && PIN_UPSTREAM=(taskset -c "$CPUS_UPSTREAM")
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$UP_PORT" "$NGX_PORT" "$PC_PORT"; do
+TLS_PORTS=()
+[ "$UPSTREAM_TLS" != off ] && TLS_PORTS=("$UP_TLS_PORT" "$NGX_TLS_PORT" "$PC_TLS_PORT")
+for p in "$UP_PORT" "$NGX_PORT" "$PC_PORT" "${TLS_PORTS[@]}"; do
   port_busy "$p" && die "port $p on 127.0.0.1 is already in use (set UP_PORT/NGX_PORT/PC_PORT)"
 done
 [ "$UP_PORT" != "$NGX_PORT" ] && [ "$UP_PORT" != "$PC_PORT" ] && [ "$NGX_PORT" != "$PC_PORT" ] ||
@@ -178,8 +189,48 @@ start_nginx() {
   wait_port "$port" "$!" "$dir/logs/error.log"
 }
 
-nginx_conf upstream "        listen 127.0.0.1:$UP_PORT;
+# With UPSTREAM_TLS the same upstream nginx also serves TLS (a test CA made by openssl; the
+# proxies trust only that CA and verify the name 127.0.0.1).
+UP_TLS_SERVER=""
+NGX_TLS_SERVER=""
+if [ "$UPSTREAM_TLS" != off ]; then
+  command -v openssl >/dev/null 2>&1 || die "UPSTREAM_TLS needs the openssl command"
+  PKI=$OUT/upstream-pki
+  mkdir -p "$PKI"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-upstream-ca \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.pem" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign >/dev/null 2>&1 || die "openssl could not make the test CA"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$PKI/upstream.key" -out "$PKI/upstream.csr" >/dev/null 2>&1 || die "openssl could not make a key"
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$PKI/ext.cnf"
+  openssl x509 -req -in "$PKI/upstream.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial -days 2 \
+    -extfile "$PKI/ext.cnf" -out "$PKI/upstream.pem" >/dev/null 2>&1 || die "openssl could not sign the upstream certificate"
+  h2=""; [ "$UPSTREAM_TLS" = h2 ] && h2=" http2"
+  UP_TLS_SERVER="    }
+    server {
+        listen 127.0.0.1:$UP_TLS_PORT ssl$h2;
+        ssl_certificate $PKI/upstream.pem;
+        ssl_certificate_key $PKI/upstream.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 10000000;
         location / { return 200 \"ok\\n\"; }"
+  NGX_TLS_SERVER="    }
+    server {
+        listen 127.0.0.1:$NGX_TLS_PORT;
+        location / {
+            proxy_pass https://upstream_tls_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $PKI/ca.pem;
+            proxy_ssl_name 127.0.0.1;
+            proxy_ssl_session_reuse on;
+        }"
+fi
+
+nginx_conf upstream "        listen 127.0.0.1:$UP_PORT;
+        location / { return 200 \"ok\\n\"; }
+$UP_TLS_SERVER"
 start_nginx upstream "$UP_PORT"
 
 nginx_conf nginx-proxy "        listen 127.0.0.1:$NGX_PORT;
@@ -187,8 +238,14 @@ nginx_conf nginx-proxy "        listen 127.0.0.1:$NGX_PORT;
             proxy_pass http://upstream_pool;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
-        }" "    upstream upstream_pool {
+        }
+$NGX_TLS_SERVER" "    upstream upstream_pool {
         server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    upstream upstream_tls_pool {
+        server 127.0.0.1:$UP_TLS_PORT;
         keepalive 64;
         keepalive_requests 10000000;
     }"
@@ -198,12 +255,20 @@ body=$(curl -s --max-time 5 "http://127.0.0.1:$UP_PORT/app") || die "upstream ng
 [ "$body" = ok ] || die "upstream nginx answered '$body' instead of 'ok'"
 body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_PORT/app") || die "nginx proxy does not answer"
 [ "$body" = ok ] || die "nginx proxy answered '$body' instead of 'ok'"
+if [ "$UPSTREAM_TLS" != off ]; then
+  body=$(curl -s --max-time 5 --cacert "$PKI/ca.pem" "https://127.0.0.1:$UP_TLS_PORT/app") || die "upstream nginx does not answer over TLS"
+  [ "$body" = ok ] || die "upstream nginx answered '$body' over TLS instead of 'ok'"
+  body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_TLS_PORT/app") || die "nginx TLS proxy does not answer"
+  [ "$body" = ok ] || die "nginx TLS proxy answered '$body' instead of 'ok'"
+fi
 
 # ---------------------------------------------------------------- portcullis
-CONFIG=$OUT/portcullis.toml
-cat >"$CONFIG" <<EOF
+# pc_config FILE PORT UPSTREAM_LINES: the portcullis config (both instances share the user
+# database and the assertion key).
+pc_config() {
+cat >"$1" <<EOF
 [server]
-listen = "127.0.0.1:$PC_PORT"
+listen = "127.0.0.1:$2"
 public_url = "http://127.0.0.1:$PC_PORT"
 default_login = "native"
 workers = 1
@@ -211,7 +276,7 @@ access_log = false
 signing_key = "assertion.p8"
 
 [upstream]
-url = "http://127.0.0.1:$UP_PORT"
+$3
 
 [session]
 idle_timeout = "30m"
@@ -231,6 +296,9 @@ require_mfa = false
 prefix = "/"
 allow_roles = ["end_user"]
 EOF
+}
+CONFIG=$OUT/portcullis.toml
+pc_config "$CONFIG" "$PC_PORT" "url = \"http://127.0.0.1:$UP_PORT\""
 check=$("$BIN" check --config "$CONFIG" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG"; }
 [ "$(printf '%s\n' "$check" | tail -n 1)" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
 
@@ -245,10 +313,23 @@ fi
 PIDS+=($!)
 portcullis_PID=$!
 wait_port "$PC_PORT" "$portcullis_PID" "$OUT/portcullis.log"
+portcullis_tls_PID=""
+if [ "$UPSTREAM_TLS" != off ]; then
+  CONFIG_TLS=$OUT/portcullis-tls.toml
+  pc_config "$CONFIG_TLS" "$PC_TLS_PORT" "url = \"https://127.0.0.1:$UP_TLS_PORT\"
+tls = { ca = \"$PKI/ca.pem\" }"
+  check=$("$BIN" check --config "$CONFIG_TLS" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG_TLS"; }
+  "${PIN_PROXY[@]}" "$BIN" run --config "$CONFIG_TLS" >"$OUT/portcullis-tls.log" 2>&1 &
+  PIDS+=($!)
+  portcullis_tls_PID=$!
+  wait_port "$PC_TLS_PORT" "$portcullis_tls_PID" "$OUT/portcullis-tls.log"
+fi
 
 # ---------------------------------------------------------------- native login
-PC=http://127.0.0.1:$PC_PORT
-JAR=$OUT/cookies.txt
+# login PORT: signs 'bench' in on the portcullis at PORT; prints the session cookie header.
+login() {
+PC=http://127.0.0.1:$1
+JAR=$OUT/cookies-$1.txt
 form=$(curl -s --max-time 10 -c "$JAR" -b "$JAR" "$PC/normal") || die "step 'GET /normal' failed (curl error)"
 csrf=$(printf '%s' "$form" | sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -n 1)
 if [ -z "$csrf" ]; then
@@ -266,13 +347,18 @@ fi
 # Netscape jar: 6th column name, 7th value; HttpOnly cookies start with '#HttpOnly_'.
 session=$(awk -F'\t' '$6 == "portcullis" { v = $7 } END { print v }' "$JAR")
 [ -n "$session" ] || { cat "$JAR" >&2; die "no 'portcullis' session cookie after login (jar above)"; }
-COOKIE="Cookie: portcullis=$session"
+local cookie="Cookie: portcullis=$session"
 
-status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "$COOKIE" "$PC/app")
-[ "$status" = 200 ] || die "GET /app with the session cookie answered $status instead of 200"
+status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "$cookie" "$PC/app")
+[ "$status" = 200 ] || die "GET /app with the session cookie answered $status instead of 200 (port $1)"
 status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "$PC/app")
-[ "$status" = 401 ] || die "GET /app without a session answered $status instead of 401"
-log "login ok: authenticated GET /app -> 200, anonymous -> 401"
+[ "$status" = 401 ] || die "GET /app without a session answered $status instead of 401 (port $1)"
+log "login ok on port $1: authenticated GET /app -> 200, anonymous -> 401"
+printf '%s' "$cookie"
+}
+COOKIE=$(login "$PC_PORT")
+COOKIE_TLS=""
+if [ "$UPSTREAM_TLS" != off ]; then COOKIE_TLS=$(login "$PC_TLS_PORT"); fi
 
 # ---------------------------------------------------------------- measuring
 # cpu_ticks PID: utime+stime of the process (all threads) and its direct children, in ticks.
@@ -291,7 +377,9 @@ TICKS=$(getconf CLK_TCK)
 own_ticks() {
   local stat f
   stat=$(cat /proc/$$/stat); read -r -a f <<<"${stat##*) }"
-  echo $(( f[13] + f[14] + $(cpu_ticks "$upstream_PID") + $(cpu_ticks "$nginx_proxy_PID") + $(cpu_ticks "$portcullis_PID") ))
+  local tls=0
+  [ -n "$portcullis_tls_PID" ] && tls=$(cpu_ticks "$portcullis_tls_PID")
+  echo $(( f[13] + f[14] + $(cpu_ticks "$upstream_PID") + $(cpu_ticks "$nginx_proxy_PID") + $(cpu_ticks "$portcullis_PID") + tls ))
 }
 # busy_ticks: user + nice + system + steal of the whole machine (irq/softirq left out: the
 # kernel does not charge them to processes, so they cannot be split between us and others).
@@ -311,13 +399,21 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
   if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 TARGETS=(direct nginx portcullis)
-declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT)
-declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="")
-declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)")
+# portcullis-hyper: the plain upstream through the general (hyper) path instead of the fast
+# lane, which hands a request with `Content-Length` to hyper: the path an https upstream takes.
+[ "$UPSTREAM_TLS" != off ] && TARGETS+=(portcullis-hyper nginx-tls portcullis-tls)
+declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [portcullis-hyper]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT)
+declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [portcullis-hyper]="" [nginx-tls]="" [portcullis-tls]="")
+declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)"
+  [portcullis-hyper]="portcullis (authenticated), general path, plain upstream"
+  [nginx-tls]="nginx proxy, https upstream" [portcullis-tls]="portcullis (authenticated), https upstream ($UPSTREAM_TLS)")
 declare -A RPS P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
 PROXY_PID[portcullis]=$portcullis_PID
+PROXY_PID[portcullis-hyper]=$portcullis_PID
+PROXY_PID[nginx-tls]=$nginx_proxy_PID
+PROXY_PID[portcullis-tls]=$portcullis_tls_PID
 
 # wrk_run TARGET SECONDS OUTFILE
 # wrk runs in the background and the script `wait`s for it: wrk catches SIGINT and exits 0,
@@ -325,6 +421,8 @@ PROXY_PID[portcullis]=$portcullis_PID
 wrk_run() {
   local t=$1 secs=$2 outf=$3 hdr=() pid rc=0
   [ "$t" = portcullis ] && hdr=(-H "$COOKIE")
+  [ "$t" = portcullis-hyper ] && hdr=(-H "$COOKIE" -H "Content-Length: 0")
+  [ "$t" = portcullis-tls ] && hdr=(-H "$COOKIE_TLS")
   timeout -k 5 $((secs + 30)) "${PIN_WRK[@]}" \
     wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/app" >"$outf" 2>&1 &
   pid=$!
@@ -414,6 +512,15 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "**portcullis / nginx (median req/s): $ratio** — budget ≥ $BUDGET (DESIGN.md §7): **$verdict**"
   echo
   echo "- per-round ratios: ${round_ratios[*]}"
+  if [ "$UPSTREAM_TLS" != off ]; then
+    tls_ratio=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
+    ngx_tls_ratio=$(awk -v a="${MED_RPS[nginx-tls]}" -v b="${MED_RPS[nginx]}" 'BEGIN { printf "%.3f", a / b }')
+    tls_vs_ngx=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[nginx-tls]}" 'BEGIN { printf "%.3f", a / b }')
+    hyper_ratio=$(awk -v a="${MED_RPS[portcullis-hyper]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
+    tls_hyper=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[portcullis-hyper]}" 'BEGIN { printf "%.3f", a / b }')
+    echo "- portcullis general path / fast lane, plain upstream: $hyper_ratio; https upstream / general path plain: $tls_hyper (the https upstream always takes the general path)"
+    echo "- https upstream ($UPSTREAM_TLS): portcullis https / plain **$tls_ratio**; nginx https / plain $ngx_tls_ratio; portcullis / nginx, both to the https upstream: $tls_vs_ngx (no budget: DESIGN.md §7 is about the plain path)"
+  fi
   echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
   if [ "$max_other" -gt 10 ]; then
     echo "- **warning:** other processes used up to ${max_other}% of the machine's CPU during a run: these numbers are disturbed; run again on a quiet machine."

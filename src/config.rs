@@ -38,5 +38,5 @@ pub use model::{
     LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
     NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
     Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
-    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

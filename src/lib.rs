@@ -31,7 +31,8 @@
 //! * `mfa`      — second factors: TOTP, recovery codes, email codes, QR rendering.
 //! * `idp`      — IdP connectors: OIDC discovery and keys, SAML metadata, their HTTP client.
 //! * `proxy`    — path normalisation, header hygiene, the `ForwardPlan` both lanes write,
-//!   upstream forwarding (hyper, and the lane's raw HTTP/1.1), pools, websockets, `ProxyError`.
+//!   upstream forwarding (hyper, and the lane's raw HTTP/1.1), pools, websockets, TLS to an
+//!   https upstream (verified rustls, h2 or http/1.1 by ALPN), `ProxyError`.
 //! * `session`  — the `Session` model, cookies, `SessionStore` (memory and Redis), IdP links.
 //! * `storage`  — `UserStore` (one sqlx implementation for SQLite and PostgreSQL), sealing.
 //! * `assertion`— the signed `X-Portcullis-Assertion` JWT and its JWKS.

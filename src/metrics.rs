@@ -120,6 +120,8 @@ pub struct Metrics {
     refused_per_ip: AtomicU64,
     /// Connections cut because a response write stalled past `send_timeout`.
     send_timeouts: AtomicU64,
+    /// Requests answered 502 because the TLS handshake with an https upstream failed.
+    upstream_tls_failures: AtomicU64,
     /// HTTP/1.1 connections the fast lane handed to hyper (`server::fast`).
     handoffs: AtomicU64,
     /// Live reloads (`server::reload`): [applied, refused].
@@ -210,6 +212,12 @@ impl Metrics {
     /// A connection cut because the client stopped reading.
     pub fn send_timeout(&self) {
         bump(&self.send_timeouts);
+    }
+
+    /// A request answered 502: the https upstream's certificate did not verify, or its
+    /// handshake failed.
+    pub fn upstream_tls_failure(&self) {
+        bump(&self.upstream_tls_failures);
     }
 
     /// An HTTP/1.1 connection the fast lane handed to the general path.
@@ -403,6 +411,16 @@ impl Metrics {
             o,
             "portcullis_send_timeouts_total {}",
             get(&self.send_timeouts)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_upstream_tls_failures_total Requests refused (502) because the TLS handshake with the upstream failed."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_upstream_tls_failures_total counter");
+        let _ = writeln!(
+            o,
+            "portcullis_upstream_tls_failures_total {}",
+            get(&self.upstream_tls_failures)
         );
         let _ = writeln!(
             o,

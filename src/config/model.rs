@@ -91,7 +91,7 @@ pub struct TlsFiles {
 
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
-    /// `http` only in this build.
+    /// `http` or `https` (then `tls` is set).
     pub scheme: String,
     /// `host:port` of the upstream.
     pub authority: String,
@@ -101,6 +101,34 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
+    /// Set exactly when `scheme` is `https`: how the upstream's certificate is verified.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS to an https upstream (DESIGN.md §9), read from the files at load: the certificate and
+/// the name are always verified (there is no setting that turns either off).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// Verified against the certificate and sent as SNI: `server_name`, else the URL's host.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// ALPN `h2`, `http/1.1`: requests.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+    /// ALPN `http/1.1` only: WebSocket upgrades, which HTTP/2 cannot carry here.
+    pub client_h1: std::sync::Arc<rustls::ClientConfig>,
+    /// SHA-256 over the name and the files' contents: a reload that changed any of them (a
+    /// rotated CA or client certificate) makes a new upstream client; an unchanged one keeps
+    /// its pool.
+    pub fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    /// The name and the fingerprint only: never the key, and reload compares this text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -85,6 +85,17 @@ pub struct RawUpstream {
     pub timeout: Option<Dur>,
     pub pool_idle_timeout: Option<Dur>,
     pub pool_max_idle: Option<usize>,
+    pub tls: Option<RawUpstreamTls>,
+}
+
+/// `upstream.tls`: every key optional (web PKI roots and the URL's host by default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca: Option<String>,
+    pub server_name: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,8 @@
 //! | `document.rs`| text → `RawConfig`: `${ENV}` in every string, every refused key reported |
 //! | `ctx.rs`     | the context: errors, warnings, placeholders, paths, files, secrets |
 //! | `files.rs`   | what `run` reads at start: signing key, user store, SMTP, Redis URL |
-//! | `server.rs`  | `[server]`, `[upstream]`, `[admin]`        |
+//! | `server.rs`  | `[server]`, `[admin]`                      |
+//! | `upstream.rs`| `[upstream]` and its TLS files             |
 //! | `stores.rs`  | `[session]`, `[storage]`                   |
 //! | `routes.rs`  | `[roles]`, login targets, `[[routes]]`     |
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
@@ -36,6 +37,7 @@ mod routes;
 mod safety;
 mod server;
 mod stores;
+mod upstream;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locator;
@@ -145,7 +147,7 @@ fn validate(
 fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let s = &raw.server;
     let srv = server::server(cx, s);
-    let upstream = server::upstream(cx, &raw.upstream);
+    let upstream = upstream::upstream(cx, &raw.upstream);
     let admin = server::admin(cx, raw.admin.as_ref(), srv.listen);
     let session = stores::session(cx, &raw.session);
     let roles = routes::roles(cx, &raw.roles);

@@ -184,6 +184,7 @@ pub fn answer(gw: &Gateway, e: GatewayError, html: bool) -> Answer {
     match &e {
         GatewayError::Store(_) => gw.metrics.store_error(),
         GatewayError::Panicked(_) => gw.metrics.panic(),
+        GatewayError::Upstream(ProxyError::Tls(_)) => gw.metrics.upstream_tls_failure(),
         _ => {}
     }
     let Reply {

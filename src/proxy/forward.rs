@@ -6,6 +6,10 @@
 //! 502 and its connection is closed. A connection goes back to the pool only after a complete
 //! response (never after a HEAD, whose announced body a faulty upstream may still send), and is
 //! taken again only if nothing arrived on it meanwhile (`idle::IdlePool::take`).
+//! An https upstream (`proxy::tls`) that picks `h2` by ALPN gets one shared, multiplexed
+//! HTTP/2 connection instead of the HTTP/1.1 pool (stream ids, not order, tie a response to
+//! its request there); a WebSocket handshake always goes over an HTTP/1.1 connection (one
+//! that offers only `http/1.1` when a new one is needed).
 
 use super::error::ProxyError;
 use crate::config::UpstreamConfig;
@@ -13,10 +17,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2;
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -250,16 +256,99 @@ pub struct Upstream {
     pub lane: Arc<super::h1::Lane>,
     /// `Host` for requests that came without one.
     host: Option<HeaderValue>,
+    /// The shared HTTP/2 connection, when an https upstream chose `h2`.
+    h2: Arc<SharedH2>,
     pub config: UpstreamConfig,
+}
+
+/// One HTTP/2 connection that every request shares (DESIGN.md §9: multiplexed, not pooled).
+#[derive(Default)]
+struct SharedH2 {
+    sender: std::sync::Mutex<Option<http2::SendRequest<UpstreamBody>>>,
+    /// Held while a new connection is made, so a burst of requests opens one, not one each.
+    connecting: tokio::sync::Mutex<()>,
+    /// The last new connection was HTTP/1.1: new ones are made without waiting for others.
+    speaks_h1: AtomicBool,
+}
+
+impl SharedH2 {
+    /// The shared sender while its connection is open (cheap clone).
+    fn current(&self) -> Option<http2::SendRequest<UpstreamBody>> {
+        let mut s = self.sender.lock().ok()?;
+        match &*s {
+            Some(x) if !x.is_closed() => Some(x.clone()),
+            Some(_) => {
+                *s = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set(&self, sender: http2::SendRequest<UpstreamBody>) {
+        if let Ok(mut s) = self.sender.lock() {
+            *s = Some(sender);
+        }
+    }
+}
+
+/// A new connection: HTTP/1.1 (plain, or TLS without `h2`) or HTTP/2 (TLS with `h2`).
+enum Link {
+    H1(Pooled),
+    H2(http2::SendRequest<UpstreamBody>),
+}
+
+/// The request as HTTP/2 sends it: the target in absolute form (`:scheme`, `:authority`
+/// from `Host`, which HTTP/2 does not carry; RFC 9113 §8.3.1).
+fn to_h2<B>(mut req: Request<B>) -> Result<Request<B>, ProxyError> {
+    // RFC 9113 §8.3.1: no user info in :authority (an upstream could take the part after
+    // `@` as the host), and one is required.
+    let authority = req
+        .headers()
+        .get(HOST)
+        .filter(|h| !h.as_bytes().contains(&b'@'))
+        .and_then(|h| hyper::http::uri::Authority::try_from(h.as_bytes()).ok())
+        .ok_or(ProxyError::BadHost)?;
+    req.headers_mut().remove(HOST);
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(hyper::http::uri::Scheme::HTTPS);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = hyper::Uri::from_parts(parts)
+        .map_err(|e| ProxyError::Unavailable(format!("h2 target: {e}")))?;
+    *req.version_mut() = hyper::Version::HTTP_2;
+    Ok(req)
+}
+
+/// `to_h2` undone, for a request an HTTP/2 connection gave back unsent.
+fn to_h1<B>(mut req: Request<B>) -> Request<B> {
+    if let Some(a) = req.uri().authority() {
+        if let Ok(h) = HeaderValue::from_str(a.as_str()) {
+            req.headers_mut().insert(HOST, h);
+        }
+    }
+    let pq = req.uri().path_and_query().cloned();
+    if let Some(pq) = pq {
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = hyper::Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+    *req.version_mut() = hyper::Version::HTTP_11;
+    req
 }
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Self {
         let pool = Pool::new(config.pool_max_idle, config.pool_idle_timeout);
+        let default_port = if config.tls.is_some() { ":443" } else { ":80" };
         let host = HeaderValue::from_str(
             config
                 .authority
-                .strip_suffix(":80")
+                .strip_suffix(default_port)
                 .unwrap_or(&config.authority),
         )
         .ok();
@@ -267,18 +356,47 @@ impl Upstream {
             pool,
             lane: super::h1::Lane::new(&config),
             host,
+            h2: Arc::default(),
             config,
         }
     }
 
-    /// Opens a new connection to the upstream.
-    async fn connect(&self) -> Result<Pooled, ProxyError> {
+    /// Opens a new connection to the upstream: plain, or TLS (verified; HTTP/2 when the
+    /// upstream picks it, unless `upgrade` asks for HTTP/1.1 only).
+    async fn connect(&self, upgrade: bool) -> Result<Link, ProxyError> {
         let unavailable = |e: &dyn std::error::Error| ProxyError::Unavailable(error_chain(e));
-        let stream =
-            super::idle::connect(&self.config.authority, self.config.connect_timeout).await?;
-        let (io, socket) = super::idle::SharedSocket::new(stream);
+        self.pool.start_reaper();
+        let Some(tls) = &self.config.tls else {
+            let stream =
+                super::idle::connect(&self.config.authority, self.config.connect_timeout).await?;
+            let (io, socket) = super::idle::SharedSocket::new(stream);
+            let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| unavailable(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            });
+            return Ok(Link::H1(Pooled { sender, socket }));
+        };
+        let c = super::tls::connect(&self.config, tls, upgrade).await?;
+        self.h2.speaks_h1.store(!c.h2, Ordering::Relaxed);
+        if c.h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(c.stream))
+                .await
+                .map_err(|e| unavailable(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended");
+                }
+            });
+            return Ok(Link::H2(sender));
+        }
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(io))
+            .handshake(TokioIo::new(c.stream))
             .await
             .map_err(|e| unavailable(&e))?;
         tokio::spawn(async move {
@@ -286,8 +404,31 @@ impl Upstream {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        self.pool.start_reaper();
-        Ok(Pooled { sender, socket })
+        Ok(Link::H1(Pooled {
+            sender,
+            socket: c.socket,
+        }))
+    }
+
+    /// Sends on the shared HTTP/2 connection; gives the request back when that connection
+    /// closed before taking it (`Err(Some)`), to go on a new one.
+    async fn send_h2(
+        &self,
+        mut sender: http2::SendRequest<UpstreamBody>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, Result<Request<UpstreamBody>, ProxyError>> {
+        let req = to_h2(req).map_err(Err)?;
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(resp.map(|inner| ResponseBody {
+                inner,
+                conn: None,
+                ended: false,
+            })),
+            Err(mut e) => match e.take_message() {
+                Some(r) => Err(Ok(to_h1(r))),
+                None => Err(Err(ProxyError::Unavailable(error_chain(&e.into_error())))),
+            },
+        }
     }
 
     /// Sends on a pooled connection (or a new one); a request that a pooled connection
@@ -302,14 +443,60 @@ impl Upstream {
                 req.headers_mut().insert(HOST, h.clone());
             }
         }
+        // A WebSocket handshake (the only request sent with `reuse` off) needs HTTP/1.1.
+        let upgrade = !reuse;
         // A HEAD response announces a body it does not carry; a faulty upstream that sends it
         // anyway, a moment later, must not have it read as the next request's response.
         let reuse = reuse && req.method() != hyper::Method::HEAD;
+        // A request an HTTP/2 connection gave back goes on once more, on a new connection.
+        let mut h2_retried = false;
         loop {
+            if !upgrade {
+                if let Some(sender) = self.h2.current() {
+                    // Boxed: keeps the request future small (HTTP/2 allocates per request
+                    // anyway: its stream and channels).
+                    match Box::pin(self.send_h2(sender, req)).await {
+                        Ok(resp) => return Ok(resp),
+                        Err(Ok(r)) if !h2_retried => {
+                            h2_retried = true;
+                            req = r;
+                            continue;
+                        }
+                        Err(Ok(_)) => {
+                            return Err(ProxyError::Unavailable(
+                                "upstream h2 connection closed before the request went".into(),
+                            ))
+                        }
+                        Err(Err(e)) => return Err(e),
+                    }
+                }
+            }
             let (mut upstream, pooled) = match self.pool.take() {
                 Some(s) => (s, true),
-                // Boxed: connecting is rare (the pool is warm) and its future is large.
-                None => (Box::pin(self.connect()).await?, false),
+                None => {
+                    // A new connection to an upstream that may speak HTTP/2: one at a time,
+                    // and the first one made serves everyone waiting.
+                    let _one = if !upgrade
+                        && self.config.tls.is_some()
+                        && !self.h2.speaks_h1.load(Ordering::Relaxed)
+                    {
+                        let guard = self.h2.connecting.lock().await;
+                        if self.h2.current().is_some() {
+                            continue;
+                        }
+                        Some(guard)
+                    } else {
+                        None
+                    };
+                    // Boxed: connecting is rare (the pool is warm) and its future is large.
+                    match Box::pin(self.connect(upgrade)).await? {
+                        Link::H1(p) => (p, false),
+                        Link::H2(sender) => {
+                            self.h2.set(sender);
+                            continue;
+                        }
+                    }
+                }
             };
             match upstream.sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -460,7 +647,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -474,7 +661,43 @@ mod tests {
             timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle: 4,
+            tls: None,
         })
+    }
+
+    fn head(host: &str, target: &str) -> Request<()> {
+        Request::builder()
+            .uri(target)
+            .header(HOST, host)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_h2_request_carries_the_host_as_authority_and_converts_back() {
+        let r = to_h2(head("helpdesk.example.com:8443", "/a/b?c=d")).unwrap();
+        assert_eq!(
+            r.uri().to_string(),
+            "https://helpdesk.example.com:8443/a/b?c=d"
+        );
+        assert!(r.headers().get(HOST).is_none());
+        assert_eq!(r.version(), hyper::Version::HTTP_2);
+        let back = to_h1(r);
+        assert_eq!(back.uri().to_string(), "/a/b?c=d");
+        assert_eq!(back.headers()[HOST], "helpdesk.example.com:8443");
+        assert_eq!(back.version(), hyper::Version::HTTP_11);
+    }
+
+    #[test]
+    fn a_host_with_user_info_or_none_is_refused_for_h2_as_the_clients_error() {
+        for host in ["evil.example@helpdesk.example.com", "a b", ""] {
+            let e = to_h2(head(host, "/")).unwrap_err();
+            assert!(matches!(e, ProxyError::BadHost), "{host}: {e}");
+            assert_eq!(e.reply().status, StatusCode::BAD_REQUEST);
+        }
+        let mut no_host = head("x", "/");
+        no_host.headers_mut().remove(HOST);
+        assert!(matches!(to_h2(no_host), Err(ProxyError::BadHost)));
     }
 
     #[tokio::test]
@@ -482,7 +705,9 @@ mod tests {
         use std::io::Write as _;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let up = upstream_to(listener.local_addr().unwrap());
-        let mut pooled = up.connect().await.unwrap();
+        let Link::H1(mut pooled) = up.connect(false).await.unwrap() else {
+            panic!("plain upstreams speak HTTP/1.1")
+        };
         let (mut peer, _) = listener.accept().unwrap();
         // hyper's connection task runs once and waits for a request (reading, as idle).
         pooled.sender.ready().await.unwrap();
@@ -504,7 +729,9 @@ mod tests {
         use std::io::{Read as _, Write as _};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let up = upstream_to(listener.local_addr().unwrap());
-        let pooled = up.connect().await.unwrap();
+        let Link::H1(pooled) = up.connect(false).await.unwrap() else {
+            panic!("plain upstreams speak HTTP/1.1")
+        };
         let (mut peer, _) = listener.accept().unwrap();
         up.pool.put(pooled, Instant::now());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -520,5 +747,117 @@ mod tests {
             "the connection was closed"
         );
         assert!(up.pool.take().is_none());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tls_tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use std::io::Write as _;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A CA-signed certificate for 127.0.0.1: (CA certificate, leaf chain, leaf key).
+    fn pki() -> (
+        CertificateDer<'static>,
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+    ) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        (
+            ca_cert.der().clone(),
+            vec![leaf.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pooled_tls_connection_with_late_records_its_task_has_not_read_is_not_reused() {
+        let (ca, chain, key) = pki();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        // No session tickets: this connection is pooled fresh, without a first response that
+        // would have carried them past the TLS layer (see `proxy::tls`).
+        server.send_tls13_tickets = 0;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = Arc::new(client);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = Upstream::new(UpstreamConfig {
+            scheme: "https".into(),
+            authority: listener.local_addr().unwrap().to_string(),
+            base_path: String::new(),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle: 4,
+            tls: Some(crate::config::UpstreamTls {
+                server_name: ServerName::try_from("127.0.0.1").unwrap(),
+                client: Arc::clone(&client),
+                client_h1: client,
+                fingerprint: [0; 32],
+            }),
+        });
+        let (handshaken_tx, handshaken) = mpsc::channel();
+        let (forge, forge_rx) = mpsc::channel::<()>();
+        let (forged_tx, forged) = mpsc::channel();
+        let peer = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+            }
+            handshaken_tx.send(()).unwrap();
+            forge_rx.recv().unwrap();
+            tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED")
+                .unwrap();
+            tls.flush().unwrap();
+            forged_tx.send(()).unwrap();
+            // Keeps the connection open until the test ends.
+            let _ = forge_rx.recv();
+        });
+        let Link::H1(mut pooled) = up.connect(false).await.unwrap() else {
+            panic!("the test upstream offers no h2")
+        };
+        pooled.sender.ready().await.unwrap();
+        handshaken.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        up.pool.put(pooled, Instant::now());
+        let quiet = up.pool.take();
+        assert!(quiet.is_some(), "a quiet TLS connection is reused");
+        up.pool.put(quiet.unwrap(), Instant::now());
+        // A TLS record on the idle connection: hyper's task has not run since (no await), so
+        // only the kernel knows, through the TCP socket under the TLS stream.
+        forge.send(()).unwrap();
+        forged.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            up.pool.take().is_none(),
+            "a TLS connection with unread records was reused"
+        );
+        drop(forge);
+        peer.join().unwrap();
     }
 }

@@ -107,6 +107,9 @@ pub struct Lane {
     authority: String,
     connect_timeout: Duration,
     timeout: Duration,
+    /// False for an https upstream, which the lane never connects to (`server::fast` hands
+    /// its requests to hyper): fail closed rather than send a request in clear.
+    plain: bool,
 }
 
 impl Lane {
@@ -116,6 +119,7 @@ impl Lane {
             authority: config.authority.clone(),
             connect_timeout: config.connect_timeout,
             timeout: config.timeout,
+            plain: config.tls.is_none(),
         })
     }
 
@@ -129,6 +133,9 @@ impl Lane {
     }
 
     async fn connect(&self) -> Result<RawConn, ProxyError> {
+        if !self.plain {
+            return Err(ProxyError::Unavailable("fast lane: https upstream".into()));
+        }
         let io = super::idle::connect(&self.authority, self.connect_timeout).await?;
         self.pool.start_reaper();
         Ok(RawConn {

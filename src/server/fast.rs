@@ -182,6 +182,11 @@ where
         // from the next request on, on a keep-alive connection too.
         live.refresh(&mut held);
         let gw = &held.gateway;
+        // An https upstream is hyper's (TLS, HTTP/2 by ALPN): the lane writes plain HTTP/1.1
+        // to a TCP socket. Checked per request, as a reload may have switched the upstream.
+        if gw.upstream.config.tls.is_some() {
+            handoff!();
+        }
         let started = Instant::now();
 
         // Phase: classify (as the router and `gateway::proxy`); gateway paths and login go

@@ -342,6 +342,9 @@ async fn serve(
                     }
                 }};
             }
+            // An https upstream is served by hyper's client only (`fast` checks again per
+            // request, after a reload).
+            let lane = kind == Listener::Public && gw.upstream.config.tls.is_none();
             match acceptor {
                 Some(acc) => {
                     let hs =
@@ -360,9 +363,9 @@ async fn serve(
                     };
                     // HTTP/1.1 requests go to the fast lane first; HTTP/2 straight to hyper.
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    serve_io!(tls_stream, kind == Listener::Public && !h2);
+                    serve_io!(tls_stream, lane && !h2);
                 }
-                None => serve_io!(stream, kind == Listener::Public),
+                None => serve_io!(stream, lane),
             }
         });
     }

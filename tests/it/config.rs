@@ -41,7 +41,7 @@ fn an_unknown_key_names_file_line_and_key() {
     let text = MINIMAL.replace("[upstream]\n", "[upstream]\ncolour = \"blue\"\n");
     assert_eq!(
         errors_of(&text),
-        vec!["/etc/portcullis/test.toml:6: upstream.colour: unknown key \"colour\" in [upstream]; the keys here are url, connect_timeout, timeout, pool_idle_timeout, pool_max_idle"]
+        vec!["/etc/portcullis/test.toml:6: upstream.colour: unknown key \"colour\" in [upstream]; the keys here are url, connect_timeout, timeout, pool_idle_timeout, pool_max_idle, tls"]
     );
 }
 
@@ -177,6 +177,36 @@ fn check_and_run_print_the_same_errors_and_exit_1() {
         "run must print the check errors first:\n{run_err}"
     );
     assert!(run_err.contains("refusing to start"));
+}
+
+#[test]
+fn check_and_run_refuse_an_upstream_client_key_that_does_not_match_its_certificate() {
+    let dir = TempDir::new("cfgtls");
+    let cert = rcgen::generate_simple_self_signed(vec!["gateway".to_owned()]).unwrap();
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.path().join("client.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("other.key"), other.serialize_pem()).unwrap();
+    let p = dir.path().join("tls.toml");
+    std::fs::write(
+        &p,
+        MINIMAL.replace(
+            "url = \"http://127.0.0.1:3000\"\n",
+            "url = \"https://127.0.0.1:3000\"\ntls = { client_cert = \"client.pem\", client_key = \"other.key\" }\n",
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let want = "tls.toml:7: upstream.tls.client_key: does not match the certificate in client_cert";
+    for cmd in ["check", "run"] {
+        let out = Command::new(bin)
+            .args([cmd, "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{cmd}: {err}");
+    }
 }
 
 #[test]

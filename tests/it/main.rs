@@ -34,3 +34,4 @@ mod reload;
 mod saml;
 mod scale;
 mod support;
+mod upstream_tls;

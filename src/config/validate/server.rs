@@ -1,14 +1,14 @@
 //! The listener sections: `[server]` (public URL, TLS, HSTS, trusted proxies, the reserved
-//! prefix, limits and timeouts, the assertion signing key), `[upstream]` (plain http in this
-//! build) and `[admin]` (its own address, bearer tokens as SHA-256 hashes).
+//! prefix, limits and timeouts, the assertion signing key) and `[admin]` (its own address,
+//! bearer tokens as SHA-256 hashes). `[upstream]` is `upstream.rs`.
 
 use super::ctx::{i, is_clean_path, k, Ctx};
 use crate::config::ipnet::IpNet;
 use crate::config::locate::Seg;
 use crate::config::model::{
-    AdminConfig, AdminTokenHash, LoginTarget, Scope, Scopes, ServerConfig, TlsFiles, UpstreamConfig,
+    AdminConfig, AdminTokenHash, LoginTarget, Scope, Scopes, ServerConfig, TlsFiles,
 };
-use crate::config::raw::{RawAdmin, RawServer, RawUpstream};
+use crate::config::raw::{RawAdmin, RawServer};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -187,48 +187,6 @@ pub(super) fn check_timeouts(cx: &mut Ctx<'_>, s: &RawServer) {
         if d.is_some_and(|d| d.0.is_zero()) {
             cx.err(&[k("server"), k(key)], "must be above zero");
         }
-    }
-}
-
-/// `[upstream]`: plain http in this build (TLS to the upstream would need a client TLS config).
-pub(super) fn upstream(cx: &mut Ctx<'_>, u: &RawUpstream) -> UpstreamConfig {
-    let up_path = [k("upstream"), k("url")];
-    let (scheme, authority, base_path) = match u.url.split_once("://") {
-        Some(("http", rest)) => {
-            let (auth, path) = rest.find('/').map_or((rest, ""), |i| {
-                (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or(""))
-            });
-            if auth.is_empty() || auth.contains('@') || path.contains('?') || path.contains('#') {
-                cx.err(&up_path, "must be a URL like \"http://127.0.0.1:3000\"");
-            }
-            let auth = if auth.contains(':') && !auth.ends_with(']') {
-                auth.to_owned()
-            } else {
-                format!("{auth}:80")
-            };
-            (
-                "http".to_owned(),
-                auth,
-                path.trim_end_matches('/').to_owned(),
-            )
-        }
-        Some(("https", _)) => {
-            cx.unsupported(&up_path, "an https upstream");
-            (String::new(), String::new(), String::new())
-        }
-        _ => {
-            cx.err(&up_path, format!("{:?} is not an absolute http URL", u.url));
-            (String::new(), String::new(), String::new())
-        }
-    };
-    UpstreamConfig {
-        scheme,
-        authority,
-        base_path,
-        connect_timeout: u.connect_timeout.map_or(Duration::from_secs(5), |d| d.0),
-        timeout: u.timeout.map_or(Duration::from_secs(60), |d| d.0),
-        pool_idle_timeout: u.pool_idle_timeout.map_or(Duration::from_secs(90), |d| d.0),
-        pool_max_idle: u.pool_max_idle.unwrap_or(256),
     }
 }
 

@@ -78,7 +78,7 @@ fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     if path.ends_with("/ws") {
         let key = req.headers().get("sec-websocket-key").cloned();
