@@ -1,8 +1,10 @@
 //! Authentication: who the user is (passwords, native login) and what they may reach (route policy).
 //! No HTTP types live in here except in the native-login handlers.
 
+pub mod bearer;
 pub mod break_glass;
 pub mod lockout;
+pub mod jws;
 pub mod native;
 pub mod oidc;
 pub mod password;
