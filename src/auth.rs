@@ -3,8 +3,8 @@
 
 pub mod bearer;
 pub mod break_glass;
-pub mod lockout;
 pub mod jws;
+pub mod lockout;
 pub mod native;
 pub mod oidc;
 pub mod password;

@@ -30,10 +30,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
     Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, BearerSettings, Branding,
-    BreakGlassConfig,
-    ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind,
-    LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
+    BreakGlassConfig, ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig,
+    IdpKind, LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
     NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
-    Scope, Scopes, ServerConfig, ServiceTokenConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
-    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    Scope, Scopes, ServerConfig, ServiceTokenConfig, SessionConfig, SessionStoreKind,
+    StorageConfig, TlsFiles, UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

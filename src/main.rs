@@ -249,18 +249,20 @@ fn main() -> ExitCode {
         }
         Command::Tokens {
             what: TokensCommand::New { name, roles },
-        } => match portcullis::auth::bearer::new_service_token(&name, &roles) {
-            Ok((token, toml)) => {
-                println!("token (shown once; the client sends `Authorization: Bearer <token>`): {token}");
-                println!("add to the config:");
-                print!("{toml}");
-                ExitCode::SUCCESS
+        } => {
+            match portcullis::auth::bearer::new_service_token(&name, &roles) {
+                Ok((token, toml)) => {
+                    println!("token (shown once; the client sends `Authorization: Bearer <token>`): {token}");
+                    println!("add to the config:");
+                    print!("{toml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("portcullis: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Sessions {
             config,
             token,

@@ -100,7 +100,9 @@ fn bearer_refusal_names() -> impl Iterator<Item = &'static str> {
 /// The cell of a refusal reason (the reasons are a closed list; a name outside it, which no
 /// caller passes, counts as `malformed`).
 fn bearer_refusal_index(reason: &str) -> usize {
-    bearer_refusal_names().position(|r| r == reason).unwrap_or(1)
+    bearer_refusal_names()
+        .position(|r| r == reason)
+        .unwrap_or(1)
 }
 
 fn bump(c: &AtomicU64) {
@@ -383,7 +385,10 @@ impl Metrics {
             "# HELP portcullis_bearer_accepted_total Bearer requests let through, by credential kind."
         );
         let _ = writeln!(o, "# TYPE portcullis_bearer_accepted_total counter");
-        for (k, cell) in ["service_token", "jwt"].iter().zip(self.bearer_accepted.iter()) {
+        for (k, cell) in ["service_token", "jwt"]
+            .iter()
+            .zip(self.bearer_accepted.iter())
+        {
             let _ = writeln!(
                 o,
                 "portcullis_bearer_accepted_total{{kind=\"{k}\"}} {}",

@@ -113,10 +113,7 @@ impl Gateway {
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         let saml = crate::idp::saml::Providers::new(&config).map_err(StartError::Unsupported)?;
         Ok(Gateway {
-            machines: crate::auth::bearer::MachineClients::new(
-                &config.service_tokens,
-                clock.now(),
-            ),
+            machines: crate::auth::bearer::MachineClients::new(&config.service_tokens, clock.now()),
             hsts: hsts_of(&config),
             reloaded_at: None,
             oidc,

@@ -8,13 +8,11 @@ use super::oidc::{audience_contains, identity_value, LEEWAY_SECS};
 use crate::clock::UnixTime;
 use crate::config::ServiceTokenConfig;
 use crate::secret::ct_eq;
-use crate::session::{
-    AuthMethod, Identity, IdentityValueError, MfaUsed, Session, SessionId,
-};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::session::{AuthMethod, Identity, IdentityValueError, MfaUsed, Session, SessionId};
 use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a bearer token was refused. Each maps to one closed metrics label (`reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -130,7 +128,10 @@ pub fn token_of<'h>(values: &[&'h [u8]]) -> Result<Option<&'h str>, BearerError>
     for v in values {
         let v = v.trim_ascii();
         let (scheme, rest) = match v.iter().position(|&b| b == b' ') {
-            Some(i) => (v.get(..i).unwrap_or_default(), v.get(i + 1..).unwrap_or_default()),
+            Some(i) => (
+                v.get(..i).unwrap_or_default(),
+                v.get(i + 1..).unwrap_or_default(),
+            ),
             None => (v, &b""[..]),
         };
         if !scheme.eq_ignore_ascii_case(b"bearer") {
@@ -138,15 +139,13 @@ pub fn token_of<'h>(values: &[&'h [u8]]) -> Result<Option<&'h str>, BearerError>
         }
         bearer_headers += 1;
         let token = rest.trim_ascii();
-        let body_end = token
-            .iter()
-            .rposition(|&b| b != b'=')
-            .map_or(0, |i| i + 1);
+        let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
         let ok = !token.is_empty()
             && token.get(..body_end).is_some_and(|body| {
                 !body.is_empty()
                     && body.iter().all(|&b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
                     })
             });
         if !ok {
@@ -180,7 +179,10 @@ pub fn match_service_token<'a>(
 /// The `iss` a JWT claims, unverified: only to pick which bearer IdP checks it.
 pub fn claimed_issuer(raw: &str) -> Option<String> {
     let jws = jws::split(raw).ok()?;
-    jws.payload.get("iss").and_then(Value::as_str).map(str::to_owned)
+    jws.payload
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// What a JWT access token is checked against: the IdP's issuer and keys, the audience.
@@ -346,7 +348,9 @@ pub fn new_service_token(name: &str, roles: &[String]) -> Result<(String, String
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     };
     if !plain(name) {
-        return Err(format!("{name:?}: token names use a-z, 0-9, '_' and '-' (at most 64)"));
+        return Err(format!(
+            "{name:?}: token names use a-z, 0-9, '_' and '-' (at most 64)"
+        ));
     }
     if roles.is_empty() {
         return Err("name at least one role (--role R)".into());
@@ -367,9 +371,8 @@ pub fn new_service_token(name: &str, roles: &[String]) -> Result<(String, String
         .map(|r| format!("\"{r}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let toml = format!(
-        "[[service_tokens]]\nname = \"{name}\"\nsha256 = \"{hex}\"\nroles = [{roles}]\n"
-    );
+    let toml =
+        format!("[[service_tokens]]\nname = \"{name}\"\nsha256 = \"{hex}\"\nroles = [{roles}]\n");
     Ok((token, toml))
 }
 
@@ -422,7 +425,14 @@ mod tests {
         assert_eq!(one("bearer abc"), Ok(Some("abc")));
         assert_eq!(one("Basic dXNlcjpwdw=="), Ok(None));
         assert_eq!(token_of(&[]), Ok(None));
-        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b", "Bearer ===", "Bearer a\"b"] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer ===",
+            "Bearer a\"b",
+        ] {
             assert_eq!(one(bad), Err(BearerError::Malformed), "{bad:?}");
         }
         assert_eq!(
@@ -463,8 +473,14 @@ mod tests {
         }
         // `alg: none` and HS256 are refused before any key is looked at.
         let none = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2kifQ.";
-        assert_eq!(verify_access_token(none, &t).err(), Some(BearerError::AlgNotAllowed));
+        assert_eq!(
+            verify_access_token(none, &t).err(),
+            Some(BearerError::AlgNotAllowed)
+        );
         let hs = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwczovL2kifQ.c2ln";
-        assert_eq!(verify_access_token(hs, &t).err(), Some(BearerError::AlgNotAllowed));
+        assert_eq!(
+            verify_access_token(hs, &t).err(),
+            Some(BearerError::AlgNotAllowed)
+        );
     }
 }

@@ -139,9 +139,15 @@ pub fn parse(
         let n = h.name;
         // `Authorization`: a machine client's bearer is decided on the general path alone
         // (`server::bearer`), so the lane never has to apply those checks.
-        if ["content-length", "transfer-encoding", "expect", "upgrade", "authorization"]
-            .iter()
-            .any(|x| n.eq_ignore_ascii_case(x))
+        if [
+            "content-length",
+            "transfer-encoding",
+            "expect",
+            "upgrade",
+            "authorization",
+        ]
+        .iter()
+        .any(|x| n.eq_ignore_ascii_case(x))
         {
             return Parse::Handoff;
         }

@@ -91,9 +91,7 @@ async fn bearer_caller<B>(
                 bearer: Some(kind),
             })
         }
-        Err(Refused::Token(e, method)) => {
-            Err(refuse(gw, conn, route, e, method.as_deref()).await)
-        }
+        Err(Refused::Token(e, method)) => Err(refuse(gw, conn, route, e, method.as_deref()).await),
         Err(Refused::Unavailable(idp)) => {
             tracing::warn!(idp = %idp, "bearer token of an idp whose keys are not loaded");
             Err(GatewayError::BearerIdpUnavailable)

@@ -10,6 +10,7 @@
 
 mod account;
 mod admin;
+mod bearer;
 mod break_glass;
 mod browser_e2e;
 mod cli;

@@ -19,12 +19,21 @@ pub(super) fn service_tokens(
     for (n, t) in raw.iter().enumerate() {
         let p = |key: &str| vec![k("service_tokens"), i(n), k(key)];
         if !is_name(&t.name) {
-            cx.err(&p("name"), "token names use a-z, 0-9, '_' and '-' (at most 64)");
+            cx.err(
+                &p("name"),
+                "token names use a-z, 0-9, '_' and '-' (at most 64)",
+            );
         } else if !names.insert(t.name.clone()) {
-            cx.err(&p("name"), format!("duplicate service token name {:?}", t.name));
+            cx.err(
+                &p("name"),
+                format!("duplicate service token name {:?}", t.name),
+            );
         }
         if t.roles.is_empty() {
-            cx.err(&p("roles"), "a service token must name the roles it carries");
+            cx.err(
+                &p("roles"),
+                "a service token must name the roles it carries",
+            );
         }
         for (m, role) in t.roles.iter().enumerate() {
             if !roles.contains_key(role) {
@@ -73,7 +82,10 @@ pub(super) fn bearer_settings(
     let p = |key: &str| vec![k("idp"), i(n), k("bearer"), k(key)];
     let audience = raw.audience.trim();
     if audience.is_empty() {
-        cx.err(&p("audience"), "must name the audience (aud) the access tokens are issued for");
+        cx.err(
+            &p("audience"),
+            "must name the audience (aud) the access tokens are issued for",
+        );
         return None;
     }
     // An ID token issued to the gateway names its client id: with that audience, an ID token
