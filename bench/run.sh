@@ -10,6 +10,8 @@
 #   CPUS_WRK= CPUS_PROXY= CPUS_UPSTREAM=   optional taskset CPU lists (default: no pinning)
 #   SESSION_STORE=redis  sessions in Redis (REDIS_URL, default redis://127.0.0.1:6379/0; a key
 #                        prefix of its own, removed at the end); budget 0.80 (issue: scale-out)
+#   BEARER=1      also measure the machine-client path: a service token (`Authorization: Bearer`,
+#                 DESIGN.md §9) on the same route, as a fourth target beside the cookie one
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
 #   BIN=path      (with SKIP_BUILD=1) measure that portcullis binary instead, e.g. an older build
 #                 for a before/after comparison against the same nginx
@@ -27,6 +29,7 @@ UP_PORT=${UP_PORT:-18080}
 NGX_PORT=${NGX_PORT:-18081}
 PC_PORT=${PC_PORT:-18082}
 SESSION_STORE=${SESSION_STORE:-memory}
+BEARER=${BEARER:-0}
 WARMUP=1
 BUDGET=0.90
 PASSWORD=bench-password-123
@@ -50,6 +53,7 @@ case $SESSION_STORE in
     ;;
   *) die "SESSION_STORE must be 'memory' or 'redis' (got '$SESSION_STORE')" ;;
 esac
+case $BEARER in 0|1) ;; *) die "BEARER must be 0 or 1 (got '$BEARER')" ;; esac
 
 # ---------------------------------------------------------------- processes and cleanup
 PIDS=()
@@ -230,7 +234,15 @@ require_mfa = false
 [[routes]]
 prefix = "/"
 allow_roles = ["end_user"]
+$( [ "$BEARER" = 1 ] && echo 'bearer = true' )
 EOF
+if [ "$BEARER" = 1 ]; then
+  # A service token made the way an operator makes one; only its hash goes into the config.
+  tokens=$("$BIN" tokens new bench-client --role end_user) || die "step 'tokens new' failed"
+  TOKEN=$(printf '%s\n' "$tokens" | head -n 1 | awk '{ print $NF }')
+  [ -n "$TOKEN" ] || die "no token in the output of 'tokens new'"
+  printf '\n%s\n' "$(printf '%s\n' "$tokens" | sed -n '/^\[\[service_tokens\]\]$/,$p')" >>"$CONFIG"
+fi
 check=$("$BIN" check --config "$CONFIG" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG"; }
 [ "$(printf '%s\n' "$check" | tail -n 1)" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
 
@@ -273,6 +285,13 @@ status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "$COOKIE" "$PC/
 status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H 'Accept: application/json' "$PC/app")
 [ "$status" = 401 ] || die "GET /app without a session answered $status instead of 401"
 log "login ok: authenticated GET /app -> 200, anonymous -> 401"
+if [ "$BEARER" = 1 ]; then
+  status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$PC/app")
+  [ "$status" = 200 ] || die "GET /app with the service token answered $status instead of 200"
+  status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrong" "$PC/app")
+  [ "$status" = 401 ] || die "GET /app with a wrong token answered $status instead of 401"
+  log "bearer ok: service token -> 200, wrong token -> 401"
+fi
 
 # ---------------------------------------------------------------- measuring
 # cpu_ticks PID: utime+stime of the process (all threads) and its direct children, in ticks.
@@ -311,13 +330,15 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
   if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 TARGETS=(direct nginx portcullis)
-declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT)
-declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="")
-declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)")
+[ "$BEARER" = 1 ] && TARGETS+=(bearer)
+declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [bearer]=$PC_PORT)
+declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [bearer]="")
+declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)" [bearer]="portcullis (service token)")
 declare -A RPS P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
 PROXY_PID[portcullis]=$portcullis_PID
+PROXY_PID[bearer]=$portcullis_PID
 
 # wrk_run TARGET SECONDS OUTFILE
 # wrk runs in the background and the script `wait`s for it: wrk catches SIGINT and exits 0,
@@ -325,6 +346,7 @@ PROXY_PID[portcullis]=$portcullis_PID
 wrk_run() {
   local t=$1 secs=$2 outf=$3 hdr=() pid rc=0
   [ "$t" = portcullis ] && hdr=(-H "$COOKIE")
+  [ "$t" = bearer ] && hdr=(-H "Authorization: Bearer $TOKEN")
   timeout -k 5 $((secs + 30)) "${PIN_WRK[@]}" \
     wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/app" >"$outf" 2>&1 &
   pid=$!
@@ -394,7 +416,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "## portcullis vs nginx: authenticated proxy path"
   echo
   echo "- machine: $NCPU CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
-  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (direct, nginx, portcullis), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
+  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (${TARGETS[*]}), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
   echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: $( [ "$SESSION_STORE" = redis ] && echo "Redis session store ($REDIS_URL)" || echo "in-memory session store"), one native-login session (role end_user)"
   echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
@@ -414,6 +436,10 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "**portcullis / nginx (median req/s): $ratio** — budget ≥ $BUDGET (DESIGN.md §7): **$verdict**"
   echo
   echo "- per-round ratios: ${round_ratios[*]}"
+  if [ "$BEARER" = 1 ]; then
+    bratio=$(awk -v a="${MED_RPS[bearer]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
+    echo "- service token (bearer) / session cookie (median req/s): **$bratio**; the bearer path is the general (hyper) path, the cookie one the fast lane"
+  fi
   echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
   if [ "$max_other" -gt 10 ]; then
     echo "- **warning:** other processes used up to ${max_other}% of the machine's CPU during a run: these numbers are disturbed; run again on a quiet machine."
