@@ -620,3 +620,44 @@ async fn a_head_request_with_a_service_token_is_answered_without_a_cookie() {
     assert!(r.header("set-cookie").is_none());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn forward_auth_decides_a_bearer_as_the_proxy_path_does() {
+    let extra = format!("{}\n[forward_auth]\nenabled = true\n", machine_toml());
+    let gw = TestGateway::start_tuned("trusted_proxies = [\"127.0.0.1/32\"]", &extra, |_| {}).await;
+    let http = Http::new();
+    let ask = |uri: &'static str, auth: String| {
+        let (http, url) = (&http, gw.url("/_portcullis/auth/forward"));
+        async move {
+            http.get(
+                &url,
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.test"),
+                    ("x-forwarded-uri", uri),
+                    ("authorization", &auth),
+                ],
+            )
+            .await
+        }
+    };
+    let r = ask("/api/x", bearer(CRM)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-forwarded-user"), Some("crm-sync"));
+    assert_eq!(r.header("x-auth-method"), Some("token:crm-sync"));
+    assert!(r.header("set-cookie").is_none());
+    assert_invalid_token(
+        &ask("/agent/x", bearer(CRM)).await,
+        "forward-auth, not a bearer route",
+    );
+    assert_invalid_token(
+        &ask("/api/x", bearer("wrong")).await,
+        "forward-auth, unknown token",
+    );
+    assert_eq!(
+        ask("/api/x", bearer(REPORTER)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    gw.stop().await;
+}
