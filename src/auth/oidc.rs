@@ -5,7 +5,8 @@
 //! ID tokens go through `openidconnect`'s verifier (signature with keys from the provider's
 //! JWKS, `iss`, `aud`, `exp`, nonce), restricted to the asymmetric algorithms the provider
 //! announces; this module adds what the crate leaves to the client: `azp` with several
-//! audiences, `iat` bounds, leeway, keys without `kid`, and logout tokens.
+//! audiences, `iat` bounds, leeway, keys without `kid`, and logout tokens (whose signature
+//! check is `auth::jws`, shared with the JWT access tokens of `auth::bearer`).
 
 use super::jws::{self, JwsError};
 use openidconnect::core::{
