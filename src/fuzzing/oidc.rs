@@ -325,61 +325,6 @@ pub fn config(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::fuzzing::{check_local_path, check_normalized, is_identity_or_forwarding};
-
-    #[test]
-    fn signed_token_seeds_reach_the_accepting_branch() {
-        let op = op().unwrap();
-        let claims = json!({"iss": ISSUER, "aud": CLIENT, "sub": "s-1", "iat": NOW, "exp": NOW + 600, "nonce": NONCE}).to_string();
-        for (first, accepted) in [
-            (b'S', true),
-            (b'N', true),
-            (b'0', false),
-            (b'H', false),
-            (b'K', false),
-        ] {
-            let mut data = vec![first];
-            data.extend_from_slice(claims.as_bytes());
-            let (token, genuine) = op.token(&data).unwrap();
-            assert_eq!(genuine, first == b'S' || first == b'N');
-            let r = rp::verify_id_token(&token, NONCE, &op.trust(&op.jwks));
-            assert_eq!(r.is_ok(), accepted, "{} {r:?}", first as char);
-        }
-        assert!(rp::verify_logout_token(&op.good_logout_token, &op.trust(&op.jwks)).is_ok());
-    }
-
-    #[test]
-    fn the_checks_refuse_what_the_contract_refuses() {
-        for bad in [
-            "",
-            "x",
-            "//evil.com",
-            "/\\evil",
-            "/%2f%2fevil.com",
-            "/a\tb",
-            "/javascript:x",
-            "/%5cevil",
-        ] {
-            assert!(check_local_path(bad).is_err(), "{bad:?}");
-        }
-        for ok in ["/", "/a/b%20c?x=1#top", "/search?q=a:b"] {
-            assert!(check_local_path(ok).is_ok(), "{ok:?}");
-        }
-        for bad in [
-            "/a/../b", "//a", "/a/./b", "/%61", "/%2f", "/a?b", "/%2", "/%e2",
-        ] {
-            assert!(check_normalized(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_normalized("/a/%E2%80%A8/~").is_ok());
-        assert!(is_identity_or_forwarding("x-portcullis-"));
-        assert!(!is_identity_or_forwarding("x-forwarded-port"));
-    }
-}
-
 /// JWT access tokens (DESIGN.md §9), genuine and forged as for logout tokens: accepted only
 /// with a genuine signature and `iss`, `aud` (the API audience, here `CLIENT`), a live `exp`,
 /// no `nbf`/`iat` in the future, and a `sub`.
@@ -450,5 +395,60 @@ pub fn bearer_header(data: &[u8]) {
             })
             .count();
         assert_eq!(bearers, 1, "a token from {bearers} bearer credentials");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::{check_local_path, check_normalized, is_identity_or_forwarding};
+
+    #[test]
+    fn signed_token_seeds_reach_the_accepting_branch() {
+        let op = op().unwrap();
+        let claims = json!({"iss": ISSUER, "aud": CLIENT, "sub": "s-1", "iat": NOW, "exp": NOW + 600, "nonce": NONCE}).to_string();
+        for (first, accepted) in [
+            (b'S', true),
+            (b'N', true),
+            (b'0', false),
+            (b'H', false),
+            (b'K', false),
+        ] {
+            let mut data = vec![first];
+            data.extend_from_slice(claims.as_bytes());
+            let (token, genuine) = op.token(&data).unwrap();
+            assert_eq!(genuine, first == b'S' || first == b'N');
+            let r = rp::verify_id_token(&token, NONCE, &op.trust(&op.jwks));
+            assert_eq!(r.is_ok(), accepted, "{} {r:?}", first as char);
+        }
+        assert!(rp::verify_logout_token(&op.good_logout_token, &op.trust(&op.jwks)).is_ok());
+    }
+
+    #[test]
+    fn the_checks_refuse_what_the_contract_refuses() {
+        for bad in [
+            "",
+            "x",
+            "//evil.com",
+            "/\\evil",
+            "/%2f%2fevil.com",
+            "/a\tb",
+            "/javascript:x",
+            "/%5cevil",
+        ] {
+            assert!(check_local_path(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["/", "/a/b%20c?x=1#top", "/search?q=a:b"] {
+            assert!(check_local_path(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "/a/../b", "//a", "/a/./b", "/%61", "/%2f", "/a?b", "/%2", "/%e2",
+        ] {
+            assert!(check_normalized(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_normalized("/a/%E2%80%A8/~").is_ok());
+        assert!(is_identity_or_forwarding("x-portcullis-"));
+        assert!(!is_identity_or_forwarding("x-forwarded-port"));
     }
 }
