@@ -14,6 +14,8 @@
 #                 serves TLS on UP_TLS_PORT (18083; h2: ALPN offers h2, h1: http/1.1 only), a
 #                 second portcullis (PC_TLS_PORT 18085) reaches it over TLS with its own CA file,
 #                 and nginx proxies to it too (NGX_TLS_PORT 18084, proxy_ssl, HTTP/1.1 keep-alive)
+#   BEARER=1      also measure the machine-client path: a service token (`Authorization: Bearer`,
+#                 DESIGN.md §9) on the same route, as a fourth target beside the cookie one
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
 #   BIN=path      (with SKIP_BUILD=1) measure that portcullis binary instead, e.g. an older build
 #                 for a before/after comparison against the same nginx
@@ -35,6 +37,7 @@ UP_TLS_PORT=${UP_TLS_PORT:-18083}
 NGX_TLS_PORT=${NGX_TLS_PORT:-18084}
 PC_TLS_PORT=${PC_TLS_PORT:-18085}
 SESSION_STORE=${SESSION_STORE:-memory}
+BEARER=${BEARER:-0}
 WARMUP=1
 BUDGET=0.90
 PASSWORD=bench-password-123
@@ -59,6 +62,7 @@ case $SESSION_STORE in
     ;;
   *) die "SESSION_STORE must be 'memory' or 'redis' (got '$SESSION_STORE')" ;;
 esac
+case $BEARER in 0|1) ;; *) die "BEARER must be 0 or 1 (got '$BEARER')" ;; esac
 
 # ---------------------------------------------------------------- processes and cleanup
 PIDS=()
@@ -295,10 +299,18 @@ require_mfa = false
 [[routes]]
 prefix = "/"
 allow_roles = ["end_user"]
+$( [ "$BEARER" = 1 ] && echo 'bearer = true' )
 EOF
 }
 CONFIG=$OUT/portcullis.toml
 pc_config "$CONFIG" "$PC_PORT" "url = \"http://127.0.0.1:$UP_PORT\""
+if [ "$BEARER" = 1 ]; then
+  # A service token made the way an operator makes one; only its hash goes into the config.
+  tokens=$("$BIN" tokens new bench-client --role end_user) || die "step 'tokens new' failed"
+  TOKEN=$(printf '%s\n' "$tokens" | head -n 1 | awk '{ print $NF }')
+  [ -n "$TOKEN" ] || die "no token in the output of 'tokens new'"
+  printf '\n%s\n' "$(printf '%s\n' "$tokens" | sed -n '/^\[\[service_tokens\]\]$/,$p')" >>"$CONFIG"
+fi
 check=$("$BIN" check --config "$CONFIG" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG"; }
 [ "$(printf '%s\n' "$check" | tail -n 1)" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
 
@@ -359,6 +371,13 @@ printf '%s' "$cookie"
 COOKIE=$(login "$PC_PORT")
 COOKIE_TLS=""
 if [ "$UPSTREAM_TLS" != off ]; then COOKIE_TLS=$(login "$PC_TLS_PORT"); fi
+if [ "$BEARER" = 1 ]; then
+  status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PC_PORT/app")
+  [ "$status" = 200 ] || die "GET /app with the service token answered $status instead of 200"
+  status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrong" "http://127.0.0.1:$PC_PORT/app")
+  [ "$status" = 401 ] || die "GET /app with a wrong token answered $status instead of 401"
+  log "bearer ok: service token -> 200, wrong token -> 401"
+fi
 
 # ---------------------------------------------------------------- measuring
 # cpu_ticks PID: utime+stime of the process (all threads) and its direct children, in ticks.
@@ -402,11 +421,13 @@ TARGETS=(direct nginx portcullis)
 # portcullis-hyper: the plain upstream through the general (hyper) path instead of the fast
 # lane, which hands a request with `Content-Length` to hyper: the path an https upstream takes.
 [ "$UPSTREAM_TLS" != off ] && TARGETS+=(portcullis-hyper nginx-tls portcullis-tls)
-declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [portcullis-hyper]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT)
-declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [portcullis-hyper]="" [nginx-tls]="" [portcullis-tls]="")
+[ "$BEARER" = 1 ] && TARGETS+=(bearer)
+declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [portcullis-hyper]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT [bearer]=$PC_PORT)
+declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [portcullis-hyper]="" [nginx-tls]="" [portcullis-tls]="" [bearer]="")
 declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)"
   [portcullis-hyper]="portcullis (authenticated), general path, plain upstream"
-  [nginx-tls]="nginx proxy, https upstream" [portcullis-tls]="portcullis (authenticated), https upstream ($UPSTREAM_TLS)")
+  [nginx-tls]="nginx proxy, https upstream" [portcullis-tls]="portcullis (authenticated), https upstream ($UPSTREAM_TLS)"
+  [bearer]="portcullis (service token)")
 declare -A RPS P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
@@ -414,6 +435,7 @@ PROXY_PID[portcullis]=$portcullis_PID
 PROXY_PID[portcullis-hyper]=$portcullis_PID
 PROXY_PID[nginx-tls]=$nginx_proxy_PID
 PROXY_PID[portcullis-tls]=$portcullis_tls_PID
+PROXY_PID[bearer]=$portcullis_PID
 
 # wrk_run TARGET SECONDS OUTFILE
 # wrk runs in the background and the script `wait`s for it: wrk catches SIGINT and exits 0,
@@ -423,6 +445,7 @@ wrk_run() {
   [ "$t" = portcullis ] && hdr=(-H "$COOKIE")
   [ "$t" = portcullis-hyper ] && hdr=(-H "$COOKIE" -H "Content-Length: 0")
   [ "$t" = portcullis-tls ] && hdr=(-H "$COOKIE_TLS")
+  [ "$t" = bearer ] && hdr=(-H "Authorization: Bearer $TOKEN")
   timeout -k 5 $((secs + 30)) "${PIN_WRK[@]}" \
     wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/app" >"$outf" 2>&1 &
   pid=$!
@@ -492,7 +515,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "## portcullis vs nginx: authenticated proxy path"
   echo
   echo "- machine: $NCPU CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
-  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (direct, nginx, portcullis), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
+  echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (${TARGETS[*]}), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
   echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: $( [ "$SESSION_STORE" = redis ] && echo "Redis session store ($REDIS_URL)" || echo "in-memory session store"), one native-login session (role end_user)"
   echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
@@ -520,6 +543,10 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     tls_hyper=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[portcullis-hyper]}" 'BEGIN { printf "%.3f", a / b }')
     echo "- portcullis general path / fast lane, plain upstream: $hyper_ratio; https upstream / general path plain: $tls_hyper (the https upstream always takes the general path)"
     echo "- https upstream ($UPSTREAM_TLS): portcullis https / plain **$tls_ratio**; nginx https / plain $ngx_tls_ratio; portcullis / nginx, both to the https upstream: $tls_vs_ngx (no budget: DESIGN.md §7 is about the plain path)"
+  fi
+  if [ "$BEARER" = 1 ]; then
+    bratio=$(awk -v a="${MED_RPS[bearer]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
+    echo "- service token (bearer) / session cookie (median req/s): **$bratio**; the bearer path is the general (hyper) path, the cookie one the fast lane"
   fi
   echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
   if [ "$max_other" -gt 10 ]; then

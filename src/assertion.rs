@@ -126,7 +126,8 @@ impl Signer {
             "roles": id.roles,
             "amr": id.method.header_value(),
             "mfa": id.mfa.as_str(),
-            "sid": session.id.as_str(),
+            // A machine client's identity has no session (DESIGN.md §9).
+            "sid": (!session.id.is_machine()).then(|| session.id.as_str()),
             "iat": now,
             "nbf": now - 5,
             "exp": now + TTL_SECS,

@@ -75,6 +75,8 @@ pub enum Kind {
     ConfigReload,
     /// `forward_auth.untrusted`: a forward-auth check from a peer not in `trusted_proxies`.
     ForwardAuthUntrusted,
+    /// `bearer.refused`: a bearer token was refused (401), or its roles are not admitted (403).
+    BearerRefused,
 }
 
 impl Kind {
@@ -112,6 +114,7 @@ impl Kind {
             Kind::BreakGlassSession => "break_glass.session",
             Kind::ConfigReload => "config.reload",
             Kind::ForwardAuthUntrusted => "forward_auth.untrusted",
+            Kind::BearerRefused => "bearer.refused",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Authentication: who the user is (passwords, native login) and what they may reach (route policy).
 //! No HTTP types live in here except in the native-login handlers.
 
+pub mod bearer;
 pub mod break_glass;
+pub mod jws;
 pub mod lockout;
 pub mod native;
 pub mod oidc;

@@ -33,10 +33,11 @@ pub use duration::{parse_duration, Dur};
 pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
-    Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, Branding, BreakGlassConfig,
-    ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind,
-    LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
+    Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, BearerSettings, Branding,
+    BreakGlassConfig, ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig,
+    IdpKind, LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
     NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
-    Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
-    UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    Scope, Scopes, ServerConfig, ServiceTokenConfig, SessionConfig, SessionStoreKind,
+    StorageConfig, TlsFiles, UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS,
+    SAML_KNOWN_ALGORITHMS,
 };

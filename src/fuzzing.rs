@@ -15,7 +15,7 @@ mod oidc;
 mod saml;
 mod web;
 
-pub use oidc::{config, id_token, jwks, logout_token, userinfo};
+pub use oidc::{access_token, bearer_header, config, id_token, jwks, logout_token, userinfo};
 pub use saml::{saml_metadata, saml_redirect, saml_response};
 pub use web::{
     check_local_path, check_normalized, cookie_header, form, identity_headers,
@@ -35,6 +35,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("path", path),
     ("id_token", id_token),
     ("logout_token", logout_token),
+    ("access_token", access_token),
+    ("bearer_header", bearer_header),
     ("jwks", jwks),
     ("userinfo", userinfo),
     ("config", config),

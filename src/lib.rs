@@ -24,7 +24,8 @@
 //!
 //! Domain (no HTTP types):
 //! * `auth`     — route policy and return paths (`return_to`: absolute ones on allowed hosts), passwords, lockout, the login state machine
-//!   (`auth::native`), OIDC token checks, SAML checks.
+//!   (`auth::native`), OIDC token checks (`auth::jws` the shared JWS verifier), machine clients'
+//!   bearer tokens (`auth::bearer`), SAML checks.
 //! * `accounts` — native users, sealed seeds, password hashing admission, enrollment invitations.
 //! * `manage`   — user and session actions, one function each, shared by the admin API and the
 //!   CLI, audited with the actor (a token or `cli`).

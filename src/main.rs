@@ -60,6 +60,11 @@ enum Command {
         /// A name for the token (shown in the audit log).
         name: String,
     },
+    /// Machine clients' service tokens (`[[service_tokens]]`).
+    Tokens {
+        #[command(subcommand)]
+        what: TokensCommand,
+    },
     /// List or terminate sessions through the admin API of a running gateway.
     Sessions {
         #[arg(long, global = true, default_value = "config/portcullis.toml")]
@@ -104,6 +109,17 @@ enum Command {
     },
     /// Print the manual page (roff, section 1) to stdout.
     Man,
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Print a fresh token once, and the `[[service_tokens]]` block (its hash) that accepts it.
+    New {
+        name: String,
+        /// A role from the config (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -266,6 +282,22 @@ fn main() -> ExitCode {
             println!("add to [admin] in the config:");
             println!("tokens = [{{ name = \"{name}\", sha256 = \"{hex}\" }}]");
             ExitCode::SUCCESS
+        }
+        Command::Tokens {
+            what: TokensCommand::New { name, roles },
+        } => {
+            match portcullis::auth::bearer::new_service_token(&name, &roles) {
+                Ok((token, toml)) => {
+                    println!("token (shown once; the client sends `Authorization: Bearer <token>`): {token}");
+                    println!("add to the config:");
+                    print!("{toml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Sessions {
             config,

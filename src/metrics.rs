@@ -126,6 +126,27 @@ pub struct Metrics {
     handoffs: AtomicU64,
     /// Live reloads (`server::reload`): [applied, refused].
     reloads: [AtomicU64; 2],
+    /// Bearer requests let through: [service token, JWT].
+    bearer_accepted: [AtomicU64; 2],
+    /// Bearer requests refused, by `auth::bearer::BearerError::REASONS` (401), then role (403).
+    bearer_refused: [AtomicU64; BEARER_REFUSALS],
+}
+
+/// Reasons a bearer is refused: every `BearerError` reason, then `role` (403).
+const BEARER_REFUSALS: usize = crate::auth::bearer::BearerError::REASONS.len() + 1;
+
+fn bearer_refusal_names() -> impl Iterator<Item = &'static str> {
+    crate::auth::bearer::BearerError::REASONS
+        .into_iter()
+        .chain(std::iter::once("role"))
+}
+
+/// The cell of a refusal reason (the reasons are a closed list; a name outside it, which no
+/// caller passes, counts as `malformed`).
+fn bearer_refusal_index(reason: &str) -> usize {
+    bearer_refusal_names()
+        .position(|r| r == reason)
+        .unwrap_or(1)
 }
 
 fn bump(c: &AtomicU64) {
@@ -241,6 +262,27 @@ impl Metrics {
         if let Some(cell) = self.reloads.get(usize::from(!success)) {
             bump(cell);
         }
+    }
+
+    /// A bearer request let through: a service token (`jwt` false) or a JWT.
+    pub fn bearer_accepted(&self, jwt: bool) {
+        if let Some(cell) = self.bearer_accepted.get(usize::from(jwt)) {
+            bump(cell);
+        }
+    }
+
+    /// A bearer request refused for `reason` (one of `BearerError::REASONS`, or `role`).
+    pub fn bearer_refused(&self, reason: &str) {
+        if let Some(cell) = self.bearer_refused.get(bearer_refusal_index(reason)) {
+            bump(cell);
+        }
+    }
+
+    /// How many bearer requests were refused for `reason`.
+    pub fn bearer_refusals(&self, reason: &str) -> u64 {
+        self.bearer_refused
+            .get(bearer_refusal_index(reason))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// How many notices of `kind` were sent (`ok`) or failed.
@@ -456,6 +498,33 @@ impl Metrics {
             let _ = writeln!(
                 o,
                 "portcullis_config_reloads_total{{result=\"{r}\"}} {}",
+                get(cell)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_bearer_accepted_total Bearer requests let through, by credential kind."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_bearer_accepted_total counter");
+        for (k, cell) in ["service_token", "jwt"]
+            .iter()
+            .zip(self.bearer_accepted.iter())
+        {
+            let _ = writeln!(
+                o,
+                "portcullis_bearer_accepted_total{{kind=\"{k}\"}} {}",
+                get(cell)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_bearer_refused_total Bearer requests refused (401, or 403 for role), by reason."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_bearer_refused_total counter");
+        for (r, cell) in bearer_refusal_names().zip(self.bearer_refused.iter()) {
+            let _ = writeln!(
+                o,
+                "portcullis_bearer_refused_total{{reason=\"{r}\"}} {}",
                 get(cell)
             );
         }

@@ -1,13 +1,15 @@
 //! The public and admin listeners: the accept loop with its limits and rustls (`listen`),
 //! the HTTP/1.1 fast lane that serves the common request from raw bytes (`fast`), the one
 //! router of every other request (`endpoint` parses, `router` dispatches), the proxy path's
-//! phases both lanes share (`phases`), the one access-log line (`access`) and its hyper lane (`gateway`), the static answers
+//! phases both lanes share (`phases`; a machine client's bearer token in `bearer`), the one
+//! access-log line (`access`) and its hyper lane (`gateway`), the static answers
 //! (`assets`), the forward-auth answers for a proxy in front (`forward_auth`), panic
 //! containment (`contain`), connection limits (`limits`), TLS (`tls`) and the live reload of
 //! the config (`reload`).
 
 pub mod access;
 pub mod assets;
+pub mod bearer;
 pub mod contain;
 pub mod endpoint;
 pub mod fast;

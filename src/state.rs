@@ -64,6 +64,8 @@ pub struct Gateway {
     /// When this state replaced another by a live reload (`server::reload`); `None` as started.
     /// Sessions made up to then are judged again by this config's role policies.
     pub reloaded_at: Option<crate::clock::UnixTime>,
+    /// `[[service_tokens]]` with their request identities, made from this config (DESIGN.md §9).
+    pub machines: crate::auth::bearer::MachineClients,
 }
 
 impl Gateway {
@@ -91,6 +93,7 @@ impl Gateway {
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         let saml = crate::idp::saml::Providers::new(&config).map_err(StartError::Unsupported)?;
         Ok(Gateway {
+            machines: crate::auth::bearer::MachineClients::new(&config.service_tokens, clock.now()),
             hsts: hsts_of(&config),
             reloaded_at: None,
             oidc,

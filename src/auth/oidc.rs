@@ -5,15 +5,15 @@
 //! ID tokens go through `openidconnect`'s verifier (signature with keys from the provider's
 //! JWKS, `iss`, `aud`, `exp`, nonce), restricted to the asymmetric algorithms the provider
 //! announces; this module adds what the crate leaves to the client: `azp` with several
-//! audiences, `iat` bounds, leeway, keys without `kid`, and logout tokens.
+//! audiences, `iat` bounds, leeway, keys without `kid`, and logout tokens (whose signature
+//! check is `auth::jws`, shared with the JWT access tokens of `auth::bearer`).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
+use super::jws::{self, JwsError};
 use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    ClaimsVerificationError, ClientId, IssuerUrl, JsonWebKey, Nonce, SignatureVerificationError,
+    ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError,
 };
 use serde_json::{Map, Value};
 
@@ -90,72 +90,30 @@ pub struct VerifiedIdToken {
 pub fn allowed_algs(announced: &[CoreJwsSigningAlgorithm]) -> Vec<CoreJwsSigningAlgorithm> {
     announced
         .iter()
-        .filter(|a| {
-            matches!(
-                a,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256
-                    | CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384
-                    | CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512
-                    | CoreJwsSigningAlgorithm::RsaSsaPssSha256
-                    | CoreJwsSigningAlgorithm::RsaSsaPssSha384
-                    | CoreJwsSigningAlgorithm::RsaSsaPssSha512
-                    | CoreJwsSigningAlgorithm::EcdsaP256Sha256
-                    | CoreJwsSigningAlgorithm::EcdsaP384Sha384
-                    | CoreJwsSigningAlgorithm::EdDsa
-            )
-        })
+        .filter(|a| jws::is_asymmetric(a))
         .cloned()
         .collect()
 }
 
-/// The parts of a compact JWS: header JSON, payload JSON, signing input, signature.
-struct Jws<'t> {
-    header: Map<String, Value>,
-    payload: Map<String, Value>,
-    signing_input: &'t str,
-    signature: Vec<u8>,
-}
-
-fn split(token: &str) -> Result<Jws<'_>, OidcError> {
-    if token.len() > 64 * 1024 {
-        return Err(OidcError::Malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(OidcError::Malformed);
-    };
-    let json = |part: &str| -> Result<Map<String, Value>, OidcError> {
-        let bytes = B64.decode(part).map_err(|_| OidcError::Malformed)?;
-        serde_json::from_slice(&bytes).map_err(|_| OidcError::Malformed)
-    };
-    let signing_input = token
-        .get(..h.len() + 1 + p.len())
-        .ok_or(OidcError::Malformed)?;
-    Ok(Jws {
-        header: json(h)?,
-        payload: json(p)?,
-        signing_input,
-        signature: B64.decode(s).map_err(|_| OidcError::Malformed)?,
-    })
-}
-
 /// The `kid` in a token's header, if any (unverified: used only to pick keys).
 pub fn header_kid(token: &str) -> Result<Option<String>, OidcError> {
-    let jws = split(token)?;
-    Ok(jws
-        .header
-        .get("kid")
-        .and_then(Value::as_str)
-        .map(str::to_owned))
+    Ok(jws::header_kid(token)?)
 }
 
 /// Whether the key set has a key with this id.
 pub fn has_kid(jwks: &CoreJsonWebKeySet, kid: &str) -> bool {
-    jwks.keys()
-        .iter()
-        .any(|k| k.key_id().is_some_and(|id| id.as_str() == kid))
+    jws::has_kid(jwks, kid)
+}
+
+impl From<JwsError> for OidcError {
+    fn from(e: JwsError) -> Self {
+        match e {
+            JwsError::Malformed => OidcError::Malformed,
+            JwsError::AlgNotAllowed => OidcError::AlgNotAllowed,
+            JwsError::UnknownKid => OidcError::UnknownKid,
+            JwsError::BadSignature => OidcError::BadSignature,
+        }
+    }
 }
 
 fn map_crate_error(e: ClaimsVerificationError) -> OidcError {
@@ -215,7 +173,7 @@ pub fn verify_id_token(
     nonce: &str,
     t: &Trust<'_>,
 ) -> Result<VerifiedIdToken, OidcError> {
-    let jws = split(raw)?;
+    let jws = jws::split(raw)?;
     let token: CoreIdToken = raw.parse().map_err(|_| OidcError::Malformed)?;
     let nonce = Nonce::new(nonce.to_owned());
     let kid = jws.header.get("kid").and_then(Value::as_str);
@@ -261,7 +219,8 @@ fn check_azp(claims: &Map<String, Value>, client_id: &str) -> Result<(), OidcErr
     }
 }
 
-fn audience_contains(claims: &Map<String, Value>, client_id: &str) -> bool {
+/// Whether `aud` (a string or an array) names `client_id`.
+pub fn audience_contains(claims: &Map<String, Value>, client_id: &str) -> bool {
     match claims.get("aud") {
         Some(Value::String(a)) => a == client_id,
         Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(client_id)),
@@ -289,34 +248,7 @@ pub struct LogoutVerified {
 /// `events` member, `sid` or `sub`, and no `nonce` (so an ID token cannot be replayed as a
 /// logout token).
 pub fn verify_logout_token(raw: &str, t: &Trust<'_>) -> Result<LogoutVerified, OidcError> {
-    let jws = split(raw)?;
-    let alg: CoreJwsSigningAlgorithm = jws
-        .header
-        .get("alg")
-        .cloned()
-        .and_then(|a| serde_json::from_value(a).ok())
-        .ok_or(OidcError::AlgNotAllowed)?;
-    if !t.algs.contains(&alg) {
-        return Err(OidcError::AlgNotAllowed);
-    }
-    let kid = jws.header.get("kid").and_then(Value::as_str);
-    let candidates: Vec<&CoreJsonWebKey> = t
-        .jwks
-        .keys()
-        .iter()
-        .filter(|k| kid.is_none_or(|kid| k.key_id().is_some_and(|id| id.as_str() == kid)))
-        .collect();
-    if candidates.is_empty() {
-        return Err(OidcError::UnknownKid);
-    }
-    let verified = candidates.iter().any(|k| {
-        k.verify_signature(&alg, jws.signing_input.as_bytes(), &jws.signature)
-            .is_ok()
-    });
-    if !verified {
-        return Err(OidcError::BadSignature);
-    }
-    let c = jws.payload;
+    let c = jws::verify(raw, t.jwks, t.algs)?;
     if c.get("iss").and_then(Value::as_str) != Some(t.issuer) {
         return Err(OidcError::Issuer);
     }

@@ -212,6 +212,7 @@ mod tests {
             prefix: prefix.into(),
             access: Access::Public,
             login: None,
+            bearer: false,
         }
     }
 

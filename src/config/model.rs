@@ -35,6 +35,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[forward_auth]`: off unless enabled.
     pub forward_auth: ForwardAuthConfig,
+    /// `[[service_tokens]]`: machine clients' tokens, by hash (DESIGN.md §9).
+    pub service_tokens: Vec<ServiceTokenConfig>,
     /// Accepted but risky settings, each with file, line and key (`portcullis check` prints them).
     pub warnings: Vec<ConfigError>,
 }
@@ -81,6 +83,23 @@ pub struct ForwardAuthConfig {
     pub enabled: bool,
     /// Hosts (lower case, no port) a login may return to besides `server.public_url`'s.
     pub allowed_hosts: Vec<String>,
+}
+
+/// One `[[service_tokens]]` entry: the token itself is never stored, only its SHA-256.
+#[derive(Clone, Debug)]
+pub struct ServiceTokenConfig {
+    pub name: String,
+    pub sha256: [u8; 32],
+    /// Defined roles, at least one.
+    pub roles: Vec<String>,
+}
+
+/// `[[idp]] bearer`: the OIDC IdP vouches for JWT access tokens whose `aud` names `audience`.
+#[derive(Clone, Debug)]
+pub struct BearerSettings {
+    pub audience: String,
+    /// The claim holding role names: an array of strings or one space-separated string.
+    pub roles_claim: String,
 }
 
 #[derive(Clone, Debug)]
@@ -441,6 +460,8 @@ pub struct OidcSettings {
     pub acr_any: Vec<String>,
     /// Bound on every request to the provider (discovery, JWKS, token, userinfo).
     pub http_timeout: Duration,
+    /// Set: JWT access tokens of this IdP are accepted on `bearer = true` routes.
+    pub bearer: Option<BearerSettings>,
 }
 
 /// Where an unauthenticated browser is sent.
@@ -474,6 +495,8 @@ pub struct RouteConfig {
     pub prefix: String,
     pub access: Access,
     pub login: Option<LoginTarget>,
+    /// `Authorization: Bearer` (a service token or a bearer IdP's JWT) is accepted here.
+    pub bearer: bool,
 }
 
 /// The identity header names, validated (lower-case header tokens, distinct, none a name the

@@ -29,6 +29,26 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub audit: Option<RawAudit>,
     pub forward_auth: Option<RawForwardAuth>,
+    #[serde(default)]
+    pub service_tokens: Vec<RawServiceToken>,
+}
+
+/// One `[[service_tokens]]` entry (DESIGN.md §9): a machine client's token, by its hash.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceToken {
+    pub name: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `[[idp]] bearer = { audience, roles_claim }`: the IdP vouches for JWT access tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBearer {
+    pub audience: String,
+    pub roles_claim: Option<String>,
 }
 
 /// `[identity_headers]`: the names identity values are sent upstream under.
@@ -225,6 +245,8 @@ pub struct RawIdp {
     pub mfa_evidence: Option<RawMfaEvidence>,
     pub on_missing_mfa: Option<String>,
     pub roles: Option<Vec<String>>,
+    // OIDC only: JWT access tokens for `bearer = true` routes.
+    pub bearer: Option<RawBearer>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +280,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub allow_roles: Vec<String>,
     pub login: Option<String>,
+    /// `Authorization: Bearer` accepted here (and only on such routes).
+    pub bearer: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,11 +19,13 @@
 //! | `ops.rs`     | `[log]`, `[audit]`                         |
 //! | `forward_auth.rs` | `[forward_auth]`                      |
 //! | `headers.rs` | `[identity_headers]`                       |
+//! | `bearer.rs`  | `[[service_tokens]]`, `[[idp]] bearer`, `bearer = true` routes |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
 //! in file-schema order, so problems on one line keep that order); a config with any error is
 //! never returned; nothing panics on any input (fuzzed: `fuzzing::config`).
 
+mod bearer;
 mod ctx;
 mod document;
 mod files;
@@ -181,6 +183,8 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let log = ops::log(cx, raw.log.as_ref());
     let audit = ops::audit(cx, raw.audit.as_ref());
     let forward_auth = forward_auth::forward_auth(cx, raw.forward_auth.as_ref(), &srv);
+    let service_tokens = bearer::service_tokens(cx, &raw.service_tokens, &roles);
+    bearer::check_bearer_routes(cx, &raw.routes, &service_tokens, &idps);
 
     server::check_timeouts(cx, s);
     let listen = srv.listen?;
@@ -205,6 +209,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         log,
         audit,
         forward_auth,
+        service_tokens,
     })
 }
 

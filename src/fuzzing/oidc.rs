@@ -325,6 +325,79 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// JWT access tokens (DESIGN.md §9), genuine and forged as for logout tokens: accepted only
+/// with a genuine signature and `iss`, `aud` (the API audience, here `CLIENT`), a live `exp`,
+/// no `nbf`/`iat` in the future, and a `sub`.
+pub fn access_token(data: &[u8]) {
+    use crate::auth::bearer::{verify_access_token, AccessTrust};
+    let Some(op) = op() else { return };
+    let Some((token, genuine)) = op.token(data) else {
+        return;
+    };
+    let t = AccessTrust {
+        issuer: ISSUER,
+        audience: CLIENT,
+        jwks: &op.jwks,
+        algs: &ES256,
+        now: NOW,
+    };
+    let Ok(v) = verify_access_token(&token, &t) else {
+        return;
+    };
+    assert!(
+        genuine,
+        "an access token without a genuine signature was accepted"
+    );
+    let c = &v.claims;
+    assert_eq!(c.get("iss").and_then(Value::as_str), Some(ISSUER), "iss");
+    assert!(rp::audience_contains(c, CLIENT), "aud");
+    assert!(
+        c.get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|e| e > NOW - LEEWAY_SECS),
+        "exp"
+    );
+    for claim in ["nbf", "iat"] {
+        if let Some(at) = c.get(claim) {
+            assert!(
+                at.as_i64().is_some_and(|a| a <= NOW + LEEWAY_SECS),
+                "{claim}"
+            );
+        }
+    }
+    assert!(
+        !v.sub.is_empty() && !v.sub.chars().any(char::is_control),
+        "sub"
+    );
+}
+
+/// `Authorization` header values (one per line): a Bearer credential is taken only as one
+/// RFC 6750 `b64token`, and never from two Bearer headers.
+pub fn bearer_header(data: &[u8]) {
+    let lines: Vec<&[u8]> = data
+        .get(..MAX_INPUT)
+        .unwrap_or(data)
+        .split(|b| *b == b'\n')
+        .collect();
+    if let Ok(Some(t)) = crate::auth::bearer::token_of(&lines) {
+        assert!(!t.is_empty() && !t.starts_with('='), "empty token: {t:?}");
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)),
+            "token outside b64token: {t:?}"
+        );
+        let bearers = lines
+            .iter()
+            .filter(|l| {
+                let l = l.trim_ascii();
+                let scheme = l.split(|b| *b == b' ').next().unwrap_or_default();
+                scheme.eq_ignore_ascii_case(b"bearer")
+            })
+            .count();
+        assert_eq!(bearers, 1, "a token from {bearers} bearer credentials");
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

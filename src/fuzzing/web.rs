@@ -348,6 +348,7 @@ pub(super) fn fuzz_routes() -> Routes {
         prefix: prefix.to_owned(),
         access,
         login: None,
+        bearer: false,
     };
     let roles = || Access::Roles(vec!["agent".to_owned()]);
     Routes::new(vec![

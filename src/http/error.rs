@@ -32,6 +32,13 @@ pub enum GatewayError {
     /// No valid session for a protected route, and the client is not a browser.
     #[error("authentication required")]
     Unauthenticated,
+    /// A bearer token was refused (DESIGN.md §9): `401` with `WWW-Authenticate: Bearer
+    /// error="invalid_token"`, whatever else the request carried.
+    #[error("bearer token refused: {0}")]
+    InvalidToken(crate::auth::bearer::BearerError),
+    /// A JWT names a bearer IdP whose keys are not loaded yet (discovery pending): fail closed.
+    #[error("the bearer token's IdP is not loaded")]
+    BearerIdpUnavailable,
     /// No login method is configured for this route.
     #[error("no login method configured")]
     NoLogin,
@@ -120,6 +127,20 @@ impl GatewayError {
                 "Sign-in required",
                 "You need to sign in to reach this page.",
                 "Sign in and try again.",
+            ),
+            GatewayError::InvalidToken(_) => r(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "Sign-in required",
+                "The bearer token of this request is not valid here.",
+                "Use a valid token, on a route that accepts bearer tokens.",
+            ),
+            GatewayError::BearerIdpUnavailable => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                "The identity provider that issued this token cannot be checked right now.",
+                "Try again in a minute.",
             ),
             GatewayError::NoLogin => r(
                 StatusCode::FORBIDDEN,
@@ -217,8 +238,20 @@ pub fn answer(gw: &Gateway, e: GatewayError, html: bool) -> Answer {
 
 /// `answer` as a response of the general path.
 pub fn respond(gw: &Gateway, e: GatewayError, html: bool) -> Response<GatewayBody> {
-    answer(gw, e, html).into_response()
+    // RFC 6750 §3: a refused bearer says so, so a client knows to get a new token.
+    let challenge = matches!(e, GatewayError::InvalidToken(_));
+    let mut r = answer(gw, e, html).into_response();
+    if challenge {
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static(BEARER_CHALLENGE),
+        );
+    }
+    r
 }
+
+/// The `WWW-Authenticate` value of a refused bearer token.
+pub const BEARER_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
 
 /// A store failure on a gateway page: fail closed with `503`.
 pub fn store_error(gw: &Gateway, e: StoreError) -> Response<GatewayBody> {

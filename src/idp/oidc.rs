@@ -249,17 +249,30 @@ impl Provider {
         now: i64,
         check: impl Fn(&Trust<'_>) -> Result<T, OidcError>,
     ) -> Result<T, OidcError> {
+        self.with_keys_as(raw, now, |e| matches!(e, OidcError::UnknownKid), check)
+            .await
+    }
+
+    /// `with_keys` for any check whose error says which value is "unknown `kid`" (`unknown`):
+    /// ID tokens, logout tokens and JWT access tokens share one refresh rule and rate limit.
+    pub(crate) async fn with_keys_as<T, E: From<OidcError>>(
+        &self,
+        raw: &str,
+        now: i64,
+        unknown: impl Fn(&E) -> bool,
+        check: impl Fn(&Trust<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let l = self.loaded().ok_or(OidcError::UnknownKid)?;
         let kid = rp::header_kid(raw)?;
-        let unknown = kid.as_deref().is_some_and(|k| !rp::has_kid(&l.jwks, k));
-        if !unknown {
+        let unknown_kid = kid.as_deref().is_some_and(|k| !rp::has_kid(&l.jwks, k));
+        if !unknown_kid {
             match check(&self.trust(&l, now)) {
-                Err(OidcError::UnknownKid) => {}
+                Err(e) if unknown(&e) => {}
                 other => return other,
             }
         }
         if !self.refetch_jwks().await {
-            return Err(OidcError::UnknownKid);
+            return Err(OidcError::UnknownKid.into());
         }
         let l = self.loaded().ok_or(OidcError::UnknownKid)?;
         check(&self.trust(&l, now))

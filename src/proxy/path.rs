@@ -328,6 +328,7 @@ mod props {
                     prefix: (*p).to_owned(),
                     access: Access::Public,
                     login: None,
+                    bearer: false,
                 })
                 .collect(),
         )

@@ -137,9 +137,17 @@ pub fn parse(
     let mut ours_in_cookies = false;
     for h in r.headers.iter() {
         let n = h.name;
-        if ["content-length", "transfer-encoding", "expect", "upgrade"]
-            .iter()
-            .any(|x| n.eq_ignore_ascii_case(x))
+        // `Authorization`: a machine client's bearer is decided on the general path alone
+        // (`server::bearer`), so the lane never has to apply those checks.
+        if [
+            "content-length",
+            "transfer-encoding",
+            "expect",
+            "upgrade",
+            "authorization",
+        ]
+        .iter()
+        .any(|x| n.eq_ignore_ascii_case(x))
         {
             return Parse::Handoff;
         }
@@ -264,6 +272,8 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nauthorization: Basic eA==\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret\r\n\r\n",
             "GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",

@@ -1,7 +1,8 @@
 //! The HTTP/1.1 fast lane: the common request — a bodiless GET or HEAD on a proxied route, by
 //! a signed-in user whose role the route admits (or on a public route) — is parsed with
 //! httparse and forwarded from the raw bytes, with no header maps and no task hand-offs.
-//! Anything else (a body, an upgrade, a gateway or login path, no or a bad session, a header
+//! Anything else (a body, an upgrade, an `Authorization` header (machine clients are decided on
+//! the general path only, `server::bearer`), a gateway or login path, no or a bad session, a header
 //! this lane does not handle, HTTP/2) is handed with its bytes intact to hyper and
 //! `gateway::handle`, for the rest of the connection.
 //! Invariant: the lane forwards exactly what `gateway` would forward for the same request, by

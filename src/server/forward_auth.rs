@@ -179,8 +179,10 @@ async fn check<B>(
     }
     let route = phases::classify(gw, &normalized)?;
 
-    // Phase: load_session (the client's cookie, which the proxy passes on; touched as usual).
-    let session = phases::load_session(gw, req).await?;
+    // Phase: load_session (the client's bearer or cookie, which the proxy passes on; a
+    // session is touched as usual).
+    let caller = super::bearer::load_caller(gw, req, route, conn).await?;
+    let session = caller.session;
 
     // Phase: authorize.
     match phases::authorize(route, session.as_deref()) {
@@ -188,6 +190,9 @@ async fn check<B>(
         Authorized::Refused => {
             if let Some(s) = &session {
                 tracing::info!(target: "audit", event = "access.denied", user = %s.identity.user, route = %route.prefix, "role not allowed on route");
+                if caller.bearer.is_some() {
+                    super::bearer::refused_role(gw, conn, route, s).await;
+                }
             }
             return Err(GatewayError::RoleNotAllowed);
         }

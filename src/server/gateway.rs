@@ -5,7 +5,8 @@
 //! | phase          | may do                                                            |
 //! |----------------|-------------------------------------------------------------------|
 //! | classify *     | the path normalised once (by the router); pick the route           |
-//! | load_session * | read the session cookie, look it up, check expiry, touch ≤ 1/min  |
+//! | load_session * | a bearer token (`bearer`), else the session cookie: look it up,   |
+//! |                | check expiry, touch ≤ 1/min                                       |
 //! | authorize *    | public / role check / send to login (302 for browsers, 401 JSON)  |
 //! | rewrite        | decide the upgrade once (`headers::Upgrade`: WebSocket, or none);  |
 //! |                | strip hop-by-hop, other upgrades, spoofed identity, our cookies; add ours |
@@ -16,6 +17,7 @@
 //! `headers::Upgrade::of` found to be a WebSocket handshake can become a tunnel; every response
 //! gets the edge headers (`edge_headers`, HSTS) on its way out of the public listener.
 
+use super::bearer;
 use super::phases::{self, Authorized};
 use crate::auth::policy::{self, LocalPath};
 use crate::config::RouteConfig;
@@ -43,8 +45,9 @@ pub async fn proxy(
     // Phase: classify (the path was normalised and found not to be the gateway's own).
     let route = phases::classify(gw, normalized)?;
 
-    // Phase: load_session.
-    let session = phases::load_session(gw, &req).await?;
+    // Phase: load_session (a machine client's bearer, or the session cookie).
+    let caller = bearer::load_caller(gw, &req, route, conn).await?;
+    let session = caller.session;
 
     // Phase: authorize.
     match phases::authorize(route, session.as_deref()) {
@@ -53,6 +56,9 @@ pub async fn proxy(
             *user = session.clone();
             if let Some(s) = &session {
                 tracing::info!(target: "audit", event = "access.denied", user = %s.identity.user, route = %route.prefix, "role not allowed on route");
+                if caller.bearer.is_some() {
+                    Box::pin(bearer::refused_role(gw, conn, route, s)).await;
+                }
             }
             return Err(GatewayError::RoleNotAllowed);
         }
@@ -74,6 +80,12 @@ pub async fn proxy(
     });
     let client_xff = headers::strip_inbound(&mut parts.headers, &gw.ids, websocket);
     gw.cookies.strip(&mut parts.headers);
+    // A service token is the gateway's own secret: the app gets the identity headers and the
+    // signed assertion instead. A JWT is the IdP's, issued for the app's audience: it goes on,
+    // so the app may verify it again (README, *Machine clients*).
+    if caller.bearer == Some(bearer::BearerKind::ServiceToken) {
+        parts.headers.remove(hyper::header::AUTHORIZATION);
+    }
     let chain = client_xff.as_ref().and_then(|v| v.to_str().ok());
     let plan = phases::plan(
         gw,
@@ -157,6 +169,7 @@ mod props {
                 Access::Roles(vec!["agent".to_owned()])
             },
             login: None,
+            bearer: false,
         };
         Routes::new(vec![
             route("/", false),

@@ -94,6 +94,8 @@ fn within_policy(gw: &Gateway, s: &Session, now: UnixTime) -> Result<(), &'stati
             AuthMethod::Demo => true,
             // Both pass the gateway's own factor; a session without one is not theirs.
             AuthMethod::Native | AuthMethod::BreakGlass => false,
+            // Never stored: a machine client's identity lives for one request.
+            AuthMethod::Token(_) | AuthMethod::Bearer(_) => false,
         };
         if !trusted {
             return Err("mfa_required");

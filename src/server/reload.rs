@@ -217,6 +217,11 @@ async fn successor(old: &Current) -> Result<(Current, Reloaded), ReloadError> {
     };
     let warnings = config.warnings.iter().map(ToString::to_string).collect();
     let gateway = Gateway {
+        // Made from the new config: a removed token is refused from the next request on.
+        machines: crate::auth::bearer::MachineClients::new(
+            &config.service_tokens,
+            running.clock.now(),
+        ),
         hsts: hsts_of(&config),
         chrome: chrome_of(&config),
         routes: Routes::new(config.routes.clone()),

@@ -39,6 +39,17 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The empty id of a machine client's request identity (a service token or a JWT bearer,
+    /// DESIGN.md §9): such an identity is never stored, and no `X-Auth-Session` is sent for it.
+    pub fn machine() -> SessionId {
+        SessionId(String::new())
+    }
+
+    /// Whether this is `machine()`'s id (no session behind it).
+    pub fn is_machine(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The last cookie token seen on one connection and its id. A keep-alive client sends the same

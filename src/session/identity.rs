@@ -16,6 +16,10 @@ pub enum AuthMethod {
     Demo,
     /// Emergency access armed by an admin (DESIGN.md §12): `X-Auth-Method: break_glass`.
     BreakGlass,
+    /// A machine client's service token, by name (DESIGN.md §9): `token:<name>`. Never stored.
+    Token(String),
+    /// A JWT access token of a bearer IdP (DESIGN.md §9): `bearer:<idp>`. Never stored.
+    Bearer(String),
 }
 
 impl AuthMethod {
@@ -26,6 +30,8 @@ impl AuthMethod {
             AuthMethod::Saml(i) => format!("saml:{i}"),
             AuthMethod::Demo => "demo".into(),
             AuthMethod::BreakGlass => "break_glass".into(),
+            AuthMethod::Token(n) => format!("token:{n}"),
+            AuthMethod::Bearer(i) => format!("bearer:{i}"),
         }
     }
 
@@ -41,6 +47,14 @@ impl AuthMethod {
                 .or_else(|| {
                     s.strip_prefix("saml:")
                         .map(|idp| AuthMethod::Saml(idp.to_owned()))
+                })
+                .or_else(|| {
+                    s.strip_prefix("token:")
+                        .map(|n| AuthMethod::Token(n.to_owned()))
+                })
+                .or_else(|| {
+                    s.strip_prefix("bearer:")
+                        .map(|idp| AuthMethod::Bearer(idp.to_owned()))
                 }),
         }
     }
@@ -144,6 +158,8 @@ pub struct HeaderValues {
     /// End offset of each part in `buf`, indexed by `IdentityField`.
     ends: [u16; 7],
     has_email: bool,
+    /// False for a machine client's identity (`SessionId::machine`): no `X-Auth-Session`.
+    has_session: bool,
 }
 
 /// An identity value that cannot be sent as a header exactly as it is (DESIGN.md §6): such a
@@ -211,6 +227,7 @@ impl HeaderValues {
             buf: bytes::Bytes::from(buf),
             ends,
             has_email: identity.email.is_some(),
+            has_session: !id.is_machine(),
         })
     }
 
@@ -233,7 +250,7 @@ impl HeaderValues {
     /// when rendered.
     pub fn bytes(&self, field: IdentityField) -> Option<&[u8]> {
         let i = field as usize;
-        if field == IdentityField::Email && !self.has_email {
+        if !self.has(field) {
             return None;
         }
         let start = i
@@ -247,10 +264,19 @@ impl HeaderValues {
     /// One value as a header value sharing the session's buffer (a reference count, no copy);
     /// None: the identity has no email.
     pub fn value(&self, field: IdentityField) -> Option<HeaderValue> {
-        if field == IdentityField::Email && !self.has_email {
+        if !self.has(field) {
             return None;
         }
         Some(self.part(field as usize))
+    }
+
+    /// Whether the identity has this value (an email; a session behind it).
+    fn has(&self, field: IdentityField) -> bool {
+        match field {
+            IdentityField::Email => self.has_email,
+            IdentityField::Session => self.has_session,
+            _ => true,
+        }
     }
 
     pub fn user(&self) -> HeaderValue {

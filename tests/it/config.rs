@@ -453,3 +453,107 @@ fn identity_header_names_are_configurable_and_checked() {
         );
     }
 }
+
+fn warnings_of(text: &str) -> Vec<String> {
+    Config::from_str(Path::new("/etc/portcullis/test.toml"), text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .warnings
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn service_tokens_and_bearer_settings_are_checked_with_file_line_and_key() {
+    let good = "a".repeat(64);
+    let text = format!(
+        r#"{MINIMAL}
+[[routes]]
+prefix = "/api"
+allow_roles = ["agent"]
+bearer = true
+
+[[routes]]
+prefix = "/hc"
+access = "public"
+bearer = true
+
+[[service_tokens]]
+name = "crm-sync"
+sha256 = "{good}"
+roles = ["agent"]
+
+[[service_tokens]]
+name = "crm-sync"
+sha256 = "{good}"
+roles = ["ghost"]
+
+[[service_tokens]]
+name = "Bad Name"
+sha256 = "+f{short}"
+roles = []
+
+[[idp]]
+id = "corp"
+kind = "oidc"
+issuer = "https://corp.example.com"
+client_id = "gw"
+client_secret = "s"
+bearer = {{ audience = " ", roles_claim = "roles" }}
+
+[[idp]]
+id = "partner"
+kind = "saml"
+metadata_url = "https://partner.example.com/metadata"
+sp_entity_id = "https://helpdesk.example.com/saml"
+bearer = {{ audience = "api" }}
+"#,
+        short = "f".repeat(62)
+    );
+    let f = "/etc/portcullis/test.toml";
+    assert_eq!(
+        errors_of(&text),
+        vec![
+            format!("{f}:23: routes[2].bearer: a public route admits everyone; bearer = true needs allow_roles"),
+            format!("{f}:31: service_tokens[1].name: duplicate service token name \"crm-sync\""),
+            format!("{f}:32: service_tokens[1].sha256: the same token is configured twice; each client needs its own"),
+            format!("{f}:33: service_tokens[1].roles[0]: unknown role \"ghost\"; define [roles.ghost]"),
+            format!("{f}:36: service_tokens[2].name: token names use a-z, 0-9, '_' and '-' (at most 64)"),
+            format!("{f}:37: service_tokens[2].sha256: must be 64 hex characters: the SHA-256 of the token (`portcullis tokens new NAME --role R` prints one)"),
+            format!("{f}:38: service_tokens[2].roles: a service token must name the roles it carries"),
+            format!("{f}:46: idp[0].bearer.audience: must name the audience (aud) the access tokens are issued for"),
+            format!("{f}:53: idp[1].bearer: is an OIDC setting; a SAML IdP (kind = \"saml\") does not take it"),
+        ]
+    );
+}
+
+#[test]
+fn a_bearer_route_no_bearer_can_reach_and_an_audience_that_is_the_client_id_are_warnings() {
+    let text = format!(
+        r#"{MINIMAL}
+[[routes]]
+prefix = "/api"
+allow_roles = ["agent"]
+bearer = true
+"#
+    );
+    assert_eq!(
+        warnings_of(&text),
+        vec!["/etc/portcullis/test.toml:18: routes[1].bearer: no [[service_tokens]] and no [[idp]] with bearer: every bearer token is refused here"]
+    );
+    let text = format!(
+        r#"{text}
+[[idp]]
+id = "corp"
+kind = "oidc"
+issuer = "https://corp.example.com"
+client_id = "gw"
+client_secret = "s"
+bearer = {{ audience = "gw" }}
+"#
+    );
+    assert_eq!(
+        warnings_of(&text),
+        vec!["/etc/portcullis/test.toml:26: idp[0].bearer.audience: is the gateway's own client_id: ID tokens issued to the gateway would be accepted as access tokens; use the API's own audience"]
+    );
+}

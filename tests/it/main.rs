@@ -11,6 +11,7 @@
 mod account;
 mod admin;
 mod admin_users;
+mod bearer;
 mod break_glass;
 mod browser_e2e;
 mod cli;

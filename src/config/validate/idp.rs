@@ -219,6 +219,10 @@ fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> 
         cx.err(&p("http_timeout"), "must be above zero and at most 60s");
     }
     let evidence = idp.mfa_evidence.as_ref();
+    let bearer = idp
+        .bearer
+        .as_ref()
+        .and_then(|b| super::bearer::bearer_settings(cx, n, b, client_id.as_deref()));
     Some(OidcSettings {
         issuer: issuer?,
         client_id: client_id?,
@@ -233,6 +237,7 @@ fn build_oidc(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<OidcSettings> 
         amr_any: evidence.map(|m| m.amr_any.clone()).unwrap_or_default(),
         acr_any: evidence.map(|m| m.acr_any.clone()).unwrap_or_default(),
         http_timeout,
+        bearer,
     })
 }
 
@@ -252,6 +257,7 @@ fn build_saml(cx: &mut Ctx<'_>, n: usize, idp: &RawIdp) -> Option<SamlSettings> 
         ("acr_values", idp.acr_values.is_some()),
         ("userinfo", idp.userinfo.is_some()),
         ("logout", idp.logout.is_some()),
+        ("bearer", idp.bearer.is_some()),
     ];
     for (key, set) in oidc_only {
         if set {

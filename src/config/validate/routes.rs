@@ -165,10 +165,18 @@ pub(super) fn routes(
             .login
             .as_ref()
             .and_then(|l| logins.target(cx, &p("login"), l));
+        let bearer = r.bearer.unwrap_or(false);
+        if bearer && access == Access::Public {
+            cx.err(
+                &p("bearer"),
+                "a public route admits everyone; bearer = true needs allow_roles",
+            );
+        }
         routes.push(RouteConfig {
             prefix: norm,
             access,
             login,
+            bearer,
         });
     }
     routes

@@ -269,7 +269,7 @@ fn token_scopes(cx: &mut Ctx<'_>, token: &[Seg], raw: Option<&[String]>) -> Scop
     scopes
 }
 
-fn decode_sha256(s: &str) -> Option<[u8; 32]> {
+pub(super) fn decode_sha256(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
     if s.len() != 64 {
         return None;

@@ -43,6 +43,8 @@ pub enum Fault {
     Hs256WithPublicKey,
     /// A fresh random `kid` on every token (signed with the usual key).
     RandomKid,
+    /// `nbf` ten minutes ahead (access tokens).
+    NbfFuture,
     /// The token endpoint answers with the previous ID token, whatever the code.
     ReplayLastIdToken,
     UserinfoOtherSub,
@@ -118,7 +120,14 @@ pub struct OpState {
     pub last_id_token: Option<String>,
     codes: HashMap<String, Grant>,
     access_tokens: HashMap<String, String>,
+    /// Client-credentials access tokens: their `aud`, `sub` and `roles` claim.
+    pub access_audience: String,
+    pub access_sub: String,
+    pub access_roles: Value,
 }
+
+/// The audience client-credentials access tokens are issued for by default.
+pub const API_AUDIENCE: &str = "https://helpdesk.test/api";
 
 struct Keys {
     rsa: RsaKeyPair,
@@ -162,6 +171,24 @@ fn rsa_key() -> RsaKeyPair {
 }
 
 impl TestOp {
+    /// A client-credentials access token from the token endpoint (RFC 6749 §4.4), as a
+    /// machine client gets one.
+    pub async fn client_credentials(&self) -> String {
+        let basic = STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+        let r = crate::support::Http::new()
+            .post_form(
+                &format!("{}/token", self.issuer),
+                &[("authorization", &format!("Basic {basic}"))],
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "tickets.read"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn start(clock: Clock) -> TestOp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -194,6 +221,9 @@ impl TestOp {
             last_id_token: None,
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
+            access_audience: API_AUDIENCE.into(),
+            access_sub: "crm-machine".into(),
+            access_roles: json!(["integration"]),
         }));
         let (st, ks) = (Arc::clone(&state), Arc::clone(&keys));
         let task = tokio::spawn(async move {
@@ -371,6 +401,49 @@ fn id_token(st: &OpState, keys: &Keys, nonce: &str) -> String {
         _ => {}
     }
     let claims = Value::Object(o.clone());
+    seal(st, keys, &claims)
+}
+
+/// A client-credentials access token (RFC 9068 shape), with the claim faults that apply.
+fn access_token(st: &OpState, keys: &Keys, client_id: &str) -> String {
+    let now = st.clock.now();
+    let mut c = json!({
+        "iss": st.issuer,
+        "sub": st.access_sub,
+        "aud": st.access_audience,
+        "client_id": client_id,
+        "exp": now + 300,
+        "iat": now,
+        "nbf": now,
+        "jti": portcullis::session::random_id(12),
+        "roles": st.access_roles,
+        "scope": "tickets.read",
+    });
+    let o = c.as_object_mut().unwrap();
+    match &st.fault {
+        Fault::WrongIss => {
+            o.insert("iss".into(), json!("http://127.0.0.1:1/other-issuer"));
+        }
+        Fault::WrongAud => {
+            o.insert("aud".into(), json!("https://other.test/api"));
+        }
+        Fault::Expired => {
+            o.insert("iat".into(), json!(now - 900));
+            o.insert("nbf".into(), json!(now - 900));
+            o.insert("exp".into(), json!(now - 600));
+        }
+        Fault::NbfFuture => {
+            o.insert("nbf".into(), json!(now + 600));
+        }
+        _ => {}
+    }
+    seal(st, keys, &c)
+}
+
+/// Signs claims as the current fault says (none, HS256 with the public key, a flipped
+/// signature byte, a random kid) or properly.
+fn seal(st: &OpState, keys: &Keys, claims: &Value) -> String {
+    let claims = claims.clone();
     match &st.fault {
         Fault::AlgNone => format!(
             "{}.{}.",
@@ -574,6 +647,13 @@ async fn handle(
                 return json_resp(
                     StatusCode::UNAUTHORIZED,
                     &json!({"error": "invalid_client"}),
+                );
+            }
+            if f.get("grant_type").map(String::as_str) == Some("client_credentials") {
+                let at = access_token(&s, keys, CLIENT_ID);
+                return json_resp(
+                    StatusCode::OK,
+                    &json!({"access_token": at, "token_type": "Bearer", "expires_in": 300}),
                 );
             }
             if fault == Fault::ReplayLastIdToken {
