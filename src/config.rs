@@ -32,7 +32,7 @@ pub use model::{
     Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, Branding, BreakGlassConfig,
     ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind,
     LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
-    NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
-    Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
-    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    NotifyConfig, OidcSettings, OnMissingMfa, RedisSentinel, RoleConfig, RouteConfig, SamlMetadata,
+    SamlSettings, Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig,
+    StoreTls, TlsFiles, UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

@@ -8,6 +8,7 @@
 //! | `ctx.rs`     | the context: errors, warnings, `${ENV}`, paths, shared checks |
 //! | `server.rs`  | `[server]`, `[upstream]`, `[admin]`        |
 //! | `stores.rs`  | `[session]`, `[storage]`                   |
+//! | `store_tls.rs` | their TLS files and `session.redis_sentinel` |
 //! | `routes.rs`  | `[roles]`, login targets, `[[routes]]`     |
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
@@ -31,6 +32,7 @@ mod ops;
 mod routes;
 mod safety;
 mod server;
+mod store_tls;
 mod stores;
 
 use super::error::{ConfigError, ConfigErrors};
