@@ -29,4 +29,5 @@ mod real_servers;
 mod reload;
 mod saml;
 mod scale;
+mod store_tls;
 mod support;

@@ -142,7 +142,12 @@ pub(super) fn storage(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<StorageConfig
                 None => None,
             };
             if postgres {
-                postgres_url(cx, &url, st.tls.is_some());
+                postgres_url(
+                    cx,
+                    &url,
+                    st.tls.is_some(),
+                    st.tls.as_ref().is_some_and(|t| t.ca.is_some()),
+                );
             }
             let tls = match &st.tls {
                 Some(t) => {
@@ -171,7 +176,7 @@ pub(super) fn storage(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<StorageConfig
 /// The TLS parameters of a PostgreSQL URL, as sqlx will read them: a known `sslmode`, and no
 /// file parameters (they would be read relative to the working directory: `storage.tls` names
 /// the files, relative to the config). With `storage.tls` the mode must verify the server.
-fn postgres_url(cx: &mut Ctx<'_>, url: &str, tls: bool) {
+fn postgres_url(cx: &mut Ctx<'_>, url: &str, tls: bool, ca: bool) {
     let at = [k("storage"), k("url")];
     let query = url.split_once('?').map_or("", |(_, q)| q);
     let mut mode = None;
@@ -188,15 +193,28 @@ fn postgres_url(cx: &mut Ctx<'_>, url: &str, tls: bool) {
         }
     }
     match mode.as_deref() {
-        None | Some("require" | "verify-ca" | "verify-full") => {}
+        None | Some("verify-ca" | "verify-full") => {}
+        // sqlx (unlike libpq) never checks the certificate under `require`, CA or not.
+        Some("require") if ca => cx.err(
+            &at,
+            "sslmode=require does not check the server's certificate even with storage.tls.ca: \
+             use verify-full (or verify-ca)",
+        ),
+        Some("require") => cx.warn(
+            &at,
+            "sslmode=require encrypts but does not verify the server: use verify-full",
+        ),
         Some(m @ ("disable" | "allow" | "prefer")) if tls => cx.err(
             &at,
-            format!("sslmode={m} with storage.tls: use require, verify-ca or verify-full"),
+            format!("sslmode={m} with storage.tls: use verify-ca or verify-full"),
         ),
         Some("disable" | "allow" | "prefer") => {}
         Some(other) => cx.err(
             &at,
-            format!("sslmode={other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"),
+            format!(
+                "sslmode={other:?} is not one of disable, allow, prefer, require, verify-ca, \
+                 verify-full"
+            ),
         ),
     }
 }
