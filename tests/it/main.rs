@@ -29,5 +29,6 @@ mod real_servers;
 mod reload;
 mod saml;
 mod scale;
+mod sentinel;
 mod store_tls;
 mod support;
