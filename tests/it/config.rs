@@ -205,6 +205,7 @@ fn the_shipped_configs_pass_check() {
             .env("ENTRA_SECRET", "s")
             .env("KEYCLOAK_SECRET", "s")
             .env("SMTP_PASSWORD", "s")
+            .env("REDIS_PASSWORD", "s")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

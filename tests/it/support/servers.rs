@@ -191,7 +191,7 @@ fn os_user_ids(user: &str) -> Option<(u32, u32)> {
 /// only TLS connections (`hostssl`), trust auth, user `postgres`. Run as the `postgres` OS
 /// user when the test runs as root (initdb refuses root).
 pub async fn postgres_ssl(dir: &TempDir, ca: &TestCa) -> Option<Proc> {
-    let bin = pg_bin().map_or_else(|| PathBuf::from(PG_BIN), |b| b);
+    let bin = pg_bin().unwrap_or_else(|| PathBuf::from(PG_BIN));
     program(&bin.join("initdb").display().to_string(), "postgresql")?;
     let root = dir.path().join("pg");
     std::fs::create_dir_all(&root).unwrap();
