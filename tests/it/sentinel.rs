@@ -273,3 +273,87 @@ async fn after_the_primary_dies_gateways_fail_closed_then_follow_the_new_primary
     drop(sentinels);
     drop(replica);
 }
+
+/// What a gateway meets when its connection lands on a demoted primary during a failover:
+/// every write is refused with READONLY. That is `Unavailable` (a 503, and a new look for the
+/// primary), never a wrong answer: no session is lost and no counter is read as zero.
+#[tokio::test]
+async fn writes_that_reach_a_read_only_replica_fail_closed_as_unavailable() {
+    use portcullis::session::redis::RedisStore;
+    use portcullis::session::{AuthMethod, Identity, MfaUsed, Session, SessionId, SessionStore};
+    use portcullis::storage::StoreError;
+    if program("/usr/bin/redis-server", "redis-server").is_none() {
+        return;
+    }
+    let dir = TempDir::new("readonly");
+    let d = dir.path();
+    let primary = redis_server(d, "--port", &[]).await;
+    let replica = redis_server(
+        d,
+        "--port",
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port.to_string(),
+        ],
+    )
+    .await;
+    let url = |port: u16| format!("redis://127.0.0.1:{port}/0");
+    let clock = portcullis::clock::Clock::manual(1_800_000_000);
+    // Started against a replica: refused at once (the start-up probe is a write).
+    let on_replica = RedisStore::connect(&url(replica.port), "pc-ro:", clock.clone(), 100).await;
+    assert!(matches!(on_replica, Err(StoreError::Unavailable(_))));
+    // Connected to the primary, which is then demoted under it (what a failover does to a
+    // primary that is still alive): the connection stays, the writes are refused.
+    let store = RedisStore::connect(&url(primary.port), "pc-ro:", clock, 100)
+        .await
+        .unwrap();
+    let mut r = redis(replica.port).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let mut p = redis(primary.port).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(replica.port)
+        .query_async(&mut p)
+        .await
+        .unwrap();
+    let token = portcullis::session::new_token().unwrap();
+    let s = Session::new(
+        SessionId::of(&token),
+        Identity {
+            user: "ann".into(),
+            principal: "native:ann".into(),
+            email: None,
+            groups: vec![],
+            roles: vec!["agent".into()],
+            method: AuthMethod::Native,
+            mfa: MfaUsed::Totp,
+        },
+        1_800_000_000,
+        Duration::from_secs(3600),
+        Duration::from_secs(600),
+        None,
+        None,
+    )
+    .unwrap();
+    match store.insert(s).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("read only"), "{m}"),
+        other => panic!(
+            "a write on a replica must be Unavailable: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(matches!(
+        store.incr("lockout:ann", Duration::from_secs(60)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.claim_once("nonce:x", Duration::from_secs(60)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
