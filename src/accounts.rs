@@ -177,7 +177,7 @@ impl Accounts {
         let Some(st) = &config.storage else {
             return Ok(None);
         };
-        let users = AnyUserStore::open(&st.url, &config.base_dir).await?;
+        let users = AnyUserStore::open_tls(&st.url, &config.base_dir, st.tls.as_ref()).await?;
         let key = match &st.encryption_key {
             Some(k) => seal::parse_key(k)?,
             None => seal::load_or_create_key_file(&crate::storage::sealing_key_file(

@@ -36,8 +36,8 @@ pub use model::{
     Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, BearerSettings, Branding,
     BreakGlassConfig, ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig,
     IdpKind, LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
-    NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
-    Scope, Scopes, ServerConfig, ServiceTokenConfig, SessionConfig, SessionStoreKind,
-    StorageConfig, TlsFiles, UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS,
+    NotifyConfig, OidcSettings, OnMissingMfa, RedisSentinel, RoleConfig, RouteConfig, SamlMetadata,
+    SamlSettings, Scope, Scopes, ServerConfig, ServiceTokenConfig, SessionConfig, SessionStoreKind,
+    StorageConfig, StoreTls, TlsFiles, UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS,
     SAML_KNOWN_ALGORITHMS,
 };

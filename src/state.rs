@@ -135,10 +135,16 @@ pub async fn open_session_store(
             AnySessionStore::Memory(MemoryStore::new(clock.clone(), config.session.max_sessions))
         }
         SessionStoreKind::Redis => {
-            let url = config.session.redis_url.as_deref().unwrap_or_default();
+            let target = match &config.session.redis_sentinel {
+                Some(s) => crate::session::redis::Target::Sentinel(s),
+                None => crate::session::redis::Target::Url(
+                    config.session.redis_url.as_deref().unwrap_or_default(),
+                ),
+            };
             // Fail closed at start too: without the shared store no replica can check a session.
-            let store = crate::session::redis::RedisStore::connect(
-                url,
+            let store = crate::session::redis::RedisStore::open(
+                &target,
+                config.session.redis_tls.as_ref(),
                 &config.session.redis_prefix,
                 clock.clone(),
                 config.session.max_sessions,

@@ -238,6 +238,9 @@ pub enum SessionStoreKind {
 pub struct SessionConfig {
     pub store: SessionStoreKind,
     pub redis_url: Option<String>,
+    /// Set instead of `redis_url` when the primary is found through Redis Sentinel.
+    pub redis_sentinel: Option<RedisSentinel>,
+    pub redis_tls: Option<StoreTls>,
     /// Prefix of every Redis key (several deployments can share one Redis).
     pub redis_prefix: String,
     pub idle_timeout: Duration,
@@ -253,6 +256,59 @@ pub struct SessionConfig {
 pub struct StorageConfig {
     pub url: String,
     pub encryption_key: Option<String>,
+    /// PostgreSQL only: the CA (instead of the web PKI roots) and a client certificate.
+    pub tls: Option<StoreTls>,
+}
+
+/// `session.redis_sentinel` (DESIGN.md §11). `Debug` hides the password and the node URLs
+/// (a sentinel URL may carry one too).
+#[derive(Clone)]
+pub struct RedisSentinel {
+    pub master: String,
+    /// `redis://` or `rediss://` URLs of the sentinels; the data nodes use TLS exactly when
+    /// these do.
+    pub nodes: Vec<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisSentinel {
+    /// Compared by `restart::pin`: the text changes when a node or the password does.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        for n in &self.nodes {
+            h.update(n.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(self.password.as_deref().unwrap_or_default().as_bytes());
+        f.debug_struct("RedisSentinel")
+            .field("master", &self.master)
+            .field("nodes", &self.nodes.len())
+            .field("digest", &h.finish().as_ref())
+            .finish()
+    }
+}
+
+/// TLS material for a store connection, read and checked at load (`portcullis check` parses
+/// the same bytes the connection uses). Certificates and names are always verified.
+#[derive(Clone)]
+pub struct StoreTls {
+    /// PEM of the only trusted roots; `None`: the web PKI roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM of the client certificate chain and of its key (mutual TLS).
+    pub client: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
+    /// SHA-256 over all of it: what `Debug` (and so `restart::pin`) shows.
+    pub fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for StoreTls {
+    /// The fingerprint only: never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.client.is_some())
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]

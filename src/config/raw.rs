@@ -143,6 +143,10 @@ pub struct RawSession {
     pub store: Option<String>,
     pub redis_url: Option<String>,
     pub redis_url_file: Option<String>,
+    /// Instead of `redis_url`: the primary named by Redis Sentinel (DESIGN.md §11).
+    pub redis_sentinel: Option<RawRedisSentinel>,
+    /// CA and client certificate for `rediss://` (and TLS sentinels).
+    pub redis_tls: Option<RawStoreTls>,
     pub redis_prefix: Option<String>,
     pub idle_timeout: Option<Dur>,
     pub max_lifetime: Option<Dur>,
@@ -158,6 +162,28 @@ pub struct RawStorage {
     pub url_file: Option<String>,
     pub encryption_key: Option<String>,
     pub encryption_key_file: Option<String>,
+    /// CA and client certificate for PostgreSQL over TLS (`sslmode` in the URL).
+    pub tls: Option<RawStoreTls>,
+}
+
+/// `session.redis_sentinel`: the master's name and the sentinels that know where it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisSentinel {
+    pub master: String,
+    pub nodes: Vec<String>,
+    /// AUTH for the data nodes (the sentinels' own passwords go in their URLs).
+    pub password: Option<String>,
+}
+
+/// TLS to a store (`session.redis_tls`, `storage.tls`): every key optional; the web PKI roots
+/// when `ca` is absent. Named as `upstream.tls` names them (DESIGN.md §9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStoreTls {
+    pub ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

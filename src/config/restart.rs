@@ -70,6 +70,8 @@ pub fn pin(old: &Config, new: &mut Config) -> Vec<&'static str> {
     }
     pin!("session.store", session.store);
     pin!("session.redis_url", session.redis_url);
+    pin!("session.redis_sentinel", session.redis_sentinel);
+    pin!("session.redis_tls", session.redis_tls);
     pin!("session.redis_prefix", session.redis_prefix);
     pin!("session.max_sessions", session.max_sessions);
     // The user store is opened once, with its sealing key, mail sender and lockout settings.

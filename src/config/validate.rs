@@ -11,6 +11,7 @@
 //! | `server.rs`  | `[server]`, `[admin]`                      |
 //! | `upstream.rs`| `[upstream]` and its TLS files             |
 //! | `stores.rs`  | `[session]`, `[storage]`                   |
+//! | `store_tls.rs` | their TLS files and `session.redis_sentinel` |
 //! | `routes.rs`  | `[roles]`, login targets, `[[routes]]`     |
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
@@ -38,6 +39,7 @@ mod ops;
 mod routes;
 mod safety;
 mod server;
+mod store_tls;
 mod stores;
 mod upstream;
 

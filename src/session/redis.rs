@@ -33,16 +33,19 @@
 //! | file                | holds                                                        |
 //! |---------------------|--------------------------------------------------------------|
 //! | `redis/store.rs`    | [`RedisStore`]: connection, timeouts, the `SessionStore` operations |
+//! | `redis/link.rs`     | the connection to the primary: one URL, or followed through Sentinel |
 //! | `redis/lua.rs`      | the Lua scripts (every multi-key change)                     |
 //! | `redis/codec.rs`    | a session as its stored hash fields, and the Redis TTLs      |
 //! | `redis/subscribe.rs`| the invalidation subscriber that keeps the session cache honest |
 //! | `redis_cache.rs`    | the per-replica session cache itself (beside this file)      |
 
 mod codec;
+mod link;
 mod lua;
 mod store;
 mod subscribe;
 #[cfg(test)]
 mod tests;
 
+pub use link::Target;
 pub use store::RedisStore;

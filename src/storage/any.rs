@@ -12,6 +12,7 @@ use super::model::{
 use super::postgres::{PostgresUrl, PostgresUserStore, DEFAULT_MAX_CONNECTIONS};
 use super::sqlite::SqliteUserStore;
 use super::user_store::UserStore;
+use crate::config::StoreTls;
 
 /// The user store chosen at start-up. One variant per implementation.
 #[derive(Clone, Debug)]
@@ -33,12 +34,21 @@ impl AnyUserStore {
     ///
     /// Any other scheme is refused as not supported in this build.
     pub async fn open(url: &str, base_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_tls(url, base_dir, None).await
+    }
+
+    /// As [`open`](Self::open), with `storage.tls` (CA, client certificate) for PostgreSQL.
+    pub async fn open_tls(
+        url: &str,
+        base_dir: &Path,
+        tls: Option<&StoreTls>,
+    ) -> Result<Self, StoreError> {
         Ok(match parse_url(url, base_dir)? {
             StoreUrl::SqliteMemory => Self::Sqlite(SqliteUserStore::open_in_memory().await?),
             StoreUrl::SqliteFile(path) => Self::Sqlite(SqliteUserStore::open(&path).await?),
-            StoreUrl::Postgres(url) => {
-                Self::Postgres(PostgresUserStore::open(&url, DEFAULT_MAX_CONNECTIONS).await?)
-            }
+            StoreUrl::Postgres(url) => Self::Postgres(
+                PostgresUserStore::open_tls(&url, tls, DEFAULT_MAX_CONNECTIONS).await?,
+            ),
         })
     }
 

@@ -22,6 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::config::StoreTls;
 use percent_encoding::percent_decode_str;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
@@ -196,6 +197,17 @@ impl SqlUserStore<Postgres> {
     /// `Unavailable`), creates the URL's schema if missing, and applies the migrations.
     /// `max_connections` is the pool size (at least 1; [`DEFAULT_MAX_CONNECTIONS`] by default).
     pub async fn open(url: &PostgresUrl, max_connections: u32) -> Result<Self, StoreError> {
+        Self::open_tls(url, None, max_connections).await
+    }
+
+    /// As [`open`](Self::open), trusting only `tls`'s CA (instead of the web PKI roots) and
+    /// presenting its client certificate. With `tls` and no `sslmode` in the URL, the mode is
+    /// `verify-full`: a configured CA means the server is to be verified.
+    pub async fn open_tls(
+        url: &PostgresUrl,
+        tls: Option<&StoreTls>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         let passwords = url_passwords(&url.url);
         let unavailable = |what: &str, e: &dyn fmt::Display| {
             StoreError::Unavailable(scrub(format!("{what}: {e}"), &passwords))
@@ -206,6 +218,28 @@ impl SqlUserStore<Postgres> {
         let options = PgConnectOptions::from_str(&url.url)
             .map_err(|e| unavailable("postgres url is not valid", &e))?
             .options([("lock_timeout", LOCK_TIMEOUT)]);
+        let options = match tls {
+            None => options,
+            Some(t) => {
+                let mut o = options;
+                let has_mode = url.url.split_once('?').is_some_and(|(_, q)| {
+                    q.split('&')
+                        .any(|p| p.starts_with("sslmode=") || p.starts_with("ssl-mode="))
+                });
+                if !has_mode {
+                    o = o.ssl_mode(sqlx::postgres::PgSslMode::VerifyFull);
+                }
+                if let Some(ca) = &t.ca_pem {
+                    o = o.ssl_root_cert_from_pem(ca.clone());
+                }
+                if let Some((cert, key)) = &t.client {
+                    o = o
+                        .ssl_client_cert_from_pem(cert)
+                        .ssl_client_key_from_pem(key.as_slice());
+                }
+                o
+            }
+        };
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         let mut pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))

@@ -233,6 +233,7 @@ fn the_shipped_configs_pass_check() {
             .env("ENTRA_SECRET", "s")
             .env("KEYCLOAK_SECRET", "s")
             .env("SMTP_PASSWORD", "s")
+            .env("REDIS_PASSWORD", "s")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -556,4 +557,158 @@ bearer = {{ audience = "gw" }}
         warnings_of(&text),
         vec!["/etc/portcullis/test.toml:26: idp[0].bearer.audience: is the gateway's own client_id: ID tokens issued to the gateway would be accepted as access tokens; use the API's own audience"]
     );
+}
+
+#[test]
+fn store_tls_and_sentinel_keys_are_checked_with_file_line_and_key() {
+    let dir = TempDir::new("store-tls-check");
+    let d = dir.path();
+    let ca = crate::support::servers::TestCa::new("check ca");
+    let (cert, key) = ca.leaf(&["127.0.0.1"]);
+    std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(d.join("client.crt"), &cert).unwrap();
+    std::fs::write(d.join("client.key"), &key).unwrap();
+    std::fs::write(d.join("garbage.pem"), "not a certificate").unwrap();
+    let (_, other_key) = ca.leaf(&["127.0.0.2"]);
+    std::fs::write(d.join("other.key"), other_key).unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    let one = |session: &str| {
+        errors_of(&format!(
+            "{MINIMAL}\n[session]\nstore = \"redis\"\n{session}\n"
+        ))
+    };
+    // A good TLS setup and a good sentinel setup pass.
+    assert_eq!(
+        one(&format!(
+            "redis_url = \"rediss://127.0.0.1:6380/0\"\nredis_tls = {{ ca = \"{}\", client_cert = \"{}\", client_key = \"{}\" }}",
+            p("ca.pem"), p("client.crt"), p("client.key")
+        )),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        one("redis_sentinel = { master = \"m\", nodes = [\"redis://127.0.0.1:26379\", \"redis://127.0.0.1:26380\"] }"),
+        Vec::<String>::new()
+    );
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "redis_url = \"redis://127.0.0.1:6379\"\nredis_sentinel = { master = \"m\", nodes = [\"redis://127.0.0.1:26379\"] }".into(),
+            "session.redis_sentinel",
+            "exclusive",
+        ),
+        ("redis_sentinel = { master = \"m\", nodes = [] }".into(), "session.redis_sentinel.nodes", "at least one"),
+        ("redis_sentinel = { master = \"\", nodes = [\"redis://127.0.0.1:26379\"] }".into(), "session.redis_sentinel.master", "name"),
+        (
+            "redis_sentinel = { master = \"m\", nodes = [\"redis://127.0.0.1:26379\", \"rediss://127.0.0.1:26380\"] }".into(),
+            "session.redis_sentinel.nodes",
+            "mixes",
+        ),
+        ("redis_url = \"rediss://127.0.0.1:6380/#insecure\"".into(), "session.redis_url", "cannot be turned off"),
+        ("redis_url = \"http://127.0.0.1:6379\"".into(), "session.redis_url", "rediss://"),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:6380\"\nredis_tls = {{ ca = \"{}\" }}", p("missing.pem")),
+            "session.redis_tls.ca",
+            "cannot read",
+        ),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:6380\"\nredis_tls = {{ ca = \"{}\" }}", p("garbage.pem")),
+            "session.redis_tls.ca",
+            "PEM",
+        ),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:6380\"\nredis_tls = {{ ca = \"{}\" }}", d.display()),
+            "session.redis_tls.ca",
+            "cannot read",
+        ),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:6380\"\nredis_tls = {{ client_cert = \"{}\" }}", p("client.crt")),
+            "session.redis_tls.client_cert",
+            "client_key",
+        ),
+        (
+            format!(
+                "redis_url = \"rediss://127.0.0.1:6380\"\nredis_tls = {{ client_cert = \"{}\", client_key = \"{}\" }}",
+                p("client.crt"),
+                p("other.key")
+            ),
+            "session.redis_tls.client_key",
+            "does not go with",
+        ),
+        (
+            format!("redis_url = \"redis://127.0.0.1:6379\"\nredis_tls = {{ ca = \"{}\" }}", p("ca.pem")),
+            "session.redis_tls",
+            "not rediss://",
+        ),
+    ];
+    for (session, key, message) in cases {
+        let errors = one(&session);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!(": {key}: ")) && e.contains(message)),
+            "{session}\n=> {errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.starts_with("/etc/portcullis/test.toml:")),
+            "{errors:?}"
+        );
+    }
+    let storage = |s: &str| {
+        errors_of(&format!(
+            "{MINIMAL}\n[storage]\nencryption_key = \"{}\"\n{s}\n",
+            "ab".repeat(32)
+        ))
+    };
+    assert_eq!(
+        storage(&format!(
+            "url = \"postgres://db.internal/p?sslmode=verify-full\"\ntls = {{ ca = \"{}\" }}",
+            p("ca.pem")
+        )),
+        Vec::<String>::new()
+    );
+    for (s, key, message) in [
+        (
+            format!(
+                "url = \"sqlite://u.db\"\ntls = {{ ca = \"{}\" }}",
+                p("ca.pem")
+            ),
+            "storage.tls",
+            "postgres",
+        ),
+        (
+            "url = \"postgres://db/p?sslrootcert=/ca.pem\"".to_owned(),
+            "storage.url",
+            "storage.tls",
+        ),
+        (
+            "url = \"postgres://db/p?sslmode=sometimes\"".to_owned(),
+            "storage.url",
+            "not one of",
+        ),
+        (
+            format!(
+                "url = \"postgres://db/p?sslmode=require\"\ntls = {{ ca = \"{}\" }}",
+                p("ca.pem")
+            ),
+            "storage.url",
+            "verify-full",
+        ),
+        (
+            format!(
+                "url = \"postgres://db/p?sslmode=disable\"\ntls = {{ ca = \"{}\" }}",
+                p("ca.pem")
+            ),
+            "storage.url",
+            "verify-full",
+        ),
+    ] {
+        let errors = storage(&s);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!(": {key}: ")) && e.contains(message)),
+            "{s}\n=> {errors:?}"
+        );
+    }
 }

@@ -34,5 +34,7 @@ mod real_servers;
 mod reload;
 mod saml;
 mod scale;
+mod sentinel;
+mod store_tls;
 mod support;
 mod upstream_tls;

@@ -1,6 +1,6 @@
 //! What `run` reads or parses at start besides the TOML, checked here without writing anything:
 //! the assertion signing key, the user store's URL, file and sealing key, the SMTP relay and
-//! sender, the Redis URL. Connecting to a store, an IdP or a relay is left to `run` (not a
+//! sender (the Redis URL is `store_tls.rs`'s). Connecting to a store, an IdP or a relay is left to `run` (not a
 //! config error); a file `run` would create (signing key, SQLite file, key file) only needs a
 //! directory it can be made in.
 
@@ -132,27 +132,6 @@ pub(super) fn smtp(cx: &mut Ctx<'_>, at_url: &[Seg], url: &str, at_from: &[Seg],
         cx.err(
             at_url,
             format!("is not an SMTP URL like \"smtp://relay:587?tls=required\" ({e})"),
-        );
-    }
-}
-
-/// `session.redis_url`: a `redis://` URL the client parses.
-pub(super) fn redis_url(cx: &mut Ctx<'_>, at: &[Seg], url: &str) {
-    if !(url.starts_with("redis://")
-        || url.starts_with("redis+unix://")
-        || url.starts_with("unix://"))
-    {
-        cx.err(
-            at,
-            "must start with redis:// (TLS to Redis is not supported in this build)",
-        );
-        return;
-    }
-    if redis::IntoConnectionInfo::into_connection_info(url).is_err() {
-        // A fixed message: the URL may hold a password, and so might a parser's error text.
-        cx.err(
-            at,
-            "does not parse as a Redis URL like \"redis://:PASSWORD@127.0.0.1:6379/0\"",
         );
     }
 }

@@ -2,6 +2,7 @@
 //! and `[storage]` (the user store, SQLite or PostgreSQL, and its encryption key).
 
 use super::ctx::{k, Ctx};
+use super::store_tls;
 use crate::config::model::{SessionConfig, SessionStoreKind, StorageConfig};
 use crate::config::raw::{RawConfig, RawSession};
 use std::time::Duration;
@@ -30,15 +31,52 @@ pub(super) fn session(cx: &mut Ctx<'_>, rs: &RawSession) -> SessionConfig {
     if redis_set && store != SessionStoreKind::Redis {
         cx.err(&at_url, "is set but session.store is not \"redis\"");
     }
-    if store == SessionStoreKind::Redis && !redis_set {
+    let redis_sentinel = match &rs.redis_sentinel {
+        Some(raw) => {
+            if store != SessionStoreKind::Redis {
+                cx.err(
+                    &[k("session"), k("redis_sentinel")],
+                    "is set but session.store is not \"redis\"",
+                );
+            }
+            if redis_set {
+                cx.err(
+                    &[k("session"), k("redis_sentinel")],
+                    "and session.redis_url are exclusive: the sentinels name the primary",
+                );
+            }
+            store_tls::sentinel(cx, raw)
+        }
+        None => None,
+    };
+    if store == SessionStoreKind::Redis && !redis_set && rs.redis_sentinel.is_none() {
         cx.err(
             &[k("session"), k("store")],
-            "\"redis\" needs session.redis_url (or redis_url_file), e.g. \"redis://127.0.0.1:6379/0\"",
+            "\"redis\" needs session.redis_url (or redis_url_file), e.g. \"redis://127.0.0.1:6379/0\", \
+             or session.redis_sentinel",
         );
     }
     if let Some(u) = &redis_url {
-        super::files::redis_url(cx, &at_url, u);
+        store_tls::redis_url(cx, &at_url, u, false);
     }
+    let redis_tls = match &rs.redis_tls {
+        Some(raw) => {
+            let tls_url = redis_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("rediss://"))
+                || redis_sentinel
+                    .as_ref()
+                    .is_some_and(|s| s.nodes.iter().all(|n| n.starts_with("rediss://")));
+            if !tls_url && (redis_set || rs.redis_sentinel.is_some()) {
+                cx.err(
+                    &[k("session"), k("redis_tls")],
+                    "is set but the Redis URLs are not rediss:// (TLS)",
+                );
+            }
+            store_tls::store_tls(cx, &[k("session"), k("redis_tls")], raw)
+        }
+        None => None,
+    };
     let redis_prefix = rs
         .redis_prefix
         .clone()
@@ -55,6 +93,8 @@ pub(super) fn session(cx: &mut Ctx<'_>, rs: &RawSession) -> SessionConfig {
     let session = SessionConfig {
         store,
         redis_url,
+        redis_sentinel,
+        redis_tls,
         redis_prefix,
         idle_timeout: rs
             .idle_timeout
@@ -112,9 +152,27 @@ pub(super) fn storage(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<StorageConfig
                 st.encryption_key_file.as_ref(),
             );
             super::files::user_store(cx, &url, encryption_key.as_deref(), key_set);
+            if postgres {
+                postgres_url(
+                    cx,
+                    &url,
+                    st.tls.is_some(),
+                    st.tls.as_ref().is_some_and(|t| t.ca.is_some()),
+                );
+            }
+            let tls = match &st.tls {
+                Some(t) => {
+                    if !postgres {
+                        cx.err(&[k("storage"), k("tls")], "is for postgres:// URLs only");
+                    }
+                    store_tls::store_tls(cx, &[k("storage"), k("tls")], t)
+                }
+                None => None,
+            };
             Some(StorageConfig {
                 url,
                 encryption_key,
+                tls,
             })
         }
         None if raw.native.is_some() => {
@@ -123,8 +181,55 @@ pub(super) fn storage(cx: &mut Ctx<'_>, raw: &RawConfig) -> Option<StorageConfig
             Some(StorageConfig {
                 url,
                 encryption_key: None,
+                tls: None,
             })
         }
         None => None,
+    }
+}
+
+/// The TLS parameters of a PostgreSQL URL, as sqlx will read them: a known `sslmode`, and no
+/// file parameters (they would be read relative to the working directory: `storage.tls` names
+/// the files, relative to the config). With `storage.tls` the mode must verify the server.
+fn postgres_url(cx: &mut Ctx<'_>, url: &str, tls: bool, ca: bool) {
+    let at = [k("storage"), k("url")];
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let mut mode = None;
+    for (name, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+        match name {
+            "sslmode" | "ssl-mode" => mode = Some(value.to_owned()),
+            "sslrootcert" | "sslcert" | "sslkey" | "ssl-root-cert" | "ssl-cert" | "ssl-key" => {
+                cx.err(
+                    &at,
+                    format!("{name} is not read from the URL here: use storage.tls (ca, client_cert, client_key)"),
+                );
+            }
+            _ => {}
+        }
+    }
+    match mode.as_deref() {
+        None | Some("verify-ca" | "verify-full") => {}
+        // sqlx (unlike libpq) never checks the certificate under `require`, CA or not.
+        Some("require") if ca => cx.err(
+            &at,
+            "sslmode=require does not check the server's certificate even with storage.tls.ca: \
+             use verify-full (or verify-ca)",
+        ),
+        Some("require") => cx.warn(
+            &at,
+            "sslmode=require encrypts but does not verify the server: use verify-full",
+        ),
+        Some(m @ ("disable" | "allow" | "prefer")) if tls => cx.err(
+            &at,
+            format!("sslmode={m} with storage.tls: use verify-ca or verify-full"),
+        ),
+        Some("disable" | "allow" | "prefer") => {}
+        Some(other) => cx.err(
+            &at,
+            format!(
+                "sslmode={other:?} is not one of disable, allow, prefer, require, verify-ca, \
+                 verify-full"
+            ),
+        ),
     }
 }

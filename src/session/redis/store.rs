@@ -4,17 +4,19 @@
 //! `codec.rs`; the invalidation subscriber is in `subscribe.rs`.
 
 use super::codec::{decode, encode, session_ttl_ms, ttl_ms, SessionFields};
+use super::link::{Link, Target};
 use super::lua::{
     COUNT_LUA, DECR_LUA, INCR_LUA, INSERT_LUA, PRUNE_LUA, REMOVE_LUA, REMOVE_USER_LUA, SET_ADD_LUA,
     SET_TAKE_LUA, TOUCH_LUA,
 };
 use crate::clock::{Clock, UnixTime};
+use crate::config::StoreTls;
 use crate::session::id::SessionId;
 use crate::session::model::Session;
 use crate::session::redis_cache::SessionCache;
 use crate::session::store::SessionStore;
 use crate::storage::StoreError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, Script};
 use std::future::Future;
 use std::sync::Arc;
@@ -80,9 +82,9 @@ pub struct RedisStore {
 // No `Debug`: the connection holds the URL, which may carry a password. The fields the
 // subscriber (`subscribe.rs`) and the tests need are open to `redis/`.
 pub(super) struct Inner {
-    pub(super) conn: ConnectionManager,
-    /// For the invalidation subscription, which needs a connection of its own.
-    pub(super) client: redis::Client,
+    /// The primary: its command connection, and a client for the invalidation subscription
+    /// (which needs a connection of its own); followed through Sentinel when configured.
+    pub(super) link: Link,
     /// `{prefix}inval`: every script that changes or ends a session publishes its id here.
     pub(super) channel: String,
     pub(super) cache: SessionCache,
@@ -127,29 +129,39 @@ impl RedisStore {
         clock: Clock,
         max_sessions: usize,
     ) -> Result<Self, StoreError> {
+        Self::open(&Target::Url(url), None, prefix, clock, max_sessions).await
+    }
+
+    /// As [`connect`](Self::connect), to `target` (one URL, or the primary Sentinel names),
+    /// with `tls`'s CA and client certificate for `rediss://`.
+    pub async fn open(
+        target: &Target<'_>,
+        tls: Option<&StoreTls>,
+        prefix: &str,
+        clock: Clock,
+        max_sessions: usize,
+    ) -> Result<Self, StoreError> {
         // The URL may hold a password: it never goes into an error or a log line.
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
+        if let Target::Url(url) = target {
+            redis::IntoConnectionInfo::into_connection_info(*url).map_err(|e| {
+                StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind()))
+            })?;
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(COMMAND_TIMEOUT)
             .set_number_of_retries(CONNECT_RETRIES)
             .set_max_delay(RETRY_MAX_DELAY_MS);
-        let conn = match tokio::time::timeout(
-            CONNECT_DEADLINE,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(store_error("connect", &e)),
-            Err(_) => return Err(StoreError::Unavailable("redis connect: timed out".into())),
-        };
+        let link =
+            match tokio::time::timeout(CONNECT_DEADLINE, Link::open(target, tls, config)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(store_error("connect", &e)),
+                Err(_) => return Err(StoreError::Unavailable("redis connect: timed out".into())),
+            };
         let script = |body: &str| Script::new(&format!("{PRUNE_LUA}{body}"));
         let store = Self {
             inner: Arc::new(Inner {
-                conn,
-                client,
+                link,
                 channel: format!("{prefix}inval"),
                 cache: SessionCache::default(),
                 prefix: prefix.to_owned(),
@@ -192,20 +204,26 @@ impl RedisStore {
         what: &str,
         fut: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(store_error(what, &e)),
-            Err(_) => Err(StoreError::Unavailable(format!("redis {what}: timed out"))),
+        let r = match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => store_error(what, &e),
+            Err(_) => StoreError::Unavailable(format!("redis {what}: timed out")),
+        };
+        // Refused, dropped, timed out or READONLY (a demoted primary): with Sentinel the
+        // primary may have moved. This answer fails closed; the next ones go to the new one.
+        if matches!(r, StoreError::Unavailable(_)) {
+            self.inner.link.failed();
         }
+        Err(r)
     }
 
     async fn query<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut c = self.inner.conn.clone();
+        let mut c = self.inner.link.node().conn.clone();
         self.run(what, cmd.query_async(&mut c)).await
     }
 
     async fn pipeline<T: FromRedisValue>(&self, what: &str, p: &Pipeline) -> Result<T, StoreError> {
-        let mut c = self.inner.conn.clone();
+        let mut c = self.inner.link.node().conn.clone();
         self.run(what, p.query_async(&mut c)).await
     }
 
@@ -214,7 +232,7 @@ impl RedisStore {
         what: &str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut c = self.inner.conn.clone();
+        let mut c = self.inner.link.node().conn.clone();
         self.run(what, inv.invoke_async(&mut c)).await
     }
 

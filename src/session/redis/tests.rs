@@ -42,7 +42,7 @@ async fn store(url: &str, prefix: &str, clock: &Clock, max_sessions: usize) -> R
 
 /// Deletes every key under `prefix` (SCAN + DEL).
 async fn cleanup(st: &RedisStore) {
-    let mut c = st.inner.conn.clone();
+    let mut c = st.inner.link.node().conn.clone();
     let pattern = format!("{}*", st.inner.prefix);
     let mut cursor: u64 = 0;
     loop {
@@ -70,7 +70,7 @@ async fn cleanup(st: &RedisStore) {
 }
 
 async fn raw<T: FromRedisValue>(st: &RedisStore, cmd: &Cmd) -> T {
-    let mut c = st.inner.conn.clone();
+    let mut c = st.inner.link.node().conn.clone();
     cmd.query_async(&mut c).await.unwrap()
 }
 
@@ -555,7 +555,7 @@ async fn a_value_claimed_concurrently_on_two_replicas_is_claimed_exactly_once() 
 
 /// The TTL Redis holds (PTTL, ms) for the one key of `st` whose name ends in `suffix`.
 async fn pttl(st: &RedisStore, suffix: &str) -> i64 {
-    let mut c = st.inner.conn.clone();
+    let mut c = st.inner.link.node().conn.clone();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}*", st.inner.prefix))
         .query_async(&mut c)

@@ -8,6 +8,7 @@ pub mod login;
 pub mod oidc_provider;
 pub mod relay;
 pub mod saml_idp;
+pub mod servers;
 pub mod smtp;
 pub mod stores;
 pub mod tls_upstream;
