@@ -274,6 +274,110 @@ async fn a_contractor_signs_in_through_caddy_and_only_its_identity_reaches_the_a
     contractor_login_end_to_end(Kind::Caddy).await;
 }
 
+/// A staff member (OIDC single sign-on) asks the proxy for an agent page, is relayed through
+/// the gateway to the IdP and back, and lands on the page asked for with its SSO identity at
+/// the app; a forged identity header does not get through.
+async fn staff_login_end_to_end(kind: Kind) {
+    use crate::support::oidc_provider::{TestOp, CLIENT_ID, CLIENT_SECRET};
+    let op = TestOp::start(portcullis::clock::Clock::manual(1_800_000_000)).await;
+    let extra = format!(
+        r#"{FORWARD_AUTH}
+[[routes]]
+prefix = "/staff"
+allow_roles = ["agent"]
+login = "corp"
+
+[[idp]]
+id = "corp"
+kind = "oidc"
+display_name = "corp SSO"
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+mfa_evidence = {{ amr_any = ["mfa"] }}
+http_timeout = "1s"
+"#,
+        issuer = op.issuer
+    );
+    // `LoginOpts::extra` is a static str; one small string per test process.
+    let extra: &'static str = Box::leak(extra.into_boxed_str());
+    let env = LoginEnv::start(LoginOpts {
+        trusted_proxy: true,
+        extra,
+        ..LoginOpts::default()
+    })
+    .await;
+    let clock = env.gw.clock.clone();
+    op.with(|s| s.clock = clock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !env.gw.gateway().oidc.ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "oidc provider never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(p) = proxy(kind, env.gw.addr, env.gw.upstream.addr).await else {
+        return;
+    };
+    let mut b = Browser::new(&p.base());
+    let before = hits(&env);
+    let r = b.get("/staff/tickets?id=9").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{kind:?}: {}", r.text());
+    let back = b.follow(r).await;
+    assert_eq!(back.status, StatusCode::OK, "{kind:?}: {}", back.text());
+    let app = back.json();
+    assert_eq!(app["path"], "/staff/tickets", "{kind:?}");
+    assert_eq!(app["query"], "id=9", "{kind:?}");
+    assert_eq!(hits(&env), before + 1, "{kind:?}: only the final request");
+    assert_eq!(
+        back.upstream_header("x-forwarded-user").as_deref(),
+        Some("sam.staff")
+    );
+    assert_eq!(
+        back.upstream_header("x-auth-method").as_deref(),
+        Some("oidc:corp")
+    );
+    assert_eq!(
+        back.upstream_header("x-auth-roles").as_deref(),
+        Some("agent")
+    );
+    assert_eq!(
+        back.upstream_header("x-auth-mfa").as_deref(),
+        Some("idp"),
+        "{kind:?}: the IdP's MFA evidence"
+    );
+    let cookie = b.cookie_header();
+    let r = b
+        .http
+        .get(
+            &format!("{}/staff/x", p.base()),
+            &[
+                ("accept", "text/html"),
+                ("cookie", cookie.as_str()),
+                ("x-forwarded-user", "mallory"),
+                ("x-auth-roles", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{kind:?}: {}", r.text());
+    assert_eq!(
+        r.upstream_header("x-forwarded-user").as_deref(),
+        Some("sam.staff")
+    );
+    assert_eq!(r.upstream_header("x-auth-roles").as_deref(), Some("agent"));
+}
+
+#[tokio::test]
+async fn a_staff_member_signs_in_by_sso_through_nginx_and_reaches_the_page_asked_for() {
+    staff_login_end_to_end(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn a_staff_member_signs_in_by_sso_through_caddy_and_reaches_the_page_asked_for() {
+    staff_login_end_to_end(Kind::Caddy).await;
+}
+
 /// `/hc` stays public; a role the route does not admit is 403; `..;` tricks that a servlet
 /// container would read as another route are refused as on the proxy path.
 async fn routes_and_tricks(kind: Kind) {
