@@ -62,13 +62,13 @@ async fn admin(gw: &TestGateway, token: &str, method: Method, path: &str) -> Res
 
 /// Requests that run while the config changes: `n` clients, each on its own keep-alive
 /// connection, requesting `path` (with `headers`) until stopped. Every status is kept.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<Vec<StatusCode>>>,
 }
 
 impl Load {
-    fn start(base: String, path: &str, cookie: Option<String>, n: usize) -> Load {
+    pub(crate) fn start(base: String, path: &str, cookie: Option<String>, n: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..n)
             .map(|_| {
@@ -90,7 +90,7 @@ impl Load {
     }
 
     /// Stops the clients and returns every status they saw.
-    async fn finish(self) -> Vec<StatusCode> {
+    pub(crate) async fn finish(self) -> Vec<StatusCode> {
         self.stop.store(true, Ordering::SeqCst);
         let mut all = Vec::new();
         for t in self.tasks {
@@ -100,7 +100,7 @@ impl Load {
     }
 }
 
-fn assert_all_ok(statuses: &[StatusCode]) {
+pub(crate) fn assert_all_ok(statuses: &[StatusCode]) {
     assert!(!statuses.is_empty());
     let bad: Vec<_> = statuses.iter().filter(|s| **s != StatusCode::OK).collect();
     assert!(bad.is_empty(), "requests failed during the reload: {bad:?}");

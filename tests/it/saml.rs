@@ -1300,3 +1300,49 @@ async fn one_saml_response_posted_twice_concurrently_makes_one_session_on_redis(
     };
     one_response_posted_twice_concurrently(store).await;
 }
+
+/// Issue 18, live reload of an IdP's metadata: the IdP rotates its signing key, the operator
+/// writes the new metadata and reloads; from then on only the new key's responses are
+/// accepted, and requests in flight during the reload all succeed.
+#[tokio::test]
+async fn a_reloaded_metadata_file_swaps_the_trusted_signing_key_with_requests_in_flight() {
+    let env = Env::start("").await;
+    let rotated = SamlIdp::new(IDP);
+    // Before: a response signed with the new key is not trusted yet.
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let spec = env.spec(Some(&id), "sam@corp.example");
+    assert_refused(
+        &env,
+        &mut b,
+        &rotated.response(&spec),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+
+    let load = crate::reload::Load::start(format!("http://{}", env.gw.addr), "/hc/x", None, 3);
+    std::fs::write(
+        env.gw.dir.path().join("idp-metadata.xml"),
+        rotated.metadata_xml(),
+    )
+    .unwrap();
+    let live = std::sync::Arc::clone(&env.gw.running.as_ref().unwrap().live);
+    live.reload("test").await.unwrap();
+    crate::reload::assert_all_ok(&load.finish().await);
+
+    // After: the new key signs in, the old one is refused.
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let spec = env.spec(Some(&id), "sam@corp.example");
+    signed_in_as(&env, &mut b, &rotated.response(&spec)).await;
+    let mut b = env.browser();
+    let id = start_login(&mut b).await;
+    let spec = env.spec(Some(&id), "sam@corp.example");
+    assert_refused(
+        &env,
+        &mut b,
+        &env.idp.response(&spec),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+}
