@@ -30,8 +30,8 @@ mod page;
 mod reload;
 mod reply;
 pub mod routes;
-mod sessions;
-mod users;
+pub mod sessions;
+pub mod users;
 
 pub use dispatch::handle;
 pub use error::{AdminError, BodyRefusal};

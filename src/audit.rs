@@ -75,6 +75,8 @@ pub enum Kind {
     ConfigReload,
     /// `forward_auth.untrusted`: a forward-auth check from a peer not in `trusted_proxies`.
     ForwardAuthUntrusted,
+    /// The admin console refused a session (no role, a stale factor, a bad form).
+    ConsoleRefused,
 }
 
 impl Kind {
@@ -112,6 +114,7 @@ impl Kind {
             Kind::BreakGlassSession => "break_glass.session",
             Kind::ConfigReload => "config.reload",
             Kind::ForwardAuthUntrusted => "forward_auth.untrusted",
+            Kind::ConsoleRefused => "console.refused",
         }
     }
 }

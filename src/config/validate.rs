@@ -14,7 +14,7 @@
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
 //! | `mfa.rs`     | `[mfa]`                                    |
-//! | `safety.rs`  | `[notify]`, `[break_glass]`                |
+//! | `safety.rs`  | `[notify]`, `[break_glass]`, the console   |
 //! | `ops.rs`     | `[log]`, `[audit]`                         |
 //! | `forward_auth.rs` | `[forward_auth]`                      |
 //! | `headers.rs` | `[identity_headers]`                       |
@@ -155,6 +155,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let mfa = mfa::mfa(cx, &raw, native.is_some());
     let notify = safety::notify(cx, &raw, &mfa);
     let break_glass = safety::break_glass(cx, &raw, &roles);
+    let console = safety::console(cx, &raw, &roles);
     let identity_headers = headers::identity_headers(cx, raw.identity_headers.as_ref());
     let logins = Logins {
         native: native.is_some(),
@@ -199,6 +200,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         branding,
         notify,
         break_glass,
+        console,
         identity_headers,
         log,
         audit,

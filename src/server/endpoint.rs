@@ -63,6 +63,8 @@ pub enum Endpoint<'a> {
     Report,
     /// A break-glass link (DESIGN.md §12).
     BreakGlass,
+    /// The admin console (`/admin`: its page; `/admin/…`: its forms, DESIGN.md §12).
+    Console(&'a str),
     Oidc(&'a str, OidcStep),
     Saml(&'a str, SamlStep),
     ForwardAuth(AuthStep),
@@ -118,8 +120,11 @@ impl<'a> Endpoint<'a> {
             "/auth/nginx" => Endpoint::ForwardAuth(AuthStep::Nginx),
             "/auth/forward" => Endpoint::ForwardAuth(AuthStep::Forward),
             "/auth/return" => Endpoint::ForwardAuth(AuthStep::Return),
+            "/admin" => Endpoint::Console(""),
             _ => {
-                if let Some((idp, step)) = idp_step("/oidc/") {
+                if let Some(action) = sub.strip_prefix("/admin/") {
+                    Endpoint::Console(action)
+                } else if let Some((idp, step)) = idp_step("/oidc/") {
                     match step {
                         "callback" => Endpoint::Oidc(idp, OidcStep::Callback),
                         "backchannel-logout" => Endpoint::Oidc(idp, OidcStep::BackchannelLogout),
@@ -154,6 +159,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Account(_)
             | Endpoint::Report
             | Endpoint::BreakGlass
+            | Endpoint::Console(_)
             | Endpoint::Oidc(..)
             | Endpoint::Saml(..)
             | Endpoint::Unknown => RouteClass::Gateway,
@@ -171,6 +177,8 @@ impl<'a> Endpoint<'a> {
             Endpoint::Account(AccountStep::Page) | Endpoint::Report => get || post,
             Endpoint::BreakGlass => get || post,
             Endpoint::Account(_) => post,
+            Endpoint::Console("") => get,
+            Endpoint::Console(_) => post,
             Endpoint::Oidc(_, OidcStep::Callback) => get,
             Endpoint::Oidc(_, OidcStep::BackchannelLogout) => post,
             Endpoint::Saml(_, SamlStep::Acs) => post,
