@@ -312,6 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn the_console_is_off_by_default_and_its_keys_are_checked() {
+        let c = Config::from_str_with_env(Path::new("/e/c.toml"), MINIMAL, &|_| None).unwrap();
+        assert!(c.console.roles.is_empty());
+        assert_eq!(c.console.fresh_mfa, std::time::Duration::from_secs(900));
+        let text = format!(
+            "{MINIMAL}\n[admin]\nconsole_roles = [\"agent\", \"ghost\"]\nconsole_fresh_mfa = \"30s\"\n"
+        );
+        let e = errors(Path::new("/e/c.toml"), &text);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e.iter()
+                .any(|e| e
+                    .starts_with("/e/c.toml:17: admin.console_roles[1]: unknown role \"ghost\"")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|e| e
+                .starts_with("/e/c.toml:18: admin.console_fresh_mfa: must be between 1m and 24h")),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
     fn a_required_key_of_the_wrong_type_does_not_hide_the_other_errors() {
         let text = MINIMAL
             .replace("listen = \"127.0.0.1:8443\"", "listen = 8443")
