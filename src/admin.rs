@@ -21,7 +21,7 @@
 
 mod audit;
 mod auth;
-mod break_glass;
+pub mod break_glass;
 mod dispatch;
 mod error;
 mod health;

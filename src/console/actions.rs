@@ -5,6 +5,8 @@
 
 use super::view::{console, shown_once, Cx, Note};
 use crate::accounts::Accounts;
+use crate::admin::break_glass::{self, ArmRequest};
+use crate::admin::AdminError;
 use crate::http::{form_value, respond, store_error, GatewayError};
 use crate::manage::{self, Actor, Ctx, ManageError, SessionCtx};
 use crate::proxy::forward::GatewayBody;
@@ -93,7 +95,52 @@ pub async fn run(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody>
                 Err(e) => store_error(cx.gw, e),
             }
         }
+        "break-glass/arm" => {
+            let users: Vec<String> = field("users")
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let request = ArmRequest {
+                users: &users,
+                duration: &field("duration"),
+                reason: &field("reason"),
+                roles: None,
+            };
+            match break_glass::arm_users(cx.gw, request, actor(cx)).await {
+                Ok(links) => {
+                    let lines: Vec<String> = links
+                        .iter()
+                        .map(|(u, url, _)| format!("{u}: {url}"))
+                        .collect();
+                    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+                    shown_once(
+                        cx,
+                        "Break-glass armed",
+                        "One single-use link per user; each leads through the gateway's own second factor.",
+                        &lines,
+                    )
+                }
+                Err(e) => admin_error(cx, e).await,
+            }
+        }
+        "break-glass/disarm" => match break_glass::disarm_all(cx.gw, actor(cx)).await {
+            Ok((users, n)) => {
+                let msg = format!("Disarmed ({} user(s)); {n} session(s) ended.", users.len());
+                done(cx, &msg).await
+            }
+            Err(e) => admin_error(cx, e).await,
+        },
         _ => users(cx, action, form).await,
+    }
+}
+
+/// A refused break-glass request: a store failure is a 503; the rest are fixed words.
+async fn admin_error(cx: &Cx<'_>, e: AdminError) -> Response<GatewayBody> {
+    match e {
+        AdminError::Store(e) => store_error(cx.gw, e),
+        e => failed(cx, &format!("Refused: {e}.")).await,
     }
 }
 

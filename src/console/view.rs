@@ -198,6 +198,12 @@ pub async fn console(
             ));
         }
     }
+    if gw.accounts.is_some() && !gw.config.break_glass.roles.is_empty() {
+        match break_glass(cx).await {
+            Ok(html) => body.push_str(&html),
+            Err(e) => return store_error(gw, e),
+        }
+    }
     let status = if failed {
         StatusCode::BAD_REQUEST
     } else {
@@ -261,4 +267,45 @@ pub fn step_up(
 
 fn minutes(gw: &Gateway) -> String {
     format!("{} minutes", gw.config.console.fresh_mfa.as_secs() / 60)
+}
+
+/// Break-glass: who is armed, the arming form, and disarming.
+async fn break_glass(cx: &Cx<'_>) -> Result<String, crate::storage::StoreError> {
+    let gw = cx.gw;
+    let now = gw.clock.now();
+    let armed = crate::auth::break_glass::status(&gw.store, now).await?;
+    let mut html = String::from("<h2>Break-glass</h2>");
+    if armed.is_empty() {
+        html.push_str("<p id=\"break-glass-status\">Not armed.</p>");
+    } else {
+        html.push_str("<table id=\"break-glass-status\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Until</th><th scope=\"col\">Reason</th><th scope=\"col\">By</th></tr></thead><tbody>");
+        for a in &armed {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&a.user),
+                time_html(now, a.until),
+                esc(&a.reason),
+                esc(&a.actor)
+            ));
+        }
+        html.push_str("</tbody></table>");
+        html.push_str(&button(
+            cx,
+            "break-glass/disarm",
+            "confirm",
+            "yes",
+            "Disarm now",
+        ));
+    }
+    html.push_str(&format!(
+        "<form method=\"post\" action=\"{p}/admin/break-glass/arm\">{t}\
+<label for=\"bg-users\">Users (comma-separated)</label><input id=\"bg-users\" name=\"users\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"bg-duration\">For how long (e.g. 2h, at most {max})</label><input id=\"bg-duration\" name=\"duration\" type=\"text\" value=\"2h\" required>\
+<label for=\"bg-reason\">Reason</label><input id=\"bg-reason\" name=\"reason\" type=\"text\" required maxlength=\"500\">\
+<button type=\"submit\">Arm break-glass</button></form>",
+        p = esc(&gw.config.server.prefix),
+        t = hidden(cx.token),
+        max = esc(&format!("{}m", gw.config.break_glass.max_window.as_secs() / 60)),
+    ));
+    Ok(html)
 }

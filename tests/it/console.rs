@@ -445,3 +445,66 @@ async fn what_the_console_shows_is_escaped() {
     assert!(page.contains("value=\"&lt;script&gt;x\""));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn break_glass_is_armed_shown_and_disarmed_from_the_console_with_the_acting_admin() {
+    let gw = start_console(
+        "console_roles = [\"admin\"]\n[break_glass]\nmax_window = \"4h\"\nroles = [\"agent\"]",
+    )
+    .await;
+    let (cookie, _) = boss(&gw).await;
+    add_user(&gw, "ann", &["agent"]).await;
+    let page = get(&gw, &cookie, CONSOLE).await.text();
+    assert!(page.contains("<p id=\"break-glass-status\">Not armed.</p>"));
+    // Out of bounds is refused with the page, and nothing is armed.
+    let r = act(
+        &gw,
+        &cookie,
+        "break-glass/arm",
+        &[("users", "ann"), ("duration", "5h"), ("reason", "IdP down")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(audited(&gw, "break_glass.armed").await.is_empty());
+
+    let r = act(
+        &gw,
+        &cookie,
+        "break-glass/arm",
+        &[
+            ("users", "ann"),
+            ("duration", "2h"),
+            ("reason", "IdP <down>"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        r.text().contains("/_portcullis/break-glass?t="),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        audited(&gw, "break_glass.armed").await,
+        vec![("success".to_owned(), ACTOR.to_owned())]
+    );
+    let page = get(&gw, &cookie, CONSOLE).await.text();
+    let status = page.split("id=\"break-glass-status\"").nth(1).unwrap();
+    assert!(status.contains("<td>ann</td>"));
+    assert!(status.contains("IdP &lt;down&gt;"));
+    assert!(status.contains(ACTOR));
+    // The link is shown once: the page never shows it again.
+    assert!(!page.contains("break-glass?t="));
+
+    let r = act(&gw, &cookie, "break-glass/disarm", &[("confirm", "yes")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        audited(&gw, "break_glass.disarmed").await,
+        vec![("success".to_owned(), ACTOR.to_owned())]
+    );
+    assert!(get(&gw, &cookie, CONSOLE)
+        .await
+        .text()
+        .contains("Not armed."));
+    gw.stop().await;
+}
