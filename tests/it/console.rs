@@ -508,3 +508,37 @@ async fn break_glass_is_armed_shown_and_disarmed_from_the_console_with_the_actin
         .contains("Not armed."));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_made_by_a_remembered_device_is_asked_for_its_factor_at_once() {
+    use portcullis::session::{new_token, AuthMethod, Identity, MfaUsed, Session, SessionId};
+    let gw = start().await;
+    boss(&gw).await;
+    let g = gw.gateway();
+    let token = new_token().unwrap();
+    let identity = Identity {
+        user: "boss".into(),
+        principal: "native:boss".into(),
+        email: None,
+        groups: vec![],
+        roles: vec!["admin".into()],
+        method: AuthMethod::Native,
+        mfa: MfaUsed::RememberedDevice,
+    };
+    let s = Session::new(
+        SessionId::of(&token),
+        identity,
+        gw.clock.now(),
+        g.config.session.max_lifetime,
+        g.config.session.idle_timeout,
+        None,
+        None,
+    )
+    .unwrap();
+    g.store.insert(s).await.unwrap();
+    let cookie = format!("{}={}", g.cookies.session, token.expose());
+    let r = get(&gw, &cookie, CONSOLE).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.text().contains("id=\"step-up\""));
+    gw.stop().await;
+}
