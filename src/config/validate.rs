@@ -324,12 +324,12 @@ mod tests {
         assert!(
             e.iter()
                 .any(|e| e
-                    .starts_with("/e/c.toml:17: admin.console_roles[1]: unknown role \"ghost\"")),
+                    .starts_with("/e/c.toml:16: admin.console_roles[1]: unknown role \"ghost\"")),
             "{e:#?}"
         );
         assert!(
             e.iter().any(|e| e
-                .starts_with("/e/c.toml:18: admin.console_fresh_mfa: must be between 1m and 24h")),
+                .starts_with("/e/c.toml:17: admin.console_fresh_mfa: must be between 1m and 24h")),
             "{e:#?}"
         );
     }

@@ -85,7 +85,7 @@ pub async fn console(
         "<h2>Sessions</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"filter-user\">User</label>\
 <input id=\"filter-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">\
 <button type=\"submit\" class=\"secondary\">Filter</button></form>\
-<table id=\"sessions\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Method</th><th scope=\"col\">Device</th><th scope=\"col\">Address</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>",
+<table id=\"sessions\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Device</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>",
         u = esc(user.as_deref().unwrap_or_default()),
     ));
     for o in &sessions {
@@ -95,7 +95,8 @@ pub async fn console(
             button(cx, "sessions/end", "id", o.id.as_str(), "End")
         };
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            // Four columns, as on the account page, so the table fits a phone (390 px).
+            "<tr><td>{} <span class=\"muted\">{}</span></td><td>{} <span class=\"muted\">{}</span></td><td>{}</td><td>{action}</td></tr>",
             esc(&o.identity.user),
             esc(&o.identity.method.header_value()),
             agent_html(o.user_agent.as_deref()),

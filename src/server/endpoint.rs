@@ -212,6 +212,11 @@ mod tests {
             ("/_portcullis/mfa/enroll", E::Mfa(MfaStep::Enroll)),
             ("/_portcullis/mfa/email", E::Mfa(MfaStep::Email)),
             ("/_portcullis/account", E::Account(AccountStep::Page)),
+            ("/_portcullis/admin", E::Console("")),
+            (
+                "/_portcullis/admin/users/disable",
+                E::Console("users/disable"),
+            ),
             (
                 "/_portcullis/account/totp/confirm",
                 E::Account(AccountStep::TotpConfirm),
@@ -256,6 +261,8 @@ mod tests {
         assert!(!Endpoint::Jwks.allows(&Method::POST));
         assert!(!Endpoint::Mfa(MfaStep::Email).allows(&Method::GET));
         assert!(!Endpoint::Account(AccountStep::Totp).allows(&Method::GET));
+        assert!(!Endpoint::Console("").allows(&Method::POST));
+        assert!(!Endpoint::Console("users/disable").allows(&Method::GET));
         assert!(Endpoint::Saml("x", SamlStep::Acs).allows(&Method::POST));
         assert!(!Endpoint::Oidc("x", OidcStep::Callback).allows(&Method::DELETE));
     }

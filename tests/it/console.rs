@@ -542,3 +542,37 @@ async fn a_session_made_by_a_remembered_device_is_asked_for_its_factor_at_once()
     assert!(r.text().contains("id=\"step-up\""));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_fits_at_1200_and_390_px_after_a_real_sign_in() {
+    use crate::support::webdriver::{available, ChromeDriver};
+    if !available() {
+        return;
+    }
+    let gw = start().await;
+    let (_, seed) = boss(&gw).await;
+    add_user(&gw, "ann", &["agent"]).await;
+    gw.session_for("ann", &["agent"]).await;
+    let driver = ChromeDriver::start().await;
+    let wd = driver.session().await;
+    wd.set_window_size(1200, 900).await;
+    wd.goto(&gw.url("/normal?rd=%2F_portcullis%2Fadmin")).await;
+    wd.fill("#username", "boss").await;
+    wd.fill("#password", PW).await;
+    let button = wd.find("button[type=submit]").await;
+    wd.click(&button).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/mfa")).await;
+    wd.fill("#code", &code_at(&seed, gw.clock.now())).await;
+    let verify = wd.find("#code ~ button[type=submit]").await;
+    wd.click(&verify).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/admin")).await;
+    wd.wait_for_text("Admin console").await;
+    for (w, h) in [(1200, 900), (390, 844)] {
+        wd.set_window_size(w, h).await;
+        wd.screenshot(&format!("console-{w}")).await;
+        let bad = crate::pages::overflowing(&wd).await;
+        assert!(bad.is_empty(), "console at {w} px: {bad:?}");
+    }
+    wd.quit().await;
+    gw.stop().await;
+}
