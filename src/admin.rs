@@ -21,7 +21,7 @@
 
 mod audit;
 mod auth;
-mod break_glass;
+pub mod break_glass;
 mod dispatch;
 mod error;
 mod health;
@@ -30,8 +30,8 @@ mod page;
 mod reload;
 mod reply;
 pub mod routes;
-mod sessions;
-mod users;
+pub mod sessions;
+pub mod users;
 
 pub use dispatch::handle;
 pub use error::{AdminError, BodyRefusal};

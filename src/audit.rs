@@ -77,6 +77,8 @@ pub enum Kind {
     ForwardAuthUntrusted,
     /// `bearer.refused`: a bearer token was refused (401), or its roles are not admitted (403).
     BearerRefused,
+    /// The admin console refused a session (no role, a stale factor, a bad form).
+    ConsoleRefused,
 }
 
 impl Kind {
@@ -115,6 +117,7 @@ impl Kind {
             Kind::ConfigReload => "config.reload",
             Kind::ForwardAuthUntrusted => "forward_auth.untrusted",
             Kind::BearerRefused => "bearer.refused",
+            Kind::ConsoleRefused => "console.refused",
         }
     }
 }

@@ -13,6 +13,8 @@
 //! Handlers:
 //! * `login`    — every way in over HTTP: native password form, second-factor steps, OIDC and
 //!   SAML SSO, the account page, login start and logout; `login::error` maps refusals to pages.
+//! * `console`  — the admin console in the browser (`/_portcullis/admin`): a fresh-factor gate,
+//!   then the same `manage` actions the admin API runs, audited as `console:<principal>`.
 //!
 //! Shared state and leaf helpers:
 //! * `state`    — `Gateway`, the state every connection shares, built once; imports no handler.
@@ -55,6 +57,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -17,25 +17,28 @@ use crate::storage::{StoreError, User, UserStore};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Who acted: an admin API token (by name, from an address) or the command line.
+/// Who acted: an admin API token (by name, from an address), a console session's principal
+/// (from an address), or the command line.
 #[derive(Clone, Copy, Debug)]
 pub enum Actor<'a> {
     Token { name: &'a str, ip: IpAddr },
+    Console { principal: &'a str, ip: IpAddr },
     Cli,
 }
 
 impl Actor<'_> {
-    /// The audit event's `reason`: `token:NAME` or `cli`.
+    /// The audit event's `reason`: `token:NAME`, `console:PRINCIPAL` or `cli`.
     pub fn reason(&self) -> String {
         match self {
             Actor::Token { name, .. } => format!("token:{name}"),
+            Actor::Console { principal, .. } => format!("console:{principal}"),
             Actor::Cli => "cli".to_owned(),
         }
     }
 
     fn ip(&self) -> Option<IpAddr> {
         match self {
-            Actor::Token { ip, .. } => Some(*ip),
+            Actor::Token { ip, .. } | Actor::Console { ip, .. } => Some(*ip),
             Actor::Cli => None,
         }
     }
@@ -109,16 +112,100 @@ pub fn valid_email(e: &str) -> Result<String, ManageError> {
 
 /// Records a successful action of `kind` on `user` by the context's actor.
 async fn record(ctx: &Ctx<'_>, kind: audit::Kind, user: &str, detail: Option<String>) {
-    let reason = ctx.actor.reason();
+    record_by(
+        Some(ctx.accounts),
+        ctx.now,
+        ctx.actor,
+        kind,
+        Some(user),
+        detail,
+    )
+    .await;
+}
+
+/// Records a successful admin action of `kind` on `user` by `actor`; the user store, when there
+/// is one, keeps it (session actions work without one).
+pub async fn record_by(
+    accounts: Option<&Accounts>,
+    now: UnixTime,
+    actor: Actor<'_>,
+    kind: audit::Kind,
+    user: Option<&str>,
+    detail: Option<String>,
+) {
+    let reason = actor.reason();
     let ev = Event {
-        user: Some(user),
+        user,
         method: Some("admin"),
         reason: Some(&reason),
-        ip: ctx.actor.ip(),
+        ip: actor.ip(),
         detail,
         ..Event::new(kind, audit::Outcome::Success)
     };
-    audit::record_in(Some(ctx.accounts), ctx.now, ev).await;
+    audit::record_in(accounts, now, ev).await;
+}
+
+/// What a session action needs: it works without a user store (an SSO-only gateway).
+pub struct SessionCtx<'a> {
+    pub config: &'a Config,
+    pub store: &'a AnySessionStore,
+    pub accounts: Option<&'a Accounts>,
+    pub now: UnixTime,
+    pub actor: Actor<'a>,
+}
+
+/// Ends one session; `None` when there is no such (live) session. The next request with it is
+/// unauthenticated.
+pub async fn end_session(
+    ctx: &SessionCtx<'_>,
+    id: &SessionId,
+) -> Result<Option<std::sync::Arc<crate::session::Session>>, StoreError> {
+    let Some(s) = ctx.store.remove(id).await? else {
+        return Ok(None);
+    };
+    let detail = serde_json::json!({ "session": id.as_str() }).to_string();
+    record_by(
+        ctx.accounts,
+        ctx.now,
+        ctx.actor,
+        audit::Kind::SessionTerminated,
+        Some(&s.identity.user),
+        Some(detail),
+    )
+    .await;
+    Ok(Some(s))
+}
+
+/// Ends all of a principal's sessions and pending logins, and with `devices` forgets the
+/// native user's remembered devices. `user` is how the admin named it (the audit's user).
+/// Returns (sessions ended, devices forgotten when asked and there is a user store).
+pub async fn end_sessions_of(
+    ctx: &SessionCtx<'_>,
+    user: &str,
+    principal: &str,
+    devices: bool,
+) -> Result<(usize, Option<u64>), StoreError> {
+    let ended = end_principal(ctx.store, ctx.config, ctx.now, principal).await?;
+    let mut forgotten = None;
+    if devices {
+        if let Some(acc) = ctx.accounts {
+            forgotten = Some(acc.users.delete_devices(&native_principal(user)).await?);
+        }
+    }
+    let mut detail = serde_json::json!({ "terminated": ended });
+    if let (Some(n), Some(o)) = (forgotten, detail.as_object_mut()) {
+        o.insert("devices_forgotten".into(), n.into());
+    }
+    record_by(
+        ctx.accounts,
+        ctx.now,
+        ctx.actor,
+        audit::Kind::SessionTerminatedAll,
+        Some(user),
+        Some(detail.to_string()),
+    )
+    .await;
+    Ok((ended, forgotten))
 }
 
 /// Ends everything a principal has running: its pending logins (a login past the password must

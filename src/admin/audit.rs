@@ -1,45 +1,16 @@
-//! The admin side of the audit log: the event every admin action records (blamed on the
-//! acting token), and `GET /api/v1/audit`, which reads the audit table back, oldest or newest first.
+//! The admin side of the audit log: `GET /api/v1/audit`, which reads the audit table back,
+//! oldest or newest first (admin actions record theirs in `manage`, blamed on the actor).
 
 use super::error::AdminError;
 use super::page;
 use super::reply::ok;
-use crate::audit::{self, Event};
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::http::{query_param, Conn};
+use crate::http::query_param;
 use crate::proxy::forward::GatewayBody;
 use crate::state::Gateway;
 use crate::storage::{AuditQuery, UserStore};
 use hyper::Response;
 use serde_json::{json, Value};
-
-/// Records a successful admin action `kind` on `user` by the token named `actor`.
-pub async fn record_admin(
-    gw: &Gateway,
-    kind: audit::Kind,
-    user: Option<&str>,
-    actor: &str,
-    conn: Conn,
-    detail: Option<String>,
-) {
-    let reason = crate::manage::Actor::Token {
-        name: actor,
-        ip: conn.peer.ip(),
-    }
-    .reason();
-    audit::record(
-        gw,
-        Event {
-            user,
-            method: Some("admin"),
-            reason: Some(&reason),
-            ip: Some(conn.peer.ip()),
-            detail,
-            ..Event::new(kind, audit::Outcome::Success)
-        },
-    )
-    .await;
-}
 
 /// `GET /api/v1/audit?since=&user=&type=&order=`: a page of audit events, oldest first, or
 /// with `order=desc` newest first (the cursor then pages back in time).

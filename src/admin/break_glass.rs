@@ -4,7 +4,6 @@
 //! state is in the session store). Every step is audited with the acting token and mailed to
 //! `[notify] admins`.
 
-use super::audit::record_admin;
 use super::error::{AdminError, BodyRefusal};
 use super::reply::{created, ok};
 use crate::accounts::normalise_user;
@@ -14,6 +13,7 @@ use crate::auth::break_glass::{self as bg, Armed, Arming};
 use crate::clock::rfc3339;
 use crate::config::parse_duration;
 use crate::http::{read_body, Conn};
+use crate::manage::{self, Actor};
 use crate::proxy::forward::GatewayBody;
 use crate::session::{SessionId, SessionStore};
 use crate::state::Gateway;
@@ -49,45 +49,50 @@ fn armed_json(a: &Armed) -> Value {
     })
 }
 
-/// `POST /api/v1/break-glass`.
-pub async fn arm(
+/// An arming as an admin asks for it, before any check.
+pub struct ArmRequest<'a> {
+    pub users: &'a [String],
+    pub duration: &'a str,
+    pub reason: &'a str,
+    /// Fewer roles than `[break_glass] roles`; `None`: all of them.
+    pub roles: Option<Vec<String>>,
+}
+
+/// Arms break-glass as every admin surface does: checks the request, arms, audits each user
+/// with `actor`, mails the admins. Answers each user's single-use link (shown once) and end.
+pub async fn arm_users(
     gw: &Gateway,
-    req: Request<Incoming>,
-    actor: &str,
-    conn: Conn,
-) -> Result<Response<GatewayBody>, AdminError> {
+    r: ArmRequest<'_>,
+    actor: Actor<'_>,
+) -> Result<Vec<(String, String, i64)>, AdminError> {
     gw.accounts.as_ref().ok_or(AdminError::NoUserStore)?;
-    let body = read_body(gw, req.into_body())
-        .await
-        .map_err(|r| AdminError::BodyRefused(BodyRefusal(Box::new(r))))?;
-    let b: ArmBody = serde_json::from_slice(&body).map_err(|_| AdminError::BadBody)?;
-    if b.users.is_empty() || b.users.len() > MAX_USERS {
+    if r.users.is_empty() || r.users.len() > MAX_USERS {
         return Err(AdminError::BadBody);
     }
     let mut users = Vec::new();
-    for u in &b.users {
+    for u in r.users {
         let n = normalise_user(u).ok_or(AdminError::BadUserName)?;
         if !users.contains(&n) {
             users.push(n);
         }
     }
-    let window = parse_duration(&b.duration).map_err(|_| AdminError::BadWindow)?;
+    let window = parse_duration(r.duration).map_err(|_| AdminError::BadWindow)?;
     if window.is_zero() || window > gw.config.break_glass.max_window {
         return Err(AdminError::BadWindow);
     }
-    let reason = b.reason.trim();
+    let reason = r.reason.trim();
     if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
         return Err(AdminError::BadBody);
     }
     let allowed = &gw.config.break_glass.roles;
-    let roles = b.roles.unwrap_or_else(|| allowed.clone());
+    let roles = r.roles.unwrap_or_else(|| allowed.clone());
     if roles.is_empty() {
         return Err(AdminError::NoRoles);
     }
     if roles.iter().any(|r| !allowed.contains(r)) {
         return Err(AdminError::UnknownRole);
     }
-    let by = format!("token:{actor}");
+    let by = actor.reason();
     let now = gw.clock.now();
     let armed = bg::arm(
         &gw.store,
@@ -103,12 +108,12 @@ pub async fn arm(
     .await?;
     let mut links = Vec::new();
     for (a, token) in &armed {
-        record_admin(
-            gw,
+        manage::record_by(
+            gw.accounts.as_deref(),
+            now,
+            actor,
             audit::Kind::BreakGlassArmed,
             Some(&a.user),
-            actor,
-            conn,
             Some(
                 json!({"until": rfc3339(a.until), "roles": a.roles, "reason": a.reason})
                     .to_string(),
@@ -119,7 +124,7 @@ pub async fn arm(
             "{}{}/break-glass?t={token}",
             gw.config.server.public_origin, gw.config.server.prefix
         );
-        links.push(json!({"user": a.user, "url": url, "until": rfc3339(a.until)}));
+        links.push((a.user.clone(), url, a.until));
     }
     alerts::break_glass(
         gw,
@@ -131,6 +136,36 @@ pub async fn arm(
             roles.join(", "),
         ),
     );
+    Ok(links)
+}
+
+/// `POST /api/v1/break-glass`.
+pub async fn arm(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    actor: &str,
+    conn: Conn,
+) -> Result<Response<GatewayBody>, AdminError> {
+    gw.accounts.as_ref().ok_or(AdminError::NoUserStore)?;
+    let body = read_body(gw, req.into_body())
+        .await
+        .map_err(|r| AdminError::BodyRefused(BodyRefusal(Box::new(r))))?;
+    let b: ArmBody = serde_json::from_slice(&body).map_err(|_| AdminError::BadBody)?;
+    let request = ArmRequest {
+        users: &b.users,
+        duration: &b.duration,
+        reason: &b.reason,
+        roles: b.roles,
+    };
+    let actor = Actor::Token {
+        name: actor,
+        ip: conn.peer.ip(),
+    };
+    let links: Vec<Value> = arm_users(gw, request, actor)
+        .await?
+        .into_iter()
+        .map(|(user, url, until)| json!({"user": user, "url": url, "until": rfc3339(until)}))
+        .collect();
     Ok(created(&json!({ "links": links })))
 }
 
@@ -159,12 +194,13 @@ async fn end_pending<'a>(
     Ok(())
 }
 
-/// `DELETE /api/v1/break-glass`: disarms and ends the sessions it gave.
-pub async fn disarm(
+/// Disarms as every admin surface does: links stop working, pending logins and the sessions
+/// it gave end, audited with `actor` and mailed to the admins. Answers the users that were armed
+/// and how many sessions ended.
+pub async fn disarm_all(
     gw: &Gateway,
-    actor: &str,
-    conn: Conn,
-) -> Result<Response<GatewayBody>, AdminError> {
+    actor: Actor<'_>,
+) -> Result<(Vec<String>, usize), AdminError> {
     let (was, sessions) = bg::disarm(&gw.store, gw.clock.now()).await?;
     // Logins begun with a link and not finished end too, also if the user is armed again later.
     end_pending(gw, was.iter().map(|a| a.user.as_str())).await?;
@@ -176,14 +212,14 @@ pub async fn disarm(
             }
         }
     }
-    let users: Vec<&str> = was.iter().map(|a| a.user.as_str()).collect();
+    let users: Vec<String> = was.into_iter().map(|a| a.user).collect();
     let detail = json!({"users": users, "sessions_ended": ended});
-    record_admin(
-        gw,
+    manage::record_by(
+        gw.accounts.as_deref(),
+        gw.clock.now(),
+        actor,
         audit::Kind::BreakGlassDisarmed,
         None,
-        actor,
-        conn,
         Some(detail.to_string()),
     )
     .await;
@@ -191,7 +227,8 @@ pub async fn disarm(
         gw,
         "disarmed",
         &format!(
-            "Disarmed by token:{actor}. Users: {}. Sessions ended: {ended}.",
+            "Disarmed by {}. Users: {}. Sessions ended: {ended}.",
+            actor.reason(),
             if users.is_empty() {
                 "none".to_owned()
             } else {
@@ -199,5 +236,19 @@ pub async fn disarm(
             }
         ),
     );
-    Ok(ok(&detail))
+    Ok((users, ended))
+}
+
+/// `DELETE /api/v1/break-glass`: disarms and ends the sessions it gave.
+pub async fn disarm(
+    gw: &Gateway,
+    actor: &str,
+    conn: Conn,
+) -> Result<Response<GatewayBody>, AdminError> {
+    let actor = Actor::Token {
+        name: actor,
+        ip: conn.peer.ip(),
+    };
+    let (users, ended) = disarm_all(gw, actor).await?;
+    Ok(ok(&json!({"users": users, "sessions_ended": ended})))
 }

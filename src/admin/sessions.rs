@@ -4,18 +4,16 @@
 //! principal (`oidc:…#sub`), as the list shows it. Ending a principal also ends its pending
 //! logins, so a login already past the password cannot finish after an admin acted.
 
-use super::audit::record_admin;
 use super::error::AdminError;
 use super::page;
 use super::reply::{no_content, ok, set};
 use crate::accounts::{native_principal, normalise_user};
-use crate::audit;
 use crate::clock::rfc3339;
 use crate::http::{query_param, Conn};
+use crate::manage::{self, Actor, SessionCtx};
 use crate::proxy::forward::GatewayBody;
 use crate::session::{Session, SessionId, SessionStore};
 use crate::state::Gateway;
-use crate::storage::{StoreError, UserStore};
 use hyper::Response;
 use serde_json::{json, Value};
 
@@ -41,18 +39,12 @@ pub fn session_json(s: &Session) -> Value {
 }
 
 /// The principal an admin names: a native user name, or a principal as sessions list it.
-fn owner_of(user: &str) -> String {
+pub fn owner_of(user: &str) -> String {
     if user.contains(':') {
         user.to_owned()
     } else {
         native_principal(&normalise_user(user).unwrap_or_else(|| user.to_owned()))
     }
-}
-
-/// Ends everything a principal has running (`manage::end_principal`): its sessions and its
-/// pending logins. Returns the ended sessions' count.
-pub async fn end_principal(gw: &Gateway, principal: &str) -> Result<usize, StoreError> {
-    crate::manage::end_principal(&gw.store, &gw.config, gw.clock.now(), principal).await
 }
 
 /// `GET /api/v1/sessions?user=`: a page of live sessions, of one principal if named.
@@ -75,6 +67,20 @@ pub async fn list_sessions(
     Ok(ok(&page::body(items, next)))
 }
 
+/// What a session action by token `actor` needs.
+fn ctx<'g>(gw: &'g Gateway, actor: &'g str, conn: Conn) -> SessionCtx<'g> {
+    SessionCtx {
+        config: &gw.config,
+        store: &gw.store,
+        accounts: gw.accounts.as_deref(),
+        now: gw.clock.now(),
+        actor: Actor::Token {
+            name: actor,
+            ip: conn.peer.ip(),
+        },
+    }
+}
+
 /// `DELETE /api/v1/sessions/{id}`: ends one session.
 pub async fn delete_session(
     gw: &Gateway,
@@ -83,20 +89,9 @@ pub async fn delete_session(
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
     let id = SessionId::parse(id).ok_or(AdminError::NoSuchSession)?;
-    let s = gw
-        .store
-        .remove(&id)
+    manage::end_session(&ctx(gw, actor, conn), &id)
         .await?
         .ok_or(AdminError::NoSuchSession)?;
-    record_admin(
-        gw,
-        audit::Kind::SessionTerminated,
-        Some(&s.identity.user),
-        actor,
-        conn,
-        Some(format!("{{\"session\":\"{}\"}}", id.as_str())),
-    )
-    .await;
     Ok(no_content())
 }
 
@@ -109,22 +104,11 @@ pub async fn delete_user_sessions(
     actor: &str,
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
-    let ended = end_principal(gw, &owner_of(user)).await?;
+    let (ended, forgotten) =
+        manage::end_sessions_of(&ctx(gw, actor, conn), user, &owner_of(user), devices).await?;
     let mut body = json!({"terminated": ended});
-    if devices {
-        if let Some(acc) = &gw.accounts {
-            let n = acc.users.delete_devices(&native_principal(user)).await?;
-            set(&mut body, "devices_forgotten", json!(n));
-        }
+    if let Some(n) = forgotten {
+        set(&mut body, "devices_forgotten", json!(n));
     }
-    record_admin(
-        gw,
-        audit::Kind::SessionTerminatedAll,
-        Some(user),
-        actor,
-        conn,
-        Some(body.to_string()),
-    )
-    .await;
     Ok(ok(&body))
 }

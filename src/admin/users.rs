@@ -176,17 +176,28 @@ pub async fn reset_mfa(
     conn: Conn,
 ) -> Result<Response<GatewayBody>, AdminError> {
     let ctx = ctx(gw, actor, conn)?;
-    let (u, _) = manage::reset_mfa(&ctx, name).await?;
+    Ok(match reset_factors(gw, &ctx, name).await? {
+        (_, Some(body)) => ok(&body),
+        (_, None) => no_content(),
+    })
+}
+
+/// A factor reset as every admin surface does it (`manage::reset_mfa`): the user is told, and
+/// with invitations a new enrollment link is made (the answer's `enrollment_url`, `mailed`).
+pub async fn reset_factors(
+    gw: &Gateway,
+    ctx: &Ctx<'_>,
+    name: &str,
+) -> Result<(User, Option<Value>), manage::ManageError> {
+    let (u, _) = manage::reset_mfa(ctx, name).await?;
     crate::alerts::factor_changed(
         gw,
         &u.username,
         u.email.as_deref(),
         crate::notify::mail::FactorChange::RemovedByAdmin,
     );
-    Ok(match invite_for(gw, ctx.accounts, &u).await? {
-        Some(body) => ok(&body),
-        None => no_content(),
-    })
+    let invite = invite_for(gw, ctx.accounts, &u).await?;
+    Ok((u, invite))
 }
 
 #[derive(Deserialize, Default)]
@@ -280,7 +291,11 @@ pub async fn delete_user(
 
 /// With `[mfa] enrollment = "invite"`: a new single-use enrollment link for `u`, mailed when
 /// possible and returned once (`enrollment_url`, and whether it was mailed).
-async fn invite_for(gw: &Gateway, acc: &Accounts, u: &User) -> Result<Option<Value>, StoreError> {
+pub async fn invite_for(
+    gw: &Gateway,
+    acc: &Accounts,
+    u: &User,
+) -> Result<Option<Value>, StoreError> {
     if gw.config.mfa.enrollment != Enrollment::Invite {
         return Ok(None);
     }

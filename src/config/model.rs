@@ -29,6 +29,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[break_glass]`: emergency access when the IdP is down (DESIGN.md §12).
     pub break_glass: BreakGlassConfig,
+    /// `[admin] console_roles`, `console_fresh_mfa`: the browser console (DESIGN.md §12).
+    pub console: ConsoleConfig,
     /// `[identity_headers]`: the names identity values go upstream under (DESIGN.md §2).
     pub identity_headers: IdentityHeaderNames,
     pub log: LogConfig,
@@ -358,6 +360,15 @@ pub struct NotifyConfig {
     pub report_ttl: Duration,
     /// Who is told about reports and every break-glass step.
     pub admins: Vec<String>,
+}
+
+/// The browser console for admins (`[admin] console_*`, DESIGN.md §12).
+#[derive(Clone, Debug)]
+pub struct ConsoleConfig {
+    /// Roles whose sessions may open the console; empty: the console answers 404.
+    pub roles: Vec<String>,
+    /// The oldest second factor the console accepts before asking for it again.
+    pub fresh_mfa: Duration,
 }
 
 /// `[break_glass]`: emergency access for named staff while the IdP is down.

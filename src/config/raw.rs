@@ -126,6 +126,10 @@ pub struct RawAdmin {
     #[serde(default)]
     pub tokens: Vec<RawAdminToken>,
     pub tls: Option<RawTls>,
+    /// Roles that may use the browser console at `/_portcullis/admin`; empty: console off.
+    pub console_roles: Option<Vec<String>>,
+    /// How old the session's second factor may be for the console (default `15m`).
+    pub console_fresh_mfa: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@
 //! | `idp.rs`     | `[[idp]]` (OIDC and SAML settings)         |
 //! | `native.rs`  | `[native]`                                 |
 //! | `mfa.rs`     | `[mfa]`                                    |
-//! | `safety.rs`  | `[notify]`, `[break_glass]`                |
+//! | `safety.rs`  | `[notify]`, `[break_glass]`, the console   |
 //! | `ops.rs`     | `[log]`, `[audit]`                         |
 //! | `forward_auth.rs` | `[forward_auth]`                      |
 //! | `headers.rs` | `[identity_headers]`                       |
@@ -161,6 +161,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let mfa = mfa::mfa(cx, &raw, native.is_some());
     let notify = safety::notify(cx, &raw, &mfa);
     let break_glass = safety::break_glass(cx, &raw, &roles);
+    let console = safety::console(cx, &raw, &roles);
     let identity_headers = headers::identity_headers(cx, raw.identity_headers.as_ref());
     let logins = Logins {
         native: native.is_some(),
@@ -207,6 +208,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         branding,
         notify,
         break_glass,
+        console,
         identity_headers,
         log,
         audit,
@@ -314,6 +316,29 @@ mod tests {
         );
         assert!(
             e[2].starts_with("/e/c.toml:12: roles.agent.require_mfa: invalid type"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_its_keys_are_checked() {
+        let c = Config::from_str_with_env(Path::new("/e/c.toml"), MINIMAL, &|_| None).unwrap();
+        assert!(c.console.roles.is_empty());
+        assert_eq!(c.console.fresh_mfa, std::time::Duration::from_secs(900));
+        let text = format!(
+            "{MINIMAL}\n[admin]\nconsole_roles = [\"agent\", \"ghost\"]\nconsole_fresh_mfa = \"30s\"\n"
+        );
+        let e = errors(Path::new("/e/c.toml"), &text);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e.iter()
+                .any(|e| e
+                    .starts_with("/e/c.toml:16: admin.console_roles[1]: unknown role \"ghost\"")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|e| e
+                .starts_with("/e/c.toml:17: admin.console_fresh_mfa: must be between 1m and 24h")),
             "{e:#?}"
         );
     }

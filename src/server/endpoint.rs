@@ -63,6 +63,8 @@ pub enum Endpoint<'a> {
     Report,
     /// A break-glass link (DESIGN.md §12).
     BreakGlass,
+    /// The admin console (`/admin`: its page; `/admin/…`: its forms, DESIGN.md §12).
+    Console(&'a str),
     Oidc(&'a str, OidcStep),
     Saml(&'a str, SamlStep),
     ForwardAuth(AuthStep),
@@ -118,8 +120,11 @@ impl<'a> Endpoint<'a> {
             "/auth/nginx" => Endpoint::ForwardAuth(AuthStep::Nginx),
             "/auth/forward" => Endpoint::ForwardAuth(AuthStep::Forward),
             "/auth/return" => Endpoint::ForwardAuth(AuthStep::Return),
+            "/admin" => Endpoint::Console(""),
             _ => {
-                if let Some((idp, step)) = idp_step("/oidc/") {
+                if let Some(action) = sub.strip_prefix("/admin/") {
+                    Endpoint::Console(action)
+                } else if let Some((idp, step)) = idp_step("/oidc/") {
                     match step {
                         "callback" => Endpoint::Oidc(idp, OidcStep::Callback),
                         "backchannel-logout" => Endpoint::Oidc(idp, OidcStep::BackchannelLogout),
@@ -154,6 +159,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Account(_)
             | Endpoint::Report
             | Endpoint::BreakGlass
+            | Endpoint::Console(_)
             | Endpoint::Oidc(..)
             | Endpoint::Saml(..)
             | Endpoint::Unknown => RouteClass::Gateway,
@@ -171,6 +177,8 @@ impl<'a> Endpoint<'a> {
             Endpoint::Account(AccountStep::Page) | Endpoint::Report => get || post,
             Endpoint::BreakGlass => get || post,
             Endpoint::Account(_) => post,
+            Endpoint::Console("") => get,
+            Endpoint::Console(_) => post,
             Endpoint::Oidc(_, OidcStep::Callback) => get,
             Endpoint::Oidc(_, OidcStep::BackchannelLogout) => post,
             Endpoint::Saml(_, SamlStep::Acs) => post,
@@ -204,6 +212,11 @@ mod tests {
             ("/_portcullis/mfa/enroll", E::Mfa(MfaStep::Enroll)),
             ("/_portcullis/mfa/email", E::Mfa(MfaStep::Email)),
             ("/_portcullis/account", E::Account(AccountStep::Page)),
+            ("/_portcullis/admin", E::Console("")),
+            (
+                "/_portcullis/admin/users/disable",
+                E::Console("users/disable"),
+            ),
             (
                 "/_portcullis/account/totp/confirm",
                 E::Account(AccountStep::TotpConfirm),
@@ -248,6 +261,8 @@ mod tests {
         assert!(!Endpoint::Jwks.allows(&Method::POST));
         assert!(!Endpoint::Mfa(MfaStep::Email).allows(&Method::GET));
         assert!(!Endpoint::Account(AccountStep::Totp).allows(&Method::GET));
+        assert!(!Endpoint::Console("").allows(&Method::POST));
+        assert!(!Endpoint::Console("users/disable").allows(&Method::GET));
         assert!(Endpoint::Saml("x", SamlStep::Acs).allows(&Method::POST));
         assert!(!Endpoint::Oidc("x", OidcStep::Callback).allows(&Method::DELETE));
     }

@@ -106,6 +106,7 @@ async fn dispatch(
         Endpoint::Account(step) => account::entry(gw, req, conn, step).await,
         Endpoint::Report => report::entry(gw, req, conn).await,
         Endpoint::BreakGlass => break_glass::entry(gw, req, conn).await,
+        Endpoint::Console(action) => crate::console::entry(gw, req, conn, action).await,
         Endpoint::Oidc(idp, step) => oidc::entry(gw, req, conn, idp, step).await,
         Endpoint::Saml(idp, step) => saml::entry(gw, req, conn, idp, step).await,
         Endpoint::NativeLogin(path) => native::entry(gw, req, conn, path).await,

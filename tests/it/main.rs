@@ -17,6 +17,7 @@ mod browser_e2e;
 mod cli;
 mod config;
 mod config_check;
+mod console;
 mod fast_lane;
 mod forward_auth;
 mod hostile;

@@ -264,7 +264,7 @@ async fn the_account_page_shortens_agents_and_shows_times_in_words() {
 
 /// The elements of the current page wider than the viewport or reaching past its edges
 /// (tag, id, left..right), and the page's own scroll width when it is wider.
-async fn overflowing(wd: &crate::support::webdriver::WebDriver) -> Vec<String> {
+pub async fn overflowing(wd: &crate::support::webdriver::WebDriver) -> Vec<String> {
     let v = wd
         .execute(
             "const w = document.documentElement.clientWidth; const bad = []; \

@@ -3,7 +3,7 @@
 //! has a sender and a store behind it, or the config is refused.
 
 use super::ctx::{i, k, Ctx};
-use crate::config::model::{BreakGlassConfig, MfaConfig, NotifyConfig, RoleConfig};
+use crate::config::model::{BreakGlassConfig, ConsoleConfig, MfaConfig, NotifyConfig, RoleConfig};
 use crate::config::raw::RawConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -57,6 +57,40 @@ pub(super) fn notify(cx: &mut Ctx<'_>, raw: &RawConfig, mfa: &MfaConfig) -> Noti
         factor_changed,
         report_ttl,
         admins,
+    }
+}
+
+/// The console's default freshness of the second factor (DESIGN.md §12).
+const DEFAULT_CONSOLE_FRESH_MFA: Duration = Duration::from_secs(15 * 60);
+
+/// `[admin] console_roles` and `console_fresh_mfa`. Without `[admin]` the console is off.
+pub(super) fn console(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    roles: &BTreeMap<String, RoleConfig>,
+) -> ConsoleConfig {
+    let a = raw.admin.as_ref();
+    let list = a.and_then(|a| a.console_roles.clone()).unwrap_or_default();
+    for (j, r) in list.iter().enumerate() {
+        if !roles.contains_key(r) {
+            cx.err(
+                &[k("admin"), k("console_roles"), i(j)],
+                format!("unknown role {r:?}; define [roles.{r}]"),
+            );
+        }
+    }
+    let fresh_mfa = a
+        .and_then(|a| a.console_fresh_mfa)
+        .map_or(DEFAULT_CONSOLE_FRESH_MFA, |d| d.0);
+    if fresh_mfa < Duration::from_secs(60) || fresh_mfa > Duration::from_secs(86_400) {
+        cx.err(
+            &[k("admin"), k("console_fresh_mfa")],
+            "must be between 1m and 24h",
+        );
+    }
+    ConsoleConfig {
+        roles: list,
+        fresh_mfa,
     }
 }
 

@@ -1,0 +1,312 @@
+//! The console's HTML: the page (sessions, users, audit) and the step-up form. Every value
+//! from a store or a request goes through `esc`; no inline script or style (the CSP stays).
+
+use crate::clock::rfc3339;
+use crate::http::{query_param, store_error};
+use crate::login::display::{agent_html, time_html};
+use crate::pages::{self, esc};
+use crate::proxy::forward::GatewayBody;
+use crate::session::{Session, SessionStore};
+use crate::state::Gateway;
+use crate::storage::{AuditQuery, UserStore};
+use hyper::{Response, StatusCode};
+use std::net::IpAddr;
+
+/// What the console's answers need: the state, the admin's session and address, its CSRF token.
+pub struct Cx<'a> {
+    pub gw: &'a Gateway,
+    pub s: &'a Session,
+    pub ip: IpAddr,
+    pub token: &'a str,
+}
+
+/// Audit events per page.
+const AUDIT_PAGE: u32 = 25;
+
+/// A message on top of the page: a notice, or an error.
+pub enum Note<'a> {
+    Done(&'a str),
+    Failed(&'a str),
+}
+
+fn hidden(token: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+        esc(token)
+    )
+}
+
+/// A one-button form to `/admin/{action}` with `field=value`.
+fn button(cx: &Cx<'_>, action: &str, field: &str, value: &str, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{p}/admin/{action}\">{t}<input type=\"hidden\" name=\"{field}\" value=\"{v}\"><button type=\"submit\" class=\"secondary\">{label}</button></form>",
+        p = esc(&cx.gw.config.server.prefix),
+        t = hidden(cx.token),
+        v = esc(value),
+    )
+}
+
+/// The console page; `q` carries the filters (`user`, `event`) and the audit cursor.
+pub async fn console(
+    cx: &Cx<'_>,
+    q: Option<&str>,
+    note: Option<Note<'_>>,
+) -> Response<GatewayBody> {
+    let gw = cx.gw;
+    let p = esc(&gw.config.server.prefix);
+    let now = gw.clock.now();
+    let user = query_param(q, "user").filter(|u| !u.is_empty());
+    let event = query_param(q, "event").filter(|e| !e.is_empty());
+    let mut body = String::from("<h1>Admin console</h1>");
+    let failed = matches!(note, Some(Note::Failed(_)));
+    match note {
+        Some(Note::Done(n)) => body.push_str(&format!(
+            "<div class=\"notice\" role=\"status\" id=\"notice\">{}</div>",
+            esc(n)
+        )),
+        Some(Note::Failed(e)) => body.push_str(&format!(
+            "<div class=\"error\" role=\"alert\" id=\"form-error\">{}</div>",
+            esc(e)
+        )),
+        None => {}
+    }
+    body.push_str(&format!(
+        "<p>Signed in as <strong>{}</strong>.</p>",
+        esc(&cx.s.identity.user)
+    ));
+
+    // Sessions, of one user when filtered.
+    let owner = user.as_deref().map(crate::admin::sessions::owner_of);
+    let sessions = match gw.store.list(owner.as_deref(), None, 200).await {
+        Ok(v) => v,
+        Err(e) => return store_error(gw, e),
+    };
+    body.push_str(&format!(
+        "<h2>Sessions</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"filter-user\">User</label>\
+<input id=\"filter-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">\
+<button type=\"submit\" class=\"secondary\">Filter</button></form>\
+<table id=\"sessions\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Device</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>",
+        u = esc(user.as_deref().unwrap_or_default()),
+    ));
+    for o in &sessions {
+        let action = if o.id == cx.s.id {
+            "<em>this session</em>".to_owned()
+        } else {
+            button(cx, "sessions/end", "id", o.id.as_str(), "End")
+        };
+        body.push_str(&format!(
+            // Four columns, as on the account page, so the table fits a phone (390 px).
+            "<tr><td>{} <span class=\"muted\">{}</span></td><td>{} <span class=\"muted\">{}</span></td><td>{}</td><td>{action}</td></tr>",
+            esc(&o.identity.user),
+            esc(&o.identity.method.header_value()),
+            agent_html(o.user_agent.as_deref()),
+            esc(o.ip.as_deref().unwrap_or("-")),
+            time_html(now, o.created_at),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    if let Some(u) = &user {
+        body.push_str(&button(
+            cx,
+            "sessions/end-all",
+            "user",
+            u,
+            &format!("End all sessions of {}", esc(u)),
+        ));
+    }
+
+    // Native users.
+    if let Some(acc) = &gw.accounts {
+        let users = match acc.users.list_users(None, 200).await {
+            Ok(v) => v,
+            Err(e) => return store_error(gw, e),
+        };
+        body.push_str(&format!(
+            "<h2>Users</h2><form method=\"post\" action=\"{p}/admin/users/create\">{t}\
+<label for=\"new-username\">User name</label><input id=\"new-username\" name=\"username\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"new-email\">Email (optional)</label><input id=\"new-email\" name=\"email\" type=\"email\">\
+<label for=\"new-roles\">Roles (comma-separated)</label><input id=\"new-roles\" name=\"roles\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<button type=\"submit\">Create user</button></form>\
+<table id=\"users\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Roles</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"muted\">Actions</span></th></tr></thead><tbody>",
+            t = hidden(cx.token),
+        ));
+        for u in &users {
+            let name = &u.username;
+            let toggle = if u.disabled {
+                button(cx, "users/enable", "user", name, "Enable")
+            } else {
+                button(cx, "users/disable", "user", name, "Disable")
+            };
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"actions\">{toggle}{}{}{}</td></tr>",
+                esc(name),
+                esc(&u.roles.join(", ")),
+                if u.disabled { "disabled" } else { "enabled" },
+                button(cx, "users/reset-mfa", "user", name, "Reset second factors"),
+                button(cx, "users/password", "user", name, "Reset password"),
+                button(cx, "users/recovery-codes", "user", name, "Issue recovery codes"),
+            ));
+        }
+        body.push_str("</tbody></table>");
+
+        // The audit log, newest first, a page at a time.
+        let after_id = query_param(q, "cursor").and_then(|c| c.parse::<i64>().ok());
+        let query = AuditQuery {
+            newest_first: true,
+            since: None,
+            user: user.clone(),
+            kind: event.clone(),
+            after_id,
+            limit: AUDIT_PAGE + 1,
+        };
+        let mut rows = match acc.users.query_audit(&query).await {
+            Ok(v) => v,
+            Err(e) => return store_error(gw, e),
+        };
+        let more = rows.len() > AUDIT_PAGE as usize;
+        rows.truncate(AUDIT_PAGE as usize);
+        body.push_str(&format!(
+            "<h2>Audit log</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"audit-user\">User</label>\
+<input id=\"audit-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"audit-event\">Event</label><input id=\"audit-event\" name=\"event\" type=\"text\" value=\"{e}\" autocapitalize=\"none\" spellcheck=\"false\">\
+<button type=\"submit\" class=\"secondary\">Filter</button></form>\
+<table id=\"audit\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Event</th><th scope=\"col\">User</th><th scope=\"col\">Outcome</th><th scope=\"col\">By / why</th></tr></thead><tbody>",
+            u = esc(user.as_deref().unwrap_or_default()),
+            e = esc(event.as_deref().unwrap_or_default()),
+        ));
+        for r in &rows {
+            body.push_str(&format!(
+                "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&rfc3339(r.event.at)),
+                time_html(now, r.event.at),
+                esc(&r.event.kind),
+                esc(r.event.user.as_deref().unwrap_or("-")),
+                esc(&r.event.outcome),
+                esc(r.event.reason.as_deref().unwrap_or("-")),
+            ));
+        }
+        body.push_str("</tbody></table>");
+        if let (true, Some(last)) = (more, rows.last()) {
+            let mut next = format!("{p}/admin?cursor={}", last.id);
+            if let Some(u) = &user {
+                next.push_str(&format!("&amp;user={}", esc(&crate::state::enc(u))));
+            }
+            if let Some(e) = &event {
+                next.push_str(&format!("&amp;event={}", esc(&crate::state::enc(e))));
+            }
+            body.push_str(&format!(
+                "<p><a id=\"audit-older\" href=\"{next}\">Older events</a></p>"
+            ));
+        }
+    }
+    if gw.accounts.is_some() && !gw.config.break_glass.roles.is_empty() {
+        match break_glass(cx).await {
+            Ok(html) => body.push_str(&html),
+            Err(e) => return store_error(gw, e),
+        }
+    }
+    let status = if failed {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    pages::html_response(status, gw.chrome.layout("Admin console", &body, true))
+}
+
+/// A secret shown once (a generated password, recovery codes, an enrollment link).
+pub fn shown_once(cx: &Cx<'_>, title: &str, what: &str, lines: &[&str]) -> Response<GatewayBody> {
+    let mut body = format!(
+        "<h1>{}</h1><p>{}</p><p class=\"muted\">It is shown only this once.</p><ul id=\"secret\">",
+        esc(title),
+        esc(what)
+    );
+    for l in lines {
+        body.push_str(&format!("<li><code>{}</code></li>", esc(l)));
+    }
+    body.push_str(&format!(
+        "</ul><p><a href=\"{}/admin\">Back to the console</a></p>",
+        esc(&cx.gw.config.server.prefix)
+    ));
+    pages::html_response(StatusCode::OK, cx.gw.chrome.layout(title, &body, false))
+}
+
+/// The step-up: the gateway's factor again, or (`login`: no such factor) a new sign-in.
+pub fn step_up(
+    gw: &Gateway,
+    token: &str,
+    login: Option<&str>,
+    error: Option<&str>,
+) -> Response<GatewayBody> {
+    let mut body = String::from("<h1>Confirm it is you</h1>");
+    if let Some(e) = error {
+        body.push_str(&format!(
+            "<div class=\"error\" role=\"alert\" id=\"form-error\">{}</div>",
+            esc(e)
+        ));
+    }
+    match login {
+        Some(url) => body.push_str(&format!(
+            "<p>The admin console needs a recent second factor. Sign in again, then open the console within {}.</p>\
+<p><a id=\"step-up-login\" href=\"{}\">Sign in again</a></p>",
+            esc(&minutes(gw)),
+            esc(url)
+        )),
+        None => body.push_str(&format!(
+            "<p>The admin console needs a recent second factor. Enter a current code from your authenticator app or a recovery code.</p>\
+<form method=\"post\" action=\"{p}/admin/verify\" id=\"step-up\">{t}<label for=\"code\">Code</label>\
+<input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>\
+<button type=\"submit\">Confirm</button></form>",
+            p = esc(&gw.config.server.prefix),
+            t = hidden(token),
+        )),
+    }
+    pages::html_response(
+        StatusCode::UNAUTHORIZED,
+        gw.chrome.layout("Confirm it is you", &body, false),
+    )
+}
+
+fn minutes(gw: &Gateway) -> String {
+    format!("{} minutes", gw.config.console.fresh_mfa.as_secs() / 60)
+}
+
+/// Break-glass: who is armed, the arming form, and disarming.
+async fn break_glass(cx: &Cx<'_>) -> Result<String, crate::storage::StoreError> {
+    let gw = cx.gw;
+    let now = gw.clock.now();
+    let armed = crate::auth::break_glass::status(&gw.store, now).await?;
+    let mut html = String::from("<h2>Break-glass</h2>");
+    if armed.is_empty() {
+        html.push_str("<p id=\"break-glass-status\">Not armed.</p>");
+    } else {
+        html.push_str("<table id=\"break-glass-status\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Until</th><th scope=\"col\">Reason</th><th scope=\"col\">By</th></tr></thead><tbody>");
+        for a in &armed {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&a.user),
+                time_html(now, a.until),
+                esc(&a.reason),
+                esc(&a.actor)
+            ));
+        }
+        html.push_str("</tbody></table>");
+        html.push_str(&button(
+            cx,
+            "break-glass/disarm",
+            "confirm",
+            "yes",
+            "Disarm now",
+        ));
+    }
+    html.push_str(&format!(
+        "<form method=\"post\" action=\"{p}/admin/break-glass/arm\">{t}\
+<label for=\"bg-users\">Users (comma-separated)</label><input id=\"bg-users\" name=\"users\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"bg-duration\">For how long (e.g. 2h, at most {max})</label><input id=\"bg-duration\" name=\"duration\" type=\"text\" value=\"2h\" required>\
+<label for=\"bg-reason\">Reason</label><input id=\"bg-reason\" name=\"reason\" type=\"text\" required maxlength=\"500\">\
+<button type=\"submit\">Arm break-glass</button></form>",
+        p = esc(&gw.config.server.prefix),
+        t = hidden(cx.token),
+        max = esc(&format!("{}m", gw.config.break_glass.max_window.as_secs() / 60)),
+    ));
+    Ok(html)
+}
