@@ -30,9 +30,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
     Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, Branding, BreakGlassConfig,
-    ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig, IdpKind,
-    LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
-    NotifyConfig, OidcSettings, OnMissingMfa, RoleConfig, RouteConfig, SamlMetadata, SamlSettings,
-    Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind, StorageConfig, TlsFiles,
-    UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    ClientAuth, Config, CustomCss, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig,
+    IdpKind, Language, LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod,
+    NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, PagesConfig, RoleConfig, RouteConfig,
+    SamlMetadata, SamlSettings, Scope, Scopes, ServerConfig, SessionConfig, SessionStoreKind,
+    StorageConfig, TlsFiles, UpstreamConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };
