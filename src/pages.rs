@@ -1,8 +1,13 @@
 //! Responses the gateway writes itself: HTML pages (one layout, one stylesheet, no scripts),
 //! JSON errors for API clients, and the security headers every such response carries.
+//! Page texts come from `catalogue`, in the language `lang` chose for the request.
 
-use crate::config::PagesConfig;
+pub mod catalogue;
+pub mod lang;
+
+use crate::config::{Language, PagesConfig};
 use crate::proxy::forward::GatewayBody;
+pub use catalogue::Msg;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use std::fmt::Write as _;
@@ -170,6 +175,8 @@ pub struct Chrome {
     /// The served stylesheet (`stylesheet_of`) and its version for the URL.
     pub stylesheet: Arc<str>,
     style_version: String,
+    /// For a browser that asks for no language the catalogue has (`pages.default_language`).
+    pub default_language: Language,
 }
 
 impl Chrome {
@@ -181,7 +188,23 @@ impl Chrome {
             has_logo,
             style_version: version_of(&css),
             stylesheet: Arc::from(css),
+            default_language: pages.default_language,
         }
+    }
+
+    /// The language of the page being written: the request's (`lang::scope`), else the default.
+    pub fn lang(&self) -> Language {
+        lang::current().unwrap_or(self.default_language)
+    }
+
+    /// A catalogue text in the page's language (raw: escape it like any text).
+    pub fn t(&self, m: Msg) -> &'static str {
+        m.text(self.lang())
+    }
+
+    /// `t` with its `{name}` placeholder filled in.
+    pub fn fill(&self, m: Msg, name: &str, value: &str) -> String {
+        m.fill(self.lang(), name, value)
     }
 
     /// Wraps page content in the common layout. `body` must already be escaped HTML.
@@ -192,16 +215,18 @@ impl Chrome {
             String::new()
         };
         format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+            "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title} · {product}</title><link rel=\"stylesheet\" href=\"{prefix}/static/style.css?v={version}\"></head>\
 <body><header class=\"brand\">{logo}<span>{product}</span></header>\
-<main{class}>{body}</main><footer>Protected by portcullis</footer></body></html>\n",
+<main{class}>{body}</main><footer>{footer}</footer></body></html>\n",
             title = esc(title),
             product = esc(&self.product),
             prefix = esc(&self.prefix),
             class = if wide { " class=\"wide\"" } else { "" },
             version = self.style_version,
+            lang = self.lang().tag(),
+            footer = esc(self.t(Msg::Footer)),
         )
     }
 
@@ -209,11 +234,15 @@ impl Chrome {
     /// sign out (its confirmation page: a link never signs anyone out by itself).
     pub fn ways_on(&self) -> String {
         format!(
-            "<nav class=\"ways-on\" aria-label=\"Where to go next\"><ul>\
-<li><a id=\"next-login\" href=\"{p}/login\">Sign in again</a></li>\
-<li><a id=\"next-account\" href=\"{p}/account\">Your account</a></li>\
-<li><a id=\"next-logout\" href=\"{p}/logout\">Sign out</a></li></ul></nav>",
-            p = esc(&self.prefix)
+            "<nav class=\"ways-on\" aria-label=\"{label}\"><ul>\
+<li><a id=\"next-login\" href=\"{p}/login\">{again}</a></li>\
+<li><a id=\"next-account\" href=\"{p}/account\">{account}</a></li>\
+<li><a id=\"next-logout\" href=\"{p}/logout\">{out}</a></li></ul></nav>",
+            p = esc(&self.prefix),
+            label = esc(self.t(Msg::WaysOnLabel)),
+            again = esc(self.t(Msg::SignInAgain)),
+            account = esc(self.t(Msg::YourAccount)),
+            out = esc(self.t(Msg::SignOut)),
         )
     }
 
@@ -246,11 +275,12 @@ impl Chrome {
     ) -> Answer {
         let body = format!(
             "<h1>{}</h1><div class=\"error\" role=\"alert\">{}</div><p>{}</p>{}\
-<p class=\"muted\">Reference: <code id=\"correlation-id\">{}</code></p>",
+<p class=\"muted\">{} <code id=\"correlation-id\">{}</code></p>",
             esc(title),
             esc(what),
             esc(next),
             self.ways_on(),
+            esc(self.t(Msg::Reference)),
             esc(correlation)
         );
         Answer::html(status, self.layout(title, &body, false))

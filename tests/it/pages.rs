@@ -3,6 +3,7 @@
 //! page's short user agents and relative times.
 
 mod branding;
+mod languages;
 
 use crate::support::browser::*;
 use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
