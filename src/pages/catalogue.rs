@@ -46,11 +46,20 @@ pub enum Msg {
     SavedContinue,
     RecoveryCodes,
     Continue,
+    SignOutQuestion,
+    SignedInAs,
+    StaySignedIn,
+    YouAreSignedOut,
+    SessionEnded,
+    SignedOut,
+    SignInWithPassword,
+    SignInWith,
+    ChooseSignIn,
 }
 
 impl Msg {
     /// Every key, for the test that each has a text in every language.
-    pub const ALL: [Msg; 39] = [
+    pub const ALL: [Msg; 48] = [
         Msg::Footer,
         Msg::WaysOnLabel,
         Msg::SignInAgain,
@@ -90,6 +99,15 @@ impl Msg {
         Msg::SavedContinue,
         Msg::RecoveryCodes,
         Msg::Continue,
+        Msg::SignOutQuestion,
+        Msg::SignedInAs,
+        Msg::StaySignedIn,
+        Msg::YouAreSignedOut,
+        Msg::SessionEnded,
+        Msg::SignedOut,
+        Msg::SignInWithPassword,
+        Msg::SignInWith,
+        Msg::ChooseSignIn,
     ];
 
     /// The text in `lang`.
@@ -149,6 +167,15 @@ fn english(m: Msg) -> &'static str {
         Msg::SavedContinue => "I have saved them, continue",
         Msg::RecoveryCodes => "Recovery codes",
         Msg::Continue => "Continue",
+        Msg::SignOutQuestion => "Sign out?",
+        Msg::SignedInAs => "You are signed in as {user}.",
+        Msg::StaySignedIn => "Stay signed in and go to your account",
+        Msg::YouAreSignedOut => "You are signed out",
+        Msg::SessionEnded => "Your session has ended.",
+        Msg::SignedOut => "Signed out",
+        Msg::SignInWithPassword => "Sign in with a password",
+        Msg::SignInWith => "Sign in with {name}",
+        Msg::ChooseSignIn => "Choose how to sign in",
     }
 }
 
@@ -193,6 +220,15 @@ fn german(m: Msg) -> &'static str {
         Msg::SavedContinue => "Ich habe sie gespeichert, weiter",
         Msg::RecoveryCodes => "Wiederherstellungscodes",
         Msg::Continue => "Weiter",
+        Msg::SignOutQuestion => "Abmelden?",
+        Msg::SignedInAs => "Sie sind als {user} angemeldet.",
+        Msg::StaySignedIn => "Angemeldet bleiben und zu Ihrem Konto gehen",
+        Msg::YouAreSignedOut => "Sie sind abgemeldet",
+        Msg::SessionEnded => "Ihre Sitzung wurde beendet.",
+        Msg::SignedOut => "Abgemeldet",
+        Msg::SignInWithPassword => "Mit Passwort anmelden",
+        Msg::SignInWith => "Anmelden mit {name}",
+        Msg::ChooseSignIn => "Wählen Sie, wie Sie sich anmelden möchten",
     }
 }
 

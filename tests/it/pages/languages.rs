@@ -1,7 +1,7 @@
 //! Pages in the browser's language (issue 21): chosen by `Accept-Language` with q-values and
 //! region fallback, English when nothing we have is asked for, `[pages] default_language`.
 
-use crate::support::login::{LoginEnv, LoginOpts};
+use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
 use crate::support::*;
 use hyper::StatusCode;
 
@@ -92,4 +92,52 @@ async fn a_refusal_page_is_translated_and_default_language_serves_browsers_askin
     assert!(en.contains("Reference: <code"), "{en}");
     let r = http.get(&url, &[("accept", "text/html")]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// A page as a German-speaking browser with `b`'s cookies sees it.
+async fn german(env: &LoginEnv, b: &crate::support::browser::Browser, path: &str) -> String {
+    let cookie = b.cookie_header();
+    let h = [
+        ("accept", "text/html"),
+        ("accept-language", "de-DE,de;q=0.9,en;q=0.8"),
+        ("cookie", cookie.as_str()),
+    ];
+    env.http.get(&env.gw.url(path), &h).await.text()
+}
+
+#[tokio::test]
+async fn the_challenge_and_the_sign_out_confirmation_follow_the_language_through_a_sign_in() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    let seed = env.add_enrolled("jana").await;
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "jana", PW).await;
+    let challenge = german(&env, &b, "/_portcullis/mfa").await;
+    assert!(
+        challenge.contains("<h1>Bestätigung in zwei Schritten</h1>"),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("<label for=\"code\">Bestätigungscode</label>"),
+        "{challenge}"
+    );
+    assert!(challenge.contains(">Überprüfen</button>"), "{challenge}");
+    // The same step without the header: English, as every other test sees it.
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[("code", &env.code(&seed)), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let confirm = german(&env, &b, "/_portcullis/logout").await;
+    assert!(confirm.contains("<h1>Abmelden?</h1>"), "{confirm}");
+    assert!(
+        confirm.contains("Sie sind als <strong>jana</strong> angemeldet."),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains(">Angemeldet bleiben und zu Ihrem Konto gehen</a>"),
+        "{confirm}"
+    );
 }
