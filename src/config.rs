@@ -34,10 +34,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use ipnet::IpNet;
 pub use model::{
     Access, AdminConfig, AdminTokenHash, AuditConfig, AuditSink, BearerSettings, Branding,
-    BreakGlassConfig, ClientAuth, Config, EmailConfig, Enrollment, IdentityHeaderNames, IdpConfig,
-    IdpKind, LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig, MfaMethod, NativeConfig,
-    NotifyConfig, OidcSettings, OnMissingMfa, RedisSentinel, RoleConfig, RouteConfig, SamlMetadata,
-    SamlSettings, Scope, Scopes, ServerConfig, ServiceTokenConfig, SessionConfig, SessionStoreKind,
-    StorageConfig, StoreTls, TlsFiles, UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS,
-    SAML_KNOWN_ALGORITHMS,
+    BreakGlassConfig, ClientAuth, Config, CustomCss, EmailConfig, Enrollment, IdentityHeaderNames,
+    IdpConfig, IdpKind, Language, LockoutConfig, LogConfig, LogFormat, LoginTarget, MfaConfig,
+    MfaMethod, NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, PagesConfig, RedisSentinel,
+    RoleConfig, RouteConfig, SamlMetadata, SamlSettings, Scope, Scopes, ServerConfig,
+    ServiceTokenConfig, SessionConfig, SessionStoreKind, StorageConfig, StoreTls, TlsFiles,
+    UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

@@ -1,11 +1,45 @@
 //! Responses the gateway writes itself: HTML pages (one layout, one stylesheet, no scripts),
 //! JSON errors for API clients, and the security headers every such response carries.
+//! Page texts come from `catalogue`, in the language `lang` chose for the request.
 
+pub mod catalogue;
+pub mod lang;
+
+use crate::config::{Language, PagesConfig};
 use crate::proxy::forward::GatewayBody;
+pub use catalogue::Msg;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 pub const STYLESHEET: &str = include_str!("../templates/style.css");
+
+/// The stylesheet a config serves: ours, then the accent colour (a later `:root` rule wins, so
+/// it overrides our default), then the operator's CSS (last, so it may override anything).
+/// The colour was validated as `#rgb`/`#rrggbb`, so it cannot end the rule it sits in.
+pub fn stylesheet_of(pages: &PagesConfig) -> String {
+    let mut css = String::from(STYLESHEET);
+    if let Some(colour) = &pages.accent_color {
+        let _ = write!(css, "\n:root{{--accent:{colour}}}\n");
+    }
+    if let Some(custom) = &pages.custom_css {
+        css.push_str("\n/* custom_css */\n");
+        css.push_str(&custom.text);
+        css.push('\n');
+    }
+    css
+}
+
+/// A short digest of a stylesheet, put in its URL so a browser fetches it again after a reload
+/// changed it (it is cached for an hour).
+fn version_of(css: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, css.as_bytes());
+    d.as_ref().iter().take(6).fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -138,9 +172,41 @@ pub struct Chrome {
     pub product: String,
     pub prefix: String,
     pub has_logo: bool,
+    /// The served stylesheet (`stylesheet_of`) and its version for the URL.
+    pub stylesheet: Arc<str>,
+    style_version: String,
+    /// For a browser that asks for no language the catalogue has (`pages.default_language`).
+    pub default_language: Language,
 }
 
 impl Chrome {
+    pub fn new(product: String, prefix: String, has_logo: bool, pages: &PagesConfig) -> Chrome {
+        let css = stylesheet_of(pages);
+        Chrome {
+            product,
+            prefix,
+            has_logo,
+            style_version: version_of(&css),
+            stylesheet: Arc::from(css),
+            default_language: pages.default_language,
+        }
+    }
+
+    /// The language of the page being written: the request's (`lang::scope`), else the default.
+    pub fn lang(&self) -> Language {
+        lang::current().unwrap_or(self.default_language)
+    }
+
+    /// A catalogue text in the page's language (raw: escape it like any text).
+    pub fn t(&self, m: Msg) -> &'static str {
+        m.text(self.lang())
+    }
+
+    /// `t` with its `{name}` placeholder filled in.
+    pub fn fill(&self, m: Msg, name: &str, value: &str) -> String {
+        m.fill(self.lang(), name, value)
+    }
+
     /// Wraps page content in the common layout. `body` must already be escaped HTML.
     pub fn layout(&self, title: &str, body: &str, wide: bool) -> String {
         let logo = if self.has_logo {
@@ -149,15 +215,18 @@ impl Chrome {
             String::new()
         };
         format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+            "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title} · {product}</title><link rel=\"stylesheet\" href=\"{prefix}/static/style.css\"></head>\
+<title>{title} · {product}</title><link rel=\"stylesheet\" href=\"{prefix}/static/style.css?v={version}\"></head>\
 <body><header class=\"brand\">{logo}<span>{product}</span></header>\
-<main{class}>{body}</main><footer>Protected by portcullis</footer></body></html>\n",
+<main{class}>{body}</main><footer>{footer}</footer></body></html>\n",
             title = esc(title),
             product = esc(&self.product),
             prefix = esc(&self.prefix),
             class = if wide { " class=\"wide\"" } else { "" },
+            version = self.style_version,
+            lang = self.lang().tag(),
+            footer = esc(self.t(Msg::Footer)),
         )
     }
 
@@ -165,11 +234,15 @@ impl Chrome {
     /// sign out (its confirmation page: a link never signs anyone out by itself).
     pub fn ways_on(&self) -> String {
         format!(
-            "<nav class=\"ways-on\" aria-label=\"Where to go next\"><ul>\
-<li><a id=\"next-login\" href=\"{p}/login\">Sign in again</a></li>\
-<li><a id=\"next-account\" href=\"{p}/account\">Your account</a></li>\
-<li><a id=\"next-logout\" href=\"{p}/logout\">Sign out</a></li></ul></nav>",
-            p = esc(&self.prefix)
+            "<nav class=\"ways-on\" aria-label=\"{label}\"><ul>\
+<li><a id=\"next-login\" href=\"{p}/login\">{again}</a></li>\
+<li><a id=\"next-account\" href=\"{p}/account\">{account}</a></li>\
+<li><a id=\"next-logout\" href=\"{p}/logout\">{out}</a></li></ul></nav>",
+            p = esc(&self.prefix),
+            label = esc(self.t(Msg::WaysOnLabel)),
+            again = esc(self.t(Msg::SignInAgain)),
+            account = esc(self.t(Msg::YourAccount)),
+            out = esc(self.t(Msg::SignOut)),
         )
     }
 
@@ -202,11 +275,12 @@ impl Chrome {
     ) -> Answer {
         let body = format!(
             "<h1>{}</h1><div class=\"error\" role=\"alert\">{}</div><p>{}</p>{}\
-<p class=\"muted\">Reference: <code id=\"correlation-id\">{}</code></p>",
+<p class=\"muted\">{} <code id=\"correlation-id\">{}</code></p>",
             esc(title),
             esc(what),
             esc(next),
             self.ways_on(),
+            esc(self.t(Msg::Reference)),
             esc(correlation)
         );
         Answer::html(status, self.layout(title, &body, false))
@@ -255,11 +329,12 @@ mod tests {
 
     #[test]
     fn pages_carry_the_security_headers() {
-        let c = Chrome {
-            product: "Help<desk>".into(),
-            prefix: "/_portcullis".into(),
-            has_logo: false,
-        };
+        let c = Chrome::new(
+            "Help<desk>".into(),
+            "/_portcullis".into(),
+            false,
+            &PagesConfig::default(),
+        );
         let r = c.error_page(StatusCode::FORBIDDEN, "Not allowed", "x", "y", "abc");
         assert_eq!(
             r.headers().get("x-frame-options").map(|v| v.as_bytes()),
@@ -274,11 +349,12 @@ mod tests {
 
     #[test]
     fn every_refusal_page_links_to_the_ways_on() {
-        let c = Chrome {
-            product: "Helpdesk".into(),
-            prefix: "/p".into(),
-            has_logo: false,
-        };
+        let c = Chrome::new(
+            "Helpdesk".into(),
+            "/p".into(),
+            false,
+            &PagesConfig::default(),
+        );
         let a = c.error_answer(StatusCode::FORBIDDEN, "No", "x", "y", "abc");
         for href in ["/p/login", "/p/account", "/p/logout"] {
             assert!(a.body.contains(&format!("href=\"{href}\"")), "{href}");
@@ -287,11 +363,12 @@ mod tests {
 
     #[test]
     fn an_answer_written_as_bytes_is_the_response_hyper_would_send() {
-        let c = Chrome {
-            product: "Helpdesk".into(),
-            prefix: "/_portcullis".into(),
-            has_logo: false,
-        };
+        let c = Chrome::new(
+            "Helpdesk".into(),
+            "/_portcullis".into(),
+            false,
+            &PagesConfig::default(),
+        );
         let answers = || {
             [
                 c.error_answer(StatusCode::BAD_GATEWAY, "Down", "x", "y", "abc"),

@@ -170,11 +170,12 @@ pub(crate) fn hsts_of(config: &Config) -> Option<hyper::header::HeaderValue> {
 
 /// The page chrome a config names.
 pub(crate) fn chrome_of(config: &Config) -> Chrome {
-    Chrome {
-        product: config.branding.product_name.clone(),
-        prefix: config.server.prefix.clone(),
-        has_logo: config.branding.logo.is_some(),
-    }
+    Chrome::new(
+        config.branding.product_name.clone(),
+        config.server.prefix.clone(),
+        config.branding.logo.is_some(),
+        &config.pages,
+    )
 }
 
 /// A deliberate panic on one path, for tests of the containment only. It exists because a

@@ -25,6 +25,8 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     pub routes: Vec<RouteConfig>,
     pub branding: Branding,
+    /// `[pages]`: accent colour, custom stylesheet, default language.
+    pub pages: PagesConfig,
     /// `[notify]`: account-safety mails (DESIGN.md §12).
     pub notify: NotifyConfig,
     /// `[break_glass]`: emergency access when the IdP is down (DESIGN.md §12).
@@ -630,6 +632,50 @@ pub enum AuditSink {
 pub struct Branding {
     pub product_name: String,
     pub logo: Option<PathBuf>,
+}
+
+/// `[pages]`, validated: the colour is `#rgb` or `#rrggbb`, the custom CSS was read (and
+/// size-checked) when this config was loaded, so a reload reads the file again.
+#[derive(Clone, Debug, Default)]
+pub struct PagesConfig {
+    pub accent_color: Option<String>,
+    pub custom_css: Option<CustomCss>,
+    pub default_language: Language,
+}
+
+/// The operator's stylesheet: where it was read from and what it said then.
+#[derive(Clone, Debug)]
+pub struct CustomCss {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A language the gateway's pages are written in (`pages::catalogue`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Language {
+    #[default]
+    English,
+    German,
+}
+
+impl Language {
+    /// Every language, in the order `Accept-Language` ties are broken (English first).
+    pub const ALL: [Language; 2] = [Language::English, Language::German];
+
+    /// The primary subtag (`<html lang>`, `Accept-Language`, `default_language`).
+    pub fn tag(self) -> &'static str {
+        match self {
+            Language::English => "en",
+            Language::German => "de",
+        }
+    }
+
+    /// The language of a primary subtag, case-insensitively.
+    pub fn from_tag(tag: &str) -> Option<Language> {
+        Language::ALL
+            .into_iter()
+            .find(|l| l.tag().eq_ignore_ascii_case(tag))
+    }
 }
 
 impl Config {

@@ -23,6 +23,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub branding: Option<RawBranding>,
+    pub pages: Option<RawPages>,
     pub notify: Option<RawNotify>,
     pub break_glass: Option<RawBreakGlass>,
     pub identity_headers: Option<RawIdentityHeaders>,
@@ -319,6 +320,15 @@ pub struct RawRoute {
 pub struct RawBranding {
     pub product_name: Option<String>,
     pub logo: Option<String>,
+}
+
+/// `[pages]`: how the gateway's own pages look and which language they default to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPages {
+    pub accent_color: Option<String>,
+    pub custom_css: Option<String>,
+    pub default_language: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,7 @@
 //! | `forward_auth.rs` | `[forward_auth]`                      |
 //! | `headers.rs` | `[identity_headers]`                       |
 //! | `bearer.rs`  | `[[service_tokens]]`, `[[idp]] bearer`, `bearer = true` routes |
+//! | `pages.rs`   | `[pages]`                                  |
 //!
 //! Invariants: every problem of a file is reported at once, sorted by line (sections are read
 //! in file-schema order, so problems on one line keep that order); a config with any error is
@@ -36,6 +37,7 @@ mod idp;
 mod mfa;
 mod native;
 mod ops;
+mod pages;
 mod routes;
 mod safety;
 mod server;
@@ -183,6 +185,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
             .map(|l| cx.existing_file(&[k("branding"), k("logo")], l)),
     };
 
+    let pages = pages::pages(cx, raw.pages.as_ref());
     let log = ops::log(cx, raw.log.as_ref());
     let audit = ops::audit(cx, raw.audit.as_ref());
     let forward_auth = forward_auth::forward_auth(cx, raw.forward_auth.as_ref(), &srv);
@@ -206,6 +209,7 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
         roles,
         routes,
         branding,
+        pages,
         notify,
         break_glass,
         console,

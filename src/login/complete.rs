@@ -302,9 +302,13 @@ pub(crate) async fn finish_with(
         .absolute(&gw.config.server.public_origin);
     let mut r = match landing {
         Landing::Redirect => pages::redirect(&next),
-        Landing::Notice { title, message } => {
-            views::notice(&gw.chrome, title, &message, &next, "Continue")
-        }
+        Landing::Notice { title, message } => views::notice(
+            &gw.chrome,
+            title,
+            &message,
+            &next,
+            gw.chrome.t(crate::pages::Msg::Continue),
+        ),
         Landing::RecoveryCodes(codes) => views::recovery_codes(&gw.chrome, &codes, &next),
     };
     set_cookie(

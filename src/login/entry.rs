@@ -4,7 +4,7 @@
 use crate::auth::policy::LocalPath;
 use crate::config::LoginTarget;
 use crate::http::{form_value, query_param, read_body, respond, Conn, GatewayError};
-use crate::pages::{self, esc};
+use crate::pages::{self, esc, Msg};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::ct_eq;
 use crate::server::phases::load_session;
@@ -73,27 +73,38 @@ pub(crate) fn logout_form(gw: &Gateway, id: &SessionId, label: &str) -> String {
 
 /// `GET /logout` with a session: asks before signing out.
 fn confirm_logout(gw: &Gateway, s: &Session) -> Response<GatewayBody> {
-    let body = format!(
-        "<h1>Sign out?</h1><p>You are signed in as <strong>{user}</strong>.</p>{form}\
-<p><a href=\"{p}/account\">Stay signed in and go to your account</a></p>",
-        user = esc(&s.identity.user),
-        form = logout_form(gw, &s.id, "Sign out"),
-        p = esc(&gw.config.server.prefix),
+    let c = &gw.chrome;
+    // The template is escaped first, then the (escaped) user name goes in its placeholder.
+    let signed_in_as = esc(c.t(Msg::SignedInAs)).replace(
+        "{user}",
+        &format!("<strong>{}</strong>", esc(&s.identity.user)),
     );
-    gw.chrome.page(super::error::ok_status(), "Sign out", &body)
+    let body = format!(
+        "<h1>{title}</h1><p>{signed_in_as}</p>{form}\
+<p><a href=\"{p}/account\">{stay}</a></p>",
+        title = esc(c.t(Msg::SignOutQuestion)),
+        form = logout_form(gw, &s.id, c.t(Msg::SignOut)),
+        p = esc(&gw.config.server.prefix),
+        stay = esc(c.t(Msg::StaySignedIn)),
+    );
+    c.page(super::error::ok_status(), c.t(Msg::SignOut), &body)
 }
 
 /// The signed-out page (or the IdP's sign-out, when it continues there); clears the cookie.
 fn signed_out(gw: &Gateway, idp_logout: Option<String>) -> Response<GatewayBody> {
+    let c = &gw.chrome;
     let body = format!(
-        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
-        esc(&gw.config.server.prefix)
+        "<h1>{}</h1><p>{}</p><a class=\"button\" href=\"{}/login\">{}</a>",
+        esc(c.t(Msg::YouAreSignedOut)),
+        esc(c.t(Msg::SessionEnded)),
+        esc(&gw.config.server.prefix),
+        esc(c.t(Msg::SignInAgain)),
     );
     let mut r = match idp_logout {
         Some(url) => pages::redirect(&url),
         None => gw
             .chrome
-            .page(super::error::ok_status(), "Signed out", &body),
+            .page(super::error::ok_status(), c.t(Msg::SignedOut), &body),
     };
     if let Ok(v) = HeaderValue::from_str(&gw.cookies.clear(gw.cookies.session)) {
         r.headers_mut().append(SET_COOKIE, v);
@@ -136,7 +147,10 @@ fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<Ga
     let mut items = String::new();
     for t in targets {
         let (label, url) = match t {
-            LoginTarget::Native => ("Sign in with a password".to_owned(), gw.login_url(t, rd)),
+            LoginTarget::Native => (
+                gw.chrome.t(Msg::SignInWithPassword).to_owned(),
+                gw.login_url(t, rd),
+            ),
             LoginTarget::Idp(id) => {
                 let name = gw
                     .config
@@ -144,7 +158,10 @@ fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<Ga
                     .iter()
                     .find(|i| &i.id == id)
                     .map_or(id.as_str(), |i| i.display_name.as_str());
-                (format!("Sign in with {name}"), gw.login_url(t, rd))
+                (
+                    gw.chrome.fill(Msg::SignInWith, "name", name),
+                    gw.login_url(t, rd),
+                )
             }
         };
         items.push_str(&format!(
@@ -153,8 +170,12 @@ fn chooser(gw: &Gateway, targets: &[LoginTarget], rd: &LocalPath) -> Response<Ga
             esc(&label)
         ));
     }
-    let body = format!("<h1>Choose how to sign in</h1><ul class=\"choices\">{items}</ul>");
-    gw.chrome.page(super::error::ok_status(), "Sign in", &body)
+    let body = format!(
+        "<h1>{}</h1><ul class=\"choices\">{items}</ul>",
+        esc(gw.chrome.t(Msg::ChooseSignIn))
+    );
+    gw.chrome
+        .page(super::error::ok_status(), gw.chrome.t(Msg::SignIn), &body)
 }
 
 /// Ends the local session and clears the cookie; for an SSO session whose IdP has

@@ -3,7 +3,7 @@
 //! Every value is escaped here; callers pass raw text.
 
 use crate::auth::password::MIN_PASSWORD_CHARS as MIN_PASSWORD;
-use crate::pages::{esc, Chrome};
+use crate::pages::{esc, Chrome, Msg};
 use crate::proxy::forward::GatewayBody;
 use hyper::{Response, StatusCode};
 
@@ -42,22 +42,34 @@ pub fn login_form(chrome: &Chrome, status: StatusCode, f: &LoginForm<'_>) -> Res
         ""
     };
     let current = format!(
-        "<label for=\"password\">Password</label>\
-<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{described}>"
+        "<label for=\"password\">{label}</label>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{described}>",
+        label = esc(chrome.t(Msg::Password))
     );
     let (title, intro, user_attrs, invite, password) = match f.invite {
-        None => ("Sign in", String::new(), " required autofocus", String::new(), current),
+        None => (
+            chrome.t(Msg::SignIn),
+            String::new(),
+            " required autofocus",
+            String::new(),
+            current,
+        ),
         Some((token, choose)) => (
-            "Set up your sign-in",
-            "<p>Sign in to set up two-step verification for your account. This link works once.</p>".to_owned(),
+            chrome.t(Msg::SetUpSignIn),
+            format!("<p>{}</p>", esc(chrome.t(Msg::InviteIntro))),
             " readonly",
-            format!("<input type=\"hidden\" name=\"invite\" value=\"{}\">", esc(token)),
+            format!(
+                "<input type=\"hidden\" name=\"invite\" value=\"{}\">",
+                esc(token)
+            ),
             if choose {
                 format!(
-                    "<label for=\"new_password\">Choose a password (at least {MIN_PASSWORD} characters)</label>\
+                    "<label for=\"new_password\">{choose}</label>\
 <input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{MIN_PASSWORD}\" required autofocus{described}>\
-<label for=\"confirm_password\">Type it again</label>\
-<input id=\"confirm_password\" name=\"confirm_password\" type=\"password\" autocomplete=\"new-password\" required{described}>"
+<label for=\"confirm_password\">{again}</label>\
+<input id=\"confirm_password\" name=\"confirm_password\" type=\"password\" autocomplete=\"new-password\" required{described}>",
+                    choose = esc(&chrome.fill(Msg::ChoosePassword, "n", &MIN_PASSWORD.to_string())),
+                    again = esc(chrome.t(Msg::TypeItAgain)),
                 )
             } else {
                 current
@@ -69,9 +81,12 @@ pub fn login_form(chrome: &Chrome, status: StatusCode, f: &LoginForm<'_>) -> Res
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
 <input type=\"hidden\" name=\"rd\" value=\"{rd}\">{invite}\
-<label for=\"username\">Username</label>\
+<label for=\"username\">{username}</label>\
 <input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"{user_attrs} value=\"{user}\"{described}>\
-{password}<button type=\"submit\">Sign in</button></form>",
+{password}<button type=\"submit\">{sign_in}</button></form>",
+        title = esc(title),
+        username = esc(chrome.t(Msg::Username)),
+        sign_in = esc(chrome.t(Msg::SignIn)),
         err = error_block(f.error),
         action = esc(f.action),
         csrf = esc(f.csrf),
@@ -97,10 +112,15 @@ pub struct Challenge<'a> {
 /// The second-factor challenge: one `code` field for TOTP, email or recovery codes.
 pub fn challenge(chrome: &Chrome, status: StatusCode, c: &Challenge<'_>) -> Response<GatewayBody> {
     let remember = c.remember_days.map_or_else(String::new, |d| {
+        let text = if d == 1 {
+            chrome.t(Msg::RememberOneDay).to_owned()
+        } else {
+            chrome.fill(Msg::RememberDays, "n", &d.to_string())
+        };
         format!(
             "<label class=\"check\" for=\"remember\"><input id=\"remember\" name=\"remember\" type=\"checkbox\" value=\"1\"> \
-Remember this device for {d} day{s}</label>",
-            s = if d == 1 { "" } else { "s" }
+{}</label>",
+            esc(&text)
         )
     });
     let p = esc(c.prefix);
@@ -109,20 +129,26 @@ Remember this device for {d} day{s}</label>",
     let recovery_mode = c.recovery && c.recovery_mode;
     let (hint, label, inputmode, autocomplete, switch) = if recovery_mode {
         (
-            "Enter one of your recovery codes. Spaces and dashes do not matter.",
-            "Recovery code",
+            chrome.t(Msg::RecoveryHint),
+            chrome.t(Msg::RecoveryCode),
             "",
             "off",
-            format!("<p><a id=\"use-app-code\" href=\"{p}/mfa\">Use the code from your authenticator app</a></p>"),
+            format!(
+                "<p><a id=\"use-app-code\" href=\"{p}/mfa\">{}</a></p>",
+                esc(chrome.t(Msg::UseAppCode))
+            ),
         )
     } else {
         (
-            "Enter the 6-digit code from your authenticator app.",
-            "Verification code",
+            chrome.t(Msg::AppCodeHint),
+            chrome.t(Msg::VerificationCode),
             " inputmode=\"numeric\"",
             "one-time-code",
             if c.recovery {
-                format!("<p><a id=\"use-recovery-code\" href=\"{p}/mfa?recovery=1\">Use a recovery code</a></p>")
+                format!(
+                    "<p><a id=\"use-recovery-code\" href=\"{p}/mfa?recovery=1\">{}</a></p>",
+                    esc(chrome.t(Msg::UseRecoveryCode))
+                )
             } else {
                 String::new()
             },
@@ -136,9 +162,9 @@ Remember this device for {d} day{s}</label>",
     let email = c.email_hint.map_or_else(String::new, |to| {
         format!(
             "<form method=\"post\" action=\"{p}/mfa/email\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-<button type=\"submit\" class=\"secondary\">Email a code to {to}</button></form>",
+<button type=\"submit\" class=\"secondary\">{text}</button></form>",
             csrf = esc(c.csrf),
-            to = esc(to)
+            text = esc(&chrome.fill(Msg::EmailCodeTo, "to", to))
         )
     });
     let described = if c.error.is_some() {
@@ -147,17 +173,21 @@ Remember this device for {d} day{s}</label>",
         ""
     };
     let body = format!(
-        "<h1>Two-step verification</h1>{notice}{err}<p id=\"code-hint\">{hint}</p>\
+        "<h1>{title}</h1>{notice}{err}<p id=\"code-hint\">{hint}</p>\
 <form method=\"post\" action=\"{p}/mfa\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">{mode}\
 <label for=\"code\">{label}</label>\
 <input id=\"code\" name=\"code\" type=\"text\"{inputmode} autocomplete=\"{autocomplete}\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus aria-describedby=\"code-hint\"{described}>\
-{remember}<button type=\"submit\">Verify</button></form>{switch}{email}",
+{remember}<button type=\"submit\">{verify}</button></form>{switch}{email}",
+        title = esc(chrome.t(Msg::TwoStep)),
+        hint = esc(hint),
+        label = esc(label),
+        verify = esc(chrome.t(Msg::Verify)),
         notice = notice_block(c.notice),
         err = error_block(c.error),
         csrf = esc(c.csrf),
     );
-    chrome.page(status, "Two-step verification", &body)
+    chrome.page(status, chrome.t(Msg::TwoStep), &body)
 }
 
 /// What the enrollment page shows.
@@ -189,23 +219,29 @@ pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Respon
     };
     // `qr_svg` is generated by us from the URI (no user-controlled markup); the rest is escaped.
     let body = format!(
-        "<h1>Set up two-step verification</h1>{err}\
-<p>Scan this QR code with an authenticator app (for example Aegis, Google Authenticator, Microsoft Authenticator or 1Password).</p>\
+        "<h1>{title}</h1>{err}\
+<p>{scan}</p>\
 <div class=\"qr\">{qr_svg}</div>\
-<p>Or enter this key by hand:<br><span class=\"secret\" id=\"totp-secret\">{secret}</span></p>\
-<details><summary>Show the setup link</summary><p><code id=\"totp-uri\">{uri}</code></p></details>\
+<p>{by_hand}<br><span class=\"secret\" id=\"totp-secret\">{secret}</span></p>\
+<details><summary>{show}</summary><p><code id=\"totp-uri\">{uri}</code></p></details>\
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-<label for=\"code\">Enter the 6-digit code the app shows</label>\
+<label for=\"code\">{enter}</label>\
 <input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus{described}>\
-<button type=\"submit\">Confirm</button></form>",
+<button type=\"submit\">{confirm}</button></form>",
+        title = esc(chrome.t(Msg::SetUpTwoStep)),
+        scan = esc(chrome.t(Msg::ScanQr)),
+        by_hand = esc(chrome.t(Msg::KeyByHand)),
+        show = esc(chrome.t(Msg::ShowSetupLink)),
+        enter = esc(chrome.t(Msg::EnterAppCode)),
+        confirm = esc(chrome.t(Msg::Confirm)),
         err = error_block(error),
         secret = esc(grouped_secret),
         uri = esc(uri),
         action = esc(action),
         csrf = esc(csrf),
     );
-    chrome.page(status, "Set up two-step verification", &body)
+    chrome.page(status, chrome.t(Msg::SetUpTwoStep), &body)
 }
 
 /// The recovery codes, shown once, with the way on.
@@ -215,14 +251,21 @@ pub fn recovery_codes(chrome: &Chrome, codes: &[String], next_url: &str) -> Resp
         .map(|c| format!("<li><code>{}</code></li>", esc(c)))
         .collect();
     let body = format!(
-        "<h1>Save your recovery codes</h1>\
-<div class=\"notice\" role=\"status\">Two-step verification is on.</div>\
-<p>If you lose your phone, each of these codes lets you sign in once. Store them somewhere safe now: \
-they will not be shown again.</p><ol class=\"codes\" id=\"recovery-codes\">{items}</ol>\
-<a class=\"button\" href=\"{next}\">I have saved them, continue</a>",
-        next = esc(next_url)
+        "<h1>{title}</h1>\
+<div class=\"notice\" role=\"status\">{on}</div>\
+<p>{explain}</p><ol class=\"codes\" id=\"recovery-codes\">{items}</ol>\
+<a class=\"button\" href=\"{next}\">{saved}</a>",
+        next = esc(next_url),
+        title = esc(chrome.t(Msg::SaveRecoveryCodes)),
+        on = esc(chrome.t(Msg::TwoStepOn)),
+        explain = esc(chrome.t(Msg::RecoveryCodesExplain)),
+        saved = esc(chrome.t(Msg::SavedContinue)),
     );
-    chrome.page(super::error::ok_status(), "Recovery codes", &body)
+    chrome.page(
+        super::error::ok_status(),
+        chrome.t(Msg::RecoveryCodes),
+        &body,
+    )
 }
 
 /// A page with a message and a way on.

@@ -2,7 +2,6 @@
 //! configured logo.
 
 use crate::http::GatewayError;
-use crate::pages;
 use crate::proxy::forward::GatewayBody;
 use crate::state::Gateway;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -20,9 +19,10 @@ pub fn jwks(gw: &Gateway) -> Response<GatewayBody> {
     r
 }
 
-/// `GET /static/style.css`.
-pub fn stylesheet() -> Response<GatewayBody> {
-    let mut r = Response::new(GatewayBody::from(pages::STYLESHEET));
+/// `GET /static/style.css`: ours with `[pages]` applied (`pages::stylesheet_of`), as the
+/// running config built it (a reload builds it again).
+pub fn stylesheet(gw: &Gateway) -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::from(gw.chrome.stylesheet.to_string()));
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/css; charset=utf-8"),

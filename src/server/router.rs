@@ -59,7 +59,17 @@ pub async fn handle(
                 }
                 // The gateway's own pages are boxed: their futures are large, and inlined here
                 // they would make every proxied request's future as large as the largest.
-                ep => Box::pin(dispatch(gw, req, conn, ep, html)).await,
+                ep => {
+                    // Negotiated once here, for the pages of this request only: the proxy
+                    // path above never reads it.
+                    let lang = pages::lang::negotiate(
+                        req.headers()
+                            .get(hyper::header::ACCEPT_LANGUAGE)
+                            .and_then(|v| v.to_str().ok()),
+                        gw.chrome.default_language,
+                    );
+                    Box::pin(pages::lang::scope(lang, dispatch(gw, req, conn, ep, html))).await
+                }
             };
             (class, resp)
         }
@@ -98,7 +108,7 @@ async fn dispatch(
     }
     match ep {
         Endpoint::Jwks => assets::jwks(gw),
-        Endpoint::Stylesheet => assets::stylesheet(),
+        Endpoint::Stylesheet => assets::stylesheet(gw),
         Endpoint::Logo => assets::logo(gw).unwrap_or_else(|e| respond(gw, e, false)),
         Endpoint::LoginStart => endpoints::login(gw, &req).await,
         Endpoint::Logout => endpoints::logout_entry(gw, req, conn).await,
@@ -120,11 +130,12 @@ async fn dispatch(
 /// An unknown gateway path: a page with the ways on for a browser, JSON for API clients.
 fn not_found(gw: &Gateway, html: bool) -> Response<GatewayBody> {
     if html {
-        return gw.chrome.error_page(
+        let c = &gw.chrome;
+        return c.error_page(
             StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is no page at this address.",
-            "Check the address, or go on from one of these pages.",
+            c.t(pages::Msg::PageNotFound),
+            c.t(pages::Msg::NoPageHere),
+            c.t(pages::Msg::CheckAddress),
             &crate::session::random_id(9),
         );
     }

@@ -2,6 +2,9 @@
 //! dashes, no dead ends (an HTML 404, links on refusals), logout by POST only, and the account
 //! page's short user agents and relative times.
 
+mod branding;
+mod languages;
+
 use crate::support::browser::*;
 use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
 use hyper::StatusCode;

@@ -1,0 +1,143 @@
+//! Pages in the browser's language (issue 21): chosen by `Accept-Language` with q-values and
+//! region fallback, English when nothing we have is asked for, `[pages] default_language`.
+
+use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
+use crate::support::*;
+use hyper::StatusCode;
+
+async fn page(http: &Http, url: &str, lang: Option<&str>) -> String {
+    let mut headers = vec![("accept", "text/html")];
+    if let Some(l) = lang {
+        headers.push(("accept-language", l));
+    }
+    http.get(url, &headers).await.text()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_is_in_german_or_english_as_accept_language_asks() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    let url = env.gw.url("/normal");
+    let http = &env.http;
+
+    let en = page(http, &url, None).await;
+    assert!(en.contains("<html lang=\"en\">"), "{en}");
+    assert!(
+        en.contains("<label for=\"username\">Username</label>"),
+        "{en}"
+    );
+    assert!(
+        en.contains("<button type=\"submit\">Sign in</button>"),
+        "{en}"
+    );
+    assert!(en.contains("Protected by portcullis"), "{en}");
+
+    // A region falls back to its language.
+    let de = page(http, &url, Some("de-CH")).await;
+    assert!(de.contains("<html lang=\"de\">"), "{de}");
+    assert!(
+        de.contains("<label for=\"username\">Benutzername</label>"),
+        "{de}"
+    );
+    assert!(
+        de.contains("<label for=\"password\">Passwort</label>"),
+        "{de}"
+    );
+    assert!(
+        de.contains("<button type=\"submit\">Anmelden</button>"),
+        "{de}"
+    );
+    assert!(de.contains("Geschützt durch portcullis"), "{de}");
+    assert!(!de.contains("Username"), "{de}");
+
+    // q-values decide, not the order.
+    for (header, want) in [
+        ("en;q=0.4, de;q=0.8", "de"),
+        ("de;q=0.4, en-GB;q=0.8", "en"),
+        ("fr-FR, fr;q=0.9, de;q=0.7, en;q=0.6", "de"),
+        ("de;q=0, en;q=0.1", "en"),
+    ] {
+        let html = page(http, &url, Some(header)).await;
+        assert!(
+            html.contains(&format!("<html lang=\"{want}\">")),
+            "{header}: {html}"
+        );
+    }
+    // A language we do not have: English.
+    let fr = page(http, &url, Some("fr-FR, ja;q=0.5")).await;
+    assert!(
+        fr.contains("<html lang=\"en\">") && fr.contains("Username"),
+        "{fr}"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_page_is_translated_and_default_language_serves_browsers_asking_for_nothing_we_have(
+) {
+    let gw = TestGateway::start_with("[pages]\ndefault_language = \"de\"\n", |_| {}).await;
+    let http = Http::new();
+    let url = gw.url("/_portcullis/no-such-page");
+    let de = page(&http, &url, Some("fr")).await;
+    assert!(de.contains("<html lang=\"de\">"), "{de}");
+    assert!(de.contains("<h1>Seite nicht gefunden</h1>"), "{de}");
+    assert!(
+        de.contains(">Erneut anmelden</a>") && de.contains(">Abmelden</a>"),
+        "{de}"
+    );
+    assert!(de.contains("Referenz: <code"), "{de}");
+    let none = page(&http, &url, None).await;
+    assert!(none.contains("<html lang=\"de\">"), "{none}");
+    // Asked for English, English it is.
+    let en = page(&http, &url, Some("en-US")).await;
+    assert!(en.contains("<h1>Page not found</h1>"), "{en}");
+    assert!(en.contains("Reference: <code"), "{en}");
+    let r = http.get(&url, &[("accept", "text/html")]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// A page as a German-speaking browser with `b`'s cookies sees it.
+async fn german(env: &LoginEnv, b: &crate::support::browser::Browser, path: &str) -> String {
+    let cookie = b.cookie_header();
+    let h = [
+        ("accept", "text/html"),
+        ("accept-language", "de-DE,de;q=0.9,en;q=0.8"),
+        ("cookie", cookie.as_str()),
+    ];
+    env.http.get(&env.gw.url(path), &h).await.text()
+}
+
+#[tokio::test]
+async fn the_challenge_and_the_sign_out_confirmation_follow_the_language_through_a_sign_in() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    let seed = env.add_enrolled("jana").await;
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "jana", PW).await;
+    let challenge = german(&env, &b, "/_portcullis/mfa").await;
+    assert!(
+        challenge.contains("<h1>Bestätigung in zwei Schritten</h1>"),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("<label for=\"code\">Bestätigungscode</label>"),
+        "{challenge}"
+    );
+    assert!(challenge.contains(">Überprüfen</button>"), "{challenge}");
+    // The same step without the header: English, as every other test sees it.
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let r = b
+        .post(
+            "/_portcullis/mfa",
+            &[("code", &env.code(&seed)), ("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let confirm = german(&env, &b, "/_portcullis/logout").await;
+    assert!(confirm.contains("<h1>Abmelden?</h1>"), "{confirm}");
+    assert!(
+        confirm.contains("Sie sind als <strong>jana</strong> angemeldet."),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains(">Angemeldet bleiben und zu Ihrem Konto gehen</a>"),
+        "{confirm}"
+    );
+}
