@@ -94,12 +94,14 @@ pub(crate) fn token_of(bits: &[u8; 32]) -> SessionToken {
     SessionToken::new(B64.encode(bits))
 }
 
-/// A random identifier of `bytes` bytes, base64url (CSRF tokens, request ids, nonces).
+/// A random identifier of `bytes` bytes, base64url (CSRF tokens, request ids, nonces, device
+/// and break-glass tokens).
 pub fn random_id(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    // SystemRandom only fails when the OS has no randomness at all; an all-zero id is then
-    // still refused later because it never matches a stored random value.
-    let _ = SystemRandom::new().fill(&mut b);
+    // Fails closed (`fill_random` stops the request) when the OS has no randomness: several of
+    // these ids are stored and matched later (device tokens, break-glass links, nonces), so a
+    // predictable all-zero value would be a credential anyone can guess.
+    crate::mfa::fill_random(&mut b);
     B64.encode(b)
 }
 
