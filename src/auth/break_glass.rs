@@ -26,6 +26,8 @@ const SESSIONS_KEY: &str = "break-glass:sessions";
 const LOCK_KEY: &str = "break-glass:lock";
 /// A holder that died releases the lock when its counter expires.
 const LOCK_TTL: Duration = Duration::from_secs(5);
+/// A holder releases the lock only this long before `LOCK_TTL` (the store's clock is not ours).
+const LOCK_MARGIN: Duration = Duration::from_secs(1);
 /// The most sessions one arming is expected to give; the set keeps its newest this many.
 const MAX_SESSIONS: usize = 10_000;
 
@@ -109,8 +111,17 @@ async fn locked<T>(
     change: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     lock(store).await?;
+    let taken = tokio::time::Instant::now();
     let out = change.await;
-    let released = store.reset_counter(LOCK_KEY).await;
+    // Release only a lock that is still ours: past its TTL the counter may have expired and
+    // been taken by the next holder, whose lock a reset would hand to a third one mid-change.
+    // Left alone, it simply expires.
+    let released = if taken.elapsed() + LOCK_MARGIN < LOCK_TTL {
+        store.reset_counter(LOCK_KEY).await
+    } else {
+        tracing::warn!("break-glass change outlived its lock; left to expire");
+        Ok(())
+    };
     let out = out?;
     released?;
     Ok(out)
@@ -268,6 +279,33 @@ mod tests {
             reason: "idp down",
             actor: "token:ops",
         }
+    }
+
+    /// A holder whose change outlived the lock's TTL does not release the lock that the next
+    /// holder took meanwhile (fails if the lock is reset unconditionally).
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_that_outlived_its_lock_leaves_the_next_holders_lock_alone() {
+        let (s, clock) = store();
+        locked(&s, async {
+            clock.advance(6);
+            tokio::time::advance(Duration::from_secs(6)).await;
+            assert_eq!(
+                s.incr(LOCK_KEY, LOCK_TTL).await?,
+                1,
+                "the next holder takes it"
+            );
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+        assert!(
+            s.incr(LOCK_KEY, LOCK_TTL).await.unwrap() > 1,
+            "the next holder's lock is still held"
+        );
+        // A change that ends in time releases its lock as before.
+        clock.advance(6);
+        locked(&s, async { Ok::<_, StoreError>(()) }).await.unwrap();
+        assert_eq!(s.incr(LOCK_KEY, LOCK_TTL).await.unwrap(), 1, "released");
     }
 
     /// Arming and disarming racing on Redis (real I/O between their steps): a disarm is never
