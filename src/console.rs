@@ -23,21 +23,13 @@ use crate::server::phases::load_session;
 use crate::session::{MfaUsed, Session, SessionStore};
 use crate::state::Gateway;
 use crate::storage::{StoreError, UserStore};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The CSRF token of the console's forms: bound to the session, as the account page's is, but
-/// under its own label, so an account form's token is no console token.
 fn csrf(gw: &Gateway, s: &Session) -> String {
-    let tag = ring::hmac::sign(
-        &gw.csrf_key,
-        format!("console:{}", s.id.as_str()).as_bytes(),
-    );
-    B64.encode(tag.as_ref().get(..24).unwrap_or_default())
+    gw.session_csrf("console", s)
 }
 
 /// Where a step-up's proof lives: the time the factor was typed, for this session only.

@@ -69,6 +69,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The CSRF token of a signed-in page's forms: an HMAC of the session id under `label`
+    /// (`account`, `console`), so one page's token is no other page's and dies with the session.
+    pub fn session_csrf(&self, label: &str, s: &crate::session::Session) -> String {
+        use base64::Engine as _;
+        let tag = ring::hmac::sign(
+            &self.csrf_key,
+            format!("{label}:{}", s.id.as_str()).as_bytes(),
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(tag.as_ref().get(..24).unwrap_or_default())
+    }
+
     pub async fn new(config: Config, clock: Clock) -> Result<Gateway, StartError> {
         let store = open_session_store(&config, clock.clone()).await?;
         let signer =

@@ -22,18 +22,12 @@ use crate::server::phases::load_session;
 use crate::session::{AuthMethod, Session, SessionId, SessionStore};
 use crate::state::Gateway;
 use crate::storage::UserStore;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::sync::Arc;
 
 fn csrf(gw: &Gateway, s: &Session) -> String {
-    let tag = ring::hmac::sign(
-        &gw.csrf_key,
-        format!("account:{}", s.id.as_str()).as_bytes(),
-    );
-    B64.encode(tag.as_ref().get(..24).unwrap_or_default())
+    gw.session_csrf("account", s)
 }
 
 fn hidden(token: &str) -> String {
