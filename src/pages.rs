@@ -264,6 +264,42 @@ impl Chrome {
             .into_response()
     }
 
+    /// An unknown gateway path: a page with the ways on for a browser, JSON for API clients.
+    pub fn not_found(&self, html: bool) -> Response<GatewayBody> {
+        if !html {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such gateway endpoint.",
+            );
+        }
+        self.error_page(
+            StatusCode::NOT_FOUND,
+            self.t(Msg::PageNotFound),
+            self.t(Msg::NoPageHere),
+            self.t(Msg::CheckAddress),
+            &crate::session::random_id(9),
+        )
+    }
+
+    /// A gateway path asked with a method it does not take: as `not_found`, with 405.
+    pub fn method_not_allowed(&self, html: bool) -> Response<GatewayBody> {
+        if !html {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This method is not allowed here.",
+            );
+        }
+        self.error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            self.t(Msg::NotAllowedTitle),
+            self.t(Msg::NotAllowedWhat),
+            self.t(Msg::CheckAddress),
+            &crate::session::random_id(9),
+        )
+    }
+
     /// `error_page`, not yet written.
     pub fn error_answer(
         &self,

@@ -200,20 +200,11 @@ pub fn page(gw: &Gateway, e: LoginError) -> Response<GatewayBody> {
             "This emergency access link is not valid: it was already used, it expired, or the access was withdrawn.",
             "Ask the administrator who armed the access for a new link.".to_owned(),
         ),
+        // A browser gets a page with the ways on, an API client JSON (`lang::scope`).
         LoginError::MethodNotAllowed => {
-            return crate::pages::json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "This method is not allowed here.",
-            )
+            return gw.chrome.method_not_allowed(crate::pages::lang::html())
         }
-        LoginError::NotFound => {
-            return crate::pages::json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such gateway endpoint.",
-            )
-        }
+        LoginError::NotFound => return gw.chrome.not_found(crate::pages::lang::html()),
         LoginError::Store(_) => return respond(gw, GatewayError::NoLogin, true),
     };
     let correlation = random_id(9);

@@ -16,6 +16,8 @@ pub enum Msg {
     PageNotFound,
     NoPageHere,
     CheckAddress,
+    NotAllowedTitle,
+    NotAllowedWhat,
     Username,
     Password,
     SignIn,
@@ -59,7 +61,7 @@ pub enum Msg {
 
 impl Msg {
     /// Every key, for the test that each has a text in every language.
-    pub const ALL: [Msg; 48] = [
+    pub const ALL: [Msg; 50] = [
         Msg::Footer,
         Msg::WaysOnLabel,
         Msg::SignInAgain,
@@ -69,6 +71,8 @@ impl Msg {
         Msg::PageNotFound,
         Msg::NoPageHere,
         Msg::CheckAddress,
+        Msg::NotAllowedTitle,
+        Msg::NotAllowedWhat,
         Msg::Username,
         Msg::Password,
         Msg::SignIn,
@@ -135,6 +139,8 @@ fn english(m: Msg) -> &'static str {
         Msg::PageNotFound => "Page not found",
         Msg::NoPageHere => "There is no page at this address.",
         Msg::CheckAddress => "Check the address, or go on from one of these pages.",
+        Msg::NotAllowedTitle => "Not possible here",
+        Msg::NotAllowedWhat => "This page cannot be used that way (the request's method is not allowed).",
         Msg::Username => "Username",
         Msg::Password => "Password",
         Msg::SignIn => "Sign in",
@@ -190,6 +196,8 @@ fn german(m: Msg) -> &'static str {
         Msg::PageNotFound => "Seite nicht gefunden",
         Msg::NoPageHere => "Unter dieser Adresse gibt es keine Seite.",
         Msg::CheckAddress => "Prüfen Sie die Adresse oder machen Sie auf einer dieser Seiten weiter.",
+        Msg::NotAllowedTitle => "Hier nicht möglich",
+        Msg::NotAllowedWhat => "Diese Seite kann so nicht verwendet werden (die Methode der Anfrage ist nicht erlaubt).",
         Msg::Username => "Benutzername",
         Msg::Password => "Passwort",
         Msg::SignIn => "Anmelden",

@@ -1,17 +1,26 @@
 //! Which language a page is written in: `Accept-Language` negotiated once per gateway request
 //! (q-values honoured, `de-CH` read as `de`, anything unknown is the configured default) and
 //! held for that request's task, so every page it writes uses it without threading it through.
+//! Whether the client reads pages at all (a browser, not an API client) is held beside it.
 
 use crate::config::Language;
 use std::future::Future;
 
 tokio::task_local! {
     static CURRENT: Language;
+    static BROWSER: bool;
 }
 
-/// Runs `fut` (one request's handler) with `lang` as the language of its pages.
-pub async fn scope<F: Future>(lang: Language, fut: F) -> F::Output {
-    CURRENT.scope(lang, fut).await
+/// Runs `fut` (one request's handler) with `lang` as the language of its pages; `html`: the
+/// client asked for pages (`http::wants_html`).
+pub async fn scope<F: Future>(lang: Language, html: bool, fut: F) -> F::Output {
+    CURRENT.scope(lang, BROWSER.scope(html, fut)).await
+}
+
+/// Whether the request being answered wants pages; `false` outside `scope`, so a caller
+/// that cannot tell gets JSON, as API clients do.
+pub fn html() -> bool {
+    BROWSER.try_with(|h| *h).unwrap_or(false)
 }
 
 /// The language of the request being answered; `None` outside `scope` (the fast lane, tests).

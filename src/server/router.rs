@@ -21,7 +21,7 @@ use crate::proxy::path;
 use crate::session::Session;
 use crate::state::Gateway;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,7 +68,12 @@ pub async fn handle(
                             .and_then(|v| v.to_str().ok()),
                         gw.chrome.default_language,
                     );
-                    Box::pin(pages::lang::scope(lang, dispatch(gw, req, conn, ep, html))).await
+                    Box::pin(pages::lang::scope(
+                        lang,
+                        html,
+                        dispatch(gw, req, conn, ep, html),
+                    ))
+                    .await
                 }
             };
             (class, resp)
@@ -100,11 +105,7 @@ async fn dispatch(
     html: bool,
 ) -> Response<GatewayBody> {
     if !ep.allows(req.method()) {
-        return pages::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not allowed here.",
-        );
+        return gw.chrome.method_not_allowed(html);
     }
     match ep {
         Endpoint::Jwks => assets::jwks(gw),
@@ -123,25 +124,6 @@ async fn dispatch(
         Endpoint::ForwardAuth(step) if gw.config.forward_auth.enabled => {
             forward_auth::entry(gw, &req, conn, step).await
         }
-        Endpoint::ForwardAuth(_) | Endpoint::Unknown | Endpoint::Proxy => not_found(gw, html),
+        Endpoint::ForwardAuth(_) | Endpoint::Unknown | Endpoint::Proxy => gw.chrome.not_found(html),
     }
-}
-
-/// An unknown gateway path: a page with the ways on for a browser, JSON for API clients.
-fn not_found(gw: &Gateway, html: bool) -> Response<GatewayBody> {
-    if html {
-        let c = &gw.chrome;
-        return c.error_page(
-            StatusCode::NOT_FOUND,
-            c.t(pages::Msg::PageNotFound),
-            c.t(pages::Msg::NoPageHere),
-            c.t(pages::Msg::CheckAddress),
-            &crate::session::random_id(9),
-        );
-    }
-    pages::json_error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "No such gateway endpoint.",
-    )
 }

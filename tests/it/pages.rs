@@ -7,7 +7,7 @@ mod languages;
 
 use crate::support::browser::*;
 use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 use portcullis::accounts::native_principal;
 use std::time::Duration;
 
@@ -156,6 +156,52 @@ async fn an_unknown_gateway_path_is_a_page_for_browsers_and_json_for_the_rest() 
         .unwrap()
         .starts_with("application/json"));
     assert!(r.text().contains("\"not_found\""));
+}
+
+/// A method a gateway page does not take: a page with the ways on for a browser, JSON for the
+/// rest, both for the router's own check and for a login handler's (`LoginError`).
+#[tokio::test]
+async fn a_method_a_page_does_not_take_is_a_page_for_browsers_and_json_for_the_rest() {
+    let env = env().await;
+    let mut b = env.browser();
+    for path in ["/normal", "/_portcullis/jwks.json", "/_portcullis/mfa"] {
+        let r = b.send(Method::PUT, path).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with("text/html"),
+            "{path}"
+        );
+        let html = r.text();
+        assert!(
+            html.contains("<h1>Not possible here</h1>"),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains("href=\"/_portcullis/login\""),
+            "{path}: {html}"
+        );
+        let r = env
+            .http
+            .send(
+                Method::PUT,
+                &env.gw.url(path),
+                &[("accept", "application/json")],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert!(r.text().contains("\"method_not_allowed\""), "{path}");
+    }
+    let r = b
+        .http
+        .send(
+            Method::PUT,
+            &env.gw.url("/normal"),
+            &[("accept", "text/html"), ("accept-language", "de")],
+            Vec::new(),
+        )
+        .await;
+    assert!(r.text().contains("<h1>Hier nicht möglich</h1>"));
 }
 
 #[tokio::test]
