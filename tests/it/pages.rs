@@ -161,10 +161,16 @@ async fn an_unknown_gateway_path_is_a_page_for_browsers_and_json_for_the_rest() 
 /// A method a gateway page does not take: a page with the ways on for a browser, JSON for the
 /// rest, both for the router's own check and for a login handler's (`LoginError`).
 #[tokio::test]
-async fn a_method_a_page_does_not_take_is_a_page_for_browsers_and_json_for_the_rest() {
+async fn a_method_a_page_does_not_take_and_a_handlers_not_found_are_pages_for_browsers_and_json_for_the_rest(
+) {
     let env = env().await;
     let mut b = env.browser();
-    for path in ["/normal", "/_portcullis/jwks.json", "/_portcullis/mfa"] {
+    for path in [
+        "/normal",
+        "/_portcullis/jwks.json",
+        "/_portcullis/mfa",
+        "/_portcullis/logout",
+    ] {
         let r = b.send(Method::PUT, path).await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
         assert!(
@@ -202,6 +208,18 @@ async fn a_method_a_page_does_not_take_is_a_page_for_browsers_and_json_for_the_r
         )
         .await;
     assert!(r.text().contains("<h1>Hier nicht möglich</h1>"));
+    // A login handler's "not found" (no such IdP) is a page too, and JSON for the rest.
+    let path = "/_portcullis/oidc/no-such-idp/callback";
+    let r = b.send(Method::GET, path).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.header("content-security-policy").is_some());
+    assert!(r.text().contains("<h1>Page not found</h1>"), "{}", r.text());
+    let r = env
+        .http
+        .get(&env.gw.url(path), &[("accept", "application/json")])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text().contains("\"not_found\""), "{}", r.text());
 }
 
 #[tokio::test]
