@@ -141,3 +141,17 @@ async fn the_challenge_and_the_sign_out_confirmation_follow_the_language_through
         "{confirm}"
     );
 }
+
+/// The sign-in refusal pages (`login::error::page`) come from the catalogue too.
+#[tokio::test]
+async fn a_sign_in_refusal_is_in_german_or_english_as_accept_language_asks() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    let http = &env.http;
+    // The challenge without a pending sign-in: "sign-in expired".
+    let url = env.gw.url("/_portcullis/mfa");
+    let de = page(http, &url, Some("de-DE,de;q=0.9")).await;
+    assert!(de.contains("<h1>Anmeldung abgelaufen</h1>"), "{de}");
+    assert!(!de.contains("Sign-in expired"), "{de}");
+    let en = page(http, &url, Some("en")).await;
+    assert!(en.contains("<h1>Sign-in expired</h1>"), "{en}");
+}
