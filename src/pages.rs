@@ -266,38 +266,47 @@ impl Chrome {
 
     /// An unknown gateway path: a page with the ways on for a browser, JSON for API clients.
     pub fn not_found(&self, html: bool) -> Response<GatewayBody> {
-        if !html {
-            return json_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such gateway endpoint.",
-            );
-        }
-        self.error_page(
+        let (code, detail) = ("not_found", "No such gateway endpoint.");
+        self.refusal(
+            html,
             StatusCode::NOT_FOUND,
-            self.t(Msg::PageNotFound),
-            self.t(Msg::NoPageHere),
-            self.t(Msg::CheckAddress),
-            &crate::session::random_id(9),
+            code,
+            detail,
+            Msg::PageNotFound,
+            Msg::NoPageHere,
         )
     }
 
     /// A gateway path asked with a method it does not take: as `not_found`, with 405.
     pub fn method_not_allowed(&self, html: bool) -> Response<GatewayBody> {
-        if !html {
-            return json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "This method is not allowed here.",
-            );
-        }
-        self.error_page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            self.t(Msg::NotAllowedTitle),
-            self.t(Msg::NotAllowedWhat),
-            self.t(Msg::CheckAddress),
-            &crate::session::random_id(9),
+        let (code, detail) = ("method_not_allowed", "This method is not allowed here.");
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        self.refusal(
+            html,
+            status,
+            code,
+            detail,
+            Msg::NotAllowedTitle,
+            Msg::NotAllowedWhat,
         )
+    }
+
+    /// A refusal with no state behind it: JSON (`code`, `detail`) or the page with the ways on.
+    fn refusal(
+        &self,
+        html: bool,
+        status: StatusCode,
+        code: &str,
+        detail: &str,
+        title: Msg,
+        what: Msg,
+    ) -> Response<GatewayBody> {
+        if !html {
+            return json_error(status, code, detail);
+        }
+        let correlation = crate::session::random_id(9);
+        let (title, what, next) = (self.t(title), self.t(what), self.t(Msg::CheckAddress));
+        self.error_page(status, title, what, next, &correlation)
     }
 
     /// `error_page`, not yet written.
