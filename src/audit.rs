@@ -27,6 +27,8 @@ pub enum Kind {
     MfaEnroll,
     /// `mfa.email_sent`: an email code was sent.
     MfaEmailSent,
+    /// `mfa.removed`: a user removed one of their factors (a passkey), or was refused.
+    MfaRemoved,
     /// `recovery_code.used`: a recovery code signed someone in.
     RecoveryCodeUsed,
     /// `recovery_codes.issued`: new recovery codes were issued.
@@ -91,6 +93,7 @@ impl Kind {
             Kind::MfaSuccess => "mfa.success",
             Kind::MfaFailure => "mfa.failure",
             Kind::MfaEnroll => "mfa.enroll",
+            Kind::MfaRemoved => "mfa.removed",
             Kind::MfaEmailSent => "mfa.email_sent",
             Kind::RecoveryCodeUsed => "recovery_code.used",
             Kind::RecoveryCodesIssued => "recovery_codes.issued",

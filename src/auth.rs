@@ -7,6 +7,7 @@ pub mod jws;
 pub mod lockout;
 pub mod native;
 pub mod oidc;
+pub mod passkey;
 pub mod password;
 pub mod pending;
 pub mod policy;

@@ -39,5 +39,5 @@ pub use model::{
     MfaMethod, NativeConfig, NotifyConfig, OidcSettings, OnMissingMfa, PagesConfig, RedisSentinel,
     RoleConfig, RouteConfig, SamlMetadata, SamlSettings, Scope, Scopes, ServerConfig,
     ServiceTokenConfig, SessionConfig, SessionStoreKind, StorageConfig, StoreTls, TlsFiles,
-    UpstreamConfig, UpstreamTls, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
+    UpstreamConfig, UpstreamTls, WebauthnConfig, SAML_DEFAULT_ALGORITHMS, SAML_KNOWN_ALGORITHMS,
 };

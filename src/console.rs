@@ -213,6 +213,7 @@ async fn step_up(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Response<
         totp: gw.config.mfa.allows(MfaMethod::Totp),
         email: false,
         recovery: gw.config.mfa.allows(MfaMethod::RecoveryCode),
+        webauthn: false,
     };
     let typing = Typing {
         code: &code,

@@ -6,6 +6,7 @@
 //! IdP connectors in `idp`; handlers here turn their outcomes into responses.
 
 pub mod account;
+pub mod account_passkeys;
 pub mod break_glass;
 pub mod complete;
 pub mod display;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod mfa;
 pub mod native;
 pub mod oidc;
+pub mod passkey;
 pub mod report;
 pub mod saml;
 pub mod sso;

@@ -1,10 +1,12 @@
-//! Second factors the gateway itself checks: TOTP, recovery codes, email codes, QR rendering.
+//! Second factors the gateway itself checks: TOTP, recovery codes, email codes, passkeys, QR
+//! rendering.
 //! Credential types own their checks; no HTTP types and no persistence here (the user store keeps state).
 
 pub mod email;
 pub mod qr;
 pub mod recovery;
 pub mod totp;
+pub mod webauthn;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -35,6 +37,12 @@ pub enum MfaError {
     /// The data does not fit in a QR code.
     #[error("qr code could not be rendered")]
     Qr,
+    /// A factor the login's roles do not accept (`roles.<r>.mfa_methods`).
+    #[error("method not allowed for this role")]
+    NotAllowed,
+    /// A passkey ceremony was refused (its reason is the audit's).
+    #[error("passkey {0}")]
+    Passkey(webauthn::PasskeyError),
 }
 
 /// A typed code as the checks read it: every space and dash removed, whatever kind (ASCII or

@@ -66,6 +66,8 @@ pub struct Gateway {
     pub reloaded_at: Option<crate::clock::UnixTime>,
     /// `[[service_tokens]]` with their request identities, made from this config (DESIGN.md §9).
     pub machines: crate::auth::bearer::MachineClients,
+    /// The passkey relying party, made from this config when `webauthn` is a method.
+    pub passkeys: Option<Arc<crate::mfa::webauthn::Passkeys>>,
 }
 
 impl Gateway {
@@ -104,7 +106,9 @@ impl Gateway {
         let oidc = crate::idp::oidc::Providers::new(&config)
             .map_err(|e| StartError::Unsupported(format!("OIDC client TLS: {e}")))?;
         let saml = crate::idp::saml::Providers::new(&config).map_err(StartError::Unsupported)?;
+        let passkeys = passkeys_of(&config).map_err(StartError::Unsupported)?;
         Ok(Gateway {
+            passkeys,
             machines: crate::auth::bearer::MachineClients::new(&config.service_tokens, clock.now()),
             hsts: hsts_of(&config),
             reloaded_at: None,
@@ -181,6 +185,22 @@ pub(crate) fn hsts_of(config: &Config) -> Option<hyper::header::HeaderValue> {
 }
 
 /// The page chrome a config names.
+/// The passkey relying party of `config` (`None` without `webauthn` in `[mfa] methods`).
+pub(crate) fn passkeys_of(
+    config: &Config,
+) -> Result<Option<Arc<crate::mfa::webauthn::Passkeys>>, String> {
+    config
+        .mfa
+        .webauthn
+        .as_ref()
+        .map(|w| {
+            crate::mfa::webauthn::Passkeys::new(w)
+                .map(Arc::new)
+                .map_err(|e| format!("mfa.webauthn: the relying party was refused: {e}"))
+        })
+        .transpose()
+}
+
 pub(crate) fn chrome_of(config: &Config) -> Chrome {
     Chrome::new(
         config.branding.product_name.clone(),

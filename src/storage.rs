@@ -12,6 +12,7 @@
 //! * `postgres`    — `PostgresUserStore`: URL, pool and schema, its migrations, its dialect.
 //! * `any`         — `AnyUserStore`, the implementation chosen at start-up from the URL.
 //! * `known`       — known devices per principal (the new-device notice, DESIGN.md §12).
+//! * `passkeys`    — WebAuthn credentials per principal (DESIGN.md §10).
 //! * `seal`        — encryption of TOTP seeds at rest.
 //! * `conformance` — (tests) the checks every implementation passes.
 //!
@@ -29,6 +30,7 @@ mod filtered;
 mod known;
 pub(crate) mod lifecycle;
 pub mod model;
+pub mod passkeys;
 pub mod postgres;
 pub mod seal;
 mod sql;

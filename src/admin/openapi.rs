@@ -32,7 +32,20 @@ fn schemas() -> Value {
             "disabled": {"type": "boolean"},
             "created_at": {"type": "string", "format": "date-time"},
             "totp": {"type": "boolean", "description": "a confirmed TOTP factor exists"},
-            "recovery_codes_left": {"type": "integer"}
+            "recovery_codes_left": {"type": "integer"},
+            "passkeys": {
+                "type": "array",
+                "description": "the user's passkeys (no key material)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "description": "credential id, base64url"},
+                        "name": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "last_used_at": {"type": "string", "format": "date-time", "nullable": true}
+                    }
+                }
+            }
         }
     });
     let page = |item: &str| {

@@ -39,6 +39,21 @@ async fn user_json(gw: &Gateway, u: &User) -> Value {
         if let Ok(n) = acc.users.count_recovery_codes(&p, now).await {
             set(&mut v, "recovery_codes_left", json!(n));
         }
+        // Names, ids and dates only: the public-key record stays in the store.
+        if let Ok(keys) = acc.users.list_passkeys(&p).await {
+            let keys: Vec<Value> = keys
+                .iter()
+                .map(|k| {
+                    json!({
+                        "id": k.credential_id,
+                        "name": k.name,
+                        "created_at": rfc3339(k.created_at),
+                        "last_used_at": k.last_used_at.map(rfc3339),
+                    })
+                })
+                .collect();
+            set(&mut v, "passkeys", Value::Array(keys));
+        }
     }
     v
 }

@@ -70,6 +70,11 @@ impl MfaVerified {
         MfaVerified(MfaUsed::Idp)
     }
 
+    /// A passkey ceremony verified it (or registered the first one): `webauthn`.
+    pub(crate) fn by_passkey() -> MfaVerified {
+        MfaVerified(MfaUsed::Webauthn)
+    }
+
     /// `on_missing_mfa = "trust"`: accepted without evidence, marked `none`.
     pub(crate) fn trusted_without_evidence() -> MfaVerified {
         MfaVerified(MfaUsed::None)
@@ -402,6 +407,7 @@ pub struct Allowed {
     pub totp: bool,
     pub email: bool,
     pub recovery: bool,
+    pub webauthn: bool,
 }
 
 /// One code typed at a step: what, when, from where.
@@ -448,13 +454,15 @@ pub async fn check_code(
                 Some(left) => Ok((MfaUsed::RecoveryCode, Some(left))),
                 None => Err(MfaError::WrongCode),
             }),
-        _ => Ok(Err(MfaError::MalformedCode)),
+        // A well-formed code of a kind the roles do not accept: refused as such (audited).
+        Typed::Totp(_) | Typed::Email(_) | Typed::Recovery(_) => Ok(Err(MfaError::NotAllowed)),
+        Typed::Unknown => Ok(Err(MfaError::MalformedCode)),
     };
     settle(acc, store, attempt, checked).await
 }
 
 /// Turns a checked code into the lockout's settlement and the answer.
-async fn settle(
+pub(crate) async fn settle(
     acc: &Accounts,
     store: &AnySessionStore,
     attempt: crate::auth::lockout::Attempt,
@@ -625,12 +633,45 @@ pub async fn device_remembered(
 }
 
 /// Which second factors the challenge offers and accepts for this login.
+/// The login's roles narrow `[mfa] methods` (DESIGN.md §10): a factor outside the intersection
+/// is neither offered nor accepted. Passkeys are native users' only (their credentials live in
+/// the user store under the native principal).
 pub fn allowed(config: &Config, acc: &Accounts, p: &PendingLogin) -> Allowed {
+    let methods = config.mfa_methods_for(&p.roles);
+    let has = |m| methods.contains(&m);
     Allowed {
-        totp: config.mfa.allows(MfaMethod::Totp),
-        email: config.mfa.allows(MfaMethod::Email) && acc.email.is_some() && p.email.is_some(),
-        recovery: config.mfa.allows(MfaMethod::RecoveryCode),
+        totp: has(MfaMethod::Totp),
+        email: has(MfaMethod::Email) && acc.email.is_some() && p.email.is_some(),
+        recovery: has(MfaMethod::RecoveryCode),
+        webauthn: has(MfaMethod::Webauthn) && p.principal == native_principal(&p.user),
     }
+}
+
+/// Whether the principal holds a factor the login may use now: one of the allowed kinds. A
+/// user whose roles accept only passkeys but who has only an authenticator app enrolls a
+/// passkey (under the enrollment rules), never signs in with the app.
+pub async fn has_allowed_factor(
+    acc: &Accounts,
+    principal: &str,
+    allowed: &Allowed,
+    now: i64,
+) -> Result<bool, StoreError> {
+    if allowed.totp
+        && acc
+            .users
+            .get_totp(principal)
+            .await?
+            .is_some_and(|f| f.confirmed)
+    {
+        return Ok(true);
+    }
+    if allowed.webauthn && !acc.users.list_passkeys(principal).await?.is_empty() {
+        return Ok(true);
+    }
+    if allowed.recovery && acc.users.count_recovery_codes(principal, now).await? > 0 {
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub struct PendingLogin {
     /// notice (DESIGN.md §12).
     #[serde(default)]
     pub known_device: Option<String>,
+    /// The user has a passkey the challenge may offer (set after the first factor).
+    #[serde(default)]
+    pub passkeys: bool,
 }
 
 /// The first factor of a login, kept typed (never re-parsed from a string).

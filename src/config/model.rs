@@ -319,6 +319,8 @@ impl std::fmt::Debug for StoreTls {
 pub struct NativeConfig {
     pub paths: Vec<String>,
     pub lockout: LockoutConfig,
+    /// `/normal` offers a passkey sign-in standing for both factors.
+    pub passkey_login: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -333,6 +335,42 @@ pub enum MfaMethod {
     Totp,
     Email,
     RecoveryCode,
+    Webauthn,
+}
+
+impl MfaMethod {
+    /// Every method, in the order pages offer them.
+    pub const ALL: [MfaMethod; 4] = [
+        MfaMethod::Webauthn,
+        MfaMethod::Totp,
+        MfaMethod::Email,
+        MfaMethod::RecoveryCode,
+    ];
+
+    /// The name used in the config and in audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "totp",
+            MfaMethod::Email => "email",
+            MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::Webauthn => "webauthn",
+        }
+    }
+
+    /// The inverse of `as_str`.
+    pub fn parse(s: &str) -> Option<MfaMethod> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// `[mfa.webauthn]` as resolved against `server.public_url`.
+#[derive(Clone, Debug)]
+pub struct WebauthnConfig {
+    /// The relying party id: `public_url`'s host unless overridden (a registrable suffix of it).
+    pub rp_id: String,
+    pub rp_name: String,
+    /// The only origin a ceremony may come from: `public_url`'s.
+    pub origin: String,
 }
 
 #[derive(Clone, Debug)]
@@ -347,6 +385,8 @@ pub struct MfaConfig {
     pub enrollment: Enrollment,
     /// How long an enrollment link stays valid.
     pub invite_ttl: Duration,
+    /// Present exactly when `webauthn` is one of `methods`.
+    pub webauthn: Option<WebauthnConfig>,
 }
 
 /// `[notify]`: which account-safety mails are sent (each needs `[mfa.email]` and `[storage]`).
@@ -551,6 +591,8 @@ pub struct RoleConfig {
     pub remember_mfa: Duration,
     pub idle_timeout: Option<Duration>,
     pub max_lifetime: Option<Duration>,
+    /// `roles.<r>.mfa_methods`; `None`: every `[mfa] methods` one.
+    pub mfa_methods: Option<Vec<MfaMethod>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -682,6 +724,23 @@ impl Config {
     /// The role configs for role names; unknown names are skipped.
     pub fn role(&self, name: &str) -> Option<&RoleConfig> {
         self.roles.get(name)
+    }
+
+    /// The second factors a login holding `roles` may use (DESIGN.md §10): `[mfa] methods`,
+    /// narrowed by every role that names its own list (the intersection). A role that is not
+    /// configured narrows to nothing: fail closed.
+    pub fn mfa_methods_for(&self, roles: &[String]) -> Vec<MfaMethod> {
+        self.mfa
+            .methods
+            .iter()
+            .copied()
+            .filter(|m| {
+                roles.iter().all(|r| match self.role(r) {
+                    Some(role) => role.mfa_methods.as_ref().is_none_or(|l| l.contains(m)),
+                    None => false,
+                })
+            })
+            .collect()
     }
 
     /// True when `ip` may set X-Forwarded-For.

@@ -197,6 +197,8 @@ pub struct RawNative {
     pub paths: Option<Vec<String>>,
     pub lockout: Option<RawLockout>,
     pub roles: Option<Vec<String>>,
+    /// `/normal` also offers a passkey sign-in (DESIGN.md §10).
+    pub passkey_login: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +218,15 @@ pub struct RawMfa {
     pub recovery_codes: Option<RawRecoveryCodes>,
     pub enrollment: Option<String>,
     pub invite_ttl: Option<Dur>,
+    pub webauthn: Option<RawWebauthn>,
+}
+
+/// `[mfa.webauthn]`: overrides of what `server.public_url` implies (DESIGN.md §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebauthn {
+    pub rp_id: Option<String>,
+    pub rp_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +312,8 @@ pub struct RawRole {
     pub remember_mfa: Option<Dur>,
     pub idle_timeout: Option<Dur>,
     pub max_lifetime: Option<Dur>,
+    /// The second factors this role accepts (default: every `[mfa] methods` one).
+    pub mfa_methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

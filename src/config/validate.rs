@@ -161,6 +161,13 @@ fn build(cx: &mut Ctx<'_>, raw: RawConfig) -> Option<Config> {
     let storage = stores::storage(cx, &raw);
     let native = native::native(cx, raw.native.as_ref(), &srv.prefix);
     let mfa = mfa::mfa(cx, &raw, native.is_some());
+    mfa::role_methods(cx, &roles, &mfa);
+    if native.as_ref().is_some_and(|n| n.passkey_login) && mfa.webauthn.is_none() {
+        cx.err(
+            &[k("native"), k("passkey_login")],
+            "needs \"webauthn\" in [mfa] methods",
+        );
+    }
     let notify = safety::notify(cx, &raw, &mfa);
     let break_glass = safety::break_glass(cx, &raw, &roles);
     let console = safety::console(cx, &raw, &roles);

@@ -26,11 +26,11 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::sync::Arc;
 
-fn csrf(gw: &Gateway, s: &Session) -> String {
+pub(super) fn csrf(gw: &Gateway, s: &Session) -> String {
     gw.session_csrf("account", s)
 }
 
-fn hidden(token: &str) -> String {
+pub(super) fn hidden(token: &str) -> String {
     format!(
         "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
         esc(token)
@@ -85,15 +85,21 @@ pub async fn entry(
         AccountStep::RecoveryCodes => new_recovery_codes(gw, &session, &form, ip).await,
         AccountStep::Totp => start_reenroll(gw, &session, &form, ip).await,
         AccountStep::TotpConfirm => confirm_reenroll(gw, &session, &form, ip).await,
+        AccountStep::PasskeyOptions => super::account_passkeys::options(gw, &session).await,
+        AccountStep::PasskeyAdd => super::account_passkeys::add(gw, &session, &form, ip).await,
+        AccountStep::PasskeyRename => super::account_passkeys::rename(gw, &session, &form).await,
+        AccountStep::PasskeyRemove => {
+            super::account_passkeys::remove(gw, &session, &form, ip).await
+        }
         AccountStep::Page => login_page(gw, LoginError::MethodNotAllowed),
     }
 }
 
-fn is_native(s: &Session) -> bool {
+pub(super) fn is_native(s: &Session) -> bool {
     s.identity.method == AuthMethod::Native
 }
 
-async fn page(
+pub(super) async fn page(
     gw: &Gateway,
     s: &Session,
     error: Option<&str>,
@@ -181,6 +187,7 @@ async fn page(
                 hidden(&token)
             ));
         }
+        body.push_str(&super::account_passkeys::section(gw, s, acc, &token).await);
         let devices = acc
             .users
             .list_devices(&principal, now)
@@ -293,20 +300,34 @@ async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<Gatew
 /// gateway factor (their IdP checked the factor at sign-in; DESIGN.md §12 uses 15 minutes too).
 const FRESH_SSO_SECS: i64 = 15 * 60;
 
-/// Whether this session's principal has a gateway factor to prove (else: a fresh SSO sign-in).
+/// Whether this session's principal has a code to prove a fresh factor with: an authenticator
+/// app or recovery codes (else a recent sign-in stands for it: an SSO user whose IdP checked
+/// the factor, or a passkey-only user whose passkey did). A store failure counts as yes, so
+/// the form asks for a code and the check then fails closed.
 async fn has_gateway_factor(gw: &Gateway, s: &Session) -> bool {
     match &gw.accounts {
-        Some(acc) => acc
-            .users
-            .has_second_factor(&s.identity.principal, gw.clock.now())
+        Some(acc) => has_code_factor(acc, &s.identity.principal, gw.clock.now())
             .await
             .unwrap_or(true),
         None => false,
     }
 }
 
+async fn has_code_factor(
+    acc: &crate::accounts::Accounts,
+    principal: &str,
+    now: i64,
+) -> Result<bool, crate::storage::StoreError> {
+    Ok(acc
+        .users
+        .get_totp(principal)
+        .await?
+        .is_some_and(|f| f.confirmed)
+        || acc.users.count_recovery_codes(principal, now).await? > 0)
+}
+
 /// The field a fresh-factor form carries, or a note when a fresh SSO sign-in stands for it.
-async fn fresh_field(gw: &Gateway, s: &Session, id: &str) -> String {
+pub(super) async fn fresh_field(gw: &Gateway, s: &Session, id: &str) -> String {
     if has_gateway_factor(gw, s).await {
         format!(
             "<label for=\"{id}\">Current code</label><input id=\"{id}\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>",
@@ -331,11 +352,7 @@ async fn check_fresh(
     let Some(acc) = gw.accounts.as_ref() else {
         return fresh_sso(gw, s, now).await;
     };
-    let has_factor = match acc
-        .users
-        .has_second_factor(&s.identity.principal, now)
-        .await
-    {
+    let has_factor = match has_code_factor(acc, &s.identity.principal, now).await {
         Ok(b) => b,
         Err(e) => return Some(store_error(gw, e)),
     };
@@ -347,6 +364,7 @@ async fn check_fresh(
         totp: gw.config.mfa.allows(crate::config::MfaMethod::Totp),
         email: false,
         recovery: gw.config.mfa.allows(MfaMethod::RecoveryCode),
+        webauthn: false,
     };
     let checked = login::check_code(
         acc,
@@ -409,7 +427,7 @@ async fn check_fresh(
 }
 
 /// Factors are the gateway's own for native accounts only; then a fresh factor is needed.
-async fn check_factor_change(
+pub(super) async fn check_factor_change(
     gw: &Gateway,
     s: &Session,
     form: &str,
@@ -518,6 +536,8 @@ fn reenroll_page(
         qr_svg: &svg,
         grouped_secret: &secret,
         error,
+        totp: true,
+        passkey: None,
     };
     views::enroll(&gw.chrome, form_status(error.is_some()), &view)
 }

@@ -122,6 +122,7 @@ async fn started(gw: &Gateway, a: &Armed, stage: Stage, ip: IpAddr) -> Response<
         created_at: gw.clock.now(),
         sso: None,
         known_device: None,
+        passkeys: false,
     };
     let cookie = match save_pending(gw, &pending).await {
         Ok(c) => c,

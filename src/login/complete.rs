@@ -108,11 +108,30 @@ pub async fn after_first_factor(
             Err(e) => return store_error(gw, e),
         }
     }
-    // Enrollment is for principals with nothing at all; recovery codes alone still let one in.
-    let has_factor = match login::has_factor(acc, &pending.principal, now).await {
+    // Enrollment is for principals with no factor their roles accept; recovery codes alone
+    // still let one in where the roles accept them.
+    let allowed = login::allowed(&gw.config, acc, &pending);
+    if !(allowed.totp || allowed.email || allowed.recovery || allowed.webauthn) {
+        audit_failure(
+            gw,
+            &pending.user,
+            audit::Outcome::Refused,
+            "no_allowed_factor",
+            ip,
+        )
+        .await;
+        return page(gw, LoginError::NoAllowedFactor);
+    }
+    let has_factor = match login::has_allowed_factor(acc, &pending.principal, &allowed, now).await {
         Ok(b) => b,
         Err(e) => return store_error(gw, e),
     };
+    if allowed.webauthn {
+        pending.passkeys = match acc.users.list_passkeys(&pending.principal).await {
+            Ok(l) => !l.is_empty(),
+            Err(e) => return store_error(gw, e),
+        };
+    }
     if !has_factor {
         match login::enroll_gate(acc, &gw.config, &pending, invite, now).await {
             Ok(EnrollGate::Open(invite)) => {

@@ -36,6 +36,9 @@ pub enum LoginError {
     /// Valid credentials, but no configured role.
     #[error("no role")]
     NoRole,
+    /// The login's roles accept no second factor that is offered (`roles.<r>.mfa_methods`).
+    #[error("no second factor the roles accept")]
+    NoAllowedFactor,
     /// No second factor yet, and enrollment needs the invitation link.
     #[error("enrollment needs the invitation")]
     NeedsInvite,
@@ -126,6 +129,12 @@ pub fn page(gw: &Gateway, e: LoginError) -> Response<GatewayBody> {
             StatusCode::FORBIDDEN,
             gw.chrome.t(Msg::ErrNoAccess),
             gw.chrome.t(Msg::ErrNoRoleWhat),
+            gw.chrome.t(Msg::ErrAskForRole).to_owned(),
+        ),
+        LoginError::NoAllowedFactor => (
+            StatusCode::FORBIDDEN,
+            gw.chrome.t(Msg::ErrNoAccess),
+            gw.chrome.t(Msg::ErrNoFactorWhat),
             gw.chrome.t(Msg::ErrAskForRole).to_owned(),
         ),
         LoginError::NeedsInvite => (

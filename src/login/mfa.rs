@@ -19,7 +19,6 @@ use crate::secret::ct_eq;
 use crate::server::endpoint::MfaStep;
 use crate::session::{SessionId, SessionStore};
 use crate::state::Gateway;
-use crate::storage::UserStore;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::net::IpAddr;
@@ -93,10 +92,16 @@ pub async fn entry(
                 (MfaStep::Challenge, false) => {
                     submit_challenge(gw, acc, &id, &pending, &form, ip, ua).await
                 }
+                (MfaStep::Enroll, true)
+                    if form_value(&form, "mode").as_deref() == Some("webauthn") =>
+                {
+                    super::passkey::submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
+                }
                 (MfaStep::Enroll, true) => {
                     submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
                 }
                 (MfaStep::Email, false) => send_email_code(gw, acc, &id, &pending, ip).await,
+                (MfaStep::Passkey, _) => super::passkey::options(gw, acc, &id, &pending, ip).await,
                 // A step this stage does not have (e.g. enrolling from a challenge): refused
                 // from the stage alone, before any check runs; the login itself stays as it was.
                 _ => {
@@ -115,6 +120,10 @@ pub async fn entry(
         _ => page(gw, LoginError::MethodNotAllowed),
     }
 }
+
+/// Shown for a factor the login's roles do not accept (the audit says which).
+const NOT_ALLOWED: &str =
+    "That kind of code is not accepted for your account. Use a way offered on this page.";
 
 pub(crate) fn mask_email(e: &str) -> String {
     match e.split_once('@') {
@@ -165,6 +174,8 @@ pub(crate) fn challenge_page_as(
             recovery_mode,
             error,
             notice,
+            passkey: allowed.webauthn && p.passkeys && gw.passkeys.is_some(),
+            codes: allowed.totp || allowed.email || allowed.recovery,
         },
     )
 }
@@ -180,8 +191,13 @@ pub(crate) async fn submit_challenge(
 ) -> Response<GatewayBody> {
     let code = form_value(form, "code").unwrap_or_default();
     let remember = form_value(form, "remember").is_some_and(|v| v == "1" || v == "on");
+    let passkey = form_value(form, "mode").is_some_and(|m| m == "webauthn");
     let typed = Attempt {
-        name: login::classify(&code).name(),
+        name: if passkey {
+            "webauthn"
+        } else {
+            login::classify(&code).name()
+        },
         recovery_mode: form_value(form, "mode").is_some_and(|m| m == "recovery"),
     };
     let allowed = login::allowed(&gw.config, acc, p);
@@ -190,16 +206,20 @@ pub(crate) async fn submit_challenge(
         now: gw.clock.now(),
         ip,
     };
-    let checked = login::check_code(
-        acc,
-        &gw.store,
-        &p.principal,
-        &p.user,
-        Some(id.as_str()),
-        &allowed,
-        typing,
-    )
-    .await;
+    let checked = if passkey {
+        super::passkey::check_challenge(gw, acc, id, p, form, ip).await
+    } else {
+        login::check_code(
+            acc,
+            &gw.store,
+            &p.principal,
+            &p.user,
+            Some(id.as_str()),
+            &allowed,
+            typing,
+        )
+        .await
+    };
     let (verified, left) = match checked {
         Ok(CodeCheck::Verified(v, left)) => (v, left),
         Ok(CodeCheck::Locked) => {
@@ -303,6 +323,8 @@ pub(crate) async fn refused_code(
     }
     let shown = match error {
         MfaError::CodeReused => Shown::CodeReused,
+        MfaError::Passkey(_) => Shown::Refused(super::passkey::REFUSED),
+        MfaError::NotAllowed => Shown::Refused(NOT_ALLOWED),
         _ => Shown::WrongCode,
     };
     challenge_page_as(gw, acc, p, shown, None, typed.recovery_mode)
@@ -392,11 +414,10 @@ pub(crate) async fn enroll_page(
     let (status, error) = (shown.status(), shown.message());
     // Someone enrolled this principal since the login started: never show a secret that could
     // replace their factor.
-    match acc.users.get_totp(&p.principal).await {
-        Ok(Some(f)) if f.confirmed => {
-            return stale(gw, id, p, Stale::FactorsChanged, ip).await;
-        }
-        Ok(_) => {}
+    let allowed = login::allowed(&gw.config, acc, p);
+    match login::has_allowed_factor(acc, &p.principal, &allowed, gw.clock.now()).await {
+        Ok(true) => return stale(gw, id, p, Stale::FactorsChanged, ip).await,
+        Ok(false) => {}
         Err(e) => return store_error(gw, e),
     }
     let Some(seed) = login::enrollment_seed(acc, p) else {
@@ -414,6 +435,9 @@ pub(crate) async fn enroll_page(
         qr_svg: &svg,
         grouped_secret: &secret,
         error,
+        totp: allowed.totp,
+        passkey: (allowed.webauthn && gw.passkeys.is_some())
+            .then_some(gw.config.server.prefix.as_str()),
     };
     views::enroll(&gw.chrome, status, &view)
 }
@@ -429,6 +453,21 @@ pub(crate) async fn submit_enroll(
 ) -> Response<GatewayBody> {
     let code = form_value(form, "code").unwrap_or_default();
     let now = gw.clock.now();
+    // An authenticator app for roles that accept only passkeys: refused, audited.
+    if !login::allowed(&gw.config, acc, p).totp {
+        audit::record(
+            gw,
+            Event {
+                user: Some(&p.user),
+                method: Some("totp"),
+                reason: Some("method_not_allowed"),
+                ip: Some(ip),
+                ..Event::new(audit::Kind::MfaEnroll, audit::Outcome::Refused)
+            },
+        )
+        .await;
+        return enroll_page(gw, acc, id, p, Shown::Refused(NOT_ALLOWED), ip).await;
+    }
     let verified = match login::confirm_enrollment(acc, &gw.store, p, &code, now, ip).await {
         Ok(Ok(CodeCheck::Verified(v, _))) => v,
         Ok(Ok(CodeCheck::Locked)) => return enroll_page(gw, acc, id, p, Shown::Locked, ip).await,

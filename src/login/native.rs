@@ -118,6 +118,10 @@ pub(crate) fn login_form_response(
         &LoginForm {
             action: path,
             csrf: &csrf,
+            passkey: (invite.is_none()
+                && gw.passkeys.is_some()
+                && gw.config.native.as_ref().is_some_and(|n| n.passkey_login))
+            .then_some(gw.config.server.prefix.as_str()),
             rd: rd.as_str(),
             username,
             error,
@@ -162,6 +166,11 @@ pub(crate) async fn submit_login(
     let csrf_ok = nonce
         .as_deref()
         .is_some_and(|n| ct_eq(csrf_for(gw, n).as_bytes(), field("csrf_token").as_bytes()));
+    // The passkey button's options: bound to this browser's cookie; the token is checked
+    // here and spent by the answer.
+    if field("mode") == "passkey-options" {
+        return super::passkey::signin_options(gw, nonce.as_deref().filter(|_| csrf_ok)).await;
+    }
     let fresh = match (&nonce, csrf_ok) {
         (Some(n), true) => match gw
             .store
@@ -185,6 +194,18 @@ pub(crate) async fn submit_login(
         return page(gw, LoginError::FormExpired);
     }
 
+    if let (Some(n), "passkey") = (nonce.as_deref(), field("mode").as_str()) {
+        let f = super::passkey::SignInForm {
+            nonce: n,
+            form: &form,
+            path,
+            rd: &rd,
+            ip,
+            ua,
+            known,
+        };
+        return super::passkey::sign_in(gw, acc, f).await;
+    }
     let invite = Some(field("invite")).filter(|t| !t.is_empty());
     let typed = field("username");
     let typed = typed.trim();
@@ -288,6 +309,7 @@ pub(crate) async fn submit_login(
         created_at: now,
         sso: None,
         known_device: known,
+        passkeys: false,
     };
     audit::record(
         gw,

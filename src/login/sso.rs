@@ -179,6 +179,7 @@ pub async fn complete(
         created_at: gw.clock.now(),
         sso: Some(l.link),
         known_device: device.known,
+        passkeys: false,
     };
     let decision = match (l.evidence, policy.require_mfa, l.idp.on_missing_mfa) {
         (true, _, _) => Decision::IdpEvidence,

@@ -32,6 +32,8 @@ pub struct LoginForm<'a> {
     /// Bound to an enrollment invitation: its token, and whether the user has no password yet
     /// (then they choose one here).
     pub invite: Option<(&'a str, bool)>,
+    /// `[native] passkey_login`: offer `#passkey-signin`, under this prefix.
+    pub passkey: Option<&'a str>,
 }
 
 /// The native password form (or, through an enrollment link, the form bound to it).
@@ -83,7 +85,22 @@ pub fn login_form(chrome: &Chrome, status: StatusCode, f: &LoginForm<'_>) -> Res
 <input type=\"hidden\" name=\"rd\" value=\"{rd}\">{invite}\
 <label for=\"username\">{username}</label>\
 <input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\"{user_attrs} value=\"{user}\"{described}>\
-{password}<button type=\"submit\">{sign_in}</button></form>",
+{password}<button type=\"submit\">{sign_in}</button></form>{passkey}",
+        passkey = f.passkey.map_or_else(String::new, |prefix| passkey_block(
+            chrome,
+            &PasskeyButton {
+                kind: "signin",
+                id: "passkey-signin",
+                label: Msg::PasskeySignIn,
+                prefix,
+                options_url: f.action,
+                options_mode: Some("passkey-options"),
+                csrf: f.csrf,
+                action: f.action,
+                mode: "passkey",
+                extra: &format!("<input type=\"hidden\" name=\"rd\" value=\"{}\">", esc(f.rd)),
+            },
+        )),
         title = esc(title),
         username = esc(chrome.t(Msg::Username)),
         sign_in = esc(chrome.t(Msg::SignIn)),
@@ -107,9 +124,14 @@ pub struct Challenge<'a> {
     pub recovery_mode: bool,
     pub error: Option<&'a str>,
     pub notice: Option<&'a str>,
+    /// Offer the user's passkey (`#webauthn-login`).
+    pub passkey: bool,
+    /// Offer the code field (some code the roles accept: TOTP, email or recovery).
+    pub codes: bool,
 }
 
-/// The second-factor challenge: one `code` field for TOTP, email or recovery codes.
+/// The second-factor challenge: a passkey where the user has one, and one `code` field for
+/// TOTP, email or recovery codes where the roles accept any.
 pub fn challenge(chrome: &Chrome, status: StatusCode, c: &Challenge<'_>) -> Response<GatewayBody> {
     let remember = c.remember_days.map_or_else(String::new, |d| {
         let text = if d == 1 {
@@ -172,20 +194,54 @@ pub fn challenge(chrome: &Chrome, status: StatusCode, c: &Challenge<'_>) -> Resp
     } else {
         ""
     };
-    let body = format!(
-        "<h1>{title}</h1>{notice}{err}<p id=\"code-hint\">{hint}</p>\
+    let action = format!("{}/mfa", c.prefix);
+    let options = format!("{}/mfa/webauthn", c.prefix);
+    let passkey = if c.passkey {
+        let block = passkey_block(
+            chrome,
+            &PasskeyButton {
+                kind: "login",
+                id: "webauthn-login",
+                label: Msg::PasskeyUse,
+                prefix: c.prefix,
+                options_url: &options,
+                options_mode: None,
+                csrf: c.csrf,
+                action: &action,
+                mode: "webauthn",
+                extra: "",
+            },
+        );
+        if c.codes {
+            format!("{block}<p>{}</p>", esc(chrome.t(Msg::PasskeyOr)))
+        } else {
+            block
+        }
+    } else {
+        String::new()
+    };
+    let codes = if c.codes {
+        format!(
+            "<p id=\"code-hint\">{hint}</p>\
 <form method=\"post\" action=\"{p}/mfa\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">{mode}\
 <label for=\"code\">{label}</label>\
-<input id=\"code\" name=\"code\" type=\"text\"{inputmode} autocomplete=\"{autocomplete}\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus aria-describedby=\"code-hint\"{described}>\
+<input id=\"code\" name=\"code\" type=\"text\"{inputmode} autocomplete=\"{autocomplete}\" autocapitalize=\"none\" spellcheck=\"false\" required{autofocus} aria-describedby=\"code-hint\"{described}>\
 {remember}<button type=\"submit\">{verify}</button></form>{switch}{email}",
+            hint = esc(hint),
+            label = esc(label),
+            verify = esc(chrome.t(Msg::Verify)),
+            csrf = esc(c.csrf),
+            autofocus = if c.passkey { "" } else { " autofocus" },
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<h1>{title}</h1>{notice}{err}{passkey}{codes}",
         title = esc(chrome.t(Msg::TwoStep)),
-        hint = esc(hint),
-        label = esc(label),
-        verify = esc(chrome.t(Msg::Verify)),
         notice = notice_block(c.notice),
         err = error_block(c.error),
-        csrf = esc(c.csrf),
     );
     chrome.page(status, chrome.t(Msg::TwoStep), &body)
 }
@@ -200,6 +256,10 @@ pub struct Enrollment<'a> {
     pub qr_svg: &'a str,
     pub grouped_secret: &'a str,
     pub error: Option<&'a str>,
+    /// The authenticator app is offered (the roles accept TOTP).
+    pub totp: bool,
+    /// A passkey is offered (`#webauthn-register`), under this prefix.
+    pub passkey: Option<&'a str>,
 }
 
 /// TOTP enrollment: QR code, the otpauth URI and the secret in groups, then a confirmation code.
@@ -211,15 +271,56 @@ pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Respon
         qr_svg,
         grouped_secret,
         error,
+        totp,
+        passkey,
     } = *e;
     let described = if error.is_some() {
         " aria-describedby=\"form-error\" aria-invalid=\"true\""
     } else {
         ""
     };
+    let passkey = passkey.map_or_else(String::new, |prefix| {
+        let extra = format!(
+            "<label for=\"passkey-name\">{}</label><input id=\"passkey-name\" name=\"name\" type=\"text\" maxlength=\"64\" value=\"Passkey\">",
+            esc(chrome.t(Msg::PasskeyName))
+        );
+        let block = passkey_block(
+            chrome,
+            &PasskeyButton {
+                kind: "register",
+                id: "webauthn-register",
+                label: Msg::PasskeyRegister,
+                prefix,
+                options_url: &format!("{prefix}/mfa/webauthn"),
+                options_mode: None,
+                csrf,
+                action,
+                mode: "webauthn",
+                extra: &extra,
+            },
+        );
+        let or_app = if totp {
+            format!("<h2>{}</h2>", esc(chrome.t(Msg::PasskeyOrApp)))
+        } else {
+            String::new()
+        };
+        format!(
+            "<h2>{}</h2><p>{}</p>{block}{or_app}",
+            esc(chrome.t(Msg::PasskeyRegister)),
+            esc(chrome.t(Msg::PasskeyEnrollIntro))
+        )
+    });
+    if !totp {
+        let body = format!(
+            "<h1>{title}</h1>{err}{passkey}",
+            title = esc(chrome.t(Msg::SetUpTwoStep)),
+            err = error_block(error),
+        );
+        return chrome.page(status, chrome.t(Msg::SetUpTwoStep), &body);
+    }
     // `qr_svg` is generated by us from the URI (no user-controlled markup); the rest is escaped.
     let body = format!(
-        "<h1>{title}</h1>{err}\
+        "<h1>{title}</h1>{err}{passkey}\
 <p>{scan}</p>\
 <div class=\"qr\">{qr_svg}</div>\
 <p>{by_hand}<br><span class=\"secret\" id=\"totp-secret\">{secret}</span></p>\
@@ -284,4 +385,56 @@ pub fn notice(
         esc(next_label)
     );
     chrome.page(super::error::ok_status(), title, &body)
+}
+
+/// A passkey button with everything its script needs (DESIGN.md §10): the options URL, the
+/// form its answer is posted in, and the texts of its alert element. Hidden until the script
+/// finds WebAuthn; until then the note says what is missing.
+pub struct PasskeyButton<'a> {
+    /// `register`, `login` or `signin` (the script's ceremony).
+    pub kind: &'a str,
+    /// The button's element id (`webauthn-register`, `webauthn-login`, `passkey-signin`).
+    pub id: &'a str,
+    pub label: Msg,
+    pub prefix: &'a str,
+    pub options_url: &'a str,
+    /// Sent with the options request (`passkey-options` on the native path).
+    pub options_mode: Option<&'a str>,
+    pub csrf: &'a str,
+    /// Where the answer is posted, with `mode` and any extra fields (already HTML).
+    pub action: &'a str,
+    pub mode: &'a str,
+    pub extra: &'a str,
+}
+
+/// The HTML of a passkey button, its form and its script.
+pub fn passkey_block(chrome: &Chrome, b: &PasskeyButton<'_>) -> String {
+    let id = esc(b.id);
+    let mode = b
+        .options_mode
+        .map_or_else(String::new, |m| format!(" data-mode=\"{}\"", esc(m)));
+    format!(
+        "<div class=\"passkey\">\
+<p id=\"{id}-note\" class=\"hint\">{unsupported}</p>\
+<div class=\"error\" role=\"alert\" id=\"{id}-alert\" hidden></div>\
+<form id=\"{id}-form\" method=\"post\" action=\"{action}\">\
+<input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"mode\" value=\"{form_mode}\">\
+<input type=\"hidden\" name=\"credential\" value=\"\">{extra}\
+<button type=\"button\" id=\"{id}\" data-passkey=\"{kind}\" data-options=\"{options}\"{mode} \
+data-csrf=\"{csrf}\" data-form=\"{id}-form\" data-alert=\"{id}-alert\" data-note=\"{id}-note\" \
+data-cancelled=\"{cancelled}\" data-failed=\"{failed}\" hidden>{label}</button></form>\
+<script src=\"{prefix}/static/webauthn.js\" defer></script></div>",
+        unsupported = esc(chrome.t(Msg::PasskeyUnsupported)),
+        action = esc(b.action),
+        csrf = esc(b.csrf),
+        form_mode = esc(b.mode),
+        extra = b.extra,
+        kind = esc(b.kind),
+        options = esc(b.options_url),
+        cancelled = esc(chrome.t(Msg::PasskeyCancelled)),
+        failed = esc(chrome.t(Msg::PasskeyFailed)),
+        label = esc(chrome.t(b.label)),
+        prefix = esc(b.prefix),
+    )
 }

@@ -138,6 +138,10 @@ pub enum FactorChange {
     Replaced,
     /// An administrator removed every second factor.
     RemovedByAdmin,
+    /// A passkey was registered (enrollment or account page).
+    PasskeyAdded,
+    /// The user removed a passkey (account page).
+    PasskeyRemoved,
 }
 
 /// The notice after a factor was added or removed.
@@ -148,6 +152,8 @@ pub fn factor_changed(issuer: &str, user: &str, at: UnixTime, change: FactorChan
         FactorChange::RemovedByAdmin => {
             "An administrator removed your two-step verification factors"
         }
+        FactorChange::PasskeyAdded => "A passkey was added for two-step verification",
+        FactorChange::PasskeyRemoved => "A passkey was removed from two-step verification",
     };
     Mail {
         subject: format!("Two-step verification changed on your {issuer} account"),

@@ -109,11 +109,23 @@ pub enum Msg {
     ErrBreakGlassTitle,
     ErrBreakGlassWhat,
     ErrAskArmer,
+    ErrNoFactorWhat,
+    PasskeyUse,
+    PasskeyOr,
+    PasskeyUnsupported,
+    PasskeyCancelled,
+    PasskeyFailed,
+    PasskeyRegister,
+    PasskeyName,
+    PasskeyEnrollIntro,
+    PasskeyOrApp,
+    PasskeySignIn,
+    PasskeyRefused,
 }
 
 impl Msg {
     /// Every key, for the test that each has a text in every language.
-    pub const ALL: [Msg; 102] = [
+    pub const ALL: [Msg; 114] = [
         Msg::Footer,
         Msg::WaysOnLabel,
         Msg::SignInAgain,
@@ -216,6 +228,18 @@ impl Msg {
         Msg::ErrBreakGlassTitle,
         Msg::ErrBreakGlassWhat,
         Msg::ErrAskArmer,
+        Msg::ErrNoFactorWhat,
+        Msg::PasskeyUse,
+        Msg::PasskeyOr,
+        Msg::PasskeyUnsupported,
+        Msg::PasskeyCancelled,
+        Msg::PasskeyFailed,
+        Msg::PasskeyRegister,
+        Msg::PasskeyName,
+        Msg::PasskeyEnrollIntro,
+        Msg::PasskeyOrApp,
+        Msg::PasskeySignIn,
+        Msg::PasskeyRefused,
     ];
 
     /// The text in `lang`.
@@ -338,6 +362,18 @@ fn english(m: Msg) -> &'static str {
         Msg::ErrBreakGlassTitle => "Emergency access not available",
         Msg::ErrBreakGlassWhat => "This emergency access link is not valid: it was already used, it expired, or the access was withdrawn.",
         Msg::ErrAskArmer => "Ask the administrator who armed the access for a new link.",
+        Msg::ErrNoFactorWhat => "Your roles accept no second factor that this site offers, so the sign-in cannot finish.",
+        Msg::PasskeyUse => "Use your passkey",
+        Msg::PasskeyOr => "Or type a code:",
+        Msg::PasskeyUnsupported => "Passkeys need JavaScript and a browser that supports them.",
+        Msg::PasskeyCancelled => "The passkey prompt was closed or timed out. Try again.",
+        Msg::PasskeyFailed => "The passkey could not be used. Try again or use another way.",
+        Msg::PasskeyRegister => "Add a passkey",
+        Msg::PasskeyName => "Name for this passkey",
+        Msg::PasskeyEnrollIntro => "A passkey signs you in with this device's screen lock or a security key. It cannot be phished.",
+        Msg::PasskeyOrApp => "Or set up an authenticator app:",
+        Msg::PasskeySignIn => "Sign in with a passkey",
+        Msg::PasskeyRefused => "The passkey was not accepted.",
     }
 }
 
@@ -445,6 +481,18 @@ fn german(m: Msg) -> &'static str {
         Msg::ErrBreakGlassTitle => "Notfallzugang nicht verfügbar",
         Msg::ErrBreakGlassWhat => "Dieser Notfallzugangslink ist ungültig: Er wurde bereits verwendet, ist abgelaufen oder der Zugang wurde zurückgezogen.",
         Msg::ErrAskArmer => "Bitten Sie den Administrator, der den Zugang freigeschaltet hat, um einen neuen Link.",
+        Msg::ErrNoFactorWhat => "Ihre Rollen erlauben keinen zweiten Faktor, den diese Seite anbietet; die Anmeldung kann nicht abgeschlossen werden.",
+        Msg::PasskeyUse => "Passkey verwenden",
+        Msg::PasskeyOr => "Oder geben Sie einen Code ein:",
+        Msg::PasskeyUnsupported => "Passkeys brauchen JavaScript und einen Browser, der sie unterstützt.",
+        Msg::PasskeyCancelled => "Die Passkey-Abfrage wurde geschlossen oder ist abgelaufen. Versuchen Sie es erneut.",
+        Msg::PasskeyFailed => "Der Passkey konnte nicht verwendet werden. Versuchen Sie es erneut oder wählen Sie einen anderen Weg.",
+        Msg::PasskeyRegister => "Passkey hinzufügen",
+        Msg::PasskeyName => "Name für diesen Passkey",
+        Msg::PasskeyEnrollIntro => "Ein Passkey meldet Sie mit der Bildschirmsperre dieses Geräts oder einem Sicherheitsschlüssel an. Er kann nicht abgefischt werden.",
+        Msg::PasskeyOrApp => "Oder richten Sie eine Authenticator-App ein:",
+        Msg::PasskeySignIn => "Mit Passkey anmelden",
+        Msg::PasskeyRefused => "Der Passkey wurde nicht akzeptiert.",
     }
 }
 

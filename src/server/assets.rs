@@ -34,6 +34,28 @@ pub fn stylesheet(gw: &Gateway) -> Response<GatewayBody> {
     r
 }
 
+/// The passkey pages' script (DESIGN.md §10): served from our origin, as the CSP's
+/// `script-src 'self'` requires (no inline script anywhere).
+pub const PASSKEY_SCRIPT: &str = include_str!("../../templates/webauthn.js");
+
+/// `GET /static/webauthn.js`.
+pub fn passkey_script() -> Response<GatewayBody> {
+    let mut r = Response::new(GatewayBody::from(PASSKEY_SCRIPT));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
 /// `GET /_portcullis/static/logo`: `branding.logo`, read at each request (an operator may replace it).
 pub fn logo(gw: &Gateway) -> Result<Response<GatewayBody>, GatewayError> {
     let path = gw

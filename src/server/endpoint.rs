@@ -12,6 +12,8 @@ pub enum MfaStep {
     Challenge,
     Enroll,
     Email,
+    /// `/mfa/webauthn`: the passkey ceremony's options (JSON) for this stage.
+    Passkey,
 }
 
 /// A page or form of the account page (`/account…`).
@@ -23,6 +25,11 @@ pub enum AccountStep {
     RecoveryCodes,
     Totp,
     TotpConfirm,
+    /// `/account/passkeys/options`: registration options (JSON) bound to this session.
+    PasskeyOptions,
+    PasskeyAdd,
+    PasskeyRename,
+    PasskeyRemove,
 }
 
 /// An OIDC endpoint of one IdP (`/oidc/{idp}/…`).
@@ -54,6 +61,8 @@ pub enum AuthStep {
 pub enum Endpoint<'a> {
     Jwks,
     Stylesheet,
+    /// `/static/webauthn.js`: the passkey pages' one script.
+    Script,
     Logo,
     LoginStart,
     Logout,
@@ -103,12 +112,14 @@ impl<'a> Endpoint<'a> {
         match sub {
             "/jwks.json" => Endpoint::Jwks,
             "/static/style.css" => Endpoint::Stylesheet,
+            "/static/webauthn.js" => Endpoint::Script,
             "/static/logo" => Endpoint::Logo,
             "/login" => Endpoint::LoginStart,
             "/logout" => Endpoint::Logout,
             "/mfa" => Endpoint::Mfa(MfaStep::Challenge),
             "/mfa/enroll" => Endpoint::Mfa(MfaStep::Enroll),
             "/mfa/email" => Endpoint::Mfa(MfaStep::Email),
+            "/mfa/webauthn" => Endpoint::Mfa(MfaStep::Passkey),
             "/not-me" => Endpoint::Report,
             "/break-glass" => Endpoint::BreakGlass,
             "/account" => Endpoint::Account(AccountStep::Page),
@@ -117,6 +128,10 @@ impl<'a> Endpoint<'a> {
             "/account/recovery-codes" => Endpoint::Account(AccountStep::RecoveryCodes),
             "/account/totp" => Endpoint::Account(AccountStep::Totp),
             "/account/totp/confirm" => Endpoint::Account(AccountStep::TotpConfirm),
+            "/account/passkeys/options" => Endpoint::Account(AccountStep::PasskeyOptions),
+            "/account/passkeys/add" => Endpoint::Account(AccountStep::PasskeyAdd),
+            "/account/passkeys/rename" => Endpoint::Account(AccountStep::PasskeyRename),
+            "/account/passkeys/remove" => Endpoint::Account(AccountStep::PasskeyRemove),
             "/auth/nginx" => Endpoint::ForwardAuth(AuthStep::Nginx),
             "/auth/forward" => Endpoint::ForwardAuth(AuthStep::Forward),
             "/auth/return" => Endpoint::ForwardAuth(AuthStep::Return),
@@ -152,6 +167,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::ForwardAuth(_) => RouteClass::ForwardAuth,
             Endpoint::Jwks
             | Endpoint::Stylesheet
+            | Endpoint::Script
             | Endpoint::Logo
             | Endpoint::LoginStart
             | Endpoint::Logout
@@ -170,9 +186,13 @@ impl<'a> Endpoint<'a> {
     pub fn allows(&self, m: &Method) -> bool {
         let (get, post) = (m == Method::GET || m == Method::HEAD, m == Method::POST);
         match self {
-            Endpoint::Jwks | Endpoint::Stylesheet | Endpoint::Logo | Endpoint::LoginStart => get,
+            Endpoint::Jwks
+            | Endpoint::Stylesheet
+            | Endpoint::Script
+            | Endpoint::Logo
+            | Endpoint::LoginStart => get,
             Endpoint::Logout | Endpoint::NativeLogin(_) => get || post,
-            Endpoint::Mfa(MfaStep::Email) => post,
+            Endpoint::Mfa(MfaStep::Email | MfaStep::Passkey) => post,
             Endpoint::Mfa(_) => get || post,
             Endpoint::Account(AccountStep::Page) | Endpoint::Report => get || post,
             Endpoint::BreakGlass => get || post,
@@ -206,6 +226,12 @@ mod tests {
         for (path, want) in [
             ("/_portcullis/jwks.json", E::Jwks),
             ("/_portcullis/static/style.css", E::Stylesheet),
+            ("/_portcullis/static/webauthn.js", E::Script),
+            ("/_portcullis/mfa/webauthn", E::Mfa(MfaStep::Passkey)),
+            (
+                "/_portcullis/account/passkeys/remove",
+                E::Account(AccountStep::PasskeyRemove),
+            ),
             ("/_portcullis/login", E::LoginStart),
             ("/_portcullis/logout", E::Logout),
             ("/_portcullis/mfa", E::Mfa(MfaStep::Challenge)),

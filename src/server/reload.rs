@@ -216,7 +216,9 @@ async fn successor(old: &Current) -> Result<(Current, Reloaded), ReloadError> {
         Upstream::new(config.upstream.clone())
     };
     let warnings = config.warnings.iter().map(ToString::to_string).collect();
+    let passkeys = crate::state::passkeys_of(&config).map_err(ReloadError::Load)?;
     let gateway = Gateway {
+        passkeys,
         // Made from the new config: a removed token is refused from the next request on.
         machines: crate::auth::bearer::MachineClients::new(
             &config.service_tokens,

@@ -110,6 +110,7 @@ async fn dispatch(
     match ep {
         Endpoint::Jwks => assets::jwks(gw),
         Endpoint::Stylesheet => assets::stylesheet(gw),
+        Endpoint::Script => assets::passkey_script(),
         Endpoint::Logo => assets::logo(gw).unwrap_or_else(|e| respond(gw, e, false)),
         Endpoint::LoginStart => endpoints::login(gw, &req).await,
         Endpoint::Logout => endpoints::logout_entry(gw, req, conn).await,

@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-const MFA: [MfaUsed; 6] = MfaUsed::ALL;
+const MFA: [MfaUsed; 7] = MfaUsed::ALL;
 
 /// Strings that many sessions share (user agents, groups, roles, login methods), stored once
 /// and referred to by number. Bounded: past `cap` distinct strings, or for values longer than

@@ -76,17 +76,19 @@ pub enum MfaUsed {
     RecoveryCode,
     RememberedDevice,
     None,
+    Webauthn,
 }
 
 impl MfaUsed {
     /// Every kind, in a fixed order (stores may refer to a kind by its position).
-    pub const ALL: [MfaUsed; 6] = [
+    pub const ALL: [MfaUsed; 7] = [
         MfaUsed::None,
         MfaUsed::Idp,
         MfaUsed::Totp,
         MfaUsed::Email,
         MfaUsed::RecoveryCode,
         MfaUsed::RememberedDevice,
+        MfaUsed::Webauthn,
     ];
 
     /// The inverse of `as_str`.
@@ -103,6 +105,7 @@ impl MfaUsed {
             // The factor was verified at an earlier login on this device.
             MfaUsed::RememberedDevice => "remembered_device",
             MfaUsed::None => "none",
+            MfaUsed::Webauthn => "webauthn",
         }
     }
 }

@@ -64,6 +64,11 @@ const MIGRATIONS: MigrationList = &[
         "known devices",
         include_str!("../../migrations/postgres/0003_known_devices.sql"),
     ),
+    (
+        4,
+        "webauthn credentials",
+        include_str!("../../migrations/postgres/0004_webauthn_credentials.sql"),
+    ),
 ];
 
 /// The PostgreSQL user store. Cheap to clone (a pool handle).

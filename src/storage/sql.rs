@@ -425,8 +425,13 @@ where
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+        let keys = sqlx::query("DELETE FROM webauthn_credentials WHERE principal = $1")
+            .bind(principal)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        Ok(DB::rows_affected(&totp) + DB::rows_affected(&codes) > 0)
+        Ok(DB::rows_affected(&totp) + DB::rows_affected(&codes) + DB::rows_affected(&keys) > 0)
     }
 
     async fn replace_recovery_codes(
@@ -663,6 +668,7 @@ where
     async fn has_second_factor(&self, principal: &str, now: i64) -> Result<bool, StoreError> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE principal = $1 AND confirmed) \
+             OR EXISTS (SELECT 1 FROM webauthn_credentials WHERE principal = $1) \
              OR EXISTS (SELECT 1 FROM recovery_codes WHERE principal = $1 AND used_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $2))",
         )

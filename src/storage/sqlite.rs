@@ -45,6 +45,11 @@ const MIGRATIONS: MigrationList = &[
         "known devices",
         include_str!("../../migrations/sqlite/0003_known_devices.sql"),
     ),
+    (
+        4,
+        "webauthn credentials",
+        include_str!("../../migrations/sqlite/0004_webauthn_credentials.sql"),
+    ),
 ];
 
 /// The SQLite user store. Cheap to clone (a pool handle).
@@ -271,7 +276,7 @@ mod tests {
                     .fetch_all(&store.pool)
                     .await
                     .unwrap();
-            assert_eq!(applied, [1, 2, 3]);
+            assert_eq!(applied, [1, 2, 3, 4]);
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(&store.pool)
                 .await

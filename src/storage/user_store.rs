@@ -118,7 +118,8 @@ pub trait UserStore {
         step: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes the principal's TOTP factor and recovery codes; `true` if anything was deleted.
+    /// Deletes the principal's TOTP factor, recovery codes and passkeys; `true` if anything was
+    /// deleted.
     fn delete_factors(
         &self,
         principal: &str,
@@ -196,8 +197,8 @@ pub trait UserStore {
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 
-    /// Whether the principal has a usable second factor: a confirmed TOTP factor or at least
-    /// one unused, unexpired recovery code.
+    /// Whether the principal has a usable second factor: a confirmed TOTP factor, a passkey or
+    /// at least one unused, unexpired recovery code.
     fn has_second_factor(
         &self,
         principal: &str,

@@ -457,7 +457,7 @@ async fn every_page_is_served_with_the_security_headers() {
         assert_eq!(
             r.header("content-security-policy"),
             Some(
-                "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             ),
             "{name}"
         );

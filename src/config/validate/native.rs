@@ -55,6 +55,10 @@ pub(super) fn native(
                 duration: Duration::from_secs(900),
             },
         };
-        NativeConfig { paths, lockout }
+        NativeConfig {
+            paths,
+            lockout,
+            passkey_login: nv.passkey_login.unwrap_or(false),
+        }
     })
 }

@@ -20,6 +20,20 @@ pub(super) fn roles(
         if !is_name(name) {
             cx.err(&p, "role names use a-z, 0-9, '_' and '-'");
         }
+        let mfa_methods = r.mfa_methods.as_ref().map(|l| {
+            if l.is_empty() {
+                cx.err(
+                    &[k("roles"), k(name), k("mfa_methods")],
+                    "is empty: name the factors this role accepts, or leave it out for all",
+                );
+            }
+            l.iter()
+                .enumerate()
+                .filter_map(|(n, m)| {
+                    super::mfa::method_named(cx, &[k("roles"), k(name), k("mfa_methods"), i(n)], m)
+                })
+                .collect()
+        });
         roles.insert(
             name.clone(),
             RoleConfig {
@@ -29,6 +43,7 @@ pub(super) fn roles(
                 remember_mfa: r.remember_mfa.map_or(Duration::ZERO, |d| d.0),
                 idle_timeout: r.idle_timeout.map(|d| d.0),
                 max_lifetime: r.max_lifetime.map(|d| d.0),
+                mfa_methods,
             },
         );
         if r.remember_mfa.is_some_and(|d| !d.is_zero()) && !r.require_mfa {

@@ -195,7 +195,7 @@ async fn reopening_the_same_schema_keeps_data_and_applies_migrations_once() {
                 .fetch_all(&store.pool)
                 .await
                 .unwrap();
-        assert_eq!(applied, [1, 2, 3]);
+        assert_eq!(applied, [1, 2, 3, 4]);
         let current: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&store.pool)
             .await

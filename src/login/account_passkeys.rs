@@ -1,0 +1,301 @@
+//! The passkeys of the account page (DESIGN.md §10): list, add, rename, remove a native user's
+//! own credentials. Adding and removing change the account's factors, so they need a fresh
+//! factor as every factor change does (`account::check_factor_change`); removing the last
+//! factor a role that requires one accepts is refused.
+
+use super::account::{check_factor_change, fresh_field, hidden, is_native, page};
+use super::display::time_html;
+use super::views::{passkey_block, PasskeyButton};
+use crate::audit::{self, Event};
+use crate::auth::passkey::{self as pk, Bound, Registration};
+use crate::auth::policy::effective_policy;
+use crate::config::MfaMethod;
+use crate::http::{form_value, store_error};
+use crate::pages::{esc, json_error, Msg};
+use crate::proxy::forward::GatewayBody;
+use crate::session::Session;
+use crate::state::Gateway;
+use crate::storage::UserStore;
+use hyper::{Response, StatusCode};
+use std::net::IpAddr;
+
+/// Whether this session may hold passkeys: a native account whose roles accept them.
+fn passkeys_allowed(gw: &Gateway, s: &Session) -> bool {
+    is_native(s)
+        && gw.passkeys.is_some()
+        && gw
+            .config
+            .mfa_methods_for(&s.identity.roles)
+            .contains(&MfaMethod::Webauthn)
+}
+
+/// The "Passkeys" section: each credential with its dates, a rename and a remove form; then
+/// the button that adds one.
+pub(super) async fn section(
+    gw: &Gateway,
+    s: &Session,
+    acc: &crate::accounts::Accounts,
+    token: &str,
+) -> String {
+    if !passkeys_allowed(gw, s) {
+        return String::new();
+    }
+    let p = esc(&gw.config.server.prefix);
+    let now = gw.clock.now();
+    let rows = acc
+        .users
+        .list_passkeys(&s.identity.principal)
+        .await
+        .unwrap_or_default();
+    let mut out = String::from("<h2>Passkeys</h2>");
+    if rows.is_empty() {
+        out.push_str("<p id=\"passkeys\">No passkey yet.</p>");
+    } else {
+        out.push_str("<ul id=\"passkeys\">");
+        for (n, r) in rows.iter().enumerate() {
+            let used = r
+                .last_used_at
+                .map_or_else(|| "never".to_owned(), |t| time_html(now, t));
+            out.push_str(&format!(
+                "<li data-credential=\"{id}\"><strong>{name}</strong> — added {added}, last used {used}\
+<form method=\"post\" action=\"{p}/account/passkeys/rename\">{tok}<input type=\"hidden\" name=\"id\" value=\"{id}\">\
+<label for=\"rename-{n}\">New name</label><input id=\"rename-{n}\" name=\"name\" type=\"text\" maxlength=\"64\" value=\"{name}\" required>\
+<button type=\"submit\" class=\"secondary\">Rename</button></form>\
+<form method=\"post\" action=\"{p}/account/passkeys/remove\">{tok}<input type=\"hidden\" name=\"id\" value=\"{id}\">{fresh}\
+<button type=\"submit\" class=\"secondary\" id=\"remove-passkey-{n}\">Remove</button></form></li>",
+                id = esc(&r.credential_id),
+                name = esc(&r.name),
+                added = time_html(now, r.created_at),
+                tok = hidden(token),
+                fresh = fresh_field(gw, s, &format!("code-remove-{n}")).await,
+            ));
+        }
+        out.push_str("</ul>");
+    }
+    let extra = format!(
+        "<label for=\"passkey-name\">{label}</label><input id=\"passkey-name\" name=\"name\" type=\"text\" maxlength=\"64\" value=\"Passkey\">{fresh}",
+        label = esc(gw.chrome.t(Msg::PasskeyName)),
+        fresh = fresh_field(gw, s, "code-passkey").await,
+    );
+    let prefix = &gw.config.server.prefix;
+    out.push_str(&passkey_block(
+        &gw.chrome,
+        &PasskeyButton {
+            kind: "register",
+            id: "webauthn-register",
+            label: Msg::PasskeyRegister,
+            prefix,
+            options_url: &format!("{prefix}/account/passkeys/options"),
+            options_mode: None,
+            csrf: token,
+            action: &format!("{prefix}/account/passkeys/add"),
+            mode: "webauthn",
+            extra: &extra,
+        },
+    ));
+    out
+}
+
+/// `POST /account/passkeys/options`: registration options bound to this session (JSON).
+pub(super) async fn options(gw: &Gateway, s: &Session) -> Response<GatewayBody> {
+    let (Some(acc), Some(rp), true) = (
+        gw.accounts.as_deref(),
+        gw.passkeys.as_deref(),
+        passkeys_allowed(gw, s),
+    ) else {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            gw.chrome.t(Msg::PasskeyFailed),
+        );
+    };
+    match pk::begin_register(
+        acc,
+        &gw.store,
+        rp,
+        &s.identity.principal,
+        &s.identity.user,
+        Bound::Session(s.id.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(o)) => match serde_json::from_str::<serde_json::Value>(&o) {
+            Ok(v) => crate::pages::json_response(StatusCode::OK, &v),
+            Err(_) => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "passkey_options",
+                gw.chrome.t(Msg::PasskeyFailed),
+            ),
+        },
+        Ok(Err(_)) => json_error(
+            StatusCode::CONFLICT,
+            "too_many_passkeys",
+            gw.chrome.t(Msg::PasskeyFailed),
+        ),
+        Err(e) => store_error(gw, e),
+    }
+}
+
+/// `POST /account/passkeys/add`: a fresh factor, then the ceremony's answer.
+pub(super) async fn add(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    if let Some(refused) = check_factor_change(gw, s, form, ip).await {
+        return refused;
+    }
+    let (Some(acc), Some(rp), true) = (
+        gw.accounts.as_deref(),
+        gw.passkeys.as_deref(),
+        passkeys_allowed(gw, s),
+    ) else {
+        return page(
+            gw,
+            s,
+            Some("Passkeys are not offered for this account."),
+            None,
+        )
+        .await;
+    };
+    let response = form_value(form, "credential").unwrap_or_default();
+    let name = form_value(form, "name").unwrap_or_default();
+    let reg = Registration {
+        principal: &s.identity.principal,
+        bound: Bound::Session(s.id.as_str()),
+        response: &response,
+        name: &name,
+        invite: None,
+    };
+    let result = pk::finish_register(acc, &gw.store, rp, reg, gw.clock.now()).await;
+    let (outcome, reason) = match &result {
+        Ok(Ok(_)) => (audit::Outcome::Success, None),
+        Ok(Err(e)) => (audit::Outcome::Failure, Some(e.to_string())),
+        Err(e) => return store_error(gw, crate::storage::StoreError::Unavailable(e.to_string())),
+    };
+    audit::record(
+        gw,
+        Event {
+            user: Some(&s.identity.user),
+            method: Some("webauthn"),
+            reason: reason.as_deref(),
+            ip: Some(ip),
+            session: Some(s.id.as_str()),
+            ..Event::new(audit::Kind::MfaEnroll, outcome)
+        },
+    )
+    .await;
+    if reason.is_some() {
+        return page(gw, s, Some(super::passkey::REFUSED), None).await;
+    }
+    crate::alerts::factor_changed(
+        gw,
+        &s.identity.user,
+        s.identity.email.as_deref(),
+        crate::notify::mail::FactorChange::PasskeyAdded,
+    );
+    page(gw, s, None, Some("Your passkey was added.")).await
+}
+
+/// `POST /account/passkeys/rename`: names are the user's own labels (no fresh factor).
+pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Response<GatewayBody> {
+    let Some(acc) = gw.accounts.as_deref().filter(|_| is_native(s)) else {
+        return page(gw, s, Some("There is no passkey to rename."), None).await;
+    };
+    let id = form_value(form, "id").unwrap_or_default();
+    let name = pk::clean_name(&form_value(form, "name").unwrap_or_default());
+    match acc
+        .users
+        .rename_passkey(&s.identity.principal, &id, &name)
+        .await
+    {
+        Ok(true) => page(gw, s, None, Some("Renamed.")).await,
+        Ok(false) => page(gw, s, Some("There is no such passkey."), None).await,
+        Err(e) => store_error(gw, e),
+    }
+}
+
+/// `POST /account/passkeys/remove`: a fresh factor; refused when it is the last factor that
+/// the account's roles accept and they require one.
+pub(super) async fn remove(
+    gw: &Gateway,
+    s: &Session,
+    form: &str,
+    ip: IpAddr,
+) -> Response<GatewayBody> {
+    if let Some(refused) = check_factor_change(gw, s, form, ip).await {
+        return refused;
+    }
+    let Some(acc) = gw.accounts.as_deref() else {
+        return page(gw, s, Some("There is no passkey to remove."), None).await;
+    };
+    let principal = &s.identity.principal;
+    let id = form_value(form, "id").unwrap_or_default();
+    let now = gw.clock.now();
+    let rows = match acc.users.list_passkeys(principal).await {
+        Ok(r) => r,
+        Err(e) => return store_error(gw, e),
+    };
+    if !rows.iter().any(|r| r.credential_id == id) {
+        return page(gw, s, Some("There is no such passkey."), None).await;
+    }
+    let methods = gw.config.mfa_methods_for(&s.identity.roles);
+    let others = {
+        let totp = methods.contains(&MfaMethod::Totp)
+            && matches!(acc.users.get_totp(principal).await, Ok(Some(f)) if f.confirmed);
+        let codes = methods.contains(&MfaMethod::RecoveryCode)
+            && acc
+                .users
+                .count_recovery_codes(principal, now)
+                .await
+                .unwrap_or(0)
+                > 0;
+        totp || codes || rows.len() > 1
+    };
+    if !others && effective_policy(&gw.config, &s.identity.roles).require_mfa {
+        audit_removal(gw, s, audit::Outcome::Refused, Some("last_factor"), ip).await;
+        return page(
+            gw,
+            s,
+            Some("This is your last second factor, and your role requires one: add another before removing it."),
+            None,
+        )
+        .await;
+    }
+    match acc.users.delete_passkey(principal, &id).await {
+        Ok(true) => {}
+        Ok(false) => return page(gw, s, Some("There is no such passkey."), None).await,
+        Err(e) => return store_error(gw, e),
+    }
+    audit_removal(gw, s, audit::Outcome::Success, None, ip).await;
+    crate::alerts::factor_changed(
+        gw,
+        &s.identity.user,
+        s.identity.email.as_deref(),
+        crate::notify::mail::FactorChange::PasskeyRemoved,
+    );
+    page(gw, s, None, Some("The passkey was removed.")).await
+}
+
+async fn audit_removal(
+    gw: &Gateway,
+    s: &Session,
+    outcome: audit::Outcome,
+    reason: Option<&str>,
+    ip: IpAddr,
+) {
+    audit::record(
+        gw,
+        Event {
+            user: Some(&s.identity.user),
+            method: Some("webauthn"),
+            reason,
+            ip: Some(ip),
+            session: Some(s.id.as_str()),
+            detail: Some("{\"removed\":\"passkey\"}".to_owned()),
+            ..Event::new(audit::Kind::MfaRemoved, outcome)
+        },
+    )
+    .await;
+}

@@ -1,0 +1,229 @@
+//! Passkeys (DESIGN.md §10): a principal's WebAuthn credentials, each named, dated and counted.
+//! Invariants: a credential id exists once in the whole store (`Conflict` otherwise), and a
+//! use is recorded only if its sign count moves forward (or the authenticator keeps none), in
+//! the same statement, so two racing uses of one counter value cannot both be recorded.
+
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use super::any::AnyUserStore;
+use super::dialect::Dialect;
+use super::error::{store_error, StoreError};
+use super::sql::SqlUserStore;
+
+/// One stored credential. `passkey` is the library's public-key record (JSON): no secret, but
+/// never shown by the admin API either.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url without padding.
+    pub credential_id: String,
+    pub principal: String,
+    /// The WebAuthn user handle (base64url), the same for all of a principal's credentials.
+    pub user_handle: String,
+    /// What the user called it ("Work laptop").
+    pub name: String,
+    pub passkey: String,
+    pub sign_count: i64,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+const COLUMNS: &str = "credential_id, principal, user_handle, name, passkey, sign_count, \
+                       created_at, last_used_at";
+
+/// The most passkeys one principal may register: enough for every device a person owns, few
+/// enough that an allow-list stays small.
+pub const MAX_PASSKEYS: usize = 20;
+
+impl<DB> SqlUserStore<DB>
+where
+    DB: Dialect + Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'n> &'n str: ColumnIndex<DB::Row>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    fn passkey_from_row(row: &DB::Row) -> Result<PasskeyRecord, StoreError> {
+        Ok(PasskeyRecord {
+            credential_id: row.try_get("credential_id").map_err(store_error)?,
+            principal: row.try_get("principal").map_err(store_error)?,
+            user_handle: row.try_get("user_handle").map_err(store_error)?,
+            name: row.try_get("name").map_err(store_error)?,
+            passkey: row.try_get("passkey").map_err(store_error)?,
+            sign_count: row.try_get("sign_count").map_err(store_error)?,
+            created_at: row.try_get("created_at").map_err(store_error)?,
+            last_used_at: row.try_get("last_used_at").map_err(store_error)?,
+        })
+    }
+
+    /// Stores a new credential; `Conflict` if its id is in the store already (any principal).
+    pub async fn add_passkey(&self, p: &PasskeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webauthn_credentials (credential_id, principal, user_handle, name, \
+             passkey, sign_count, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(p.credential_id.as_str())
+        .bind(p.principal.as_str())
+        .bind(p.user_handle.as_str())
+        .bind(p.name.as_str())
+        .bind(p.passkey.as_str())
+        .bind(p.sign_count)
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The principal's credentials, oldest first.
+    pub async fn list_passkeys(&self, principal: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webauthn_credentials WHERE principal = $1 \
+             ORDER BY created_at, credential_id"
+        );
+        sqlx::query(&sql)
+            .bind(principal)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(Self::passkey_from_row)
+            .collect()
+    }
+
+    /// The credential with this id, whoever owns it.
+    pub async fn find_passkey(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<PasskeyRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM webauthn_credentials WHERE credential_id = $1");
+        sqlx::query(&sql)
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .as_ref()
+            .map(Self::passkey_from_row)
+            .transpose()
+    }
+
+    /// Records a use: the updated record and counter, only if `sign_count` is above the stored
+    /// one or both are zero (an authenticator without a counter). `false`: not recorded (the
+    /// credential is gone, or the counter did not move forward).
+    pub async fn record_passkey_use(
+        &self,
+        principal: &str,
+        credential_id: &str,
+        passkey: &str,
+        sign_count: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webauthn_credentials SET passkey = $3, sign_count = $4, last_used_at = $5 \
+             WHERE principal = $1 AND credential_id = $2 \
+             AND (sign_count < $4 OR (sign_count = 0 AND $4 = 0))",
+        )
+        .bind(principal)
+        .bind(credential_id)
+        .bind(passkey)
+        .bind(sign_count)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Renames one of the principal's credentials; `false` if it has none with that id.
+    pub async fn rename_passkey(
+        &self,
+        principal: &str,
+        credential_id: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webauthn_credentials SET name = $3 WHERE principal = $1 AND credential_id = $2",
+        )
+        .bind(principal)
+        .bind(credential_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Removes one of the principal's credentials; `false` if it has none with that id.
+    pub async fn delete_passkey(
+        &self,
+        principal: &str,
+        credential_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM webauthn_credentials WHERE principal = $1 AND credential_id = $2",
+        )
+        .bind(principal)
+        .bind(credential_id)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+}
+
+/// Dispatch to the store chosen at start-up.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyUserStore::Sqlite($s) => $e,
+            AnyUserStore::Postgres($s) => $e,
+        }
+    };
+}
+
+impl AnyUserStore {
+    /// See [`SqlUserStore::add_passkey`].
+    pub async fn add_passkey(&self, p: &PasskeyRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.add_passkey(p).await)
+    }
+
+    /// See [`SqlUserStore::list_passkeys`].
+    pub async fn list_passkeys(&self, principal: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        dispatch!(self, s => s.list_passkeys(principal).await)
+    }
+
+    /// See [`SqlUserStore::find_passkey`].
+    pub async fn find_passkey(&self, id: &str) -> Result<Option<PasskeyRecord>, StoreError> {
+        dispatch!(self, s => s.find_passkey(id).await)
+    }
+
+    /// See [`SqlUserStore::record_passkey_use`].
+    pub async fn record_passkey_use(
+        &self,
+        principal: &str,
+        id: &str,
+        passkey: &str,
+        sign_count: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.record_passkey_use(principal, id, passkey, sign_count, now).await)
+    }
+
+    /// See [`SqlUserStore::rename_passkey`].
+    pub async fn rename_passkey(
+        &self,
+        principal: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.rename_passkey(principal, id, name).await)
+    }
+
+    /// See [`SqlUserStore::delete_passkey`].
+    pub async fn delete_passkey(&self, principal: &str, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_passkey(principal, id).await)
+    }
+}
