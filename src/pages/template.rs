@@ -144,7 +144,12 @@ impl Layout {
         let mut offset = 0;
         while let Some((literal, after)) = rest.split_once("{{") {
             let line = line_at(text, offset + literal.len());
-            let Some((name, tail)) = after.split_once("}}") else {
+            // A placeholder is on one line and holds no `{{`: past either, the `{{` was not
+            // closed (rather than a name running on to a later placeholder's `}}`).
+            let closed = after
+                .split_once("}}")
+                .filter(|(name, _)| !name.contains("{{") && !name.contains('\n'));
+            let Some((name, tail)) = closed else {
                 return Err(TemplateError::Unclosed { line });
             };
             let name = name.trim();
@@ -258,13 +263,21 @@ mod tests {
             Err(TemplateError::Unclosed { line: 3 })
         );
         assert_eq!(
+            Layout::parse("{{title}}\n{{footer · {{content}}"),
+            Err(TemplateError::Unclosed { line: 2 })
+        );
+        assert_eq!(
+            Layout::parse("{{title}}{{content}}{{footer\n}}"),
+            Err(TemplateError::Unclosed { line: 1 })
+        );
+        assert_eq!(
             Layout::parse("{{title}}{{content}}{{}}"),
             Err(TemplateError::Unknown {
                 line: 1,
                 name: String::new()
             })
         );
-        // A stray `{{` swallows text up to the next `}}`; the error shows only its start.
+        // A long name is shown by its start only.
         let long = format!("{{{{title}}}}{{{{content}}}}{{{{ {} }}}}", "x".repeat(100));
         assert_eq!(
             Layout::parse(&long),

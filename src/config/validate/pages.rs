@@ -101,7 +101,7 @@ fn layout(cx: &mut Ctx<'_>, rel: &str) -> Option<Arc<Layout>> {
     if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
     {
         let why = format!(
-            "{} has no {LAYOUT_FILE}: the built-in page frame is used",
+            "template directory {} has no {LAYOUT_FILE}: the built-in page frame is used",
             dir.display()
         );
         cx.warn(&key, why);
