@@ -130,20 +130,20 @@ fn script_at(text: &str) -> Option<usize> {
 
 impl Layout {
     /// Parses a frame: `{{name}}` (spaces inside the braces allowed) for each placeholder in
-    /// `Slot::ALL`, `{{title}}` and `{{content}}` exactly once, and no `<script` anywhere.
+    /// `Slot::ALL`, `{{title}}` and `{{content}}` exactly once, and no `<script` anywhere, also
+    /// once the placeholders are taken out.
     pub fn parse(text: &str) -> Result<Layout, TemplateError> {
-        if let Some(at) = script_at(text) {
-            return Err(TemplateError::Script {
-                line: line_at(text, at),
-            });
-        }
         let mut parts = Vec::new();
+        // Each literal with its byte offset in `text`, for the script check.
+        let mut literals: Vec<(usize, &str)> = Vec::new();
         let mut text_len = 0;
         let mut seen: Vec<Slot> = Vec::new();
         let mut rest = text;
         let mut offset = 0;
+        // Counted as we go (a placeholder holds no newline), so parsing stays linear.
+        let mut line = 1;
         while let Some((literal, after)) = rest.split_once("{{") {
-            let line = line_at(text, offset + literal.len());
+            line += literal.bytes().filter(|b| *b == b'\n').count();
             // A placeholder is on one line and holds no `{{`: past either, the `{{` was not
             // closed (rather than a name running on to a later placeholder's `}}`).
             let closed = after
@@ -166,6 +166,7 @@ impl Layout {
                 });
             }
             seen.push(slot);
+            literals.push((offset, literal));
             if !literal.is_empty() {
                 text_len += literal.len();
                 parts.push(Part::Text(literal.to_owned()));
@@ -179,6 +180,22 @@ impl Layout {
             .find(|s| s.exactly_once() && !seen.contains(s))
         {
             return Err(TemplateError::Missing(missing.name()));
+        }
+        literals.push((offset, rest));
+        // Over the literals joined, not only each: `<scr{{logo}}ipt>` is a script tag on a
+        // gateway without a logo. (The CSP is what stops a script; this stops the mistake.)
+        let joined: String = literals.iter().map(|(_, l)| *l).collect();
+        if let Some(at) = script_at(&joined) {
+            let mut start = 0;
+            let mut line = 1;
+            for (off, l) in &literals {
+                if at < start + l.len() {
+                    line = line_at(text, off + (at - start));
+                    break;
+                }
+                start += l.len();
+            }
+            return Err(TemplateError::Script { line });
         }
         if !rest.is_empty() {
             text_len += rest.len();
@@ -325,6 +342,9 @@ mod tests {
             ("{{title}}{{content}}<script>alert(1)</script>", 1),
             ("{{title}}\n{{content}}\n<SCRIPT src=x>", 3),
             ("{{title}}{{content}}<sCrIpT\n>", 1),
+            // Split by placeholders that may write nothing.
+            ("{{title}}{{content}}\n\n<scr{{logo}}ipt>", 3),
+            ("{{title}}\n<{{logo}}{{logo}}script>{{content}}", 2),
         ] {
             assert_eq!(
                 Layout::parse(text),
