@@ -13,10 +13,12 @@
 mod input;
 mod oidc;
 mod saml;
+mod template;
 mod web;
 
 pub use oidc::{access_token, bearer_header, config, id_token, jwks, logout_token, userinfo};
 pub use saml::{saml_metadata, saml_redirect, saml_response};
+pub use template::page_template;
 pub use web::{
     check_local_path, check_normalized, cookie_header, form, identity_headers,
     is_identity_or_forwarding, path, rd, upgrade,
@@ -43,4 +45,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("saml_response", saml_response),
     ("saml_metadata", saml_metadata),
     ("saml_redirect", saml_redirect),
+    ("page_template", page_template),
 ];

@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod lang;
+pub mod template;
 
 use crate::config::{Language, PagesConfig};
 use crate::proxy::forward::GatewayBody;
@@ -12,6 +13,7 @@ use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use std::fmt::Write as _;
 use std::sync::Arc;
+use template::{Layout, Slot};
 
 pub const STYLESHEET: &str = include_str!("../templates/style.css");
 
@@ -177,6 +179,8 @@ pub struct Chrome {
     style_version: String,
     /// For a browser that asks for no language the catalogue has (`pages.default_language`).
     pub default_language: Language,
+    /// The frame every page is written into: the operator's (`pages.templates`) or ours.
+    frame: Arc<Layout>,
 }
 
 impl Chrome {
@@ -189,6 +193,10 @@ impl Chrome {
             style_version: version_of(&css),
             stylesheet: Arc::from(css),
             default_language: pages.default_language,
+            frame: pages
+                .layout
+                .clone()
+                .unwrap_or_else(|| Arc::new(Layout::builtin())),
         }
     }
 
@@ -207,27 +215,43 @@ impl Chrome {
         m.fill(self.lang(), name, value)
     }
 
-    /// Wraps page content in the common layout. `body` must already be escaped HTML.
+    /// Wraps page content in the frame (`template`). `body` must already be escaped HTML; the
+    /// values that are text are escaped here, whoever wrote the frame.
     pub fn layout(&self, title: &str, body: &str, wide: bool) -> String {
-        let logo = if self.has_logo {
-            format!("<img src=\"{}/static/logo\" alt=\"\">", esc(&self.prefix))
-        } else {
-            String::new()
-        };
-        format!(
-            "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title} · {product}</title><link rel=\"stylesheet\" href=\"{prefix}/static/style.css?v={version}\"></head>\
-<body><header class=\"brand\">{logo}<span>{product}</span></header>\
-<main{class}>{body}</main><footer>{footer}</footer></body></html>\n",
-            title = esc(title),
-            product = esc(&self.product),
-            prefix = esc(&self.prefix),
-            class = if wide { " class=\"wide\"" } else { "" },
-            version = self.style_version,
-            lang = self.lang().tag(),
-            footer = esc(self.t(Msg::Footer)),
-        )
+        // The head parts the frame may place are ours: no value of the request reaches them
+        // unescaped, and the CSP-safe stylesheet link is the only style a page loads.
+        self.frame.render(body.len() + 512, |slot, out| match slot {
+            Slot::Lang => out.push_str(self.lang().tag()),
+            Slot::Title => out.push_str(&esc(title)),
+            Slot::Brand => out.push_str(&esc(&self.product)),
+            Slot::Stylesheet => {
+                let _ = write!(
+                    out,
+                    "{}/static/style.css?v={}",
+                    esc(&self.prefix),
+                    self.style_version
+                );
+            }
+            Slot::Logo => {
+                if self.has_logo {
+                    let _ = write!(
+                        out,
+                        "<img src=\"{}/static/logo\" alt=\"\">",
+                        esc(&self.prefix)
+                    );
+                }
+            }
+            Slot::Content => {
+                out.push_str(if wide {
+                    "<main class=\"wide\">"
+                } else {
+                    "<main>"
+                });
+                out.push_str(body);
+                out.push_str("</main>");
+            }
+            Slot::Footer => out.push_str(&esc(self.t(Msg::Footer))),
+        })
     }
 
     /// The links under every refusal, so no page is a dead end: sign in again, the account page,
@@ -390,6 +414,45 @@ mod tests {
             Some(&b"no-store"[..])
         );
         assert!(r.headers().contains_key("content-security-policy"));
+    }
+
+    #[test]
+    fn the_builtin_frame_writes_the_page_whole() {
+        let c = Chrome::new(
+            "Help<desk>".into(),
+            "/p".into(),
+            true,
+            &PagesConfig::default(),
+        );
+        let v = &c.style_version;
+        assert_eq!(
+            c.layout("A & B", "<p>x</p>", true),
+            format!(
+                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>A &amp; B · Help&lt;desk&gt;</title><link rel=\"stylesheet\" href=\"/p/static/style.css?v={v}\"></head>\
+<body><header class=\"brand\"><img src=\"/p/static/logo\" alt=\"\"><span>Help&lt;desk&gt;</span></header>\
+<main class=\"wide\"><p>x</p></main><footer>Protected by portcullis</footer></body></html>\n"
+            )
+        );
+    }
+
+    #[test]
+    fn an_operators_frame_places_the_values_escaped_where_they_are_text() {
+        let frame = "<html lang={{lang}}><title>{{title}}</title>{{brand}}|{{stylesheet}}|{{logo}}|{{content}}|{{footer}}";
+        let pages = PagesConfig {
+            layout: Layout::parse(frame).ok().map(Arc::new),
+            ..PagesConfig::default()
+        };
+        let c = Chrome::new("Help<desk>".into(), "/p".into(), false, &pages);
+        let v = &c.style_version;
+        assert_eq!(
+            c.layout("<b>", "<p>x</p>", false),
+            format!(
+                "<html lang=en><title>&lt;b&gt;</title>Help&lt;desk&gt;|/p/static/style.css?v={v}||\
+<main><p>x</p></main>|Protected by portcullis"
+            )
+        );
     }
 
     #[test]

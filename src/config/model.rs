@@ -676,12 +676,14 @@ pub struct Branding {
     pub logo: Option<PathBuf>,
 }
 
-/// `[pages]`, validated: the colour is `#rgb` or `#rrggbb`, the custom CSS was read (and
-/// size-checked) when this config was loaded, so a reload reads the file again.
+/// `[pages]`, validated: the colour is `#rgb` or `#rrggbb`, the custom CSS and the frame were
+/// read (and size-checked) when this config was loaded, so a reload reads the files again.
 #[derive(Clone, Debug, Default)]
 pub struct PagesConfig {
     pub accent_color: Option<String>,
     pub custom_css: Option<CustomCss>,
+    /// The operator's page frame (`templates`' `layout.html`), parsed at load; `None`: ours.
+    pub layout: Option<std::sync::Arc<crate::pages::template::Layout>>,
     pub default_language: Language,
 }
 

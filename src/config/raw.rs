@@ -341,6 +341,8 @@ pub struct RawBranding {
 pub struct RawPages {
     pub accent_color: Option<String>,
     pub custom_css: Option<String>,
+    /// A directory; its `layout.html`, if there, is the page frame.
+    pub templates: Option<String>,
     pub default_language: Option<String>,
 }
 

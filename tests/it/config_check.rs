@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 const HEX_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// A config directory with real key material: a TLS pair, a second unrelated key, a SAML SP
-/// pair, IdP metadata with and without a signing certificate, and garbage.
+/// pair, IdP metadata with and without a signing certificate, a page template with a script,
+/// and garbage.
 struct Fixture {
     dir: TempDir,
 }
@@ -42,6 +43,12 @@ impl Fixture {
         .unwrap();
         std::fs::write(d.join("not-pem.txt"), "hello\n").unwrap();
         std::fs::create_dir(d.join("a-directory")).unwrap();
+        std::fs::create_dir(d.join("pages")).unwrap();
+        std::fs::write(
+            d.join("pages/layout.html"),
+            "<title>{{title}}</title><script>x()</script>{{content}}",
+        )
+        .unwrap();
         Fixture { dir }
     }
 
@@ -269,6 +276,11 @@ fn check_refuses_everything_run_would_refuse_and_run_writes_nothing_first() {
                 "encryption_key_file = \"a-directory\"",
             ),
             "16: storage.encryption_key_file:".into(),
+        ),
+        (
+            "page template with a script tag",
+            BASE.replace("[roles.agent]", "[pages]\ntemplates = \"pages\"\n\n[roles.agent]"),
+            format!("33: pages.templates: template {}: line 1: <script is not allowed", file("pages/layout.html")),
         ),
     ];
     for (what, text, want) in &cases {

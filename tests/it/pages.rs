@@ -1,9 +1,11 @@
 //! Pages a person can use (issue 21): the recovery-code field, codes typed with spaces and
 //! dashes, no dead ends (an HTML 404, links on refusals), logout by POST only, and the account
-//! page's short user agents and relative times.
+//! page's short user agents and relative times. `[pages]` branding, languages and the
+//! operator's frame are in the submodules.
 
 mod branding;
 mod languages;
+mod templates;
 
 use crate::support::browser::*;
 use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
