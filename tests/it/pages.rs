@@ -3,6 +3,7 @@
 //! page's short user agents and relative times.
 
 mod branding;
+mod headings;
 mod languages;
 
 use crate::support::browser::*;
