@@ -288,7 +288,7 @@ fn pager(label: &str, links: &[String]) -> String {
         return String::new();
     }
     let items: String = links.iter().map(|l| format!("<li>{l}</li>")).collect();
-    format!("<nav class=\"pager\" aria-label=\"{label}\"><ul>{items}</ul></nav>")
+    format!("<nav class=\"ways-on pager\" aria-label=\"{label}\"><ul>{items}</ul></nav>")
 }
 
 /// A secret shown once (a generated password, recovery codes, an enrollment link).

@@ -710,7 +710,11 @@ async fn the_console_fits_at_1200_and_390_px_after_a_real_sign_in() {
     let gw = start().await;
     let (_, seed) = boss(&gw).await;
     add_user(&gw, "ann", &["agent"]).await;
-    gw.session_for("ann", &["agent"]).await;
+    // More than a page of each list, so the page links are on the page measured.
+    for _ in 0..55 {
+        gw.session_for("ann", &["agent"]).await;
+    }
+    failures(&gw, "ann", 55).await;
     let driver = ChromeDriver::start().await;
     let wd = driver.session().await;
     wd.set_window_size(1200, 900).await;
@@ -725,6 +729,8 @@ async fn the_console_fits_at_1200_and_390_px_after_a_real_sign_in() {
     wd.click(&verify).await;
     wd.wait_for_url(|u| u.ends_with("/_portcullis/admin")).await;
     wd.wait_for_text("Admin console").await;
+    wd.wait_for_text("More sessions").await;
+    wd.wait_for_text("Older events").await;
     for (w, h) in [(1200, 900), (390, 844)] {
         wd.set_window_size(w, h).await;
         wd.screenshot(&format!("console-{w}")).await;
