@@ -44,7 +44,8 @@ fn button(cx: &Cx<'_>, action: &str, field: &str, value: &str, label: &str) -> S
     )
 }
 
-/// The hidden fields that carry `names` = `values` through a filter form.
+/// Hidden inputs carrying the fields that have a value through a filter form, so filtering
+/// one list keeps the other's filter and the page size.
 fn keep(fields: &[(&str, Option<String>)]) -> String {
     fields
         .iter()

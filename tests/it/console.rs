@@ -556,6 +556,28 @@ async fn the_session_list_pages_by_fifty_keeping_the_user_filter_and_past_the_en
         .await
         .text();
     assert_eq!(session_ids(&clamped).len(), 50);
+    // The filter forms carry the other list's filter and the page size.
+    let small = get(
+        &gw,
+        &cookie,
+        &format!("{CONSOLE}?user=ann&event=login.failure&per_page=20"),
+    )
+    .await
+    .text();
+    assert_eq!(session_ids(&small).len(), 20);
+    let form = small
+        .split("id=\"filter-user\"")
+        .nth(1)
+        .and_then(|t| t.split("</form>").next())
+        .unwrap();
+    assert!(
+        form.contains("<input type=\"hidden\" name=\"event\" value=\"login.failure\">")
+            && form.contains("<input type=\"hidden\" name=\"per_page\" value=\"20\">"),
+        "{form}"
+    );
+    assert!(href(&small, "sessions-next")
+        .unwrap()
+        .contains("per_page=20"));
     let past = get(&gw, &cookie, &format!("{CONSOLE}?user=ann&sessions_page=9"))
         .await
         .text();
