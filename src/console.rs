@@ -6,6 +6,7 @@
 //! session, before `actions` runs the same `manage` function the admin API runs.
 
 mod actions;
+mod paging;
 mod view;
 
 use view::Cx;

@@ -1,14 +1,15 @@
 //! The console's HTML: the page (sessions, users, audit) and the step-up form. Every value
 //! from a store or a request goes through `esc`; no inline script or style (the CSP stays).
 
+use super::paging::{self, AuditAt, Paging};
 use crate::clock::rfc3339;
-use crate::http::{query_param, store_error};
+use crate::http::store_error;
 use crate::login::display::{agent_html, time_html};
 use crate::pages::{self, esc};
 use crate::proxy::forward::GatewayBody;
-use crate::session::{Session, SessionStore};
+use crate::session::Session;
 use crate::state::Gateway;
-use crate::storage::{AuditQuery, UserStore};
+use crate::storage::UserStore;
 use hyper::{Response, StatusCode};
 use std::net::IpAddr;
 
@@ -19,9 +20,6 @@ pub struct Cx<'a> {
     pub ip: IpAddr,
     pub token: &'a str,
 }
-
-/// Audit events per page.
-const AUDIT_PAGE: u32 = 25;
 
 /// A message on top of the page: a notice, or an error.
 pub enum Note<'a> {
@@ -46,17 +44,51 @@ fn button(cx: &Cx<'_>, action: &str, field: &str, value: &str, label: &str) -> S
     )
 }
 
-/// The console page; `q` carries the filters (`user`, `event`) and the audit cursor.
+/// Hidden inputs carrying the fields that have a value through a filter form, so filtering
+/// one list keeps the other's filter and the page size.
+fn keep(fields: &[(&str, Option<String>)]) -> String {
+    fields
+        .iter()
+        .filter_map(|(name, v)| {
+            v.as_ref().map(|v| {
+                format!(
+                    "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+                    esc(v)
+                )
+            })
+        })
+        .collect()
+}
+
+/// A malformed page position or size in the address (`paging::BadPage`): a 400 with the way
+/// back to the console's first page.
+fn bad_page(gw: &Gateway) -> Response<GatewayBody> {
+    let body = format!(
+        "<h1>No such page</h1><div class=\"error\" role=\"alert\">The page number or position in this address is not one the console can show.</div>\
+<p><a id=\"console-first\" href=\"{}/admin\">Back to the console</a></p>",
+        esc(&gw.config.server.prefix)
+    );
+    pages::html_response(
+        StatusCode::BAD_REQUEST,
+        gw.chrome.layout("No such page", &body, false),
+    )
+}
+
+/// The console page; `q` carries the filters (`user`, `event`), the page size and where each
+/// list stands (`paging`).
 pub async fn console(
     cx: &Cx<'_>,
     q: Option<&str>,
     note: Option<Note<'_>>,
 ) -> Response<GatewayBody> {
     let gw = cx.gw;
+    let Ok(paging) = Paging::parse(q) else {
+        return bad_page(gw);
+    };
     let p = esc(&gw.config.server.prefix);
     let now = gw.clock.now();
-    let user = query_param(q, "user").filter(|u| !u.is_empty());
-    let event = query_param(q, "event").filter(|e| !e.is_empty());
+    let (user, event) = (paging.user.clone(), paging.event.clone());
+    let per_page = paging.per_page_asked.then(|| paging.per_page.to_string());
     let mut body = String::from("<h1>Admin console</h1>");
     let failed = matches!(note, Some(Note::Failed(_)));
     match note {
@@ -77,18 +109,19 @@ pub async fn console(
 
     // Sessions, of one user when filtered.
     let owner = user.as_deref().map(crate::admin::sessions::owner_of);
-    let sessions = match gw.store.list(owner.as_deref(), None, 200).await {
+    let page = match paging::sessions(gw, owner.as_deref(), &paging).await {
         Ok(v) => v,
         Err(e) => return store_error(gw, e),
     };
     body.push_str(&format!(
         "<h2>Sessions</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"filter-user\">User</label>\
-<input id=\"filter-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">\
+<input id=\"filter-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">{k}\
 <button type=\"submit\" class=\"secondary\">Filter</button></form>\
 <table id=\"sessions\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Device</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>",
         u = esc(user.as_deref().unwrap_or_default()),
+        k = keep(&[("event", event.clone()), ("per_page", per_page.clone())]),
     ));
-    for o in &sessions {
+    for o in &page.rows {
         let action = if o.id == cx.s.id {
             "<em>this session</em>".to_owned()
         } else {
@@ -105,6 +138,12 @@ pub async fn console(
         ));
     }
     body.push_str("</tbody></table>");
+    body.push_str(&sessions_pager(
+        cx,
+        &paging,
+        page.rows.is_empty(),
+        page.more,
+    ));
     if let Some(u) = &user {
         body.push_str(&button(
             cx,
@@ -150,31 +189,21 @@ pub async fn console(
         body.push_str("</tbody></table>");
 
         // The audit log, newest first, a page at a time.
-        let after_id = query_param(q, "cursor").and_then(|c| c.parse::<i64>().ok());
-        let query = AuditQuery {
-            newest_first: true,
-            since: None,
-            user: user.clone(),
-            kind: event.clone(),
-            after_id,
-            limit: AUDIT_PAGE + 1,
-        };
-        let mut rows = match acc.users.query_audit(&query).await {
+        let page = match paging::audit(&acc.users, &paging).await {
             Ok(v) => v,
             Err(e) => return store_error(gw, e),
         };
-        let more = rows.len() > AUDIT_PAGE as usize;
-        rows.truncate(AUDIT_PAGE as usize);
         body.push_str(&format!(
             "<h2>Audit log</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"audit-user\">User</label>\
 <input id=\"audit-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">\
-<label for=\"audit-event\">Event</label><input id=\"audit-event\" name=\"event\" type=\"text\" value=\"{e}\" autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"audit-event\">Event</label><input id=\"audit-event\" name=\"event\" type=\"text\" value=\"{e}\" autocapitalize=\"none\" spellcheck=\"false\">{k}\
 <button type=\"submit\" class=\"secondary\">Filter</button></form>\
 <table id=\"audit\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Event</th><th scope=\"col\">User</th><th scope=\"col\">Outcome</th><th scope=\"col\">By / why</th></tr></thead><tbody>",
             u = esc(user.as_deref().unwrap_or_default()),
             e = esc(event.as_deref().unwrap_or_default()),
+            k = keep(&[("per_page", per_page.clone())]),
         ));
-        for r in &rows {
+        for r in &page.rows {
             body.push_str(&format!(
                 "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&rfc3339(r.event.at)),
@@ -186,18 +215,7 @@ pub async fn console(
             ));
         }
         body.push_str("</tbody></table>");
-        if let (true, Some(last)) = (more, rows.last()) {
-            let mut next = format!("{p}/admin?cursor={}", last.id);
-            if let Some(u) = &user {
-                next.push_str(&format!("&amp;user={}", esc(&crate::state::enc(u))));
-            }
-            if let Some(e) = &event {
-                next.push_str(&format!("&amp;event={}", esc(&crate::state::enc(e))));
-            }
-            body.push_str(&format!(
-                "<p><a id=\"audit-older\" href=\"{next}\">Older events</a></p>"
-            ));
-        }
+        body.push_str(&audit_pager(cx, &paging, &page));
     }
     if gw.accounts.is_some() && !gw.config.break_glass.roles.is_empty() {
         match break_glass(cx).await {
@@ -211,6 +229,67 @@ pub async fn console(
         StatusCode::OK
     };
     pages::html_response(status, gw.chrome.layout("Admin console", &body, true))
+}
+
+/// The links between pages of sessions; on a page past the end, the way back to the first.
+fn sessions_pager(cx: &Cx<'_>, paging: &Paging, empty: bool, more: bool) -> String {
+    let prefix = &cx.gw.config.server.prefix;
+    let at = paging.sessions_page;
+    let link = |page: usize, id: &str, label: &str| {
+        format!(
+            "<a id=\"{id}\" href=\"{}\">{label}</a>",
+            esc(&paging.link(prefix, page, paging.audit))
+        )
+    };
+    let mut links = Vec::new();
+    if empty && at > 1 {
+        links.push("<span id=\"sessions-none\">No sessions on this page.</span>".to_owned());
+        links.push(link(1, "sessions-first", "Back to the first page"));
+    } else {
+        if at > 1 {
+            links.push(link(at - 1, "sessions-previous", "Previous sessions"));
+        }
+        if more {
+            links.push(link(at + 1, "sessions-next", "More sessions"));
+        }
+    }
+    pager("Pages of sessions", &links)
+}
+
+/// The links between pages of the audit log; on a page past either end, the way back to the
+/// newest events.
+fn audit_pager(cx: &Cx<'_>, paging: &Paging, page: &paging::AuditPage) -> String {
+    let prefix = &cx.gw.config.server.prefix;
+    let link = |at: AuditAt, id: &str, label: &str| {
+        format!(
+            "<a id=\"{id}\" href=\"{}\">{label}</a>",
+            esc(&paging.link(prefix, paging.sessions_page, at))
+        )
+    };
+    let mut links = Vec::new();
+    if page.rows.is_empty() && paging.audit != AuditAt::Newest {
+        links.push("<span id=\"audit-none\">No events on this page.</span>".to_owned());
+        links.push(link(
+            AuditAt::Newest,
+            "audit-newest",
+            "Back to the newest events",
+        ));
+    }
+    if let Some(id) = page.newer {
+        links.push(link(AuditAt::After(id), "audit-newer", "Newer events"));
+    }
+    if let Some(id) = page.older {
+        links.push(link(AuditAt::Before(id), "audit-older", "Older events"));
+    }
+    pager("Pages of the audit log", &links)
+}
+
+fn pager(label: &str, links: &[String]) -> String {
+    if links.is_empty() {
+        return String::new();
+    }
+    let items: String = links.iter().map(|l| format!("<li>{l}</li>")).collect();
+    format!("<nav class=\"ways-on pager\" aria-label=\"{label}\"><ul>{items}</ul></nav>")
 }
 
 /// A secret shown once (a generated password, recovery codes, an enrollment link).

@@ -387,47 +387,227 @@ async fn each_console_action_works_and_is_audited_with_the_acting_admin() {
     gw.stop().await;
 }
 
-#[tokio::test]
-async fn the_audit_log_on_the_console_is_newest_first_and_pages_back() {
-    let gw = start().await;
-    let (cookie, _) = boss(&gw).await;
-    add_user(&gw, "ann", &["agent"]).await;
-    for _ in 0..30 {
-        act(&gw, &cookie, "sessions/end-all", &[("user", "ann")]).await;
+/// The rows of the console's table `id`.
+fn table(html: &str, id: &str) -> String {
+    html.split(&format!("<table id=\"{id}\">"))
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no table {id}: {html}"))
+        .to_owned()
+}
+
+/// The target of the link `id`, as a path to GET.
+fn href(html: &str, id: &str) -> Option<String> {
+    html.split(&format!("id=\"{id}\" href=\""))
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .map(|h| h.replace("&amp;", "&"))
+}
+
+/// The "By / why" cells of the audit table, top to bottom.
+fn reasons(html: &str) -> Vec<String> {
+    table(html, "audit")
+        .split("<tr>")
+        .skip(2)
+        .filter_map(|row| row.split("<td>").last())
+        .filter_map(|cell| cell.split("</td>").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The session ids the sessions table offers to end, top to bottom.
+fn session_ids(html: &str) -> Vec<String> {
+    table(html, "sessions")
+        .split("name=\"id\" value=\"")
+        .skip(1)
+        .filter_map(|t| t.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `n` failed sign-ins of `user`, one a second, each with its number as the reason.
+async fn failures(gw: &TestGateway, user: &str, n: usize) {
+    use portcullis::audit::{record, Event, Kind, Outcome};
+    for i in 0..n {
+        let reason = format!("{user}-{i:02}");
+        let ev = Event {
+            user: Some(user),
+            reason: Some(&reason),
+            ..Event::new(Kind::LoginFailure, Outcome::Failure)
+        };
+        record(gw.gateway(), ev).await;
         gw.clock.advance(1);
     }
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_by_fifty_newest_first_across_the_boundary_keeping_its_filters() {
+    let gw = start().await;
+    let (cookie, _) = boss(&gw).await;
+    // Ann's 60 events among Bob's: the filter must hold on every page.
+    failures(&gw, "bob", 3).await;
+    failures(&gw, "ann", 60).await;
+    failures(&gw, "bob", 3).await;
+    let want = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.rev().map(|i| format!("ann-{i:02}")).collect()
+    };
     let first = get(
         &gw,
         &cookie,
-        &format!("{CONSOLE}?event=session.terminated_all"),
+        &format!("{CONSOLE}?user=ann&event=login.failure"),
     )
     .await
     .text();
-    let rows = first
-        .split("<table id=\"audit\">")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    assert_eq!(rows.matches("<tr><td").count(), 25);
-    let older = first
-        .split("id=\"audit-older\" href=\"")
-        .nth(1)
-        .and_then(|t| t.split('"').next())
-        .unwrap()
-        .replace("&amp;", "&");
+    assert_eq!(reasons(&first), want(10..60));
+    assert!(href(&first, "audit-newer").is_none(), "the newest page");
+    let older = href(&first, "audit-older").unwrap();
+    assert!(
+        older.contains("user=ann") && older.contains("event=login%2Efailure"),
+        "{older}"
+    );
     let second = get(&gw, &cookie, &older).await.text();
-    let rest = second.split("<table id=\"audit\">").nth(1).unwrap();
-    assert_eq!(rest.matches("<tr><td").count(), 5, "{older}");
-    assert!(!second.contains("audit-older"));
-    // Newest first: the titles (exact times) fall down the page.
-    let times: Vec<&str> = rows
-        .split("<td title=\"")
-        .skip(1)
-        .filter_map(|t| t.split('"').next())
-        .collect();
-    let mut sorted = times.clone();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    assert_eq!(times, sorted);
+    assert_eq!(reasons(&second), want(0..10), "{older}");
+    assert!(href(&second, "audit-older").is_none(), "the oldest page");
+    // Back from the second page: the first again, exactly.
+    let newer = href(&second, "audit-newer").unwrap();
+    assert!(
+        newer.contains("user=ann") && newer.contains("event=login%2Efailure"),
+        "{newer}"
+    );
+    let again = get(&gw, &cookie, &newer).await.text();
+    assert_eq!(reasons(&again), want(10..60), "{newer}");
+    assert!(href(&again, "audit-newer").is_none(), "{newer}");
+    assert_eq!(href(&again, "audit-older").as_deref(), Some(older.as_str()));
+    // A larger page is clamped to the bound; a smaller one is kept in the links.
+    let clamped = get(&gw, &cookie, &format!("{CONSOLE}?user=ann&per_page=500"))
+        .await
+        .text();
+    assert_eq!(reasons(&clamped), want(10..60));
+    let small = get(&gw, &cookie, &format!("{CONSOLE}?user=ann&per_page=7"))
+        .await
+        .text();
+    assert_eq!(reasons(&small), want(53..60));
+    let next = href(&small, "audit-older").unwrap();
+    assert!(next.contains("per_page=7"), "{next}");
+    assert_eq!(
+        reasons(&get(&gw, &cookie, &next).await.text()),
+        want(46..53)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_audit_page_past_the_end_is_empty_with_a_link_back_to_the_newest() {
+    let gw = start().await;
+    let (cookie, _) = boss(&gw).await;
+    failures(&gw, "ann", 3).await;
+    for past in ["audit_before=1", "audit_after=9000"] {
+        let page = get(&gw, &cookie, &format!("{CONSOLE}?user=ann&{past}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let html = page.text();
+        assert!(reasons(&html).is_empty(), "{past}: {html}");
+        assert!(html.contains("id=\"audit-none\""), "{past}");
+        let back = href(&html, "audit-newest").unwrap();
+        assert_eq!(back, format!("{CONSOLE}?user=ann"));
+        let back = get(&gw, &cookie, &back).await.text();
+        assert_eq!(reasons(&back), vec!["ann-02", "ann-01", "ann-00"]);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_list_pages_by_fifty_keeping_the_user_filter_and_past_the_end_links_back() {
+    let gw = start().await;
+    let (cookie, _) = boss(&gw).await;
+    let mut anns = Vec::new();
+    for _ in 0..60 {
+        anns.push(
+            gw.session_for("ann", &["agent"])
+                .await
+                .1
+                .as_str()
+                .to_owned(),
+        );
+    }
+    gw.session_for("bob", &["agent"]).await;
+    let first = get(&gw, &cookie, &format!("{CONSOLE}?user=ann"))
+        .await
+        .text();
+    let one = session_ids(&first);
+    assert_eq!(one.len(), 50);
+    assert!(href(&first, "sessions-previous").is_none());
+    let next = href(&first, "sessions-next").unwrap();
+    assert_eq!(next, format!("{CONSOLE}?user=ann&sessions_page=2"));
+    let second = get(&gw, &cookie, &next).await.text();
+    let two = session_ids(&second);
+    assert_eq!(two.len(), 10);
+    assert!(href(&second, "sessions-next").is_none());
+    assert_eq!(
+        href(&second, "sessions-previous").as_deref(),
+        Some(format!("{CONSOLE}?user=ann").as_str())
+    );
+    // Both pages together: each of Ann's sessions once, and only hers.
+    let mut seen: Vec<String> = one.into_iter().chain(two).collect();
+    seen.sort();
+    anns.sort();
+    assert_eq!(seen, anns);
+    // Clamped, and past the end: empty, with the way back.
+    let clamped = get(&gw, &cookie, &format!("{CONSOLE}?user=ann&per_page=1000"))
+        .await
+        .text();
+    assert_eq!(session_ids(&clamped).len(), 50);
+    // The filter forms carry the other list's filter and the page size.
+    let small = get(
+        &gw,
+        &cookie,
+        &format!("{CONSOLE}?user=ann&event=login.failure&per_page=20"),
+    )
+    .await
+    .text();
+    assert_eq!(session_ids(&small).len(), 20);
+    let form = small
+        .split("id=\"filter-user\"")
+        .nth(1)
+        .and_then(|t| t.split("</form>").next())
+        .unwrap();
+    assert!(
+        form.contains("<input type=\"hidden\" name=\"event\" value=\"login.failure\">")
+            && form.contains("<input type=\"hidden\" name=\"per_page\" value=\"20\">"),
+        "{form}"
+    );
+    assert!(href(&small, "sessions-next")
+        .unwrap()
+        .contains("per_page=20"));
+    let past = get(&gw, &cookie, &format!("{CONSOLE}?user=ann&sessions_page=9"))
+        .await
+        .text();
+    assert!(session_ids(&past).is_empty());
+    assert!(past.contains("id=\"sessions-none\""));
+    assert_eq!(
+        href(&past, "sessions-first").as_deref(),
+        Some(format!("{CONSOLE}?user=ann").as_str())
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_page_number_or_cursor_is_a_400_page_with_the_way_back() {
+    let gw = start().await;
+    let (cookie, _) = boss(&gw).await;
+    for bad in [
+        "sessions_page=two",
+        "sessions_page=0",
+        "per_page=-3",
+        "audit_before=%3Cx%3E",
+        "audit_before=1&audit_after=2",
+    ] {
+        let r = get(&gw, &cookie, &format!("{CONSOLE}?{bad}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        let html = r.text();
+        assert!(html.contains("<h1>No such page</h1>"), "{bad}: {html}");
+        assert!(!html.contains("id=\"audit\""), "{bad}");
+        assert_eq!(href(&html, "console-first").as_deref(), Some(CONSOLE));
+    }
     gw.stop().await;
 }
 
@@ -552,7 +732,11 @@ async fn the_console_fits_at_1200_and_390_px_after_a_real_sign_in() {
     let gw = start().await;
     let (_, seed) = boss(&gw).await;
     add_user(&gw, "ann", &["agent"]).await;
-    gw.session_for("ann", &["agent"]).await;
+    // More than a page of each list, so the page links are on the page measured.
+    for _ in 0..55 {
+        gw.session_for("ann", &["agent"]).await;
+    }
+    failures(&gw, "ann", 55).await;
     let driver = ChromeDriver::start().await;
     let wd = driver.session().await;
     wd.set_window_size(1200, 900).await;
@@ -567,6 +751,8 @@ async fn the_console_fits_at_1200_and_390_px_after_a_real_sign_in() {
     wd.click(&verify).await;
     wd.wait_for_url(|u| u.ends_with("/_portcullis/admin")).await;
     wd.wait_for_text("Admin console").await;
+    wd.wait_for_text("More sessions").await;
+    wd.wait_for_text("Older events").await;
     for (w, h) in [(1200, 900), (390, 844)] {
         wd.set_window_size(w, h).await;
         wd.screenshot(&format!("console-{w}")).await;

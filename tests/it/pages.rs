@@ -4,6 +4,7 @@
 //! operator's frame are in the submodules.
 
 mod branding;
+mod headings;
 mod languages;
 mod templates;
 
