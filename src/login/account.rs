@@ -5,7 +5,8 @@
 //! to the session and is refused when its `Origin` is another site's. "Your sessions" are the
 //! principal's, never everyone's who shares the display name.
 
-use super::display::{agent_html, time_html};
+use super::account_passkeys::{self as passkeys, Outcome};
+use super::display::{agent_html, code_field, hidden, time_html};
 use super::error::{form_status, page as login_page, LoginError};
 use super::views;
 use crate::audit::{self, Event};
@@ -26,15 +27,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::sync::Arc;
 
-pub(super) fn csrf(gw: &Gateway, s: &Session) -> String {
+fn csrf(gw: &Gateway, s: &Session) -> String {
     gw.session_csrf("account", s)
-}
-
-pub(super) fn hidden(token: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
-        esc(token)
-    )
 }
 
 fn reenroll_key(s: &Session) -> String {
@@ -85,21 +79,43 @@ pub async fn entry(
         AccountStep::RecoveryCodes => new_recovery_codes(gw, &session, &form, ip).await,
         AccountStep::Totp => start_reenroll(gw, &session, &form, ip).await,
         AccountStep::TotpConfirm => confirm_reenroll(gw, &session, &form, ip).await,
-        AccountStep::PasskeyOptions => super::account_passkeys::options(gw, &session).await,
-        AccountStep::PasskeyAdd => super::account_passkeys::add(gw, &session, &form, ip).await,
-        AccountStep::PasskeyRename => super::account_passkeys::rename(gw, &session, &form).await,
-        AccountStep::PasskeyRemove => {
-            super::account_passkeys::remove(gw, &session, &form, ip).await
+        AccountStep::PasskeyOptions => passkeys::options(gw, &session).await,
+        AccountStep::PasskeyAdd => match check_factor_change(gw, &session, &form, ip).await {
+            Some(refused) => refused,
+            None => outcome(gw, &session, passkeys::add(gw, &session, &form, ip).await).await,
+        },
+        AccountStep::PasskeyRename => {
+            outcome(gw, &session, passkeys::rename(gw, &session, &form).await).await
         }
+        AccountStep::PasskeyRemove => match check_factor_change(gw, &session, &form, ip).await {
+            Some(refused) => refused,
+            None => {
+                outcome(
+                    gw,
+                    &session,
+                    passkeys::remove(gw, &session, &form, ip).await,
+                )
+                .await
+            }
+        },
         AccountStep::Page => login_page(gw, LoginError::MethodNotAllowed),
     }
 }
 
-pub(super) fn is_native(s: &Session) -> bool {
+/// The account page after a passkey action.
+async fn outcome(gw: &Gateway, s: &Session, o: Outcome) -> Response<GatewayBody> {
+    match o {
+        Outcome::Notice(n) => page(gw, s, None, Some(n)).await,
+        Outcome::Refused(e) => page(gw, s, Some(e), None).await,
+        Outcome::Answer(r) => r,
+    }
+}
+
+fn is_native(s: &Session) -> bool {
     s.identity.method == AuthMethod::Native
 }
 
-pub(super) async fn page(
+async fn page(
     gw: &Gateway,
     s: &Session,
     error: Option<&str>,
@@ -187,7 +203,8 @@ pub(super) async fn page(
                 hidden(&token)
             ));
         }
-        body.push_str(&super::account_passkeys::section(gw, s, acc, &token).await);
+        let code = has_gateway_factor(gw, s).await;
+        body.push_str(&passkeys::section(gw, s, acc, &token, code).await);
         let devices = acc
             .users
             .list_devices(&principal, now)
@@ -327,12 +344,9 @@ async fn has_code_factor(
 }
 
 /// The field a fresh-factor form carries, or a note when a fresh SSO sign-in stands for it.
-pub(super) async fn fresh_field(gw: &Gateway, s: &Session, id: &str) -> String {
+async fn fresh_field(gw: &Gateway, s: &Session, id: &str) -> String {
     if has_gateway_factor(gw, s).await {
-        format!(
-            "<label for=\"{id}\">Current code</label><input id=\"{id}\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>",
-            id = esc(id)
-        )
+        code_field(id)
     } else {
         String::new()
     }
@@ -427,7 +441,7 @@ async fn check_fresh(
 }
 
 /// Factors are the gateway's own for native accounts only; then a fresh factor is needed.
-pub(super) async fn check_factor_change(
+async fn check_factor_change(
     gw: &Gateway,
     s: &Session,
     form: &str,

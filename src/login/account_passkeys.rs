@@ -1,10 +1,10 @@
 //! The passkeys of the account page (DESIGN.md §10): list, add, rename, remove a native user's
-//! own credentials. Adding and removing change the account's factors, so they need a fresh
-//! factor as every factor change does (`account::check_factor_change`); removing the last
-//! factor a role that requires one accepts is refused.
+//! own credentials. Adding and removing change the account's factors, so the account page asks
+//! for a fresh factor first, as for every factor change (`account::check_factor_change`);
+//! removing the last factor a role that requires one accepts is refused. The account page
+//! renders what these return.
 
-use super::account::{check_factor_change, fresh_field, hidden, is_native, page};
-use super::display::time_html;
+use super::display::{code_field, hidden, time_html};
 use super::views::{passkey_block, PasskeyButton};
 use crate::audit::{self, Event};
 use crate::auth::passkey::{self as pk, Bound, Registration};
@@ -13,11 +13,23 @@ use crate::config::MfaMethod;
 use crate::http::{form_value, store_error};
 use crate::pages::{esc, json_error, Msg};
 use crate::proxy::forward::GatewayBody;
-use crate::session::Session;
+use crate::session::{AuthMethod, Session};
 use crate::state::Gateway;
 use crate::storage::UserStore;
 use hyper::{Response, StatusCode};
 use std::net::IpAddr;
+
+/// What an action leads to: the account page with a notice or an error, or an answer of its
+/// own (a store failure).
+pub(super) enum Outcome {
+    Notice(&'static str),
+    Refused(&'static str),
+    Answer(Response<GatewayBody>),
+}
+
+fn is_native(s: &Session) -> bool {
+    s.identity.method == AuthMethod::Native
+}
 
 /// Whether this session may hold passkeys: a native account whose roles accept them.
 fn passkeys_allowed(gw: &Gateway, s: &Session) -> bool {
@@ -36,7 +48,15 @@ pub(super) async fn section(
     s: &Session,
     acc: &crate::accounts::Accounts,
     token: &str,
+    needs_code: bool,
 ) -> String {
+    let fresh = |id: &str| {
+        if needs_code {
+            code_field(id)
+        } else {
+            String::new()
+        }
+    };
     if !passkeys_allowed(gw, s) {
         return String::new();
     }
@@ -67,7 +87,7 @@ pub(super) async fn section(
                 name = esc(&r.name),
                 added = time_html(now, r.created_at),
                 tok = hidden(token),
-                fresh = fresh_field(gw, s, &format!("code-remove-{n}")).await,
+                fresh = fresh(&format!("code-remove-{n}")),
             ));
         }
         out.push_str("</ul>");
@@ -75,7 +95,7 @@ pub(super) async fn section(
     let extra = format!(
         "<label for=\"passkey-name\">{label}</label><input id=\"passkey-name\" name=\"name\" type=\"text\" maxlength=\"64\" value=\"Passkey\">{fresh}",
         label = esc(gw.chrome.t(Msg::PasskeyName)),
-        fresh = fresh_field(gw, s, "code-passkey").await,
+        fresh = fresh("code-passkey"),
     );
     let prefix = &gw.config.server.prefix;
     out.push_str(&passkey_block(
@@ -136,28 +156,14 @@ pub(super) async fn options(gw: &Gateway, s: &Session) -> Response<GatewayBody> 
     }
 }
 
-/// `POST /account/passkeys/add`: a fresh factor, then the ceremony's answer.
-pub(super) async fn add(
-    gw: &Gateway,
-    s: &Session,
-    form: &str,
-    ip: IpAddr,
-) -> Response<GatewayBody> {
-    if let Some(refused) = check_factor_change(gw, s, form, ip).await {
-        return refused;
-    }
+/// `POST /account/passkeys/add` (after the fresh factor): the ceremony's answer.
+pub(super) async fn add(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Outcome {
     let (Some(acc), Some(rp), true) = (
         gw.accounts.as_deref(),
         gw.passkeys.as_deref(),
         passkeys_allowed(gw, s),
     ) else {
-        return page(
-            gw,
-            s,
-            Some("Passkeys are not offered for this account."),
-            None,
-        )
-        .await;
+        return Outcome::Refused("Passkeys are not offered for this account.");
     };
     let response = form_value(form, "credential").unwrap_or_default();
     let name = form_value(form, "name").unwrap_or_default();
@@ -168,11 +174,15 @@ pub(super) async fn add(
         name: &name,
         invite: None,
     };
-    let result = pk::finish_register(acc, &gw.store, rp, reg, gw.clock.now()).await;
-    let (outcome, reason) = match &result {
-        Ok(Ok(_)) => (audit::Outcome::Success, None),
-        Ok(Err(e)) => (audit::Outcome::Failure, Some(e.to_string())),
-        Err(e) => return store_error(gw, crate::storage::StoreError::Unavailable(e.to_string())),
+    let reason = match pk::finish_register(acc, &gw.store, rp, reg, gw.clock.now()).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => return Outcome::Answer(store_error(gw, e)),
+    };
+    let outcome = if reason.is_some() {
+        audit::Outcome::Failure
+    } else {
+        audit::Outcome::Success
     };
     audit::record(
         gw,
@@ -187,7 +197,7 @@ pub(super) async fn add(
     )
     .await;
     if reason.is_some() {
-        return page(gw, s, Some(super::passkey::REFUSED), None).await;
+        return Outcome::Refused(super::passkey::REFUSED);
     }
     crate::alerts::factor_changed(
         gw,
@@ -195,13 +205,13 @@ pub(super) async fn add(
         s.identity.email.as_deref(),
         crate::notify::mail::FactorChange::PasskeyAdded,
     );
-    page(gw, s, None, Some("Your passkey was added.")).await
+    Outcome::Notice("Your passkey was added.")
 }
 
 /// `POST /account/passkeys/rename`: names are the user's own labels (no fresh factor).
-pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Response<GatewayBody> {
+pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Outcome {
     let Some(acc) = gw.accounts.as_deref().filter(|_| is_native(s)) else {
-        return page(gw, s, Some("There is no passkey to rename."), None).await;
+        return Outcome::Refused("There is no passkey to rename.");
     };
     let id = form_value(form, "id").unwrap_or_default();
     let name = pk::clean_name(&form_value(form, "name").unwrap_or_default());
@@ -210,63 +220,49 @@ pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Response<Ga
         .rename_passkey(&s.identity.principal, &id, &name)
         .await
     {
-        Ok(true) => page(gw, s, None, Some("Renamed.")).await,
-        Ok(false) => page(gw, s, Some("There is no such passkey."), None).await,
-        Err(e) => store_error(gw, e),
+        Ok(true) => Outcome::Notice("Renamed."),
+        Ok(false) => Outcome::Refused("There is no such passkey."),
+        Err(e) => Outcome::Answer(store_error(gw, e)),
     }
 }
 
-/// `POST /account/passkeys/remove`: a fresh factor; refused when it is the last factor that
-/// the account's roles accept and they require one.
-pub(super) async fn remove(
-    gw: &Gateway,
-    s: &Session,
-    form: &str,
-    ip: IpAddr,
-) -> Response<GatewayBody> {
-    if let Some(refused) = check_factor_change(gw, s, form, ip).await {
-        return refused;
-    }
-    let Some(acc) = gw.accounts.as_deref() else {
-        return page(gw, s, Some("There is no passkey to remove."), None).await;
+/// `POST /account/passkeys/remove` (after the fresh factor): refused when it is the last
+/// factor the account's roles accept and they require one.
+pub(super) async fn remove(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Outcome {
+    let Some(acc) = gw.accounts.as_deref().filter(|_| is_native(s)) else {
+        return Outcome::Refused("There is no passkey to remove.");
     };
     let principal = &s.identity.principal;
     let id = form_value(form, "id").unwrap_or_default();
     let now = gw.clock.now();
     let rows = match acc.users.list_passkeys(principal).await {
         Ok(r) => r,
-        Err(e) => return store_error(gw, e),
+        Err(e) => return Outcome::Answer(store_error(gw, e)),
     };
     if !rows.iter().any(|r| r.credential_id == id) {
-        return page(gw, s, Some("There is no such passkey."), None).await;
+        return Outcome::Refused("There is no such passkey.");
     }
     let methods = gw.config.mfa_methods_for(&s.identity.roles);
-    let others = {
-        let totp = methods.contains(&MfaMethod::Totp)
-            && matches!(acc.users.get_totp(principal).await, Ok(Some(f)) if f.confirmed);
-        let codes = methods.contains(&MfaMethod::RecoveryCode)
-            && acc
-                .users
-                .count_recovery_codes(principal, now)
-                .await
-                .unwrap_or(0)
-                > 0;
-        totp || codes || rows.len() > 1
-    };
+    let totp = methods.contains(&MfaMethod::Totp)
+        && matches!(acc.users.get_totp(principal).await, Ok(Some(f)) if f.confirmed);
+    let codes = methods.contains(&MfaMethod::RecoveryCode)
+        && acc
+            .users
+            .count_recovery_codes(principal, now)
+            .await
+            .unwrap_or(0)
+            > 0;
+    let others = totp || codes || rows.len() > 1;
     if !others && effective_policy(&gw.config, &s.identity.roles).require_mfa {
         audit_removal(gw, s, audit::Outcome::Refused, Some("last_factor"), ip).await;
-        return page(
-            gw,
-            s,
-            Some("This is your last second factor, and your role requires one: add another before removing it."),
-            None,
-        )
-        .await;
+        return Outcome::Refused(
+            "This is your last second factor, and your role requires one: add another before removing it.",
+        );
     }
     match acc.users.delete_passkey(principal, &id).await {
         Ok(true) => {}
-        Ok(false) => return page(gw, s, Some("There is no such passkey."), None).await,
-        Err(e) => return store_error(gw, e),
+        Ok(false) => return Outcome::Refused("There is no such passkey."),
+        Err(e) => return Outcome::Answer(store_error(gw, e)),
     }
     audit_removal(gw, s, audit::Outcome::Success, None, ip).await;
     crate::alerts::factor_changed(
@@ -275,7 +271,7 @@ pub(super) async fn remove(
         s.identity.email.as_deref(),
         crate::notify::mail::FactorChange::PasskeyRemoved,
     );
-    page(gw, s, None, Some("The passkey was removed.")).await
+    Outcome::Notice("The passkey was removed.")
 }
 
 async fn audit_removal(

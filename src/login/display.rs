@@ -1,9 +1,26 @@
 //! How the account page shows values that would overflow a phone screen: a User-Agent in words
-//! ("Firefox on Windows") and a time as "3 minutes ago", each with the exact value in a `title`.
+//! ("Firefox on Windows") and a time as "3 minutes ago", each with the exact value in a `title`;
+//! and the small form parts its sections share (the CSRF field, the fresh-code field).
 
 use crate::clock::rfc3339;
 use crate::notify::mail::agent_name;
 use crate::pages::esc;
+
+/// The hidden CSRF field of an account form.
+pub fn hidden(token: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+        esc(token)
+    )
+}
+
+/// The "current code" field a fresh-factor form carries (element id `id`).
+pub fn code_field(id: &str) -> String {
+    format!(
+        "<label for=\"{id}\">Current code</label><input id=\"{id}\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>",
+        id = esc(id)
+    )
+}
 
 /// Longest text of an unrecognised User-Agent shown in the page itself (the rest is in `title`).
 const MAX_SHOWN_UA: usize = 32;

@@ -95,7 +95,21 @@ pub async fn entry(
                 (MfaStep::Enroll, true)
                     if form_value(&form, "mode").as_deref() == Some("webauthn") =>
                 {
-                    super::passkey::submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
+                    match super::passkey::submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await
+                    {
+                        Some(r) => r,
+                        None => {
+                            enroll_page(
+                                gw,
+                                acc,
+                                &id,
+                                &pending,
+                                Shown::Refused(super::passkey::REFUSED),
+                                ip,
+                            )
+                            .await
+                        }
+                    }
                 }
                 (MfaStep::Enroll, true) => {
                     submit_enroll(gw, acc, &id, &pending, &form, ip, ua).await

@@ -198,13 +198,15 @@ pub(crate) async fn submit_login(
         let f = super::passkey::SignInForm {
             nonce: n,
             form: &form,
-            path,
             rd: &rd,
             ip,
             ua,
             known,
         };
-        return super::passkey::sign_in(gw, acc, f).await;
+        return match super::passkey::sign_in(gw, acc, f).await {
+            Ok(r) => r,
+            Err(shown) => login_form_response(gw, shown, None, path, &rd, "", None),
+        };
     }
     let invite = Some(field("invite")).filter(|t| !t.is_empty());
     let typed = field("username");

@@ -5,7 +5,6 @@
 
 use super::complete::{finish, finish_with, pending_key, Landing};
 use super::error::{audit_failure, page, LoginError, Shown};
-use super::native::login_form_response;
 use crate::accounts::{native_principal, Accounts};
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, configured_roles, CodeCheck, MfaVerified};
@@ -157,6 +156,7 @@ pub(crate) async fn check_challenge(
 }
 
 /// `POST /mfa/enroll` with `mode=webauthn`: the first factor of this login is a passkey.
+/// `None`: refused (audited); the caller shows the enrollment page with `REFUSED`.
 pub(crate) async fn submit_enroll(
     gw: &Gateway,
     acc: &Accounts,
@@ -165,7 +165,7 @@ pub(crate) async fn submit_enroll(
     form: &str,
     ip: IpAddr,
     ua: Option<String>,
-) -> Response<GatewayBody> {
+) -> Option<Response<GatewayBody>> {
     let allowed = login::allowed(&gw.config, acc, p);
     let (Some(rp), true) = (gw.passkeys.as_deref(), allowed.webauthn) else {
         audit_failure(
@@ -176,10 +176,10 @@ pub(crate) async fn submit_enroll(
             ip,
         )
         .await;
-        return super::mfa::enroll_page(gw, acc, id, p, Shown::Refused(REFUSED), ip).await;
+        return None;
     };
     let Stage::Enroll { invite, .. } = &p.stage else {
-        return page(gw, LoginError::Expired);
+        return Some(page(gw, LoginError::Expired));
     };
     let now = gw.clock.now();
     let response = form_value(form, "credential").unwrap_or_default();
@@ -195,14 +195,14 @@ pub(crate) async fn submit_enroll(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             enroll_audit(gw, p, Some(&e.to_string()), ip).await;
-            return super::mfa::enroll_page(gw, acc, id, p, Shown::Refused(REFUSED), ip).await;
+            return None;
         }
-        Err(e) => return store_error(gw, e),
+        Err(e) => return Some(store_error(gw, e)),
     };
     match gw.store.take_ephemeral(&pending_key(id)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return page(gw, LoginError::Expired),
-        Err(e) => return store_error(gw, e),
+        Ok(None) => return Some(page(gw, LoginError::Expired)),
+        Err(e) => return Some(store_error(gw, e)),
     }
     tracing::info!(user = %p.user, credential = %record.credential_id, "passkey registered");
     enroll_audit(gw, p, None, ip).await;
@@ -223,7 +223,7 @@ pub(crate) async fn submit_enroll(
             .await
         {
             Ok(c) => c.iter().map(|c| c.expose().to_owned()).collect(),
-            Err(e) => return store_error(gw, e),
+            Err(e) => return Some(store_error(gw, e)),
         }
     } else {
         Vec::new()
@@ -236,7 +236,7 @@ pub(crate) async fn submit_enroll(
     } else {
         Landing::RecoveryCodes(codes)
     };
-    finish_with(gw, p, MfaVerified::by_passkey(), None, ip, ua, landing).await
+    Some(finish_with(gw, p, MfaVerified::by_passkey(), None, ip, ua, landing).await)
 }
 
 async fn enroll_audit(gw: &Gateway, p: &PendingLogin, refused: Option<&str>, ip: IpAddr) {
@@ -289,7 +289,6 @@ pub(crate) async fn signin_options(gw: &Gateway, nonce: Option<&str>) -> Respons
 pub(crate) struct SignInForm<'a> {
     pub nonce: &'a str,
     pub form: &'a str,
-    pub path: &'a str,
     pub rd: &'a LocalPath,
     pub ip: IpAddr,
     pub ua: Option<String>,
@@ -298,27 +297,26 @@ pub(crate) struct SignInForm<'a> {
 
 /// `POST` a native path with `mode=passkey` (its CSRF token already spent): one ceremony for
 /// both factors. The user must exist, be enabled, and hold roles that accept passkeys.
+/// `Err`: refused (audited); the caller shows the sign-in form so.
 pub(crate) async fn sign_in(
     gw: &Gateway,
     acc: &Accounts,
     f: SignInForm<'_>,
-) -> Response<GatewayBody> {
+) -> Result<Response<GatewayBody>, Shown> {
     let SignInForm {
         nonce,
         form,
-        path,
         rd,
         ip,
         ua,
         known,
     } = f;
-    let refused = |shown| login_form_response(gw, shown, None, path, rd, "", None);
     let Some(rp) = gw
         .passkeys
         .as_deref()
         .filter(|_| gw.config.native.as_ref().is_some_and(|n| n.passkey_login))
     else {
-        return page(gw, LoginError::MethodUnavailable);
+        return Ok(page(gw, LoginError::MethodUnavailable));
     };
     let response = form_value(form, "credential").unwrap_or_default();
     let now = gw.clock.now();
@@ -326,7 +324,7 @@ pub(crate) async fn sign_in(
         Ok(SignIn::Verified(u)) => u,
         Ok(SignIn::Refused(e)) => {
             signin_failure(gw, "-", &e.to_string(), audit::Outcome::Failure, ip).await;
-            return refused(Shown::Refused(REFUSED));
+            return Err(Shown::Refused(REFUSED));
         }
         Ok(SignIn::RefusedFor(user, e, locked_now)) => {
             signin_failure(gw, &user, &e.to_string(), audit::Outcome::Failure, ip).await;
@@ -342,18 +340,18 @@ pub(crate) async fn sign_in(
                 )
                 .await;
             }
-            return refused(Shown::Refused(REFUSED));
+            return Err(Shown::Refused(REFUSED));
         }
         Ok(SignIn::Locked(user)) => {
             signin_failure(gw, &user, "locked_or_disabled", audit::Outcome::Refused, ip).await;
-            return refused(Shown::Locked);
+            return Err(Shown::Locked);
         }
-        Err(e) => return store_error(gw, e),
+        Err(e) => return Ok(store_error(gw, e)),
     };
     let roles = configured_roles(&gw.config, &user);
     if roles.is_empty() {
         signin_failure(gw, &user.username, "no_role", audit::Outcome::Refused, ip).await;
-        return page(gw, LoginError::NoRole);
+        return Ok(page(gw, LoginError::NoRole));
     }
     if !gw
         .config
@@ -368,7 +366,7 @@ pub(crate) async fn sign_in(
             ip,
         )
         .await;
-        return refused(Shown::Refused(REFUSED));
+        return Err(Shown::Refused(REFUSED));
     }
     let policy = effective_policy(&gw.config, &roles);
     let pending = PendingLogin {
@@ -397,7 +395,7 @@ pub(crate) async fn sign_in(
         },
     )
     .await;
-    finish(gw, &pending, MfaVerified::by_passkey(), None, ip, ua).await
+    Ok(finish(gw, &pending, MfaVerified::by_passkey(), None, ip, ua).await)
 }
 
 async fn signin_failure(

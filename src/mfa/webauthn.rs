@@ -243,11 +243,9 @@ fn decode_state<T: serde::de::DeserializeOwned>(state: &[u8]) -> Result<T, Passk
     serde_json::from_slice(state).map_err(|_| PasskeyError::Malformed)
 }
 
-/// A new, random WebAuthn user handle.
+/// A new, random WebAuthn user handle: v4-UUID bytes (the library's, from the OS CSPRNG).
 pub fn new_handle() -> [u8; 16] {
-    let mut h = [0u8; 16];
-    super::fill_random(&mut h);
-    h
+    *Uuid::new_v4().as_bytes()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use super::error::{store_error, StoreError};
 use super::sql::SqlUserStore;
 
 /// The tables keyed by principal that a deleted user leaves nothing in.
-const BY_PRINCIPAL: [&str; 4] = [
+const BY_PRINCIPAL: [&str; 5] = [
+    "DELETE FROM webauthn_credentials WHERE principal = $1",
     "DELETE FROM totp_factors WHERE principal = $1",
     "DELETE FROM recovery_codes WHERE principal = $1",
     "DELETE FROM remembered_devices WHERE principal = $1",
@@ -123,6 +124,12 @@ pub(crate) mod tests {
                 .await
                 .unwrap();
             s.note_known_device(&p, "d", 1).await.unwrap();
+            s.add_passkey(&crate::storage::passkeys::tests::record(
+                &p,
+                &format!("k-{name}"),
+            ))
+            .await
+            .unwrap();
             s.put_invite(&EnrollmentInvite {
                 token_hash: format!("t-{name}"),
                 username: name.into(),
@@ -137,6 +144,14 @@ pub(crate) mod tests {
         assert!(s.get_totp("native:ann").await.unwrap().is_none());
         assert_eq!(s.count_recovery_codes("native:ann", 2).await.unwrap(), 0);
         assert!(s.find_invite("t-ann", 2).await.unwrap().is_none());
+        assert!(
+            s.find_passkey("k-ann").await.unwrap().is_none(),
+            "passkey gone"
+        );
+        assert!(
+            s.find_passkey("k-bob").await.unwrap().is_some(),
+            "bob keeps his passkey"
+        );
         assert!(
             s.note_known_device("native:ann", "d", 2).await.unwrap(),
             "known device gone"

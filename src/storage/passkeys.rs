@@ -227,3 +227,82 @@ impl AnyUserStore {
         dispatch!(self, s => s.delete_passkey(principal, id).await)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::storage::UserStore;
+
+    pub(crate) fn record(principal: &str, id: &str) -> PasskeyRecord {
+        PasskeyRecord {
+            credential_id: id.to_owned(),
+            principal: principal.to_owned(),
+            user_handle: "aGFuZGxl".to_owned(),
+            name: "Laptop".to_owned(),
+            passkey: "{}".to_owned(),
+            sign_count: 0,
+            created_at: 5,
+            last_used_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn passkeys_in_sqlite() {
+        let s = AnyUserStore::open("sqlite::memory:", std::path::Path::new("."))
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        passkeys_conform(&s).await;
+    }
+
+    /// What every store does with passkeys (PostgreSQL's run is in `postgres/tests.rs`).
+    #[allow(clippy::unwrap_used)]
+    pub(crate) async fn passkeys_conform(s: &AnyUserStore) {
+        let (ann, bob) = ("native:ann", "native:bob");
+        s.add_passkey(&record(ann, "k1")).await.unwrap();
+        s.add_passkey(&record(ann, "k2")).await.unwrap();
+        // DESIGN.md §10: a credential id is unique in the store, whoever registers it.
+        assert!(matches!(
+            s.add_passkey(&record(bob, "k1")).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(s.list_passkeys(ann).await.unwrap().len(), 2);
+        assert!(s.list_passkeys(bob).await.unwrap().is_empty());
+        assert!(
+            s.has_second_factor(ann, 6).await.unwrap(),
+            "a passkey is a factor"
+        );
+        assert!(!s.has_second_factor(bob, 6).await.unwrap());
+        // The counter moves only forward; zero stays allowed for counterless keys.
+        assert!(s.record_passkey_use(ann, "k1", "{}", 0, 7).await.unwrap());
+        assert!(s.record_passkey_use(ann, "k1", "{}", 3, 8).await.unwrap());
+        assert!(
+            !s.record_passkey_use(ann, "k1", "{}", 3, 9).await.unwrap(),
+            "same count"
+        );
+        assert!(
+            !s.record_passkey_use(ann, "k1", "{}", 2, 9).await.unwrap(),
+            "backwards"
+        );
+        assert!(
+            !s.record_passkey_use(ann, "k1", "{}", 0, 9).await.unwrap(),
+            "back to zero"
+        );
+        assert!(
+            !s.record_passkey_use(bob, "k1", "{}", 9, 9).await.unwrap(),
+            "not bob's"
+        );
+        let k1 = s.find_passkey("k1").await.unwrap().unwrap();
+        assert_eq!((k1.sign_count, k1.last_used_at), (3, Some(8)));
+        // Rename and remove act on the owner's credential only.
+        assert!(!s.rename_passkey(bob, "k1", "mine").await.unwrap());
+        assert!(s.rename_passkey(ann, "k1", "Phone").await.unwrap());
+        assert_eq!(s.find_passkey("k1").await.unwrap().unwrap().name, "Phone");
+        assert!(!s.delete_passkey(bob, "k2").await.unwrap());
+        assert!(s.delete_passkey(ann, "k2").await.unwrap());
+        assert!(!s.delete_passkey(ann, "k2").await.unwrap());
+        // An admin's reset removes the rest with the other factors.
+        assert!(s.delete_factors(ann).await.unwrap());
+        assert!(s.list_passkeys(ann).await.unwrap().is_empty());
+        assert!(!s.has_second_factor(ann, 10).await.unwrap());
+    }
+}

@@ -109,13 +109,108 @@ access = "public"
     }
 }
 
+/// `MINIMAL` with native users, `[mfa]` and more for the passkey checks (DESIGN.md §10).
+fn with_mfa(public_url: &str, roles: &str, mfa: &str, native: &str) -> String {
+    format!(
+        "{}\n{roles}\n[storage]\nurl = \"sqlite://x.db\"\nencryption_key = \"{HEX_KEY}\"\n\n[native]\n{native}\n\n[mfa]\n{mfa}\n",
+        MINIMAL
+            .replace("https://helpdesk.example.com", public_url)
+            .replace("groups = [\"agents\"]", "groups = [\"agents\"]\nrequire_mfa = true\nmfa_methods = [\"webauthn\"]")
+    )
+}
+
 #[test]
-fn features_of_later_issues_are_refused_not_ignored() {
-    let errs = errors_of(&format!("{MINIMAL}[mfa]\nmethods = [\"webauthn\"]\n"));
+fn passkeys_and_per_role_factor_lists_are_checked_against_the_methods_and_public_url() {
+    let url = "https://helpdesk.example.com";
+    let both = "methods = [\"webauthn\", \"totp\"]";
+    let ok = with_mfa(url, "", both, "passkey_login = true");
+    assert_eq!(errors_of(&ok), Vec::<String>::new());
+    let c = Config::from_str_with_env(Path::new("/x/c.toml"), &ok, &|_| None).unwrap();
+    let w = c.mfa.webauthn.as_ref().unwrap();
+    assert_eq!(
+        (w.rp_id.as_str(), w.origin.as_str()),
+        ("helpdesk.example.com", url)
+    );
+    assert_eq!(
+        c.mfa_methods_for(&["agent".into()]).len(),
+        1,
+        "the role narrows"
+    );
+
+    // A role naming a factor that is not offered, and so left with none.
+    let e = errors_of(&with_mfa(url, "", "methods = [\"totp\"]", ""));
     assert!(
-        errs.iter()
-            .any(|e| e.contains(": mfa.methods[0]: ") && e.contains("not available in this build")),
-        "{errs:#?}"
+        e.iter()
+            .any(|e| e
+                .contains("roles.agent.mfa_methods[0]: \"webauthn\" is not one of [mfa] methods")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("roles.agent.mfa_methods: leaves this role no second factor")),
+        "{e:#?}"
+    );
+    // An empty list, an unknown name.
+    let e = errors_of(
+        &with_mfa(url, "", both, "").replace("mfa_methods = [\"webauthn\"]", "mfa_methods = []"),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("roles.agent.mfa_methods: is empty")),
+        "{e:#?}"
+    );
+    let e = errors_of(
+        &with_mfa(url, "", both, "")
+            .replace("mfa_methods = [\"webauthn\"]", "mfa_methods = [\"sms\"]"),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("roles.agent.mfa_methods[0]: unknown method \"sms\"")),
+        "{e:#?}"
+    );
+    // Browsers refuse an IP address as the relying party.
+    let e = errors_of(&with_mfa("http://127.0.0.1:8443", "", both, ""));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("server.public_url: is an IP address")),
+        "{e:#?}"
+    );
+    // rp_id: the host or a parent domain of it, nothing else.
+    let rp = |id: &str| format!("{both}\nwebauthn = {{ rp_id = \"{id}\" }}");
+    assert_eq!(
+        errors_of(&with_mfa(url, "", &rp("example.com"), "")),
+        Vec::<String>::new()
+    );
+    let e = errors_of(&with_mfa(url, "", &rp("evil.com"), ""));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("mfa.webauthn.rp_id: \"evil.com\" must be")),
+        "{e:#?}"
+    );
+    // The passkey sign-in needs passkeys.
+    let e = errors_of(
+        &with_mfa(url, "", "methods = [\"totp\"]", "passkey_login = true")
+            .replace("mfa_methods = [\"webauthn\"]", "mfa_methods = [\"totp\"]"),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("native.passkey_login: needs \"webauthn\"")),
+        "{e:#?}"
+    );
+    // Two roles that require a factor but share none: a warning (a user with both is stuck).
+    let two = with_mfa(
+        url,
+        "[roles.ops]\ngroups = [\"ops\"]\nrequire_mfa = true\nmfa_methods = [\"totp\"]\n",
+        both,
+        "",
+    );
+    let c = Config::from_str_with_env(Path::new("/x/c.toml"), &two, &|_| None).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w
+            .to_string()
+            .contains("has no factor in common with role \"agent\"")),
+        "{:?}",
+        c.warnings
     );
 }
 

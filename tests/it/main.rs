@@ -29,6 +29,7 @@ mod notify;
 mod oidc;
 mod package;
 mod pages;
+mod passkeys;
 mod process;
 mod proxy;
 mod real_servers;

@@ -113,6 +113,14 @@ async fn deleting_a_user_leaves_no_row_keyed_to_them_in_postgres() {
     store.close().await;
 }
 
+#[tokio::test]
+async fn passkeys_in_postgres() {
+    let Some(db) = Scratch::new() else { return };
+    let store = AnyUserStore::Postgres(db.open().await);
+    crate::storage::passkeys::tests::passkeys_conform(&store).await;
+    store.close().await;
+}
+
 conformance::conformance_tests!(|check| {
     let Some(db) = Scratch::new() else { return };
     let store = db.open().await;
@@ -224,7 +232,8 @@ async fn reopening_the_same_schema_keeps_data_and_applies_migrations_once() {
                 "recovery_codes",
                 "remembered_devices",
                 "totp_factors",
-                "users"
+                "users",
+                "webauthn_credentials"
             ]
         );
         let collation: Option<String> = sqlx::query_scalar(

@@ -10,6 +10,7 @@ pub mod relay;
 pub mod saml_idp;
 pub mod servers;
 pub mod smtp;
+pub mod softkey;
 pub mod stores;
 pub mod tls_upstream;
 pub mod upstream;
