@@ -328,8 +328,9 @@ pub fn enroll(chrome: &Chrome, status: StatusCode, e: &Enrollment<'_>) -> Respon
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
 <label for=\"code\">{enter}</label>\
-<input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus{described}>\
+<input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required{autofocus}{described}>\
 <button type=\"submit\">{confirm}</button></form>",
+        autofocus = if passkey.is_empty() { " autofocus" } else { "" },
         title = esc(chrome.t(Msg::SetUpTwoStep)),
         scan = esc(chrome.t(Msg::ScanQr)),
         by_hand = esc(chrome.t(Msg::KeyByHand)),

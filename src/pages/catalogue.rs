@@ -371,7 +371,7 @@ fn english(m: Msg) -> &'static str {
         Msg::PasskeyRegister => "Add a passkey",
         Msg::PasskeyName => "Name for this passkey",
         Msg::PasskeyEnrollIntro => "A passkey signs you in with this device's screen lock or a security key. It cannot be phished.",
-        Msg::PasskeyOrApp => "Or set up an authenticator app:",
+        Msg::PasskeyOrApp => "Or set up an authenticator app",
         Msg::PasskeySignIn => "Sign in with a passkey",
         Msg::PasskeyRefused => "The passkey was not accepted.",
     }
@@ -490,7 +490,7 @@ fn german(m: Msg) -> &'static str {
         Msg::PasskeyRegister => "Passkey hinzufügen",
         Msg::PasskeyName => "Name für diesen Passkey",
         Msg::PasskeyEnrollIntro => "Ein Passkey meldet Sie mit der Bildschirmsperre dieses Geräts oder einem Sicherheitsschlüssel an. Er kann nicht abgefischt werden.",
-        Msg::PasskeyOrApp => "Oder richten Sie eine Authenticator-App ein:",
+        Msg::PasskeyOrApp => "Oder richten Sie eine Authenticator-App ein",
         Msg::PasskeySignIn => "Mit Passkey anmelden",
         Msg::PasskeyRefused => "Der Passkey wurde nicht akzeptiert.",
     }

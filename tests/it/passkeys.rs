@@ -4,6 +4,8 @@
 //! another user's credential, a factor the role does not accept) is checked against the real
 //! ceremony code, and a ceremony started on one replica finishes on another (Redis).
 
+mod browser;
+
 use crate::support::browser::{input_value, Browser};
 use crate::support::login::{password_step, ADMIN_TOKEN, PW};
 use crate::support::softkey::{Lie, SoftKey};

@@ -336,6 +336,44 @@ impl WebDriver {
         path
     }
 
+    /// A virtual authenticator (W3C WebAuthn §11): CTAP2 over the internal transport, with
+    /// resident keys and user verification that succeeds. Returns its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let v = self
+            .post(
+                "/webauthn/authenticator",
+                json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserConsenting": true,
+                    "isUserVerified": true,
+                }),
+            )
+            .await;
+        v.as_str().expect("authenticator id").to_owned()
+    }
+
+    pub async fn remove_virtual_authenticator(&self, id: &str) {
+        call(
+            &self.http,
+            Method::DELETE,
+            &format!("{}/webauthn/authenticator/{id}", self.url),
+            None,
+        )
+        .await;
+    }
+
+    /// The credentials the virtual authenticator `id` holds.
+    pub async fn authenticator_credentials(&self, id: &str) -> Vec<Value> {
+        self.get(&format!("/webauthn/authenticator/{id}/credentials"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub async fn quit(self) {
         call(&self.http, Method::DELETE, &self.url, None).await;
     }
