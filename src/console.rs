@@ -51,7 +51,7 @@ async fn fresh(gw: &Gateway, s: &Session) -> Result<bool, StoreError> {
     let window = window_secs(gw);
     let factor = matches!(
         s.identity.mfa,
-        MfaUsed::Totp | MfaUsed::Email | MfaUsed::RecoveryCode | MfaUsed::Idp
+        MfaUsed::Totp | MfaUsed::Email | MfaUsed::RecoveryCode | MfaUsed::Idp | MfaUsed::Webauthn
     );
     if factor && now >= s.created_at && now.saturating_sub(s.created_at) <= window {
         return Ok(true);
@@ -178,13 +178,15 @@ pub async fn entry(
     }
 }
 
-/// Whether the principal has a factor of the gateway's own to type again.
+/// Whether the principal has a factor of the gateway's own to type again (an authenticator app
+/// or recovery codes). A principal whose only factors are passkeys signs in again instead: that
+/// sign-in's passkey is the fresh factor.
 async fn has_gateway_factor(gw: &Gateway, s: &Session) -> Result<bool, StoreError> {
     match &gw.accounts {
         Some(acc) => {
-            acc.users
-                .has_second_factor(&s.identity.principal, gw.clock.now())
-                .await
+            let p = &s.identity.principal;
+            Ok(acc.users.get_totp(p).await?.is_some_and(|f| f.confirmed)
+                || acc.users.count_recovery_codes(p, gw.clock.now()).await? > 0)
         }
         None => Ok(false),
     }

@@ -68,7 +68,7 @@ impl Env {
             None => (String::new(), "sqlite://users.db".to_owned()),
         };
         let extra = format!(
-            "{}\n[storage]\nurl = \"{storage}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n",
+            "{}\n[storage]\nurl = \"{storage}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\nconsole_roles = [\"keyonly\"]\ntokens = [{{ name = \"ops\", sha256 = \"{}\" }}]\n",
             EXTRA.replace("MAX_FAILURES", &o.max_failures.to_string()),
             sha256_hex(ADMIN_TOKEN)
         );
@@ -783,4 +783,22 @@ async fn the_account_page_lists_adds_renames_and_removes_passkeys_with_a_fresh_f
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_passkey_only_admin_reaches_the_console_fresh_and_later_signs_in_again_for_it() {
+    let env = Env::start(memory()).await;
+    env.add_user("kim", &["keyonly"]).await;
+    let mut key = env.key();
+    let mut b = env.browser();
+    enroll(&env, &mut b, "kim", &mut key).await;
+    // The passkey of this sign-in is a fresh factor for the console.
+    let r = b.get("/_portcullis/admin").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("<h2>Sessions</h2>"), "{}", r.text());
+    // Later: no code to type, so the step-up is a new sign-in (with the passkey).
+    env.gw.clock.advance(20 * 60);
+    let r = b.get("/_portcullis/admin").await;
+    assert!(!r.text().contains("name=\"code\""), "{}", r.text());
+    assert!(!r.text().contains("<h2>Sessions</h2>"));
 }
