@@ -802,3 +802,21 @@ async fn a_passkey_only_admin_reaches_the_console_fresh_and_later_signs_in_again
     assert!(!r.text().contains("name=\"code\""), "{}", r.text());
     assert!(!r.text().contains("<h2>Sessions</h2>"));
 }
+
+#[tokio::test]
+async fn a_ceremony_expires_after_five_minutes() {
+    let env = Env::start(memory()).await;
+    env.add_user("cara", &["contractor"]).await;
+    let mut key = env.key();
+    enroll(&env, &mut env.browser(), "cara", &mut key).await;
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "cara", PW).await;
+    let (_, csrf) = page_csrf(&mut b, "/_portcullis/mfa").await;
+    let opts = options(&mut b, &csrf).await;
+    env.gw.clock.advance(5 * 60 + 1);
+    refused(&post_answer(&mut b, &csrf, &key.assert(&opts)).await);
+    assert!(env
+        .audit_of("mfa.failure", "cara")
+        .await
+        .contains(&("failure".into(), "passkey wrong_challenge".into())));
+}
