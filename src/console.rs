@@ -18,6 +18,7 @@ use crate::config::{LoginTarget, MfaMethod};
 use crate::http::{form_value, origin_ok, read_body, respond, store_error, Conn};
 use crate::login::error::{page as login_page, LoginError};
 use crate::pages;
+use crate::pages::Msg;
 use crate::proxy::forward::GatewayBody;
 use crate::secret::ct_eq;
 use crate::server::phases::load_session;
@@ -107,9 +108,9 @@ pub async fn entry(
     if gw.config.console.roles.is_empty() {
         return gw.chrome.error_page(
             StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is no page at this address.",
-            "Check the address, or go on from one of these pages.",
+            gw.chrome.t(Msg::PageNotFound),
+            gw.chrome.t(Msg::NoPageHere),
+            gw.chrome.t(Msg::CheckAddress),
             &crate::session::random_id(9),
         );
     }
@@ -129,9 +130,9 @@ pub async fn entry(
         refused(gw, &s, ip, "no console role").await;
         return gw.chrome.error_page(
             StatusCode::FORBIDDEN,
-            "Not allowed",
-            "This account may not use the admin console.",
-            "Ask an administrator for a console role, or go on from one of these pages.",
+            gw.chrome.t(Msg::ConNotAllowed),
+            gw.chrome.t(Msg::ConNoRole),
+            gw.chrome.t(Msg::ConAskRole),
             &crate::session::random_id(9),
         );
     }
@@ -282,21 +283,10 @@ async fn step_up(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Response<
                 console_path(gw).as_str()
             ))
         }
-        CodeCheck::Locked | CodeCheck::Refused { locked_now: true, .. } => {
-            step_up_page(
-                gw,
-                s,
-                Some("Too many failed attempts. This is paused for a while; try again later."),
-            )
-            .await
-        }
-        CodeCheck::Refused { .. } => {
-            step_up_page(
-                gw,
-                s,
-                Some("That code is not valid. Enter a current code from your authenticator app or a recovery code."),
-            )
-            .await
-        }
+        CodeCheck::Locked
+        | CodeCheck::Refused {
+            locked_now: true, ..
+        } => step_up_page(gw, s, Some(gw.chrome.t(Msg::ConLocked))).await,
+        CodeCheck::Refused { .. } => step_up_page(gw, s, Some(gw.chrome.t(Msg::ConBadCode))).await,
     }
 }

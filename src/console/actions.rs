@@ -9,6 +9,7 @@ use crate::admin::break_glass::{self, ArmRequest};
 use crate::admin::AdminError;
 use crate::http::{form_value, respond, store_error, GatewayError};
 use crate::manage::{self, Actor, Ctx, ManageError, SessionCtx};
+use crate::pages::Msg;
 use crate::proxy::forward::GatewayBody;
 use crate::session::SessionId;
 use hyper::Response;
@@ -76,22 +77,29 @@ pub async fn run(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody>
     match action {
         "sessions/end" => {
             let Some(id) = SessionId::parse(&field("id")) else {
-                return failed(cx, "There is no such session.").await;
+                return failed(cx, cx.gw.chrome.t(Msg::ConNoSuchSession)).await;
             };
             match manage::end_session(&session_ctx(cx), &id).await {
-                Ok(Some(_)) => done(cx, "The session was ended.").await,
-                Ok(None) => failed(cx, "There is no such session.").await,
+                Ok(Some(_)) => done(cx, cx.gw.chrome.t(Msg::ConSessionEnded)).await,
+                Ok(None) => failed(cx, cx.gw.chrome.t(Msg::ConNoSuchSession)).await,
                 Err(e) => store_error(cx.gw, e),
             }
         }
         "sessions/end-all" => {
             let user = field("user");
             if user.is_empty() {
-                return failed(cx, "Name a user.").await;
+                return failed(cx, cx.gw.chrome.t(Msg::ConNameUser)).await;
             }
             let owner = crate::admin::sessions::owner_of(&user);
             match manage::end_sessions_of(&session_ctx(cx), &user, &owner, false).await {
-                Ok((n, _)) => done(cx, &format!("Ended {n} session(s) of {user}.")).await,
+                Ok((n, _)) => {
+                    let msg = cx
+                        .gw
+                        .chrome
+                        .fill(Msg::ConEndedN, "n", &n.to_string())
+                        .replace("{user}", &user);
+                    done(cx, &msg).await
+                }
                 Err(e) => store_error(cx.gw, e),
             }
         }
@@ -117,8 +125,8 @@ pub async fn run(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody>
                     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
                     shown_once(
                         cx,
-                        "Break-glass armed",
-                        "One single-use link per user; each leads through the gateway's own second factor.",
+                        cx.gw.chrome.t(Msg::ConBgArmedTitle),
+                        cx.gw.chrome.t(Msg::ConBgArmedWhat),
                         &lines,
                     )
                 }
@@ -127,7 +135,11 @@ pub async fn run(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody>
         }
         "break-glass/disarm" => match break_glass::disarm_all(cx.gw, actor(cx)).await {
             Ok((users, n)) => {
-                let msg = format!("Disarmed ({} user(s)); {n} session(s) ended.", users.len());
+                let msg = cx
+                    .gw
+                    .chrome
+                    .fill(Msg::ConDisarmed, "users", &users.len().to_string())
+                    .replace("{n}", &n.to_string());
                 done(cx, &msg).await
             }
             Err(e) => admin_error(cx, e).await,
@@ -140,7 +152,13 @@ pub async fn run(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody>
 async fn admin_error(cx: &Cx<'_>, e: AdminError) -> Response<GatewayBody> {
     match e {
         AdminError::Store(e) => store_error(cx.gw, e),
-        e => failed(cx, &format!("Refused: {e}.")).await,
+        e => {
+            failed(
+                cx,
+                &cx.gw.chrome.fill(Msg::ConRefused, "why", &e.to_string()),
+            )
+            .await
+        }
     }
 }
 
@@ -148,7 +166,7 @@ async fn admin_error(cx: &Cx<'_>, e: AdminError) -> Response<GatewayBody> {
 async fn users(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody> {
     let field = |name: &str| form_value(form, name).unwrap_or_default();
     let Some(acc) = cx.gw.accounts.as_deref() else {
-        return failed(cx, "There is no user store.").await;
+        return failed(cx, cx.gw.chrome.t(Msg::ConNoUserStore)).await;
     };
     let ctx = user_ctx(cx, acc);
     let user = field("user");
@@ -181,13 +199,13 @@ async fn users(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody> {
                 lines.push(format!("enrollment link: {url}"));
             }
             if lines.is_empty() {
-                return done(cx, &format!("Created {}.", u.username)).await;
+                return done(cx, &cx.gw.chrome.fill(Msg::ConCreated, "user", &u.username)).await;
             }
             let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
             shown_once(
                 cx,
-                "User created",
-                &format!("Hand these to {}.", u.username),
+                cx.gw.chrome.t(Msg::ConUserCreated),
+                &cx.gw.chrome.fill(Msg::ConHandTo, "user", &u.username),
                 &lines,
             )
         }
@@ -197,11 +215,17 @@ async fn users(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody> {
                 Ok(u) if disable => {
                     done(
                         cx,
-                        &format!("Disabled {}; their sessions ended.", u.username),
+                        &cx.gw.chrome.fill(Msg::ConDisabledUser, "user", &u.username),
                     )
                     .await
                 }
-                Ok(u) => done(cx, &format!("Enabled {}.", u.username)).await,
+                Ok(u) => {
+                    done(
+                        cx,
+                        &cx.gw.chrome.fill(Msg::ConEnabledUser, "user", &u.username),
+                    )
+                    .await
+                }
                 Err(e) => manage_error(cx, e).await,
             }
         }
@@ -213,13 +237,13 @@ async fn users(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody> {
                     .unwrap_or_default();
                 shown_once(
                     cx,
-                    "Second factors reset",
-                    &format!("{} enrolls again with this link.", u.username),
+                    cx.gw.chrome.t(Msg::ConFactorsReset),
+                    &cx.gw.chrome.fill(Msg::ConEnrollsAgain, "user", &u.username),
                     &[url],
                 )
             }
             Ok((u, None)) => {
-                done(cx, &format!("Reset the second factors of {}.", u.username)).await
+                done(cx, &cx.gw.chrome.fill(Msg::ConResetOf, "user", &u.username)).await
             }
             Err(e) => manage_error(cx, e).await,
         },
@@ -232,11 +256,11 @@ async fn users(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody> {
                     .unwrap_or_default();
                 shown_once(
                     cx,
-                    "New password",
-                    &format!(
-                        "The new password of {}; {} session(s) ended.",
-                        set.user.username, set.sessions_ended
-                    ),
+                    cx.gw.chrome.t(Msg::ConNewPassword),
+                    &cx.gw
+                        .chrome
+                        .fill(Msg::ConNewPasswordOf, "user", &set.user.username)
+                        .replace("{n}", &set.sessions_ended.to_string()),
                     &[pw],
                 )
             }
@@ -249,17 +273,14 @@ async fn users(cx: &Cx<'_>, action: &str, form: &str) -> Response<GatewayBody> {
                     let codes: Vec<&str> = codes.iter().map(|c| c.expose()).collect();
                     shown_once(
                         cx,
-                        "Recovery codes",
-                        &format!(
-                            "New recovery codes of {}; the old ones no longer work.",
-                            u.username
-                        ),
+                        cx.gw.chrome.t(Msg::RecoveryCodes),
+                        &cx.gw.chrome.fill(Msg::ConNewCodesOf, "user", &u.username),
                         &codes,
                     )
                 }
                 Err(e) => manage_error(cx, e).await,
             }
         }
-        _ => failed(cx, "There is no such action.").await,
+        _ => failed(cx, cx.gw.chrome.t(Msg::ConNoSuchAction)).await,
     }
 }

@@ -5,7 +5,7 @@ use super::paging::{self, AuditAt, Paging};
 use crate::clock::rfc3339;
 use crate::http::store_error;
 use crate::login::display::{agent_html, time_html};
-use crate::pages::{self, esc};
+use crate::pages::{self, esc, Msg};
 use crate::proxy::forward::GatewayBody;
 use crate::session::Session;
 use crate::state::Gateway;
@@ -27,6 +27,11 @@ pub enum Note<'a> {
     Failed(&'a str),
 }
 
+/// A text of the catalogue in the request's language, escaped.
+fn t(gw: &Gateway, m: Msg) -> String {
+    esc(gw.chrome.t(m))
+}
+
 fn hidden(token: &str) -> String {
     format!(
         "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
@@ -36,6 +41,7 @@ fn hidden(token: &str) -> String {
 
 /// A one-button form to `/admin/{action}` with `field=value`.
 fn button(cx: &Cx<'_>, action: &str, field: &str, value: &str, label: &str) -> String {
+    // `label` is HTML already (escaped by the caller).
     format!(
         "<form method=\"post\" action=\"{p}/admin/{action}\">{t}<input type=\"hidden\" name=\"{field}\" value=\"{v}\"><button type=\"submit\" class=\"secondary\">{label}</button></form>",
         p = esc(&cx.gw.config.server.prefix),
@@ -64,13 +70,17 @@ fn keep(fields: &[(&str, Option<String>)]) -> String {
 /// back to the console's first page.
 fn bad_page(gw: &Gateway) -> Response<GatewayBody> {
     let body = format!(
-        "<h1>No such page</h1><div class=\"error\" role=\"alert\">The page number or position in this address is not one the console can show.</div>\
-<p><a id=\"console-first\" href=\"{}/admin\">Back to the console</a></p>",
-        esc(&gw.config.server.prefix)
+        "<h1>{title}</h1><div class=\"error\" role=\"alert\">{what}</div>\
+<p><a id=\"console-first\" href=\"{}/admin\">{back}</a></p>",
+        esc(&gw.config.server.prefix),
+        title = t(gw, Msg::ConNoSuchPage),
+        what = t(gw, Msg::ConNoSuchPageWhat),
+        back = t(gw, Msg::ConBack),
     );
     pages::html_response(
         StatusCode::BAD_REQUEST,
-        gw.chrome.layout("No such page", &body, false),
+        gw.chrome
+            .layout(gw.chrome.t(Msg::ConNoSuchPage), &body, false),
     )
 }
 
@@ -89,7 +99,7 @@ pub async fn console(
     let now = gw.clock.now();
     let (user, event) = (paging.user.clone(), paging.event.clone());
     let per_page = paging.per_page_asked.then(|| paging.per_page.to_string());
-    let mut body = String::from("<h1>Admin console</h1>");
+    let mut body = format!("<h1>{}</h1>", t(gw, Msg::ConTitle));
     let failed = matches!(note, Some(Note::Failed(_)));
     match note {
         Some(Note::Done(n)) => body.push_str(&format!(
@@ -103,7 +113,8 @@ pub async fn console(
         None => {}
     }
     body.push_str(&format!(
-        "<p>Signed in as <strong>{}</strong>.</p>",
+        "<p>{} <strong>{}</strong>.</p>",
+        t(gw, Msg::ConSignedInAs),
         esc(&cx.s.identity.user)
     ));
 
@@ -114,18 +125,24 @@ pub async fn console(
         Err(e) => return store_error(gw, e),
     };
     body.push_str(&format!(
-        "<h2>Sessions</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"filter-user\">User</label>\
+        "<h2>{sessions}</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"filter-user\">{user_l}</label>\
 <input id=\"filter-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">{k}\
-<button type=\"submit\" class=\"secondary\">Filter</button></form>\
-<table id=\"sessions\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Device</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>",
+<button type=\"submit\" class=\"secondary\">{filter}</button></form>\
+<table id=\"sessions\"><thead><tr><th scope=\"col\">{user_l}</th><th scope=\"col\">{device}</th><th scope=\"col\">{signed_in}</th><th scope=\"col\"><span class=\"muted\">{action}</span></th></tr></thead><tbody>",
+        sessions = t(gw, Msg::ConSessions),
+        user_l = t(gw, Msg::ConUser),
+        filter = t(gw, Msg::ConFilter),
+        device = t(gw, Msg::ConDevice),
+        signed_in = t(gw, Msg::ConSignedIn),
+        action = t(gw, Msg::ConAction),
         u = esc(user.as_deref().unwrap_or_default()),
         k = keep(&[("event", event.clone()), ("per_page", per_page.clone())]),
     ));
     for o in &page.rows {
         let action = if o.id == cx.s.id {
-            "<em>this session</em>".to_owned()
+            format!("<em>{}</em>", t(gw, Msg::ConThisSession))
         } else {
-            button(cx, "sessions/end", "id", o.id.as_str(), "End")
+            button(cx, "sessions/end", "id", o.id.as_str(), &t(gw, Msg::ConEnd))
         };
         body.push_str(&format!(
             // Four columns, as on the account page, so the table fits a phone (390 px).
@@ -150,7 +167,7 @@ pub async fn console(
             "sessions/end-all",
             "user",
             u,
-            &format!("End all sessions of {}", esc(u)),
+            &esc(&gw.chrome.fill(Msg::ConEndAllOf, "user", u)),
         ));
     }
 
@@ -161,29 +178,38 @@ pub async fn console(
             Err(e) => return store_error(gw, e),
         };
         body.push_str(&format!(
-            "<h2>Users</h2><form method=\"post\" action=\"{p}/admin/users/create\">{t}\
-<label for=\"new-username\">User name</label><input id=\"new-username\" name=\"username\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
-<label for=\"new-email\">Email (optional)</label><input id=\"new-email\" name=\"email\" type=\"email\">\
-<label for=\"new-roles\">Roles (comma-separated)</label><input id=\"new-roles\" name=\"roles\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
-<button type=\"submit\">Create user</button></form>\
-<table id=\"users\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Roles</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"muted\">Actions</span></th></tr></thead><tbody>",
-            t = hidden(cx.token),
+            "<h2>{users}</h2><form method=\"post\" action=\"{p}/admin/users/create\">{tok}\
+<label for=\"new-username\">{name}</label><input id=\"new-username\" name=\"username\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"new-email\">{email}</label><input id=\"new-email\" name=\"email\" type=\"email\">\
+<label for=\"new-roles\">{roles_comma}</label><input id=\"new-roles\" name=\"roles\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<button type=\"submit\">{create}</button></form>\
+<table id=\"users\"><thead><tr><th scope=\"col\">{user_l}</th><th scope=\"col\">{roles}</th><th scope=\"col\">{state}</th><th scope=\"col\"><span class=\"muted\">{actions}</span></th></tr></thead><tbody>",
+            tok = hidden(cx.token),
+            users = t(gw, Msg::ConUsers),
+            name = t(gw, Msg::ConUserName),
+            email = t(gw, Msg::ConEmailOptional),
+            roles_comma = t(gw, Msg::ConRolesComma),
+            create = t(gw, Msg::ConCreateUser),
+            user_l = t(gw, Msg::ConUser),
+            roles = t(gw, Msg::ConRoles),
+            state = t(gw, Msg::ConState),
+            actions = t(gw, Msg::ConActions),
         ));
         for u in &users {
             let name = &u.username;
             let toggle = if u.disabled {
-                button(cx, "users/enable", "user", name, "Enable")
+                button(cx, "users/enable", "user", name, &t(gw, Msg::ConEnable))
             } else {
-                button(cx, "users/disable", "user", name, "Disable")
+                button(cx, "users/disable", "user", name, &t(gw, Msg::ConDisable))
             };
             body.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"actions\">{toggle}{}{}{}</td></tr>",
                 esc(name),
                 esc(&u.roles.join(", ")),
-                if u.disabled { "disabled" } else { "enabled" },
-                button(cx, "users/reset-mfa", "user", name, "Reset second factors"),
-                button(cx, "users/password", "user", name, "Reset password"),
-                button(cx, "users/recovery-codes", "user", name, "Issue recovery codes"),
+                t(gw, if u.disabled { Msg::ConDisabled } else { Msg::ConEnabled }),
+                button(cx, "users/reset-mfa", "user", name, &t(gw, Msg::ConResetMfa)),
+                button(cx, "users/password", "user", name, &t(gw, Msg::ConResetPassword)),
+                button(cx, "users/recovery-codes", "user", name, &t(gw, Msg::ConIssueCodes)),
             ));
         }
         body.push_str("</tbody></table>");
@@ -194,11 +220,18 @@ pub async fn console(
             Err(e) => return store_error(gw, e),
         };
         body.push_str(&format!(
-            "<h2>Audit log</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"audit-user\">User</label>\
+            "<h2>{log}</h2><form method=\"get\" action=\"{p}/admin\"><label for=\"audit-user\">{user_l}</label>\
 <input id=\"audit-user\" name=\"user\" type=\"text\" value=\"{u}\" autocapitalize=\"none\" spellcheck=\"false\">\
-<label for=\"audit-event\">Event</label><input id=\"audit-event\" name=\"event\" type=\"text\" value=\"{e}\" autocapitalize=\"none\" spellcheck=\"false\">{k}\
-<button type=\"submit\" class=\"secondary\">Filter</button></form>\
-<table id=\"audit\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Event</th><th scope=\"col\">User</th><th scope=\"col\">Outcome</th><th scope=\"col\">By / why</th></tr></thead><tbody>",
+<label for=\"audit-event\">{event_l}</label><input id=\"audit-event\" name=\"event\" type=\"text\" value=\"{e}\" autocapitalize=\"none\" spellcheck=\"false\">{k}\
+<button type=\"submit\" class=\"secondary\">{filter}</button></form>\
+<table id=\"audit\"><thead><tr><th scope=\"col\">{when}</th><th scope=\"col\">{event_l}</th><th scope=\"col\">{user_l}</th><th scope=\"col\">{outcome}</th><th scope=\"col\">{by}</th></tr></thead><tbody>",
+            log = t(gw, Msg::ConAuditLog),
+            user_l = t(gw, Msg::ConUser),
+            event_l = t(gw, Msg::ConEvent),
+            filter = t(gw, Msg::ConFilter),
+            when = t(gw, Msg::ConWhen),
+            outcome = t(gw, Msg::ConOutcome),
+            by = t(gw, Msg::ConByWhy),
             u = esc(user.as_deref().unwrap_or_default()),
             e = esc(event.as_deref().unwrap_or_default()),
             k = keep(&[("per_page", per_page.clone())]),
@@ -228,12 +261,16 @@ pub async fn console(
     } else {
         StatusCode::OK
     };
-    pages::html_response(status, gw.chrome.layout("Admin console", &body, true))
+    pages::html_response(
+        status,
+        gw.chrome.layout(gw.chrome.t(Msg::ConTitle), &body, true),
+    )
 }
 
 /// The links between pages of sessions; on a page past the end, the way back to the first.
 fn sessions_pager(cx: &Cx<'_>, paging: &Paging, empty: bool, more: bool) -> String {
-    let prefix = &cx.gw.config.server.prefix;
+    let gw = cx.gw;
+    let prefix = &gw.config.server.prefix;
     let at = paging.sessions_page;
     let link = |page: usize, id: &str, label: &str| {
         format!(
@@ -243,23 +280,31 @@ fn sessions_pager(cx: &Cx<'_>, paging: &Paging, empty: bool, more: bool) -> Stri
     };
     let mut links = Vec::new();
     if empty && at > 1 {
-        links.push("<span id=\"sessions-none\">No sessions on this page.</span>".to_owned());
-        links.push(link(1, "sessions-first", "Back to the first page"));
+        links.push(format!(
+            "<span id=\"sessions-none\">{}</span>",
+            t(gw, Msg::ConNoSessionsHere)
+        ));
+        links.push(link(1, "sessions-first", &t(gw, Msg::ConFirstPage)));
     } else {
         if at > 1 {
-            links.push(link(at - 1, "sessions-previous", "Previous sessions"));
+            links.push(link(
+                at - 1,
+                "sessions-previous",
+                &t(gw, Msg::ConPrevSessions),
+            ));
         }
         if more {
-            links.push(link(at + 1, "sessions-next", "More sessions"));
+            links.push(link(at + 1, "sessions-next", &t(gw, Msg::ConMoreSessions)));
         }
     }
-    pager("Pages of sessions", &links)
+    pager(&t(gw, Msg::ConSessionPages), &links)
 }
 
 /// The links between pages of the audit log; on a page past either end, the way back to the
 /// newest events.
 fn audit_pager(cx: &Cx<'_>, paging: &Paging, page: &paging::AuditPage) -> String {
-    let prefix = &cx.gw.config.server.prefix;
+    let gw = cx.gw;
+    let prefix = &gw.config.server.prefix;
     let link = |at: AuditAt, id: &str, label: &str| {
         format!(
             "<a id=\"{id}\" href=\"{}\">{label}</a>",
@@ -268,20 +313,31 @@ fn audit_pager(cx: &Cx<'_>, paging: &Paging, page: &paging::AuditPage) -> String
     };
     let mut links = Vec::new();
     if page.rows.is_empty() && paging.audit != AuditAt::Newest {
-        links.push("<span id=\"audit-none\">No events on this page.</span>".to_owned());
+        links.push(format!(
+            "<span id=\"audit-none\">{}</span>",
+            t(gw, Msg::ConNoEventsHere)
+        ));
         links.push(link(
             AuditAt::Newest,
             "audit-newest",
-            "Back to the newest events",
+            &t(gw, Msg::ConNewest),
         ));
     }
     if let Some(id) = page.newer {
-        links.push(link(AuditAt::After(id), "audit-newer", "Newer events"));
+        links.push(link(
+            AuditAt::After(id),
+            "audit-newer",
+            &t(gw, Msg::ConNewer),
+        ));
     }
     if let Some(id) = page.older {
-        links.push(link(AuditAt::Before(id), "audit-older", "Older events"));
+        links.push(link(
+            AuditAt::Before(id),
+            "audit-older",
+            &t(gw, Msg::ConOlder),
+        ));
     }
-    pager("Pages of the audit log", &links)
+    pager(&t(gw, Msg::ConAuditPages), &links)
 }
 
 fn pager(label: &str, links: &[String]) -> String {
@@ -292,19 +348,22 @@ fn pager(label: &str, links: &[String]) -> String {
     format!("<nav class=\"ways-on pager\" aria-label=\"{label}\"><ul>{items}</ul></nav>")
 }
 
-/// A secret shown once (a generated password, recovery codes, an enrollment link).
+/// A secret shown once (a generated password, recovery codes, an enrollment link); `title`
+/// and `what` are raw text (escaped here).
 pub fn shown_once(cx: &Cx<'_>, title: &str, what: &str, lines: &[&str]) -> Response<GatewayBody> {
     let mut body = format!(
-        "<h1>{}</h1><p>{}</p><p class=\"muted\">It is shown only this once.</p><ul id=\"secret\">",
+        "<h1>{}</h1><p>{}</p><p class=\"muted\">{}</p><ul id=\"secret\">",
         esc(title),
-        esc(what)
+        esc(what),
+        t(cx.gw, Msg::ConShownOnce)
     );
     for l in lines {
         body.push_str(&format!("<li><code>{}</code></li>", esc(l)));
     }
     body.push_str(&format!(
-        "</ul><p><a href=\"{}/admin\">Back to the console</a></p>",
-        esc(&cx.gw.config.server.prefix)
+        "</ul><p><a href=\"{}/admin\">{}</a></p>",
+        esc(&cx.gw.config.server.prefix),
+        t(cx.gw, Msg::ConBack)
     ));
     pages::html_response(StatusCode::OK, cx.gw.chrome.layout(title, &body, false))
 }
@@ -316,7 +375,7 @@ pub fn step_up(
     login: Option<&str>,
     error: Option<&str>,
 ) -> Response<GatewayBody> {
-    let mut body = String::from("<h1>Confirm it is you</h1>");
+    let mut body = format!("<h1>{}</h1>", t(gw, Msg::ConConfirmYou));
     if let Some(e) = error {
         body.push_str(&format!(
             "<div class=\"error\" role=\"alert\" id=\"form-error\">{}</div>",
@@ -325,28 +384,32 @@ pub fn step_up(
     }
     match login {
         Some(url) => body.push_str(&format!(
-            "<p>The admin console needs a recent second factor. Sign in again, then open the console within {}.</p>\
-<p><a id=\"step-up-login\" href=\"{}\">Sign in again</a></p>",
-            esc(&minutes(gw)),
-            esc(url)
+            "<p>{}</p><p><a id=\"step-up-login\" href=\"{}\">{}</a></p>",
+            esc(&gw.chrome.fill(Msg::ConNeedsSignIn, "n", &minutes(gw))),
+            esc(url),
+            t(gw, Msg::SignInAgain)
         )),
         None => body.push_str(&format!(
-            "<p>The admin console needs a recent second factor. Enter a current code from your authenticator app or a recovery code.</p>\
-<form method=\"post\" action=\"{p}/admin/verify\" id=\"step-up\">{t}<label for=\"code\">Code</label>\
+            "<p>{needs}</p>\
+<form method=\"post\" action=\"{p}/admin/verify\" id=\"step-up\">{tok}<label for=\"code\">{code}</label>\
 <input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>\
-<button type=\"submit\">Confirm</button></form>",
+<button type=\"submit\">{confirm}</button></form>",
             p = esc(&gw.config.server.prefix),
-            t = hidden(token),
+            tok = hidden(token),
+            needs = t(gw, Msg::ConNeedsCode),
+            code = t(gw, Msg::ConCode),
+            confirm = t(gw, Msg::Confirm),
         )),
     }
     pages::html_response(
         StatusCode::UNAUTHORIZED,
-        gw.chrome.layout("Confirm it is you", &body, false),
+        gw.chrome
+            .layout(gw.chrome.t(Msg::ConConfirmYou), &body, false),
     )
 }
 
 fn minutes(gw: &Gateway) -> String {
-    format!("{} minutes", gw.config.console.fresh_mfa.as_secs() / 60)
+    (gw.config.console.fresh_mfa.as_secs() / 60).to_string()
 }
 
 /// Break-glass: who is armed, the arming form, and disarming.
@@ -354,11 +417,20 @@ async fn break_glass(cx: &Cx<'_>) -> Result<String, crate::storage::StoreError> 
     let gw = cx.gw;
     let now = gw.clock.now();
     let armed = crate::auth::break_glass::status(&gw.store, now).await?;
-    let mut html = String::from("<h2>Break-glass</h2>");
+    let mut html = format!("<h2>{}</h2>", t(gw, Msg::ConBreakGlass));
     if armed.is_empty() {
-        html.push_str("<p id=\"break-glass-status\">Not armed.</p>");
+        html.push_str(&format!(
+            "<p id=\"break-glass-status\">{}</p>",
+            t(gw, Msg::ConNotArmed)
+        ));
     } else {
-        html.push_str("<table id=\"break-glass-status\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Until</th><th scope=\"col\">Reason</th><th scope=\"col\">By</th></tr></thead><tbody>");
+        html.push_str(&format!(
+            "<table id=\"break-glass-status\"><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+            t(gw, Msg::ConUser),
+            t(gw, Msg::ConUntil),
+            t(gw, Msg::ConReason),
+            t(gw, Msg::ConBy)
+        ));
         for a in &armed {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -374,18 +446,25 @@ async fn break_glass(cx: &Cx<'_>) -> Result<String, crate::storage::StoreError> 
             "break-glass/disarm",
             "confirm",
             "yes",
-            "Disarm now",
+            &t(gw, Msg::ConDisarm),
         ));
     }
     html.push_str(&format!(
-        "<form method=\"post\" action=\"{p}/admin/break-glass/arm\">{t}\
-<label for=\"bg-users\">Users (comma-separated)</label><input id=\"bg-users\" name=\"users\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
-<label for=\"bg-duration\">For how long (e.g. 2h, at most {max})</label><input id=\"bg-duration\" name=\"duration\" type=\"text\" value=\"2h\" required>\
-<label for=\"bg-reason\">Reason</label><input id=\"bg-reason\" name=\"reason\" type=\"text\" required maxlength=\"500\">\
-<button type=\"submit\">Arm break-glass</button></form>",
+        "<form method=\"post\" action=\"{p}/admin/break-glass/arm\">{tok}\
+<label for=\"bg-users\">{users}</label><input id=\"bg-users\" name=\"users\" type=\"text\" required autocapitalize=\"none\" spellcheck=\"false\">\
+<label for=\"bg-duration\">{how_long}</label><input id=\"bg-duration\" name=\"duration\" type=\"text\" value=\"2h\" required>\
+<label for=\"bg-reason\">{reason}</label><input id=\"bg-reason\" name=\"reason\" type=\"text\" required maxlength=\"500\">\
+<button type=\"submit\">{arm}</button></form>",
         p = esc(&gw.config.server.prefix),
-        t = hidden(cx.token),
-        max = esc(&format!("{}m", gw.config.break_glass.max_window.as_secs() / 60)),
+        tok = hidden(cx.token),
+        users = t(gw, Msg::ConBgUsers),
+        how_long = esc(&gw.chrome.fill(
+            Msg::ConBgDuration,
+            "max",
+            &format!("{}m", gw.config.break_glass.max_window.as_secs() / 60)
+        )),
+        reason = t(gw, Msg::ConReason),
+        arm = t(gw, Msg::ConArm),
     ));
     Ok(html)
 }

@@ -762,3 +762,67 @@ async fn the_console_fits_at_1200_and_390_px_after_a_real_sign_in() {
     wd.quit().await;
     gw.stop().await;
 }
+
+/// The console speaks the browser's language (the catalogue's German beside English): the page,
+/// its step-up and its refusals.
+#[tokio::test]
+async fn the_console_is_in_german_or_english_as_accept_language_asks() {
+    let gw = start().await;
+    let (cookie, _) = boss(&gw).await;
+    let as_lang = |lang: &'static str| {
+        let (gw, cookie) = (&gw, cookie.clone());
+        async move {
+            Http::new()
+                .get(
+                    &gw.url(CONSOLE),
+                    &[
+                        ("accept", "text/html"),
+                        ("cookie", &cookie),
+                        ("accept-language", lang),
+                    ],
+                )
+                .await
+                .text()
+        }
+    };
+    let de = as_lang("de-DE,de;q=0.9").await;
+    for want in [
+        "<h1>Admin-Konsole</h1>",
+        "<h2>Sitzungen</h2>",
+        "<h2>Audit-Protokoll</h2>",
+        "Benutzer anlegen",
+        "Zweite Faktoren zurücksetzen",
+    ] {
+        assert!(de.contains(want), "{want}: {de}");
+    }
+    assert!(!de.contains("<h2>Sessions</h2>"));
+    let en = as_lang("en").await;
+    assert!(
+        en.contains("<h2>Sessions</h2>") && en.contains("Create user"),
+        "{en}"
+    );
+    // The step-up, once the factor is stale.
+    gw.clock.advance(16 * 60);
+    let de = as_lang("de").await;
+    assert!(de.contains("Bestätigen Sie, dass Sie es sind"), "{de}");
+    // A session without a console role: the refusal in German.
+    add_user(&gw, "ann", &["agent"]).await;
+    let (other, _) = gw.session_for("ann", &["agent"]).await;
+    let r = Http::new()
+        .get(
+            &gw.url(CONSOLE),
+            &[
+                ("accept", "text/html"),
+                ("cookie", &other),
+                ("accept-language", "de"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.text()
+            .contains("Dieses Konto darf die Admin-Konsole nicht benutzen."),
+        "{}",
+        r.text()
+    );
+}
