@@ -10,6 +10,7 @@ mod templates;
 
 use crate::support::browser::*;
 use crate::support::login::{mfa_csrf, password_step, LoginEnv, LoginOpts, PW};
+use crate::support::oidc_provider::{TestOp, CLIENT_ID, CLIENT_SECRET};
 use hyper::{Method, StatusCode};
 use portcullis::accounts::native_principal;
 use std::time::Duration;
@@ -354,6 +355,115 @@ pub async fn overflowing(wd: &crate::support::webdriver::WebDriver) -> Vec<Strin
         .collect()
 }
 
+/// Saves `name` at a desk's and a phone's width and fails if anything there is wider than the
+/// window; the window is left at 390 px.
+async fn look(wd: &crate::support::webdriver::WebDriver, name: &str) {
+    for (width, height) in [(1200, 900), (390, 844)] {
+        wd.set_window_size(width, height).await;
+        wd.screenshot(&format!("{name}-{width}")).await;
+        let bad = overflowing(wd).await;
+        assert!(bad.is_empty(), "{name} at {width} px: {bad:?}");
+    }
+}
+
+/// A user name as long as they come (64 characters at most) without a place to break.
+const LONG_NAME: &str = "noor.abdulrahman_al_hashimi.contractors.northwind_consulting";
+
+/// An `[[idp]]` table for the test OP `op`.
+fn idp_toml(id: &str, name: &str, op: &TestOp) -> String {
+    format!(
+        "\n[[idp]]\nid = \"{id}\"\nkind = \"oidc\"\ndisplay_name = \"{name}\"\n\
+         issuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+         http_timeout = \"1s\"\n",
+        issuer = op.issuer
+    )
+}
+
+/// The pages that need notices, break-glass or SSO: a gateway of their own (native login with
+/// enrollment on first sign-in, mail, `[break_glass]` and three OIDC providers, one with a long
+/// name), looked at in a fresh browser session.
+async fn the_other_pages(driver: &crate::support::webdriver::ChromeDriver) {
+    use crate::notify::{report_path, Env, Opts};
+    let clock = portcullis::clock::Clock::manual(1_800_000_000);
+    let mut ops = Vec::new();
+    for _ in 0..3 {
+        ops.push(TestOp::start(clock.clone()).await);
+    }
+    let names = [
+        ("corp", "Corp SSO"),
+        ("partner", "Partner portal"),
+        (
+            "contractors",
+            "Northwind Contractor Identity Federation Service",
+        ),
+    ];
+    let mut extra = String::from("\n[break_glass]\nmax_window = \"4h\"\nroles = [\"agent\"]\n");
+    for ((id, name), op) in names.iter().zip(&ops) {
+        extra.push_str(&idp_toml(id, name, op));
+    }
+    let env = Env::start(Opts {
+        extra,
+        ..Default::default()
+    })
+    .await;
+    for op in &ops {
+        let clock = env.gw.clock.clone();
+        op.with(|s| s.clock = clock);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !env.gw.gateway().oidc.ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "oidc providers never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A sign-in from a new browser mails its "this was not me" link. User names may be long
+    // and have no spaces (up to 64 characters); the pages that show one must wrap it.
+    let seed = env.add_enrolled(LONG_NAME).await;
+    let mut b = env.browser();
+    env.sign_in(&mut b, LONG_NAME, &seed).await;
+    let notice = env.mail_about("New sign-in", Duration::from_secs(5)).await;
+    // An armed break-glass link.
+    let r = env
+        .admin(
+            Method::POST,
+            "/api/v1/break-glass",
+            Some(serde_json::json!({"users": ["ivy"], "duration": "1h", "reason": "IdP outage"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let link = r.json()["links"][0]["url"].as_str().unwrap().to_owned();
+    let wd = driver.session().await;
+    wd.goto(&env.gw.url("/_portcullis/login?rd=%2Fagent")).await;
+    wd.wait_for_text("Sign in with Northwind Contractor Identity Federation Service")
+        .await;
+    look(&wd, "pages-chooser").await;
+    wd.goto(&link).await;
+    wd.wait_for_text("Emergency access").await;
+    look(&wd, "pages-break-glass").await;
+    wd.goto(&env.gw.url(&report_path(&notice))).await;
+    wd.wait_for_text(LONG_NAME).await;
+    look(&wd, "pages-not-me").await;
+    // A user without a factor signs in and is asked to enroll one (the QR code).
+    let name = LONG_NAME.replacen("noor", "ezra", 1);
+    env.add_user(&name).await;
+    wd.goto(&env.gw.url("/normal?rd=%2Fcontract%2F")).await;
+    wd.fill("#username", &name).await;
+    wd.fill("#password", PW).await;
+    let button = wd.find("button[type=submit]").await;
+    wd.click(&button).await;
+    wd.wait_for_url(|u| u.ends_with("/_portcullis/mfa/enroll"))
+        .await;
+    look(&wd, "pages-enroll").await;
+    // The setup link, opened, is one long word too.
+    let summary = wd.find("details summary").await;
+    wd.click(&summary).await;
+    wd.wait_for_text("otpauth://").await;
+    look(&wd, "pages-enroll-link").await;
+    wd.quit().await;
+}
+
 #[tokio::test]
 async fn at_1200_and_390_px_no_element_is_wider_than_the_viewport() {
     use crate::support::webdriver::{available, ChromeDriver};
@@ -385,19 +495,8 @@ async fn at_1200_and_390_px_no_element_is_wider_than_the_viewport() {
     env.gw.clock.advance(30);
     let driver = ChromeDriver::start().await;
     let wd = driver.session().await;
-    // Each page is looked at on a desk and on a phone; the session's window ends at 390 px, so
-    // the clicks between pages happen at phone width.
-    let check = |name: &'static str| {
-        let wd = &wd;
-        async move {
-            for (width, height) in [(1200, 900), (390, 844)] {
-                wd.set_window_size(width, height).await;
-                wd.screenshot(&format!("{name}-{width}")).await;
-                let bad = overflowing(wd).await;
-                assert!(bad.is_empty(), "{name} at {width} px: {bad:?}");
-            }
-        }
-    };
+    // The session's window ends at 390 px, so the clicks between pages happen at phone width.
+    let check = |name: &'static str| look(&wd, name);
     wd.goto(&env.gw.url("/normal?rd=%2F_portcullis%2Faccount"))
         .await;
     check("pages-login").await;
@@ -426,4 +525,5 @@ async fn at_1200_and_390_px_no_element_is_wider_than_the_viewport() {
     wd.goto(&env.gw.url("/_portcullis/logout")).await;
     check("pages-sign-out").await;
     wd.quit().await;
+    the_other_pages(&driver).await;
 }
