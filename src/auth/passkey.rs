@@ -211,6 +211,9 @@ pub struct Registration<'a> {
     /// At enrollment through a link: its token hash, spent once the ceremony verified (of two
     /// registrations through one link, only one goes on).
     pub invite: Option<&'a str>,
+    /// At enrollment (`Some(unless_totp)`): stored only as the principal's first factor, never
+    /// beside one another login enrolled meanwhile. `None`: the account page adds one more.
+    pub first: Option<bool>,
 }
 
 /// Finishes a registration: the new credential stored under `name`, or why not.
@@ -227,6 +230,7 @@ pub async fn finish_register(
         response,
         name,
         invite,
+        first,
     } = reg;
     let Some(kept) = store.take_ephemeral(&bound.key()).await? else {
         return Ok(Err(PasskeyError::WrongChallenge));
@@ -260,8 +264,23 @@ pub async fn finish_register(
         created_at: now,
         last_used_at: None,
     };
-    match acc.users.add_passkey(&record).await {
-        Ok(()) => Ok(Ok(record)),
+    let added = match first {
+        Some(unless_totp) => acc
+            .users
+            .add_first_passkey(&record, unless_totp)
+            .await
+            .map(|first| {
+                if first {
+                    Ok(())
+                } else {
+                    Err(PasskeyError::AlreadyRegistered)
+                }
+            }),
+        None => acc.users.add_passkey(&record).await.map(Ok),
+    };
+    match added {
+        Ok(Ok(())) => Ok(Ok(record)),
+        Ok(Err(e)) => Ok(Err(e)),
         // DESIGN.md §10: a credential id is unique in the store (this user's or another's).
         Err(StoreError::Conflict) => Ok(Err(PasskeyError::AlreadyRegistered)),
         Err(e) => Err(e),
@@ -309,8 +328,10 @@ pub enum SignIn {
     Refused(PasskeyError),
     /// Refused for this user (counted toward their lockout).
     RefusedFor(String, PasskeyError, bool),
-    /// The user is locked out or disabled.
+    /// The user is locked out.
     Locked(String),
+    /// The answer verified, but the user is disabled.
+    Disabled(String),
 }
 
 /// Checks a passkey sign-in: the ceremony taken, the credential looked up by id, its user
@@ -343,8 +364,8 @@ pub async fn check_signin(
     let Some(user) = acc.users.get_user(username).await? else {
         return Ok(SignIn::Refused(PasskeyError::UnknownCredential));
     };
-    if user.disabled || native_principal(&user.username) != row.principal {
-        return Ok(SignIn::Locked(user.username));
+    if native_principal(&user.username) != row.principal {
+        return Ok(SignIn::Refused(PasskeyError::UnknownCredential));
     }
     let attempt = match acc.lockout.admit(store, &row.principal, ip).await? {
         Admission::Admitted(a) => a,
@@ -367,6 +388,9 @@ pub async fn check_signin(
         )
         .await?
         {
+            // A disabled user learns it only with their key, and is refused like any other
+            // refusal (nothing tells a key-less caller the account state).
+            CodeCheck::Verified(..) if user.disabled => SignIn::Disabled(name),
             CodeCheck::Verified(..) => SignIn::Verified(user),
             CodeCheck::Refused { error, locked_now } => {
                 let e = match error {

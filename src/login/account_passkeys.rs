@@ -173,6 +173,7 @@ pub(super) async fn add(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Ou
         response: &response,
         name: &name,
         invite: None,
+        first: None,
     };
     let reason = match pk::finish_register(acc, &gw.store, rp, reg, gw.clock.now()).await {
         Ok(Ok(_)) => None,

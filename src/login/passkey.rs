@@ -190,6 +190,7 @@ pub(crate) async fn submit_enroll(
         response: &response,
         name: &name,
         invite: invite.as_deref(),
+        first: Some(allowed.totp),
     };
     let record = match pk::finish_register(acc, &gw.store, rp, reg, now).await {
         Ok(Ok(r)) => r,
@@ -343,8 +344,12 @@ pub(crate) async fn sign_in(
             return Err(Shown::Refused(REFUSED));
         }
         Ok(SignIn::Locked(user)) => {
-            signin_failure(gw, &user, "locked_or_disabled", audit::Outcome::Refused, ip).await;
+            signin_failure(gw, &user, "locked", audit::Outcome::Refused, ip).await;
             return Err(Shown::Locked);
+        }
+        Ok(SignIn::Disabled(user)) => {
+            signin_failure(gw, &user, "disabled", audit::Outcome::Refused, ip).await;
+            return Err(Shown::Refused(REFUSED));
         }
         Err(e) => return Ok(store_error(gw, e)),
     };

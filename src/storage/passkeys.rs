@@ -78,6 +78,54 @@ where
         Ok(())
     }
 
+    /// Stores a principal's first factor at enrollment: only while it has no passkey (and,
+    /// with `unless_totp`, no confirmed authenticator app), decided under the principal's lock
+    /// so two enrollments racing each other (on any replica) store one. `false`: it has one.
+    pub async fn add_first_passkey(
+        &self,
+        p: &PasskeyRecord,
+        unless_totp: bool,
+    ) -> Result<bool, StoreError>
+    where
+        for<'r> bool: Decode<'r, DB> + Type<DB>,
+    {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        DB::lock_principal(&mut tx, &p.principal)
+            .await
+            .map_err(store_error)?;
+        let row = sqlx::query(
+            "SELECT (EXISTS (SELECT 1 FROM webauthn_credentials WHERE principal = $1) \
+             OR ($2 = 1 AND EXISTS (SELECT 1 FROM totp_factors WHERE principal = $1 AND confirmed))) \
+             AS taken",
+        )
+        .bind(p.principal.as_str())
+        .bind(i64::from(unless_totp))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let taken: bool = row.try_get("taken").map_err(store_error)?;
+        if taken {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO webauthn_credentials (credential_id, principal, user_handle, name, \
+             passkey, sign_count, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(p.credential_id.as_str())
+        .bind(p.principal.as_str())
+        .bind(p.user_handle.as_str())
+        .bind(p.name.as_str())
+        .bind(p.passkey.as_str())
+        .bind(p.sign_count)
+        .bind(p.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
     /// The principal's credentials, oldest first.
     pub async fn list_passkeys(&self, principal: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
         let sql = format!(
@@ -190,6 +238,15 @@ impl AnyUserStore {
         dispatch!(self, s => s.add_passkey(p).await)
     }
 
+    /// See [`SqlUserStore::add_first_passkey`].
+    pub async fn add_first_passkey(
+        &self,
+        p: &PasskeyRecord,
+        unless_totp: bool,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.add_first_passkey(p, unless_totp).await)
+    }
+
     /// See [`SqlUserStore::list_passkeys`].
     pub async fn list_passkeys(&self, principal: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
         dispatch!(self, s => s.list_passkeys(principal).await)
@@ -300,6 +357,32 @@ pub(crate) mod tests {
         assert!(!s.delete_passkey(bob, "k2").await.unwrap());
         assert!(s.delete_passkey(ann, "k2").await.unwrap());
         assert!(!s.delete_passkey(ann, "k2").await.unwrap());
+        // A first passkey at enrollment: only while there is none (nor, when asked, an app).
+        let (cy, di) = ("native:cy", "native:di");
+        assert!(s.add_first_passkey(&record(cy, "f1"), false).await.unwrap());
+        assert!(!s.add_first_passkey(&record(cy, "f2"), false).await.unwrap());
+        s.put_totp(di, b"sealed", true, 1).await.unwrap();
+        assert!(!s.add_first_passkey(&record(di, "f3"), true).await.unwrap());
+        assert!(s.add_first_passkey(&record(di, "f3"), false).await.unwrap());
+        // Racing enrollments store one.
+        let racers: Vec<_> = (0..6)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.add_first_passkey(&record("native:race", &format!("r{i}")), false)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for r in racers {
+            if r.await.unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1);
+        assert_eq!(s.list_passkeys("native:race").await.unwrap().len(), 1);
         // An admin's reset removes the rest with the other factors.
         assert!(s.delete_factors(ann).await.unwrap());
         assert!(s.list_passkeys(ann).await.unwrap().is_empty());

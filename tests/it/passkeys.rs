@@ -554,8 +554,12 @@ async fn a_passkey_sign_in_stands_for_both_factors_under_the_lockout() {
     assert!(r.status.is_success(), "{}", r.text());
     let mut b = env.browser();
     let r = passkey_signin(&mut b, &mut dans, &Lie::default()).await;
-    assert_ne!(r.status, StatusCode::FOUND, "{}", r.text());
+    refused_signin(&r);
     assert_eq!(mfa_seen(&mut b).await, None);
+    assert!(env
+        .audit_of("login.failure", "dan")
+        .await
+        .contains(&("refused".into(), "disabled".into())));
 }
 
 fn refused_signin(r: &Resp) {
@@ -819,4 +823,51 @@ async fn a_ceremony_expires_after_five_minutes() {
         .audit_of("mfa.failure", "cara")
         .await
         .contains(&("failure".into(), "passkey wrong_challenge".into())));
+}
+
+#[tokio::test]
+async fn two_enrollments_racing_store_one_first_passkey() {
+    let env = Env::start(memory()).await;
+    env.add_user("cara", &["contractor"]).await;
+    let (mut x, mut y) = (env.browser(), env.browser());
+    password_step(&mut x, "/normal", "cara", PW).await;
+    password_step(&mut y, "/normal", "cara", PW).await;
+    let (_, cx) = page_csrf(&mut x, "/_portcullis/mfa/enroll").await;
+    let (_, cy) = page_csrf(&mut y, "/_portcullis/mfa/enroll").await;
+    let (mut kx, mut ky) = (env.key(), env.key());
+    let ax = kx.register(&options(&mut x, &cx).await);
+    let ay = ky.register(&options(&mut y, &cy).await);
+    let post = |csrf: String, answer: String| {
+        vec![
+            ("csrf_token".to_owned(), csrf),
+            ("mode".to_owned(), "webauthn".to_owned()),
+            ("credential".to_owned(), answer),
+        ]
+    };
+    let fx = post(cx, ax);
+    let fy = post(cy, ay);
+    let form = |f: &Vec<(String, String)>| -> Vec<(String, String)> { f.clone() };
+    let (fx, fy) = (form(&fx), form(&fy));
+    let rx = x
+        .post(
+            "/_portcullis/mfa/enroll",
+            &fx.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(rx.status, StatusCode::OK, "{}", rx.text());
+    // The other login, started before, may not add a factor beside the one now enrolled.
+    let ry = y
+        .post(
+            "/_portcullis/mfa/enroll",
+            &fy.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_ne!(ry.status, StatusCode::OK, "{}", ry.text());
+    assert_eq!(mfa_seen(&mut y).await, None);
+    let u = env.admin(Method::GET, "/api/v1/users/cara").await.json();
+    assert_eq!(u["passkeys"].as_array().unwrap().len(), 1);
 }
