@@ -121,11 +121,23 @@ pub enum Msg {
     PasskeyOrApp,
     PasskeySignIn,
     PasskeyRefused,
+    NotCompletedTitle,
+    StartAgainOrAsk,
+    SamlIdpAnswered,
+    BreakGlassTitle,
+    BreakGlassIntro,
+    ReportTitle,
+    ReportQuestion,
+    ReportExplain,
+    ReportConfirm,
+    ReportIfYou,
+    ReportDoneTitle,
+    ReportDoneWhat,
 }
 
 impl Msg {
     /// Every key, for the test that each has a text in every language.
-    pub const ALL: [Msg; 114] = [
+    pub const ALL: [Msg; 126] = [
         Msg::Footer,
         Msg::WaysOnLabel,
         Msg::SignInAgain,
@@ -240,6 +252,18 @@ impl Msg {
         Msg::PasskeyOrApp,
         Msg::PasskeySignIn,
         Msg::PasskeyRefused,
+        Msg::NotCompletedTitle,
+        Msg::StartAgainOrAsk,
+        Msg::SamlIdpAnswered,
+        Msg::BreakGlassTitle,
+        Msg::BreakGlassIntro,
+        Msg::ReportTitle,
+        Msg::ReportQuestion,
+        Msg::ReportExplain,
+        Msg::ReportConfirm,
+        Msg::ReportIfYou,
+        Msg::ReportDoneTitle,
+        Msg::ReportDoneWhat,
     ];
 
     /// The text in `lang`.
@@ -374,6 +398,18 @@ fn english(m: Msg) -> &'static str {
         Msg::PasskeyOrApp => "Or set up an authenticator app",
         Msg::PasskeySignIn => "Sign in with a passkey",
         Msg::PasskeyRefused => "The passkey was not accepted.",
+        Msg::NotCompletedTitle => "Sign-in not completed",
+        Msg::StartAgainOrAsk => "Start the sign-in again, or ask your administrator whether you have access.",
+        Msg::SamlIdpAnswered => "Your identity provider did not sign you in. It answered:",
+        Msg::BreakGlassTitle => "Emergency access",
+        Msg::BreakGlassIntro => "This link was made by an administrator for emergency access while the usual sign-in is unavailable. It works once. Every step is recorded and the administrators are told.",
+        Msg::ReportTitle => "Report a sign-in",
+        Msg::ReportQuestion => "Was this sign-in not you?",
+        Msg::ReportExplain => "Confirming signs out {user} everywhere: every session, every sign-in in progress and every remembered device. Your administrators are told.",
+        Msg::ReportConfirm => "It was not me: sign out everywhere",
+        Msg::ReportIfYou => "If it was you, close this page.",
+        Msg::ReportDoneTitle => "Signed out everywhere",
+        Msg::ReportDoneWhat => "Every session of this account has ended, and your administrators have been told. Change your password now (or ask your administrator to reset it).",
     }
 }
 
@@ -493,6 +529,18 @@ fn german(m: Msg) -> &'static str {
         Msg::PasskeyOrApp => "Oder richten Sie eine Authenticator-App ein",
         Msg::PasskeySignIn => "Mit Passkey anmelden",
         Msg::PasskeyRefused => "Der Passkey wurde nicht akzeptiert.",
+        Msg::NotCompletedTitle => "Anmeldung nicht abgeschlossen",
+        Msg::StartAgainOrAsk => "Beginnen Sie die Anmeldung erneut oder fragen Sie Ihren Administrator, ob Sie Zugriff haben.",
+        Msg::SamlIdpAnswered => "Ihr Identitätsanbieter hat Sie nicht angemeldet. Seine Antwort:",
+        Msg::BreakGlassTitle => "Notfallzugang",
+        Msg::BreakGlassIntro => "Dieser Link wurde von einem Administrator für den Notfallzugang erstellt, solange die übliche Anmeldung nicht verfügbar ist. Er funktioniert nur einmal. Jeder Schritt wird aufgezeichnet und die Administratoren werden informiert.",
+        Msg::ReportTitle => "Eine Anmeldung melden",
+        Msg::ReportQuestion => "War diese Anmeldung nicht von Ihnen?",
+        Msg::ReportExplain => "Wenn Sie bestätigen, wird {user} überall abgemeldet: jede Sitzung, jede laufende Anmeldung und jedes gemerkte Gerät. Ihre Administratoren werden informiert.",
+        Msg::ReportConfirm => "Das war ich nicht: überall abmelden",
+        Msg::ReportIfYou => "Wenn Sie es waren, schließen Sie diese Seite.",
+        Msg::ReportDoneTitle => "Überall abgemeldet",
+        Msg::ReportDoneWhat => "Jede Sitzung dieses Kontos wurde beendet, und Ihre Administratoren wurden informiert. Ändern Sie jetzt Ihr Passwort (oder bitten Sie Ihren Administrator, es zurückzusetzen).",
     }
 }
 
