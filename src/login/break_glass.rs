@@ -16,7 +16,7 @@ use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
 use crate::http::{
     client_ip, form_value, origin_ok, query_param, read_body, set_cookie, store_error, Conn,
 };
-use crate::pages::{self, esc};
+use crate::pages::{self, esc, Msg};
 use crate::proxy::forward::GatewayBody;
 use crate::session::random_id;
 use crate::state::Gateway;
@@ -68,18 +68,19 @@ pub async fn entry(gw: &Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Res
 
 /// What the link is for, and a button that uses it (the token travels in the form).
 fn continue_page(gw: &Gateway, t: &str) -> Response<GatewayBody> {
+    let c = &gw.chrome;
     let body = format!(
-        "<h1>Emergency access</h1>\
-<p>This link was made by an administrator for emergency access while the usual sign-in is \
-unavailable. It works once. Every step is recorded and the administrators are told.</p>\
+        "<h1>{title}</h1><p>{intro}</p>\
 <form method=\"post\" action=\"{prefix}/break-glass\">\
 <input type=\"hidden\" name=\"t\" value=\"{t}\">\
-<button type=\"submit\" id=\"break-glass-continue\">Continue</button></form>",
+<button type=\"submit\" id=\"break-glass-continue\">{go}</button></form>",
+        title = esc(c.t(Msg::BreakGlassTitle)),
+        intro = esc(c.t(Msg::BreakGlassIntro)),
+        go = esc(c.t(Msg::Continue)),
         prefix = esc(&gw.config.server.prefix),
         t = esc(t),
     );
-    gw.chrome
-        .page(super::error::ok_status(), "Emergency access", &body)
+    c.page(super::error::ok_status(), c.t(Msg::BreakGlassTitle), &body)
 }
 
 async fn refused(gw: &Gateway, ip: IpAddr) -> Response<GatewayBody> {

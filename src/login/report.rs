@@ -13,7 +13,7 @@ use crate::http::{client_ip, form_value, origin_ok, query_param, read_body, set_
 use crate::metrics::MailKind;
 use crate::notify::link::{self, LinkError, Report};
 use crate::notify::mail;
-use crate::pages::esc;
+use crate::pages::{esc, Msg};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::ct_eq;
 use crate::session::{cookie, random_id, SessionStore};
@@ -107,23 +107,25 @@ async fn checked(gw: &Gateway, t: &str, ip: IpAddr) -> Result<Report, LoginError
 
 fn confirm_page(gw: &Gateway, t: &str, r: &Report) -> Response<GatewayBody> {
     let nonce = random_id(18);
+    let c = &gw.chrome;
+    // The text is escaped before the name goes in, so only the name's own markup is ours.
+    let explain = esc(c.t(Msg::ReportExplain))
+        .replace("{user}", &format!("<strong>{}</strong>", esc(&r.user)));
     let body = format!(
-        "<h1>Was this sign-in not you?</h1>\
-<p>Confirming signs out <strong>{user}</strong> everywhere: every session, every sign-in in \
-progress and every remembered device. Your administrators are told.</p>\
+        "<h1>{question}</h1><p>{explain}</p>\
 <form method=\"post\" action=\"{prefix}/not-me\">\
 <input type=\"hidden\" name=\"t\" value=\"{t}\">\
 <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-<button type=\"submit\" id=\"report-confirm\">It was not me: sign out everywhere</button></form>\
-<p class=\"muted\">If it was you, close this page.</p>",
-        user = esc(&r.user),
+<button type=\"submit\" id=\"report-confirm\">{confirm}</button></form>\
+<p class=\"muted\">{if_you}</p>",
+        question = esc(c.t(Msg::ReportQuestion)),
+        confirm = esc(c.t(Msg::ReportConfirm)),
+        if_you = esc(c.t(Msg::ReportIfYou)),
         prefix = esc(&gw.config.server.prefix),
         t = esc(t),
         csrf = esc(&csrf(gw, &nonce)),
     );
-    let mut resp = gw
-        .chrome
-        .page(super::error::ok_status(), "Report a sign-in", &body);
+    let mut resp = c.page(super::error::ok_status(), c.t(Msg::ReportTitle), &body);
     set_cookie(
         &mut resp,
         &gw.cookies
@@ -188,13 +190,14 @@ async fn confirm(
         ended,
     );
     alerts::to_admins(gw, MailKind::Reported, m);
-    let mut resp = gw.chrome.page(
-        super::error::ok_status(),
-        "Signed out everywhere",
-        "<h1>Signed out everywhere</h1><div class=\"notice\" role=\"status\" id=\"report-done\">\
-Every session of this account has ended, and your administrators have been told. Change your \
-password now (or ask your administrator to reset it).</div>",
+    let c = &gw.chrome;
+    let title = c.t(Msg::ReportDoneTitle);
+    let body = format!(
+        "<h1>{}</h1><div class=\"notice\" role=\"status\" id=\"report-done\">{}</div>",
+        esc(title),
+        esc(c.t(Msg::ReportDoneWhat)),
     );
+    let mut resp = c.page(super::error::ok_status(), title, &body);
     set_cookie(&mut resp, &gw.cookies.clear(gw.cookies.report));
     Ok(resp)
 }

@@ -22,7 +22,7 @@ use crate::auth::saml::{self as sp, Expect, SamlError, SloMessage};
 use crate::http::body::{read_body_up_to, BodyError};
 use crate::http::{client_ip, form_value, set_cookie, store_error, user_agent, Conn};
 use crate::idp::saml::{Provider, MAX_RESPONSE_BYTES};
-use crate::pages::{self, esc};
+use crate::pages::{self, esc, Msg};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, SessionToken};
 use crate::server::endpoint::SamlStep;
@@ -449,18 +449,24 @@ async fn idp_status(
     )
     .await;
     let message: String = message.unwrap_or("").chars().take(200).collect();
+    let c = &gw.chrome;
+    let title = c.t(Msg::NotCompletedTitle);
+    // The IdP's own status and message stay as it sent them: they are what its support quotes.
     let body = format!(
-        "<h1>Sign-in not completed</h1><div class=\"error\" role=\"alert\">Your identity provider did not sign you in. It answered: <strong id=\"saml-status\">{}</strong>{}</div><p>Start the sign-in again, or ask your administrator whether you have access.</p><p class=\"muted\">Reference: <code id=\"correlation-id\">{}</code></p>",
+        "<h1>{title}</h1><div class=\"error\" role=\"alert\">{answered} <strong id=\"saml-status\">{}</strong>{}</div><p>{next}</p><p class=\"muted\">{reference} <code id=\"correlation-id\">{}</code></p>",
         esc(&short),
         if message.is_empty() {
             String::new()
         } else {
             format!(" ({})", esc(&message))
         },
-        esc(&correlation)
+        esc(&correlation),
+        title = esc(title),
+        answered = esc(c.t(Msg::SamlIdpAnswered)),
+        next = esc(c.t(Msg::StartAgainOrAsk)),
+        reference = esc(c.t(Msg::Reference)),
     );
-    gw.chrome
-        .page(idp_refused_status(), "Sign-in not completed", &body)
+    c.page(idp_refused_status(), title, &body)
 }
 
 /// After a local logout of a session from this IdP: the IdP's SLO URL with a LogoutRequest
@@ -640,9 +646,13 @@ async fn slo(
 }
 
 fn signed_out_page(gw: &Gateway) -> Response<GatewayBody> {
+    let c = &gw.chrome;
     let body = format!(
-        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"{}/login\">Sign in again</a>",
-        esc(&gw.config.server.prefix)
+        "<h1>{}</h1><p>{}</p><a class=\"button\" href=\"{}/login\">{}</a>",
+        esc(c.t(Msg::YouAreSignedOut)),
+        esc(c.t(Msg::SessionEnded)),
+        esc(&gw.config.server.prefix),
+        esc(c.t(Msg::SignInAgain)),
     );
-    gw.chrome.page(ok_status(), "Signed out", &body)
+    c.page(ok_status(), c.t(Msg::SignedOut), &body)
 }

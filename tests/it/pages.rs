@@ -6,6 +6,7 @@
 mod branding;
 mod headings;
 mod languages;
+mod languages_more;
 mod templates;
 
 use crate::support::browser::*;

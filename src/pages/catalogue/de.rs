@@ -203,5 +203,17 @@ pub(super) fn german(m: Msg) -> &'static str {
         Msg::ConLocked => "Zu viele Fehlversuche. Dies ist für eine Weile gesperrt; versuchen Sie es später erneut.",
         Msg::ConBadCode => "Dieser Code ist nicht gültig. Geben Sie einen aktuellen Code Ihrer Authenticator-App oder einen Wiederherstellungscode ein.",
         Msg::ConEnrollsAgain => "{user} richtet die Anmeldung mit diesem Link neu ein.",
+        Msg::NotCompletedTitle => "Anmeldung nicht abgeschlossen",
+        Msg::StartAgainOrAsk => "Beginnen Sie die Anmeldung erneut oder fragen Sie Ihren Administrator, ob Sie Zugriff haben.",
+        Msg::SamlIdpAnswered => "Ihr Identitätsanbieter hat Sie nicht angemeldet. Seine Antwort:",
+        Msg::BreakGlassTitle => "Notfallzugang",
+        Msg::BreakGlassIntro => "Dieser Link wurde von einem Administrator für den Notfallzugang erstellt, solange die übliche Anmeldung nicht verfügbar ist. Er funktioniert nur einmal. Jeder Schritt wird aufgezeichnet und die Administratoren werden informiert.",
+        Msg::ReportTitle => "Eine Anmeldung melden",
+        Msg::ReportQuestion => "War diese Anmeldung nicht von Ihnen?",
+        Msg::ReportExplain => "Wenn Sie bestätigen, wird {user} überall abgemeldet: jede Sitzung, jede laufende Anmeldung und jedes gemerkte Gerät. Ihre Administratoren werden informiert.",
+        Msg::ReportConfirm => "Das war ich nicht: überall abmelden",
+        Msg::ReportIfYou => "Wenn Sie es waren, schließen Sie diese Seite.",
+        Msg::ReportDoneTitle => "Überall abgemeldet",
+        Msg::ReportDoneWhat => "Jede Sitzung dieses Kontos wurde beendet, und Ihre Administratoren wurden informiert. Ändern Sie jetzt Ihr Passwort (oder bitten Sie Ihren Administrator, es zurückzusetzen).",
     }
 }

@@ -205,5 +205,17 @@ pub(super) fn english(m: Msg) -> &'static str {
         Msg::ConLocked => "Too many failed attempts. This is paused for a while; try again later.",
         Msg::ConBadCode => "That code is not valid. Enter a current code from your authenticator app or a recovery code.",
         Msg::ConEnrollsAgain => "{user} enrolls again with this link.",
+        Msg::NotCompletedTitle => "Sign-in not completed",
+        Msg::StartAgainOrAsk => "Start the sign-in again, or ask your administrator whether you have access.",
+        Msg::SamlIdpAnswered => "Your identity provider did not sign you in. It answered:",
+        Msg::BreakGlassTitle => "Emergency access",
+        Msg::BreakGlassIntro => "This link was made by an administrator for emergency access while the usual sign-in is unavailable. It works once. Every step is recorded and the administrators are told.",
+        Msg::ReportTitle => "Report a sign-in",
+        Msg::ReportQuestion => "Was this sign-in not you?",
+        Msg::ReportExplain => "Confirming signs out {user} everywhere: every session, every sign-in in progress and every remembered device. Your administrators are told.",
+        Msg::ReportConfirm => "It was not me: sign out everywhere",
+        Msg::ReportIfYou => "If it was you, close this page.",
+        Msg::ReportDoneTitle => "Signed out everywhere",
+        Msg::ReportDoneWhat => "Every session of this account has ended, and your administrators have been told. Change your password now (or ask your administrator to reset it).",
     }
 }

@@ -202,11 +202,23 @@ pub enum Msg {
     ConLocked,
     ConBadCode,
     ConEnrollsAgain,
+    NotCompletedTitle,
+    StartAgainOrAsk,
+    SamlIdpAnswered,
+    BreakGlassTitle,
+    BreakGlassIntro,
+    ReportTitle,
+    ReportQuestion,
+    ReportExplain,
+    ReportConfirm,
+    ReportIfYou,
+    ReportDoneTitle,
+    ReportDoneWhat,
 }
 
 impl Msg {
     /// Every key, for the test that each has a text in every language.
-    pub const ALL: [Msg; 198] = [
+    pub const ALL: [Msg; 210] = [
         Msg::Footer,
         Msg::WaysOnLabel,
         Msg::SignInAgain,
@@ -405,5 +417,17 @@ impl Msg {
         Msg::ConLocked,
         Msg::ConBadCode,
         Msg::ConEnrollsAgain,
+        Msg::NotCompletedTitle,
+        Msg::StartAgainOrAsk,
+        Msg::SamlIdpAnswered,
+        Msg::BreakGlassTitle,
+        Msg::BreakGlassIntro,
+        Msg::ReportTitle,
+        Msg::ReportQuestion,
+        Msg::ReportExplain,
+        Msg::ReportConfirm,
+        Msg::ReportIfYou,
+        Msg::ReportDoneTitle,
+        Msg::ReportDoneWhat,
     ];
 }
