@@ -139,14 +139,7 @@ pub(super) async fn options(gw: &Gateway, s: &Session) -> Response<GatewayBody> 
     )
     .await
     {
-        Ok(Ok(o)) => match serde_json::from_str::<serde_json::Value>(&o) {
-            Ok(v) => crate::pages::json_response(StatusCode::OK, &v),
-            Err(_) => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "passkey_options",
-                gw.chrome.t(Msg::PasskeyFailed),
-            ),
-        },
+        Ok(Ok(o)) => super::passkey::options_answer(gw, Ok(o)),
         Ok(Err(_)) => json_error(
             StatusCode::CONFLICT,
             "too_many_passkeys",

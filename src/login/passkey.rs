@@ -38,7 +38,10 @@ fn relying_party(gw: &Gateway) -> Result<&Passkeys, Response<GatewayBody>> {
 }
 
 /// A ceremony's options as the page's script takes them, or a refusal it can show.
-fn options_answer(gw: &Gateway, made: Result<String, PasskeyError>) -> Response<GatewayBody> {
+pub(crate) fn options_answer(
+    gw: &Gateway,
+    made: Result<String, PasskeyError>,
+) -> Response<GatewayBody> {
     match made.map(|o| serde_json::from_str::<serde_json::Value>(&o)) {
         Ok(Ok(v)) => json_response(StatusCode::OK, &v),
         Ok(Err(_)) | Err(_) => json_error(
