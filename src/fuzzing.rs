@@ -12,11 +12,13 @@
 
 mod input;
 mod oidc;
+mod passkey;
 mod saml;
 mod template;
 mod web;
 
 pub use oidc::{access_token, bearer_header, config, id_token, jwks, logout_token, userinfo};
+pub use passkey::passkey_answer;
 pub use saml::{saml_metadata, saml_redirect, saml_response};
 pub use template::page_template;
 pub use web::{
@@ -46,4 +48,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("saml_metadata", saml_metadata),
     ("saml_redirect", saml_redirect),
     ("page_template", page_template),
+    ("passkey_answer", passkey_answer),
 ];
