@@ -197,7 +197,7 @@ pub(super) async fn add(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Ou
     )
     .await;
     if reason.is_some() {
-        return Outcome::Refused(super::passkey::REFUSED);
+        return Outcome::Refused(gw.chrome.t(super::passkey::REFUSED));
     }
     crate::alerts::factor_changed(
         gw,

@@ -155,3 +155,98 @@ async fn a_sign_in_refusal_is_in_german_or_english_as_accept_language_asks() {
     let en = page(http, &url, Some("en")).await;
     assert!(en.contains("<h1>Sign-in expired</h1>"), "{en}");
 }
+
+/// A POST as a browser asking for `lang` sends it, with `b`'s cookies.
+async fn post_in(
+    b: &crate::support::browser::Browser,
+    lang: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Resp {
+    let cookie = b.cookie_header();
+    let h = [
+        ("accept", "text/html"),
+        ("accept-language", lang),
+        ("cookie", cookie.as_str()),
+    ];
+    b.http
+        .post_form(&format!("{}{path}", b.base), &h, form)
+        .await
+}
+
+/// The messages above a form shown again (`login::error::Shown`) come from the catalogue.
+#[tokio::test]
+async fn a_wrong_password_and_a_wrong_code_are_told_in_german_or_english() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    env.add_enrolled("jana").await;
+    let mut b = env.browser();
+    // Each form's token is used once: a fresh form for every try.
+    let wrong_password = |fields: Vec<(&'static str, String)>| {
+        let mut form: Vec<(&'static str, String)> = fields;
+        form.push(("username", "jana".into()));
+        form.push(("password", "not the password".into()));
+        form
+    };
+    let form = wrong_password(crate::support::login::login_form(&mut b, "/normal").await);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let de = post_in(&b, "de", "/normal", &form).await;
+    assert_eq!(de.status, StatusCode::UNAUTHORIZED);
+    let de = de.text();
+    assert!(
+        de.contains("Benutzername oder Passwort ist falsch."),
+        "{de}"
+    );
+    assert!(!de.contains("Incorrect username or password."), "{de}");
+    let form = wrong_password(crate::support::login::login_form(&mut b, "/normal").await);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let en = post_in(&b, "en", "/normal", &form).await.text();
+    assert!(en.contains("Incorrect username or password."), "{en}");
+
+    password_step(&mut b, "/normal", "jana", PW).await;
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let wrong = [("code", "000000"), ("csrf_token", csrf.as_str())];
+    let de = post_in(&b, "de-AT", "/_portcullis/mfa", &wrong).await;
+    assert_eq!(de.status, StatusCode::UNAUTHORIZED);
+    let de = de.text();
+    assert!(
+        de.contains("Dieser Code ist ungültig. Prüfen Sie ihn und versuchen Sie es erneut."),
+        "{de}"
+    );
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let wrong = [("code", "000000"), ("csrf_token", csrf.as_str())];
+    let en = post_in(&b, "en", "/_portcullis/mfa", &wrong).await.text();
+    assert!(
+        en.contains("That code is not valid. Check it and try again."),
+        "{en}"
+    );
+}
+
+/// The SSO refusal pages (`login::error::Refusal`) are written from catalogue keys.
+#[tokio::test]
+async fn an_sso_refusal_is_in_german_or_english_as_accept_language_asks() {
+    use crate::support::oidc_provider::{TestOp, CLIENT_ID, CLIENT_SECRET};
+    let op = TestOp::start(portcullis::clock::Clock::manual(1_800_000_000)).await;
+    let toml = format!(
+        "[[idp]]\nid = \"corp\"\nkind = \"oidc\"\ndisplay_name = \"Corp\"\nissuer = \"{}\"\n\
+client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n",
+        op.issuer
+    );
+    let gw = TestGateway::start_with(&toml, |_| {}).await;
+    let http = Http::new();
+    let url = gw.url("/_portcullis/oidc/corp/callback?code=forged&state=AAAAAAAAAAAAAAAAAAAAAAAA");
+    let de = page(&http, &url, Some("de")).await;
+    assert!(de.contains("<h1>Anmeldung abgelaufen</h1>"), "{de}");
+    assert!(
+        de.contains(
+            "Dieser Anmeldeversuch ist unbekannt, abgelaufen oder wurde bereits abgeschlossen."
+        ),
+        "{de}"
+    );
+    assert!(de.contains("Beginnen Sie die Anmeldung erneut."), "{de}");
+    let en = page(&http, &url, Some("en")).await;
+    assert!(en.contains("<h1>Sign-in expired</h1>"), "{en}");
+    assert!(
+        en.contains("This sign-in attempt is unknown, has expired or was already completed."),
+        "{en}"
+    );
+}
