@@ -250,3 +250,46 @@ client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n",
         "{en}"
     );
 }
+
+/// The proxy path's refusal pages (`http::error`) are in the browser's language; the JSON
+/// `detail` stays English for API clients whatever they ask for.
+#[tokio::test]
+async fn a_proxy_refusal_page_is_in_german_and_its_json_stays_english() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let (cookie, _) = gw.session_for("eve", &["end_user"]).await;
+    let url = gw.url("/admin/users");
+    let ask = |html: bool, lang: &'static str| {
+        let accept = if html {
+            "text/html"
+        } else {
+            "application/json"
+        };
+        let h = [
+            ("accept", accept),
+            ("accept-language", lang),
+            ("cookie", cookie.as_str()),
+        ];
+        let (http, url) = (&http, &url);
+        async move { http.get(url, &h).await }
+    };
+    let de = ask(true, "de-DE").await;
+    assert_eq!(de.status, StatusCode::FORBIDDEN);
+    let de = de.text();
+    assert!(de.contains("<h1>Zugriff verweigert</h1>"), "{de}");
+    assert!(
+        de.contains("Sie sind angemeldet, aber Ihre Rolle gibt keinen Zugriff auf diese Seite."),
+        "{de}"
+    );
+    assert!(de.contains("Referenz: <code"), "{de}");
+    assert!(!de.contains("Access denied"), "{de}");
+    let en = ask(true, "en").await.text();
+    assert!(en.contains("<h1>Access denied</h1>"), "{en}");
+    let api = ask(false, "de").await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.json()["detail"],
+        "You are signed in, but your role does not give access to this page."
+    );
+    gw.stop().await;
+}
