@@ -4,7 +4,7 @@
 
 use crate::clock::rfc3339;
 use crate::notify::mail::agent_name;
-use crate::pages::esc;
+use crate::pages::{esc, Chrome, Msg};
 
 /// The hidden CSRF field of an account form.
 pub fn hidden(token: &str) -> String {
@@ -15,10 +15,11 @@ pub fn hidden(token: &str) -> String {
 }
 
 /// The "current code" field a fresh-factor form carries (element id `id`).
-pub fn code_field(id: &str) -> String {
+pub fn code_field(chrome: &Chrome, id: &str) -> String {
     format!(
-        "<label for=\"{id}\">Current code</label><input id=\"{id}\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>",
-        id = esc(id)
+        "<label for=\"{id}\">{label}</label><input id=\"{id}\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>",
+        id = esc(id),
+        label = esc(chrome.t(Msg::AccCurrentCode)),
     )
 }
 

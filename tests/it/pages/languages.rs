@@ -293,3 +293,67 @@ async fn a_proxy_refusal_page_is_in_german_and_its_json_stays_english() {
     );
     gw.stop().await;
 }
+
+/// The account page: headings, labels, buttons and its notices in the browser's language; its
+/// element ids and field names are the same in every language.
+#[tokio::test]
+async fn the_account_page_and_its_notices_are_in_german_or_english() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    let seed = env.add_enrolled("jana").await;
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "jana", PW).await;
+    let r = crate::support::login::submit_code(&mut b, &env.code(&seed)).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let de = german(&env, &b, "/_portcullis/account").await;
+    for want in [
+        "<title>Ihr Konto",
+        "<h1>Ihr Konto</h1>",
+        "Angemeldet als <strong>jana</strong> (native).",
+        "<h2>Wo Sie angemeldet sind</h2>",
+        "<th scope=\"col\">Gerät</th>",
+        "<em>dieses Gerät</em>",
+        "<h2>Bestätigung in zwei Schritten</h2>",
+        "Authenticator-App: <strong>eingerichtet</strong>.",
+        "<label for=\"code-totp\">Aktueller Code</label>",
+        ">Neue Authenticator-App einrichten</button>",
+        "<h2>Gemerkte Geräte</h2>",
+        "<p id=\"devices\">Es ist kein Gerät gemerkt.</p>",
+        "id=\"logout-confirm\">Abmelden</button>",
+    ] {
+        assert!(de.contains(want), "{want}: {de}");
+    }
+    assert!(!de.contains("Your account"), "{de}");
+    let en = b.get("/_portcullis/account").await.text();
+    assert!(en.contains("<h1>Your account</h1>"), "{en}");
+    assert!(
+        en.contains("<p id=\"devices\">No device is remembered.</p>"),
+        "{en}"
+    );
+
+    // A notice after an action: forgetting devices.
+    let csrf = crate::support::browser::input_value(&de, "csrf_token").unwrap();
+    let form = [("id", "all"), ("csrf_token", csrf.as_str())];
+    let done = post_in(&b, "de", "/_portcullis/account/devices/forget", &form).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(
+        done.text()
+            .contains("Erledigt: Dieses Gerät wird wieder nach einem zweiten Faktor gefragt."),
+        "{}",
+        done.text()
+    );
+    // A refusal: ending other sessions with a wrong code.
+    let form = [
+        ("id", "others"),
+        ("code", "000000"),
+        ("csrf_token", csrf.as_str()),
+    ];
+    let wrong = post_in(&b, "de", "/_portcullis/account/sessions/end", &form).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .contains("Dieser Code ist ungültig. Geben Sie einen aktuellen Code"),
+        "{}",
+        wrong.text()
+    );
+}
