@@ -238,5 +238,18 @@ pub(super) fn text(m: Msg) -> &'static str {
         Msg::PkLastFactor => "This is your last second factor, and your role requires one: add another before removing it.",
         Msg::PkRemoved => "The passkey was removed.",
         Msg::Unknown => "unknown",
+        Msg::JustNow => "just now",
+        Msg::TimeAgo => "{t} ago",
+        Msg::TimeIn => "in {t}",
+        Msg::UnitMinute => "minute",
+        Msg::UnitMinutes => "minutes",
+        Msg::UnitHour => "hour",
+        Msg::UnitHours => "hours",
+        Msg::UnitDay => "day",
+        Msg::UnitDays => "days",
+        Msg::UnitMonth => "month",
+        Msg::UnitMonths => "months",
+        Msg::UnitYear => "year",
+        Msg::UnitYears => "years",
     }
 }

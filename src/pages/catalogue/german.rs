@@ -236,5 +236,18 @@ pub(super) fn text(m: Msg) -> &'static str {
         Msg::PkLastFactor => "Dies ist Ihr letzter zweiter Faktor, und Ihre Rolle erfordert einen: Fügen Sie einen weiteren hinzu, bevor Sie ihn entfernen.",
         Msg::PkRemoved => "Der Passkey wurde entfernt.",
         Msg::Unknown => "unbekannt",
+        Msg::JustNow => "gerade eben",
+        Msg::TimeAgo => "vor {t}",
+        Msg::TimeIn => "in {t}",
+        Msg::UnitMinute => "Minute",
+        Msg::UnitMinutes => "Minuten",
+        Msg::UnitHour => "Stunde",
+        Msg::UnitHours => "Stunden",
+        Msg::UnitDay => "Tag",
+        Msg::UnitDays => "Tagen",
+        Msg::UnitMonth => "Monat",
+        Msg::UnitMonths => "Monaten",
+        Msg::UnitYear => "Jahr",
+        Msg::UnitYears => "Jahren",
     }
 }

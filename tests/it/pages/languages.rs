@@ -319,12 +319,14 @@ async fn the_account_page_and_its_notices_are_in_german_or_english() {
         "<h2>Gemerkte Geräte</h2>",
         "<p id=\"devices\">Es ist kein Gerät gemerkt.</p>",
         "id=\"logout-confirm\">Abmelden</button>",
+        ">gerade eben</time>",
     ] {
         assert!(de.contains(want), "{want}: {de}");
     }
     assert!(!de.contains("Your account"), "{de}");
     let en = b.get("/_portcullis/account").await.text();
     assert!(en.contains("<h1>Your account</h1>"), "{en}");
+    assert!(en.contains(">just now</time>"), "{en}");
     assert!(
         en.contains("<p id=\"devices\">No device is remembered.</p>"),
         "{en}"
