@@ -359,3 +359,35 @@ async fn the_account_page_and_its_notices_are_in_german_or_english() {
         wrong.text()
     );
 }
+
+/// The lockout message (`Shown::Locked`) in the browser's language.
+#[tokio::test]
+async fn the_lockout_is_told_in_german_or_english() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    env.add_enrolled("lena").await;
+    let mut b = env.browser();
+    let mut last = String::new();
+    // `max_failures = 3`: the fourth try meets the lock.
+    for lang in ["en", "en", "en", "de"] {
+        let fields = crate::support::login::login_form(&mut b, "/normal").await;
+        let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.extend([("username", "lena"), ("password", "wrong")]);
+        let r = post_in(&b, lang, "/normal", &form).await;
+        last = r.text();
+        if lang == "de" {
+            assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{last}");
+        }
+    }
+    assert!(
+        last.contains("Zu viele fehlgeschlagene Versuche. Zu Ihrer Sicherheit ist die Anmeldung"),
+        "{last}"
+    );
+    let fields = crate::support::login::login_form(&mut b, "/normal").await;
+    let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    form.extend([("username", "lena"), ("password", PW)]);
+    let en = post_in(&b, "en", "/normal", &form).await.text();
+    assert!(
+        en.contains("Too many failed attempts. For your security, sign-in is paused"),
+        "{en}"
+    );
+}
