@@ -287,6 +287,8 @@ async fn step_up(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Response<
         | CodeCheck::Refused {
             locked_now: true, ..
         } => step_up_page(gw, s, Some(gw.chrome.t(Msg::ConLocked))).await,
-        CodeCheck::Refused { .. } => step_up_page(gw, s, Some(gw.chrome.t(Msg::ConBadCode))).await,
+        CodeCheck::Refused { .. } => {
+            step_up_page(gw, s, Some(gw.chrome.t(Msg::AccWrongCode))).await
+        }
     }
 }

@@ -132,9 +132,9 @@ pub async fn console(
         sessions = t(gw, Msg::ConSessions),
         user_l = t(gw, Msg::ConUser),
         filter = t(gw, Msg::ConFilter),
-        device = t(gw, Msg::ConDevice),
-        signed_in = t(gw, Msg::ConSignedIn),
-        action = t(gw, Msg::ConAction),
+        device = t(gw, Msg::AccDevice),
+        signed_in = t(gw, Msg::AccSignedInCol),
+        action = t(gw, Msg::AccAction),
         u = esc(user.as_deref().unwrap_or_default()),
         k = keep(&[("event", event.clone()), ("per_page", per_page.clone())]),
     ));
@@ -142,7 +142,7 @@ pub async fn console(
         let action = if o.id == cx.s.id {
             format!("<em>{}</em>", t(gw, Msg::ConThisSession))
         } else {
-            button(cx, "sessions/end", "id", o.id.as_str(), &t(gw, Msg::ConEnd))
+            button(cx, "sessions/end", "id", o.id.as_str(), &t(gw, Msg::AccEnd))
         };
         body.push_str(&format!(
             // Four columns, as on the account page, so the table fits a phone (390 px).

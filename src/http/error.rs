@@ -2,7 +2,8 @@
 //! fixed texts per variant (never upstream, IdP or database text), a page for browsers and JSON
 //! for the rest; blame goes to the source (client 4xx, upstream 502/504, store 503, bug 500).
 
-use crate::pages::Answer;
+use crate::config::Language;
+use crate::pages::{Answer, Msg};
 use crate::proxy::error::{ProxyError, Reply};
 use crate::proxy::forward::GatewayBody;
 use crate::proxy::path;
@@ -75,124 +76,146 @@ pub fn wants_html<B>(req: &Request<B>) -> bool {
 }
 
 impl GatewayError {
-    /// The fixed answer to this error: one exhaustive match (an upstream failure answers as
-    /// `ProxyError::reply` says, in both lanes).
+    /// The fixed answer to this error, in English (the JSON `detail` API clients read): one
+    /// exhaustive match (an upstream failure answers as `ProxyError::reply` says, in both lanes).
     pub fn reply(&self) -> Reply {
-        let r = |status, code, title, what, next| Reply {
+        if let GatewayError::Upstream(e) = self {
+            return e.reply();
+        }
+        let (status, code, [title, what, next]) = self.fixed();
+        let en = |m: Msg| m.text(Language::English);
+        Reply {
             status,
             code,
-            title,
-            what,
-            next,
-        };
+            title: en(title),
+            what: en(what),
+            next: en(next),
+        }
+    }
+
+    /// Status, JSON code, and the page's title, what happened and what to do next as catalogue
+    /// keys (a browser reads them in its language).
+    fn fixed(&self) -> (StatusCode, &'static str, [Msg; 3]) {
+        let r = |status, code, texts| (status, code, texts);
         match self {
             GatewayError::BadPath(_) => r(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "Bad request",
-                "The address of this request is not valid.",
-                "Check the link you followed.",
+                [Msg::BadRequest, Msg::BadAddressWhat, Msg::CheckLink],
             ),
             GatewayError::AmbiguousPath => r(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "Bad request",
-                "The address of this request can be read in more than one way, so it was refused.",
-                "Check the link you followed.",
+                [Msg::BadRequest, Msg::AmbiguousWhat, Msg::CheckLink],
             ),
             GatewayError::BadUpgrade(_) => r(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "Bad request",
-                "This request asks to switch protocols in a way this gateway does not allow.",
-                "Only WebSocket connections (GET, HTTP/1.1, a complete handshake) are passed on.",
+                [Msg::BadRequest, Msg::UpgradeWhat, Msg::UpgradeNext],
             ),
             GatewayError::NoRoute => r(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "Not available",
-                "Nothing is published at this address.",
-                "Check the link you followed, or go to the home page.",
+                [
+                    Msg::NotAvailable,
+                    Msg::NothingPublishedWhat,
+                    Msg::CheckLinkOrHome,
+                ],
             ),
             GatewayError::RoleNotAllowed => r(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "Access denied",
-                "You are signed in, but your role does not give access to this page.",
-                "Ask an administrator for access, or sign out and sign in with another account.",
+                [Msg::AccessDenied, Msg::RoleDeniedWhat, Msg::RoleDeniedNext],
             ),
             GatewayError::Unauthenticated => r(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                "Sign-in required",
-                "You need to sign in to reach this page.",
-                "Sign in and try again.",
+                [
+                    Msg::SignInRequired,
+                    Msg::SignInRequiredWhat,
+                    Msg::SignInTryAgain,
+                ],
             ),
             GatewayError::InvalidToken(_) => r(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
-                "Sign-in required",
-                "The bearer token of this request is not valid here.",
-                "Use a valid token, on a route that accepts bearer tokens.",
+                [Msg::SignInRequired, Msg::BadTokenWhat, Msg::BadTokenNext],
             ),
             GatewayError::BearerIdpUnavailable => r(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "Temporarily unavailable",
-                "The identity provider that issued this token cannot be checked right now.",
-                "Try again in a minute.",
+                [
+                    Msg::TempUnavailable,
+                    Msg::TokenIdpDownWhat,
+                    Msg::ErrTryInMinute,
+                ],
             ),
             GatewayError::NoLogin => r(
                 StatusCode::FORBIDDEN,
                 "no_login",
-                "Sign-in unavailable",
-                "This page needs a sign-in, but no sign-in method is configured for it.",
-                "Tell the administrator of this site.",
+                [Msg::ErrMethodOffTitle, Msg::NoLoginWhat, Msg::TellSiteAdmin],
             ),
             GatewayError::Store(_) => r(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "Temporarily unavailable",
-                "The sign-in service cannot check your session right now.",
-                "Try again in a minute.",
+                [
+                    Msg::TempUnavailable,
+                    Msg::StoreDownWhat,
+                    Msg::ErrTryInMinute,
+                ],
             ),
-            GatewayError::Upstream(e) => e.reply(),
+            GatewayError::Upstream(e) => {
+                let Reply { status, code, .. } = e.reply();
+                (status, code, upstream_texts(e))
+            }
             GatewayError::NoLogo => r(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "Not found",
-                "No logo is configured.",
-                "Nothing to do: the page works without it.",
+                [Msg::NotFound, Msg::NoLogoWhat, Msg::NoLogoNext],
             ),
             GatewayError::LogoUnreadable => r(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "Not found",
-                "The logo could not be read.",
-                "Tell the administrator of this site.",
+                [Msg::NotFound, Msg::LogoUnreadableWhat, Msg::TellSiteAdmin],
             ),
             GatewayError::UntrustedProxy => r(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "Access denied",
-                "This endpoint answers only the proxies this gateway trusts.",
-                "Send requests through the site's proxy.",
+                [
+                    Msg::AccessDenied,
+                    Msg::UntrustedProxyWhat,
+                    Msg::UntrustedProxyNext,
+                ],
             ),
             GatewayError::BadOriginal => r(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "Bad request",
-                "The proxy did not say which request to check.",
-                "Tell the administrator of this site.",
+                [Msg::BadRequest, Msg::BadOriginalWhat, Msg::TellSiteAdmin],
             ),
             GatewayError::Panicked(_) => r(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
-                "Something went wrong",
-                "The gateway hit an internal error while answering this request.",
-                "Try again. If this keeps happening, tell the administrator and quote the reference.",
+                [Msg::InternalTitle, Msg::InternalWhat, Msg::TryAgainQuote],
             ),
         }
+    }
+}
+
+/// An upstream failure's page texts, beside `ProxyError::reply` (whose English they are, as a
+/// test checks), so a browser reads them in its language.
+fn upstream_texts(e: &ProxyError) -> [Msg; 3] {
+    match e {
+        ProxyError::Timeout => [
+            Msg::UpstreamTimeoutTitle,
+            Msg::UpstreamTimeoutWhat,
+            Msg::ErrTryInMinute,
+        ],
+        ProxyError::BadHost => [Msg::BadRequest, Msg::BadHostWhat, Msg::CheckAddressUsed],
+        ProxyError::Unavailable(_) | ProxyError::UnexpectedSwitch(_) | ProxyError::Tls(_) => [
+            Msg::UpstreamDownTitle,
+            Msg::UpstreamDownWhat,
+            Msg::ErrTryInMinute,
+        ],
     }
 }
 
@@ -208,13 +231,9 @@ pub fn answer(gw: &Gateway, e: GatewayError, html: bool) -> Answer {
         GatewayError::Upstream(ProxyError::Tls(_)) => gw.metrics.upstream_tls_failure(),
         _ => {}
     }
-    let Reply {
-        status,
-        code,
-        title,
-        what,
-        next,
-    } = e.reply();
+    let (status, code, texts) = e.fixed();
+    // API clients read English whatever they send in `Accept-Language`.
+    let detail = e.reply().what;
     if matches!(e, GatewayError::Panicked(_)) {
         tracing::error!(correlation = %correlation, error = %e, status = status.as_u16(), "request handler panicked");
     } else if status.is_server_error() {
@@ -222,17 +241,22 @@ pub fn answer(gw: &Gateway, e: GatewayError, html: bool) -> Answer {
     } else {
         tracing::info!(correlation = %correlation, error = %e, status = status.as_u16(), "request refused");
     }
+    let [title, what, next] = texts;
     if html {
+        let t = |m: Msg| gw.chrome.t(m);
         gw.chrome
-            .error_answer(status, title, what, next, &correlation)
+            .error_answer(status, t(title), t(what), t(next), &correlation)
     } else if status.is_server_error() {
         // Our fault, not the client's: API clients get the log line's reference too.
         Answer::json(
             status,
-            &serde_json::json!({"error": code, "detail": what, "reference": correlation}),
+            &serde_json::json!({"error": code, "detail": detail, "reference": correlation}),
         )
     } else {
-        Answer::json(status, &serde_json::json!({"error": code, "detail": what}))
+        Answer::json(
+            status,
+            &serde_json::json!({"error": code, "detail": detail}),
+        )
     }
 }
 
@@ -256,4 +280,25 @@ pub const BEARER_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
 /// A store failure on a gateway page: fail closed with `503`.
 pub fn store_error(gw: &Gateway, e: StoreError) -> Response<GatewayBody> {
     respond(gw, GatewayError::Store(e), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_failure_page_in_english_says_what_its_json_says() {
+        let failures = [
+            ProxyError::Timeout,
+            ProxyError::BadHost,
+            ProxyError::Unavailable("connect: refused".into()),
+            ProxyError::UnexpectedSwitch("101"),
+            ProxyError::Tls("invalid peer certificate".into()),
+        ];
+        for e in failures {
+            let r = e.reply();
+            let page = upstream_texts(&e).map(|m| m.text(Language::English));
+            assert_eq!(page, [r.title, r.what, r.next], "{e:?}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::auth::policy::LocalPath;
 use crate::config::{LoginTarget, MfaMethod};
 use crate::http::{form_value, origin_ok, read_body, respond, store_error, Conn, GatewayError};
 use crate::mfa::{qr, totp};
-use crate::pages::{self, esc};
+use crate::pages::{self, esc, Msg};
 use crate::proxy::forward::GatewayBody;
 use crate::secret::{ct_eq, TotpSeed};
 use crate::server::endpoint::AccountStep;
@@ -105,8 +105,8 @@ pub async fn entry(
 /// The account page after a passkey action.
 async fn outcome(gw: &Gateway, s: &Session, o: Outcome) -> Response<GatewayBody> {
     match o {
-        Outcome::Notice(n) => page(gw, s, None, Some(n)).await,
-        Outcome::Refused(e) => page(gw, s, Some(e), None).await,
+        Outcome::Notice(n) => page(gw, s, None, Some(gw.chrome.t(n))).await,
+        Outcome::Refused(e) => page(gw, s, Some(gw.chrome.t(e)), None).await,
         Outcome::Answer(r) => r,
     }
 }
@@ -123,7 +123,9 @@ async fn page(
 ) -> Response<GatewayBody> {
     let token = csrf(gw, s);
     let p = esc(&gw.config.server.prefix);
-    let mut body = String::from("<h1>Your account</h1>");
+    let c = &gw.chrome;
+    let t = |m: Msg| esc(c.t(m));
+    let mut body = format!("<h1>{}</h1>", t(Msg::YourAccount));
     if let Some(n) = notice {
         body.push_str(&format!(
             "<div class=\"notice\" role=\"status\">{}</div>",
@@ -136,10 +138,15 @@ async fn page(
             esc(e)
         ));
     }
+    // The template is escaped first, then the (escaped) values go in its placeholders.
     body.push_str(&format!(
-        "<p>Signed in as <strong>{}</strong> ({}).</p>",
-        esc(&s.identity.user),
-        esc(&s.identity.method.header_value())
+        "<p>{}</p>",
+        t(Msg::AccSignedInAs)
+            .replace(
+                "{user}",
+                &format!("<strong>{}</strong>", esc(&s.identity.user))
+            )
+            .replace("{method}", &esc(&s.identity.method.header_value()))
     ));
 
     // Sessions.
@@ -148,16 +155,24 @@ async fn page(
         Err(e) => return store_error(gw, e),
     };
     let now = gw.clock.now();
-    body.push_str("<h2>Where you are signed in</h2><table id=\"sessions\"><thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Address</th><th scope=\"col\">Signed in</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr></thead><tbody>");
+    body.push_str(&format!(
+        "<h2>{}</h2><table id=\"sessions\"><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\"><span class=\"muted\">{}</span></th></tr></thead><tbody>",
+        t(Msg::AccWhereSignedIn),
+        t(Msg::AccDevice),
+        t(Msg::AccAddress),
+        t(Msg::AccSignedInCol),
+        t(Msg::AccAction),
+    ));
     for other in &sessions {
         let action = if other.id == s.id {
-            "<em>this device</em>".to_owned()
+            format!("<em>{}</em>", t(Msg::AccThisDevice))
         } else {
             format!(
-                "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}<button type=\"submit\" class=\"secondary\">End</button></form>",
+                "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"{}\">{}<button type=\"submit\" class=\"secondary\">{}</button></form>",
                 hidden(&token),
                 esc(other.id.as_str()),
                 fresh_field(gw, s, &format!("code-{}", other.id.as_str())).await,
+                t(Msg::AccEnd),
             )
         };
         body.push_str(&format!(
@@ -170,9 +185,10 @@ async fn page(
     body.push_str("</tbody></table>");
     if sessions.len() > 1 {
         body.push_str(&format!(
-            "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"others\">{}<button type=\"submit\">Sign out everywhere else</button></form>",
+            "<form method=\"post\" action=\"{p}/account/sessions/end\">{}<input type=\"hidden\" name=\"id\" value=\"others\">{}<button type=\"submit\">{}</button></form>",
             hidden(&token),
             fresh_field(gw, s, "code-end").await,
+            t(Msg::AccSignOutElsewhere),
         ));
     }
 
@@ -187,20 +203,28 @@ async fn page(
             .await
             .unwrap_or(0);
         body.push_str(&format!(
-            "<h2>Two-step verification</h2><p>Authenticator app: <strong>{}</strong>. Recovery codes left: <strong id=\"codes-left\">{left}</strong>.</p>\
-<p class=\"muted\">To change these, confirm it is you with a current code from your authenticator app or a recovery code.</p>\
-<form method=\"post\" action=\"{p}/account/totp\">{tok}<label for=\"code-totp\">Current code</label>\
+            "<h2>{h}</h2><p>{app} <strong>{}</strong>. {left_label} <strong id=\"codes-left\">{left}</strong>.</p>\
+<p class=\"muted\">{why}</p>\
+<form method=\"post\" action=\"{p}/account/totp\">{tok}<label for=\"code-totp\">{code}</label>\
 <input id=\"code-totp\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>\
-<button type=\"submit\" class=\"secondary\">Set up a new authenticator app</button></form>",
-            if has_totp { "set up" } else { "not set up" },
+<button type=\"submit\" class=\"secondary\">{new_app}</button></form>",
+            t(if has_totp { Msg::AccSetUp } else { Msg::AccNotSetUp }),
+            h = t(Msg::TwoStep),
+            app = t(Msg::AccAuthApp),
+            left_label = t(Msg::AccCodesLeft),
+            why = t(Msg::AccConfirmToChange),
+            code = t(Msg::AccCurrentCode),
+            new_app = t(Msg::AccNewApp),
             tok = hidden(&token),
         ));
         if gw.config.mfa.allows(MfaMethod::RecoveryCode) {
             body.push_str(&format!(
-                "<form method=\"post\" action=\"{p}/account/recovery-codes\">{}<label for=\"code-rc\">Current code</label>\
+                "<form method=\"post\" action=\"{p}/account/recovery-codes\">{}<label for=\"code-rc\">{}</label>\
 <input id=\"code-rc\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" autocapitalize=\"none\" spellcheck=\"false\" required>\
-<button type=\"submit\" class=\"secondary\">Get new recovery codes</button></form>",
-                hidden(&token)
+<button type=\"submit\" class=\"secondary\">{}</button></form>",
+                hidden(&token),
+                t(Msg::AccCurrentCode),
+                t(Msg::AccNewCodes),
             ));
         }
         let code = has_gateway_factor(gw, s).await;
@@ -210,30 +234,33 @@ async fn page(
             .list_devices(&principal, now)
             .await
             .unwrap_or_default();
-        body.push_str("<h2>Remembered devices</h2>");
+        body.push_str(&format!("<h2>{}</h2>", t(Msg::AccRememberedDevices)));
         if devices.is_empty() {
-            body.push_str("<p id=\"devices\">No device is remembered.</p>");
+            body.push_str(&format!("<p id=\"devices\">{}</p>", t(Msg::AccNoDevice)));
         } else {
             body.push_str("<ul id=\"devices\">");
             for d in &devices {
                 body.push_str(&format!(
-                    "<li>{} — until {} <form method=\"post\" action=\"{p}/account/devices/forget\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button type=\"submit\" class=\"secondary\">Forget</button></form></li>",
+                    "<li>{} — {until} {} <form method=\"post\" action=\"{p}/account/devices/forget\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button type=\"submit\" class=\"secondary\">{forget}</button></form></li>",
                     agent_html(d.user_agent.as_deref()),
                     time_html(now, d.expires_at),
                     hidden(&token),
-                    esc(&d.id)
+                    esc(&d.id),
+                    until = t(Msg::AccUntil),
+                    forget = t(Msg::AccForget),
                 ));
             }
             body.push_str(&format!(
-                "</ul><form method=\"post\" action=\"{p}/account/devices/forget\">{}<input type=\"hidden\" name=\"id\" value=\"all\"><button type=\"submit\">Forget all devices</button></form>",
-                hidden(&token)
+                "</ul><form method=\"post\" action=\"{p}/account/devices/forget\">{}<input type=\"hidden\" name=\"id\" value=\"all\"><button type=\"submit\">{}</button></form>",
+                hidden(&token),
+                t(Msg::AccForgetAll),
             ));
         }
     }
-    body.push_str(&super::entry::logout_form(gw, &s.id, "Sign out"));
+    body.push_str(&super::entry::logout_form(gw, &s.id, c.t(Msg::SignOut)));
     pages::html_response(
         form_status(error.is_some()),
-        gw.chrome.layout("Your account", &body, true),
+        c.layout(c.t(Msg::YourAccount), &body, true),
     )
 }
 
@@ -275,22 +302,17 @@ async fn end_sessions(
         },
     )
     .await;
-    let msg = format!(
-        "Ended {ended} other session{}.",
-        if ended == 1 { "" } else { "s" }
-    );
+    let msg = if ended == 1 {
+        gw.chrome.t(Msg::AccEndedOne).to_owned()
+    } else {
+        gw.chrome.fill(Msg::AccEndedMany, "n", &ended.to_string())
+    };
     page(gw, s, None, Some(&msg)).await
 }
 
 async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<GatewayBody> {
     let Some(acc) = gw.accounts.as_ref().filter(|_| is_native(s)) else {
-        return page(
-            gw,
-            s,
-            Some("There is nothing to forget for this account."),
-            None,
-        )
-        .await;
+        return page(gw, s, Some(gw.chrome.t(Msg::AccNothingToForget)), None).await;
     };
     let principal = &s.identity.principal;
     let id = form_value(form, "id").unwrap_or_default();
@@ -300,15 +322,7 @@ async fn forget_devices(gw: &Gateway, s: &Session, form: &str) -> Response<Gatew
         acc.users.delete_device(principal, &id).await
     };
     match result {
-        Ok(_) => {
-            page(
-                gw,
-                s,
-                None,
-                Some("Done: that device will be asked for a second factor again."),
-            )
-            .await
-        }
+        Ok(_) => page(gw, s, None, Some(gw.chrome.t(Msg::AccDeviceForgotten))).await,
         Err(e) => store_error(gw, e),
     }
 }
@@ -346,7 +360,7 @@ async fn has_code_factor(
 /// The field a fresh-factor form carries, or a note when a fresh SSO sign-in stands for it.
 async fn fresh_field(gw: &Gateway, s: &Session, id: &str) -> String {
     if has_gateway_factor(gw, s).await {
-        code_field(id)
+        code_field(&gw.chrome, id)
     } else {
         String::new()
     }
@@ -427,16 +441,11 @@ async fn check_fresh(
     .await;
     match checked {
         Ok(CodeCheck::Verified(..)) => None,
-        Ok(CodeCheck::Locked) | Ok(CodeCheck::Refused { locked_now: true, .. }) => Some(
-            page(
-                gw,
-                s,
-                Some("Too many failed attempts. For your security, this is paused for a while; try again later."),
-                None,
-            )
-            .await,
-        ),
-        _ => Some(page(gw, s, Some("That code is not valid. Enter a current code from your authenticator app or a recovery code."), None).await),
+        Ok(CodeCheck::Locked)
+        | Ok(CodeCheck::Refused {
+            locked_now: true, ..
+        }) => Some(page(gw, s, Some(gw.chrome.t(Msg::AccLocked)), None).await),
+        _ => Some(page(gw, s, Some(gw.chrome.t(Msg::AccWrongCode)), None).await),
     }
 }
 
@@ -448,15 +457,7 @@ async fn check_factor_change(
     ip: std::net::IpAddr,
 ) -> Option<Response<GatewayBody>> {
     if !is_native(s) || gw.accounts.is_none() {
-        return Some(
-            page(
-                gw,
-                s,
-                Some("Second factors of this account are managed by your organisation's sign-in."),
-                None,
-            )
-            .await,
-        );
+        return Some(page(gw, s, Some(gw.chrome.t(Msg::AccFactorsElsewhere)), None).await);
     }
     check_fresh(gw, s, form, ip).await
 }
@@ -470,15 +471,7 @@ async fn fresh_sso(gw: &Gateway, s: &Session, now: i64) -> Option<Response<Gatew
     if now.saturating_sub(s.created_at) <= FRESH_SSO_SECS {
         return None;
     }
-    Some(
-        page(
-            gw,
-            s,
-            Some("For your security, sign out and sign in again, then do this within 15 minutes."),
-            None,
-        )
-        .await,
-    )
+    Some(page(gw, s, Some(gw.chrome.t(Msg::AccSignInAgainFirst)), None).await)
 }
 
 async fn new_recovery_codes(
@@ -603,11 +596,11 @@ async fn confirm_reenroll(
     let principal = s.identity.principal.clone();
     let sealed = match gw.store.get_ephemeral(&reenroll_key(s)).await {
         Ok(Some(x)) => x,
-        Ok(None) => return page(gw, s, Some("The setup expired. Start again."), None).await,
+        Ok(None) => return page(gw, s, Some(gw.chrome.t(Msg::AccSetupExpired)), None).await,
         Err(e) => return store_error(gw, e),
     };
     let Some(seed) = acc.open_seed(&principal, &sealed) else {
-        return page(gw, s, Some("The setup expired. Start again."), None).await;
+        return page(gw, s, Some(gw.chrome.t(Msg::AccSetupExpired)), None).await;
     };
     let code: String = form_value(form, "code")
         .unwrap_or_default()
@@ -621,19 +614,12 @@ async fn confirm_reenroll(
         .map(|st| i64::try_from(st.0))
     {
         Ok(Ok(step)) => step,
-        _ => {
-            return reenroll_page(
-                gw,
-                s,
-                seed,
-                Some("That code is not valid. Check it and try again."),
-            )
-        }
+        _ => return reenroll_page(gw, s, seed, Some(gw.chrome.t(Msg::WrongCode))),
     };
     // Taken once: of two confirmations of one setup, only one replaces the factor.
     match gw.store.take_ephemeral(&reenroll_key(s)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return page(gw, s, Some("The setup expired. Start again."), None).await,
+        Ok(None) => return page(gw, s, Some(gw.chrome.t(Msg::AccSetupExpired)), None).await,
         Err(e) => return store_error(gw, e),
     }
     if let Err(e) = acc.users.put_totp(&principal, &sealed, true, now).await {
@@ -660,11 +646,5 @@ async fn confirm_reenroll(
         s.identity.email.as_deref(),
         crate::notify::mail::FactorChange::Replaced,
     );
-    page(
-        gw,
-        s,
-        None,
-        Some("Your new authenticator app is set up; the old one no longer works."),
-    )
-    .await
+    page(gw, s, None, Some(gw.chrome.t(Msg::AccNewAppDone))).await
 }

@@ -21,9 +21,12 @@ use std::net::IpAddr;
 
 /// What an action leads to: the account page with a notice or an error, or an answer of its
 /// own (a store failure).
+// Allowed: one value per account action, returned and matched at once, never stored or
+// collected, so its size costs nothing (boxing would allocate on the error path only to save it).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Outcome {
-    Notice(&'static str),
-    Refused(&'static str),
+    Notice(Msg),
+    Refused(Msg),
     Answer(Response<GatewayBody>),
 }
 
@@ -52,7 +55,7 @@ pub(super) async fn section(
 ) -> String {
     let fresh = |id: &str| {
         if needs_code {
-            code_field(id)
+            code_field(&gw.chrome, id)
         } else {
             String::new()
         }
@@ -67,27 +70,33 @@ pub(super) async fn section(
         .list_passkeys(&s.identity.principal)
         .await
         .unwrap_or_default();
-    let mut out = String::from("<h2>Passkeys</h2>");
+    let t = |m: Msg| esc(gw.chrome.t(m));
+    let mut out = format!("<h2>{}</h2>", t(Msg::PkHeading));
     if rows.is_empty() {
-        out.push_str("<p id=\"passkeys\">No passkey yet.</p>");
+        out.push_str(&format!("<p id=\"passkeys\">{}</p>", t(Msg::PkNone)));
     } else {
         out.push_str("<ul id=\"passkeys\">");
         for (n, r) in rows.iter().enumerate() {
             let used = r
                 .last_used_at
-                .map_or_else(|| "never".to_owned(), |t| time_html(now, t));
+                .map_or_else(|| t(Msg::PkNever), |at| time_html(now, at));
             out.push_str(&format!(
-                "<li data-credential=\"{id}\"><strong>{name}</strong> — added {added}, last used {used}\
+                "<li data-credential=\"{id}\"><strong>{name}</strong> — {added_label} {added}, {used_label} {used}\
 <form method=\"post\" action=\"{p}/account/passkeys/rename\">{tok}<input type=\"hidden\" name=\"id\" value=\"{id}\">\
-<label for=\"rename-{n}\">New name</label><input id=\"rename-{n}\" name=\"name\" type=\"text\" maxlength=\"64\" value=\"{name}\" required>\
-<button type=\"submit\" class=\"secondary\">Rename</button></form>\
+<label for=\"rename-{n}\">{new_name}</label><input id=\"rename-{n}\" name=\"name\" type=\"text\" maxlength=\"64\" value=\"{name}\" required>\
+<button type=\"submit\" class=\"secondary\">{rename}</button></form>\
 <form method=\"post\" action=\"{p}/account/passkeys/remove\">{tok}<input type=\"hidden\" name=\"id\" value=\"{id}\">{fresh}\
-<button type=\"submit\" class=\"secondary\" id=\"remove-passkey-{n}\">Remove</button></form></li>",
+<button type=\"submit\" class=\"secondary\" id=\"remove-passkey-{n}\">{remove}</button></form></li>",
                 id = esc(&r.credential_id),
                 name = esc(&r.name),
                 added = time_html(now, r.created_at),
                 tok = hidden(token),
                 fresh = fresh(&format!("code-remove-{n}")),
+                added_label = t(Msg::PkAdded),
+                used_label = t(Msg::PkLastUsed),
+                new_name = t(Msg::PkNewName),
+                rename = t(Msg::PkRename),
+                remove = t(Msg::PkRemove),
             ));
         }
         out.push_str("</ul>");
@@ -156,7 +165,7 @@ pub(super) async fn add(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Ou
         gw.passkeys.as_deref(),
         passkeys_allowed(gw, s),
     ) else {
-        return Outcome::Refused("Passkeys are not offered for this account.");
+        return Outcome::Refused(Msg::PkNotOffered);
     };
     let response = form_value(form, "credential").unwrap_or_default();
     let name = form_value(form, "name").unwrap_or_default();
@@ -199,13 +208,13 @@ pub(super) async fn add(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Ou
         s.identity.email.as_deref(),
         crate::notify::mail::FactorChange::PasskeyAdded,
     );
-    Outcome::Notice("Your passkey was added.")
+    Outcome::Notice(Msg::PkAddedNotice)
 }
 
 /// `POST /account/passkeys/rename`: names are the user's own labels (no fresh factor).
 pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Outcome {
     let Some(acc) = gw.accounts.as_deref().filter(|_| is_native(s)) else {
-        return Outcome::Refused("There is no passkey to rename.");
+        return Outcome::Refused(Msg::PkNothingToRename);
     };
     let id = form_value(form, "id").unwrap_or_default();
     let name = pk::clean_name(&form_value(form, "name").unwrap_or_default());
@@ -214,8 +223,8 @@ pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Outcome {
         .rename_passkey(&s.identity.principal, &id, &name)
         .await
     {
-        Ok(true) => Outcome::Notice("Renamed."),
-        Ok(false) => Outcome::Refused("There is no such passkey."),
+        Ok(true) => Outcome::Notice(Msg::PkRenamed),
+        Ok(false) => Outcome::Refused(Msg::PkNoSuch),
         Err(e) => Outcome::Answer(store_error(gw, e)),
     }
 }
@@ -224,7 +233,7 @@ pub(super) async fn rename(gw: &Gateway, s: &Session, form: &str) -> Outcome {
 /// factor the account's roles accept and they require one.
 pub(super) async fn remove(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) -> Outcome {
     let Some(acc) = gw.accounts.as_deref().filter(|_| is_native(s)) else {
-        return Outcome::Refused("There is no passkey to remove.");
+        return Outcome::Refused(Msg::PkNothingToRemove);
     };
     let principal = &s.identity.principal;
     let id = form_value(form, "id").unwrap_or_default();
@@ -234,7 +243,7 @@ pub(super) async fn remove(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) ->
         Err(e) => return Outcome::Answer(store_error(gw, e)),
     };
     if !rows.iter().any(|r| r.credential_id == id) {
-        return Outcome::Refused("There is no such passkey.");
+        return Outcome::Refused(Msg::PkNoSuch);
     }
     let methods = gw.config.mfa_methods_for(&s.identity.roles);
     let totp = methods.contains(&MfaMethod::Totp)
@@ -249,13 +258,11 @@ pub(super) async fn remove(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) ->
     let others = totp || codes || rows.len() > 1;
     if !others && effective_policy(&gw.config, &s.identity.roles).require_mfa {
         audit_removal(gw, s, audit::Outcome::Refused, Some("last_factor"), ip).await;
-        return Outcome::Refused(
-            "This is your last second factor, and your role requires one: add another before removing it.",
-        );
+        return Outcome::Refused(Msg::PkLastFactor);
     }
     match acc.users.delete_passkey(principal, &id).await {
         Ok(true) => {}
-        Ok(false) => return Outcome::Refused("There is no such passkey."),
+        Ok(false) => return Outcome::Refused(Msg::PkNoSuch),
         Err(e) => return Outcome::Answer(store_error(gw, e)),
     }
     audit_removal(gw, s, audit::Outcome::Success, None, ip).await;
@@ -265,7 +272,7 @@ pub(super) async fn remove(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) ->
         s.identity.email.as_deref(),
         crate::notify::mail::FactorChange::PasskeyRemoved,
     );
-    Outcome::Notice("The passkey was removed.")
+    Outcome::Notice(Msg::PkRemoved)
 }
 
 async fn audit_removal(

@@ -7,6 +7,7 @@ use crate::accounts::Accounts;
 use crate::audit::{self, Event};
 use crate::http::{respond, store_error, GatewayError};
 use crate::pages::catalogue::Msg;
+use crate::pages::Chrome;
 use crate::proxy::forward::GatewayBody;
 use crate::session::random_id;
 use crate::state::Gateway;
@@ -243,7 +244,7 @@ pub fn backchannel_refused(detail: &'static str) -> Response<GatewayBody> {
 /// The status of a form shown again: refused (`401`) or not.
 pub fn form_status(refused: bool) -> StatusCode {
     if refused {
-        Shown::Refused("").status()
+        Shown::Refused(Msg::WrongCode).status()
     } else {
         Shown::Fresh.status()
     }
@@ -280,13 +281,9 @@ pub enum Shown {
     EmailTooSoon,
     /// The mail server refused or did not answer.
     EmailFailed,
-    /// An action on the account page was refused (the message says why).
-    Refused(&'static str),
+    /// A second factor refused for a reason of its own (the catalogue text says which).
+    Refused(Msg),
 }
-
-/// Shown on a locked form.
-pub const LOCKED: &str =
-    "Too many failed attempts. For your security, sign-in is paused for a while; try again later.";
 
 impl Shown {
     pub fn status(self) -> StatusCode {
@@ -301,61 +298,74 @@ impl Shown {
         }
     }
 
-    pub fn message(self) -> Option<&'static str> {
-        match self {
-            Shown::Fresh => None,
-            Shown::WrongPassword => Some("Incorrect username or password."),
-            Shown::Locked => Some(LOCKED),
-            Shown::Unacceptable(m) | Shown::Refused(m) => Some(m),
-            Shown::WrongCode => Some("That code is not valid. Check it and try again."),
-            Shown::CodeReused => {
-                Some("That code was already used. Wait for the next code and try again.")
-            }
-            Shown::EmailUnavailable => Some("Email codes are not available for this account."),
-            Shown::EmailTooSoon => {
-                Some("A code was sent a moment ago. Wait a little before asking for another.")
-            }
-            Shown::EmailFailed => {
-                Some("The email could not be sent. Use another method or try again later.")
-            }
-        }
+    /// The message above the form, in the page's language; `Unacceptable` carries the
+    /// auth module's own (English) reason.
+    pub fn message(self, chrome: &Chrome) -> Option<&'static str> {
+        let key = match self {
+            Shown::Fresh => return None,
+            Shown::Unacceptable(m) => return Some(m),
+            Shown::Refused(m) => m,
+            Shown::WrongPassword => Msg::WrongPassword,
+            Shown::Locked => Msg::Locked,
+            Shown::WrongCode => Msg::WrongCode,
+            Shown::CodeReused => Msg::CodeReused,
+            Shown::EmailUnavailable => Msg::EmailUnavailable,
+            Shown::EmailTooSoon => Msg::EmailTooSoon,
+            Shown::EmailFailed => Msg::EmailFailed,
+        };
+        Some(chrome.t(key))
     }
 }
 
-/// An SSO login refused: the audit reason and the page's status and texts.
+/// An SSO login refused: the audit reason and the page's status and texts (catalogue keys,
+/// written in the page's language by `page`).
 pub struct Refusal {
     pub status: StatusCode,
     pub reason: &'static str,
-    pub title: &'static str,
-    pub what: &'static str,
-    pub next: &'static str,
+    pub title: Msg,
+    pub what: Msg,
+    pub next: Msg,
+}
+
+impl Refusal {
+    /// The refusal page, with the reference of the log and audit line.
+    pub fn page(&self, chrome: &Chrome, correlation: &str) -> Response<GatewayBody> {
+        let t = |m: Msg| chrome.t(m);
+        chrome.error_page(
+            self.status,
+            t(self.title),
+            t(self.what),
+            t(self.next),
+            correlation,
+        )
+    }
 }
 
 /// A role mapping that left no role.
 pub const SSO_NO_ROLE: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "no_role",
-    title: "No access",
-    what: "You signed in, but your account has no role that gives access to this site.",
-    next: "Ask an administrator to add you to a group that has access.",
+    title: Msg::ErrNoAccess,
+    what: Msg::SsoNoRoleWhat,
+    next: Msg::SsoAskForGroup,
 };
 
 /// `on_missing_mfa = "deny"` and no evidence.
 pub const SSO_MFA_DENIED: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "mfa_evidence_missing",
-    title: "Two-step verification required",
-    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
-    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+    title: Msg::SsoMfaTitle,
+    what: Msg::SsoMfaWhat,
+    next: Msg::SsoMfaNext,
 };
 
 /// An identity value that cannot be forwarded exactly (DESIGN.md §6).
 pub const SSO_UNUSABLE_IDENTITY: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "identity_value",
-    title: "Account cannot be used here",
-    what: "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
-    next: "Ask your administrator to check your account details, and quote the reference.",
+    title: Msg::ErrAccountUnusable,
+    what: Msg::ErrUnsafeClaimsWhat,
+    next: Msg::ErrCheckAccountQuote,
 };
 
 /// The `login.failure` audit line of a native login.
@@ -398,115 +408,115 @@ pub fn first_native_path(gw: &Gateway) -> String {
 pub const OIDC_EXPIRED: Refusal = Refusal {
     status: StatusCode::BAD_REQUEST,
     reason: "state",
-    title: "Sign-in expired",
-    what: "This sign-in attempt is unknown, has expired or was already completed.",
-    next: "Start the sign-in again.",
+    title: Msg::ErrExpiredTitle,
+    what: Msg::OidcExpiredWhat,
+    next: Msg::StartSignInAgain,
 };
 
 /// OIDC refusal.
 pub const OIDC_BAD_ANSWER: Refusal = Refusal {
     status: StatusCode::BAD_GATEWAY,
     reason: "id_token",
-    title: "Sign-in failed",
-    what: "The answer of the identity provider could not be verified, so you were not signed in.",
-    next: "Try again. If this keeps happening, tell the administrator and quote the reference.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::IdpAnswerUnverified,
+    next: Msg::TryAgainQuote,
 };
 
 /// DESIGN.md §6: an identity value that cannot be forwarded exactly refuses the login.
 pub const OIDC_UNUSABLE_IDENTITY: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "identity_value",
-    title: "Account cannot be used here",
-    what: "Your account's name, email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
-    next: "Ask your administrator to check your account details, and quote the reference.",
+    title: Msg::ErrAccountUnusable,
+    what: Msg::ErrUnsafeClaimsWhat,
+    next: Msg::ErrCheckAccountQuote,
 };
 
 /// OIDC refusal.
 pub const OIDC_MIXED_UP: Refusal = Refusal {
     status: StatusCode::BAD_REQUEST,
     reason: "authorization_response",
-    title: "Sign-in failed",
-    what: "The sign-in answer that reached this site is not the answer of the identity provider this sign-in was started with, so you were not signed in.",
-    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::OidcMixedUpWhat,
+    next: Msg::StartAgainQuote,
 };
 
 /// OIDC refusal: idp_error.
 pub const OIDC_IDP_ERROR: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "idp_error",
-    title: "Sign-in not completed",
-    what: "The identity provider did not sign you in (the sign-in was refused or cancelled there).",
-    next: "Start the sign-in again, or ask your administrator whether you have access.",
+    title: Msg::NotCompletedTitle,
+    what: Msg::IdpRefusedWhat,
+    next: Msg::StartAgainOrAsk,
 };
 
 /// OIDC refusal: token_timeout.
 pub const OIDC_TOKEN_TIMEOUT: Refusal = Refusal {
     status: StatusCode::GATEWAY_TIMEOUT,
     reason: "token_timeout",
-    title: "Sign-in failed",
-    what: "The identity provider did not answer in time, so you were not signed in.",
-    next: "Try again in a minute.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::IdpTimeoutWhat,
+    next: Msg::ErrTryInMinute,
 };
 
 /// OIDC refusal: token_endpoint.
 pub const OIDC_TOKEN_ENDPOINT: Refusal = Refusal {
     status: StatusCode::BAD_GATEWAY,
     reason: "token_endpoint",
-    title: "Sign-in failed",
-    what: "The identity provider could not complete the sign-in, so you were not signed in.",
-    next: "Try again in a minute. If this keeps happening, tell the administrator and quote the reference.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::IdpIncompleteWhat,
+    next: Msg::TryInMinuteQuote,
 };
 
 /// SAML refusal.
 pub const SAML_BAD_RESPONSE: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "saml_response",
-    title: "Sign-in failed",
-    what: "The answer of the identity provider could not be verified, so you were not signed in.",
-    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::IdpAnswerUnverified,
+    next: Msg::StartAgainQuote,
 };
 
 /// SAML refusal.
 pub const SAML_MALFORMED: Refusal = Refusal {
     status: StatusCode::BAD_REQUEST,
     reason: "saml_malformed",
-    title: "Sign-in failed",
-    what: "The sign-in answer that reached this site is not a valid SAML response.",
-    next: "Start the sign-in again. If this keeps happening, tell the administrator and quote the reference.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::SamlMalformedWhat,
+    next: Msg::StartAgainQuote,
 };
 
 /// No stable subject (finding 9): a transient or unspecified NameID and no subject attribute.
 pub const SAML_NO_STABLE_SUBJECT: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "no_stable_subject",
-    title: "Sign-in failed",
-    what: "Your identity provider did not say who you are in a way this site can rely on, so you were not signed in.",
-    next: "Tell the administrator and quote the reference: the identity provider must send a persistent NameID or the configured subject attribute.",
+    title: Msg::ErrSignInFailed,
+    what: Msg::NoStableSubjectWhat,
+    next: Msg::NoStableSubjectNext,
 };
 
 /// SAML refusal.
 pub const SAML_EXPIRED: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "in_response_to",
-    title: "Sign-in expired",
-    what: "This sign-in answer does not belong to a sign-in started here, has expired or was already used.",
-    next: "Start the sign-in again.",
+    title: Msg::ErrExpiredTitle,
+    what: Msg::SamlExpiredWhat,
+    next: Msg::StartSignInAgain,
 };
 
 /// SAML refusal: identity_value.
 pub const SAML_IDENTITY_VALUE: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "identity_value",
-    title: "Account cannot be used here",
-    what: "Your account's email or groups contain characters that cannot be passed on to the application safely, so the sign-in was refused.",
-    next: "Ask your administrator to check your account details, and quote the reference.",
+    title: Msg::ErrAccountUnusable,
+    what: Msg::SamlUnsafeClaimsWhat,
+    next: Msg::ErrCheckAccountQuote,
 };
 
 /// SSO refusal: mfa_evidence_missing.
 pub const SSO_MFA_EVIDENCE_MISSING: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     reason: "mfa_evidence_missing",
-    title: "Two-step verification required",
-    what: "Your role requires two-step verification, and your identity provider did not confirm one for this sign-in.",
-    next: "Sign in again using two-step verification at your identity provider, or ask your administrator.",
+    title: Msg::SsoMfaTitle,
+    what: Msg::SsoMfaWhat,
+    next: Msg::SsoMfaNext,
 };

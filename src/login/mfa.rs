@@ -136,8 +136,7 @@ pub async fn entry(
 }
 
 /// Shown for a factor the login's roles do not accept (the audit says which).
-const NOT_ALLOWED: &str =
-    "That kind of code is not accepted for your account. Use a way offered on this page.";
+const NOT_ALLOWED: crate::pages::Msg = crate::pages::Msg::FactorNotAccepted;
 
 pub(crate) fn mask_email(e: &str) -> String {
     match e.split_once('@') {
@@ -169,7 +168,7 @@ pub(crate) fn challenge_page_as(
     notice: Option<&str>,
     recovery_mode: bool,
 ) -> Response<GatewayBody> {
-    let (status, error) = (shown.status(), shown.message());
+    let (status, error) = (shown.status(), shown.message(&gw.chrome));
     let remember_days = (p.remember_secs > 0).then(|| (p.remember_secs / 86_400).max(1));
     let allowed = login::allowed(&gw.config, acc, p);
     let email_hint = allowed
@@ -425,7 +424,7 @@ pub(crate) async fn enroll_page(
     shown: Shown,
     ip: IpAddr,
 ) -> Response<GatewayBody> {
-    let (status, error) = (shown.status(), shown.message());
+    let (status, error) = (shown.status(), shown.message(&gw.chrome));
     // Someone enrolled this principal since the login started: never show a secret that could
     // replace their factor.
     let allowed = login::allowed(&gw.config, acc, p);

@@ -104,8 +104,8 @@ pub(crate) fn login_form_response(
     username: &str,
     invite: Option<(&str, bool)>,
 ) -> Response<GatewayBody> {
-    let message = shown.message().map(|m| match reference {
-        Some(r) => format!("{m} Reference: {r}"),
+    let message = shown.message(&gw.chrome).map(|m| match reference {
+        Some(r) => format!("{m} {} {r}", gw.chrome.t(crate::pages::Msg::Reference)),
         None => m.to_owned(),
     });
     let error = message.as_deref();

@@ -23,7 +23,7 @@ use hyper::{Response, StatusCode};
 use std::net::IpAddr;
 
 /// Shown when a ceremony's answer was refused (the audit keeps the reason).
-pub(crate) const REFUSED: &str = "The passkey was not accepted. Try again or use another way.";
+pub(crate) const REFUSED: crate::pages::Msg = crate::pages::Msg::PasskeyNotAccepted;
 
 /// The relying party, or the JSON refusal a script shows in its alert element.
 #[allow(clippy::result_large_err)]

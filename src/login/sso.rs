@@ -41,8 +41,7 @@ pub async fn refuse(
         },
     )
     .await;
-    gw.chrome
-        .error_page(r.status, r.title, r.what, r.next, &correlation)
+    r.page(&gw.chrome, &correlation)
 }
 
 /// What an SSO login needs after the IdP (DESIGN.md §4), recorded as `stepup.decision`.

@@ -42,11 +42,18 @@ pub async fn handle(
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let head = req.method() == hyper::Method::HEAD;
     let mut user: Option<Arc<Session>> = None;
+    // Kept for a browser only (a shared handle, no copy), so a refusal of the proxy path can be
+    // written in its language; negotiated only when there is a refusal to write.
+    let accept_language = html
+        .then(|| req.headers().get(hyper::header::ACCEPT_LANGUAGE).cloned())
+        .flatten();
+    let refuse = |e: GatewayError| {
+        let asked = accept_language.as_ref().and_then(|v| v.to_str().ok());
+        let lang = pages::lang::negotiate(asked, gw.chrome.default_language);
+        pages::lang::scope(lang, html, async move { respond(gw, e, html) })
+    };
     let (class, resp) = match path::normalize(req.uri().path()) {
-        Err(e) => (
-            RouteClass::Proxy,
-            respond(gw, GatewayError::BadPath(e), html),
-        ),
+        Err(e) => (RouteClass::Proxy, refuse(GatewayError::BadPath(e)).await),
         Ok(normalized) => {
             let ep = Endpoint::parse(gw, &normalized);
             let class = ep.class();
@@ -54,14 +61,14 @@ pub async fn handle(
                 Endpoint::Proxy => {
                     match gateway::proxy(gw, req, conn, &normalized, &mut user).await {
                         Ok(r) => r,
-                        Err(e) => respond(gw, e, html),
+                        Err(e) => refuse(e).await,
                     }
                 }
                 // The gateway's own pages are boxed: their futures are large, and inlined here
                 // they would make every proxied request's future as large as the largest.
                 ep => {
                     // Negotiated once here, for the pages of this request only: the proxy
-                    // path above never reads it.
+                    // path above reads it only to write a refusal.
                     let lang = pages::lang::negotiate(
                         req.headers()
                             .get(hyper::header::ACCEPT_LANGUAGE)

@@ -155,3 +155,239 @@ async fn a_sign_in_refusal_is_in_german_or_english_as_accept_language_asks() {
     let en = page(http, &url, Some("en")).await;
     assert!(en.contains("<h1>Sign-in expired</h1>"), "{en}");
 }
+
+/// A POST as a browser asking for `lang` sends it, with `b`'s cookies.
+async fn post_in(
+    b: &crate::support::browser::Browser,
+    lang: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Resp {
+    let cookie = b.cookie_header();
+    let h = [
+        ("accept", "text/html"),
+        ("accept-language", lang),
+        ("cookie", cookie.as_str()),
+    ];
+    b.http
+        .post_form(&format!("{}{path}", b.base), &h, form)
+        .await
+}
+
+/// The messages above a form shown again (`login::error::Shown`) come from the catalogue.
+#[tokio::test]
+async fn a_wrong_password_and_a_wrong_code_are_told_in_german_or_english() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    env.add_enrolled("jana").await;
+    let mut b = env.browser();
+    // Each form's token is used once: a fresh form for every try.
+    let wrong_password = |fields: Vec<(&'static str, String)>| {
+        let mut form: Vec<(&'static str, String)> = fields;
+        form.push(("username", "jana".into()));
+        form.push(("password", "not the password".into()));
+        form
+    };
+    let form = wrong_password(crate::support::login::login_form(&mut b, "/normal").await);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let de = post_in(&b, "de", "/normal", &form).await;
+    assert_eq!(de.status, StatusCode::UNAUTHORIZED);
+    let de = de.text();
+    assert!(
+        de.contains("Benutzername oder Passwort ist falsch."),
+        "{de}"
+    );
+    assert!(!de.contains("Incorrect username or password."), "{de}");
+    let form = wrong_password(crate::support::login::login_form(&mut b, "/normal").await);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let en = post_in(&b, "en", "/normal", &form).await.text();
+    assert!(en.contains("Incorrect username or password."), "{en}");
+
+    password_step(&mut b, "/normal", "jana", PW).await;
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let wrong = [("code", "000000"), ("csrf_token", csrf.as_str())];
+    let de = post_in(&b, "de-AT", "/_portcullis/mfa", &wrong).await;
+    assert_eq!(de.status, StatusCode::UNAUTHORIZED);
+    let de = de.text();
+    assert!(
+        de.contains("Dieser Code ist ungültig. Prüfen Sie ihn und versuchen Sie es erneut."),
+        "{de}"
+    );
+    let (_, csrf) = mfa_csrf(&mut b, "/_portcullis/mfa").await;
+    let wrong = [("code", "000000"), ("csrf_token", csrf.as_str())];
+    let en = post_in(&b, "en", "/_portcullis/mfa", &wrong).await.text();
+    assert!(
+        en.contains("That code is not valid. Check it and try again."),
+        "{en}"
+    );
+}
+
+/// The SSO refusal pages (`login::error::Refusal`) are written from catalogue keys.
+#[tokio::test]
+async fn an_sso_refusal_is_in_german_or_english_as_accept_language_asks() {
+    use crate::support::oidc_provider::{TestOp, CLIENT_ID, CLIENT_SECRET};
+    let op = TestOp::start(portcullis::clock::Clock::manual(1_800_000_000)).await;
+    let toml = format!(
+        "[[idp]]\nid = \"corp\"\nkind = \"oidc\"\ndisplay_name = \"Corp\"\nissuer = \"{}\"\n\
+client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n",
+        op.issuer
+    );
+    let gw = TestGateway::start_with(&toml, |_| {}).await;
+    let http = Http::new();
+    let url = gw.url("/_portcullis/oidc/corp/callback?code=forged&state=AAAAAAAAAAAAAAAAAAAAAAAA");
+    let de = page(&http, &url, Some("de")).await;
+    assert!(de.contains("<h1>Anmeldung abgelaufen</h1>"), "{de}");
+    assert!(
+        de.contains(
+            "Dieser Anmeldeversuch ist unbekannt, abgelaufen oder wurde bereits abgeschlossen."
+        ),
+        "{de}"
+    );
+    assert!(de.contains("Beginnen Sie die Anmeldung erneut."), "{de}");
+    let en = page(&http, &url, Some("en")).await;
+    assert!(en.contains("<h1>Sign-in expired</h1>"), "{en}");
+    assert!(
+        en.contains("This sign-in attempt is unknown, has expired or was already completed."),
+        "{en}"
+    );
+}
+
+/// The proxy path's refusal pages (`http::error`) are in the browser's language; the JSON
+/// `detail` stays English for API clients whatever they ask for.
+#[tokio::test]
+async fn a_proxy_refusal_page_is_in_german_and_its_json_stays_english() {
+    let gw = TestGateway::start().await;
+    let http = Http::new();
+    let (cookie, _) = gw.session_for("eve", &["end_user"]).await;
+    let url = gw.url("/admin/users");
+    let ask = |html: bool, lang: &'static str| {
+        let accept = if html {
+            "text/html"
+        } else {
+            "application/json"
+        };
+        let h = [
+            ("accept", accept),
+            ("accept-language", lang),
+            ("cookie", cookie.as_str()),
+        ];
+        let (http, url) = (&http, &url);
+        async move { http.get(url, &h).await }
+    };
+    let de = ask(true, "de-DE").await;
+    assert_eq!(de.status, StatusCode::FORBIDDEN);
+    let de = de.text();
+    assert!(de.contains("<h1>Zugriff verweigert</h1>"), "{de}");
+    assert!(
+        de.contains("Sie sind angemeldet, aber Ihre Rolle gibt keinen Zugriff auf diese Seite."),
+        "{de}"
+    );
+    assert!(de.contains("Referenz: <code"), "{de}");
+    assert!(!de.contains("Access denied"), "{de}");
+    let en = ask(true, "en").await.text();
+    assert!(en.contains("<h1>Access denied</h1>"), "{en}");
+    let api = ask(false, "de").await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.json()["detail"],
+        "You are signed in, but your role does not give access to this page."
+    );
+    gw.stop().await;
+}
+
+/// The account page: headings, labels, buttons and its notices in the browser's language; its
+/// element ids and field names are the same in every language.
+#[tokio::test]
+async fn the_account_page_and_its_notices_are_in_german_or_english() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    let seed = env.add_enrolled("jana").await;
+    let mut b = env.browser();
+    password_step(&mut b, "/normal", "jana", PW).await;
+    let r = crate::support::login::submit_code(&mut b, &env.code(&seed)).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let de = german(&env, &b, "/_portcullis/account").await;
+    for want in [
+        "<title>Ihr Konto",
+        "<h1>Ihr Konto</h1>",
+        "Angemeldet als <strong>jana</strong> (native).",
+        "<h2>Wo Sie angemeldet sind</h2>",
+        "<th scope=\"col\">Gerät</th>",
+        "<em>dieses Gerät</em>",
+        "<h2>Bestätigung in zwei Schritten</h2>",
+        "Authenticator-App: <strong>eingerichtet</strong>.",
+        "<label for=\"code-totp\">Aktueller Code</label>",
+        ">Neue Authenticator-App einrichten</button>",
+        "<h2>Gemerkte Geräte</h2>",
+        "<p id=\"devices\">Es ist kein Gerät gemerkt.</p>",
+        "id=\"logout-confirm\">Abmelden</button>",
+        ">gerade eben</time>",
+    ] {
+        assert!(de.contains(want), "{want}: {de}");
+    }
+    assert!(!de.contains("Your account"), "{de}");
+    let en = b.get("/_portcullis/account").await.text();
+    assert!(en.contains("<h1>Your account</h1>"), "{en}");
+    assert!(en.contains(">just now</time>"), "{en}");
+    assert!(
+        en.contains("<p id=\"devices\">No device is remembered.</p>"),
+        "{en}"
+    );
+
+    // A notice after an action: forgetting devices.
+    let csrf = crate::support::browser::input_value(&de, "csrf_token").unwrap();
+    let form = [("id", "all"), ("csrf_token", csrf.as_str())];
+    let done = post_in(&b, "de", "/_portcullis/account/devices/forget", &form).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(
+        done.text()
+            .contains("Erledigt: Dieses Gerät wird wieder nach einem zweiten Faktor gefragt."),
+        "{}",
+        done.text()
+    );
+    // A refusal: ending other sessions with a wrong code.
+    let form = [
+        ("id", "others"),
+        ("code", "000000"),
+        ("csrf_token", csrf.as_str()),
+    ];
+    let wrong = post_in(&b, "de", "/_portcullis/account/sessions/end", &form).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .contains("Dieser Code ist ungültig. Geben Sie einen aktuellen Code"),
+        "{}",
+        wrong.text()
+    );
+}
+
+/// The lockout message (`Shown::Locked`) in the browser's language.
+#[tokio::test]
+async fn the_lockout_is_told_in_german_or_english() {
+    let env = LoginEnv::start(LoginOpts::default()).await;
+    env.add_enrolled("lena").await;
+    let mut b = env.browser();
+    let mut last = String::new();
+    // `max_failures = 3`: the fourth try meets the lock.
+    for lang in ["en", "en", "en", "de"] {
+        let fields = crate::support::login::login_form(&mut b, "/normal").await;
+        let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.extend([("username", "lena"), ("password", "wrong")]);
+        let r = post_in(&b, lang, "/normal", &form).await;
+        last = r.text();
+        if lang == "de" {
+            assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{last}");
+        }
+    }
+    assert!(
+        last.contains("Zu viele fehlgeschlagene Versuche. Zu Ihrer Sicherheit ist die Anmeldung"),
+        "{last}"
+    );
+    let fields = crate::support::login::login_form(&mut b, "/normal").await;
+    let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    form.extend([("username", "lena"), ("password", PW)]);
+    let en = post_in(&b, "en", "/normal", &form).await.text();
+    assert!(
+        en.contains("Too many failed attempts. For your security, sign-in is paused"),
+        "{en}"
+    );
+}
