@@ -239,10 +239,21 @@ pub enum ChosenPassword {
     /// Set: the link stands for the first factor (it is spent when the enrollment completes).
     Set(User, FirstFactorVerified),
     /// Too short, too long, or the two fields differ.
-    Unacceptable(&'static str),
+    Unacceptable(PasswordProblem),
     /// The link is unknown, used or expired, the user is gone or disabled, or already has a
     /// password (then the password is asked for, not chosen).
     InvalidLink,
+}
+
+/// Why a chosen password is not taken (the pages say it in their language).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordProblem {
+    /// Under `MIN_PASSWORD_CHARS`.
+    TooShort,
+    /// Over 1024 characters.
+    TooLong,
+    /// The confirmation differs.
+    Differ,
 }
 
 /// Sets the password of a user created without one, through its enrollment invitation.
@@ -266,19 +277,13 @@ pub async fn choose_password(
     };
     let len = new.expose().chars().count();
     if len < crate::auth::password::MIN_PASSWORD_CHARS {
-        return Ok(ChosenPassword::Unacceptable(
-            "Choose a password of at least 8 characters.",
-        ));
+        return Ok(ChosenPassword::Unacceptable(PasswordProblem::TooShort));
     }
     if len > 1024 {
-        return Ok(ChosenPassword::Unacceptable(
-            "Choose a password of at most 1024 characters.",
-        ));
+        return Ok(ChosenPassword::Unacceptable(PasswordProblem::TooLong));
     }
     if !new.ct_eq(confirm.expose()) {
-        return Ok(ChosenPassword::Unacceptable(
-            "The two passwords differ. Type the same password twice.",
-        ));
+        return Ok(ChosenPassword::Unacceptable(PasswordProblem::Differ));
     }
     if !acc.set_password(&user.username, new).await? {
         return Ok(ChosenPassword::InvalidLink);

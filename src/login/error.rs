@@ -270,7 +270,7 @@ pub enum Shown {
     /// Inside a lock period.
     Locked,
     /// A value the user chose that is not acceptable (the message says why).
-    Unacceptable(&'static str),
+    Unacceptable(crate::auth::native::PasswordProblem),
     /// A second-factor code that does not match.
     WrongCode,
     /// A TOTP code of a time step already used.
@@ -298,12 +298,15 @@ impl Shown {
         }
     }
 
-    /// The message above the form, in the page's language; `Unacceptable` carries the
-    /// auth module's own (English) reason.
+    /// The message above the form, in the page's language.
     pub fn message(self, chrome: &Chrome) -> Option<&'static str> {
         let key = match self {
             Shown::Fresh => return None,
-            Shown::Unacceptable(m) => return Some(m),
+            Shown::Unacceptable(why) => match why {
+                crate::auth::native::PasswordProblem::TooShort => Msg::PwTooShort,
+                crate::auth::native::PasswordProblem::TooLong => Msg::PwTooLong,
+                crate::auth::native::PasswordProblem::Differ => Msg::PwDiffer,
+            },
             Shown::Refused(m) => m,
             Shown::WrongPassword => Msg::WrongPassword,
             Shown::Locked => Msg::Locked,
@@ -520,3 +523,17 @@ pub const SSO_MFA_EVIDENCE_MISSING: Refusal = Refusal {
     what: Msg::SsoMfaWhat,
     next: Msg::SsoMfaNext,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Language;
+
+    #[test]
+    fn the_too_short_message_names_the_real_minimum_in_every_language() {
+        let min = crate::auth::password::MIN_PASSWORD_CHARS.to_string();
+        for lang in Language::ALL {
+            assert!(Msg::PwTooShort.text(lang).contains(&min), "{lang:?}");
+        }
+    }
+}

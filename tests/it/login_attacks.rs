@@ -653,9 +653,13 @@ async fn a_user_created_without_a_password_chooses_one_through_the_mailed_invita
     base.push(("username", "nina"));
     let mut short = base.clone();
     short.extend([("new_password", "short"), ("confirm_password", "short")]);
-    assert_eq!(
-        b.post("/normal", &short).await.status,
-        StatusCode::BAD_REQUEST
+    let r = b.post("/normal", &short).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.text()
+            .contains("Choose a password of at least 8 characters."),
+        "{}",
+        r.text()
     );
     let fields = login_form(&mut b, &path).await;
     let mut good: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();

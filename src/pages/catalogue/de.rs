@@ -338,5 +338,8 @@ pub(super) fn german(m: Msg) -> &'static str {
         Msg::UnitMonths => "Monaten",
         Msg::UnitYear => "Jahr",
         Msg::UnitYears => "Jahren",
+        Msg::PwTooShort => "Wählen Sie ein Passwort mit mindestens 8 Zeichen.",
+        Msg::PwTooLong => "Wählen Sie ein Passwort mit höchstens 1024 Zeichen.",
+        Msg::PwDiffer => "Die beiden Passwörter sind verschieden. Geben Sie zweimal dasselbe Passwort ein.",
     }
 }

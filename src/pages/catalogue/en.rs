@@ -340,5 +340,8 @@ pub(super) fn english(m: Msg) -> &'static str {
         Msg::UnitMonths => "months",
         Msg::UnitYear => "year",
         Msg::UnitYears => "years",
+        Msg::PwTooShort => "Choose a password of at least 8 characters.",
+        Msg::PwTooLong => "Choose a password of at most 1024 characters.",
+        Msg::PwDiffer => "The two passwords differ. Type the same password twice.",
     }
 }

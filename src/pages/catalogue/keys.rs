@@ -337,11 +337,14 @@ pub enum Msg {
     UnitMonths,
     UnitYear,
     UnitYears,
+    PwTooShort,
+    PwTooLong,
+    PwDiffer,
 }
 
 impl Msg {
     /// Every key, for the test that each has a text in every language.
-    pub const ALL: [Msg; 333] = [
+    pub const ALL: [Msg; 336] = [
         Msg::Footer,
         Msg::WaysOnLabel,
         Msg::SignInAgain,
@@ -675,5 +678,8 @@ impl Msg {
         Msg::UnitMonths,
         Msg::UnitYear,
         Msg::UnitYears,
+        Msg::PwTooShort,
+        Msg::PwTooLong,
+        Msg::PwDiffer,
     ];
 }
