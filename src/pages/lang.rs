@@ -17,6 +17,12 @@ pub async fn scope<F: Future>(lang: Language, html: bool, fut: F) -> F::Output {
     CURRENT.scope(lang, BROWSER.scope(html, fut)).await
 }
 
+/// `scope` for a synchronous writer (a refusal written in place): no future is kept, so the
+/// request future that calls it stays as small as before.
+pub fn sync_scope<R>(lang: Language, html: bool, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(lang, || BROWSER.sync_scope(html, f))
+}
+
 /// Whether the request being answered wants pages; `false` outside `scope`, so a caller
 /// that cannot tell gets JSON, as API clients do.
 pub fn html() -> bool {

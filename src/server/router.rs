@@ -50,10 +50,10 @@ pub async fn handle(
     let refuse = |e: GatewayError| {
         let asked = accept_language.as_ref().and_then(|v| v.to_str().ok());
         let lang = pages::lang::negotiate(asked, gw.chrome.default_language);
-        pages::lang::scope(lang, html, async move { respond(gw, e, html) })
+        pages::lang::sync_scope(lang, html, || respond(gw, e, html))
     };
     let (class, resp) = match path::normalize(req.uri().path()) {
-        Err(e) => (RouteClass::Proxy, refuse(GatewayError::BadPath(e)).await),
+        Err(e) => (RouteClass::Proxy, refuse(GatewayError::BadPath(e))),
         Ok(normalized) => {
             let ep = Endpoint::parse(gw, &normalized);
             let class = ep.class();
@@ -61,7 +61,7 @@ pub async fn handle(
                 Endpoint::Proxy => {
                     match gateway::proxy(gw, req, conn, &normalized, &mut user).await {
                         Ok(r) => r,
-                        Err(e) => refuse(e).await,
+                        Err(e) => refuse(e),
                     }
                 }
                 // The gateway's own pages are boxed: their futures are large, and inlined here
