@@ -122,10 +122,28 @@ pub async fn after_first_factor(
         .await;
         return page(gw, LoginError::NoAllowedFactor);
     }
-    let has_factor = match login::has_allowed_factor(acc, &pending.principal, &allowed, now).await {
-        Ok(b) => b,
-        Err(e) => return store_error(gw, e),
-    };
+    let mut has_factor =
+        match login::has_allowed_factor(acc, &pending.principal, &allowed, now).await {
+            Ok(b) => b,
+            Err(e) => return store_error(gw, e),
+        };
+    // Nothing the roles accept can be enrolled (neither an app nor a passkey): email codes,
+    // when accepted, are the factor; else a clear refusal rather than an enrollment page
+    // without a way on.
+    if !has_factor && !(allowed.totp || allowed.webauthn) {
+        if !allowed.email {
+            audit_failure(
+                gw,
+                &pending.user,
+                audit::Outcome::Refused,
+                "no_enrollable_factor",
+                ip,
+            )
+            .await;
+            return page(gw, LoginError::NoAllowedFactor);
+        }
+        has_factor = true;
+    }
     if allowed.webauthn {
         pending.passkeys = match acc.users.list_passkeys(&pending.principal).await {
             Ok(l) => !l.is_empty(),

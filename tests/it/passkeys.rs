@@ -27,9 +27,14 @@ groups = ["keyonly"]
 require_mfa = true
 mfa_methods = ["webauthn"]
 
+[roles.codesonly]
+groups = ["codesonly"]
+require_mfa = true
+mfa_methods = ["recovery_code"]
+
 [[routes]]
 prefix = "/contract"
-allow_roles = ["contractor", "keyonly"]
+allow_roles = ["contractor", "keyonly", "codesonly"]
 
 [native]
 passkey_login = true
@@ -870,4 +875,22 @@ async fn two_enrollments_racing_store_one_first_passkey() {
     assert_eq!(mfa_seen(&mut y).await, None);
     let u = env.admin(Method::GET, "/api/v1/users/cara").await.json();
     assert_eq!(u["passkeys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_role_whose_factors_cannot_be_enrolled_is_refused_clearly_not_sent_to_a_dead_end() {
+    let env = Env::start(memory()).await;
+    env.add_user("rey", &["codesonly"]).await;
+    let mut b = env.browser();
+    let r = password_step(&mut b, "/normal", "rey", PW).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(
+        r.text().contains("no second factor that this site offers"),
+        "{}",
+        r.text()
+    );
+    assert!(env
+        .audit_of("login.failure", "rey")
+        .await
+        .contains(&("refused".into(), "no_enrollable_factor".into())));
 }
