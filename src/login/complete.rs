@@ -130,7 +130,7 @@ pub async fn after_first_factor(
     // Nothing the roles accept can be enrolled (neither an app nor a passkey): email codes,
     // when accepted, are the factor; else a clear refusal rather than an enrollment page
     // without a way on.
-    if !has_factor && !(allowed.totp || allowed.webauthn) {
+    if !(has_factor || allowed.totp || allowed.webauthn) {
         if !allowed.email {
             audit_failure(
                 gw,
