@@ -255,13 +255,21 @@ pub(super) async fn remove(gw: &Gateway, s: &Session, form: &str, ip: IpAddr) ->
             .await
             .unwrap_or(0)
             > 0;
-    let others = totp || codes || rows.len() > 1;
-    if !others && effective_policy(&gw.config, &s.identity.roles).require_mfa {
-        audit_removal(gw, s, audit::Outcome::Refused, Some("last_factor"), ip).await;
-        return Outcome::Refused(Msg::PkLastFactor);
-    }
-    match acc.users.delete_passkey(principal, &id).await {
+    // Without another kind of factor the store keeps the last passkey itself (under the
+    // principal's lock), so two removals racing for the last two cannot both succeed. A store
+    // failure above reads as "no other factor": the stricter side.
+    let keep_one = !(totp || codes) && effective_policy(&gw.config, &s.identity.roles).require_mfa;
+    let removed = if keep_one {
+        acc.users.delete_passkey_unless_last(principal, &id).await
+    } else {
+        acc.users.delete_passkey(principal, &id).await
+    };
+    match removed {
         Ok(true) => {}
+        Ok(false) if keep_one => {
+            audit_removal(gw, s, audit::Outcome::Refused, Some("last_factor"), ip).await;
+            return Outcome::Refused(Msg::PkLastFactor);
+        }
         Ok(false) => return Outcome::Refused(Msg::PkNoSuch),
         Err(e) => return Outcome::Answer(store_error(gw, e)),
     }

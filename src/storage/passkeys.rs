@@ -30,6 +30,11 @@ pub struct PasskeyRecord {
 const COLUMNS: &str = "credential_id, principal, user_handle, name, passkey, sign_count, \
                        created_at, last_used_at";
 
+/// A new credential's row (no use yet).
+const INSERT: &str = "INSERT INTO webauthn_credentials (credential_id, principal, user_handle, \
+                      name, passkey, sign_count, created_at, last_used_at) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
+
 /// The most passkeys one principal may register: enough for every device a person owns, few
 /// enough that an allow-list stays small.
 pub const MAX_PASSKEYS: usize = 20;
@@ -60,21 +65,17 @@ where
 
     /// Stores a new credential; `Conflict` if its id is in the store already (any principal).
     pub async fn add_passkey(&self, p: &PasskeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO webauthn_credentials (credential_id, principal, user_handle, name, \
-             passkey, sign_count, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(p.credential_id.as_str())
-        .bind(p.principal.as_str())
-        .bind(p.user_handle.as_str())
-        .bind(p.name.as_str())
-        .bind(p.passkey.as_str())
-        .bind(p.sign_count)
-        .bind(p.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
+        sqlx::query(INSERT)
+            .bind(p.credential_id.as_str())
+            .bind(p.principal.as_str())
+            .bind(p.user_handle.as_str())
+            .bind(p.name.as_str())
+            .bind(p.passkey.as_str())
+            .bind(p.sign_count)
+            .bind(p.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -107,21 +108,17 @@ where
         if taken {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO webauthn_credentials (credential_id, principal, user_handle, name, \
-             passkey, sign_count, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-        )
-        .bind(p.credential_id.as_str())
-        .bind(p.principal.as_str())
-        .bind(p.user_handle.as_str())
-        .bind(p.name.as_str())
-        .bind(p.passkey.as_str())
-        .bind(p.sign_count)
-        .bind(p.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        sqlx::query(INSERT)
+            .bind(p.credential_id.as_str())
+            .bind(p.principal.as_str())
+            .bind(p.user_handle.as_str())
+            .bind(p.name.as_str())
+            .bind(p.passkey.as_str())
+            .bind(p.sign_count)
+            .bind(p.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
         Ok(true)
     }
@@ -204,6 +201,40 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
+    /// Removes one of the principal's credentials only if it has another passkey left, decided
+    /// under the principal's lock: two removals racing for the last two keep one. `false`: not
+    /// removed (no such credential, or it is the last).
+    pub async fn delete_passkey_unless_last(
+        &self,
+        principal: &str,
+        credential_id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        DB::lock_principal(&mut tx, principal)
+            .await
+            .map_err(store_error)?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM webauthn_credentials WHERE principal = $1")
+                .bind(principal)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let n: i64 = row.try_get("n").map_err(store_error)?;
+        if n < 2 {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "DELETE FROM webauthn_credentials WHERE principal = $1 AND credential_id = $2",
+        )
+        .bind(principal)
+        .bind(credential_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
     /// Removes one of the principal's credentials; `false` if it has none with that id.
     pub async fn delete_passkey(
         &self,
@@ -277,6 +308,15 @@ impl AnyUserStore {
         name: &str,
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.rename_passkey(principal, id, name).await)
+    }
+
+    /// See [`SqlUserStore::delete_passkey_unless_last`].
+    pub async fn delete_passkey_unless_last(
+        &self,
+        principal: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_passkey_unless_last(principal, id).await)
     }
 
     /// See [`SqlUserStore::delete_passkey`].
@@ -383,6 +423,17 @@ pub(crate) mod tests {
         }
         assert_eq!(wins, 1);
         assert_eq!(s.list_passkeys("native:race").await.unwrap().len(), 1);
+        // Racing removals of a principal's last two passkeys keep one.
+        let two = "native:two";
+        s.add_passkey(&record(two, "t1")).await.unwrap();
+        s.add_passkey(&record(two, "t2")).await.unwrap();
+        let (a, b) = (s.clone(), s.clone());
+        let (ra, rb) = tokio::join!(
+            a.delete_passkey_unless_last(two, "t1"),
+            b.delete_passkey_unless_last(two, "t2")
+        );
+        assert_eq!(u8::from(ra.unwrap()) + u8::from(rb.unwrap()), 1);
+        assert_eq!(s.list_passkeys(two).await.unwrap().len(), 1);
         // An admin's reset removes the rest with the other factors.
         assert!(s.delete_factors(ann).await.unwrap());
         assert!(s.list_passkeys(ann).await.unwrap().is_empty());
