@@ -100,6 +100,34 @@ pub struct SsoLink {
 }
 
 impl PendingLogin {
+    /// A native user's login once its first factor is proven (password or passkey sign-in):
+    /// at the challenge, a fresh CSRF token, `remember_secs` from the roles' policy.
+    pub fn native(
+        user: &crate::storage::User,
+        roles: Vec<String>,
+        rd: &crate::auth::policy::LocalPath,
+        remember_secs: u64,
+        now: i64,
+        known_device: Option<String>,
+    ) -> PendingLogin {
+        PendingLogin {
+            stage: Stage::Challenge,
+            user: user.username.clone(),
+            principal: crate::accounts::native_principal(&user.username),
+            email: user.email.clone(),
+            groups: Vec::new(),
+            roles,
+            method: LoginMethod::Native,
+            csrf: crate::session::random_id(24),
+            rd: rd.as_str().to_owned(),
+            remember_secs,
+            created_at: now,
+            sso: None,
+            known_device,
+            passkeys: false,
+        }
+    }
+
     pub fn auth_method(&self) -> AuthMethod {
         self.method.auth_method()
     }

@@ -275,6 +275,35 @@ pub(crate) enum Landing {
     RecoveryCodes(Vec<String>),
 }
 
+/// The landing after a login enrolled its first factor: recovery codes, shown once, where the
+/// login's roles accept them; else a notice saying `set_up`. Both enrollments (app, passkey)
+/// come here, so the roles narrow recovery codes the same way for both.
+pub(crate) async fn enrolled_landing(
+    gw: &Gateway,
+    acc: &Accounts,
+    p: &PendingLogin,
+    set_up: &str,
+    now: i64,
+) -> Result<Landing, StoreError> {
+    if !login::allowed(&gw.config, acc, p).recovery {
+        return Ok(Landing::Notice {
+            title: "Two-step verification is on",
+            message: set_up.to_owned(),
+        });
+    }
+    let codes = acc
+        .issue_recovery_codes(
+            &p.principal,
+            gw.config.mfa.recovery_count,
+            gw.config.mfa.recovery_ttl,
+            now,
+        )
+        .await?;
+    Ok(Landing::RecoveryCodes(
+        codes.iter().map(|c| c.expose().to_owned()).collect(),
+    ))
+}
+
 pub(crate) async fn finish_with(
     gw: &Gateway,
     pending: &PendingLogin,

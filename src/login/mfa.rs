@@ -3,14 +3,13 @@
 //! the step its stage has, and hands a verified factor to `complete`.
 
 use super::complete::stale;
-use super::complete::{finish, finish_with, load_pending, pending_key, Landing};
+use super::complete::{enrolled_landing, finish, finish_with, load_pending, pending_key, Landing};
 use super::error::{accounts, audit_failure, page, LoginError, Shown};
 use super::views::{self, Challenge};
 use crate::accounts::Accounts;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, CodeCheck, Stale, Typing};
 use crate::auth::pending::{PendingLogin, Stage};
-use crate::config::MfaMethod;
 use crate::http::{client_ip, form_value, origin_ok, read_body, store_error, user_agent, Conn};
 use crate::mfa::{email, qr, totp, MfaError};
 use crate::pages;
@@ -506,22 +505,6 @@ pub(crate) async fn submit_enroll(
         Ok(None) => return page(gw, LoginError::Expired),
         Err(e) => return store_error(gw, e),
     }
-    let codes = if gw.config.mfa.allows(MfaMethod::RecoveryCode) {
-        match acc
-            .issue_recovery_codes(
-                &p.principal,
-                gw.config.mfa.recovery_count,
-                gw.config.mfa.recovery_ttl,
-                now,
-            )
-            .await
-        {
-            Ok(c) => c.iter().map(|c| c.expose().to_owned()).collect(),
-            Err(e) => return store_error(gw, e),
-        }
-    } else {
-        Vec::new()
-    };
     audit::record(
         gw,
         Event {
@@ -538,13 +521,10 @@ pub(crate) async fn submit_enroll(
         p.email.as_deref(),
         crate::notify::mail::FactorChange::Added,
     );
-    let landing = if codes.is_empty() {
-        Landing::Notice {
-            title: "Two-step verification is on",
-            message: "Your authenticator app is set up.".into(),
-        }
-    } else {
-        Landing::RecoveryCodes(codes)
+    let landing = match enrolled_landing(gw, acc, p, "Your authenticator app is set up.", now).await
+    {
+        Ok(l) => l,
+        Err(e) => return store_error(gw, e),
     };
     finish_with(gw, p, verified, None, ip, ua, landing).await
 }

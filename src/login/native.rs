@@ -8,10 +8,9 @@
 use super::complete::{after_first_factor, Next};
 use super::error::{accounts, audit_failure, page, LoginError, Shown};
 use super::views::{self, LoginForm};
-use crate::accounts::native_principal;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, configured_roles, ChosenPassword, PasswordCheck};
-use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
+use crate::auth::pending::PendingLogin;
 use crate::auth::policy::{effective_policy, LocalPath};
 use crate::http::{
     client_ip, form_value, origin_ok, query_param, read_body, respond, set_cookie, store_error,
@@ -297,22 +296,8 @@ pub(crate) async fn submit_login(
         return page(gw, LoginError::NoRole);
     }
     let policy = effective_policy(&gw.config, &roles);
-    let pending = PendingLogin {
-        stage: Stage::Challenge,
-        user: user.username.clone(),
-        principal: native_principal(&user.username),
-        email: user.email.clone(),
-        groups: Vec::new(),
-        roles,
-        method: LoginMethod::Native,
-        csrf: random_id(24),
-        rd: rd.as_str().to_owned(),
-        remember_secs: policy.remember_mfa.as_secs(),
-        created_at: now,
-        sso: None,
-        known_device: known,
-        passkeys: false,
-    };
+    let pending =
+        PendingLogin::native(&user, roles, &rd, policy.remember_mfa.as_secs(), now, known);
     audit::record(
         gw,
         Event {

@@ -3,13 +3,13 @@
 //! checks and the state are `auth::passkey`'s; this file adds the roles' say (a factor outside
 //! `mfa_methods` is refused and audited) and the audit events.
 
-use super::complete::{finish, finish_with, pending_key, Landing};
+use super::complete::{enrolled_landing, finish, finish_with, pending_key};
 use super::error::{audit_failure, page, LoginError, Shown};
-use crate::accounts::{native_principal, Accounts};
+use crate::accounts::Accounts;
 use crate::audit::{self, Event};
 use crate::auth::native::{self as login, configured_roles, CodeCheck, MfaVerified};
 use crate::auth::passkey::{self as pk, Bound, Registration, SignIn};
-use crate::auth::pending::{LoginMethod, PendingLogin, Stage};
+use crate::auth::pending::{PendingLogin, Stage};
 use crate::auth::policy::{effective_policy, LocalPath};
 use crate::config::MfaMethod;
 use crate::http::{form_value, store_error};
@@ -17,7 +17,7 @@ use crate::mfa::webauthn::{PasskeyError, Passkeys};
 use crate::mfa::MfaError;
 use crate::pages::{json_error, json_response, Msg};
 use crate::proxy::forward::GatewayBody;
-use crate::session::{random_id, SessionId, SessionStore};
+use crate::session::{SessionId, SessionStore};
 use crate::state::Gateway;
 use hyper::{Response, StatusCode};
 use std::net::IpAddr;
@@ -216,29 +216,9 @@ pub(crate) async fn submit_enroll(
         p.email.as_deref(),
         crate::notify::mail::FactorChange::PasskeyAdded,
     );
-    let codes = if allowed.recovery {
-        match acc
-            .issue_recovery_codes(
-                &p.principal,
-                gw.config.mfa.recovery_count,
-                gw.config.mfa.recovery_ttl,
-                now,
-            )
-            .await
-        {
-            Ok(c) => c.iter().map(|c| c.expose().to_owned()).collect(),
-            Err(e) => return Some(store_error(gw, e)),
-        }
-    } else {
-        Vec::new()
-    };
-    let landing = if codes.is_empty() {
-        Landing::Notice {
-            title: "Two-step verification is on",
-            message: "Your passkey is set up.".into(),
-        }
-    } else {
-        Landing::RecoveryCodes(codes)
+    let landing = match enrolled_landing(gw, acc, p, "Your passkey is set up.", now).await {
+        Ok(l) => l,
+        Err(e) => return Some(store_error(gw, e)),
     };
     Some(finish_with(gw, p, MfaVerified::by_passkey(), None, ip, ua, landing).await)
 }
@@ -378,20 +358,8 @@ pub(crate) async fn sign_in(
     }
     let policy = effective_policy(&gw.config, &roles);
     let pending = PendingLogin {
-        stage: Stage::Challenge,
-        user: user.username.clone(),
-        principal: native_principal(&user.username),
-        email: user.email.clone(),
-        groups: Vec::new(),
-        roles,
-        method: LoginMethod::Native,
-        csrf: random_id(24),
-        rd: rd.as_str().to_owned(),
-        remember_secs: policy.remember_mfa.as_secs(),
-        created_at: now,
-        sso: None,
-        known_device: known,
         passkeys: true,
+        ..PendingLogin::native(&user, roles, rd, policy.remember_mfa.as_secs(), now, known)
     };
     audit::record(
         gw,

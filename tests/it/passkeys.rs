@@ -13,7 +13,6 @@ use crate::support::stores::Store;
 use crate::support::*;
 use hyper::{Method, StatusCode};
 use portcullis::secret::Password;
-use portcullis::storage::UserStore;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -145,25 +144,8 @@ impl Env {
 
     /// `(outcome, reason)` of the audit events `kind` of `user`.
     async fn audit_of(&self, kind: &str, user: &str) -> Vec<(String, String)> {
-        self.gw
-            .gateway()
-            .accounts
-            .as_ref()
-            .unwrap()
-            .users
-            .query_audit(&portcullis::storage::AuditQuery {
-                since: None,
-                user: Some(user.into()),
-                kind: Some(kind.into()),
-                after_id: None,
-                limit: 500,
-                newest_first: false,
-            })
+        crate::support::login::audit_of(self.gw.gateway().accounts.as_ref().unwrap(), kind, user)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
-            .collect()
     }
 }
 

@@ -182,22 +182,7 @@ recovery_codes = {{ count = 10, ttl = "30d" }}
 
     /// (outcome, reason) of every audit event `kind` of `user`, oldest first.
     pub async fn audit_of(&self, kind: &str, user: &str) -> Vec<(String, String)> {
-        use portcullis::storage::UserStore;
-        self.acc()
-            .users
-            .query_audit(&portcullis::storage::AuditQuery {
-                since: None,
-                user: Some(user.into()),
-                kind: Some(kind.into()),
-                after_id: None,
-                limit: 500,
-                newest_first: false,
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
-            .collect()
+        audit_of(self.acc(), kind, user).await
     }
 }
 
@@ -217,6 +202,25 @@ impl Drop for LoginEnv {
         })
         .join();
     }
+}
+
+/// (outcome, reason) of every audit event `kind` of `user` in `acc`'s store, oldest first.
+pub async fn audit_of(acc: &Accounts, kind: &str, user: &str) -> Vec<(String, String)> {
+    use portcullis::storage::UserStore;
+    acc.users
+        .query_audit(&portcullis::storage::AuditQuery {
+            since: None,
+            user: Some(user.into()),
+            kind: Some(kind.into()),
+            after_id: None,
+            limit: 500,
+            newest_first: false,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event.outcome, e.event.reason.unwrap_or_default()))
+        .collect()
 }
 
 /// GET the form at `path`, POST the password; returns the POST response. A form bound to an
