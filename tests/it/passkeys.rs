@@ -876,3 +876,22 @@ async fn a_role_whose_factors_cannot_be_enrolled_is_refused_clearly_not_sent_to_
         .await
         .contains(&("refused".into(), "no_enrollable_factor".into())));
 }
+
+#[tokio::test]
+async fn a_passkey_sign_in_is_held_to_the_identity_values_check_too() {
+    let env = Env::start(memory()).await;
+    env.add_user("cara", &["contractor"]).await;
+    let mut key = env.key();
+    enroll(&env, &mut env.browser(), "cara", &mut key).await;
+    // An address the identity header cannot carry exactly, written after enrollment.
+    let acc = env.gw.gateway().accounts.as_ref().unwrap();
+    assert!(acc
+        .users
+        .set_email("cara", Some("cara\u{7}@example.com"))
+        .await
+        .unwrap());
+    let mut b = env.browser();
+    let r = passkey_signin(&mut b, &mut key, &Lie::default()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(mfa_seen(&mut b).await, None, "no session");
+}
