@@ -24,7 +24,7 @@ use crate::secret::ct_eq;
 use crate::server::phases::load_session;
 use crate::session::{MfaUsed, Session, SessionStore};
 use crate::state::Gateway;
-use crate::storage::{StoreError, UserStore};
+use crate::storage::StoreError;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
@@ -184,11 +184,7 @@ pub async fn entry(
 /// sign-in's passkey is the fresh factor.
 async fn has_gateway_factor(gw: &Gateway, s: &Session) -> Result<bool, StoreError> {
     match &gw.accounts {
-        Some(acc) => {
-            let p = &s.identity.principal;
-            Ok(acc.users.get_totp(p).await?.is_some_and(|f| f.confirmed)
-                || acc.users.count_recovery_codes(p, gw.clock.now()).await? > 0)
-        }
+        Some(acc) => login::has_code_factor(acc, &s.identity.principal, gw.clock.now()).await,
         None => Ok(false),
     }
 }

@@ -652,6 +652,22 @@ pub fn allowed(config: &Config, acc: &Accounts, p: &PendingLogin) -> Allowed {
     }
 }
 
+/// Whether the principal has a code to prove a fresh factor with (the account page, the
+/// console's step-up): a confirmed authenticator app or an unused recovery code. A principal
+/// with passkeys only has none to type; a recent sign-in stands for it there.
+pub async fn has_code_factor(
+    acc: &Accounts,
+    principal: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(acc
+        .users
+        .get_totp(principal)
+        .await?
+        .is_some_and(|f| f.confirmed)
+        || acc.users.count_recovery_codes(principal, now).await? > 0)
+}
+
 /// Whether the principal holds a factor the login may use now: one of the allowed kinds. A
 /// user whose roles accept only passkeys but who has only an authenticator app enrolls a
 /// passkey (under the enrollment rules), never signs in with the app.

@@ -337,24 +337,11 @@ const FRESH_SSO_SECS: i64 = 15 * 60;
 /// the form asks for a code and the check then fails closed.
 async fn has_gateway_factor(gw: &Gateway, s: &Session) -> bool {
     match &gw.accounts {
-        Some(acc) => has_code_factor(acc, &s.identity.principal, gw.clock.now())
+        Some(acc) => login::has_code_factor(acc, &s.identity.principal, gw.clock.now())
             .await
             .unwrap_or(true),
         None => false,
     }
-}
-
-async fn has_code_factor(
-    acc: &crate::accounts::Accounts,
-    principal: &str,
-    now: i64,
-) -> Result<bool, crate::storage::StoreError> {
-    Ok(acc
-        .users
-        .get_totp(principal)
-        .await?
-        .is_some_and(|f| f.confirmed)
-        || acc.users.count_recovery_codes(principal, now).await? > 0)
 }
 
 /// The field a fresh-factor form carries, or a note when a fresh SSO sign-in stands for it.
@@ -380,7 +367,7 @@ async fn check_fresh(
     let Some(acc) = gw.accounts.as_ref() else {
         return fresh_sso(gw, s, now).await;
     };
-    let has_factor = match has_code_factor(acc, &s.identity.principal, now).await {
+    let has_factor = match login::has_code_factor(acc, &s.identity.principal, now).await {
         Ok(b) => b,
         Err(e) => return Some(store_error(gw, e)),
     };
