@@ -6,7 +6,9 @@
 # Usage: bench/run.sh
 #   DURATION=5  seconds per wrk run          ROUNDS=3  interleaved rounds (direct, nginx, portcullis)
 #   UP_PORT=18080 NGX_PORT=18081 PC_PORT=18082   loopback ports (must be free)
-#   CONNECTIONS=64  wrk connections (wrk always runs with one thread: -t1)
+#   CONNECTIONS=64  wrk connections (wrk always runs with one thread: -t1); CONNECTIONS=1
+#                   measures the added latency (p50 of each proxy minus the direct upstream's)
+#   BODY_BYTES=1024 size of the upstream's response body (nginx `return 200`; 1..4000)
 #   CPUS_WRK= CPUS_PROXY= CPUS_UPSTREAM=   optional taskset CPU lists (default: no pinning)
 #   SESSION_STORE=redis  sessions in Redis (REDIS_URL, default redis://127.0.0.1:6379/0; a key
 #                        prefix of its own, removed at the end); budget 0.80 (issue: scale-out)
@@ -38,6 +40,7 @@ NGX_TLS_PORT=${NGX_TLS_PORT:-18084}
 PC_TLS_PORT=${PC_TLS_PORT:-18085}
 SESSION_STORE=${SESSION_STORE:-memory}
 BEARER=${BEARER:-0}
+BODY_BYTES=${BODY_BYTES:-1024}
 WARMUP=1
 BUDGET=0.90
 PASSWORD=bench-password-123
@@ -48,9 +51,12 @@ die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
 
 case $UPSTREAM_TLS in off|h1|h2) ;; *) die "UPSTREAM_TLS must be off, h1 or h2 (got '$UPSTREAM_TLS')" ;; esac
-for v in DURATION ROUNDS CONNECTIONS UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT; do
+for v in DURATION ROUNDS CONNECTIONS BODY_BYTES UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+[ "$BODY_BYTES" -le 4000 ] || die "BODY_BYTES must be at most 4000 (nginx's return string)"
+# The upstream's body: BODY_BYTES-1 letters and a newline, the same for every target.
+BODY=$(head -c $((BODY_BYTES - 1)) /dev/zero | tr '\0' x)
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 REDIS_PREFIX="bench-$$-$(date +%s):"
 case $SESSION_STORE in
@@ -217,7 +223,7 @@ if [ "$UPSTREAM_TLS" != off ]; then
         ssl_certificate_key $PKI/upstream.key;
         ssl_protocols TLSv1.2 TLSv1.3;
         keepalive_requests 10000000;
-        location / { return 200 \"ok\\n\"; }"
+        location / { return 200 \"$BODY\\n\"; }"
   NGX_TLS_SERVER="    }
     server {
         listen 127.0.0.1:$NGX_TLS_PORT;
@@ -233,7 +239,7 @@ if [ "$UPSTREAM_TLS" != off ]; then
 fi
 
 nginx_conf upstream "        listen 127.0.0.1:$UP_PORT;
-        location / { return 200 \"ok\\n\"; }
+        location / { return 200 \"$BODY\\n\"; }
 $UP_TLS_SERVER"
 start_nginx upstream "$UP_PORT"
 
@@ -256,14 +262,14 @@ $NGX_TLS_SERVER" "    upstream upstream_pool {
 start_nginx nginx-proxy "$NGX_PORT"
 
 body=$(curl -s --max-time 5 "http://127.0.0.1:$UP_PORT/app") || die "upstream nginx does not answer"
-[ "$body" = ok ] || die "upstream nginx answered '$body' instead of 'ok'"
+[ "$body" = "$BODY" ] || die "upstream nginx did not answer the ${BODY_BYTES}-byte body"
 body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_PORT/app") || die "nginx proxy does not answer"
-[ "$body" = ok ] || die "nginx proxy answered '$body' instead of 'ok'"
+[ "$body" = "$BODY" ] || die "nginx proxy did not answer the upstream's body"
 if [ "$UPSTREAM_TLS" != off ]; then
   body=$(curl -s --max-time 5 --cacert "$PKI/ca.pem" "https://127.0.0.1:$UP_TLS_PORT/app") || die "upstream nginx does not answer over TLS"
-  [ "$body" = ok ] || die "upstream nginx answered '$body' over TLS instead of 'ok'"
+  [ "$body" = "$BODY" ] || die "upstream nginx did not answer its body over TLS"
   body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_TLS_PORT/app") || die "nginx TLS proxy does not answer"
-  [ "$body" = ok ] || die "nginx TLS proxy answered '$body' instead of 'ok'"
+  [ "$body" = "$BODY" ] || die "nginx TLS proxy did not answer the upstream's body"
 fi
 
 # ---------------------------------------------------------------- portcullis
@@ -428,7 +434,7 @@ declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [p
   [portcullis-hyper]="portcullis (authenticated), general path, plain upstream"
   [nginx-tls]="nginx proxy, https upstream" [portcullis-tls]="portcullis (authenticated), https upstream ($UPSTREAM_TLS)"
   [bearer]="portcullis (service token)")
-declare -A RPS P99 PCPU UCPU ERRS OTHER
+declare -A RPS P50 P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
 PROXY_PID[portcullis]=$portcullis_PID
@@ -474,9 +480,11 @@ for r in $(seq "$ROUNDS"); do
       'BEGIN { x = (b - o) / hz / (n * ns / 1e9) * 100; printf "%.0f", (x < 0 ? 0 : x) }')
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$f")
     reqs=$(awk '/requests in/ { print $1 }' "$f")
+    p50=$(awk '/Latency Distribution/ { d = 1 } d && $1 == "50%" { print $2; exit }' "$f")
     p99=$(awk '/Latency Distribution/ { d = 1 } d && $1 == "99%" { print $2; exit }' "$f")
-    [ -n "$rps" ] && [ -n "$p99" ] && [ -n "$reqs" ] || { cat "$f" >&2; die "cannot parse wrk output $f"; }
+    [ -n "$rps" ] && [ -n "$p50" ] && [ -n "$p99" ] && [ -n "$reqs" ] || { cat "$f" >&2; die "cannot parse wrk output $f"; }
     RPS[$t,$r]=$rps
+    P50[$t,$r]=$(to_ms "$p50")
     P99[$t,$r]=$(to_ms "$p99")
     UCPU[$t,$r]=$(awk -v d=$((uc1 - uc0)) -v n="$reqs" -v hz="$TICKS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
     PCPU[$t,$r]=$(awk -v d=$((pc1 - pc0)) -v n="$reqs" -v hz="$TICKS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
@@ -486,12 +494,20 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- report
-declare -A MED_RPS MED_P99 MAX_OTHER
+declare -A MED_RPS MED_P50 MED_P99 MAX_OTHER ADDED_P50
 row_vals() { local t=$1 r out=(); local -n arr=$2; for r in $(seq "$ROUNDS"); do out+=("${arr[$t,$r]}"); done; echo "${out[@]}"; }
 max_other=0
 for t in "${TARGETS[@]}"; do
   MED_RPS[$t]=$(median $(row_vals "$t" RPS))
+  MED_P50[$t]=$(median $(row_vals "$t" P50))
   MED_P99[$t]=$(median $(row_vals "$t" P99))
+  # Added p50: the median over rounds of this target's p50 minus the direct upstream's in the
+  # same round (with CONNECTIONS=1, the proxy's own latency).
+  added=()
+  for r in $(seq "$ROUNDS"); do
+    added+=("$(awk -v a="${P50[$t,$r]}" -v b="${P50[direct,$r]}" 'BEGIN { printf "%.0f", (a - b) * 1000 }')")
+  done
+  ADDED_P50[$t]=$(median "${added[@]}")
   MAX_OTHER[$t]=$(printf '%s\n' $(row_vals "$t" OTHER) | sort -n | tail -n 1)
   [ "${MAX_OTHER[$t]}" -gt "$max_other" ] && max_other=${MAX_OTHER[$t]}
 done
@@ -500,6 +516,7 @@ round_ratios=()
 for r in $(seq "$ROUNDS"); do
   round_ratios+=("$(awk -v a="${RPS[portcullis,$r]}" -v b="${RPS[nginx,$r]}" 'BEGIN { printf "%.2f", a / b }')")
 done
+round_median=$(median "${round_ratios[@]}")
 verdict=$(awk -v r="$ratio" -v b="$BUDGET" 'BEGIN { print (r >= b) ? "PASS" : "BELOW" }')
 invalid=0
 for t in "${TARGETS[@]}"; do [ "${ERRS[$t]}" -eq 0 ] || invalid=1; done
@@ -516,25 +533,27 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo
   echo "- machine: $NCPU CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load average at start: $LOAD_START"
   echo "- load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on \`GET /app\` (one wrk thread, so the load generator takes about one core), $ROUNDS interleaved rounds (${TARGETS[*]}), ${WARMUP}s warm-up per target; CPU pinning: $pinning"
-  echo "- upstream: nginx \`return 200 \"ok\\n\"\`; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: $( [ "$SESSION_STORE" = redis ] && echo "Redis session store ($REDIS_URL)" || echo "in-memory session store"), one native-login session (role end_user)"
+  echo "- upstream: nginx \`return 200\` with a ${BODY_BYTES}-byte body; both proxies: 1 worker, no access log, keep-alive pool to the upstream; portcullis: $( [ "$SESSION_STORE" = redis ] && echo "Redis session store ($REDIS_URL)" || echo "in-memory session store"), one native-login session (role end_user)"
   echo "- versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }'), portcullis $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   hdr="| target |"; sep="|---|"
   for r in $(seq "$ROUNDS"); do hdr+=" round $r req/s |"; sep+="---:|"; done
-  echo "$hdr median req/s | p99 median (ms) | proxy CPU µs/req | upstream CPU µs/req | other CPU % (max) | errors |"
-  echo "$sep---:|---:|---:|---:|---:|---:|"
+  echo "$hdr median req/s | p50 median (ms) | added p50 (µs) | p99 median (ms) | proxy CPU µs/req | upstream CPU µs/req | other CPU % (max) | errors |"
+  echo "$sep---:|---:|---:|---:|---:|---:|---:|---:|"
   for t in "${TARGETS[@]}"; do
     line="| ${LABEL[$t]} |"
     for r in $(seq "$ROUNDS"); do line+=" $(printf '%.0f' "${RPS[$t,$r]}") |"; done
     pcpu="—"; [ "$t" != direct ] && pcpu=$(printf '%.1f' "$(median $(row_vals "$t" PCPU))")
     ucpu=$(printf '%.1f' "$(median $(row_vals "$t" UCPU))")
-    line+=" $(printf '%.0f' "${MED_RPS[$t]}") | $(printf '%.2f' "${MED_P99[$t]}") | $pcpu | $ucpu | ${MAX_OTHER[$t]} | ${ERRS[$t]} |"
+    added="—"; [ "$t" != direct ] && added="+${ADDED_P50[$t]}"
+    line+=" $(printf '%.0f' "${MED_RPS[$t]}") | $(printf '%.3f' "${MED_P50[$t]}") | $added | $(printf '%.2f' "${MED_P99[$t]}") | $pcpu | $ucpu | ${MAX_OTHER[$t]} | ${ERRS[$t]} |"
     echo "$line"
   done
   echo
   echo "**portcullis / nginx (median req/s): $ratio** — budget ≥ $BUDGET (DESIGN.md §7): **$verdict**"
   echo
-  echo "- per-round ratios: ${round_ratios[*]}"
+  echo "- per-round ratios: ${round_ratios[*]} (median $round_median)"
+  echo "- added p50 (median over rounds of p50 minus the direct upstream's p50 in the same round): nginx +${ADDED_P50[nginx]} µs, portcullis +${ADDED_P50[portcullis]} µs"
   if [ "$UPSTREAM_TLS" != off ]; then
     tls_ratio=$(awk -v a="${MED_RPS[portcullis-tls]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
     ngx_tls_ratio=$(awk -v a="${MED_RPS[nginx-tls]}" -v b="${MED_RPS[nginx]}" 'BEGIN { printf "%.3f", a / b }')

@@ -175,12 +175,16 @@ impl Metrics {
         }
     }
 
+    /// Like `request`: one bucket per observation (the first bound it is within; the rendering
+    /// adds them up), not one add per bucket above it: this runs on every proxied request.
     pub fn upstream_latency(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        for (b, cell) in BUCKETS.iter().zip(self.upstream_buckets.iter()) {
-            if secs <= *b {
-                bump(cell);
-            }
+        if let Some(cell) = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .and_then(|i| self.upstream_buckets.get(i))
+        {
+            bump(cell);
         }
         bump(&self.upstream_count);
         self.upstream_sum_us.fetch_add(
@@ -372,11 +376,12 @@ impl Metrics {
             "# HELP portcullis_upstream_latency_seconds Time to the upstream's response head."
         );
         let _ = writeln!(o, "# TYPE portcullis_upstream_latency_seconds histogram");
+        let mut below = 0;
         for (b, cell) in BUCKETS.iter().zip(self.upstream_buckets.iter()) {
+            below += get(cell);
             let _ = writeln!(
                 o,
-                "portcullis_upstream_latency_seconds_bucket{{le=\"{b}\"}} {}",
-                get(cell)
+                "portcullis_upstream_latency_seconds_bucket{{le=\"{b}\"}} {below}"
             );
         }
         let count = get(&self.upstream_count);
@@ -565,5 +570,26 @@ mod tests {
         assert!(t.contains("portcullis_upstream_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(t.contains("portcullis_upstream_latency_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(t.contains("portcullis_sessions_active 7"));
+    }
+
+    #[test]
+    fn upstream_latency_buckets_render_cumulative_from_one_add_per_observation() {
+        let m = Metrics::default();
+        for ms in [3, 20, 20, 10_000] {
+            m.upstream_latency(Duration::from_millis(ms));
+        }
+        let t = m.render(None);
+        for (le, n) in [
+            ("0.0025", 0),
+            ("0.005", 1),
+            ("0.025", 3),
+            ("1", 3),
+            ("5", 3),
+        ] {
+            let line = format!("portcullis_upstream_latency_seconds_bucket{{le=\"{le}\"}} {n}\n");
+            assert!(t.contains(&line), "{line} in\n{t}");
+        }
+        assert!(t.contains("portcullis_upstream_latency_seconds_bucket{le=\"+Inf\"} 4\n"));
+        assert!(t.contains("portcullis_upstream_latency_seconds_count 4\n"));
     }
 }

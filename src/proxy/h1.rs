@@ -8,6 +8,7 @@
 //! nothing one response sent can be read as part of the next. A 101 is a 502: the lane forwards
 //! no upgrade.
 
+use super::deadline::Deadline;
 use super::error::ProxyError;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
@@ -149,12 +150,14 @@ impl Lane {
     /// returned connection's `buf` then starts with the body. `upstream.timeout` covers
     /// sending and the head. A reused connection that turns out closed is replaced once (only
     /// GET and HEAD come this way, so sending again is safe).
-    /// `sent`: the caller's clock reading just before; the timeout counts from it.
+    /// `sent`: the caller's clock reading just before; the timeout counts from it, on `timer`
+    /// (the connection's own, moved to this exchange's deadline).
     pub async fn exchange<F>(
         self: &Arc<Self>,
         request: &[u8],
         head_request: bool,
         sent: Instant,
+        timer: &mut Deadline,
         emit: F,
     ) -> Result<(RawConn, Head), ProxyError>
     where
@@ -162,7 +165,7 @@ impl Lane {
     {
         let mut emit = Some(emit);
         let mut retried = false;
-        let deadline = tokio::time::Instant::from_std(sent) + self.timeout;
+        timer.set(tokio::time::Instant::from_std(sent) + self.timeout);
         loop {
             let (mut conn, pooled) = match self.pool.take() {
                 Some(c) => (c, true),
@@ -175,7 +178,7 @@ impl Lane {
                 }
                 read_head(&mut conn, head_request, &mut emit).await
             };
-            match tokio::time::timeout_at(deadline, attempt).await {
+            match timer.within(attempt).await {
                 Err(_) => return Err(ProxyError::Timeout),
                 Ok(Ok(head)) => return Ok((conn, head)),
                 Ok(Err(HeadError::Nothing(_))) if pooled && !retried => retried = true,

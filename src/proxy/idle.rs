@@ -146,17 +146,14 @@ impl<T: Idle> IdlePool<T> {
     /// Closes connections idle for `idle_timeout` or more, and dead ones.
     fn reap(&self) {
         let now = Instant::now();
+        // In place: the watcher passes here up to every `WATCH_PACE` under load, and a pass
+        // that closes nothing allocates nothing (tests/alloc.rs).
         let expired: Vec<_> = match self.idle.lock() {
-            Ok(mut idle) => {
-                let (keep, expired) =
-                    std::mem::take(&mut *idle)
-                        .into_iter()
-                        .partition(|(c, since)| {
-                            now.saturating_duration_since(*since) < self.idle_timeout && c.alive()
-                        });
-                *idle = keep;
-                expired
-            }
+            Ok(mut idle) => idle
+                .extract_if(.., |(c, since)| {
+                    now.saturating_duration_since(*since) >= self.idle_timeout || !c.alive()
+                })
+                .collect(),
             Err(_) => return,
         };
         // Closed outside the lock.

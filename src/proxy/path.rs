@@ -23,6 +23,8 @@
 #[doc(hidden)]
 pub mod models;
 
+use std::borrow::Cow;
+
 /// Why a request path was refused (answered with 400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -62,8 +64,48 @@ fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-/// Normalises the path part of a request target (without the query).
-pub fn normalize(path: &str) -> Result<String, PathError> {
+/// Whether `path` is its own normal form, known without building it: absolute, within the
+/// limit, only printable ASCII other than `%`, `\\`, `?`, `#` and `;`, and no empty (`//`),
+/// `.` or `..` segment (a trailing `/` is kept by `normalize`). The common request takes this
+/// test only, with no allocation; `normalize` agrees (property test below).
+fn already_normal(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.len() > MAX_PATH || bytes.first() != Some(&b'/') {
+        return false;
+    }
+    if !bytes
+        .iter()
+        .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b'\\' | b'?' | b'#' | b';'))
+    {
+        return false;
+    }
+    let mut segments = bytes
+        .get(1..)
+        .unwrap_or_default()
+        .split(|&b| b == b'/')
+        .peekable();
+    while let Some(seg) = segments.next() {
+        match seg {
+            // Empty only as the last segment: a trailing slash, or the root itself.
+            b"" if segments.peek().is_some() => return false,
+            b"." | b".." => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Normalises the path part of a request target (without the query): borrowed when the path is
+/// already normal (`already_normal`), as nearly every request's is.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+    if already_normal(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    rebuild(path).map(Cow::Owned)
+}
+
+/// The normal form, built.
+fn rebuild(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
     if bytes.len() > MAX_PATH {
         return Err(PathError::TooLong);
@@ -365,6 +407,22 @@ mod props {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+        /// The shortcut for paths already normal gives what building the normal form gives,
+        /// for every path, also for arbitrary bytes.
+        #[test]
+        fn the_already_normal_shortcut_agrees_with_the_full_normalisation(
+            raw in raw_path(),
+            any in "/[a-z./;%?#\\\\ A-Z0-9~!]{0,24}",
+        ) {
+            for p in [raw.as_str(), any.as_str()] {
+                prop_assert_eq!(normalize(p).map(Cow::into_owned), rebuild(p), "{}", p);
+                if already_normal(p) {
+                    let built = rebuild(p);
+                    prop_assert_eq!(built.as_deref(), Ok(p));
+                }
+            }
+        }
+
         #[test]
         fn the_routed_prefix_leads_what_every_modelled_server_resolves(raw in raw_path()) {
             let Ok(forwarded) = normalize(&raw) else { return Ok(()) };

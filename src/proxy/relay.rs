@@ -40,21 +40,17 @@ pub fn client_head(
         .unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let listed: Vec<&[u8]> = fields
+    // Names the upstream's `Connection` fields list are connection-level too (looked up in
+    // place: a list collected per response was an allocation on every request).
+    let connection = fields
         .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|f| f.value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-        .collect();
+        .any(|f| f.name.eq_ignore_ascii_case("connection"));
     let mut dated = false;
     for f in fields {
         if headers::is_connection_level(f.name)
             || (head.framing != Framing::Empty && f.name.eq_ignore_ascii_case("content-length"))
             || (hsts.is_some() && f.name.eq_ignore_ascii_case("strict-transport-security"))
-            || listed
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(f.name.as_bytes()))
+            || (connection && listed_in_connection(fields, f.name))
         {
             continue;
         }
@@ -63,10 +59,11 @@ pub fn client_head(
     }
     if !dated {
         // RFC 9110 §6.6.1: a recipient with a clock adds Date to a response it forwards.
-        push_field(
+        // Written in place (`fmt_http_date` would allocate a string).
+        let _ = write!(
             out,
-            b"date",
-            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+            "date: {}\r\n",
+            httpdate::HttpDate::from(std::time::SystemTime::now())
         );
     }
     if let Some(v) = hsts {
@@ -83,6 +80,15 @@ pub fn client_head(
         push_field(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether `name` is one of the tokens of the response's `Connection` fields.
+fn listed_in_connection(fields: &[httparse::Header<'_>], name: &str) -> bool {
+    fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Why relaying a response stopped early (the connection then closes).

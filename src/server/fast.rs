@@ -16,6 +16,7 @@ use super::endpoint::Endpoint;
 use super::phases::{self, Authorized};
 use super::reload::Live;
 use crate::http::{Conn, GatewayError};
+use crate::proxy::deadline::Deadline;
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1::Framing;
 use crate::proxy::path;
@@ -27,6 +28,8 @@ use crate::proxy::request_head::{
 use crate::session::LastToken;
 use crate::state::Gateway;
 use bytes::{Buf, Bytes, BytesMut};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -102,21 +105,25 @@ async fn write_failure<IO: AsyncWrite + Unpin>(
 }
 
 /// Waits for more request bytes within `deadline`; false: the connection is done (closed by
-/// the client, timed out, failed, or idle at shutdown).
-async fn read_more<IO: AsyncRead + Unpin>(
+/// the client, timed out, failed, or idle at shutdown). `stop`: the connection's one wait for
+/// shutdown, kept across requests (a new one per request would join and leave the stop
+/// signal's waiter list under its lock every time); it ends the connection, so it is never
+/// polled after it finished.
+async fn read_more<IO: AsyncRead + Unpin, S: Future<Output = ()>>(
     io: &mut IO,
     inbuf: &mut BytesMut,
-    deadline: tokio::time::Instant,
-    stopped: &mut tokio::sync::watch::Receiver<bool>,
+    deadline: &mut Deadline,
+    stop: Pin<&mut S>,
     conn: Conn,
 ) -> bool {
     let idle = inbuf.is_empty();
-    if idle && *stopped.borrow() {
-        return false;
-    }
     inbuf.reserve(4096);
     tokio::select! {
-        r = tokio::time::timeout_at(deadline, io.read_buf(inbuf)) => match r {
+        // Shutdown closes idle keep-alive connections (checked first: one idle at shutdown is
+        // closed even if a request is already waiting); a request under way is finished.
+        biased;
+        () = stop, if idle => false,
+        r = deadline.within(io.read_buf(inbuf)) => match r {
             Ok(Ok(0)) => false,
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
@@ -128,8 +135,6 @@ async fn read_more<IO: AsyncRead + Unpin>(
                 false
             }
         },
-        // Shutdown closes idle keep-alive connections; a request under way is finished.
-        _ = super::limits::until_stopped(stopped), if idle => false,
     }
 }
 
@@ -149,6 +154,11 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut last_token = LastToken::default();
     let mut held = live.hold();
+    // The connection's timers, moved per request (`proxy::deadline`), and its wait for shutdown.
+    let now = tokio::time::Instant::now();
+    let mut head_deadline = Deadline::new(now + held.gateway.config.server.header_timeout);
+    let mut upstream_deadline = Deadline::new(now + held.gateway.upstream.config.timeout);
+    let mut stop = std::pin::pin!(super::limits::until_stopped(stopped));
     macro_rules! handoff {
         () => {{
             // The counters are shared by every state, so any one counts it.
@@ -163,7 +173,7 @@ where
         let cfg = &waiting.config.server;
         // Phase: a complete request head, within the header timeout (idle time included, as
         // hyper counts it).
-        let deadline = tokio::time::Instant::now() + cfg.header_timeout;
+        head_deadline.set(tokio::time::Instant::now() + cfg.header_timeout);
         let req = loop {
             if !inbuf.is_empty() {
                 match parse(&inbuf, &mut fields, cfg.max_headers, &waiting.ids) {
@@ -175,7 +185,7 @@ where
                     Parse::Partial => {}
                 }
             }
-            if !read_more(&mut io, &mut inbuf, deadline, stopped, conn).await {
+            if !read_more(&mut io, &mut inbuf, &mut head_deadline, stop.as_mut(), conn).await {
                 return Outcome::Closed;
             }
         };
@@ -249,9 +259,13 @@ where
         let exchanged = gw
             .upstream
             .lane
-            .exchange(&up, req.head, sent, |status, fields, head| {
-                client_head(&mut out, status, fields, head, close, hsts)
-            })
+            .exchange(
+                &up,
+                req.head,
+                sent,
+                &mut upstream_deadline,
+                |status, fields, head| client_head(&mut out, status, fields, head, close, hsts),
+            )
             .await;
         let (status, bytes, done) = match exchanged {
             Ok((mut uc, head)) => {

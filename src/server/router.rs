@@ -52,7 +52,8 @@ pub async fn handle(
         let lang = pages::lang::negotiate(asked, gw.chrome.default_language);
         pages::lang::sync_scope(lang, html, || respond(gw, e, html))
     };
-    let (class, resp) = match path::normalize(req.uri().path()) {
+    // Owned: the request moves on to the proxy below.
+    let (class, resp) = match path::normalize(req.uri().path()).map(std::borrow::Cow::into_owned) {
         Err(e) => (RouteClass::Proxy, refuse(GatewayError::BadPath(e))),
         Ok(normalized) => {
             let ep = Endpoint::parse(gw, &normalized);

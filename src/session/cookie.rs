@@ -118,7 +118,7 @@ impl CookieNames {
     pub fn keep_others(&self, value: &str, kept: &mut String) {
         for pair in value.split(';') {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if name.is_empty() || self.is_ours(name) || name.contains("portcullis") {
+            if name.is_empty() || self.is_ours(name) || mentions_ours(name.as_bytes()) {
                 continue;
             }
             if !kept.is_empty() {
