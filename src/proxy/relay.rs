@@ -42,9 +42,18 @@ pub fn client_head(
     out.extend_from_slice(b"\r\n");
     // Names the upstream's `Connection` fields list are connection-level too (looked up in
     // place: a list collected per response was an allocation on every request).
+    // Only a list naming something besides `keep-alive` and `close` can name another field
+    // (`keep-alive` is connection-level anyway); the common upstream sends just those.
     let connection = fields
         .iter()
-        .any(|f| f.name.eq_ignore_ascii_case("connection"));
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| {
+            !(t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"close"))
+        });
     let mut dated = false;
     for f in fields {
         if headers::is_connection_level(f.name)
