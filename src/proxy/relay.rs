@@ -40,20 +40,13 @@ pub fn client_head(
         .unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    // Names the upstream's `Connection` fields list are connection-level too (looked up in
-    // place: a list collected per response was an allocation on every request).
-    // Only a list naming something besides `keep-alive` and `close` can name another field
-    // (`keep-alive` is connection-level anyway); the common upstream sends just those.
-    let connection = fields
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|f| f.value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|t| {
-            !(t.is_empty()
-                || t.eq_ignore_ascii_case(b"keep-alive")
-                || t.eq_ignore_ascii_case(b"close"))
-        });
+    // Names the upstream's `Connection` fields list are connection-level too, looked up in
+    // place (a list collected per response was an allocation on every request), and only when
+    // the list names more than `keep-alive` (connection-level anyway) and `close`: the common
+    // upstream sends just those.
+    let connection = connection_tokens(fields).any(|t| {
+        !(t.is_empty() || t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close"))
+    });
     let mut dated = false;
     for f in fields {
         if headers::is_connection_level(f.name)
@@ -91,13 +84,18 @@ pub fn client_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether `name` is one of the tokens of the response's `Connection` fields.
-fn listed_in_connection(fields: &[httparse::Header<'_>], name: &str) -> bool {
+/// The tokens of the response's `Connection` fields, trimmed.
+fn connection_tokens<'a>(fields: &'a [httparse::Header<'_>]) -> impl Iterator<Item = &'a [u8]> {
     fields
         .iter()
         .filter(|f| f.name.eq_ignore_ascii_case("connection"))
         .flat_map(|f| f.value.split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Whether `name` is one of the tokens of the response's `Connection` fields.
+fn listed_in_connection(fields: &[httparse::Header<'_>], name: &str) -> bool {
+    connection_tokens(fields).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Why relaying a response stopped early (the connection then closes).
