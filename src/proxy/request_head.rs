@@ -80,11 +80,19 @@ fn plain_target_byte(b: u8) -> bool {
 
 /// The text of a header value, as `HeaderValue::to_str` would give it (visible ASCII and tab).
 pub fn text(v: &[u8]) -> Option<&str> {
-    if v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+    if is_text(v) {
         std::str::from_utf8(v).ok()
     } else {
         None
     }
+}
+
+/// Whether `HeaderValue::to_str` would read `v` as text: visible ASCII and tab. No early exit,
+/// so the loop vectorises (this runs over every cookie of every proxied request).
+pub fn is_text(v: &[u8]) -> bool {
+    v.iter().fold(true, |ok, &b| {
+        ok & ((b == b'\t') | (0x20..0x7f).contains(&b))
+    })
 }
 
 fn offset(buf: &[u8], part: &[u8]) -> Option<Range<usize>> {
@@ -207,7 +215,16 @@ pub fn texts<'a>(buf: &'a [u8], fields: &'a [Field], k: Kind) -> impl Iterator<I
 
 /// The session cookie's value, by the rule `cookie::get` applies to a header map.
 pub fn session_token<'a>(buf: &'a [u8], fields: &'a [Field], name: &str) -> Option<&'a str> {
-    cookie::first(texts(buf, fields, Kind::Cookie), name)
+    cookie::first(cookie_texts(buf, fields), name)
+}
+
+/// The `Cookie` values that are text, in order, as bytes (the cookie rules read bytes).
+pub fn cookie_texts<'a>(buf: &'a [u8], fields: &'a [Field]) -> impl Iterator<Item = &'a [u8]> {
+    fields
+        .iter()
+        .filter(|f| f.kind == Kind::Cookie)
+        .map(move |f| field(buf, f).1)
+        .filter(|v| is_text(v))
 }
 
 /// As `crate::http::wants_html`.

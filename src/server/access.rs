@@ -7,7 +7,7 @@ use crate::metrics::RouteClass;
 use crate::session::Session;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 /// Which lane served the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,13 +51,13 @@ pub struct AccessLine<'a> {
 }
 
 /// Writes the line. `bytes`: the response body's length as its head declares it (`None`:
-/// streamed without a length, logged as -1); `started`: when the request head was read.
+/// streamed without a length, logged as -1); `took`: from the request head to the response.
 pub fn emit(
     line: &AccessLine<'_>,
     class: RouteClass,
     status: u16,
     bytes: Option<u64>,
-    started: Instant,
+    took: Duration,
 ) {
     let (user, principal, session) = match line.session {
         Some(s) => (
@@ -76,7 +76,7 @@ pub fn emit(
         path = line.path,
         status,
         bytes = bytes.and_then(|b| i64::try_from(b).ok()).unwrap_or(-1),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = took.as_secs_f64() * 1000.0,
         peer = %line.peer,
         user,
         principal,
@@ -153,7 +153,13 @@ mod tests {
                 peer: "192.0.2.7".parse().unwrap(),
                 session: Some(&s),
             };
-            emit(&line, RouteClass::Proxy, 200, Some(12), Instant::now());
+            emit(
+                &line,
+                RouteClass::Proxy,
+                200,
+                Some(12),
+                Duration::from_micros(1500),
+            );
         });
         assert_eq!(got.len(), 1);
         let l = &got[0];
@@ -165,6 +171,7 @@ mod tests {
         assert_eq!(l["principal"], "native:alice");
         assert_eq!(l["session"], &id.as_str()[..SESSION_PREFIX]);
         assert_eq!(l["bytes"], 12);
+        assert_eq!(l["duration_ms"], 1.5);
         assert_eq!(l["peer"], "192.0.2.7");
         let text = l.to_string();
         assert!(!text.contains("cookie-token-value"), "{text}");

@@ -23,7 +23,7 @@ use crate::proxy::path;
 use crate::proxy::plan::{push_field, ForwardPlan};
 use crate::proxy::relay::{client_head, relay, Broken};
 use crate::proxy::request_head::{
-    field, parse, session_token, text, texts, wants_html, Field, Kind, Parse, Request,
+    cookie_texts, field, parse, session_token, text, wants_html, Field, Kind, Parse, Request,
 };
 use crate::session::LastToken;
 use crate::state::Gateway;
@@ -67,12 +67,12 @@ fn upstream_head(
     if req.ours_in_cookies {
         // Cookie fields that are not text are dropped whole, as on the hyper path (they could
         // hide our cookie).
-        let mut kept = String::new();
-        for s in texts(buf, fields, Kind::Cookie) {
+        let mut kept = Vec::new();
+        for s in cookie_texts(buf, fields) {
             gw.cookies.keep_others(s, &mut kept);
         }
         if !kept.is_empty() {
-            push_field(up, b"cookie", kept.as_bytes());
+            push_field(up, b"cookie", &kept);
         }
     }
     plan.write_fields(up);
@@ -156,6 +156,8 @@ where
     let mut held = live.hold();
     // The connection's timers, moved per request (`proxy::deadline`), and its wait for shutdown.
     let now = tokio::time::Instant::now();
+    // When the connection last went idle (opened, or its last response was out).
+    let mut idle_since = now;
     let mut head_deadline = Deadline::new(now + held.gateway.config.server.header_timeout);
     let mut upstream_deadline = Deadline::new(now + held.gateway.upstream.config.timeout);
     let mut stop = std::pin::pin!(super::limits::until_stopped(stopped));
@@ -173,7 +175,7 @@ where
         let cfg = &waiting.config.server;
         // Phase: a complete request head, within the header timeout (idle time included, as
         // hyper counts it).
-        head_deadline.set(tokio::time::Instant::now() + cfg.header_timeout);
+        head_deadline.set(idle_since + cfg.header_timeout);
         let req = loop {
             if !inbuf.is_empty() {
                 match parse(&inbuf, &mut fields, cfg.max_headers, &waiting.ids) {
@@ -305,7 +307,9 @@ where
             peer: conn.peer.ip(),
             session: session.as_deref(),
         });
-        phases::log(gw, endpoint.class(), status, bytes, started, line);
+        let ended = Instant::now();
+        phases::log(gw, endpoint.class(), status, bytes, (started, ended), line);
+        idle_since = tokio::time::Instant::from_std(ended);
         if done {
             let _ = io.shutdown().await;
             return Outcome::Closed;

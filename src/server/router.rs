@@ -100,7 +100,14 @@ pub async fn handle(
     } else {
         hyper::body::Body::size_hint(resp.body()).exact()
     };
-    phases::log(gw, class, resp.status().as_u16(), bytes, started, line);
+    phases::log(
+        gw,
+        class,
+        resp.status().as_u16(),
+        bytes,
+        (started, Instant::now()),
+        line,
+    );
     resp
 }
 

@@ -47,7 +47,7 @@ impl CookieNames {
         }
     }
 
-    fn is_ours(&self, name: &str) -> bool {
+    fn is_ours(&self, name: &[u8]) -> bool {
         [
             self.session,
             self.pending,
@@ -56,7 +56,8 @@ impl CookieNames {
             self.known,
             self.report,
         ]
-        .contains(&name)
+        .iter()
+        .any(|n| n.as_bytes() == name)
     }
 
     /// A `Set-Cookie` value for a cookie that must come back on the IdP's cross-site POST:
@@ -99,15 +100,15 @@ impl CookieNames {
         {
             return;
         }
-        let mut kept = String::new();
+        let mut kept = Vec::new();
         for v in headers.get_all(COOKIE) {
-            // A header that is not UTF-8 is dropped whole: it could hide one of our cookies.
+            // A header that is not text is dropped whole: it could hide one of our cookies.
             let Ok(s) = v.to_str() else { continue };
-            self.keep_others(s, &mut kept);
+            self.keep_others(s.as_bytes(), &mut kept);
         }
         headers.remove(COOKIE);
         if !kept.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&kept) {
+            if let Ok(v) = HeaderValue::from_bytes(&kept) {
                 headers.insert(COOKIE, v);
             }
         }
@@ -115,16 +116,22 @@ impl CookieNames {
 
     /// Appends to `kept` (`; `-separated) every cookie of one `Cookie` value that is not the
     /// gateway's. The one rule for both proxy paths (`strip` and the HTTP/1.1 fast lane).
-    pub fn keep_others(&self, value: &str, kept: &mut String) {
-        for pair in value.split(';') {
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if name.is_empty() || self.is_ours(name) || mentions_ours(name.as_bytes()) {
+    /// `value` is text (visible ASCII and tab), where `trim_ascii` is `str::trim`.
+    pub fn keep_others(&self, value: &[u8], kept: &mut Vec<u8>) {
+        for pair in value.split(|&b| b == b';') {
+            let name = pair
+                .iter()
+                .position(|&b| b == b'=')
+                .and_then(|eq| pair.get(..eq))
+                .unwrap_or(pair)
+                .trim_ascii();
+            if name.is_empty() || self.is_ours(name) || mentions_ours(name) {
                 continue;
             }
             if !kept.is_empty() {
-                kept.push_str("; ");
+                kept.extend_from_slice(b"; ");
             }
-            kept.push_str(pair.trim());
+            kept.extend_from_slice(pair.trim_ascii());
         }
     }
 }
@@ -146,26 +153,45 @@ enum Found<'a> {
     Absent,
 }
 
-/// Looks for the first cookie called `name` in one `Cookie` value.
-fn find<'a>(value: &'a str, name: &str) -> Found<'a> {
-    for pair in value.split(';') {
-        if let Some((n, val)) = pair.split_once('=') {
-            if n.trim() == name {
-                let val = val.trim().trim_matches('"');
-                // Our values are base64url; anything else is not ours.
-                if !val.is_empty()
-                    && val.len() <= 128
-                    && val
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Found::Value(val);
-                }
-                return Found::Invalid;
-            }
+/// Looks for the first cookie called `name` in one `Cookie` value, as bytes: this runs on every
+/// proxied request, and the values are visible ASCII and tab (`HeaderValue::to_str`,
+/// `request_head::is_text`), where `trim_ascii` and `str::trim` take off the same bytes.
+fn find<'a>(value: &'a [u8], name: &str) -> Found<'a> {
+    for pair in value.split(|&b| b == b';') {
+        let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (Some(n), Some(val)) = (pair.get(..eq), pair.get(eq + 1..)) else {
+            continue;
+        };
+        if n.trim_ascii() != name.as_bytes() {
+            continue;
         }
+        let val = trim_quotes(val.trim_ascii());
+        // Our values are base64url; anything else is not ours.
+        if !val.is_empty()
+            && val.len() <= 128
+            && val.iter().fold(true, |ok, &b| {
+                ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_'))
+            })
+        {
+            // Base64url bytes are text: this cannot fail, and failing closed costs nothing.
+            return std::str::from_utf8(val).map_or(Found::Invalid, Found::Value);
+        }
+        return Found::Invalid;
     }
     Found::Absent
+}
+
+/// Every leading and trailing `"` removed (as `str::trim_matches('"')`).
+fn trim_quotes(mut v: &[u8]) -> &[u8] {
+    while let [b'"', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b'"'] = v {
+        v = rest;
+    }
+    v
 }
 
 /// The value of the first cookie called `name` in the request's `Cookie` header(s).
@@ -174,7 +200,8 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         headers
             .get_all(COOKIE)
             .iter()
-            .filter_map(|v| v.to_str().ok()),
+            .filter_map(|v| v.to_str().ok())
+            .map(str::as_bytes),
         name,
     )
 }
@@ -182,7 +209,7 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The value of the first cookie called `name` in `Cookie` values given in order (values that
 /// are not text left out by the caller, as `HeaderValue::to_str` leaves them out). The one rule
 /// for both proxy paths: a first occurrence that is not well-formed means no cookie.
-pub fn first<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+pub fn first<'a>(values: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
     for s in values {
         match find(s, name) {
             Found::Value(v) => return Some(v),
@@ -261,7 +288,85 @@ mod props {
     use crate::session::id::{token_of, SessionId};
     use proptest::prelude::*;
 
+    /// The lookup as it read `str` before it read bytes (`trim`, `trim_matches`): the byte
+    /// scan must find exactly what it found, on every value a header can carry as text.
+    fn find_by_str<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>> {
+        for pair in value.split(';') {
+            if let Some((n, val)) = pair.split_once('=') {
+                if n.trim() == name {
+                    let val = val.trim().trim_matches('"');
+                    let ok = !val.is_empty()
+                        && val.len() <= 128
+                        && val
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    return Some(ok.then_some(val));
+                }
+            }
+        }
+        None
+    }
+
+    /// `keep_others` as it read `str` before it read bytes.
+    fn keep_others_by_str(names: &CookieNames, value: &str) -> String {
+        let ours = [
+            names.session,
+            names.pending,
+            names.device,
+            names.saml,
+            names.known,
+            names.report,
+        ];
+        let mut kept = String::new();
+        for pair in value.split(';') {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            if name.is_empty() || ours.contains(&name) || mentions_ours(name.as_bytes()) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair.trim());
+        }
+        kept
+    }
+
     proptest! {
+        #[test]
+        fn the_byte_scan_finds_what_the_str_scan_found(
+            noise in "[ \t!-~]{0,40}",
+            pairs in proptest::collection::vec(
+                "[ \t]{0,2}(portcullis|x|\"portcullis\"|portcullis2)[ \t]{0,2}=[ \t]{0,2}\"{0,3}[A-Za-z0-9_<-]{0,6}\"{0,3}[ \t]{0,2}",
+                0..4,
+            ),
+            noise_first in any::<bool>(),
+        ) {
+            let mut parts = pairs;
+            if noise_first {
+                parts.insert(0, noise);
+            } else {
+                parts.push(noise);
+            }
+            let value = parts.join(";");
+            let expected = match find_by_str(&value, "portcullis") {
+                None => "absent".to_owned(),
+                Some(None) => "invalid".to_owned(),
+                Some(Some(v)) => v.to_owned(),
+            };
+            let got = match find(value.as_bytes(), "portcullis") {
+                Found::Absent => "absent".to_owned(),
+                Found::Invalid => "invalid".to_owned(),
+                Found::Value(v) => v.to_owned(),
+            };
+            prop_assert_eq!(got, expected);
+            for https in [false, true] {
+                let names = CookieNames::new(https);
+                let mut kept = Vec::new();
+                names.keep_others(value.as_bytes(), &mut kept);
+                prop_assert_eq!(String::from_utf8(kept).unwrap(), keep_others_by_str(&names, &value));
+            }
+        }
+
         #[test]
         fn session_cookie_and_id_encodings_round_trip(
             bits in any::<[u8; 32]>(),
