@@ -16,6 +16,11 @@
 #                 serves TLS on UP_TLS_PORT (18083; h2: ALPN offers h2, h1: http/1.1 only), a
 #                 second portcullis (PC_TLS_PORT 18085) reaches it over TLS with its own CA file,
 #                 and nginx proxies to it too (NGX_TLS_PORT 18084, proxy_ssl, HTTP/1.1 keep-alive)
+#   SAME_HEAD=1   also measure nginx sending the upstream the request head portcullis sends: the
+#                 identity headers and the signed assertion portcullis gave this session (read
+#                 from its forward-auth answer), as static proxy_set_header values, on
+#                 NGX_SAME_PORT (18086): what the gateway's own work costs beside nginx's, with
+#                 the upstream's cost of the bigger head (DESIGN.md §2) the same for both
 #   BEARER=1      also measure the machine-client path: a service token (`Authorization: Bearer`,
 #                 DESIGN.md §9) on the same route, as a fourth target beside the cookie one
 #   SKIP_BUILD=1  use the existing target/release/portcullis instead of building
@@ -40,6 +45,8 @@ NGX_TLS_PORT=${NGX_TLS_PORT:-18084}
 PC_TLS_PORT=${PC_TLS_PORT:-18085}
 SESSION_STORE=${SESSION_STORE:-memory}
 BEARER=${BEARER:-0}
+SAME_HEAD=${SAME_HEAD:-0}
+NGX_SAME_PORT=${NGX_SAME_PORT:-18086}
 BODY_BYTES=${BODY_BYTES:-1024}
 WARMUP=1
 BUDGET=0.90
@@ -51,7 +58,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
 
 case $UPSTREAM_TLS in off|h1|h2) ;; *) die "UPSTREAM_TLS must be off, h1 or h2 (got '$UPSTREAM_TLS')" ;; esac
-for v in DURATION ROUNDS CONNECTIONS BODY_BYTES UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT; do
+for v in DURATION ROUNDS CONNECTIONS BODY_BYTES UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT NGX_SAME_PORT; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$BODY_BYTES" -le 4000 ] || die "BODY_BYTES must be at most 4000 (nginx's return string)"
@@ -69,6 +76,7 @@ case $SESSION_STORE in
   *) die "SESSION_STORE must be 'memory' or 'redis' (got '$SESSION_STORE')" ;;
 esac
 case $BEARER in 0|1) ;; *) die "BEARER must be 0 or 1 (got '$BEARER')" ;; esac
+case $SAME_HEAD in 0|1) ;; *) die "SAME_HEAD must be 0 or 1 (got '$SAME_HEAD')" ;; esac
 
 # ---------------------------------------------------------------- processes and cleanup
 PIDS=()
@@ -284,9 +292,11 @@ default_login = "native"
 workers = 1
 access_log = false
 signing_key = "assertion.p8"
+$( [ "$SAME_HEAD" = 1 ] && echo 'trusted_proxies = ["127.0.0.1/32"]  # forward-auth needs it; wrk sends no X-Forwarded-For' )
 
 [upstream]
 $3
+$( [ "$SAME_HEAD" = 1 ] && printf '\n[forward_auth]\nenabled = true\n' )
 
 [session]
 idle_timeout = "30m"
@@ -385,6 +395,42 @@ if [ "$BEARER" = 1 ]; then
   log "bearer ok: service token -> 200, wrong token -> 401"
 fi
 
+# With SAME_HEAD: a second nginx proxy that adds what portcullis adds for this session, as
+# static values (the assertion's expiry does not matter: the upstream does not read it).
+nginx_same_PID=""
+if [ "$SAME_HEAD" = 1 ]; then
+  port_busy "$NGX_SAME_PORT" && die "port $NGX_SAME_PORT on 127.0.0.1 is already in use (set NGX_SAME_PORT)"
+  ident=$(curl -s --max-time 10 -D - -o /dev/null -H "$COOKIE" -H "X-Original-URL: http://127.0.0.1:$PC_PORT/app" -H "X-Original-Method: GET" "http://127.0.0.1:$PC_PORT/_portcullis/auth/nginx" | tr -d '\r') ||
+    die "forward-auth answer for SAME_HEAD failed"
+  printf '%s\n' "$ident" | head -n 1 | grep -q ' 200' || { printf '%s\n' "$ident" >&2; die "forward-auth did not answer 200 for the bench session"; }
+  sets=""
+  while IFS= read -r line; do
+    name=${line%%:*}; value=${line#*: }
+    case ${name,,} in
+      x-forwarded-user|x-forwarded-email|x-forwarded-groups|x-auth-roles|x-auth-method|x-auth-mfa|x-auth-session|x-portcullis-assertion)
+        [ -n "$value" ] && sets+="            proxy_set_header ${name,,} \"$value\";
+" ;;
+    esac
+  done <<<"$ident"
+  printf '%s' "$sets" | grep -q x-portcullis-assertion || die "no assertion in the forward-auth answer"
+  nginx_conf nginx-same "        listen 127.0.0.1:$NGX_SAME_PORT;
+        location / {
+            proxy_pass http://upstream_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header x-forwarded-for \$remote_addr;
+            proxy_set_header x-forwarded-proto \$scheme;
+            proxy_set_header x-forwarded-host \$http_host;
+$sets        }" "    upstream upstream_pool {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }"
+  start_nginx nginx-same "$NGX_SAME_PORT"
+  body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_SAME_PORT/app") || die "nginx (same head) does not answer"
+  [ "$body" = "$BODY" ] || die "nginx (same head) did not answer the upstream's body"
+fi
+
 # ---------------------------------------------------------------- measuring
 # cpu_ticks PID: utime+stime of the process (all threads) and its direct children, in ticks.
 cpu_ticks() {
@@ -404,6 +450,7 @@ own_ticks() {
   stat=$(cat /proc/$$/stat); read -r -a f <<<"${stat##*) }"
   local tls=0
   [ -n "$portcullis_tls_PID" ] && tls=$(cpu_ticks "$portcullis_tls_PID")
+  [ -n "$nginx_same_PID" ] && tls=$((tls + $(cpu_ticks "$nginx_same_PID")))
   echo $(( f[13] + f[14] + $(cpu_ticks "$upstream_PID") + $(cpu_ticks "$nginx_proxy_PID") + $(cpu_ticks "$portcullis_PID") + tls ))
 }
 # busy_ticks: user + nice + system + steal of the whole machine (irq/softirq left out: the
@@ -428,12 +475,13 @@ TARGETS=(direct nginx portcullis)
 # lane, which hands a request with `Content-Length` to hyper: the path an https upstream takes.
 [ "$UPSTREAM_TLS" != off ] && TARGETS+=(portcullis-hyper nginx-tls portcullis-tls)
 [ "$BEARER" = 1 ] && TARGETS+=(bearer)
-declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [portcullis-hyper]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT [bearer]=$PC_PORT)
-declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [portcullis-hyper]="" [nginx-tls]="" [portcullis-tls]="" [bearer]="")
+[ "$SAME_HEAD" = 1 ] && TARGETS+=(nginx-same)
+declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [portcullis]=$PC_PORT [portcullis-hyper]=$PC_PORT [nginx-tls]=$NGX_TLS_PORT [portcullis-tls]=$PC_TLS_PORT [bearer]=$PC_PORT [nginx-same]=$NGX_SAME_PORT)
+declare -A PROXY_PID=([direct]="" [nginx]="" [portcullis]="" [portcullis-hyper]="" [nginx-tls]="" [portcullis-tls]="" [bearer]="" [nginx-same]="")
 declare -A LABEL=([direct]="direct upstream (no proxy)" [nginx]="nginx proxy" [portcullis]="portcullis (authenticated)"
   [portcullis-hyper]="portcullis (authenticated), general path, plain upstream"
   [nginx-tls]="nginx proxy, https upstream" [portcullis-tls]="portcullis (authenticated), https upstream ($UPSTREAM_TLS)"
-  [bearer]="portcullis (service token)")
+  [bearer]="portcullis (service token)" [nginx-same]="nginx proxy adding portcullis's identity headers and assertion (static)")
 declare -A RPS P50 P99 PCPU UCPU ERRS OTHER
 for t in "${TARGETS[@]}"; do ERRS[$t]=0; done
 PROXY_PID[nginx]=$nginx_proxy_PID
@@ -442,6 +490,7 @@ PROXY_PID[portcullis-hyper]=$portcullis_PID
 PROXY_PID[nginx-tls]=$nginx_proxy_PID
 PROXY_PID[portcullis-tls]=$portcullis_tls_PID
 PROXY_PID[bearer]=$portcullis_PID
+PROXY_PID[nginx-same]=$nginx_same_PID
 
 # wrk_run TARGET SECONDS OUTFILE
 # wrk runs in the background and the script `wait`s for it: wrk catches SIGINT and exits 0,
@@ -566,6 +615,14 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ "$BEARER" = 1 ]; then
     bratio=$(awk -v a="${MED_RPS[bearer]}" -v b="${MED_RPS[portcullis]}" 'BEGIN { printf "%.3f", a / b }')
     echo "- service token (bearer) / session cookie (median req/s): **$bratio**; the bearer path is the general (hyper) path, the cookie one the fast lane"
+  fi
+  if [ "$SAME_HEAD" = 1 ]; then
+    same_ratio=$(awk -v a="${MED_RPS[portcullis]}" -v b="${MED_RPS[nginx-same]}" 'BEGIN { printf "%.3f", a / b }')
+    same_rounds=()
+    for r in $(seq "$ROUNDS"); do
+      same_rounds+=("$(awk -v a="${RPS[portcullis,$r]}" -v b="${RPS[nginx-same,$r]}" 'BEGIN { printf "%.2f", a / b }')")
+    done
+    echo "- same request head to the upstream: portcullis / nginx adding the same headers **$same_ratio** (per round ${same_rounds[*]}, median $(median "${same_rounds[@]}")); added p50 nginx-same +${ADDED_P50[nginx-same]} µs"
   fi
   echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
   if [ "$max_other" -gt 10 ]; then
