@@ -6,6 +6,8 @@
 # Usage: bench/run.sh
 #   DURATION=5  seconds per wrk run          ROUNDS=3  interleaved rounds (direct, nginx, portcullis)
 #   UP_PORT=18080 NGX_PORT=18081 PC_PORT=18082   loopback ports (must be free)
+#   PC_ADMIN_PORT=18087  portcullis's admin listener (a metrics-only token): the report gives
+#                 how many assertions were signed during the rounds (the session cache's misses)
 #   CONNECTIONS=64  wrk connections (wrk always runs with one thread: -t1); CONNECTIONS=1
 #                   measures the added latency (p50 of each proxy minus the direct upstream's)
 #   BODY_BYTES=1024 size of the upstream's response body (nginx `return 200`; 1..4000)
@@ -46,6 +48,7 @@ PC_TLS_PORT=${PC_TLS_PORT:-18085}
 SESSION_STORE=${SESSION_STORE:-memory}
 BEARER=${BEARER:-0}
 SAME_HEAD=${SAME_HEAD:-0}
+PC_ADMIN_PORT=${PC_ADMIN_PORT:-18087}
 NGX_SAME_PORT=${NGX_SAME_PORT:-18086}
 BODY_BYTES=${BODY_BYTES:-1024}
 WARMUP=1
@@ -58,7 +61,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
 
 case $UPSTREAM_TLS in off|h1|h2) ;; *) die "UPSTREAM_TLS must be off, h1 or h2 (got '$UPSTREAM_TLS')" ;; esac
-for v in DURATION ROUNDS CONNECTIONS BODY_BYTES UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT NGX_SAME_PORT; do
+for v in DURATION ROUNDS CONNECTIONS BODY_BYTES UP_PORT NGX_PORT PC_PORT UP_TLS_PORT NGX_TLS_PORT PC_TLS_PORT NGX_SAME_PORT PC_ADMIN_PORT; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$BODY_BYTES" -le 4000 ] || die "BODY_BYTES must be at most 4000 (nginx's return string)"
@@ -135,7 +138,7 @@ PIN_WRK=(); PIN_PROXY=(); PIN_UPSTREAM=()
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 TLS_PORTS=()
 [ "$UPSTREAM_TLS" != off ] && TLS_PORTS=("$UP_TLS_PORT" "$NGX_TLS_PORT" "$PC_TLS_PORT")
-for p in "$UP_PORT" "$NGX_PORT" "$PC_PORT" "${TLS_PORTS[@]}"; do
+for p in "$UP_PORT" "$NGX_PORT" "$PC_PORT" "$PC_ADMIN_PORT" "${TLS_PORTS[@]}"; do
   port_busy "$p" && die "port $p on 127.0.0.1 is already in use (set UP_PORT/NGX_PORT/PC_PORT)"
 done
 [ "$UP_PORT" != "$NGX_PORT" ] && [ "$UP_PORT" != "$PC_PORT" ] && [ "$NGX_PORT" != "$PC_PORT" ] ||
@@ -327,6 +330,11 @@ if [ "$BEARER" = 1 ]; then
   [ -n "$TOKEN" ] || die "no token in the output of 'tokens new'"
   printf '\n%s\n' "$(printf '%s\n' "$tokens" | sed -n '/^\[\[service_tokens\]\]$/,$p')" >>"$CONFIG"
 fi
+# An admin listener with a metrics-only token: the run reads how many assertions were signed.
+admin=$("$BIN" admin-token bench) || die "step 'admin-token' failed"
+ADMIN_TOKEN=$(printf '%s\n' "$admin" | head -n 1 | awk '{ print $NF }')
+printf '\n[admin]\nlisten = "127.0.0.1:%s"\n%s\n' "$PC_ADMIN_PORT" \
+  "$(printf '%s\n' "$admin" | grep '^tokens = ' | sed 's/ }]$/, scopes = ["metrics"] }]/')" >>"$CONFIG"
 check=$("$BIN" check --config "$CONFIG" 2>&1) || { echo "$check" >&2; die "portcullis check rejected $CONFIG"; }
 [ "$(printf '%s\n' "$check" | tail -n 1)" = ok ] || { echo "$check" >&2; die "portcullis check did not print 'ok'"; }
 
@@ -432,6 +440,11 @@ $sets        }" "    upstream upstream_pool {
 fi
 
 # ---------------------------------------------------------------- measuring
+# signed: portcullis_assertions_signed_total of the portcullis on PC_PORT.
+signed() {
+  curl -s --max-time 5 -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$PC_ADMIN_PORT/metrics" |
+    awk '$1 == "portcullis_assertions_signed_total" { print $2 }'
+}
 # cpu_ticks PID: utime+stime of the process (all threads) and its direct children, in ticks.
 cpu_ticks() {
   local pid=$1 total=0 p stat f
@@ -511,9 +524,12 @@ wrk_run() {
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+SIGNED0=$(signed); [ -n "$SIGNED0" ] || die "no portcullis_assertions_signed_total at the admin listener (port $PC_ADMIN_PORT)"
+PC_REQS=0
 log "warm-up: ${WARMUP}s per target"
 for t in "${TARGETS[@]}"; do wrk_run "$t" "$WARMUP" "$OUT/wrk-warmup-$t.txt"; done
 
+RUN_T0=$(date +%s)
 for r in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     f=$OUT/wrk-round$r-$t.txt
@@ -539,8 +555,11 @@ for r in $(seq "$ROUNDS"); do
     PCPU[$t,$r]=$(awk -v d=$((pc1 - pc0)) -v n="$reqs" -v hz="$TICKS" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
     bad=$(awk '/Non-2xx or 3xx responses:/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$f")
     ERRS[$t]=$((ERRS[$t] + bad))
+    [ "$t" = portcullis ] && PC_REQS=$((PC_REQS + reqs))
   done
 done
+SIGNED1=$(signed); [ -n "$SIGNED1" ] || die "no portcullis_assertions_signed_total after the rounds"
+RUN_SECONDS=$(( $(date +%s) - ${RUN_T0:-$(date +%s)} ))
 
 # ---------------------------------------------------------------- report
 declare -A MED_RPS MED_P50 MED_P99 MAX_OTHER ADDED_P50
@@ -624,6 +643,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     done
     echo "- same request head to the upstream: portcullis / nginx adding the same headers **$same_ratio** (per round ${same_rounds[*]}, median $(median "${same_rounds[@]}")); added p50 nginx-same +${ADDED_P50[nginx-same]} µs"
   fi
+  echo "- assertions signed by portcullis during the rounds: $((SIGNED1 - SIGNED0)) for $PC_REQS authenticated requests over ${RUN_SECONDS}s (one session: re-signed every 30 s, \`portcullis_assertions_signed_total\`)"
   echo "- p99 is measured at saturation (wrk has no fixed-rate mode), not at half of peak load."
   if [ "$max_other" -gt 10 ]; then
     echo "- **warning:** other processes used up to ${max_other}% of the machine's CPU during a run: these numbers are disturbed; run again on a quiet machine."

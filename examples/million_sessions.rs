@@ -285,11 +285,12 @@ fn main() {
         // its signed assertion (an ES256 JWT of ~700 bytes), cached in the session for 30 s.
         let t1 = Instant::now();
         let mut len = 0usize;
+        let metrics = portcullis::metrics::Metrics::default();
         rt.block_on(async {
             for k in &kept {
                 let id = SessionId::parse(std::str::from_utf8(k).expect("ascii id")).expect("id");
                 let s = store.get(&id).await.expect("get").expect("session present");
-                let v = signer.for_session(&s, now).expect("sign");
+                let v = signer.for_session(&s, now, &metrics).expect("sign");
                 len = v.len();
             }
         });

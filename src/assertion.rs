@@ -8,6 +8,7 @@
 //! (signing keys and claims are not the store's business; the store only empties stale slots).
 
 use crate::clock::UnixTime;
+use crate::metrics::Metrics;
 use crate::session::Session;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -141,11 +142,18 @@ impl Signer {
         Some(format!("{signing_input}.{}", B64.encode(sig.as_ref())))
     }
 
-    /// The session's current assertion, re-signed only when the cached one is older than 30 s.
-    pub fn for_session(&self, session: &Session, now: UnixTime) -> Option<HeaderValue> {
+    /// The session's current assertion, re-signed only when the cached one is older than 30 s
+    /// (each signature counted in `metrics`: the cache's misses).
+    pub fn for_session(
+        &self,
+        session: &Session,
+        now: UnixTime,
+        metrics: &Metrics,
+    ) -> Option<HeaderValue> {
         if let Some(v) = session.assertion.reusable(now) {
             return Some(v);
         }
+        metrics.assertion_signed();
         let value = HeaderValue::from_str(&self.sign(session, now)?).ok()?;
         session
             .assertion
@@ -244,9 +252,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pc-assert2-{}", std::process::id()));
         let signer = Signer::load_or_create(&dir.join("k.p8"), "https://gw").unwrap();
         let s = session();
-        let a = signer.for_session(&s, 2000).unwrap();
-        assert_eq!(signer.for_session(&s, 2029).unwrap(), a);
-        assert_ne!(signer.for_session(&s, 2030).unwrap(), a);
+        let m = Metrics::default();
+        let a = signer.for_session(&s, 2000, &m).unwrap();
+        assert_eq!(m.assertions_signed(), 1);
+        // Every request in the next 29 s is a hit: no signature.
+        for now in 2001..2030 {
+            assert_eq!(signer.for_session(&s, now, &m).unwrap(), a);
+        }
+        assert_eq!(m.assertions_signed(), 1);
+        assert_ne!(signer.for_session(&s, 2030, &m).unwrap(), a);
+        assert_eq!(m.assertions_signed(), 2);
+        assert!(m
+            .render(None)
+            .contains("portcullis_assertions_signed_total 2\n"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

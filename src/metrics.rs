@@ -124,6 +124,8 @@ pub struct Metrics {
     upstream_tls_failures: AtomicU64,
     /// HTTP/1.1 connections the fast lane handed to hyper (`server::fast`).
     handoffs: AtomicU64,
+    /// `X-Portcullis-Assertion`s signed: the session cache's misses (`Signer::for_session`).
+    assertions_signed: AtomicU64,
     /// Live reloads (`server::reload`): [applied, refused].
     reloads: [AtomicU64; 2],
     /// Bearer requests let through: [service token, JWT].
@@ -248,6 +250,15 @@ impl Metrics {
     /// An HTTP/1.1 connection the fast lane handed to the general path.
     pub fn handoff(&self) {
         bump(&self.handoffs);
+    }
+
+    /// An assertion was signed (its session had none young enough to send again).
+    pub fn assertion_signed(&self) {
+        bump(&self.assertions_signed);
+    }
+
+    pub fn assertions_signed(&self) -> u64 {
+        self.assertions_signed.load(Ordering::Relaxed)
     }
 
     /// A notice mail was sent (`ok`) or failed; failures never block what caused the mail.
@@ -478,6 +489,16 @@ impl Metrics {
             o,
             "portcullis_fast_lane_handoffs_total {}",
             get(&self.handoffs)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP portcullis_assertions_signed_total X-Portcullis-Assertion values signed (a session's cached one is sent again while it has 30 s or more left)."
+        );
+        let _ = writeln!(o, "# TYPE portcullis_assertions_signed_total counter");
+        let _ = writeln!(
+            o,
+            "portcullis_assertions_signed_total {}",
+            get(&self.assertions_signed)
         );
         let _ = writeln!(
             o,

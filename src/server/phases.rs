@@ -157,7 +157,7 @@ pub fn plan<'a, V>(
         identity: session.map(|s| IdentityPlan {
             names: &gw.ids,
             values: &s.headers,
-            assertion: gw.signer.for_session(s, gw.clock.now()),
+            assertion: gw.signer.for_session(s, gw.clock.now(), &gw.metrics),
         }),
     }
 }
