@@ -29,6 +29,7 @@ pub mod keys;
 pub mod links;
 pub mod memory;
 mod model;
+mod owners;
 pub mod redis;
 pub mod redis_cache;
 mod store;

@@ -10,6 +10,7 @@
 use super::compact;
 use super::id::SessionId;
 use super::model::Session;
+use super::owners::OwnerKeys;
 use super::store::SessionStore;
 use crate::clock::{Clock, UnixTime};
 use crate::storage::StoreError;
@@ -81,7 +82,7 @@ struct Inner {
     hot: DashMap<Key, Arc<Session>>,
     /// Session keys by a keyed hash of their owner (8 bytes instead of the principal); entries
     /// are checked against each session's own owner, so a collision only costs a lookup.
-    by_owner: DashMap<u64, Vec<Key>>,
+    by_owner: DashMap<u64, OwnerKeys<Key>>,
     owner_hash: std::collections::hash_map::RandomState,
     shared: compact::Interner,
     ephemeral: DashMap<String, (UnixTime, Vec<u8>)>,
@@ -185,7 +186,7 @@ impl MemoryStore {
         let hot = self.inner.hot.remove(k).map(|(_, s)| s);
         let u = self.owner_key(&cold.owner(&self.inner.shared));
         if let Some(mut keys) = self.inner.by_owner.get_mut(&u) {
-            keys.retain(|x| x != k);
+            keys.remove(k);
         }
         self.inner.by_owner.remove_if(&u, |_, v| v.is_empty());
         Some((cold, hot))
@@ -298,7 +299,7 @@ impl SessionStore for MemoryStore {
             .inner
             .by_owner
             .get(&u)
-            .map(|keys| keys.clone())
+            .map(|keys| keys.as_slice().to_vec())
             .unwrap_or_default();
         let mut gone = Vec::new();
         for k in &keys {
