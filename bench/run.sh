@@ -254,17 +254,19 @@ nginx_conf upstream "        listen 127.0.0.1:$UP_PORT;
 $UP_TLS_SERVER"
 start_nginx upstream "$UP_PORT"
 
+# The nginx proxies' keep-alive pool to the plain upstream (the SAME_HEAD one uses it too).
+UPSTREAM_POOL="    upstream upstream_pool {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }"
 nginx_conf nginx-proxy "        listen 127.0.0.1:$NGX_PORT;
         location / {
             proxy_pass http://upstream_pool;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
         }
-$NGX_TLS_SERVER" "    upstream upstream_pool {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
+$NGX_TLS_SERVER" "$UPSTREAM_POOL
     upstream upstream_tls_pool {
         server 127.0.0.1:$UP_TLS_PORT;
         keepalive 64;
@@ -416,6 +418,8 @@ if [ "$SAME_HEAD" = 1 ]; then
     name=${line%%:*}; value=${line#*: }
     case ${name,,} in
       x-forwarded-user|x-forwarded-email|x-forwarded-groups|x-auth-roles|x-auth-method|x-auth-mfa|x-auth-session|x-portcullis-assertion)
+        # Written into nginx's config inside quotes: refuse what nginx would read as syntax.
+        case $value in *[\"\$\\\;{}]*) die "forward-auth header $name holds a character nginx's config cannot take as is" ;; esac
         [ -n "$value" ] && sets+="            proxy_set_header ${name,,} \"$value\";
 " ;;
     esac
@@ -429,11 +433,7 @@ if [ "$SAME_HEAD" = 1 ]; then
             proxy_set_header x-forwarded-for \$remote_addr;
             proxy_set_header x-forwarded-proto \$scheme;
             proxy_set_header x-forwarded-host \$http_host;
-$sets        }" "    upstream upstream_pool {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }"
+$sets        }" "$UPSTREAM_POOL"
   start_nginx nginx-same "$NGX_SAME_PORT"
   body=$(curl -s --max-time 5 "http://127.0.0.1:$NGX_SAME_PORT/app") || die "nginx (same head) does not answer"
   [ "$body" = "$BODY" ] || die "nginx (same head) did not answer the upstream's body"

@@ -153,8 +153,8 @@ impl Signer {
         if let Some(v) = session.assertion.reusable(now) {
             return Some(v);
         }
-        metrics.assertion_signed();
         let value = HeaderValue::from_str(&self.sign(session, now)?).ok()?;
+        metrics.assertion_signed();
         session
             .assertion
             .put(now, now.saturating_add(REUSE_SECS), value.clone());

@@ -151,6 +151,13 @@ fn bearer_refusal_index(reason: &str) -> usize {
         .unwrap_or(1)
 }
 
+/// An unlabelled counter in the text format: its `HELP`, `TYPE` and value lines.
+fn counter(o: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} counter");
+    let _ = writeln!(o, "{name} {value}");
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -431,25 +438,24 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(o, "# HELP portcullis_lockouts_total Lock periods started.");
-        let _ = writeln!(o, "# TYPE portcullis_lockouts_total counter");
-        let _ = writeln!(o, "portcullis_lockouts_total {}", get(&self.lockouts));
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_store_errors_total Store operations that failed (answered 503)."
+        counter(
+            &mut o,
+            "portcullis_lockouts_total",
+            "Lock periods started.",
+            get(&self.lockouts),
         );
-        let _ = writeln!(o, "# TYPE portcullis_store_errors_total counter");
-        let _ = writeln!(
-            o,
-            "portcullis_store_errors_total {}",
-            get(&self.store_errors)
+        counter(
+            &mut o,
+            "portcullis_store_errors_total",
+            "Store operations that failed (answered 503).",
+            get(&self.store_errors),
         );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_panics_total Request handlers that panicked (answered 500; a bug)."
+        counter(
+            &mut o,
+            "portcullis_panics_total",
+            "Request handlers that panicked (answered 500; a bug).",
+            get(&self.panics),
         );
-        let _ = writeln!(o, "# TYPE portcullis_panics_total counter");
-        let _ = writeln!(o, "portcullis_panics_total {}", get(&self.panics));
         let _ = writeln!(
             o,
             "# HELP portcullis_connections_refused_total Connections closed at accept (per-IP limit)."
@@ -460,45 +466,29 @@ impl Metrics {
             "portcullis_connections_refused_total{{reason=\"per_ip\"}} {}",
             get(&self.refused_per_ip)
         );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_send_timeouts_total Connections cut because the client stopped reading."
+        counter(
+            &mut o,
+            "portcullis_send_timeouts_total",
+            "Connections cut because the client stopped reading.",
+            get(&self.send_timeouts),
         );
-        let _ = writeln!(o, "# TYPE portcullis_send_timeouts_total counter");
-        let _ = writeln!(
-            o,
-            "portcullis_send_timeouts_total {}",
-            get(&self.send_timeouts)
+        counter(
+            &mut o,
+            "portcullis_upstream_tls_failures_total",
+            "Requests refused (502) because the TLS handshake with the upstream failed.",
+            get(&self.upstream_tls_failures),
         );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_upstream_tls_failures_total Requests refused (502) because the TLS handshake with the upstream failed."
+        counter(
+            &mut o,
+            "portcullis_fast_lane_handoffs_total",
+            "HTTP/1.1 connections handed from the fast lane to the general path (a request it does not take).",
+            get(&self.handoffs),
         );
-        let _ = writeln!(o, "# TYPE portcullis_upstream_tls_failures_total counter");
-        let _ = writeln!(
-            o,
-            "portcullis_upstream_tls_failures_total {}",
-            get(&self.upstream_tls_failures)
-        );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_fast_lane_handoffs_total HTTP/1.1 connections handed from the fast lane to the general path (a request it does not take)."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_fast_lane_handoffs_total counter");
-        let _ = writeln!(
-            o,
-            "portcullis_fast_lane_handoffs_total {}",
-            get(&self.handoffs)
-        );
-        let _ = writeln!(
-            o,
-            "# HELP portcullis_assertions_signed_total X-Portcullis-Assertion values signed (a session's cached one is sent again while it has 30 s or more left)."
-        );
-        let _ = writeln!(o, "# TYPE portcullis_assertions_signed_total counter");
-        let _ = writeln!(
-            o,
-            "portcullis_assertions_signed_total {}",
-            get(&self.assertions_signed)
+        counter(
+            &mut o,
+            "portcullis_assertions_signed_total",
+            "X-Portcullis-Assertion values signed (a session's cached one is sent again while it has 30 s or more left).",
+            get(&self.assertions_signed),
         );
         let _ = writeln!(
             o,

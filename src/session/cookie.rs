@@ -119,12 +119,7 @@ impl CookieNames {
     /// `value` is text (visible ASCII and tab), where `trim_ascii` is `str::trim`.
     pub fn keep_others(&self, value: &[u8], kept: &mut Vec<u8>) {
         for pair in value.split(|&b| b == b';') {
-            let name = pair
-                .iter()
-                .position(|&b| b == b'=')
-                .and_then(|eq| pair.get(..eq))
-                .unwrap_or(pair)
-                .trim_ascii();
+            let (name, _) = split_pair(pair);
             if name.is_empty() || self.is_ours(name) || mentions_ours(name) {
                 continue;
             }
@@ -158,13 +153,10 @@ enum Found<'a> {
 /// `request_head::is_text`), where `trim_ascii` and `str::trim` take off the same bytes.
 fn find<'a>(value: &'a [u8], name: &str) -> Found<'a> {
     for pair in value.split(|&b| b == b';') {
-        let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+        let (n, Some(val)) = split_pair(pair) else {
             continue;
         };
-        let (Some(n), Some(val)) = (pair.get(..eq), pair.get(eq + 1..)) else {
-            continue;
-        };
-        if n.trim_ascii() != name.as_bytes() {
+        if n != name.as_bytes() {
             continue;
         }
         let val = trim_quotes(val.trim_ascii());
@@ -181,6 +173,18 @@ fn find<'a>(value: &'a [u8], name: &str) -> Found<'a> {
         return Found::Invalid;
     }
     Found::Absent
+}
+
+/// One `name=value` pair of a `Cookie` value: the name trimmed, and what follows the first `=`
+/// (`None` without one: the whole pair is the name). The one split both rules use.
+fn split_pair(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match pair.iter().position(|&b| b == b'=') {
+        Some(eq) => (
+            pair.get(..eq).unwrap_or_default().trim_ascii(),
+            pair.get(eq + 1..),
+        ),
+        None => (pair.trim_ascii(), None),
+    }
 }
 
 /// Every leading and trailing `"` removed (as `str::trim_matches('"')`).

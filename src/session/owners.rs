@@ -3,7 +3,7 @@
 //! no bigger than the `Vec` it replaces); more keys live in a boxed slice of exactly their size.
 
 /// One principal's session keys, in insertion order; the caller keeps them distinct.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub enum OwnerKeys<K> {
     #[default]
     Empty,
