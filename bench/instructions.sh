@@ -7,6 +7,8 @@
 #   N=1000  requests in the long run (the short run sends 100; the difference is divided by N-100,
 #           so start-up, login and the first connection cancel out)
 #   UP_PORT=18090 PC_PORT=18092 NGX_PORT=18091   loopback ports
+#   SESSION_STORE=redis  portcullis keeps sessions in the Redis at REDIS_URL (default
+#           redis://127.0.0.1:6379/0, own key prefix, removed at the end); nginx is unchanged
 # Each BIN (and nginx as a plain reverse proxy, with `SKIP_NGINX=1` to skip it) is started under
 # callgrind twice, each time behind a fresh nginx upstream that runs under callgrind too (what
 # the proxy's requests cost the server behind it: a bigger request head, more header fields);
@@ -21,10 +23,19 @@ UP_PORT=${UP_PORT:-18090}
 NGX_PORT=${NGX_PORT:-18091}
 PC_PORT=${PC_PORT:-18092}
 PASSWORD=bench-password-123
+SESSION_STORE=${SESSION_STORE:-memory}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+REDIS_PREFIX="instr-$$-$(date +%s):"
 OUT=$ROOT/bench/out/instructions
 die() { echo "instructions: $*" >&2; exit 1; }
 [[ $N =~ ^[0-9]+$ ]] && [ "$N" -gt "$SHORT" ] || die "N must be an integer above $SHORT"
 for t in valgrind curl; do command -v $t >/dev/null || die "$t is needed (apt-get install $t)"; done
+case $SESSION_STORE in
+  memory) ;;
+  redis) command -v redis-cli >/dev/null && redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 ||
+    die "SESSION_STORE=redis needs redis-cli and a Redis answering at $REDIS_URL" ;;
+  *) die "SESSION_STORE must be 'memory' or 'redis' (got '$SESSION_STORE')" ;;
+esac
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX_BIN" ] || die "nginx is needed (apt-get install nginx-light)"
 BINS=("$@")
@@ -38,6 +49,9 @@ cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [ "$SESSION_STORE" = redis ]; then
+    redis-cli -u "$REDIS_URL" --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
+  fi
 }
 trap cleanup EXIT
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -145,6 +159,8 @@ signing_key = "assertion.p8"
 [upstream]
 url = "http://127.0.0.1:$UP_PORT"
 
+$(if [ "$SESSION_STORE" = redis ]; then printf '[session]\nstore = "redis"\nredis_url = "%s"\nredis_prefix = "%s"\n' "$REDIS_URL" "$REDIS_PREFIX$i:"; fi)
+
 [storage]
 url = "sqlite://portcullis.db"
 
@@ -161,7 +177,7 @@ EOF
   (cd "$dir" && printf '%s\n' "$PASSWORD" | "$bin" users add bench --role end_user \
     --password-stdin --config "$dir/portcullis.toml" >/dev/null 2>&1) || die "users add failed for $bin"
   PORT=$PC_PORT URL=http://127.0.0.1:$PC_PORT/app
-  # Each start logs in afresh (sessions live in memory) and sets HEADER for the requests.
+  # Each start logs in afresh and sets HEADER for the requests.
   prepare() {
     local jar=$dir/jar form csrf
     rm -f "$jar"

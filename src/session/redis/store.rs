@@ -120,6 +120,78 @@ pub(super) fn store_error(what: &str, e: &RedisError) -> StoreError {
 }
 
 impl RedisStore {
+    /// The replica's cached copy, while the invalidation subscription is live and the session
+    /// itself is: no round trip and no future (the proxy path's common case).
+    pub fn cached(&self, id: &SessionId) -> Option<Arc<Session>> {
+        self.inner
+            .cache
+            .get(id)
+            .filter(|s| s.check(self.inner.clock.now()).is_ok())
+    }
+
+    /// The session as Redis has it (cached for later lookups when the subscription allows).
+    pub async fn read(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        // Taken before the read: if anything is invalidated meanwhile, the answer is not cached.
+        let ticket = self.inner.cache.ticket();
+        let row: SessionFields = self
+            .query(
+                "get session",
+                redis::cmd("HMGET")
+                    .arg(self.session_key(id))
+                    .arg("u")
+                    .arg("d")
+                    .arg("l"),
+            )
+            .await?;
+        let s = match row {
+            (Some(user), Some(data), Some(last_seen)) => {
+                let hit = self.inner.decoded.get(id).and_then(|e| {
+                    let (u, d, s) = e.value();
+                    (*u == user && *d == data).then(|| Arc::clone(s))
+                });
+                match hit {
+                    Some(s) => {
+                        s.set_last_seen(last_seen);
+                        s
+                    }
+                    None => {
+                        let Some(s) = decode(
+                            id.clone(),
+                            (Some(user.clone()), Some(data.clone()), Some(last_seen)),
+                        )?
+                        else {
+                            return Ok(None);
+                        };
+                        let s = Arc::new(s);
+                        if self.inner.decoded.len() >= DECODED_CAP {
+                            self.inner.decoded.clear();
+                        }
+                        self.inner
+                            .decoded
+                            .insert(id.clone(), (user, data, Arc::clone(&s)));
+                        s
+                    }
+                }
+            }
+            row => {
+                self.inner.decoded.remove(id);
+                let Some(s) = decode(id.clone(), row)? else {
+                    return Ok(None);
+                };
+                Arc::new(s)
+            }
+        };
+        if s.check(self.inner.clock.now()).is_err() {
+            // Expired by the gateway clock before its Redis TTL ran out: never hand it out,
+            // and delete it so no replica sees it again. A failed delete changes nothing for
+            // this answer (no session), and the TTL removes the key in any case.
+            let _ = self.remove(id).await;
+            return Ok(None);
+        }
+        self.inner.cache.offer(ticket, &s);
+        Ok(Some(s))
+    }
+
     /// Connects to the Redis at `url` and checks it answers and supports GETDEL (Redis ≥ 6.2).
     /// Fails with `Unavailable` within a few seconds when the server cannot be reached.
     /// Every key is prefixed with `prefix`; at most `max_sessions` sessions are kept.
@@ -274,70 +346,10 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
-        if let Some(s) = self.inner.cache.get(id) {
-            if s.check(self.inner.clock.now()).is_ok() {
-                return Ok(Some(s));
-            }
+        match self.cached(id) {
+            Some(s) => Ok(Some(s)),
+            None => self.read(id).await,
         }
-        // Taken before the read: if anything is invalidated meanwhile, the answer is not cached.
-        let ticket = self.inner.cache.ticket();
-        let row: SessionFields = self
-            .query(
-                "get session",
-                redis::cmd("HMGET")
-                    .arg(self.session_key(id))
-                    .arg("u")
-                    .arg("d")
-                    .arg("l"),
-            )
-            .await?;
-        let s = match row {
-            (Some(user), Some(data), Some(last_seen)) => {
-                let hit = self.inner.decoded.get(id).and_then(|e| {
-                    let (u, d, s) = e.value();
-                    (*u == user && *d == data).then(|| Arc::clone(s))
-                });
-                match hit {
-                    Some(s) => {
-                        s.set_last_seen(last_seen);
-                        s
-                    }
-                    None => {
-                        let Some(s) = decode(
-                            id.clone(),
-                            (Some(user.clone()), Some(data.clone()), Some(last_seen)),
-                        )?
-                        else {
-                            return Ok(None);
-                        };
-                        let s = Arc::new(s);
-                        if self.inner.decoded.len() >= DECODED_CAP {
-                            self.inner.decoded.clear();
-                        }
-                        self.inner
-                            .decoded
-                            .insert(id.clone(), (user, data, Arc::clone(&s)));
-                        s
-                    }
-                }
-            }
-            row => {
-                self.inner.decoded.remove(id);
-                let Some(s) = decode(id.clone(), row)? else {
-                    return Ok(None);
-                };
-                Arc::new(s)
-            }
-        };
-        if s.check(self.inner.clock.now()).is_err() {
-            // Expired by the gateway clock before its Redis TTL ran out: never hand it out,
-            // and delete it so no replica sees it again. A failed delete changes nothing for
-            // this answer (no session), and the TTL removes the key in any case.
-            let _ = self.remove(id).await;
-            return Ok(None);
-        }
-        self.inner.cache.offer(ticket, &s);
-        Ok(Some(s))
     }
 
     async fn insert(&self, session: Session) -> Result<Arc<Session>, StoreError> {
