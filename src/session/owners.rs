@@ -90,5 +90,9 @@ mod tests {
             std::mem::size_of::<OwnerKeys<[u8; 22]>>(),
             std::mem::size_of::<Vec<[u8; 22]>>()
         );
+        assert_eq!(
+            std::mem::size_of::<OwnerKeys<[u8; 16]>>(),
+            std::mem::size_of::<Vec<[u8; 16]>>()
+        );
     }
 }

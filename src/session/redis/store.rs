@@ -419,7 +419,7 @@ impl SessionStore for RedisStore {
             .arg(principal)
             .arg(&self.inner.channel);
         let ids: Vec<String> = self.invoke("remove user sessions", &inv).await?;
-        let mut ids: Vec<SessionId> = ids.into_iter().map(SessionId).collect();
+        let mut ids: Vec<SessionId> = ids.into_iter().map(SessionId::from_text).collect();
         for id in &ids {
             self.inner.cache.invalidate(id);
         }
@@ -447,7 +447,7 @@ impl SessionStore for RedisStore {
                 .await?;
             let mut ids: Vec<SessionId> = ids
                 .into_iter()
-                .map(SessionId)
+                .map(SessionId::from_text)
                 .filter(|id| after.is_none_or(|a| id > a))
                 .collect();
             ids.sort();
@@ -482,7 +482,7 @@ impl SessionStore for RedisStore {
                 )
                 .await?;
             let full_page = page.len() == LIST_BATCH;
-            let ids: Vec<SessionId> = page.into_iter().map(SessionId).collect();
+            let ids: Vec<SessionId> = page.into_iter().map(SessionId::from_text).collect();
             cursor = ids.last().cloned();
             // Sessions expired by the clock but not yet by their TTL are skipped, not returned.
             for s in self.fetch(&ids).await?.into_iter().flatten() {

@@ -115,7 +115,7 @@ async fn listen(inner: &Arc<Inner>) -> String {
                 } else if !payload.starts_with(b"hb:") {
                     // Session ids are base64url; anything else invalidates nothing, harmlessly.
                     if let Ok(id) = std::str::from_utf8(payload) {
-                        inner.cache.invalidate(&SessionId(id.to_owned()));
+                        inner.cache.invalidate(&SessionId::from_text(id.to_owned()));
                     }
                 }
             }
