@@ -13,13 +13,17 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// Public session id: base64url of the first 128 bits of SHA-256(cookie token). It is the
 /// store key, the `X-Auth-Session` value and the admin API id; it cannot be turned back into
 /// a cookie.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SessionId {
     text: String,
     /// The 16 bytes `text` encodes (`None` when it encodes no 16 bytes), worked out once: the
     /// memory store keys on them, and the proxy path looks an id up on every request.
     bytes: Option<[u8; 16]>,
 }
+
+/// The base64url alphabet, in the order of the values its characters stand for.
+pub(super) const ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Marks a byte outside the base64url alphabet in `SEXTETS`.
 const BAD: u8 = 0x80;
@@ -28,17 +32,27 @@ const BAD: u8 = 0x80;
 // Built at compile time: an index out of range would fail the build, never a request.
 #[allow(clippy::indexing_slicing)]
 const SEXTETS: [u8; 256] = {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut table = [BAD; 256];
     let mut i = 0;
     while i < 64 {
-        table[alphabet[i] as usize] = i as u8;
+        table[ALPHABET[i] as usize] = i as u8;
         i += 1;
     }
     table
 };
 
-// Equality, order and hash are the text's alone: `bytes` is a function of it.
+/// Whether `c` is a base64url character.
+fn is_b64url(c: u8) -> bool {
+    SEXTETS.get(usize::from(c)).is_some_and(|v| *v != BAD)
+}
+
+// Printed, compared, ordered and hashed as its text alone: `bytes` is a function of it.
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SessionId").field(&self.text).finish()
+    }
+}
+
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
         self.text == other.text
@@ -82,10 +96,7 @@ impl SessionId {
 
     /// Accepts an id as typed by an admin: 22 base64url characters.
     pub fn parse(s: &str) -> Option<SessionId> {
-        (s.len() == 22
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| SessionId::from_text(s.to_owned()))
+        (s.len() == 22 && s.bytes().all(is_b64url)).then(|| SessionId::from_text(s.to_owned()))
     }
 
     /// An id as a store wrote it (the stores beside this file rebuild ids they wrote; everyone
@@ -221,7 +232,6 @@ mod tests {
 
     #[test]
     fn an_id_and_its_bytes_round_trip_and_no_other_string_has_those_bytes() {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         for i in 0..2000 {
             let id = SessionId::of_str(&format!("token-{i}"));
             let bytes = id.to_bytes().unwrap();
@@ -263,7 +273,6 @@ mod tests {
             text in proptest::collection::vec(proptest::prelude::any::<u8>(), 22),
             alphabet_only in proptest::prelude::any::<bool>(),
         ) {
-            const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let text: Vec<u8> = if alphabet_only {
                 text.iter().map(|b| ALPHABET[usize::from(*b) % 64]).collect()
             } else {

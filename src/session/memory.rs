@@ -352,7 +352,7 @@ impl SessionStore for MemoryStore {
                 .map(|e| *e.key())
                 .collect(),
         };
-        keys.sort_unstable_by_key(SessionId::text_of);
+        keys.sort_by_cached_key(SessionId::text_of);
         keys.truncate(limit);
         // Listing (admin API, account page) does not displace the proxy path's hot sessions.
         let mut out = Vec::with_capacity(keys.len());
@@ -696,12 +696,9 @@ mod tests {
         st.insert(session("a", "ann", 1000)).await.unwrap();
         let id = sid("a");
         let last = id.as_str().as_bytes()[21];
-        let trailing = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-            .iter()
-            .position(|c| *c == last)
-            .unwrap();
-        let alias_char = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-            [trailing | 1] as char;
+        let alphabet = crate::session::id::ALPHABET;
+        let trailing = alphabet.iter().position(|c| *c == last).unwrap();
+        let alias_char = char::from(alphabet[trailing | 1]);
         let alias = SessionId::parse(&format!("{}{alias_char}", &id.as_str()[..21])).unwrap();
         assert_ne!(alias, id);
         assert!(st.get(&alias).await.unwrap().is_none());
